@@ -1,0 +1,88 @@
+# consortium — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+SIM_SEEDS ?= 200
+PYTEST_FLAGS ?=
+
+##@ Setup
+.PHONY: help
+help: ## list targets
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python >= 3.11)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 required")'
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install the project with its test extras
+
+##@ Run
+.PHONY: demo
+demo: install ## start a local 4-validator BFT consortium (no cluster) and commit blocks
+	$(VENV)/bin/consortium demo
+
+.PHONY: node-dev
+node-dev: install ## run one solo node on 127.0.0.1:7050 with data in ./data/dev
+	$(VENV)/bin/consortium-node dev --data-dir data/dev --listen 127.0.0.1:7050
+
+##@ Code
+PROTO_DIR := proto
+PROTO_SRC := $(wildcard $(PROTO_DIR)/consortium_api/v1/*.proto)
+
+.PHONY: proto
+proto: install ## regenerate the gRPC/protobuf Python code from proto/
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) \
+		--mypy_out=$(PROTO_DIR) --mypy_grpc_out=$(PROTO_DIR) $(PROTO_SRC)
+
+.PHONY: verify
+verify: install ## regenerate generated code and fail if it differs from what is committed
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) && \
+	diff -r -x '__init__.py' -x '__pycache__' $$tmp/consortium_api/v1 $(PROTO_DIR)/consortium_api/v1 \
+		| grep -v '^Only in $(PROTO_DIR)' | grep . && { echo "error: generated code is stale, run 'make proto'"; exit 1; } || echo "generated code up to date"
+
+.PHONY: lint
+lint: install ## ruff, mypy --strict, import-linter contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: install ## auto-format with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+##@ Test
+.PHONY: test-fast
+test-fast: verify lint ## lint + unit, sim and integration tests (no cluster)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e and not slow" --sim-seeds $(SIM_SEEDS) tests
+
+.PHONY: test
+test: test-fast ## everything test-fast does, plus the cluster tier when a cluster can be booted
+	@if [ "$${CI:-}" = "true" ] && grep -q '^test-e2e:' cluster/cluster.mk 2>/dev/null; then \
+		$(MAKE) --no-print-directory test-e2e; \
+	else echo "cluster tier: not run (CI is not 'true' or cluster/cluster.mk has no test-e2e)"; fi
+
+.PHONY: test-sim-long
+test-sim-long: install ## the simulation suite with 2,000 seeds per engine
+	$(PY) -m pytest -q -p no:cacheprovider -m sim --sim-seeds 2000 tests/sim
+
+##@ Benchmarks
+.PHONY: bench
+bench: install ## run the benchmarks; results in bench/results/latest.json
+	$(PY) -m bench.run
+
+-include cluster/cluster.mk

@@ -1,0 +1,29 @@
+# Shared settings and helpers for the cluster scripts. Sourced, never executed.
+# shellcheck shell=bash
+
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO_ROOT="$(cd "$CLUSTER_DIR/.." && pwd)"
+
+# Everything built or started lives outside the clone, keyed by version.
+CACHE_DIR="${CONSORTIUM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/consortium}"
+STATE_DIR="${CONSORTIUM_STATE:-$CACHE_DIR/state}"
+BIN_DIR="$CACHE_DIR/bin"
+
+# Versions: Kubernetes comes from cluster/k8s/go.mod, CoreDNS from cluster/coredns/go.mod.
+K8S_VERSION="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$CLUSTER_DIR/k8s/go.mod")"
+COREDNS_VERSION="$(awk '$1 == "require" && $2 == "github.com/coredns/coredns" {print $3}' "$CLUSTER_DIR/coredns/go.mod" 2>/dev/null || true)"
+DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+K8S_BIN_DIR="$CACHE_DIR/k8s/$K8S_VERSION/bin"
+COREDNS_BIN_DIR="$CACHE_DIR/coredns/$COREDNS_VERSION/bin"
+
+# Cluster identity. The kubeconfig context name is what tests/e2e/conftest.py checks.
+CLUSTER_NAME="${CLUSTER_NAME:-consortium-test}"
+NODE_CONTAINER="${CLUSTER_NAME}-control-plane"
+DOCKER_NETWORK="${CLUSTER_NAME}-net"
+KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "$0 must run as root (it installs packages and starts dockerd)"; }
