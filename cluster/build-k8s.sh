@@ -29,7 +29,7 @@ build_k8s() {
 	log "building kubernetes $K8S_VERSION: ${K8S_CMDS[*]} (cold: ~25 min on 2 cores)"
 	rm -rf "$out.tmp"; mkdir -p "$out.tmp"
 	local t0=$SECONDS
-	(cd "$CLUSTER_DIR/k8s" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="$ld" -o "$out.tmp/" "${pkgs[@]}")
+	(cd "$CLUSTER_DIR/k8s" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags="$ld" -o "$out.tmp/" "${pkgs[@]}")
 	touch "$out.tmp/.complete"
 	rm -rf "$out"; mv "$out.tmp" "$out"
 	log "kubernetes $K8S_VERSION built in $((SECONDS - t0))s"
@@ -44,7 +44,7 @@ build_simple() { # name version moddir out pkg...
 	log "building $name $version"
 	rm -rf "$out.tmp"; mkdir -p "$out.tmp"
 	local t0=$SECONDS
-	(cd "$moddir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o "$out.tmp/" "$@")
+	(cd "$moddir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags="-s -w" -o "$out.tmp/" "$@")
 	touch "$out.tmp/.complete"
 	rm -rf "$out"; mv "$out.tmp" "$out"
 	log "$name $version built in $((SECONDS - t0))s"

@@ -15,8 +15,12 @@ COREDNS_VERSION="$(awk '$1 == "require" && $2 == "github.com/coredns/coredns" {p
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+# The pause binary is ours: its version is a hash of its source.
+PAUSE_VERSION="$(cat "$CLUSTER_DIR/pause/go.mod" "$CLUSTER_DIR/pause/main.go" | sha256sum | cut -c1-12)"
+
 K8S_BIN_DIR="$CACHE_DIR/k8s/$K8S_VERSION/bin"
 COREDNS_BIN_DIR="$CACHE_DIR/coredns/$COREDNS_VERSION/bin"
+PAUSE_BIN_DIR="$CACHE_DIR/pause/$PAUSE_VERSION/bin"
 
 # Cluster identity. The kubeconfig context name is what tests/e2e/conftest.py checks.
 CLUSTER_NAME="${CLUSTER_NAME:-consortium-test}"

@@ -90,7 +90,14 @@ class CommitCertificate:
 def commit_sign_bytes(chain_id: str, height: int, rnd: int, block_hash: bytes) -> bytes:
     """The bytes a validator signs to commit a block (domain-separated per chain)."""
     cid = chain_id.encode()
-    return b"consortium/commit/v1" + _U32.pack(len(cid)) + cid + _U64.pack(height) + _U64.pack(rnd) + block_hash
+    return (
+        b"consortium/commit/v1"
+        + _U32.pack(len(cid))
+        + cid
+        + _U64.pack(height)
+        + _U64.pack(rnd)
+        + block_hash
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,161 @@
+"""Genesis: the chain's initial validator set, admins, balances, key/values and parameters.
+
+Canonical form is JSON with sorted keys and hex-encoded bytes; the genesis hash (SHA-256 of
+the canonical bytes) is the `prev_hash` of block 1, so nodes with different genesis files can
+never agree on a block. Produced by the operator (genesis.py there) and `consortium up`, loaded
+by the node at first start (storage writes its state once)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DecodeError
+from .hashing import sha256
+from .lthash import LtHash
+from .state import (
+    ADMINS_KEY,
+    PARAMS,
+    VSET_LATEST_KEY,
+    Validator,
+    balance_key,
+    encode_validators,
+    issuer_key,
+    kv_key,
+    pack_u64,
+    param_key,
+    vset_key,
+)
+from .tx import ASSET_RE, MAX_AMOUNT
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    asset: str
+    account: bytes
+    amount: int
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    time_ms: int
+    validators: tuple[Validator, ...]
+    admins: tuple[bytes, ...] = ()
+    accounts: tuple[Account, ...] = ()
+    kv: tuple[tuple[bytes, bytes], ...] = ()
+    params: dict[str, int] = field(default_factory=dict)
+    consensus: str = "solo"  # solo | raft | bft
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "time_ms": self.time_ms,
+            "consensus": self.consensus,
+            "validators": [
+                {"node_id": v.node_id.hex(), "organization": v.organization}
+                for v in sorted(self.validators, key=lambda v: v.node_id)
+            ],
+            "admins": sorted(a.hex() for a in self.admins),
+            "accounts": [
+                {"asset": a.asset, "account": a.account.hex(), "amount": a.amount}
+                for a in self.accounts
+            ],
+            "kv": [{"key": k.hex(), "value": v.hex()} for k, v in self.kv],
+            "params": dict(sorted(self.params.items())),
+        }
+
+    def canonical(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def hash(self) -> bytes:
+        return sha256(self.canonical())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Genesis:
+        try:
+            g = cls(
+                chain_id=str(d["chain_id"]),
+                time_ms=int(d.get("time_ms", 0)),
+                consensus=str(d.get("consensus", "solo")),
+                validators=tuple(
+                    Validator(bytes.fromhex(v["node_id"]), str(v["organization"]))
+                    for v in d["validators"]
+                ),
+                admins=tuple(bytes.fromhex(a) for a in d.get("admins", [])),
+                accounts=tuple(
+                    Account(str(a["asset"]), bytes.fromhex(a["account"]), int(a["amount"]))
+                    for a in d.get("accounts", [])
+                ),
+                kv=tuple(
+                    (bytes.fromhex(e["key"]), bytes.fromhex(e["value"])) for e in d.get("kv", [])
+                ),
+                params={str(k): int(v) for k, v in d.get("params", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise DecodeError(f"invalid genesis: {e!r}") from e
+        g.validate()
+        return g
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Genesis:
+        try:
+            d = json.loads(data)
+        except ValueError as e:
+            raise DecodeError(f"genesis is not JSON: {e}") from e
+        if not isinstance(d, dict):
+            raise DecodeError("genesis must be a JSON object")
+        return cls.from_dict(d)
+
+    def validate(self) -> None:
+        if not self.validators:
+            raise DecodeError("genesis needs at least one validator")
+        ids = [v.node_id for v in self.validators]
+        if len(set(ids)) != len(ids) or any(len(i) != 32 for i in ids):
+            raise DecodeError("validator node ids must be distinct 32-byte keys")
+        if self.consensus not in ("solo", "raft", "bft"):
+            raise DecodeError(f"unknown consensus {self.consensus!r}")
+        if self.consensus == "solo" and len(ids) != 1:
+            raise DecodeError("solo consensus takes exactly one validator")
+        if self.consensus == "bft" and len(ids) < 4:
+            raise DecodeError("bft consensus needs at least 4 validators (3f+1, f >= 1)")
+        for a in self.accounts:
+            if (
+                not ASSET_RE.match(a.asset)
+                or len(a.account) != 32
+                or not 0 <= a.amount <= MAX_AMOUNT
+            ):
+                raise DecodeError(f"invalid genesis account {a.asset}/{a.account.hex()}")
+        for name, value in self.params.items():
+            if name not in PARAMS or not PARAMS[name][1] <= value <= PARAMS[name][2]:
+                raise DecodeError(f"invalid genesis parameter {name}={value}")
+
+    def writes(self) -> dict[bytes, bytes | None]:
+        """The state at height 0."""
+        w: dict[bytes, bytes | None] = {
+            vset_key(1): encode_validators(self.validators),
+            VSET_LATEST_KEY: pack_u64(1),
+        }
+        if self.admins:
+            w[ADMINS_KEY] = b"".join(sorted(self.admins))
+        for a in self.accounts:
+            k = balance_key(a.asset, a.account)
+            prev = w.get(k)
+            w[k] = pack_u64((int.from_bytes(prev, "big") if prev else 0) + a.amount)
+            w.setdefault(
+                issuer_key(a.asset), b"\x00" * 32
+            )  # genesis-minted: no issuer key holds it
+        for k, v in self.kv:
+            w[kv_key(k)] = v
+        for name, value in self.params.items():
+            w[param_key(name)] = str(value).encode()
+        return w
+
+    def lthash(self) -> LtHash:
+        h = LtHash()
+        for k, v in self.writes().items():
+            if v is not None:
+                h.add(k, v)
+        return h

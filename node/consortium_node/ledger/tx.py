@@ -1,0 +1,115 @@
+"""Transactions as the core sees them: decoded, immutable, carrying their exact signed bytes.
+
+Decoding from the wire (protobuf `SignedTx`/`TxBody`) happens in transport/codec.py; this module
+holds the domain types and the stateless checks every node applies identically. The tx id is
+SHA-256 of the signed body bytes (never of a re-serialisation)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import Reject, TxRejected
+
+MAX_KEY_BYTES = 256
+MAX_VALUE_BYTES = 64 * 1024
+DEFAULT_MAX_TX_BYTES = 128 * 1024
+MAX_AMOUNT = (1 << 63) - 1
+ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+PARAM_RE = re.compile(r"^[a-z_]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class KvPut:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KvDelete:
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AssetIssue:
+    asset: str
+    to: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssetTransfer:
+    asset: str
+    to: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddValidator:
+    node_id: bytes
+    organization: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveValidator:
+    node_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetParam:
+    name: str
+    value: str
+
+
+Payload = KvPut | KvDelete | AssetIssue | AssetTransfer | AddValidator | RemoveValidator | SetParam
+GOVERNANCE = (AddValidator, RemoveValidator, SetParam)
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    id: bytes  # SHA-256(body)
+    raw: bytes  # the SignedTx bytes exactly as received (what blocks carry)
+    body: bytes  # the signed bytes
+    signature: bytes
+    chain_id: str
+    sender: bytes
+    nonce: int
+    payload: Payload
+
+
+def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
+    """Checks that need no state (signature excepted: see crypto.verify). Raises TxRejected."""
+    if len(tx.raw) > max_tx_bytes:
+        raise TxRejected(
+            Reject.TOO_LARGE, f"transaction is {len(tx.raw)} bytes, limit {max_tx_bytes}"
+        )
+    if tx.chain_id != chain_id:
+        raise TxRejected(
+            Reject.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not this chain ({chain_id!r})"
+        )
+    if len(tx.sender) != 32:
+        raise TxRejected(Reject.MALFORMED, "sender must be a 32-byte Ed25519 public key")
+    if len(tx.signature) != 64:
+        raise TxRejected(Reject.BAD_SIGNATURE, "signature must be 64 bytes")
+    p = tx.payload
+    if isinstance(p, KvPut | KvDelete):
+        if not 0 < len(p.key) <= MAX_KEY_BYTES:
+            raise TxRejected(Reject.INVALID, f"key must be 1..{MAX_KEY_BYTES} bytes")
+        if isinstance(p, KvPut) and len(p.value) > MAX_VALUE_BYTES:
+            raise TxRejected(Reject.INVALID, f"value exceeds {MAX_VALUE_BYTES} bytes")
+    elif isinstance(p, AssetIssue | AssetTransfer):
+        if not ASSET_RE.match(p.asset):
+            raise TxRejected(
+                Reject.INVALID, f"asset name {p.asset!r} must match {ASSET_RE.pattern}"
+            )
+        if len(p.to) != 32:
+            raise TxRejected(Reject.INVALID, "recipient account must be a 32-byte public key")
+        if not 0 < p.amount <= MAX_AMOUNT:
+            raise TxRejected(Reject.INVALID, f"amount must be 1..{MAX_AMOUNT}")
+    elif isinstance(p, AddValidator | RemoveValidator):
+        if len(p.node_id) != 32:
+            raise TxRejected(Reject.INVALID, "validator node id must be a 32-byte public key")
+        if isinstance(p, AddValidator) and not p.organization:
+            raise TxRejected(Reject.INVALID, "validator organization must not be empty")
+    elif isinstance(p, SetParam) and not PARAM_RE.match(p.name):
+        raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")
