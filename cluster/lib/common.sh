@@ -31,3 +31,10 @@ KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 need_root() { [ "$(id -u)" = 0 ] || die "$0 must run as root (it installs packages and starts dockerd)"; }
+
+# Docker: Debian's client matches Debian's daemon; fall back to whatever is on PATH.
+if [ -x /usr/bin/docker ]; then DOCKER="${DOCKER:-/usr/bin/docker}"; else DOCKER="${DOCKER:-docker}"; fi
+export DOCKER_BUILDKIT=0 # the classic builder uses local base images and never pulls
+DOCKERD_PIDFILE="$STATE_DIR/dockerd.pid"
+DOCKER_RUNTIME="consortium-runc" # runc wrapper that drops CAP_SYS_RESOURCE (see docker.sh)
+docker() { "$DOCKER" "$@"; }

@@ -1,0 +1,157 @@
+"""Append-only block segment files: the node's copy of the chain.
+
+Record framing: u32 length | u32 CRC-32 of payload | payload (= `Block.encode()`), big-endian.
+Every append is fdatasync'ed before it returns (one fsync per block). Segments are named after
+the first height they hold and roll at `segment_bytes`.
+
+At open, every segment is scanned; the first record that is short, fails its CRC, does not
+decode, or breaks the height sequence marks a torn/corrupt tail: the file is truncated there
+(and any later segment removed) so the damaged bytes are never served. `repaired` tells the
+runtime how many bytes were cut so it can log and refetch from peers. Called by runtime only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ledger.block import Block
+from ..ledger.errors import DecodeError, InvariantError
+
+log = logging.getLogger(__name__)
+_FRAME = struct.Struct(">II")
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Loc:
+    segment: int  # index into BlockStore._segments
+    offset: int  # of the payload
+    length: int
+
+
+class BlockStore:
+    def __init__(self, directory: Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self._dir = directory
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._segment_bytes = segment_bytes
+        self._segments: list[Path] = []
+        self._fds: list[int] = []
+        self._index: list[_Loc] = []  # _index[h - 1] locates block h
+        self._tail_size = 0
+        self.repaired = 0  # bytes cut from a torn or corrupt tail at open
+        self._open()
+
+    # -- start-up scan --------------------------------------------------------------------
+    def _open(self) -> None:
+        names = sorted(p for p in self._dir.glob("seg-*.blk"))
+        for i, path in enumerate(names):
+            first = int(path.stem.split("-")[1])
+            if first != len(self._index) + 1:
+                self._cut_from(i, names, 0, f"segment {path.name} does not continue the chain")
+                return
+            self._segments.append(path)
+            self._fds.append(os.open(path, os.O_RDWR))
+            good = self._scan(len(self._segments) - 1)
+            size = os.fstat(self._fds[-1]).st_size
+            if good != size:
+                self._cut_from(i, names, good, f"torn or corrupt record at {path.name}:{good}")
+                return
+            self._tail_size = size
+
+    def _scan(self, seg: int) -> int:
+        """Indexes valid records of one segment; returns the offset after the last good one."""
+        fd = self._fds[seg]
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        pos = 0
+        while pos + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(data, pos)
+            start, end = pos + _FRAME.size, pos + _FRAME.size + length
+            if end > len(data):
+                break
+            payload = data[start:end]
+            if zlib.crc32(payload) != crc:
+                break
+            try:
+                height = Block.decode(payload).height
+            except DecodeError:
+                break
+            if height != len(self._index) + 1:
+                break
+            self._index.append(_Loc(seg, start, length))
+            pos = end
+        return pos
+
+    def _cut_from(self, i: int, names: list[Path], offset: int, why: str) -> None:
+        cut = 0
+        if i < len(self._segments):  # truncate this (already opened) segment at `offset`
+            fd = self._fds[i]
+            size = os.fstat(fd).st_size
+            cut += size - offset
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+            self._tail_size = offset
+            later = names[i + 1 :]
+        else:
+            later = names[i:]
+        for p in later:
+            cut += p.stat().st_size
+            p.unlink()
+        _fsync_dir(self._dir)
+        self.repaired = cut
+        log.error("block store repaired: %s; cut %d bytes, height now %d", why, cut, self.height)
+
+    # -- API ------------------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        return len(self._index)
+
+    def append(self, block: Block) -> None:
+        if block.height != self.height + 1:
+            raise InvariantError(f"append of block {block.height} on top of {self.height}")
+        payload = block.encode()
+        if not self._segments or self._tail_size >= self._segment_bytes:
+            self._new_segment(block.height)
+        fd = self._fds[-1]
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        written = os.pwrite(fd, frame, self._tail_size)
+        if written != len(frame):
+            raise InvariantError(f"short write to {self._segments[-1]}")
+        os.fdatasync(fd)
+        self._index.append(
+            _Loc(len(self._segments) - 1, self._tail_size + _FRAME.size, len(payload))
+        )
+        self._tail_size += len(frame)
+
+    def _new_segment(self, first: int) -> None:
+        path = self._dir / f"seg-{first:012d}.blk"
+        self._segments.append(path)
+        self._fds.append(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640))
+        self._tail_size = 0
+        _fsync_dir(self._dir)
+
+    def get_raw(self, height: int) -> bytes | None:
+        if not 1 <= height <= len(self._index):
+            return None
+        loc = self._index[height - 1]
+        return os.pread(self._fds[loc.segment], loc.length, loc.offset)
+
+    def get(self, height: int) -> Block | None:
+        raw = self.get_raw(height)
+        return None if raw is None else Block.decode(raw)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
