@@ -1,0 +1,131 @@
+"""Node configuration: a YAML/JSON file (`consortium-node run --config FILE`) parsed into a typed,
+validated `NodeConfig`. Written by `consortium-node dev`, `consortium up` and the operator's
+rendered ConfigMap; read by __main__ and runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    node_id: bytes
+    address: str  # host:port of the peer's gRPC endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusConfig:
+    tick_ms: int = 10
+    block_interval_ms: int = 50  # cut a non-full block after this long
+    empty_block_ms: int = 2000  # commit an empty block after this long idle (0 = never)
+    election_ticks: int = 50  # raft election timeout / bft base round timeout, in ticks
+    heartbeat_ticks: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    data_dir: Path
+    key_file: Path
+    genesis_file: Path
+    listen: str = "127.0.0.1:7050"
+    metrics_listen: str | None = None
+    organization: str = ""
+    name: str = "node"
+    peers: tuple[Peer, ...] = ()
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    mempool_size: int = 100_000
+    fsync: bool = True
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path} must be a mapping")
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], base: Path = Path()) -> NodeConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        try:
+            cons = d.get("consensus") or {}
+            cknown = set(ConsensusConfig.__dataclass_fields__)
+            if set(cons) - cknown:
+                raise ConfigError(
+                    f"unknown consensus keys: {', '.join(sorted(set(cons) - cknown))}"
+                )
+            cfg = cls(
+                data_dir=base / str(d["data_dir"]),
+                key_file=base / str(d["key_file"]),
+                genesis_file=base / str(d["genesis_file"]),
+                listen=str(d.get("listen", "127.0.0.1:7050")),
+                metrics_listen=d.get("metrics_listen"),
+                organization=str(d.get("organization", "")),
+                name=str(d.get("name", "node")),
+                peers=tuple(
+                    Peer(bytes.fromhex(p["node_id"]), str(p["address"])) for p in d.get("peers", [])
+                ),
+                consensus=ConsensusConfig(**{k: int(v) for k, v in cons.items()}),
+                mempool_size=int(d.get("mempool_size", 100_000)),
+                fsync=bool(d.get("fsync", True)),
+                log_format=str(d.get("log_format", "json")),
+                log_level=str(d.get("log_level", "INFO")).upper(),
+            )
+        except KeyError as e:
+            raise ConfigError(f"config lacks required key {e.args[0]!r}") from e
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid config value: {e}") from e
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for addr in (self.listen, self.metrics_listen, *(p.address for p in self.peers)):
+            if addr is not None and not _is_hostport(addr):
+                raise ConfigError(f"address {addr!r} must be HOST:PORT")
+        if self.consensus.tick_ms <= 0 or self.consensus.block_interval_ms <= 0:
+            raise ConfigError("consensus.tick_ms and block_interval_ms must be positive")
+        if self.mempool_size <= 0:
+            raise ConfigError("mempool_size must be positive")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("log_format must be json or text")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data_dir": str(self.data_dir),
+            "key_file": str(self.key_file),
+            "genesis_file": str(self.genesis_file),
+            "listen": self.listen,
+            "metrics_listen": self.metrics_listen,
+            "organization": self.organization,
+            "name": self.name,
+            "peers": [{"node_id": p.node_id.hex(), "address": p.address} for p in self.peers],
+            "consensus": {
+                k: getattr(self.consensus, k) for k in ConsensusConfig.__dataclass_fields__
+            },
+            "mempool_size": self.mempool_size,
+            "fsync": self.fsync,
+            "log_format": self.log_format,
+            "log_level": self.log_level,
+        }
+
+
+def _is_hostport(addr: str) -> bool:
+    host, sep, port = addr.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 <= int(port) < 65536)

@@ -1,0 +1,76 @@
+"""Ed25519 keys (PyNaCl): node and client signing keys, key files, signature checks.
+
+Key file: JSON {"public_key": hex, "private_key": hex of the 32-byte seed}, mode 0600. Used by
+runtime (node key, tx signature checks), the CLI/client (client keys), `consortium up` and the
+operator (key generation)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+
+class KeyFileError(ValueError):
+    pass
+
+
+class Ed25519Key:
+    __slots__ = ("_sk", "public")
+
+    def __init__(self, seed: bytes) -> None:
+        self._sk = SigningKey(seed)
+        self.public: bytes = bytes(self._sk.verify_key)
+
+    @classmethod
+    def generate(cls) -> Ed25519Key:
+        return cls(bytes(SigningKey.generate()))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self._sk)
+
+    def sign(self, data: bytes) -> bytes:
+        return bytes(self._sk.sign(data).signature)
+
+    def to_json(self) -> str:
+        return json.dumps({"public_key": self.public.hex(), "private_key": self.seed.hex()})
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "key") -> Ed25519Key:
+        try:
+            d = json.loads(text)
+            key = cls(bytes.fromhex(d["private_key"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise KeyFileError(f"{source}: not a consortium key file ({e})") from e
+        if "public_key" in d and d["public_key"] != key.public.hex():
+            raise KeyFileError(f"{source}: public_key does not match private_key")
+        return key
+
+    @classmethod
+    def load(cls, path: Path) -> Ed25519Key:
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise KeyFileError(f"cannot read key file {path}: {e.strerror}") from e
+        return cls.from_json(text, str(path))
+
+    def save(self, path: Path, overwrite: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def verify(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    try:
+        VerifyKey(public_key).verify(data, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True

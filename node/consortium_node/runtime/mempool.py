@@ -1,0 +1,108 @@
+"""Bounded mempool: admission checks, per-sender nonce order, batch cut for the block builder.
+
+Invariants:
+  * every tx in the pool passed decoding, stateless checks, the signature check (exactly once:
+    the pool itself is the verified-signature cache, keyed by tx id) and state preflight;
+  * for each sender the pooled nonces are contiguous, starting at the sender's committed
+    nonce, so any prefix of arrival order is a valid nonce sequence for a block.
+Called by the runtime node (submission, block building, block commit)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from ..ledger.errors import Reject, TxRejected
+from ..ledger.state import StateReader, nonce_key, preflight, u64
+from ..ledger.tx import Tx, check_stateless
+
+
+class Mempool:
+    def __init__(
+        self,
+        chain_id: str,
+        capacity: int,
+        verify: Callable[[bytes, bytes, bytes], bool],
+    ) -> None:
+        self.chain_id = chain_id
+        self.capacity = capacity
+        self._verify = verify
+        self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order
+        self._next_nonce: dict[bytes, int] = {}  # sender -> next admissible nonce (pooled)
+        self._count: dict[bytes, int] = {}  # sender -> pooled tx count
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._txs
+
+    def get(self, tx_id: bytes) -> Tx | None:
+        return self._txs.get(tx_id)
+
+    def admit(
+        self, tx: Tx, state: StateReader, max_tx_bytes: int, committed: Callable[[bytes], bool]
+    ) -> None:
+        """Raises TxRejected with the reason; on return the tx is pooled."""
+        check_stateless(tx, self.chain_id, max_tx_bytes)
+        if tx.id in self._txs or committed(tx.id):
+            raise TxRejected(Reject.DUPLICATE, f"transaction {tx.id.hex()} already submitted")
+        want = self._next_nonce.get(tx.sender)
+        if want is None:
+            want = u64(state.get(nonce_key(tx.sender)))
+        if tx.nonce < want:
+            raise TxRejected(
+                Reject.NONCE_REPLAY, f"nonce {tx.nonce} already used (next nonce is {want})"
+            )
+        if tx.nonce > want:
+            raise TxRejected(
+                Reject.NONCE_GAP, f"nonce {tx.nonce} leaves a gap (next nonce is {want})"
+            )
+        if len(self._txs) >= self.capacity:
+            raise TxRejected(Reject.MEMPOOL_FULL, f"mempool is full ({self.capacity} txs)")
+        if not self._verify(tx.sender, tx.body, tx.signature):
+            raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
+        preflight(state, tx)
+        self._txs[tx.id] = tx
+        self._next_nonce[tx.sender] = want + 1
+        self._count[tx.sender] = self._count.get(tx.sender, 0) + 1
+
+    def take(self, max_txs: int, max_bytes: int) -> list[Tx]:
+        """Oldest-first batch for a block proposal (stays pooled until committed)."""
+        out: list[Tx] = []
+        size = 0
+        for tx in self._txs.values():
+            if len(out) >= max_txs or size + len(tx.raw) > max_bytes:
+                break
+            out.append(tx)
+            size += len(tx.raw)
+        return out
+
+    def remove_committed(self, txs: Iterable[Tx], state: StateReader) -> None:
+        """Drops committed txs, then any pooled tx whose nonce the chain has now consumed
+        (another proposer included a different tx of that sender)."""
+        senders = set()
+        for tx in txs:
+            senders.add(tx.sender)
+            if self._txs.pop(tx.id, None) is not None:
+                self._dec(tx.sender)
+        for sender in senders:
+            committed = u64(state.get(nonce_key(sender)))
+            if self._count.get(sender, 0) == 0:
+                self._next_nonce.pop(sender, None)
+                continue
+            stale = [t.id for t in self._txs.values() if t.sender == sender and t.nonce < committed]
+            for tid in stale:
+                del self._txs[tid]
+                self._dec(sender)
+            if self._count.get(sender, 0) == 0:
+                self._next_nonce.pop(sender, None)
+            elif self._next_nonce[sender] < committed:
+                self._next_nonce[sender] = committed
+
+    def _dec(self, sender: bytes) -> None:
+        n = self._count[sender] - 1
+        if n:
+            self._count[sender] = n
+        else:
+            del self._count[sender]

@@ -1,0 +1,380 @@
+"""The node: ledger state, mempool and a consensus engine, driven from one asyncio loop.
+
+`Node` is the consensus `Application` (block building, validation, signatures) and the thing
+the gRPC servers call (`submit`, queries, block and commit notifications). The driver
+(`process_ready`) follows the engine contract strictly: persist, then send, then apply
+committed blocks, then advance.
+
+Commit path of one block (one fsync per step, one state transaction per block):
+  1. BlockStore.append   -> segment record, fdatasync
+  2. execute_block       -> writes, receipts, new LtHash (pure)
+  3. StateStore.commit   -> one LMDB write transaction (fsync on commit)
+Restart: blocks in the segment files beyond the state's height are re-executed, so the node
+resumes at exactly its last committed block. Created by __main__ (`consortium-node`) and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .. import crypto
+from ..config import NodeConfig
+from ..consensus.api import Engine, Envelope, Ready
+from ..consensus.solo import SoloEngine
+from ..ledger.block import Block, BlockHeader, tx_root
+from ..ledger.errors import DecodeError, InvariantError, Reject, TxRejected
+from ..ledger.genesis import Genesis
+from ..ledger.lthash import LtHash
+from ..ledger.state import (
+    Receipt,
+    Validator,
+    check_nonces,
+    execute_block,
+    param,
+    validators_hash,
+)
+from ..ledger.tx import Tx, check_stateless
+from ..metrics import Metrics
+from ..storage.blocks import BlockStore
+from ..storage.state import Snapshot, StateStore, TxLocation
+from .mempool import Mempool
+
+log = logging.getLogger(__name__)
+TxDecoder = Callable[[bytes], Tx]
+
+
+class PeerNetwork(Protocol):
+    """Outbound consensus messages (implemented by transport.peers)."""
+
+    def send(self, env: Envelope) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    tx_id: bytes
+    reject: Reject | None
+    message: str
+
+
+class Node:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        key: crypto.Ed25519Key,
+        genesis: Genesis,
+        decode_tx: TxDecoder,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.node_id = key.public
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.metrics = metrics or Metrics()
+        self._decode = decode_tx
+        self.blocks = BlockStore(cfg.data_dir / "blocks")
+        self.state = StateStore(cfg.data_dir / "state", sync=cfg.fsync)
+        self.mempool = Mempool(self.chain_id, cfg.mempool_size, crypto.verify)
+        self.network: PeerNetwork | None = None
+        self._new_block = asyncio.Event()
+        self._admitted_at: dict[bytes, float] = {}
+        self._batch_since: float | None = None
+        self._last_commit: float | None = None
+        self._commit_times: deque[tuple[float, int]] = deque()
+        self._recover()
+        self._vsets = self.state.validator_history()
+        self.engine: Engine = self._make_engine()
+        self.role_hint = "solo"
+
+    # -- start-up ------------------------------------------------------------------------
+    def _recover(self) -> None:
+        meta = self.state.meta()
+        if meta is None:
+            acc = self.genesis.lthash()
+            self.state.init_genesis(
+                self.genesis.writes(), acc.lanes(), acc.digest(), self.genesis.hash
+            )
+            meta = self.state.meta()
+            assert meta is not None
+            log.info("initialised state from genesis", extra={"fields": {"chain": self.chain_id}})
+        if meta.genesis_hash != self.genesis.hash:
+            raise InvariantError(
+                f"data dir {self.cfg.data_dir} holds another chain (genesis hash differs)"
+            )
+        if self.blocks.height < meta.height:
+            raise InvariantError(
+                f"block store ends at {self.blocks.height} but state is at {meta.height}: "
+                "committed blocks are missing; restore the data dir or resync from peers"
+            )
+        self.height, self.last_hash = meta.height, meta.block_hash
+        self._lthash, self.state_root = LtHash(meta.lthash), meta.state_root
+        self._last_time = 0
+        if self.height:
+            last = self.blocks.get(self.height)
+            assert last is not None
+            self._last_time = last.header.time_ms
+        replay = self.blocks.height - self.height
+        for h in range(self.height + 1, self.blocks.height + 1):
+            block = self.blocks.get(h)
+            assert block is not None
+            self._execute(block, [self._decode(raw) for raw in block.txs])
+        if replay:
+            log.info("replayed %d stored blocks into state", replay)
+        self.metrics.height.set(self.height)
+
+    def _make_engine(self) -> Engine:
+        c = self.cfg.consensus
+        if self.genesis.consensus == "solo":
+            if self.node_id not in self.validators_at(self.height + 1):
+                raise InvariantError("this node's key is not the solo validator of the genesis")
+            empty = c.empty_block_ms // c.tick_ms if c.empty_block_ms else 0
+            return SoloEngine(self.node_id, self.chain_id, self, self.height, self.last_hash, empty)
+        raise InvariantError(f"consensus {self.genesis.consensus!r} is not available in this build")
+
+    # -- Application (consensus/api.py) ---------------------------------------------------
+    def validators_at(self, height: int) -> tuple[bytes, ...]:
+        return tuple(v.node_id for v in self.validator_set(height))
+
+    def validator_set(self, height: int) -> tuple[Validator, ...]:
+        current: tuple[Validator, ...] = ()
+        for eff, vals in self._vsets:
+            if eff > height:
+                break
+            current = vals
+        return current
+
+    def has_pending(self) -> bool:
+        n = len(self.mempool)
+        if n == 0:
+            return False
+        if n >= self._max_block_txs():
+            return True
+        since = self._batch_since
+        return (
+            since is not None
+            and (time.monotonic() - since) * 1000 >= self.cfg.consensus.block_interval_ms
+        )
+
+    def _max_block_txs(self) -> int:
+        with self.state.snapshot() as snap:
+            return param(snap, "max_block_txs")
+
+    def build_block(self, height: int, prev_hash: bytes, allow_empty: bool) -> Block | None:
+        if height != self.height + 1 or prev_hash != self.last_hash:
+            return None
+        with self.state.snapshot() as snap:
+            max_txs, max_tx_bytes = param(snap, "max_block_txs"), param(snap, "max_tx_bytes")
+        txs = self.mempool.take(max_txs, max_txs * max_tx_bytes)
+        if not txs and not allow_empty:
+            return None
+        header = BlockHeader(
+            height=height,
+            time_ms=max(int(time.time() * 1000), self._last_time + 1),
+            prev_hash=prev_hash,
+            tx_root=tx_root([t.id for t in txs]),
+            state_root=self.state_root,
+            validators_hash=validators_hash(self.validator_set(height)),
+            proposer=self.node_id,
+        )
+        return Block(header, tuple(t.raw for t in txs))
+
+    def validate_block(self, block: Block) -> str | None:
+        h = block.header
+        if h.height != self.height + 1:
+            return f"height {h.height}, expected {self.height + 1}"
+        if h.prev_hash != self.last_hash:
+            return "prev_hash does not extend our last block"
+        if h.state_root != self.state_root:
+            return "state_root differs from ours"
+        vals = self.validator_set(h.height)
+        if h.validators_hash != validators_hash(vals):
+            return "validators_hash differs from ours"
+        if h.proposer not in {v.node_id for v in vals}:
+            return "proposer is not a validator"
+        if h.time_ms <= self._last_time:
+            return "block time does not increase"
+        try:
+            txs = self._txs_of(block, verify=True)
+        except TxRejected as e:
+            return f"invalid transaction: {e.message}"
+        if h.tx_root != tx_root([t.id for t in txs]):
+            return "tx_root does not match the transactions"
+        with self.state.snapshot() as snap:
+            if len(txs) > param(snap, "max_block_txs"):
+                return "too many transactions"
+            if any(self.state.tx_location(t.id) is not None for t in txs):
+                return "block repeats a committed transaction"
+            return check_nonces(snap, txs)
+
+    def _txs_of(self, block: Block, verify: bool) -> list[Tx]:
+        """Decoded txs of a block; signatures are checked once per node: pooled txs were
+        verified at admission, others are verified here."""
+        out = []
+        for raw in block.txs:
+            tx = self._decode(raw)
+            pooled = self.mempool.get(tx.id)
+            if pooled is not None and pooled.raw == raw:
+                out.append(pooled)
+                continue
+            if verify:
+                check_stateless(tx, self.chain_id, len(raw))
+                if not crypto.verify(tx.sender, tx.body, tx.signature):
+                    raise TxRejected(Reject.BAD_SIGNATURE, f"bad signature on {tx.id.hex()}")
+            out.append(tx)
+        return out
+
+    def sign(self, data: bytes) -> bytes:
+        return self.key.sign(data)
+
+    def verify(self, signer: bytes, data: bytes, signature: bytes) -> bool:
+        return crypto.verify(signer, data, signature)
+
+    # -- driver ---------------------------------------------------------------------------
+    def process_ready(self) -> None:
+        """Drain the engine: persist, send, apply, advance — until it has nothing to do."""
+        while True:
+            rd = self.engine.ready()
+            if rd.empty():
+                return
+            self._persist(rd)
+            if self.network is not None:
+                for env in rd.messages:
+                    self.network.send(env)
+            for block in rd.committed:
+                self.apply(block)
+            for rej in rd.rejections:
+                self.metrics.consensus_rejections.labels(rej.reason.split(":")[0]).inc()
+                log.warning(
+                    "discarded consensus message",
+                    extra={"fields": {"offender": rej.offender.hex(), "reason": rej.reason}},
+                )
+            self.engine.advance(rd)
+
+    def _persist(self, rd: Ready) -> None:
+        if rd.hard_state is not None or rd.entries or rd.truncate_from is not None:
+            raise InvariantError("this engine needs a consensus WAL, which solo mode does not open")
+
+    def tick(self) -> None:
+        self.engine.tick()
+        self.process_ready()
+
+    def step(self, env: Envelope) -> None:
+        self.engine.step(env)
+        self.process_ready()
+
+    def apply(self, block: Block) -> None:
+        """Persist and execute a committed block (with its certificate)."""
+        if block.height != self.height + 1 or block.header.prev_hash != self.last_hash:
+            raise InvariantError(f"committed block {block.height} does not extend {self.height}")
+        t0 = time.monotonic()
+        txs = self._txs_of(block, verify=False)
+        self.blocks.append(block)
+        self._execute(block, txs)
+        now = time.monotonic()
+        if txs:
+            with self.state.snapshot() as snap:
+                self.mempool.remove_committed(txs, snap)
+        self._batch_since = now if len(self.mempool) else None
+        m = self.metrics
+        m.apply_seconds.observe(now - t0)
+        m.height.set(self.height)
+        m.blocks.inc()
+        m.txs.inc(len(txs))
+        m.mempool.set(len(self.mempool))
+        if self._last_commit is not None:
+            m.block_interval.observe(now - self._last_commit)
+        self._last_commit = now
+        for tx in txs:
+            at = self._admitted_at.pop(tx.id, None)
+            if at is not None:
+                m.commit_latency.observe(now - at)
+        self._commit_times.append((now, len(txs)))
+        while self._commit_times and now - self._commit_times[0][0] > 10:
+            self._commit_times.popleft()
+        m.tx_rate.set(sum(n for _, n in self._commit_times) / 10)
+        self._new_block.set()
+        self._new_block = asyncio.Event()
+
+    def _execute(self, block: Block, txs: Sequence[Tx]) -> None:
+        with self.state.snapshot() as snap:
+            result = execute_block(snap, self._lthash, block.height, txs)
+        self.state.commit_block(block.height, block.hash, result)
+        self.height, self.last_hash = block.height, block.hash
+        self._lthash, self.state_root = LtHash(result.lthash), result.state_root
+        self._last_time = block.header.time_ms
+        if any(k.startswith(b"g/vset/") for k in result.writes):
+            self._vsets = self.state.validator_history()
+
+    # -- client API (called by transport servers) -----------------------------------------
+    def submit(self, raw: bytes) -> SubmitResult:
+        tx_id = b""
+        try:
+            tx = self._decode(raw)
+            tx_id = tx.id
+            with self.state.snapshot() as snap:
+                self.mempool.admit(tx, snap, param(snap, "max_tx_bytes"), self.is_committed)
+        except TxRejected as e:
+            self.metrics.rejected.labels(e.reason.value).inc()
+            return SubmitResult(tx_id, e.reason, e.message)
+        now = time.monotonic()
+        self._admitted_at[tx.id] = now
+        if self._batch_since is None:
+            self._batch_since = now
+        self.metrics.mempool.set(len(self.mempool))
+        return SubmitResult(tx.id, None, "")
+
+    def is_committed(self, tx_id: bytes) -> bool:
+        return self.state.tx_location(tx_id) is not None
+
+    def tx_location(self, tx_id: bytes) -> TxLocation | None:
+        return self.state.tx_location(tx_id)
+
+    def receipt(self, tx_id: bytes) -> tuple[Block, Receipt] | None:
+        loc = self.state.tx_location(tx_id)
+        if loc is None:
+            return None
+        block = self.blocks.get(loc.height)
+        if block is None:
+            return None
+        return block, Receipt(tx_id, loc.height, loc.index, loc.code, loc.message)
+
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot()
+
+    def block_at(self, height: int) -> Block | None:
+        return self.blocks.get(height)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        h = self.state.height_of(block_hash)
+        return None if h is None else self.blocks.get(h)
+
+    async def wait_block(self, after_height: int, within: float | None) -> bool:
+        """Waits until height > after_height; False on timeout."""
+        deadline = None if within is None else time.monotonic() + within
+        while self.height <= after_height:
+            ev = self._new_block
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(ev.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def close(self) -> None:
+        self.blocks.close()
+        self.state.close()
+
+
+def load_genesis(path: Path) -> Genesis:
+    try:
+        return Genesis.from_json(path.read_bytes())
+    except OSError as e:
+        raise DecodeError(f"cannot read genesis {path}: {e.strerror}") from e
