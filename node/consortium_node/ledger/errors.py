@@ -4,6 +4,7 @@ gRPC status; `InvariantError` means our own state is corrupt and the node must s
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class DecodeError(ValueError):
@@ -36,3 +37,12 @@ class TxRejected(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Outcome of submitting one transaction: `reject` is None when it was pooled."""
+
+    tx_id: bytes
+    reject: Reject | None
+    message: str

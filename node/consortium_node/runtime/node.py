@@ -28,7 +28,7 @@ from ..config import NodeConfig
 from ..consensus.api import Engine, Envelope, Ready
 from ..consensus.solo import SoloEngine
 from ..ledger.block import Block, BlockHeader, tx_root
-from ..ledger.errors import DecodeError, InvariantError, Reject, TxRejected
+from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
 from ..ledger.state import (
@@ -49,17 +49,26 @@ log = logging.getLogger(__name__)
 TxDecoder = Callable[[bytes], Tx]
 
 
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    chain_id: str
+    consensus: str
+    organization: str
+    node_id: bytes
+    height: int
+    last_hash: bytes
+    state_root: bytes
+    role: str
+    leader: bytes | None
+    validators: tuple[Validator, ...]
+    syncing: bool
+    mempool_size: int
+
+
 class PeerNetwork(Protocol):
     """Outbound consensus messages (implemented by transport.peers)."""
 
     def send(self, env: Envelope) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitResult:
-    tx_id: bytes
-    reject: Reject | None
-    message: str
 
 
 class Node:
@@ -90,7 +99,7 @@ class Node:
         self._recover()
         self._vsets = self.state.validator_history()
         self.engine: Engine = self._make_engine()
-        self.role_hint = "solo"
+        self.syncing = False
 
     # -- start-up ------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -312,7 +321,7 @@ class Node:
             self._vsets = self.state.validator_history()
 
     # -- client API (called by transport servers) -----------------------------------------
-    def submit(self, raw: bytes) -> SubmitResult:
+    def submit(self, raw: bytes) -> Admission:
         tx_id = b""
         try:
             tx = self._decode(raw)
@@ -321,13 +330,13 @@ class Node:
                 self.mempool.admit(tx, snap, param(snap, "max_tx_bytes"), self.is_committed)
         except TxRejected as e:
             self.metrics.rejected.labels(e.reason.value).inc()
-            return SubmitResult(tx_id, e.reason, e.message)
+            return Admission(tx_id, e.reason, e.message)
         now = time.monotonic()
         self._admitted_at[tx.id] = now
         if self._batch_since is None:
             self._batch_since = now
         self.metrics.mempool.set(len(self.mempool))
-        return SubmitResult(tx.id, None, "")
+        return Admission(tx.id, None, "")
 
     def is_committed(self, tx_id: bytes) -> bool:
         return self.state.tx_location(tx_id) is not None
@@ -367,6 +376,23 @@ class Node:
             except TimeoutError:
                 return False
         return True
+
+    def status(self) -> NodeStatus:
+        st = self.engine.status()
+        return NodeStatus(
+            chain_id=self.chain_id,
+            consensus=self.genesis.consensus,
+            organization=self.cfg.organization,
+            node_id=self.node_id,
+            height=self.height,
+            last_hash=self.last_hash,
+            state_root=self.state_root,
+            role=st.role,
+            leader=st.leader,
+            validators=self.validator_set(self.height + 1),
+            syncing=self.syncing,
+            mempool_size=len(self.mempool),
+        )
 
     def close(self) -> None:
         self.blocks.close()

@@ -1,0 +1,190 @@
+"""`consortium-node`: the node process.
+
+  consortium-node run --config FILE        run a node from its config file
+  consortium-node dev --data-dir DIR       a single-node (solo) chain; creates keys, genesis and
+                                           config in DIR on first start
+  consortium-node keygen --out FILE        write a new Ed25519 key file
+
+Wires the pieces: config -> Node (runtime) -> gRPC ClientServer (transport) -> metrics; runs
+the tick loop; stops cleanly on SIGTERM/SIGINT. Errors a user can act on are one line on
+stderr with a non-zero exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from prometheus_client import start_http_server
+
+from .config import ConfigError, NodeConfig
+from .crypto import Ed25519Key, KeyFileError
+from .ledger.errors import DecodeError, InvariantError
+from .ledger.genesis import Account, Genesis
+from .ledger.state import Validator
+from .logs import configure
+from .runtime.node import Node, load_genesis
+from .transport import codec
+from .transport.server import ClientServer
+
+log = logging.getLogger("consortium_node")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="consortium ledger node")
+
+
+async def serve(cfg: NodeConfig, ready_file: Path | None = None) -> None:
+    key = Ed25519Key.load(cfg.key_file)
+    genesis = load_genesis(cfg.genesis_file)
+    node = Node(cfg, key, genesis, codec.decode_tx)
+    server = ClientServer(node, cfg.listen)
+    await server.start()
+    if cfg.metrics_listen:
+        host, _, port = cfg.metrics_listen.rpartition(":")
+        start_http_server(int(port), host, registry=node.metrics.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "node serving",
+        extra={
+            "fields": {
+                "chain": genesis.chain_id,
+                "node_id": node.node_id.hex(),
+                "listen": cfg.listen,
+                "port": server.port,
+                "height": node.height,
+                "consensus": genesis.consensus,
+            }
+        },
+    )
+    if ready_file is not None:
+        ready_file.write_text(json.dumps({"port": server.port, "pid": os.getpid()}))  # noqa: ASYNC240
+    tick = cfg.consensus.tick_ms / 1000
+    try:
+        node.process_ready()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), tick)
+            except TimeoutError:
+                node.tick()
+    finally:
+        log.info("node stopping", extra={"fields": {"height": node.height}})
+        await server.stop(0.5)
+        node.close()
+
+
+def _run(cfg: NodeConfig, ready_file: Path | None) -> None:
+    try:
+        asyncio.run(serve(cfg, ready_file))
+    except (KeyFileError, DecodeError, ConfigError) as e:
+        _fail(str(e))
+    except InvariantError as e:
+        log.critical("stopping: %s", e)
+        _fail(f"invariant broken, node stopped: {e}", code=3)
+    except OSError as e:
+        _fail(f"{e.strerror or e}: {getattr(e, 'filename', '') or ''}".rstrip(": "))
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    print(f"consortium-node: error: {msg}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="node config file (YAML)")],
+    ready_file: Annotated[
+        Path | None, typer.Option(help="write {port,pid} JSON here once serving")
+    ] = None,
+) -> None:
+    """Run a node from its config file."""
+    try:
+        cfg = NodeConfig.load(config)
+    except ConfigError as e:
+        _fail(str(e))
+    configure(cfg.log_format, cfg.log_level, cfg.name)
+    _run(cfg, ready_file)
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="where keys, genesis, config and the ledger live")],
+    listen: Annotated[
+        str, typer.Option(help="client gRPC HOST:PORT (port 0 = any)")
+    ] = "127.0.0.1:7050",
+    metrics_listen: Annotated[str | None, typer.Option(help="Prometheus HOST:PORT")] = None,
+    chain_id: Annotated[str, typer.Option(help="chain id for a new chain")] = "dev-chain",
+    log_format: Annotated[str, typer.Option(help="json or text")] = "text",
+    no_fsync: Annotated[bool, typer.Option(help="skip LMDB fsync (unsafe, tests only)")] = False,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="write {port,pid} JSON here once serving")
+    ] = None,
+) -> None:
+    """Run a single-node (solo) chain; initialises DATA_DIR on first use."""
+    cfg_path = data_dir / "config.yaml"
+    if not cfg_path.exists():
+        init_dev(data_dir, chain_id)
+    try:
+        cfg = NodeConfig.load(cfg_path)
+    except ConfigError as e:
+        _fail(str(e))
+    d = cfg.to_dict()
+    d.update(
+        listen=listen, metrics_listen=metrics_listen, log_format=log_format, fsync=not no_fsync
+    )
+    cfg = NodeConfig.from_dict(d)
+    configure(cfg.log_format, cfg.log_level, cfg.name)
+    _run(cfg, ready_file)
+
+
+def init_dev(data_dir: Path, chain_id: str) -> None:
+    """Creates node, admin and client keys, a solo genesis and config.yaml in `data_dir`.
+    The client key starts with 1,000,000,000 units of asset `coin`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keys = {name: Ed25519Key.generate() for name in ("node", "admin", "client")}
+    for name, k in keys.items():
+        k.save(data_dir / "keys" / f"{name}.json")
+    genesis = Genesis(
+        chain_id=chain_id,
+        time_ms=int(time.time() * 1000),
+        validators=(Validator(keys["node"].public, "dev"),),
+        admins=(keys["admin"].public,),
+        accounts=(Account("coin", keys["client"].public, 1_000_000_000),),
+        consensus="solo",
+    )
+    (data_dir / "genesis.json").write_bytes(genesis.canonical())
+    cfg = {
+        "data_dir": "ledger",
+        "key_file": "keys/node.json",
+        "genesis_file": "genesis.json",
+        "organization": "dev",
+        "name": "dev-node",
+    }
+    (data_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+@app.command()
+def keygen(out: Annotated[Path, typer.Option(help="key file to create")]) -> None:
+    """Write a new Ed25519 key file (mode 0600) and print its public key."""
+    key = Ed25519Key.generate()
+    try:
+        key.save(out)
+    except FileExistsError:
+        _fail(f"{out} exists; refusing to overwrite a key")
+    print(key.public.hex())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

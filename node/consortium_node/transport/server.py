@@ -1,0 +1,379 @@
+"""The client-facing gRPC server of a node: the `Ledger` service, grpc.health.v1 and server
+reflection, on grpc.aio in the runtime's event loop.
+
+Untrusted input never raises through: a request that does not parse is answered
+INVALID_ARGUMENT (our own deserializers, instead of grpc's INTERNAL), every rejected transaction
+gets a status code and a message naming the problem, and the node stays up. The servicer talks
+to the node through the `Backend` protocol (implemented by runtime.node.Node). Started by
+__main__."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import grpc
+from consortium_api.v1 import ledger_pb2, types_pb2
+from google.protobuf.message import DecodeError as PbDecodeError
+from google.protobuf.message import Message
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..ledger.block import Block
+from ..ledger.errors import Admission, Reject
+from ..ledger.hashing import merkle_proof
+from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
+from . import codec
+
+log = logging.getLogger(__name__)
+SERVICE = "consortium.v1.Ledger"
+MAX_BATCH = 10_000
+
+STATUS_OF: dict[Reject, grpc.StatusCode] = {
+    Reject.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    Reject.BAD_SIGNATURE: grpc.StatusCode.UNAUTHENTICATED,
+    Reject.WRONG_CHAIN: grpc.StatusCode.INVALID_ARGUMENT,
+    Reject.NONCE_REPLAY: grpc.StatusCode.ALREADY_EXISTS,
+    Reject.NONCE_GAP: grpc.StatusCode.FAILED_PRECONDITION,
+    Reject.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    Reject.UNKNOWN_TYPE: grpc.StatusCode.UNIMPLEMENTED,
+    Reject.INSUFFICIENT_BALANCE: grpc.StatusCode.FAILED_PRECONDITION,
+    Reject.UNAUTHORIZED: grpc.StatusCode.PERMISSION_DENIED,
+    Reject.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Reject.MEMPOOL_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Reject.DUPLICATE: grpc.StatusCode.ALREADY_EXISTS,
+}
+
+
+class Status(Protocol):
+    @property
+    def chain_id(self) -> str: ...
+
+    @property
+    def consensus(self) -> str: ...
+
+    @property
+    def organization(self) -> str: ...
+
+    @property
+    def node_id(self) -> bytes: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def last_hash(self) -> bytes: ...
+
+    @property
+    def state_root(self) -> bytes: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def leader(self) -> bytes | None: ...
+
+    @property
+    def validators(self) -> tuple[Validator, ...]: ...
+
+    @property
+    def syncing(self) -> bool: ...
+
+    @property
+    def mempool_size(self) -> int: ...
+
+
+class Snapshot(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    @property
+    def height(self) -> int: ...
+
+    def submit(self, raw: bytes) -> Admission: ...
+    def status(self) -> Status: ...
+    def block_at(self, height: int) -> Block | None: ...
+    def block_by_hash(self, block_hash: bytes) -> Block | None: ...
+    def receipt(self, tx_id: bytes) -> tuple[Block, Receipt] | None: ...
+    def snapshot(self) -> Snapshot: ...
+    async def wait_block(self, after_height: int, within: float | None) -> bool: ...
+
+
+def tx_result(a: Admission) -> ledger_pb2.TxResult:
+    code = grpc.StatusCode.OK if a.reject is None else STATUS_OF[a.reject]
+    return ledger_pb2.TxResult(tx_id=a.tx_id, code=code.value[0], message=a.message)
+
+
+class LedgerServicer:
+    def __init__(self, node: Backend) -> None:
+        self.node = node
+
+    async def SubmitBatch(
+        self, request: ledger_pb2.SubmitBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.SubmitBatchResponse:
+        if len(request.txs) > MAX_BATCH:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"batch of {len(request.txs)} exceeds {MAX_BATCH}"
+            )
+        results = [tx_result(self.node.submit(tx.SerializeToString())) for tx in request.txs]
+        return ledger_pb2.SubmitBatchResponse(results=results)
+
+    async def SubmitStream(
+        self,
+        request_iterator: AsyncIterator[types_pb2.SignedTx],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ledger_pb2.TxResult]:
+        async for tx in request_iterator:
+            yield tx_result(self.node.submit(tx.SerializeToString()))
+
+    async def GetBlock(
+        self, request: ledger_pb2.GetBlockRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> types_pb2.Block:
+        which = request.WhichOneof("by")
+        if which == "height":
+            block = self.node.block_at(request.height)
+            what = f"height {request.height}"
+        elif which == "hash":
+            block = self.node.block_by_hash(request.hash)
+            what = f"hash {request.hash.hex()}"
+        else:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a block height or hash")
+        if block is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no block at {what} (height is {self.node.height})"
+            )
+        return codec.block_to_pb(block)
+
+    async def StreamBlocks(
+        self, request: ledger_pb2.StreamBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[types_pb2.Block]:
+        h = max(1, request.from_height)
+        while True:
+            while h <= self.node.height:
+                block = self.node.block_at(h)
+                if block is None:  # pragma: no cover - height advanced past the store: invariant
+                    await context.abort(grpc.StatusCode.INTERNAL, f"block {h} missing")
+                ids = [codec.decode_tx(raw).id for raw in block.txs] if request.ids_only else None
+                yield codec.block_to_pb(
+                    block,
+                    with_txs=not (request.headers_only or request.ids_only),
+                    tx_ids=ids,
+                )
+                h += 1
+            if not request.follow:
+                return
+            await self.node.wait_block(h - 1, None)
+
+    async def _tx_response(self, tx_id: bytes) -> ledger_pb2.GetTxResponse | None:
+        found = self.node.receipt(tx_id)
+        if found is None:
+            return None
+        block, receipt = found
+        ids = [codec.decode_tx(raw).id for raw in block.txs]
+        proof = types_pb2.InclusionProof(
+            index=receipt.index,
+            size=len(ids),
+            path=merkle_proof(ids, receipt.index),
+            tx_root=block.header.tx_root,
+        )
+        return ledger_pb2.GetTxResponse(
+            tx=types_pb2.SignedTx.FromString(block.txs[receipt.index]),
+            receipt=codec.receipt_to_pb(receipt),
+            proof=proof,
+            header=codec.header_view(block.header),
+        )
+
+    async def GetTx(
+        self, request: ledger_pb2.GetTxRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.GetTxResponse:
+        resp = await self._tx_response(request.tx_id)
+        if resp is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"transaction {request.tx_id.hex()} is not committed"
+            )
+        return resp
+
+    async def WaitTx(
+        self, request: ledger_pb2.GetTxRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.GetTxResponse:
+        while True:
+            h = self.node.height
+            resp = await self._tx_response(request.tx_id)
+            if resp is not None:
+                return resp
+            remaining = context.time_remaining()
+            if not await self.node.wait_block(h, remaining):
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"transaction {request.tx_id.hex()} not committed before the deadline",
+                )
+
+    async def QueryState(
+        self, request: ledger_pb2.QueryStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.QueryStateResponse:
+        which = request.WhichOneof("query")
+        snap = self.node.snapshot()
+        try:
+            height = self.node.height
+            if which == "key":
+                v = snap.get(kv_key(request.key))
+                return ledger_pb2.QueryStateResponse(
+                    found=v is not None, value=v or b"", height=height
+                )
+            if which == "balance":
+                b = request.balance
+                raw = snap.get(balance_key(b.asset, b.account))
+                return ledger_pb2.QueryStateResponse(
+                    found=raw is not None, amount=u64(raw), height=height
+                )
+            if which == "nonce_of":
+                raw = snap.get(nonce_key(request.nonce_of))
+                return ledger_pb2.QueryStateResponse(
+                    found=raw is not None, amount=u64(raw), height=height
+                )
+        finally:
+            snap.close()
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, "give a key, balance or nonce_of query"
+        )
+
+    async def GetStatus(
+        self, request: ledger_pb2.GetStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.GetStatusResponse:
+        s = self.node.status()
+        return ledger_pb2.GetStatusResponse(
+            chain_id=s.chain_id,
+            height=s.height,
+            last_block_hash=s.last_hash,
+            node_id=s.node_id,
+            role=s.role,
+            leader=s.leader or b"",
+            validators=[codec.validator_to_pb(v) for v in s.validators],
+            sync_state="catching-up" if s.syncing else "synced",
+            mempool_size=s.mempool_size,
+            state_root=s.state_root,
+            consensus=s.consensus,
+            organization=s.organization,
+        )
+
+
+class _Malformed:
+    """A request that failed to parse; handlers answer it with INVALID_ARGUMENT."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | _Malformed]:
+    def deserialize(data: bytes) -> Message | _Malformed:
+        try:
+            return parse(data)
+        except (PbDecodeError, ValueError) as e:
+            return _Malformed(str(e) or "malformed protobuf")
+
+    return deserialize
+
+
+def _guard_unary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request.error}"
+            )
+        return await fn(request, context)
+
+    return handler
+
+
+def _guard_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request.error}"
+            )
+        async for item in fn(request, context):
+            yield item
+
+    return handler
+
+
+def _guard_submit_stream(svc: LedgerServicer) -> Callable[..., Any]:
+    async def handler(
+        request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[ledger_pb2.TxResult]:
+        async for tx in request_iterator:
+            if isinstance(tx, _Malformed):
+                yield ledger_pb2.TxResult(
+                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                    message=f"malformed transaction: {tx.error}",
+                )
+                continue
+            yield tx_result(svc.node.submit(tx.SerializeToString()))
+
+    return handler
+
+
+def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
+    L, T = ledger_pb2, types_pb2
+
+    def unary(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler[Any, Any]:
+        return grpc.unary_unary_rpc_method_handler(
+            _guard_unary(fn),
+            request_deserializer=_lenient(req.FromString),
+            response_serializer=resp.SerializeToString,
+        )
+
+    methods = {
+        "SubmitBatch": unary(svc.SubmitBatch, L.SubmitBatchRequest, L.SubmitBatchResponse),
+        "SubmitStream": grpc.stream_stream_rpc_method_handler(
+            _guard_submit_stream(svc),
+            request_deserializer=_lenient(T.SignedTx.FromString),
+            response_serializer=L.TxResult.SerializeToString,
+        ),
+        "GetBlock": unary(svc.GetBlock, L.GetBlockRequest, T.Block),
+        "StreamBlocks": grpc.unary_stream_rpc_method_handler(
+            _guard_stream(svc.StreamBlocks),
+            request_deserializer=_lenient(L.StreamBlocksRequest.FromString),
+            response_serializer=T.Block.SerializeToString,
+        ),
+        "GetTx": unary(svc.GetTx, L.GetTxRequest, L.GetTxResponse),
+        "WaitTx": unary(svc.WaitTx, L.GetTxRequest, L.GetTxResponse),
+        "QueryState": unary(svc.QueryState, L.QueryStateRequest, L.QueryStateResponse),
+        "GetStatus": unary(svc.GetStatus, L.GetStatusRequest, L.GetStatusResponse),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, methods)
+
+
+class ClientServer:
+    """The node's client endpoint: Ledger + health + reflection on one port."""
+
+    def __init__(self, node: Backend, listen: str) -> None:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self.servicer = LedgerServicer(node)
+        self.server.add_generic_rpc_handlers((_handlers(self.servicer),))
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(listen)
+        self.listen = listen
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
