@@ -1,0 +1,124 @@
+"""The `consortium` command: the root typer app, command registration, and the error policy.
+
+Error policy: any failure a user can cause (bad flag, missing key file, unreachable node,
+rejected transaction) prints ONE line `error: ...` on stderr and exits non-zero (2 for usage
+errors, 1 otherwise, 130 on Ctrl-C) — never a traceback. Set CONSORTIUM_DEBUG=1 to get the
+traceback of an unexpected error.
+
+To add a command, write it in its own module here and register it below."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from consortium_node.client import ClientError
+
+from . import bench, chain, keys, query, tx
+
+
+def _err(message: str) -> None:
+    line = " ".join(message.split())
+    sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
+
+
+class _OneLineErrors(TyperGroup):
+    """Root group whose `main` turns every error into one stderr line and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = _run(self, args, prog_name or "consortium", complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _run(
+    group: TyperGroup,
+    args: Sequence[str] | None,
+    prog_name: str,
+    complete_var: str | None,
+    **extra: Any,
+) -> int:
+    try:
+        rv = TyperGroup.main(
+            group,
+            args=args,
+            prog_name=prog_name,
+            complete_var=complete_var,
+            standalone_mode=False,
+            **extra,
+        )
+        return rv if isinstance(rv, int) else 0
+    except typer.TyperException as e:  # typer's (vendored click) usage and param errors
+        code = int(getattr(e, "exit_code", 1) or 1)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            sys.stderr.write(e.format_message().rstrip() + "\n")
+            return code
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _err(e.format_message() + hint)
+        return code
+    except typer.Abort:
+        _err("aborted")
+        return 130
+    except typer.Exit as e:
+        return e.exit_code
+    except ClientError as e:
+        _err(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 1
+    except Exception as e:
+        if os.environ.get("CONSORTIUM_DEBUG"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e} (set CONSORTIUM_DEBUG=1 for a traceback)")
+        return 1
+
+
+def _quiet_broken_pipe() -> None:
+    # stdout's reader went away (e.g. `| head`); don't let the interpreter complain at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+app = typer.Typer(
+    name="consortium",
+    cls=_OneLineErrors,
+    help="Client of a consortium chain: keys, transactions, queries, status, load generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.add_typer(keys.app, name="keys")
+app.add_typer(tx.app, name="tx")
+app.add_typer(query.app, name="query")
+app.command("status")(chain.status)
+app.command("blocks")(chain.blocks)
+app.command("bench")(bench.bench)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point (`consortium`)."""
+    command = typer.main.get_command(app)
+    sys.exit(command.main(args=argv, prog_name="consortium", standalone_mode=False))

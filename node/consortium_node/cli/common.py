@@ -1,0 +1,166 @@
+"""Shared pieces of the `consortium` CLI: the connection/key options every client command
+takes, endpoint and key resolution (`--endpoint`, `--data-dir`, `--node`, `--key`), and output
+helpers (rich for humans, plain JSON for scripts, one-line errors on stderr).
+
+Used by the command modules of `consortium_node.cli` only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from consortium_api.v1 import types_pb2
+from rich.console import Console
+
+from consortium_node.client import (
+    DEFAULT_TIMEOUT,
+    Client,
+    ClientError,
+    DataDir,
+    KeyFileError,
+    Signer,
+    connect,
+    parse_hex,
+)
+
+console = Console(highlight=False, soft_wrap=True)
+
+DEFAULT_KEY_FILE = Path("~/.consortium/key.json")
+
+_STATUS_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
+
+# --------------------------------------------------------------------------- options
+
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        "-e",
+        help="Node address HOST:PORT (default: $CONSORTIUM_ENDPOINT or 127.0.0.1:7050).",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Directory of a local consortium ('consortium up'): endpoints and client key "
+        "come from DIR/endpoints.json.",
+        show_default=False,
+    ),
+]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--node", help="With --data-dir: the node to talk to, by name.", show_default=False
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", min=0.05, help="Deadline of each unary call, in seconds."),
+]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        "-k",
+        help="Key file (default: the data dir's client key, $CONSORTIUM_KEY or "
+        "~/.consortium/key.json).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DataDirOpt",
+    "EndpointOpt",
+    "JsonOpt",
+    "KeyOpt",
+    "NodeOpt",
+    "TimeoutOpt",
+]
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def open_client(
+    endpoint: str | None, data_dir: Path | None, node: str | None, timeout: float
+) -> Client:
+    if node is not None and data_dir is None and not endpoint:
+        raise typer.BadParameter("--node needs --data-dir", param_hint="--node")
+    return connect(endpoint, data_dir=data_dir, node=node, timeout=timeout)
+
+
+def default_key_path(data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        dd = DataDir.load(data_dir)
+        if dd.client_key is not None:
+            return dd.client_key
+    env = os.environ.get("CONSORTIUM_KEY")
+    return Path(env) if env else DEFAULT_KEY_FILE.expanduser()
+
+
+def load_signer(key: Path | None, data_dir: Path | None) -> Signer:
+    path = key if key is not None else default_key_path(data_dir)
+    if key is None and not path.exists():
+        raise KeyFileError(
+            f"no key file given and {path} does not exist "
+            "(pass --key FILE or create one with 'consortium keys new')"
+        )
+    return Signer.load(path)
+
+
+def hex_arg(value: str, what: str, length: int | None = None) -> bytes:
+    try:
+        return parse_hex(value, what, length)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def status_name(code: int) -> str:
+    return _STATUS_NAMES.get(code, f"CODE_{code}")
+
+
+def tx_code_name(code: int) -> str:
+    try:
+        return types_pb2.TxCode.Name(code).removeprefix("TX_CODE_")  # type: ignore[arg-type]
+    except ValueError:
+        return f"CODE_{code}"
+
+
+def fmt_time_ms(ms: int) -> str:
+    if not ms:
+        return "-"
+    t = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
+
+
+def show_bytes(b: bytes) -> str:
+    """UTF-8 text when the bytes are printable text, else 0x-hex."""
+    try:
+        s = b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + b.hex()
+    return s if s.isprintable() else "0x" + b.hex()
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=None, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str) -> ClientError:
+    """An error to raise: the CLI prints `error: <message>` and exits 1."""
+    return ClientError(message)
