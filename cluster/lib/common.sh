@@ -38,3 +38,46 @@ export DOCKER_BUILDKIT=0 # the classic builder uses local base images and never 
 DOCKERD_PIDFILE="$STATE_DIR/dockerd.pid"
 DOCKER_RUNTIME="consortium-runc" # runc wrapper that drops CAP_SYS_RESOURCE (see docker.sh)
 docker() { "$DOCKER" "$@"; }
+
+# Images the cluster itself runs, all built locally (cluster/node-image.sh).
+PAUSE_IMAGE="consortium/pause:$PAUSE_VERSION"
+COREDNS_IMAGE="consortium/coredns:$COREDNS_VERSION"
+# Full names as containerd records them after `ctr images import`.
+ctr_name() { case "$1" in */*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
+
+# The node container's network: a bridge of its own, no NAT, egress rejected.
+CLUSTER_SUBNET="${CLUSTER_SUBNET:-172.29.213.0/24}"
+CLUSTER_GATEWAY="${CLUSTER_SUBNET%.*}.1"
+NODE_IP="${CLUSTER_SUBNET%.*}.2"
+BRIDGE_NAME="${BRIDGE_NAME:-consortium0}"
+EGRESS_CHAIN="CONSORTIUM-EGRESS"
+CONTAINERD_VOLUME="${CLUSTER_NAME}-containerd"
+KUBECTL="${KUBECTL:-$BIN_DIR/kubectl}"
+kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+DEBIAN_IMAGE="consortium/debian:$DEBIAN_SUITE"
+
+# Egress rules on the host: the node container may talk to the host and to nothing else.
+egress_rules() { # add|del
+	local op=$1 ipt
+	for ipt in iptables ip6tables; do
+		command -v "$ipt" >/dev/null || continue
+		if [ "$op" = add ]; then
+			"$ipt" -w -N "$EGRESS_CHAIN" 2>/dev/null || "$ipt" -w -F "$EGRESS_CHAIN"
+			"$ipt" -w -A "$EGRESS_CHAIN" -o "$BRIDGE_NAME" -j RETURN
+			"$ipt" -w -A "$EGRESS_CHAIN" -j REJECT
+			"$ipt" -w -C FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null \
+				|| "$ipt" -w -I FORWARD 1 -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN"
+			if [ "$ipt" = iptables ]; then # link-local (metadata) addresses, even on the host
+				"$ipt" -w -C INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null \
+					|| "$ipt" -w -I INPUT 1 -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT
+			fi
+		else
+			while "$ipt" -w -D FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null; do :; done
+			if [ "$ipt" = iptables ]; then
+				while "$ipt" -w -D INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null; do :; done
+			fi
+			"$ipt" -w -F "$EGRESS_CHAIN" 2>/dev/null || true
+			"$ipt" -w -X "$EGRESS_CHAIN" 2>/dev/null || true
+		fi
+	done
+}

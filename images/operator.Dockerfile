@@ -1,0 +1,19 @@
+# The consortium operator (kopf). Built by images/build.sh like node.Dockerfile: local
+# debootstrap base, host-built wheels, no network.
+ARG BASE
+FROM ${BASE}
+ARG DIST=consortium
+COPY wheels/ /tmp/wheels/
+RUN set -eux; \
+    python3 -m venv /opt/consortium; \
+    /opt/consortium/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels "${DIST}"; \
+    rm -rf /tmp/wheels; \
+    groupadd --gid 10001 consortium; \
+    useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/consortium --shell /usr/sbin/nologin consortium; \
+    install -d -o 10001 -g 10001 -m 0750 /var/lib/consortium
+ENV PATH=/opt/consortium/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+WORKDIR /var/lib/consortium
+ENTRYPOINT ["/usr/bin/tini", "--", "consortium-operator"]
