@@ -93,8 +93,7 @@ def _unreachable_reason(details: str, timeout: float | None) -> str:
     if "connection refused" in low:
         return "connection refused"
     if any(
-        m in low
-        for m in ("dns resolution failed", "errors resolving", "name or service not known")
+        m in low for m in ("dns resolution failed", "errors resolving", "name or service not known")
     ):
         return "cannot resolve host"
     if "deadline" in low or "timeout" in low or "timed out" in low:
@@ -106,13 +105,18 @@ def _unreachable_reason(details: str, timeout: float | None) -> str:
     return _one_line(details)[:200] or "unavailable"
 
 
+def _code_of(err: grpc.RpcError) -> grpc.StatusCode | None:
+    """The status code of a failed call (RpcError raised by a call is also a grpc.Call)."""
+    fn = getattr(err, "code", None)
+    code = fn() if callable(fn) else None
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
 def translate_rpc_error(err: grpc.RpcError, endpoint: str, timeout: float | None) -> ClientError:
     """Turn a grpc.RpcError into a one-line `ClientError` naming the node."""
-    code: grpc.StatusCode | None = None
-    details = ""
-    if isinstance(err, grpc.Call):
-        code = err.code()
-        details = err.details() or ""
+    code = _code_of(err)
+    details_fn = getattr(err, "details", None)
+    details = str(details_fn() or "") if callable(details_fn) else ""
     if code is grpc.StatusCode.UNAVAILABLE:
         reason = _unreachable_reason(details, timeout)
         return NodeUnavailable(f"node {endpoint} unreachable ({reason})", code)
@@ -357,7 +361,7 @@ class Client:
         try:
             return self._stub.GetTx(ledger_pb2.GetTxRequest(tx_id=tx_id), timeout=self.timeout)
         except grpc.RpcError as e:
-            if isinstance(e, grpc.Call) and e.code() is grpc.StatusCode.NOT_FOUND:
+            if _code_of(e) is grpc.StatusCode.NOT_FOUND:
                 return None
             raise self._error(e, self.timeout) from None
 
@@ -367,7 +371,7 @@ class Client:
         try:
             return self._stub.WaitTx(ledger_pb2.GetTxRequest(tx_id=tx_id), timeout=timeout)
         except grpc.RpcError as e:
-            if isinstance(e, grpc.Call) and e.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            if _code_of(e) is grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ClientError(
                     f"tx {tx_id.hex()} not committed within {timeout:g}s",
                     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -432,7 +436,7 @@ class Client:
         try:
             yield from call
         except grpc.RpcError as e:
-            if isinstance(e, grpc.Call) and e.code() is grpc.StatusCode.CANCELLED:
+            if _code_of(e) is grpc.StatusCode.CANCELLED:
                 return
             raise self._error(e, timeout) from None
         finally:
