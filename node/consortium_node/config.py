@@ -36,6 +36,7 @@ class NodeConfig:
     key_file: Path
     genesis_file: Path
     listen: str = "127.0.0.1:7050"
+    peer_listen: str | None = None  # consensus peer gRPC (raft/bft); None in solo mode
     metrics_listen: str | None = None
     organization: str = ""
     name: str = "node"
@@ -76,6 +77,7 @@ class NodeConfig:
                 key_file=base / str(d["key_file"]),
                 genesis_file=base / str(d["genesis_file"]),
                 listen=str(d.get("listen", "127.0.0.1:7050")),
+                peer_listen=d.get("peer_listen"),
                 metrics_listen=d.get("metrics_listen"),
                 organization=str(d.get("organization", "")),
                 name=str(d.get("name", "node")),
@@ -96,7 +98,12 @@ class NodeConfig:
         return cfg
 
     def validate(self) -> None:
-        for addr in (self.listen, self.metrics_listen, *(p.address for p in self.peers)):
+        for addr in (
+            self.listen,
+            self.peer_listen,
+            self.metrics_listen,
+            *(p.address for p in self.peers),
+        ):
             if addr is not None and not _is_hostport(addr):
                 raise ConfigError(f"address {addr!r} must be HOST:PORT")
         if self.consensus.tick_ms <= 0 or self.consensus.block_interval_ms <= 0:
@@ -112,6 +119,7 @@ class NodeConfig:
             "key_file": str(self.key_file),
             "genesis_file": str(self.genesis_file),
             "listen": self.listen,
+            "peer_listen": self.peer_listen,
             "metrics_listen": self.metrics_listen,
             "organization": self.organization,
             "name": self.name,
