@@ -1,0 +1,1 @@
+"""tests/sim: seeded multi-node simulations of the consensus engines (pytest marker `sim`)."""
