@@ -1,0 +1,344 @@
+"""Peer transport: one long-lived, batched gRPC `Exchange` stream per pair of nodes, transaction
+gossip, and block sync (`SyncBlocks`).
+
+Stream ownership: the node with the smaller node id dials; both directions share that stream.
+A dialer whose stream breaks reconnects with exponential backoff (0.1 s doubling to 5 s, with
+jitter from an injected Random). Each direction opens with a signed `PeerHello`; a peer that is
+not in our configuration, claims the wrong chain/genesis, or cannot sign for its node id is
+refused (PERMISSION_DENIED) and logged.
+
+Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
+consensus engines tolerate by design: timeouts and retransmission) and written as one batch
+per wake-up. Inbound batches go to the runtime through the `PeerHandler` protocol. Owned and
+started by runtime.service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import struct
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from consortium_api.v1 import peer_pb2, peer_pb2_grpc, types_pb2
+
+from ..consensus.api import Envelope
+from ..ledger.block import Block
+from . import codec
+
+log = logging.getLogger(__name__)
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # grpc-stubs lags grpc.aio
+MAX_QUEUE = 20_000
+MAX_BATCH = 2_000
+HELLO_SKEW_MS = 5 * 60 * 1000
+SYNC_BATCH = 256
+
+
+class PeerHandler(Protocol):
+    """What the runtime offers to the peer layer."""
+
+    def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None: ...
+    def on_peer_txs(self, sender: bytes, txs: list[bytes]) -> None: ...
+    def block_at(self, height: int) -> Block | None: ...
+    @property
+    def height(self) -> int: ...
+
+
+def hello_bytes(
+    chain_id: str, genesis_hash: bytes, node_id: bytes, peer_id: bytes, t: int
+) -> bytes:
+    cid = chain_id.encode()
+    return (
+        b"consortium/peer-hello/v1"
+        + struct.pack(">I", len(cid))
+        + cid
+        + genesis_hash
+        + node_id
+        + peer_id
+        + struct.pack(">Q", t)
+    )
+
+
+@dataclass
+class _Link:
+    peer_id: bytes
+    address: str
+    queue: deque[bytes] = field(default_factory=deque)
+    txs: deque[bytes] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: bool = False
+    dropped: int = 0
+    generation: int = 0  # bumps on each new stream; a stale writer exits
+
+
+class PeerHub:
+    def __init__(
+        self,
+        node_id: bytes,
+        chain_id: str,
+        genesis_hash: bytes,
+        sign: Callable[[bytes], bytes],
+        verify: Callable[[bytes, bytes, bytes], bool],
+        peers: dict[bytes, str],
+        handler: PeerHandler,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        self._sign = sign
+        self._verify = verify
+        self._handler = handler
+        self._rng = rng or random.Random()
+        self.links = {pid: _Link(pid, addr) for pid, addr in peers.items() if pid != node_id}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channels: dict[bytes, grpc.aio.Channel] = {}
+        self._closing = False
+
+    # -- outbound API (PeerNetwork) ---------------------------------------------------------
+    def send(self, env: Envelope) -> None:
+        link = self.links.get(env.to)
+        if link is None:
+            return
+        if len(link.queue) >= MAX_QUEUE:
+            link.queue.popleft()
+            link.dropped += 1
+        link.queue.append(env.payload)
+        link.wake.set()
+
+    def gossip(self, raw_tx: bytes) -> None:
+        for link in self.links.values():
+            if len(link.txs) >= MAX_QUEUE:
+                link.txs.popleft()
+            link.txs.append(raw_tx)
+            link.wake.set()
+
+    def connected(self) -> list[bytes]:
+        return [pid for pid, link in self.links.items() if link.connected]
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        for pid, link in self.links.items():
+            if self.node_id < pid:
+                self._tasks.append(asyncio.create_task(self._dial_loop(link)))
+
+    async def stop(self) -> None:
+        self._closing = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for ch in self._channels.values():
+            await ch.close(None)
+
+    def _channel(self, link: _Link) -> grpc.aio.Channel:
+        ch = self._channels.get(link.peer_id)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(
+                link.address,
+                options=[
+                    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                    ("grpc.keepalive_time_ms", 10_000),
+                    ("grpc.keepalive_timeout_ms", 5_000),
+                ],
+            )
+            self._channels[link.peer_id] = ch
+        return ch
+
+    def _hello(self, peer_id: bytes) -> peer_pb2.PeerHello:
+        t = int(time.time() * 1000)
+        sig = self._sign(hello_bytes(self.chain_id, self.genesis_hash, self.node_id, peer_id, t))
+        return peer_pb2.PeerHello(
+            node_id=self.node_id,
+            peer_id=peer_id,
+            chain_id=self.chain_id,
+            genesis_hash=self.genesis_hash,
+            time_ms=t,
+            signature=sig,
+        )
+
+    def _check_hello(self, h: peer_pb2.PeerHello, expect: bytes | None) -> str | None:
+        if h.node_id not in self.links:
+            return "not a configured peer"
+        if expect is not None and h.node_id != expect:
+            return "answered with another node id"
+        if h.peer_id != self.node_id:
+            return "hello addressed to another node"
+        if h.chain_id != self.chain_id or h.genesis_hash != self.genesis_hash:
+            return "different chain or genesis"
+        if abs(h.time_ms - int(time.time() * 1000)) > HELLO_SKEW_MS:
+            return "hello time too far from ours"
+        msg = hello_bytes(h.chain_id, h.genesis_hash, h.node_id, h.peer_id, h.time_ms)
+        if not self._verify(h.node_id, msg, h.signature):
+            return "bad hello signature"
+        return None
+
+    # -- dialer -----------------------------------------------------------------------------
+    async def _dial_loop(self, link: _Link) -> None:
+        backoff = 0.1
+        while not self._closing:
+            try:
+                stub = peer_pb2_grpc.PeerStub(self._channel(link))
+                call = stub.Exchange()  # type: ignore[call-arg]  # aio: no iterator, use write()
+                await call.write(peer_pb2.PeerBatch(hello=self._hello(link.peer_id)))
+                first = _batch(await call.read())
+                if first is None or not first.HasField("hello"):
+                    raise ConnectionError("peer closed before hello")
+                why = self._check_hello(first.hello, link.peer_id)
+                if why is not None:
+                    raise ConnectionError(f"peer hello refused: {why}")
+                backoff = 0.1
+
+                async def read(c: Any = call) -> peer_pb2.PeerBatch | None:
+                    return _batch(await c.read())
+
+                await self._run_link(link, read, call.write, first)
+            except (grpc.aio.AioRpcError, ConnectionError) as e:
+                if link.connected:
+                    log.info(
+                        "peer link lost",
+                        extra={"fields": {"peer": link.peer_id.hex()[:16], "error": str(e)[:200]}},
+                    )
+            except asyncio.CancelledError:
+                raise
+            finally:
+                link.connected = False
+            delay = backoff * (0.5 + self._rng.random())
+            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(delay)
+
+    # -- server side ------------------------------------------------------------------------
+    async def serve_exchange(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        first = _batch(await context.read())
+        if first is None or not first.HasField("hello"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first batch must carry a hello")
+            return
+        why = self._check_hello(first.hello, None)
+        if why is not None:
+            log.warning(
+                "refused peer",
+                extra={"fields": {"claimed": first.hello.node_id.hex(), "reason": why}},
+            )
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"peer refused: {why}")
+        link = self.links[first.hello.node_id]
+        await context.write(peer_pb2.PeerBatch(hello=self._hello(link.peer_id)))
+
+        async def read() -> peer_pb2.PeerBatch | None:
+            return _batch(await context.read())
+
+        try:
+            await self._run_link(link, read, context.write, first)
+        finally:
+            link.connected = False
+
+    # -- a live stream ----------------------------------------------------------------------
+    async def _run_link(
+        self,
+        link: _Link,
+        read: Callable[[], Awaitable[peer_pb2.PeerBatch | None]],
+        write: Callable[[peer_pb2.PeerBatch], Awaitable[None]],
+        first: peer_pb2.PeerBatch,
+    ) -> None:
+        link.generation += 1
+        gen = link.generation
+        link.connected = True
+        log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
+        self._deliver(link.peer_id, first)
+        writer = asyncio.create_task(self._writer(link, write, gen))
+        try:
+            while True:
+                batch = await read()
+                if batch is None:
+                    return
+                self._deliver(link.peer_id, batch)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    def _deliver(self, sender: bytes, batch: peer_pb2.PeerBatch) -> None:
+        if batch.txs:
+            self._handler.on_peer_txs(sender, list(batch.txs))
+        if batch.consensus:
+            self._handler.on_peer_messages(sender, list(batch.consensus))
+
+    async def _writer(
+        self, link: _Link, write: Callable[[peer_pb2.PeerBatch], Awaitable[None]], gen: int
+    ) -> None:
+        while link.generation == gen:
+            if not link.queue and not link.txs:
+                link.wake.clear()
+                await link.wake.wait()
+                continue
+            msgs = [link.queue.popleft() for _ in range(min(len(link.queue), MAX_BATCH))]
+            txs = [link.txs.popleft() for _ in range(min(len(link.txs), MAX_BATCH))]
+            await write(peer_pb2.PeerBatch(consensus=msgs, txs=txs))
+
+    # -- block sync -------------------------------------------------------------------------
+    async def fetch_blocks(self, peer_id: bytes, from_height: int) -> AsyncIterator[Block]:
+        link = self.links.get(peer_id)
+        if link is None:
+            return
+        stub = peer_pb2_grpc.PeerStub(self._channel(link))
+        call = stub.SyncBlocks(
+            peer_pb2.SyncBlocksRequest(from_height=from_height, max_blocks=SYNC_BATCH), timeout=30
+        )
+        async for pb in call:
+            yield codec.block_from_pb(pb)
+
+
+def _batch(item: object) -> peer_pb2.PeerBatch | None:
+    if item is _EOF or not isinstance(item, peer_pb2.PeerBatch):
+        return None
+    return item
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    def __init__(self, hub: PeerHub, handler: PeerHandler) -> None:
+        self.hub = hub
+        self.handler = handler
+
+    async def Exchange(  # type: ignore[override]  # aio read()/write() style handler
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        await self.hub.serve_exchange(context)
+
+    async def SyncBlocks(
+        self, request: peer_pb2.SyncBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[types_pb2.Block]:
+        n = min(request.max_blocks or SYNC_BATCH, SYNC_BATCH)
+        h = max(1, request.from_height)
+        end = min(self.handler.height, h + n - 1)
+        while h <= end:
+            block = self.handler.block_at(h)
+            if block is None:
+                return
+            yield codec.block_to_pb(block)
+            h += 1
+
+
+class PeerServer:
+    def __init__(self, hub: PeerHub, handler: PeerHandler, listen: str) -> None:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
+        self.port = self.server.add_insecure_port(listen)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float = 0.5) -> None:
+        await self.server.stop(grace)
