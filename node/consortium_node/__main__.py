@@ -12,9 +12,7 @@ stderr with a non-zero exit code."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -23,7 +21,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from prometheus_client import start_http_server
 
 from .config import ConfigError, NodeConfig
 from .crypto import Ed25519Key, KeyFileError
@@ -31,59 +28,23 @@ from .ledger.errors import DecodeError, InvariantError
 from .ledger.genesis import Account, Genesis
 from .ledger.state import Validator
 from .logs import configure
-from .runtime.node import Node, load_genesis
-from .transport import codec
-from .transport.server import ClientServer
+from .runtime.service import serve
 
 log = logging.getLogger("consortium_node")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="consortium ledger node")
 
 
-async def serve(cfg: NodeConfig, ready_file: Path | None = None) -> None:
-    key = Ed25519Key.load(cfg.key_file)
-    genesis = load_genesis(cfg.genesis_file)
-    node = Node(cfg, key, genesis, codec.decode_tx)
-    server = ClientServer(node, cfg.listen)
-    await server.start()
-    if cfg.metrics_listen:
-        host, _, port = cfg.metrics_listen.rpartition(":")
-        start_http_server(int(port), host, registry=node.metrics.registry)
+async def _serve_until_signal(cfg: NodeConfig, ready_file: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "node serving",
-        extra={
-            "fields": {
-                "chain": genesis.chain_id,
-                "node_id": node.node_id.hex(),
-                "listen": cfg.listen,
-                "port": server.port,
-                "height": node.height,
-                "consensus": genesis.consensus,
-            }
-        },
-    )
-    if ready_file is not None:
-        ready_file.write_text(json.dumps({"port": server.port, "pid": os.getpid()}))  # noqa: ASYNC240
-    tick = cfg.consensus.tick_ms / 1000
-    try:
-        node.process_ready()
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), tick)
-            except TimeoutError:
-                node.tick()
-    finally:
-        log.info("node stopping", extra={"fields": {"height": node.height}})
-        await server.stop(0.5)
-        node.close()
+    await serve(cfg, stop, ready_file)
 
 
 def _run(cfg: NodeConfig, ready_file: Path | None) -> None:
     try:
-        asyncio.run(serve(cfg, ready_file))
+        asyncio.run(_serve_until_signal(cfg, ready_file))
     except (KeyFileError, DecodeError, ConfigError) as e:
         _fail(str(e))
     except InvariantError as e:

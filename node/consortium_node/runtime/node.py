@@ -25,9 +25,8 @@ from typing import Protocol
 
 from .. import crypto
 from ..config import NodeConfig
-from ..consensus.api import Engine, Envelope, Ready
-from ..consensus.solo import SoloEngine
-from ..ledger.block import Block, BlockHeader, tx_root
+from ..consensus.api import Engine, Envelope, Ready, SyncRequest
+from ..ledger.block import Block, BlockHeader, commit_sign_bytes, tx_root
 from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
@@ -43,6 +42,8 @@ from ..ledger.tx import Tx, check_stateless
 from ..metrics import Metrics
 from ..storage.blocks import BlockStore
 from ..storage.state import Snapshot, StateStore, TxLocation
+from ..storage.wal import ConsensusWal
+from . import engines
 from .mempool import Mempool
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class PeerNetwork(Protocol):
     """Outbound consensus messages (implemented by transport.peers)."""
 
     def send(self, env: Envelope) -> None: ...
+
+    def gossip(self, raw_tx: bytes) -> None: ...
 
 
 class Node:
@@ -98,8 +101,25 @@ class Node:
         self._commit_times: deque[tuple[float, int]] = deque()
         self._recover()
         self._vsets = self.state.validator_history()
-        self.engine: Engine = self._make_engine()
+        self.wal = (
+            None
+            if genesis.consensus == "solo"
+            else ConsensusWal(cfg.data_dir / "consensus.wal", fsync=cfg.fsync)
+        )
+        if genesis.consensus == "solo" and self.node_id not in self.validators_at(self.height + 1):
+            raise InvariantError("this node's key is not the solo validator of the genesis")
+        self.engine: Engine = engines.make_engine(
+            genesis.consensus,
+            self.node_id,
+            self.chain_id,
+            self,
+            cfg,
+            self.height,
+            self.last_hash,
+            self.wal,
+        )
         self.syncing = False
+        self.sync_requests: list[SyncRequest] = []
 
     # -- start-up ------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -136,15 +156,6 @@ class Node:
         if replay:
             log.info("replayed %d stored blocks into state", replay)
         self.metrics.height.set(self.height)
-
-    def _make_engine(self) -> Engine:
-        c = self.cfg.consensus
-        if self.genesis.consensus == "solo":
-            if self.node_id not in self.validators_at(self.height + 1):
-                raise InvariantError("this node's key is not the solo validator of the genesis")
-            empty = c.empty_block_ms // c.tick_ms if c.empty_block_ms else 0
-            return SoloEngine(self.node_id, self.chain_id, self, self.height, self.last_hash, empty)
-        raise InvariantError(f"consensus {self.genesis.consensus!r} is not available in this build")
 
     # -- Application (consensus/api.py) ---------------------------------------------------
     def validators_at(self, height: int) -> tuple[bytes, ...]:
@@ -256,7 +267,11 @@ class Node:
                 for env in rd.messages:
                     self.network.send(env)
             for block in rd.committed:
+                if block.height <= self.height:
+                    self._check_known(block)
+                    continue
                 self.apply(block)
+            self.sync_requests.extend(rd.sync)
             for rej in rd.rejections:
                 self.metrics.consensus_rejections.labels(rej.reason.split(":")[0]).inc()
                 log.warning(
@@ -264,10 +279,23 @@ class Node:
                     extra={"fields": {"offender": rej.offender.hex(), "reason": rej.reason}},
                 )
             self.engine.advance(rd)
+            if rd.committed:
+                engines.maybe_compact(self.engine, self.wal)
+
+    def _check_known(self, block: Block) -> None:
+        """A re-delivered committed block (e.g. raft log replay after restart) must be the
+        one we stored; anything else means two different blocks were committed at a height."""
+        stored = self.blocks.get(block.height)
+        if stored is None or stored.hash != block.hash:
+            raise InvariantError(f"engine committed a different block at height {block.height}")
 
     def _persist(self, rd: Ready) -> None:
-        if rd.hard_state is not None or rd.entries or rd.truncate_from is not None:
-            raise InvariantError("this engine needs a consensus WAL, which solo mode does not open")
+        if rd.hard_state is None and not rd.entries and rd.truncate_from is None:
+            return
+        if self.wal is None:
+            raise InvariantError("engine asked to persist state but this node has no WAL")
+        self.wal.save(rd.hard_state, rd.entries, rd.truncate_from)
+        engines.after_persist(self.engine, self.wal)
 
     def tick(self) -> None:
         self.engine.tick()
@@ -276,6 +304,45 @@ class Node:
     def step(self, env: Envelope) -> None:
         self.engine.step(env)
         self.process_ready()
+
+    def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
+        """One inbound batch: step every message, then drain Ready once (amortised)."""
+        for p in payloads:
+            self.engine.step(Envelope(sender, self.node_id, p))
+        self.process_ready()
+
+    def on_peer_txs(self, sender: bytes, txs: list[bytes]) -> None:
+        for raw in txs:
+            self.submit(raw, gossip=False)
+
+    def verify_certificate(self, block: Block) -> str | None:
+        """None if the block's commit certificate is signed by enough validators of its
+        height: a BFT quorum (> 2/3) for bft, one validator for raft (crash-fault model)."""
+        cert = block.certificate
+        if cert is None or cert.height != block.height or cert.block_hash != block.hash:
+            return "missing or mismatched commit certificate"
+        vals = set(self.validators_at(block.height))
+        msg = commit_sign_bytes(self.chain_id, cert.height, cert.round, cert.block_hash)
+        signers = {s for s, sig in cert.signatures if s in vals and crypto.verify(s, msg, sig)}
+        need = 2 * len(vals) // 3 + 1 if self.genesis.consensus == "bft" else 1
+        if len(signers) < need:
+            return f"certificate has {len(signers)} valid validator signatures, needs {need}"
+        return None
+
+    def apply_synced(self, block: Block) -> None:
+        """A block fetched by block sync: verified (certificate, linkage), then applied."""
+        if block.height <= self.height:
+            self._check_known(block)
+            return
+        if block.height != self.height + 1 or block.header.prev_hash != self.last_hash:
+            raise TxRejected(
+                Reject.INVALID, f"synced block {block.height} does not extend {self.height}"
+            )
+        why = self.verify_certificate(block)
+        if why is not None:
+            raise TxRejected(Reject.INVALID, f"synced block {block.height}: {why}")
+        self.apply(block)
+        self.engine.synced(self.height, self.last_hash)
 
     def apply(self, block: Block) -> None:
         """Persist and execute a committed block (with its certificate)."""
@@ -321,7 +388,7 @@ class Node:
             self._vsets = self.state.validator_history()
 
     # -- client API (called by transport servers) -----------------------------------------
-    def submit(self, raw: bytes) -> Admission:
+    def submit(self, raw: bytes, gossip: bool = True) -> Admission:
         tx_id = b""
         try:
             tx = self._decode(raw)
@@ -336,6 +403,8 @@ class Node:
         if self._batch_since is None:
             self._batch_since = now
         self.metrics.mempool.set(len(self.mempool))
+        if gossip and self.network is not None:
+            self.network.gossip(raw)
         return Admission(tx.id, None, "")
 
     def is_committed(self, tx_id: bytes) -> bool:
@@ -395,6 +464,8 @@ class Node:
         )
 
     def close(self) -> None:
+        if self.wal is not None:
+            self.wal.close()
         self.blocks.close()
         self.state.close()
 

@@ -1,0 +1,124 @@
+"""Runs one node: the Node, its client and peer gRPC servers, metrics, the tick loop and block
+sync, all in one asyncio event loop, until `stop` is set (SIGTERM/SIGINT in __main__).
+
+Called by __main__ (`consortium-node run|dev`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from prometheus_client import start_http_server
+
+from ..config import NodeConfig
+from ..crypto import Ed25519Key, verify
+from ..ledger.errors import DecodeError, TxRejected
+from ..transport import codec
+from ..transport.peers import PeerHub, PeerServer
+from ..transport.server import ClientServer
+from .node import Node, load_genesis
+
+log = logging.getLogger("consortium_node")
+
+
+async def serve(cfg: NodeConfig, stop: asyncio.Event, ready_file: Path | None = None) -> None:
+    key = Ed25519Key.load(cfg.key_file)
+    genesis = load_genesis(cfg.genesis_file)
+    node = Node(cfg, key, genesis, codec.decode_tx)
+    server = ClientServer(node, cfg.listen)
+    hub: PeerHub | None = None
+    peer_server: PeerServer | None = None
+    if genesis.consensus != "solo":
+        if cfg.peer_listen is None:
+            raise DecodeError(f"{genesis.consensus} consensus needs peer_listen in the config")
+        hub = PeerHub(
+            node.node_id,
+            genesis.chain_id,
+            genesis.hash,
+            node.sign,
+            verify,
+            {p.node_id: p.address for p in cfg.peers},
+            node,
+        )
+        peer_server = PeerServer(hub, node, cfg.peer_listen)
+        node.network = hub
+        await peer_server.start()
+        hub.start()
+    await server.start()
+    if cfg.metrics_listen:
+        host, _, port = cfg.metrics_listen.rpartition(":")
+        start_http_server(int(port), host, registry=node.metrics.registry)
+    log.info(
+        "node serving",
+        extra={
+            "fields": {
+                "chain": genesis.chain_id,
+                "node": cfg.name,
+                "node_id": node.node_id.hex(),
+                "listen": cfg.listen,
+                "port": server.port,
+                "peer_port": peer_server.port if peer_server else None,
+                "height": node.height,
+                "consensus": genesis.consensus,
+            }
+        },
+    )
+    if ready_file is not None:
+        info = {"port": server.port, "pid": os.getpid(), "node_id": node.node_id.hex()}
+        if peer_server is not None:
+            info["peer_port"] = peer_server.port
+        ready_file.write_text(json.dumps(info))  # noqa: ASYNC240 - once, tiny
+    sync_task: asyncio.Task[None] | None = None
+    tick = cfg.consensus.tick_ms / 1000
+    try:
+        node.process_ready()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)
+            node.tick()
+            if hub is not None and node.sync_requests and (sync_task is None or sync_task.done()):
+                req = node.sync_requests.pop(0)
+                node.sync_requests.clear()
+                sync_task = asyncio.create_task(_sync(node, hub, req.peer, req.from_height))
+    finally:
+        log.info("node stopping", extra={"fields": {"height": node.height}})
+        if sync_task is not None:
+            sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sync_task
+        await server.stop(0.5)
+        if hub is not None and peer_server is not None:
+            await hub.stop()
+            await peer_server.stop(0.2)
+        node.close()
+
+
+async def _sync(node: Node, hub: PeerHub, peer: bytes, from_height: int) -> None:
+    """Fetches committed blocks from `peer` batch by batch, verifying each certificate."""
+    node.syncing = True
+    try:
+        h = max(from_height, node.height + 1)
+        while True:
+            got = 0
+            async for block in hub.fetch_blocks(peer, h):
+                node.apply_synced(block)
+                node.process_ready()
+                got += 1
+            if got == 0:
+                return
+            h = node.height + 1
+    except TxRejected as e:
+        log.warning(
+            "block sync refused a block",
+            extra={"fields": {"peer": peer.hex()[:16], "reason": e.message}},
+        )
+    except Exception as e:  # a peer failure must not kill the node; the engine will ask again
+        log.warning(
+            "block sync failed", extra={"fields": {"peer": peer.hex()[:16], "error": repr(e)[:300]}}
+        )
+    finally:
+        node.syncing = False
