@@ -100,8 +100,8 @@ def _unreachable_reason(details: str, timeout: float | None) -> str:
         return f"no answer within {timeout:g}s" if timeout else "timed out"
     if "connection reset" in low:
         return "connection reset"
-    if "socket closed" in low or "end of tcp stream" in low:
-        return "connection closed"
+    if any(m in low for m in ("socket closed", "end of tcp stream", "goaway", "cancelling all")):
+        return "connection closed by the node"
     return _one_line(details)[:200] or "unavailable"
 
 
@@ -276,6 +276,18 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
+_FIELD1 = b"\x0a"  # field 1, wire type 2 (length-delimited): SubmitBatchRequest.txs
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 class Client:
     """Typed synchronous wrapper of the `Ledger` service of one node.
 
@@ -299,6 +311,11 @@ class Client:
         ]
         self._channel = grpc.insecure_channel(endpoint, options=opts)
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)
+        self._batch_raw = self._channel.unary_unary(
+            "/consortium.v1.Ledger/SubmitBatch",
+            request_serializer=_identity,
+            response_deserializer=ledger_pb2.SubmitBatchResponse.FromString,
+        )
         self._submit_raw = self._channel.stream_stream(
             "/consortium.v1.Ledger/SubmitStream",
             request_serializer=_identity,
@@ -339,6 +356,16 @@ class Client:
             resp = self._stub.SubmitBatch(
                 ledger_pb2.SubmitBatchRequest(txs=list(txs)), timeout=self.timeout
             )
+        except grpc.RpcError as e:
+            raise self._error(e, self.timeout) from None
+        return list(resp.results)
+
+    def submit_raw(self, txs: Sequence[bytes]) -> list[ledger_pb2.TxResult]:
+        """SubmitBatch of already-serialised `SignedTx` bytes (the request is assembled by
+        concatenation, no per-tx protobuf work; used by `consortium bench`)."""
+        request = b"".join(_FIELD1 + _varint(len(t)) + t for t in txs)
+        try:
+            resp = self._batch_raw(request, timeout=self.timeout)
         except grpc.RpcError as e:
             raise self._error(e, self.timeout) from None
         return list(resp.results)

@@ -29,7 +29,8 @@ from consortium_node.client import (
     parse_hex,
 )
 
-console = Console(highlight=False, soft_wrap=True)
+# Not a terminal (pipes, CliRunner): a wide virtual width so hashes and tables never wrap.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 DEFAULT_KEY_FILE = Path("~/.consortium/key.json")
 

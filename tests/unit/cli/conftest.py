@@ -40,6 +40,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
         self.balances: dict[tuple[str, bytes], int] = {}
         self.index: dict[bytes, tuple[int, int, int, str]] = {}  # id -> height, idx, code, msg
         self.stopped = False
+        self.reject_all: str | None = None  # when set, admission refuses every tx with this
         self._thread = threading.Thread(target=self._cutter, daemon=True)
         self._thread.start()
 
@@ -47,6 +48,9 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
 
     def _admit(self, tx: types_pb2.SignedTx) -> ledger_pb2.TxResult:
         tx_id = tx_id_of(tx.body)
+        if self.reject_all is not None:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            return ledger_pb2.TxResult(tx_id=tx_id, code=code, message=self.reject_all)
         try:
             body = types_pb2.TxBody.FromString(tx.body)
             VerifyKey(body.sender).verify(tx.body, tx.signature)

@@ -164,6 +164,35 @@ def test_bench_reports_throughput_and_latency(fake_node: FakeNode) -> None:
     assert out["committed"] == 100 and set(out["latency_ms"]) >= {"p50", "p90", "p99"}
 
 
+def test_bench_batch_mode_and_rate(fake_node: FakeNode) -> None:
+    rep = run_bench(BenchConfig(endpoint=fake_node.endpoint, txs=250, streams=2, batch=40))
+    assert rep.committed == 250 and rep.to_json()["api"] == "SubmitBatch x40"
+    rep = run_bench(BenchConfig(endpoint=fake_node.endpoint, txs=50, streams=1, rate=500))
+    assert rep.committed == 50 and rep.send_s >= 0.08
+
+
+def test_bench_counts_rejections(fake_node: FakeNode) -> None:
+    fake_node.ledger.reject_all = "mempool full"
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            "--txs",
+            "20",
+            "--endpoint",
+            fake_node.endpoint,
+            "--json",
+            "--commit-timeout",
+            "0.2",
+        ],
+    )
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["rejected"] == 20 and out["committed"] == 0
+    assert out["rejections"] == {"RESOURCE_EXHAUSTED: mempool full": 20}
+    assert "no transaction committed" in r.stderr
+
+
 def test_bench_with_processes(fake_node: FakeNode) -> None:
     rep = run_bench(BenchConfig(endpoint=fake_node.endpoint, txs=200, streams=2, procs=2))
     assert rep.committed == 200 and rep.procs == 2
@@ -189,6 +218,9 @@ def test_client_api(fake_node: FakeNode) -> None:
         blocks = list(c.stream_blocks(1, ids_only=True))
         assert sum(len(b.tx_ids) for b in blocks) == 6
         assert c.get_block(1).header_view.height == 1
+        last = [s.build_tx(chain, n, s_payload(n)) for n in range(6, 9)]
+        res3 = c.submit_raw([tx.SerializeToString() for _, tx in last])
+        assert [(r.tx_id, r.code) for r in res3] == [(i, 0) for i, _ in last]
 
 
 def s_payload(n: int) -> Any:
