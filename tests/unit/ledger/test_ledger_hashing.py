@@ -11,7 +11,6 @@ import hashlib
 import random
 
 import pytest
-
 from consortium_node.ledger.hashing import (
     HASH_LEN,
     ZERO_HASH,
@@ -115,7 +114,7 @@ CT_ROOTS = [
 def test_sha256_and_constants() -> None:
     assert sha256(b"abc") == hashlib.sha256(b"abc").digest()
     assert HASH_LEN == 32
-    assert ZERO_HASH == bytes(32)
+    assert bytes(32) == ZERO_HASH
 
 
 @pytest.mark.parametrize("n", range(len(CT_ROOTS)), ids=lambda n: f"n={n}")

@@ -10,7 +10,6 @@ import random
 import struct
 
 import pytest
-
 from consortium_node.ledger.lthash import LANES, LtHash
 
 pytestmark = pytest.mark.unit
@@ -38,7 +37,9 @@ def ref_digest(lanes: bytes) -> bytes:
 
 
 def pairs(rng: random.Random, n: int) -> list[Pair]:
-    return [(rng.randbytes(rng.randrange(0, 12)), rng.randbytes(rng.randrange(0, 20))) for _ in range(n)]
+    return [
+        (rng.randbytes(rng.randrange(0, 12)), rng.randbytes(rng.randrange(0, 20))) for _ in range(n)
+    ]
 
 
 def of(items: list[Pair]) -> LtHash:
@@ -60,7 +61,7 @@ def test_matches_reference_definition(seed: int) -> None:
     rng = random.Random(seed)
     items = pairs(rng, 6)
     h = of(items)
-    removed = items[: 2]
+    removed = items[:2]
     for k, v in removed:
         h.remove(k, v)
     counts: dict[Pair, int] = collections.Counter(items)
