@@ -3,11 +3,14 @@ live with `--follow`, from the StreamBlocks RPC)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from consortium_api.v1 import ledger_pb2
 from rich.table import Table
+
+from consortium_node.client import Client, ClientError, DataDir
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -44,6 +47,9 @@ def status_json(s: ledger_pb2.GetStatusResponse, endpoint: str) -> dict[str, Any
 
 
 def status(
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="With --data-dir: one row per node.")
+    ] = False,
     json_: JsonOpt = False,
     endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = None,
@@ -51,6 +57,11 @@ def status(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Chain id, height, last block, role/leader, validators, sync state, mempool size."""
+    if all_:
+        if data_dir is None:
+            raise typer.BadParameter("--all needs --data-dir", param_hint="--all")
+        _status_all(data_dir, timeout, json_)
+        return
     with open_client(endpoint, data_dir, node, timeout) as client:
         s = client.status()
         ep = client.endpoint
@@ -77,6 +88,45 @@ def status(
         me = "  [dim](this node)[/]" if v.node_id == s.node_id else ""
         t.add_row("", f"{v.node_id.hex()}  {v.organization}{me}")
     console.print(t)
+
+
+def _status_all(data_dir: Path, timeout: float, json_: bool) -> None:
+    dd = DataDir.load(data_dir)
+    rows: list[dict[str, Any]] = []
+    for n in dd.nodes:
+        row: dict[str, Any] = {"name": n.name, "organization": n.organization, "pid": n.pid}
+        with Client(n.endpoint, timeout) as c:
+            try:
+                row |= status_json(c.status(), n.endpoint)
+                row["up"] = True
+            except ClientError as e:
+                row |= {"endpoint": n.endpoint, "up": False, "error": str(e)}
+        rows.append(row)
+    if json_:
+        print_json({"chain_id": dd.chain_id, "consensus": dd.consensus, "nodes": rows})
+        return
+    t = Table(title=f"{dd.chain_id} ({dd.consensus})", title_justify="left")
+    for col in ("node", "org", "endpoint", "height", "last block", "role", "sync", "mempool"):
+        t.add_column(col, justify="right" if col in ("height", "mempool") else "left")
+    for r in rows:
+        if not r["up"]:
+            t.add_row(
+                r["name"], r["organization"], r["endpoint"], "-", "-", "[red]down[/]", "-", "-"
+            )
+            continue
+        t.add_row(
+            r["name"],
+            r["organization"],
+            r["endpoint"],
+            str(r["height"]),
+            r["last_block_hash"][:16],
+            r["role"],
+            r["sync_state"],
+            str(r["mempool_size"]),
+        )
+    console.print(t)
+    if not any(r["up"] for r in rows):
+        raise ClientError(f"no node of {dd.path} answers")
 
 
 def blocks(

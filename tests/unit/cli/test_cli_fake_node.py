@@ -152,6 +152,10 @@ def test_data_dir_picks_answering_node_and_client_key(
     assert r.exit_code == 1 and "unreachable" in r.stderr
     with connect(data_dir=d) as c:
         assert c.endpoint == fake_node.endpoint
+    every = _json(["status", "--all", "--data-dir", str(d), "--json"])
+    assert [(n["name"], n["up"]) for n in every["nodes"]] == [("dead", False), ("live", True)]
+    r = runner.invoke(app, ["status", "--all", "--data-dir", str(d)])
+    assert r.exit_code == 0 and "down" in r.stdout and "live" in r.stdout
 
 
 def test_bench_reports_throughput_and_latency(fake_node: FakeNode) -> None:
