@@ -4,7 +4,10 @@ Invariants:
   * every tx in the pool passed decoding, stateless checks, the signature check (exactly once:
     the pool itself is the verified-signature cache, keyed by tx id) and state preflight;
   * for each sender the pooled nonces are contiguous, starting at the sender's committed
-    nonce, so any prefix of arrival order is a valid nonce sequence for a block.
+    nonce, so any prefix of arrival order is a valid nonce sequence for a block;
+  * txs gossiped by peers may arrive ahead of a gap (a sender that used two nodes): those are
+    held aside (`_future`, bounded, verified) and promoted when the gap fills. Clients get the
+    gap as an error instead, so they learn about it.
 Called by the runtime node (submission, block building, block commit)."""
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from collections.abc import Callable, Iterable
 from ..ledger.errors import Reject, TxRejected
 from ..ledger.state import StateReader, nonce_key, preflight, u64
 from ..ledger.tx import Tx, check_stateless
+
+FUTURE_WINDOW = 256  # how far ahead of a sender's next nonce a gossiped tx may be held
+FUTURE_MAX = 10_000  # held txs across all senders
 
 
 class Mempool:
@@ -30,6 +36,8 @@ class Mempool:
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order
         self._next_nonce: dict[bytes, int] = {}  # sender -> next admissible nonce (pooled)
         self._count: dict[bytes, int] = {}  # sender -> pooled tx count
+        self._future: dict[bytes, dict[int, Tx]] = {}  # sender -> nonce -> held tx (gossip)
+        self._future_count = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -41,9 +49,15 @@ class Mempool:
         return self._txs.get(tx_id)
 
     def admit(
-        self, tx: Tx, state: StateReader, max_tx_bytes: int, committed: Callable[[bytes], bool]
+        self,
+        tx: Tx,
+        state: StateReader,
+        max_tx_bytes: int,
+        committed: Callable[[bytes], bool],
+        hold_future: bool = False,
     ) -> None:
-        """Raises TxRejected with the reason; on return the tx is pooled."""
+        """Raises TxRejected with the reason; on return the tx is pooled (or, with
+        `hold_future`, held until its nonce gap fills)."""
         check_stateless(tx, self.chain_id, max_tx_bytes)
         if tx.id in self._txs or committed(tx.id):
             raise TxRejected(Reject.DUPLICATE, f"transaction {tx.id.hex()} already submitted")
@@ -63,9 +77,36 @@ class Mempool:
         if not self._verify(tx.sender, tx.body, tx.signature):
             raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
         preflight(state, tx)
+        self._pool(tx)
+        self._promote(tx.sender, state)
+
+    def _pool(self, tx: Tx) -> None:
         self._txs[tx.id] = tx
-        self._next_nonce[tx.sender] = want + 1
+        self._next_nonce[tx.sender] = tx.nonce + 1
         self._count[tx.sender] = self._count.get(tx.sender, 0) + 1
+
+    def _promote(self, sender: bytes, state: StateReader) -> None:
+        """Moves held txs that now continue the sender's nonce sequence into the pool."""
+        held = self._future.get(sender)
+        if not held:
+            return
+        want = self._next_nonce.get(sender)
+        if want is None:
+            want = u64(state.get(nonce_key(sender)))
+        for n in [n for n in held if n < want]:
+            del held[n]
+            self._future_count -= 1
+        while want in held and len(self._txs) < self.capacity:
+            tx = held.pop(want)
+            self._future_count -= 1
+            try:
+                preflight(state, tx)
+            except TxRejected:
+                break
+            self._pool(tx)
+            want += 1
+        if not held:
+            del self._future[sender]
 
     def take(self, max_txs: int, max_bytes: int) -> list[Tx]:
         """Oldest-first batch for a block proposal (stays pooled until committed)."""
@@ -87,6 +128,7 @@ class Mempool:
             if self._txs.pop(tx.id, None) is not None:
                 self._dec(tx.sender)
         for sender in senders:
+            self._promote(sender, state)
             committed = u64(state.get(nonce_key(sender)))
             if self._count.get(sender, 0) == 0:
                 self._next_nonce.pop(sender, None)

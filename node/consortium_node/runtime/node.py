@@ -394,7 +394,9 @@ class Node:
             tx = self._decode(raw)
             tx_id = tx.id
             with self.state.snapshot() as snap:
-                self.mempool.admit(tx, snap, param(snap, "max_tx_bytes"), self.is_committed)
+                self.mempool.admit(
+                    tx, snap, param(snap, "max_tx_bytes"), self.is_committed, hold_future=not gossip
+                )
         except TxRejected as e:
             self.metrics.rejected.labels(e.reason.value).inc()
             return Admission(tx_id, e.reason, e.message)

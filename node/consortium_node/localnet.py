@@ -1,0 +1,322 @@
+"""A whole consortium as local processes, no cluster: `consortium up`.
+
+Turns a Consortium manifest (the same YAML the operator takes) into per-node keys, a genesis,
+per-node configs and running `consortium-node run` processes on 127.0.0.1; writes
+DIR/endpoints.json for scripts and the `consortium --data-dir` client commands. Keys and
+genesis are created once: re-running `up` on the same DIR restarts the same chain.
+
+Called by the CLI (`consortium up`, `consortium demo`) and by integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .crypto import Ed25519Key
+from .ledger.genesis import Account, Genesis
+from .ledger.state import Validator
+
+CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+START_TIMEOUT = 60.0
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OrgPlan:
+    name: str
+    validators: int
+
+
+@dataclass(frozen=True, slots=True)
+class NetPlan:
+    name: str
+    chain_id: str
+    consensus: str
+    organizations: tuple[OrgPlan, ...]
+    accounts: tuple[tuple[str, str, int], ...]  # (asset, "client" | hex account, amount)
+    kv: tuple[tuple[str, str], ...]
+    params: dict[str, int]
+    block_interval_ms: int
+    empty_block_ms: int
+
+    @property
+    def node_names(self) -> list[tuple[str, str]]:
+        return [(f"{o.name}-{i}", o.name) for o in self.organizations for i in range(o.validators)]
+
+
+def parse_manifest(doc: dict[str, Any]) -> NetPlan:
+    """Reads the fields `consortium up` needs from a Consortium manifest; errors name the
+    offending field."""
+    if doc.get("kind") != "Consortium":
+        raise ManifestError(f"expected kind Consortium, got {doc.get('kind')!r}")
+    spec = doc.get("spec") or {}
+    name = str((doc.get("metadata") or {}).get("name", "consortium"))
+    chain_id = str(spec.get("chainId", name))
+    if not CHAIN_ID_RE.match(chain_id):
+        raise ManifestError(f"spec.chainId {chain_id!r} must be lowercase letters, digits and '-'")
+    cons = spec.get("consensus") or {}
+    kind = str(cons.get("type", "bft"))
+    orgs_raw = spec.get("organizations") or []
+    if not orgs_raw:
+        raise ManifestError("spec.organizations must list at least one organization")
+    orgs = tuple(OrgPlan(str(o["name"]), int(o.get("validators", 1))) for o in orgs_raw)
+    if len({o.name for o in orgs}) != len(orgs):
+        raise ManifestError("spec.organizations has duplicate names")
+    total = sum(o.validators for o in orgs)
+    if kind == "bft" and total < 4:
+        raise ManifestError(f"bft needs at least 4 validators (3f+1), manifest has {total}")
+    if kind == "raft" and total < 1:
+        raise ManifestError("raft needs at least one validator")
+    if kind not in ("bft", "raft"):
+        raise ManifestError(f"spec.consensus.type must be bft or raft, got {kind!r}")
+    gen = spec.get("genesis") or {}
+    accounts = []
+    for a in gen.get("accounts") or []:
+        amount = int(a.get("balance", a.get("amount", 0)))
+        if amount < 0:
+            raise ManifestError("genesis account balances must not be negative")
+        accounts.append((str(a.get("asset", "coin")), str(a.get("account", "client")), amount))
+    kv = tuple(
+        (str(e["key"]), str(e["value"])) for e in gen.get("keyValues") or gen.get("kv") or []
+    )
+    params = {str(k): int(v) for k, v in (gen.get("parameters") or {}).items()}
+    return NetPlan(
+        name=name,
+        chain_id=chain_id,
+        consensus=kind,
+        organizations=orgs,
+        accounts=tuple(accounts) or (("coin", "client", 1_000_000_000),),
+        kv=kv,
+        params=params,
+        block_interval_ms=int(cons.get("blockIntervalMs", 10)),
+        empty_block_ms=int(cons.get("emptyBlockMs", 1000)),
+    )
+
+
+def load_manifest(path: Path) -> NetPlan:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ManifestError(f"cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{path} must hold one Consortium object")
+    try:
+        return parse_manifest(doc)
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ManifestError):
+            raise
+        raise ManifestError(f"{path}: invalid Consortium manifest ({e})") from e
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
+    """Creates keys, genesis and node configs once; an initialised DIR is left as it is."""
+    if (data_dir / "genesis.json").exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names = plan.node_names
+    keys = {n: Ed25519Key.generate() for n, _ in names}
+    for n, k in keys.items():
+        k.save(data_dir / "nodes" / n / "key.json")
+    admin, client = Ed25519Key.generate(), Ed25519Key.generate()
+    admin.save(data_dir / "keys" / "admin.json")
+    client.save(data_dir / "keys" / "client.json")
+    accounts = tuple(
+        Account(asset, client.public if acct == "client" else bytes.fromhex(acct), amount)
+        for asset, acct, amount in plan.accounts
+    )
+    genesis = Genesis(
+        chain_id=plan.chain_id,
+        time_ms=int(time.time() * 1000),
+        validators=tuple(Validator(keys[n].public, org) for n, org in names),
+        admins=(admin.public,),
+        accounts=accounts,
+        kv=tuple((k.encode(), v.encode()) for k, v in plan.kv),
+        params=plan.params,
+        consensus=plan.consensus,
+    )
+    genesis.validate()
+    (data_dir / "genesis.json").write_bytes(genesis.canonical())
+    ports = _free_ports(3 * len(names))
+    for i, (n, org) in enumerate(names):
+        client_port, peer_port, metrics_port = ports[3 * i : 3 * i + 3]
+        cfg = {
+            "name": n,
+            "organization": org,
+            "data_dir": "ledger",
+            "key_file": "key.json",
+            "genesis_file": "../../genesis.json",
+            "listen": f"127.0.0.1:{client_port}",
+            "peer_listen": f"127.0.0.1:{peer_port}",
+            "metrics_listen": f"127.0.0.1:{metrics_port}",
+            "fsync": fsync,
+            "log_format": "json",
+            "consensus": {
+                "block_interval_ms": plan.block_interval_ms,
+                "empty_block_ms": plan.empty_block_ms,
+            },
+            "peers": [],
+        }
+        (data_dir / "nodes" / n / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for n, _ in names:
+        path = data_dir / "nodes" / n / "config.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        cfg["peers"] = [
+            {
+                "node_id": keys[m].public.hex(),
+                "address": yaml.safe_load((data_dir / "nodes" / m / "config.yaml").read_text())[
+                    "peer_listen"
+                ],
+            }
+            for m, _ in names
+            if m != n
+        ]
+        path.write_text(yaml.safe_dump(cfg))
+    (data_dir / "consortium.json").write_text(
+        json.dumps({"name": plan.name, "chain_id": plan.chain_id, "consensus": plan.consensus})
+    )
+
+
+@dataclass
+class LocalNode:
+    name: str
+    organization: str
+    directory: Path
+    endpoint: str
+    node_id: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+    def start(self) -> None:
+        ready = self.directory / "ready.json"
+        ready.unlink(missing_ok=True)
+        log = (self.directory / "node.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "consortium_node",
+                "run",
+                "--config",
+                str(self.directory / "config.yaml"),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, deadline: float) -> None:
+        ready = self.directory / "ready.json"
+        # Polls for a condition the node creates once serving, bounded by `deadline`.
+        while not ready.exists():
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = (self.directory / "node.log").read_text(errors="replace")[-800:]
+                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}: {tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {self.name} did not start within {START_TIMEOUT:.0f}s")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class LocalNet:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        meta = json.loads((data_dir / "consortium.json").read_text())
+        self.chain_id: str = meta["chain_id"]
+        self.consensus: str = meta["consensus"]
+        self.nodes: list[LocalNode] = []
+        for d in sorted((data_dir / "nodes").iterdir()):
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            key = json.loads((d / "key.json").read_text())
+            self.nodes.append(
+                LocalNode(cfg["name"], cfg["organization"], d, cfg["listen"], key["public_key"])
+            )
+
+    def node(self, name: str) -> LocalNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def start(self) -> None:
+        for n in self.nodes:
+            n.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            for n in self.nodes:
+                n.wait_ready(deadline)
+        except Exception:
+            self.stop()
+            raise
+        self.write_endpoints()
+
+    def write_endpoints(self) -> None:
+        doc = {
+            "chain_id": self.chain_id,
+            "consensus": self.consensus,
+            "client_key": "keys/client.json",
+            "admin_key": "keys/admin.json",
+            "nodes": [
+                {
+                    "name": n.name,
+                    "organization": n.organization,
+                    "endpoint": n.endpoint,
+                    "pid": n.pid,
+                    "node_id": n.node_id,
+                    "log": str(n.directory / "node.log"),
+                }
+                for n in self.nodes
+            ],
+        }
+        tmp = self.data_dir / "endpoints.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.rename(self.data_dir / "endpoints.json")
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                os.kill(n.proc.pid, signal.SIGTERM)
+        for n in self.nodes:
+            n.stop()
