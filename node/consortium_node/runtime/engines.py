@@ -14,6 +14,7 @@ from ..consensus.solo import SoloEngine
 from ..ledger.errors import InvariantError
 from ..storage.wal import ConsensusWal
 
+BFT_AVAILABLE = False  # flips when consensus/bft is wired in below
 COMPACT_EVERY = 512  # raft: keep this many applied entries in the WAL before compacting
 
 
