@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from consortium_node.consensus.bft import BftConfig, BftEngine
 
 from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp
