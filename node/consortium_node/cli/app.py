@@ -9,10 +9,11 @@ To add a command, write it in its own module here and register it below."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -103,12 +104,34 @@ def _quiet_broken_pipe() -> None:
 app = typer.Typer(
     name="consortium",
     cls=_OneLineErrors,
-    help="Client of a consortium chain: keys, transactions, queries, status, load generation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            v = importlib.metadata.version("consortium")
+        except importlib.metadata.PackageNotFoundError:
+            v = "unknown"
+        sys.stdout.write(f"consortium {v}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Client of a consortium chain: keys, transactions, queries, status, load generation.
+
+    Node: --endpoint HOST:PORT, $CONSORTIUM_ENDPOINT, or --data-dir DIR of 'consortium up'."""
+
 
 app.add_typer(keys.app, name="keys")
 app.add_typer(tx.app, name="tx")

@@ -22,6 +22,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from collections import Counter
@@ -234,6 +235,8 @@ def _worker(
 
 
 def _proc_entry(*args: Any) -> None:
+    # Ctrl-C goes to the whole process group; the parent handles it and terminates us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker(*args)
 
 
