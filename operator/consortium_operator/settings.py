@@ -1,0 +1,47 @@
+"""Operator settings: read once at start-up from the environment (`Settings.from_env`) and
+passed explicitly to render, plan and status — never read from globals elsewhere.
+
+  CONSORTIUM_NODE_IMAGE       node image when a Consortium has no spec.image
+                              (default consortium/node:dev, what `make images` builds)
+  CONSORTIUM_CLUSTER_DOMAIN   cluster DNS domain (default cluster.local)
+  CONSORTIUM_NODE_ADDRESS     how the operator reaches node pods over gRPC: pod-ip (default)
+                              or dns (<pod>.<consortium>-peers.<ns>.svc.<domain>)
+  CONSORTIUM_RETRY_SECONDS    delay between reconcile passes while converging (default 5)
+  CONSORTIUM_STATUS_SECONDS   interval of the status timer (default 10)
+  CONSORTIUM_MAX_LAG          blocks a node may trail the chain and still count as caught up
+                              (default 2); a node further than 10x behind sets Degraded
+  CONSORTIUM_RPC_TIMEOUT      seconds per gRPC call to a node (default 3)"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    node_image: str = "consortium/node:dev"
+    cluster_domain: str = "cluster.local"
+    node_address: str = "pod-ip"  # pod-ip | dns
+    retry_seconds: float = 5.0
+    status_seconds: float = 10.0
+    max_lag: int = 2
+    rpc_timeout: float = 3.0
+    governance_timeout: float = 20.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        d = cls()
+        s = cls(
+            node_image=env.get("CONSORTIUM_NODE_IMAGE", d.node_image),
+            cluster_domain=env.get("CONSORTIUM_CLUSTER_DOMAIN", d.cluster_domain),
+            node_address=env.get("CONSORTIUM_NODE_ADDRESS", d.node_address),
+            retry_seconds=float(env.get("CONSORTIUM_RETRY_SECONDS", d.retry_seconds)),
+            status_seconds=float(env.get("CONSORTIUM_STATUS_SECONDS", d.status_seconds)),
+            max_lag=int(env.get("CONSORTIUM_MAX_LAG", d.max_lag)),
+            rpc_timeout=float(env.get("CONSORTIUM_RPC_TIMEOUT", d.rpc_timeout)),
+        )
+        if s.node_address not in ("pod-ip", "dns"):
+            raise ValueError("CONSORTIUM_NODE_ADDRESS must be pod-ip or dns")
+        return s
