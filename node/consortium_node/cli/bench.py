@@ -35,7 +35,7 @@ from consortium_api.v1 import types_pb2
 from rich.console import Console
 from rich.table import Table
 
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client import Client, ClientError, DataDir, Signer
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -64,6 +64,9 @@ class BenchConfig:
     rate: float = 0.0  # total tx/s; 0 = as fast as possible
     batch: int = 0  # 0: SubmitStream, one message per tx; N: SubmitBatch RPCs of N txs
     commit_timeout: float = 30.0  # give up when no new commit for this long after sending
+    # where the streams submit (stream s -> submit_to[s % len]); empty: `endpoint`. Commits
+    # are always followed on `endpoint`.
+    submit_to: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
 
 
@@ -77,6 +80,7 @@ class BenchReport:
     size: int
     rate: float
     batch: int = 0
+    submit_to: tuple[str, ...] = ()
     sent: int = 0
     accepted: int = 0
     rejected: int = 0
@@ -94,6 +98,7 @@ class BenchReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint,
+            "submit_to": list(self.submit_to or (self.endpoint,)),
             "txs": self.txs,
             "streams": self.streams,
             "keys": self.keys,
@@ -135,7 +140,7 @@ class _EventLike(Protocol):
 
 def _worker(
     wid: int,
-    endpoint: str,
+    endpoints: list[str],
     chain_id: str,
     tag: str,
     size: int,
@@ -176,7 +181,7 @@ def _worker(
             if delay > 0:
                 time.sleep(delay)
 
-    def run_stream(txs: list[tuple[int, bytes, bytes]]) -> None:
+    def run_stream(endpoint: str, txs: list[tuple[int, bytes, bytes]]) -> None:
         n = len(txs)
         send_ns = [0] * n
         codes = [-1] * n
@@ -226,7 +231,10 @@ def _worker(
                     msg = msgs[j]
                 outcomes.append((i, tx_id, send_ns[j], code, msg))
 
-    threads = [threading.Thread(target=run_stream, args=(s,), daemon=True) for s in signed]
+    threads = [
+        threading.Thread(target=run_stream, args=(ep, s), daemon=True)
+        for ep, s in zip(endpoints, signed, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -301,8 +309,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         raise ValueError(f"--keys ({k}) must be >= --streams ({cfg.streams})")
     procs = max(1, min(cfg.procs, cfg.streams))
     report = BenchReport(
-        cfg.endpoint, cfg.txs, cfg.streams, k, procs, cfg.size, cfg.rate, cfg.batch
+        cfg.endpoint, cfg.txs, cfg.streams, k, procs, cfg.size, cfg.rate, cfg.batch, cfg.submit_to
     )
+    targets = cfg.submit_to or (cfg.endpoint,)
+    stream_ep = [targets[s % len(targets)] for s in range(cfg.streams)]
 
     with Client(cfg.endpoint, cfg.timeout) as c:
         st = c.status()
@@ -335,7 +345,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 target=_worker,
                 args=(
                     0,
-                    cfg.endpoint,
+                    stream_ep,
                     chain_id,
                     tag,
                     cfg.size,
@@ -360,7 +370,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                     target=_proc_entry,
                     args=(
                         w,
-                        cfg.endpoint,
+                        [stream_ep[s] for s in range(w, cfg.streams, procs)],
                         chain_id,
                         tag,
                         cfg.size,
@@ -508,6 +518,14 @@ def bench(
             "--commit-timeout", min=0.1, help="Stop waiting after this long without a commit."
         ),
     ] = 30.0,
+    spread: Annotated[
+        bool,
+        typer.Option(
+            "--spread",
+            help="With --data-dir: spread the streams over every node that answers "
+            "(commits are still followed on one node).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
     endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = None,
@@ -522,6 +540,11 @@ def bench(
         )
     with open_client(endpoint, data_dir, node, timeout) as c:
         ep = c.endpoint
+    submit_to: tuple[str, ...] = ()
+    if spread:
+        if data_dir is None:
+            raise typer.BadParameter("--spread needs --data-dir", param_hint="--spread")
+        submit_to = tuple(_answering(DataDir.load(data_dir), timeout))
     cfg = BenchConfig(
         endpoint=ep,
         txs=txs,
@@ -532,6 +555,7 @@ def bench(
         rate=rate,
         batch=batch,
         commit_timeout=commit_timeout,
+        submit_to=submit_to,
         timeout=timeout,
     )
     report = run_bench(cfg, None if json_ else (lambda m: _stderr.print(f"[dim]{m}[/]")))
@@ -546,6 +570,18 @@ def bench(
         )
 
 
+def _answering(dd: DataDir, timeout: float) -> list[str]:
+    up = []
+    for n in dd.nodes:
+        with Client(n.endpoint, timeout) as c:
+            try:
+                c.status(timeout=min(timeout, 2.0))
+            except ClientError:
+                continue
+        up.append(n.endpoint)
+    return up
+
+
 def _print_report(r: BenchReport) -> None:
     t = Table(title=f"consortium bench → {r.endpoint}", show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -553,6 +589,8 @@ def _print_report(r: BenchReport) -> None:
     t.add_row("txs / streams / keys / procs", f"{r.txs} / {r.streams} / {r.keys} / {r.procs}")
     t.add_row("value size", f"{r.size} B")
     t.add_row("submission", f"SubmitBatch of {r.batch}" if r.batch else "SubmitStream")
+    if r.submit_to:
+        t.add_row("submitting to", ", ".join(r.submit_to))
     t.add_row("committed", f"{r.committed} of {r.sent}")
     t.add_row("rejected", str(r.rejected))
     t.add_row("not committed", str(r.uncommitted))

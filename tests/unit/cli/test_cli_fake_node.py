@@ -231,3 +231,24 @@ def s_payload(n: int) -> Any:
     from consortium_api.v1 import types_pb2
 
     return types_pb2.KvPut(key=f"n{n}".encode(), value=b"v")
+
+
+def test_bench_spread_over_data_dir_nodes(
+    fake_node: FakeNode, tmp_path: Path, closed_port: int
+) -> None:
+    nodes = [
+        {"name": "a", "endpoint": fake_node.endpoint},
+        {"name": "down", "endpoint": f"127.0.0.1:{closed_port}"},
+        {"name": "b", "endpoint": fake_node.endpoint},
+    ]
+    (tmp_path / "endpoints.json").write_text(json.dumps({"chain_id": "c", "nodes": nodes}))
+    out = _json(
+        ["bench", "--txs", "60", "--streams", "3", "--spread", "-d", str(tmp_path), "--json"]
+    )
+    assert out["committed"] == 60
+    assert out["submit_to"] == [fake_node.endpoint, fake_node.endpoint]
+
+
+def test_version() -> None:
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.startswith("consortium ")
