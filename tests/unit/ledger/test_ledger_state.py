@@ -561,7 +561,7 @@ def test_commuting_txs_in_different_orders_reach_equal_roots(seed: int) -> None:
     assert len(roots) == 1
 
 
-def test_root_differs_when_state_differs(chain: Chain) -> None:
+def test_root_differs_when_state_differs() -> None:
     a = Chain(genesis())
     b = Chain(genesis())
     ra = a.run(a.tx(ALICE, KvPut(b"k", b"1")))
