@@ -165,6 +165,7 @@ def _read_entry(data: bytes, blocks: dict[bytes, Block], pol: list[Vote]) -> Non
         raise InvariantError("corrupt bft entry") from None
 
 
+REBROADCAST_ROUNDS = 8  # how many recent rounds of our own votes a rebroadcast re-sends
 MAX_CONFLICTS = 2  # conflicting votes kept per validator per (round, kind): bounded memory
 
 
@@ -207,7 +208,7 @@ class BftEngine:
     """See the module docstring for the driver contract."""
 
     _timers: list[tuple[int, int, int, int]]  # (deadline tick, Step, height, round)
-    _last_broadcast: int
+    _last_rebroadcast: int
 
     def __init__(
         self,
@@ -336,7 +337,7 @@ class BftEngine:
                 self._on_timeout(kind, h, r)
         if self.phase is Step.PROPOSE:
             self._try_propose()
-        if self._ticks - self._last_broadcast >= self.cfg.rebroadcast_ticks:
+        if self._ticks - self._last_rebroadcast >= self.cfg.rebroadcast_ticks:
             self._rebroadcast()
         self._progress()
 
@@ -402,14 +403,14 @@ class BftEngine:
         self._prevotes: dict[int, _VoteSet] = {}
         self._precommits: dict[int, _VoteSet] = {}
         self._commit_candidates: set[tuple[int, bytes]] = set()
-        self._round_senders: dict[int, set[bytes]] = {}
+        self._max_round: dict[bytes, int] = {}  # highest round seen from each validator
         self._signed: dict[Kind, tuple[int, bytes]] = {
             k: (-1, NIL) for k in (Kind.PROPOSAL, Kind.PREVOTE, Kind.PRECOMMIT)
         }
         self._persisted_blocks: set[bytes] = set()
         self._timers = []
         self._height_start = self._ticks
-        self._last_broadcast = self._ticks
+        self._last_rebroadcast = self._ticks
         self._fired: set[tuple[str, int]] = set()  # "first time" rules (L34, L36, L47)
         self._proposal_vr = -1
 
@@ -447,8 +448,6 @@ class BftEngine:
             self.round = rnd
             self.phase = Step.PROPOSE
             self._hs_dirty = True
-        for r in [r for r in self._round_senders if r <= rnd]:
-            del self._round_senders[r]
         self._timers = [t for t in self._timers if t[3] >= rnd]
         tp = self.cfg.timeout_propose + rnd * self.cfg.timeout_delta
         if rnd == 0:
@@ -571,11 +570,10 @@ class BftEngine:
         payload = codec.encode(m)
         for p in self._peers:
             self._msgs.append(Envelope(self.node_id, p, payload))
-        self._last_broadcast = self._ticks
 
     def _rebroadcast(self) -> None:
-        """Re-send what we signed in the current round (lossy links must not stall a round)."""
-        self._last_broadcast = self._ticks
+        """Re-send what we signed at this height (lossy links must not stall a round)."""
+        self._last_rebroadcast = self._ticks
         if not self._is_validator:
             return
         p = self._proposals.get(self.round)
@@ -590,13 +588,19 @@ class BftEngine:
             self._broadcast(p)
         for kind in (Kind.PREVOTE, Kind.PRECOMMIT):
             sr, sh = self._signed[kind]
-            if sr == self.round:
+            votes = self._prevotes if kind is Kind.PREVOTE else self._precommits
+            if sr == self.round and self.node_id not in votes.get(sr, _VoteSet()).votes:
+                # Restarted after signing: re-create the (deterministic) signature.
                 data = codec.vote_sign_bytes(self.chain_id, kind, self.height, sr, sh)
-                v = Vote(kind, self.height, sr, self.node_id, sh, self.app.sign(data))
-                self._broadcast(v)
-                votes = self._prevotes if kind is Kind.PREVOTE else self._precommits
-                if not votes.get(sr, _VoteSet()).has(v):
-                    self._add_vote(v)
+                self._add_vote(Vote(kind, self.height, sr, self.node_id, sh, self.app.sign(data)))
+            # Our votes of recent rounds too: Tendermint's liveness assumes every vote of a
+            # correct process eventually reaches every correct process; peers in older rounds
+            # need them to reach the 2f+1 that arms their timeouts (lines 34, 47).
+            for r in range(max(0, self.round - REBROADCAST_ROUNDS + 1), self.round + 1):
+                vs = votes.get(r)
+                own = vs.votes.get(self.node_id) if vs is not None else None
+                if own is not None:
+                    self._broadcast(own)
 
     # ------------------------------------------------------------------ receiving
 
@@ -720,13 +724,16 @@ class BftEngine:
             self._commit_candidates.add((v.round, v.block_hash))
 
     def _note_round(self, rnd: int, signer: bytes) -> None:
-        """L55: f+1 validators speaking in a higher round make us skip to it."""
-        if rnd <= self.round:
+        """Lines 55-56: f+1 validators in higher rounds make us skip ahead. Generalised from
+        "f+1 messages of one round r'" to "the (f+1)-th highest round among validators ahead of
+        us": f+1 signers include a correct process at that round or beyond, so the skip is
+        just as justified, and it cannot deadlock when laggards are spread over rounds."""
+        if rnd <= self.round or self._max_round.get(signer, -1) >= rnd:
             return
-        s = self._round_senders.setdefault(rnd, set())
-        s.add(signer)
-        if len(s) >= self._f + 1:
-            self._start_round(rnd)
+        self._max_round[signer] = rnd
+        ahead = sorted((r for r in self._max_round.values() if r > self.round), reverse=True)
+        if len(ahead) >= self._f + 1:
+            self._start_round(ahead[self._f])
 
     def _on_decision(self, sender: bytes, d: Decision) -> None:
         h = d.height
