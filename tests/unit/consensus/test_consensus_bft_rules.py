@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from consortium_node.consensus.api import Envelope, Ready, SyncRequest
+from consortium_node.consensus.api import Entry, Envelope, Ready, SyncRequest
 from consortium_node.consensus.bft import (
     BftConfig,
     BftEngine,
@@ -300,7 +300,7 @@ def test_restart_never_double_signs() -> None:
     then receives the round's proposal must not prevote it (it re-sends its nil prevote)."""
     eng, app = make(ME)
     hs = b""
-    entries = []
+    entries: list[Entry] = []
     for rd in ticks(eng, CFG.timeout_propose + CFG.empty_block_ticks):
         hs = rd.hard_state or hs
         entries += rd.entries
