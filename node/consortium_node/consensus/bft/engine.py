@@ -61,7 +61,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...ledger.block import Block, CommitCertificate, commit_sign_bytes
 from ...ledger.errors import DecodeError, InvariantError
@@ -70,8 +70,13 @@ from ..api import Application, Entry, Envelope, Ready, Rejection, Status, SyncRe
 from . import codec
 from .codec import NIL, Decision, Kind, Proposal, Vote
 
-if TYPE_CHECKING:
-    from random import Random
+
+class Random(Protocol):
+    """The slice of `random.Random` the engine uses. Injected (seeded) by the driver; declared
+    structurally so consensus/ never imports `random` (import-linter counts even
+    TYPE_CHECKING imports)."""
+
+    def randrange(self, start: int, stop: int | None = ..., step: int = ...) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
