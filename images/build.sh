@@ -25,16 +25,21 @@ dist="$("$PY" -c 'import tomllib; print(tomllib.load(open("'"$REPO_ROOT"'/pyproj
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/wheels"
+mkdir -p "$ctx/deps" "$ctx/project"
 log "building wheels for $dist and its dependencies"
 t0=$SECONDS
-"$PY" -m pip wheel -q --disable-pip-version-check "$REPO_ROOT" -w "$ctx/wheels" >&2
-log "wheels built in $((SECONDS - t0))s ($(find "$ctx/wheels" -name '*.whl' | wc -l) wheels)"
+# Reproducible wheels (same bytes for the same source), so docker's layer cache holds.
+SOURCE_DATE_EPOCH="$(git -C "$REPO_ROOT" log -1 --format=%ct 2>/dev/null || echo 1580601600)" \
+	"$PY" -m pip wheel -q --disable-pip-version-check "$REPO_ROOT" -w "$ctx/deps" >&2
+project_wheel="$(find "$ctx/deps" -maxdepth 1 -name "$(echo "$dist" | tr - _)-*.whl" | head -n1)"
+[ -n "$project_wheel" ] || die "pip wheel produced no wheel for $dist"
+mv "$project_wheel" "$ctx/project/"
+log "wheels built in $((SECONDS - t0))s ($(find "$ctx" -name '*.whl' | wc -l) wheels)"
 
 for spec in "node:$NODE_IMAGE" "operator:$OPERATOR_IMAGE"; do
 	kind="${spec%%:*}" image="${spec#*:}"
 	log "building $image"
-	docker build -q -f "$IMAGES_DIR/$kind.Dockerfile" --build-arg "BASE=$base" --build-arg "DIST=$dist" \
+	docker build -q -f "$IMAGES_DIR/$kind.Dockerfile" --build-arg "BASE=$base" \
 		--label "consortium.revision=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 		-t "$image" "$ctx" >/dev/null
 	# The image must start its console script as the unprivileged user.
