@@ -1,0 +1,61 @@
+"""`consortium-operator`: run the operator (kopf) against the current kubeconfig or, in a
+pod, the in-cluster service account.
+
+  consortium-operator                       watch every namespace
+  consortium-operator -n team-a -n team-b   watch only these namespaces
+  consortium-operator --standalone          no kopf peering (single replica, local runs)
+  consortium-operator --liveness http://0.0.0.0:8080/healthz
+
+Settings come from CONSORTIUM_* environment variables (see settings.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import kopf
+
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="consortium-operator", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    p.add_argument("--standalone", action="store_true", help="run without kopf peering")
+    p.add_argument("--peering", default=None, help="kopf peering object name")
+    p.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="verbose logs")
+    p.add_argument("--debug", action="store_true", help="debug logs")
+    p.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
+    args = p.parse_args(argv)
+    try:
+        Settings.from_env()  # fail fast on bad CONSORTIUM_* values
+    except ValueError as e:
+        print(f"consortium-operator: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    kopf.configure(
+        verbose=args.verbose,
+        debug=args.debug,
+        log_format=kopf.LogFormat[args.log_format.upper()],
+    )
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone or None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    )
+
+
+if __name__ == "__main__":
+    main()

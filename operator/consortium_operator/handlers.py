@@ -1,0 +1,307 @@
+"""Kopf handlers for `consortia.consortium.dev`. Each decorated function is thin: it delegates
+to one reconcile pass (below), which parses the spec (model), observes (kube + nodes), asks
+plan for the next step, renders and applies the workloads (render, kube), performs at most one
+action, writes status, and raises `kopf.TemporaryError` until the plan reports Converged.
+
+- create / update / resume -> `reconcile` (level-triggered: a restarted operator resumes from
+  whatever it observes; nothing is remembered between passes but the cluster itself)
+- timer -> `report`: observe and write status (heights, leader, ready nodes, Degraded)
+- delete -> `finalize` (kopf keeps a finalizer on the object until it returns): removes
+  workloads, Services, ConfigMaps, Secrets, and the ledger PVCs if deletionPolicy is Delete.
+
+Passes over the same object are serialised by a per-object lock (the timer runs concurrently
+with change handlers in kopf)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import kopf
+
+from . import genesis, nodes, pki, plan, status
+from .kube import Conflict, Kube, KubeError, make_api_client
+from .model import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    ConsortiumSpec,
+    Names,
+    Observed,
+    Owner,
+    SpecError,
+)
+from .nodes import GovernanceError
+from .render import Renderer
+from .settings import Settings
+
+log = logging.getLogger("consortium_operator")
+STATUS_INTERVAL = 10.0
+
+
+# --------------------------------------------------------------------------- kopf handlers
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # progress and diff-base in annotations: the status schema is ours alone
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    memo["settings"] = Settings.from_env()
+    memo["kube"] = Kube(await asyncio.to_thread(make_api_client))
+    memo["locks"] = {}
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile_pass(body, memo)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
+async def report(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if body.metadata.get("deletionTimestamp"):
+        return
+    await status_pass(body, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await delete_pass(body, memo)
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def _ctx(body: kopf.Body, memo: kopf.Memo) -> tuple[Settings, Kube, Names, Owner]:
+    meta = body.metadata
+    name, namespace = str(meta["name"]), str(meta["namespace"])
+    owner = Owner(name=name, namespace=namespace, uid=str(meta["uid"]))
+    return memo["settings"], memo["kube"], Names(name), owner
+
+
+def _lock(memo: kopf.Memo, owner: Owner) -> asyncio.Lock:
+    locks: dict[str, asyncio.Lock] = memo["locks"]
+    return locks.setdefault(owner.uid, asyncio.Lock())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _creation_ms(body: kopf.Body) -> int:
+    ts = str(body.metadata.get("creationTimestamp") or "1970-01-01T00:00:00Z")
+    return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def _observe(
+    kube: Kube, settings: Settings, names: Names, owner: Owner, spec: ConsortiumSpec
+) -> Observed:
+    orgs = tuple(o.name for o in spec.organizations)
+    observed = await kube.observe(owner.namespace, names, orgs)
+    node_status = await nodes.statuses(observed.pods, names, owner.namespace, settings)
+    return replace(observed, nodes=node_status)
+
+
+async def _write_status(
+    kube: Kube,
+    body: kopf.Body,
+    owner: Owner,
+    names: Names,
+    settings: Settings,
+    spec: ConsortiumSpec | None,
+    observed: Observed,
+    step: plan.Step | None,
+    error: str | None = None,
+) -> None:
+    current: Mapping[str, Any] = body.status
+    previous = current.get("conditions") or []
+    old_phase = current.get("phase")
+    new = status.build(
+        spec,
+        observed,
+        step,
+        names,
+        owner.namespace,
+        int(body.metadata.get("generation") or 0),
+        previous,
+        _now(),
+        settings.max_lag,
+        error,
+    )
+    await kube.patch_status(owner.namespace, owner.name, new)
+    if new["phase"] != old_phase:
+        kind = kopf.warn if new["phase"] in ("Degraded", "Failed") else kopf.info
+        kind(body, reason=f"Phase{new['phase']}", message=new["message"] or new["phase"])
+
+
+async def reconcile_pass(body: kopf.Body, memo: kopf.Memo) -> None:
+    settings, kube, names, owner = _ctx(body, memo)
+    try:
+        spec = ConsortiumSpec.parse(body.spec)
+    except SpecError as e:
+        await _write_status(kube, body, owner, names, settings, None, Observed(), None, str(e))
+        raise kopf.PermanentError(f"invalid spec: {e}") from None
+    async with _lock(memo, owner):
+        try:
+            observed = await _observe(kube, settings, names, owner, spec)
+            step = plan.next_step(spec, observed, names, settings.node_image, settings.max_lag)
+            renderer = Renderer(settings, names, owner)
+            if step.targets is not None:
+                await kube.apply(
+                    renderer.workloads(
+                        spec, step.targets, observed.node_keys, observed.genesis_hash
+                    )
+                )
+            done = await _act(
+                step.action, body, spec, observed, names, owner, kube, renderer, settings
+            )
+            await _write_status(kube, body, owner, names, settings, spec, observed, step)
+        except (KubeError, GovernanceError) as e:
+            raise kopf.TemporaryError(str(e), delay=settings.retry_seconds) from None
+    if isinstance(step.action, plan.Converged):
+        return
+    delay = settings.retry_seconds * (3 if isinstance(step.action, plan.Blocked) else 1)
+    raise kopf.TemporaryError(f"{done or step.action}", delay=0.5 if done else delay)
+
+
+async def _act(
+    action: plan.Action,
+    body: kopf.Body,
+    spec: ConsortiumSpec,
+    observed: Observed,
+    names: Names,
+    owner: Owner,
+    kube: Kube,
+    renderer: Renderer,
+    settings: Settings,
+) -> str | None:
+    """Perform the step's action; returns what was done (None: nothing to do)."""
+    if isinstance(action, plan.CreateAdminKey):
+        created = await kube.create(renderer.admin_secret(pki.key_file(pki.new_key())))
+        if created:
+            kopf.info(
+                body, reason="KeysCreated", message=f"admin key in Secret {names.admin_secret}"
+            )
+        return str(action)
+    if isinstance(action, plan.CreateNodeKeys):
+        secret = renderer.keys_secret(
+            action.org, {pod: pki.key_file(pki.new_key()) for pod in action.pods}
+        )
+        added = await kube.add_secret_entries(secret)
+        if added is True:
+            kopf.info(
+                body,
+                reason="KeysCreated",
+                message=f"node keys for {', '.join(action.pods)} in Secret "
+                f"{names.keys_secret(action.org)}",
+            )
+        return None if isinstance(added, Conflict) else str(action)
+    if isinstance(action, plan.WriteGenesis):
+        assert observed.admin_public is not None
+        g = genesis.build(
+            spec, names, observed.node_keys, observed.admin_public, _creation_ms(body)
+        )
+        cm = renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
+        if await kube.create(cm):
+            kopf.info(
+                body,
+                reason="GenesisWritten",
+                message=f"genesis {g.hash.hex()[:16]} with {len(g.validators)} validators "
+                f"in ConfigMap {names.genesis_configmap}",
+            )
+        return str(action)
+    if isinstance(action, plan.AddValidator | plan.RemoveValidator):
+        eps = _governance_endpoints(observed, names, owner, settings)
+        admin_key = await kube.read_admin_key(owner.namespace, names)
+        tx = await nodes.governance(eps, spec.chain_id, admin_key, action, settings)
+        kopf.info(body, reason="ValidatorSetChanged", message=f"{action}: tx {tx[:16]} committed")
+        await _await_membership(action, body, spec, names, owner, kube, settings)
+        return str(action)
+    return None
+
+
+def _governance_endpoints(
+    observed: Observed, names: Names, owner: Owner, settings: Settings
+) -> list[str]:
+    """Client endpoints of answering nodes, the leader first."""
+    leaders = {n.leader for n in observed.nodes.values()}
+    order = sorted(
+        observed.nodes,
+        key=lambda p: (observed.node_keys.get(p) not in leaders, -observed.nodes[p].height, p),
+    )
+    out = []
+    for pod in order:
+        ep = nodes.endpoint(observed.pods[pod], names, owner.namespace, settings)
+        if ep is not None:
+            out.append(ep)
+    return out
+
+
+async def _await_membership(
+    action: plan.AddValidator | plan.RemoveValidator,
+    body: kopf.Body,
+    spec: ConsortiumSpec,
+    names: Names,
+    owner: Owner,
+    kube: Kube,
+    settings: Settings,
+) -> None:
+    """Until the chain's validator set reflects a committed change (it takes effect a couple
+    of blocks later), so the next pass does not plan the same change again."""
+    want = isinstance(action, plan.AddValidator)
+    for _ in range(int(settings.governance_timeout)):
+        observed = await _observe(kube, settings, names, owner, spec)
+        vset = dict(observed.validator_set() or ())
+        if (action.node_id in vset) == want:
+            return
+        await asyncio.sleep(1.0)
+
+
+async def status_pass(body: kopf.Body, memo: kopf.Memo) -> None:
+    settings, kube, names, owner = _ctx(body, memo)
+    try:
+        spec = ConsortiumSpec.parse(body.spec)
+    except SpecError:
+        return  # reconcile reported it
+    lock = _lock(memo, owner)
+    if lock.locked():
+        return  # a reconcile pass is writing status right now
+    async with lock:
+        try:
+            observed = await _observe(kube, settings, names, owner, spec)
+            step = plan.next_step(spec, observed, names, settings.node_image, settings.max_lag)
+            await _write_status(kube, body, owner, names, settings, spec, observed, step)
+        except KubeError as e:
+            log.warning("status of %s/%s not written: %s", owner.namespace, owner.name, e)
+
+
+async def delete_pass(body: kopf.Body, memo: kopf.Memo) -> None:
+    settings, kube, names, owner = _ctx(body, memo)
+    raw: Mapping[str, Any] = body.spec
+    orgs = tuple(
+        str(o.get("name")) for o in raw.get("organizations") or [] if isinstance(o, Mapping)
+    )
+    delete_volumes = raw.get("deletionPolicy", "Retain") == "Delete"
+    async with _lock(memo, owner):
+        try:
+            deleted = await kube.delete_consortium(owner.namespace, names, orgs, delete_volumes)
+        except KubeError as e:
+            raise kopf.TemporaryError(f"deleting: {e}", delay=settings.retry_seconds) from None
+    kept = "ledger volumes kept (deletionPolicy Retain)" if not delete_volumes else ""
+    kopf.info(
+        body,
+        reason="Deleted",
+        message=f"deleted {len(deleted)} objects" + (f"; {kept}" if kept else ""),
+    )

@@ -1,0 +1,360 @@
+"""The only module that talks to the Kubernetes API (kopf's own watching and event posting
+aside). Uses the synchronous `kubernetes` client's transport (auth, TLS, kubeconfig or
+in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
+
+- `observe`: the consortium's objects -> `model.Observed` (public keys only).
+- `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent.
+- `create`: create-if-absent for things that must never be replaced (genesis, admin key).
+- `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
+  (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
+- `patch_status`, `delete_consortium`.
+
+Key material read from Secrets stays inside this module except when the caller explicitly
+asks for the admin key to sign a governance transaction (`read_admin_key`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from consortium_node.ledger.errors import DecodeError
+from consortium_node.ledger.genesis import Genesis
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from . import pki
+from .model import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Names,
+    Observed,
+    PodState,
+    StatefulSetState,
+)
+from .render import ADMIN_KEY_FILE, FINGERPRINT, Manifest
+
+log = logging.getLogger("consortium_operator.kube")
+FIELD_MANAGER = "consortium-operator"
+
+# kind -> (API path prefix, plural); namespaced objects only
+_PATHS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "Consortium": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 = no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Marker result: the object changed under us (HTTP 409); observe again."""
+
+
+def make_api_client() -> k8s.ApiClient:
+    """In-cluster config when running in a pod, else the current kubeconfig ($KUBECONFIG)."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return k8s.ApiClient()
+
+
+def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    prefix, plural = _PATHS[kind]
+    p = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    if name is not None:
+        p += f"/{quote(name)}"
+    if sub is not None:
+        p += f"/{sub}"
+    return p
+
+
+class Kube:
+    """Kubernetes API access for the operator. Every public method is async (a thread per
+    call); errors are `KubeError`."""
+
+    def __init__(self, api: k8s.ApiClient, timeout: float = 15.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    # ----------------------------------------------------------------------- transport
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One HTTP request; the decoded JSON answer, or None for 404 on GET/DELETE."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _m, url, hdrs, _b, _p = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        if query:
+            url += "?" + urlencode(query)
+        data = json.dumps(body) if body is not None else None
+        try:
+            resp = self.api.call_api(
+                method, url, header_params=hdrs, body=data, _request_timeout=self.timeout
+            )
+            raw = resp.read()  # type: ignore[no-untyped-call]
+        except k8s.ApiException as e:
+            raise KubeError(int(e.status or 0), str(e.reason or e)) from None
+        except Exception as e:  # urllib3 connection errors
+            raise KubeError(0, f"{method} {path}: {e}") from None
+        status = int(resp.status)
+        if status == 404 and method in ("GET", "DELETE"):
+            return None
+        if not 200 <= status < 300:
+            try:
+                message = json.loads(raw).get("message", "")
+            except ValueError:
+                message = raw[:300].decode(errors="replace")
+            raise KubeError(status, f"{method} {path}: {message}")
+        return json.loads(raw) if raw else {}
+
+    async def _call(self, method: str, path: str, **kw: Any) -> Any:
+        return await asyncio.to_thread(self._request, method, path, **kw)
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        out = await self._call("GET", _path(kind, namespace, name))
+        return out if isinstance(out, dict) else None
+
+    async def list_objects(
+        self, kind: str, namespace: str, selector: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        out = await self._call("GET", _path(kind, namespace), query={"labelSelector": sel})
+        return list(out.get("items", [])) if out else []
+
+    # ----------------------------------------------------------------------- writes
+
+    async def apply(self, manifests: Iterable[Manifest]) -> None:
+        """Server-side apply, in order. Idempotent: unchanged objects are no-ops."""
+        for m in manifests:
+            meta = m["metadata"]
+            await self._call(
+                "PATCH",
+                _path(m["kind"], meta["namespace"], meta["name"]),
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=m,
+                content_type="application/apply-patch+yaml",
+            )
+
+    async def create(self, manifest: Manifest) -> bool:
+        """Create; False if an object of that name already exists (which is left untouched)."""
+        meta = manifest["metadata"]
+        try:
+            await self._call("POST", _path(manifest["kind"], meta["namespace"]), body=manifest)
+        except KubeError as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def add_secret_entries(self, manifest: Manifest) -> bool | Conflict:
+        """Add the entries of `manifest` (a Secret) that the stored Secret lacks; existing
+        entries are never changed. Creates the Secret if absent. True if anything was added."""
+        meta = manifest["metadata"]
+        current = await self.get("Secret", meta["namespace"], meta["name"])
+        if current is None:
+            return await self.create(manifest) or Conflict()
+        have = current.get("data") or {}
+        missing = {k: v for k, v in manifest["data"].items() if k not in have}
+        if not missing:
+            return False
+        patch: dict[str, Any] = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "data": missing,
+        }
+        try:
+            await self._call(
+                "PATCH",
+                _path("Secret", meta["namespace"], meta["name"]),
+                body=patch,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as e:
+            if e.status == 409:
+                return Conflict()
+            raise
+        return True
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self._call(
+            "PATCH",
+            _path("Consortium", namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete (background propagation); False if it was already gone."""
+        out = await self._call(
+            "DELETE",
+            _path(kind, namespace, name),
+            body={"propagationPolicy": "Background"},
+        )
+        return out is not None
+
+    # ----------------------------------------------------------------------- reads
+
+    async def read_admin_key(self, namespace: str, names: Names) -> str:
+        """The admin key file text, for signing a governance transaction. Never log it."""
+        s = await self.get("Secret", namespace, names.admin_secret)
+        data = (s or {}).get("data") or {}
+        if ADMIN_KEY_FILE not in data:
+            raise KubeError(404, f"Secret {names.admin_secret} has no {ADMIN_KEY_FILE}")
+        return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
+
+    async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
+        """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
+        admin_s, genesis_cm, pods, *rest = await asyncio.gather(
+            self.get("Secret", namespace, names.admin_secret),
+            self.get("ConfigMap", namespace, names.genesis_configmap),
+            self.list_objects("Pod", namespace, names.selector()),
+            *(self.get("Secret", namespace, names.keys_secret(o)) for o in orgs),
+            *(self.get("StatefulSet", namespace, names.statefulset(o)) for o in orgs),
+        )
+        key_secrets, statefulsets = rest[: len(orgs)], rest[len(orgs) :]
+
+        admin_public = None
+        if admin_s is not None and ADMIN_KEY_FILE in (admin_s.get("data") or {}):
+            admin_public = pki.public_key_of(
+                base64.b64decode(admin_s["data"][ADMIN_KEY_FILE]).decode(),
+                f"Secret {names.admin_secret}",
+            )
+
+        node_keys: dict[str, bytes] = {}
+        for secret in key_secrets:
+            for entry, b64 in ((secret or {}).get("data") or {}).items():
+                if entry.endswith(".json"):
+                    text = base64.b64decode(b64).decode()
+                    node_keys[entry[: -len(".json")]] = pki.public_key_of(
+                        text, f"Secret {secret['metadata']['name']}/{entry}"
+                    )
+
+        genesis_validators = None
+        genesis_hash = ""
+        if genesis_cm is not None:
+            text = (genesis_cm.get("data") or {}).get("genesis.json", "")
+            try:
+                g = Genesis.from_json(text)
+            except DecodeError as e:
+                raise KubeError(0, f"ConfigMap {names.genesis_configmap}: {e}") from None
+            genesis_validators = tuple((v.node_id, v.organization) for v in g.validators)
+            genesis_hash = g.hash.hex()
+
+        sts_states: dict[str, StatefulSetState] = {}
+        for org, sts in zip(orgs, statefulsets, strict=True):
+            if sts is None:
+                continue
+            spec, status = sts.get("spec", {}), sts.get("status", {})
+            ru = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+            sts_states[org] = StatefulSetState(
+                org=org,
+                replicas=int(spec.get("replicas", 0)),
+                partition=int(ru.get("partition", 0)),
+                fingerprint=(sts["metadata"].get("annotations") or {}).get(FINGERPRINT, ""),
+                update_revision=str(status.get("updateRevision", "")),
+                ready_replicas=int(status.get("readyReplicas", 0)),
+                generation=int(sts["metadata"].get("generation", 1)),
+                observed_generation=int(status.get("observedGeneration", 0)),
+            )
+
+        pod_states: dict[str, PodState] = {}
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            parsed = names.parse_pod(name, orgs)
+            if parsed is None or pod["metadata"].get("deletionTimestamp"):
+                continue
+            status = pod.get("status") or {}
+            conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+            cstat = status.get("containerStatuses") or []
+            waiting = [((c.get("state") or {}).get("waiting") or {}).get("reason") for c in cstat]
+            pod_states[name] = PodState(
+                name=name,
+                org=parsed[0],
+                ordinal=parsed[1],
+                ready=conds.get("Ready") == "True",
+                revision=(pod["metadata"].get("labels") or {}).get("controller-revision-hash", ""),
+                ip=status.get("podIP"),
+                crash_looping="CrashLoopBackOff" in waiting,
+                restarts=sum(int(c.get("restartCount", 0)) for c in cstat),
+            )
+
+        return Observed(
+            admin_public=admin_public,
+            node_keys=node_keys,
+            genesis_validators=genesis_validators,
+            genesis_hash=genesis_hash,
+            statefulsets=sts_states,
+            pods=pod_states,
+        )
+
+    # ----------------------------------------------------------------------- deletion
+
+    async def delete_consortium(
+        self, namespace: str, names: Names, orgs: tuple[str, ...], delete_volumes: bool
+    ) -> list[str]:
+        """Remove the consortium's workloads, Services, PDB, ConfigMaps and Secrets, and its
+        ledger PVCs if `delete_volumes`. Returns what was deleted (kind/name)."""
+        targets: list[tuple[str, str]] = [
+            *(("StatefulSet", names.statefulset(o)) for o in orgs),
+            ("PodDisruptionBudget", names.pdb),
+            ("Service", names.client_service),
+            ("Service", names.peers_service),
+            ("ConfigMap", names.config_configmap),
+            ("ConfigMap", names.genesis_configmap),
+            *(("Secret", names.keys_secret(o)) for o in orgs),
+            ("Secret", names.admin_secret),
+        ]
+        # StatefulSets of organisations no longer in the spec (cannot happen through the CRD,
+        # but a stale object must not survive its consortium)
+        for sts in await self.list_objects(
+            "StatefulSet",
+            namespace,
+            {
+                "app.kubernetes.io/instance": names.consortium,
+                "app.kubernetes.io/managed-by": FIELD_MANAGER,
+            },
+        ):
+            key = ("StatefulSet", sts["metadata"]["name"])
+            if key not in targets:
+                targets.insert(0, key)
+        deleted = []
+        for kind, name in targets:
+            if await self.delete(kind, namespace, name):
+                deleted.append(f"{kind}/{name}")
+        if delete_volumes:
+            for pvc in await self.list_objects(
+                "PersistentVolumeClaim", namespace, names.selector()
+            ):
+                if await self.delete("PersistentVolumeClaim", namespace, pvc["metadata"]["name"]):
+                    deleted.append(f"PersistentVolumeClaim/{pvc['metadata']['name']}")
+        return deleted

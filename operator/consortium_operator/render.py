@@ -1,0 +1,267 @@
+"""Rendering: the only jinja2 user. Turns (spec, names, owner, plan targets, settings) into
+Kubernetes manifests (plain dicts) from the templates in templates/ beside this file.
+
+Rules: the environment uses `StrictUndefined` (a missing value is an error, never an empty
+string); templates substitute and loop, values are inserted with `tojson` (valid YAML flow
+scalars, no quoting bugs); every decision (names, labels, numbers, which keys exist) is made
+here in Python and passed in, and settings come in as an argument, never from globals.
+Every object carries the app.kubernetes.io/* labels and a controller owner reference to its
+Consortium, so deleting the Consortium garbage-collects what the finalizer does not."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .model import (
+    API_VERSION,
+    CLIENT_PORT,
+    KIND,
+    METRICS_PORT,
+    NODE_UID,
+    PEER_PORT,
+    ConsortiumSpec,
+    Names,
+    Owner,
+    to_json,
+)
+from .plan import OrgTarget
+from .settings import Settings
+
+TEMPLATES = Path(__file__).parent / "templates"
+DATA_DIR = "/data"
+CONFIG_PATH = "/etc/consortium/config.yaml"
+GENESIS_PATH = "/etc/consortium/genesis.json"
+FINGERPRINT = "consortium.dev/pod-fingerprint"
+GENESIS_HASH = "consortium.dev/genesis-hash"
+ADMIN_KEY_FILE = "admin.json"
+
+Manifest = dict[str, Any]
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+class Renderer:
+    """Renders the manifests of one consortium."""
+
+    def __init__(self, settings: Settings, names: Names, owner: Owner) -> None:
+        self.settings = settings
+        self.names = names
+        self.owner = owner
+        self.env = environment()
+
+    # ----------------------------------------------------------------------- helpers
+
+    def _text(self, template: str, **values: Any) -> str:
+        return self.env.get_template(template).render(**values)
+
+    def _docs(self, template: str, **values: Any) -> list[Manifest]:
+        text = self._text(template, **values)
+        return [d for d in yaml.safe_load_all(text) if d]
+
+    def _one(self, template: str, **values: Any) -> Manifest:
+        (doc,) = self._docs(template, **values)
+        return doc
+
+    def owner_references(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": self.owner.name,
+                "uid": self.owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+    def _common(self) -> dict[str, Any]:
+        return {"namespace": self.owner.namespace, "owner_references": self.owner_references()}
+
+    def peer_address(self, pod: str) -> str:
+        return (
+            f"{pod}.{self.names.peers_service}.{self.owner.namespace}.svc."
+            f"{self.settings.cluster_domain}:{PEER_PORT}"
+        )
+
+    def client_endpoint(self) -> str:
+        return f"{self.names.client_service}.{self.owner.namespace}.svc:{CLIENT_PORT}"
+
+    # ----------------------------------------------------------------------- key material
+
+    def keys_secret(self, org: str, key_files: Mapping[str, str]) -> Manifest:
+        """The organisation's node keys: `<pod>.json` -> key file text."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.keys_secret(org),
+            labels=self.names.labels("node-keys", org),
+            immutable=False,  # grows when the organisation scales up; entries never change
+            data={f"{pod}.json": _b64(text) for pod, text in sorted(key_files.items())},
+            **self._common(),
+        )
+
+    def admin_secret(self, key_file: str) -> Manifest:
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.admin_secret,
+            labels=self.names.labels("admin-key"),
+            immutable=True,
+            data={ADMIN_KEY_FILE: _b64(key_file)},
+            **self._common(),
+        )
+
+    def genesis_configmap(self, genesis_json: str, genesis_hash: str) -> Manifest:
+        return self._one(
+            "configmap.yaml.j2",
+            name=self.names.genesis_configmap,
+            labels=self.names.labels("genesis"),
+            annotations={GENESIS_HASH: genesis_hash},
+            immutable=True,  # a chain's genesis never changes
+            data={"genesis.json": genesis_json},
+            **self._common(),
+        )
+
+    # ----------------------------------------------------------------------- workloads
+
+    def node_config(
+        self,
+        spec: ConsortiumSpec,
+        org: str,
+        targets: Mapping[str, OrgTarget],
+        node_keys: Mapping[str, bytes],
+    ) -> str:
+        """The consortium-node config YAML of organisation `org`. Peers: every pod of every
+        organisation the targets run (that has a key), in a stable order."""
+        peers = [
+            {"node_id": node_keys[pod].hex(), "address": self.peer_address(pod)}
+            for o in spec.organizations
+            for pod in (self.names.pod(o.name, i) for i in range(targets[o.name].replicas))
+            if pod in node_keys
+        ]
+        return self._text(
+            "node-config.yaml.j2",
+            org=org,
+            data_dir=DATA_DIR,
+            key_file=f"/keys/{self.names.pod(org, 0)}.json",  # overridden by --key-file
+            genesis_file=GENESIS_PATH,
+            listen=f"0.0.0.0:{CLIENT_PORT}",
+            peer_listen=f"0.0.0.0:{PEER_PORT}",
+            metrics_listen=f"0.0.0.0:{METRICS_PORT}",
+            peers=peers,
+            consensus=spec.consensus,
+        )
+
+    def workloads(
+        self,
+        spec: ConsortiumSpec,
+        targets: Mapping[str, OrgTarget],
+        node_keys: Mapping[str, bytes],
+        genesis_hash: str,
+    ) -> list[Manifest]:
+        """Node config ConfigMap, peer and client Services, the PodDisruptionBudget, and one
+        StatefulSet per organisation — in apply order."""
+        out: list[Manifest] = []
+        out.append(
+            self._one(
+                "configmap.yaml.j2",
+                name=self.names.config_configmap,
+                labels=self.names.labels("node-config"),
+                annotations={GENESIS_HASH: genesis_hash},
+                immutable=False,
+                data={
+                    f"{o.name}.yaml": self.node_config(spec, o.name, targets, node_keys)
+                    for o in spec.organizations
+                },
+                **self._common(),
+            )
+        )
+        out.extend(
+            self._docs(
+                "services.yaml.j2",
+                peers_service=self.names.peers_service,
+                client_service=self.names.client_service,
+                peer_labels=self.names.labels("peers"),
+                client_labels=self.names.labels("client"),
+                selector=self.names.selector(),
+                client_port=CLIENT_PORT,
+                peer_port=PEER_PORT,
+                metrics_port=METRICS_PORT,
+                **self._common(),
+            )
+        )
+        total = sum(t.replicas for t in targets.values())
+        out.append(
+            self._one(
+                "pdb.yaml.j2",
+                name=self.names.pdb,
+                labels=self.names.labels("quorum"),
+                selector=self.names.selector(),
+                max_unavailable=max(0, total - spec.consensus.quorum(total)),
+                **self._common(),
+            )
+        )
+        for org in spec.organizations:
+            out.append(self.statefulset(spec, org.name, targets[org.name], genesis_hash))
+        return out
+
+    def statefulset(
+        self, spec: ConsortiumSpec, org: str, target: OrgTarget, genesis_hash: str
+    ) -> Manifest:
+        o = spec.org(org)
+        if o is None:
+            raise KeyError(f"organization {org!r} is not in the spec")
+        fingerprint = spec.pod_fingerprint(o, self.settings.node_image)
+        labels = self.names.labels("validator", org)
+        resources = to_json(o.resources) if o.resources is not None else {}
+        return self._one(
+            "statefulset.yaml.j2",
+            name=self.names.statefulset(org),
+            labels=labels,
+            annotations={FINGERPRINT: fingerprint, GENESIS_HASH: genesis_hash},
+            peers_service=self.names.peers_service,
+            replicas=target.replicas,
+            partition=target.partition,
+            selector=self.names.org_selector(org),
+            consortium_selector=self.names.selector(),
+            pod_labels=labels,
+            pod_annotations={
+                FINGERPRINT: fingerprint,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(METRICS_PORT),
+            },
+            uid=NODE_UID,
+            node_selector=dict(o.node_selector or {}),
+            tolerations=to_json(o.tolerations),
+            image=spec.image_or(self.settings.node_image),
+            image_pull_policy=spec.image_pull_policy,
+            config_path=CONFIG_PATH,
+            client_port=CLIENT_PORT,
+            peer_port=PEER_PORT,
+            metrics_port=METRICS_PORT,
+            resources=resources,
+            data_dir=DATA_DIR,
+            genesis_configmap=self.names.genesis_configmap,
+            config_configmap=self.names.config_configmap,
+            config_key=f"{org}.yaml",
+            keys_secret=self.names.keys_secret(org),
+            pvc_labels=self.names.labels("ledger", org),
+            storage_size=o.storage.size,
+            storage_class=o.storage.class_name or "",
+            **self._common(),
+        )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
