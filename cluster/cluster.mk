@@ -38,7 +38,9 @@ images: install ## build the node and operator images locally (debootstrap base,
 cluster-load: images ## load the node and operator images into the test cluster's containerd
 	cluster/load.sh $(NODE_IMAGE) $(OPERATOR_IMAGE)
 
-kind-up: images ## create a kind cluster and load the images into it (needs kind)
+kind-up: ## create a kind cluster and load the images into it (needs kind)
+	@command -v $(KIND) >/dev/null 2>&1 || { echo "error: kind is not installed; 'make kind-up' needs it (use 'make cluster-up' for the built-in test cluster)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory images
 	cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE)
 
 test-e2e: install cluster-tools ## run the e2e tier (pytest -m e2e) against the running test cluster

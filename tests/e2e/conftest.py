@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 import pytest
 
@@ -44,7 +45,7 @@ def _kubectl_binary() -> str:
     return found
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     """No cluster: skip the tier locally, fail it in CI."""
     if _in_ci():
         pytest.fail(f"e2e: no test cluster ({reason}); CI=true requires one", pytrace=False)
@@ -80,8 +81,8 @@ class Kube:
         ns = ["--namespace", namespace] if namespace else []
         self.run(*ns, "apply", "-f", "-", input=manifest)
 
-    def json(self, *args: str) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.run(*args, "-o", "json").stdout)
+    def json(self, *args: str) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self.run(*args, "-o", "json").stdout))
 
     def diagnostics(self, namespace: str) -> str:
         """Everything useful when a wait in `namespace` times out."""
@@ -148,3 +149,16 @@ def node_image() -> str:
 @pytest.fixture(scope="session")
 def operator_image() -> str:
     return OPERATOR_IMAGE
+
+
+@pytest.fixture(scope="session")
+def helm(kube: Kube) -> list[str]:
+    """The helm command, bound to the test cluster (``[*helm, "install", ...]``)."""
+    for candidate in (
+        os.environ.get("HELM"),
+        str(CACHE_DIR / "bin" / "helm"),
+        shutil.which("helm"),
+    ):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return [candidate, "--kubeconfig", kube.kubeconfig, "--kube-context", kube.context]
+    pytest.fail("helm not found (run 'make cluster-tools' or set HELM)", pytrace=False)

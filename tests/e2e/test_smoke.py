@@ -128,10 +128,8 @@ def test_node_deployment_serves_grpc_health_through_service(
     kube: Kube, namespace: str, node_image: str
 ) -> None:
     kube.apply(NODE_MANIFEST.format(image=node_image, port=GRPC_PORT), namespace)
-    rollout = kube.run(
-        "--namespace", namespace, "rollout", "status", "deployment/node", "--timeout=180s",
-        check=False, timeout=200,
-    )
+    rollout_args = ["--namespace", namespace, "rollout", "status", "deployment/node"]
+    rollout = kube.run(*rollout_args, "--timeout=180s", check=False, timeout=200)
     assert rollout.returncode == 0, f"node Deployment not Ready:\n{kube.diagnostics(namespace)}"
 
     service = kube.json("--namespace", namespace, "get", "service", "node")
@@ -145,10 +143,8 @@ def test_node_deployment_serves_grpc_health_through_service(
         ),
         namespace,
     )
-    done = kube.run(
-        "--namespace", namespace, "wait", "job/health-client", "--for=condition=Complete",
-        "--timeout=150s", check=False, timeout=170,
-    )
+    wait_args = ["--namespace", namespace, "wait", "job/health-client", "--for=condition=Complete"]
+    done = kube.run(*wait_args, "--timeout=150s", check=False, timeout=170)
     logs = kube.run("--namespace", namespace, "logs", "job/health-client", check=False).stdout
     assert done.returncode == 0, f"health client failed: {logs}\n{kube.diagnostics(namespace)}"
     result = json.loads(logs.strip().splitlines()[-1])
