@@ -67,6 +67,17 @@ class NodeConfig:
             raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
         try:
             cons = d.get("consensus") or {}
+            if not isinstance(cons, dict):
+                raise ConfigError("invalid config value: consensus must be a mapping")
+            peers = d.get("peers") or []
+            if not isinstance(peers, list):
+                raise ConfigError("invalid config value: peers must be a list")
+            fsync = d.get("fsync", True)
+            if not isinstance(fsync, bool):
+                raise ConfigError(f"fsync must be true or false, got {fsync!r}")
+            for k in ("peer_listen", "metrics_listen"):
+                if d.get(k) is not None and not isinstance(d[k], str):
+                    raise ConfigError(f"{k} must be a HOST:PORT string")
             cknown = set(ConsensusConfig.__dataclass_fields__)
             if set(cons) - cknown:
                 raise ConfigError(
@@ -81,35 +92,39 @@ class NodeConfig:
                 metrics_listen=d.get("metrics_listen"),
                 organization=str(d.get("organization", "")),
                 name=str(d.get("name", "node")),
-                peers=tuple(
-                    Peer(bytes.fromhex(p["node_id"]), str(p["address"])) for p in d.get("peers", [])
-                ),
+                peers=tuple(Peer(bytes.fromhex(p["node_id"]), str(p["address"])) for p in peers),
                 consensus=ConsensusConfig(**{k: int(v) for k, v in cons.items()}),
                 mempool_size=int(d.get("mempool_size", 100_000)),
-                fsync=bool(d.get("fsync", True)),
+                fsync=fsync,
                 log_format=str(d.get("log_format", "json")),
                 log_level=str(d.get("log_level", "INFO")).upper(),
             )
         except KeyError as e:
             raise ConfigError(f"config lacks required key {e.args[0]!r}") from e
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, ConfigError):
+                raise
             raise ConfigError(f"invalid config value: {e}") from e
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        for addr in (
-            self.listen,
-            self.peer_listen,
-            self.metrics_listen,
-            *(p.address for p in self.peers),
+        for key, addr in (
+            ("listen", self.listen),
+            ("peer_listen", self.peer_listen),
+            ("metrics_listen", self.metrics_listen),
+            *(("peers", p.address) for p in self.peers),
         ):
             if addr is not None and not _is_hostport(addr):
-                raise ConfigError(f"address {addr!r} must be HOST:PORT")
+                raise ConfigError(f"{key} address {addr!r} must be HOST:PORT")
         if self.consensus.tick_ms <= 0 or self.consensus.block_interval_ms <= 0:
             raise ConfigError("consensus.tick_ms and block_interval_ms must be positive")
         if self.mempool_size <= 0:
             raise ConfigError("mempool_size must be positive")
+        if any(len(p.node_id) != 32 for p in self.peers):
+            raise ConfigError("peers: node_id must be a 32-byte key in hex")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log_level {self.log_level!r} is not a logging level")
         if self.log_format not in ("json", "text"):
             raise ConfigError("log_format must be json or text")
 
@@ -136,4 +151,4 @@ class NodeConfig:
 
 def _is_hostport(addr: str) -> bool:
     host, sep, port = addr.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 <= int(port) < 65536)
+    return bool(sep and host and port.isascii() and port.isdigit() and 0 <= int(port) < 65536)

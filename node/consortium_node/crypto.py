@@ -46,7 +46,7 @@ class Ed25519Key:
             key = cls(bytes.fromhex(d["private_key"]))
         except (ValueError, KeyError, TypeError) as e:
             raise KeyFileError(f"{source}: not a consortium key file ({e})") from e
-        if "public_key" in d and d["public_key"] != key.public.hex():
+        if "public_key" in d and str(d["public_key"]).lower() != key.public.hex():
             raise KeyFileError(f"{source}: public_key does not match private_key")
         return key
 
@@ -62,6 +62,7 @@ class Ed25519Key:
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)  # an overwritten file keeps its old mode otherwise
         with os.fdopen(fd, "w") as f:
             f.write(self.to_json() + "\n")
             f.flush()

@@ -30,6 +30,20 @@ from .ledger.state import Validator
 CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 START_TIMEOUT = 60.0
 
+# The 4-validator BFT consortium `consortium demo` (and `up` without -f) runs: two
+# organisations that don't fully trust each other, two validators each (f = 1).
+DEFAULT_MANIFEST: dict[str, Any] = {
+    "apiVersion": "consortium.dev/v1alpha1",
+    "kind": "Consortium",
+    "metadata": {"name": "demo"},
+    "spec": {
+        "chainId": "demo-chain",
+        "consensus": {"type": "bft"},
+        "organizations": [{"name": "org1", "validators": 2}, {"name": "org2", "validators": 2}],
+        "genesis": {"accounts": [{"asset": "coin", "account": "client", "balance": 1_000_000_000}]},
+    },
+}
+
 
 class ManifestError(ValueError):
     pass

@@ -206,9 +206,6 @@ def test_validation_errors(extra: dict[str, Any], match: str) -> None:
         NodeConfig.from_dict(minimal(**extra))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG config.py: type-confused values escape as non-ConfigError"
-)
 @pytest.mark.parametrize(
     "extra",
     [

@@ -108,7 +108,6 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     assert path.read_text() == other.to_json() + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG crypto.py save: overwrite keeps the old file mode")
 def test_overwrite_tightens_a_permissive_mode(tmp_path: Path) -> None:
     """BUG: `os.open(..., 0o600)` applies the mode only when the file is created; overwriting an
     existing 0644 file leaves the new private key world-readable. Fix: `os.fchmod(fd, 0o600)`

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from consortium_node.client import ClientError
 
-from . import bench, chain, keys, query, tx
+from . import bench, chain, keys, query, tx, up
 
 
 def _err(message: str) -> None:
@@ -139,6 +139,8 @@ app.add_typer(query.app, name="query")
 app.command("status")(chain.status)
 app.command("blocks")(chain.blocks)
 app.command("bench")(bench.bench)
+app.command("up")(up.up)
+app.command("demo")(up.demo)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .errors import DecodeError
+from .errors import DecodeError, InvariantError
 from .hashing import HASH_LEN, merkle_root, sha256
 
 HEADER_VERSION = 1
@@ -35,6 +35,9 @@ class BlockHeader:
     version: int = HEADER_VERSION
 
     def encode(self) -> bytes:
+        for name in ("prev_hash", "tx_root", "state_root", "validators_hash", "proposer"):
+            if len(getattr(self, name)) != HASH_LEN:
+                raise InvariantError(f"block header {name} must be {HASH_LEN} bytes")
         return _HEADER.pack(
             self.version,
             self.height,

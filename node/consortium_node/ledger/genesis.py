@@ -27,7 +27,7 @@ from .state import (
     param_key,
     vset_key,
 )
-from .tx import ASSET_RE, MAX_AMOUNT
+from .tx import ASSET_RE, MAX_AMOUNT, MAX_ORG_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +92,9 @@ class Genesis:
                 kv=tuple(
                     (bytes.fromhex(e["key"]), bytes.fromhex(e["value"])) for e in d.get("kv", [])
                 ),
-                params={str(k): int(v) for k, v in d.get("params", {}).items()},
+                params={str(k): int(v) for k, v in _mapping(d.get("params", {})).items()},
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"invalid genesis: {e!r}") from e
         g.validate()
         return g
@@ -121,9 +121,18 @@ class Genesis:
             raise DecodeError("solo consensus takes exactly one validator")
         if self.consensus == "bft" and len(ids) < 4:
             raise DecodeError("bft consensus needs at least 4 validators (3f+1, f >= 1)")
+        if any(not 0 < len(v.organization.encode()) <= MAX_ORG_BYTES for v in self.validators):
+            raise DecodeError(f"validator organizations must be 1..{MAX_ORG_BYTES} bytes")
+        totals: dict[tuple[str, bytes], int] = {}
         for a in self.accounts:
+            key = (a.asset, a.account)
+            totals[key] = totals.get(key, 0) + a.amount
+            if totals[key] > MAX_AMOUNT:
+                raise DecodeError(
+                    f"genesis account balance {a.asset}/{a.account.hex()} exceeds {MAX_AMOUNT}"
+                )
             if (
-                not ASSET_RE.match(a.asset)
+                not ASSET_RE.fullmatch(a.asset)
                 or len(a.account) != 32
                 or not 0 <= a.amount <= MAX_AMOUNT
             ):
@@ -159,3 +168,9 @@ class Genesis:
             if v is not None:
                 h.add(k, v)
         return h
+
+
+def _mapping(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise TypeError(f"expected a mapping, got {type(v).__name__}")
+    return v

@@ -25,6 +25,8 @@ from .errors import DecodeError, Reject, TxRejected
 from .hashing import sha256
 from .lthash import LtHash
 from .tx import (
+    MAX_AMOUNT,
+    MAX_ORG_BYTES,
     AddValidator,
     AssetIssue,
     AssetTransfer,
@@ -195,11 +197,13 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
             )
         if p.to == tx.sender:
             return INVALID, "transfer to self"
+        if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
+            return INVALID, "recipient balance would overflow"
     elif isinstance(p, AssetIssue):
         issuer = reader.get(issuer_key(p.asset))
         if issuer is not None and issuer != tx.sender:
             return UNAUTHORIZED, f"only the issuer {issuer.hex()[:16]}... may issue {p.asset}"
-        if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > (1 << 63) - 1:
+        if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
             return INVALID, "balance would overflow"
     elif isinstance(p, AddValidator | RemoveValidator | SetParam):
         admins = reader.get(ADMINS_KEY) or b""
@@ -216,13 +220,15 @@ def _check_governance(
         if p.name not in PARAMS:
             return INVALID, f"unknown parameter {p.name!r} (known: {', '.join(sorted(PARAMS))})"
         _, lo, hi = PARAMS[p.name]
-        if not p.value.isdigit() or not lo <= int(p.value) <= hi:
+        if not (p.value.isascii() and p.value.isdigit()) or not lo <= int(p.value) <= hi:
             return INVALID, f"parameter {p.name} must be an integer in {lo}..{hi}"
         return OK, ""
     eff, vals = latest_validators(reader)
     if height is not None and eff > height:
         return INVALID, f"a validator change is pending until height {eff}: one member at a time"
     ids = {v.node_id for v in vals}
+    if isinstance(p, AddValidator) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
+        return INVALID, f"validator organization must be 1..{MAX_ORG_BYTES} bytes"
     if isinstance(p, AddValidator) and p.node_id in ids:
         return INVALID, f"{p.node_id.hex()[:16]}... is already a validator"
     if isinstance(p, RemoveValidator):

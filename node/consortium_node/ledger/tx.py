@@ -15,6 +15,7 @@ MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 64 * 1024
 DEFAULT_MAX_TX_BYTES = 128 * 1024
 MAX_AMOUNT = (1 << 63) - 1
+MAX_ORG_BYTES = 255  # the validator-set encoding stores the length in one byte
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 PARAM_RE = re.compile(r"^[a-z_]{1,64}$")
 
@@ -98,7 +99,7 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
         if isinstance(p, KvPut) and len(p.value) > MAX_VALUE_BYTES:
             raise TxRejected(Reject.INVALID, f"value exceeds {MAX_VALUE_BYTES} bytes")
     elif isinstance(p, AssetIssue | AssetTransfer):
-        if not ASSET_RE.match(p.asset):
+        if not ASSET_RE.fullmatch(p.asset):
             raise TxRejected(
                 Reject.INVALID, f"asset name {p.asset!r} must match {ASSET_RE.pattern}"
             )
@@ -109,7 +110,9 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
     elif isinstance(p, AddValidator | RemoveValidator):
         if len(p.node_id) != 32:
             raise TxRejected(Reject.INVALID, "validator node id must be a 32-byte public key")
-        if isinstance(p, AddValidator) and not p.organization:
-            raise TxRejected(Reject.INVALID, "validator organization must not be empty")
-    elif isinstance(p, SetParam) and not PARAM_RE.match(p.name):
+        if isinstance(p, AddValidator) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
+            raise TxRejected(
+                Reject.INVALID, f"validator organization must be 1..{MAX_ORG_BYTES} bytes"
+            )
+    elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")

@@ -260,7 +260,6 @@ def test_from_dict_errors_are_decode_errors(d: dict[str, Any]) -> None:
         Genesis.from_dict(d)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason="BUG genesis.py from_dict: params")
 @pytest.mark.parametrize("params", [[], None, "x", 5], ids=["list", "null", "str", "int"])
 def test_non_object_params_are_decode_errors(params: object) -> None:
     """BUG: `d.get("params", {}).items()` raises AttributeError for a non-object `params`, which
@@ -269,7 +268,6 @@ def test_non_object_params_are_decode_errors(params: object) -> None:
         Genesis.from_dict(base_dict(params=params))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG genesis.py validate: account totals and org length")
 @pytest.mark.parametrize("case", ["account-sum", "long-organization"])
 def test_validate_rejects_what_writes_cannot_encode(case: str) -> None:
     """BUG: validate() checks each account amount but not the per-(asset, account) sum that

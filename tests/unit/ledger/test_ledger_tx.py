@@ -302,9 +302,6 @@ def test_invalid_payloads(payload: Payload, word: str) -> None:
     assert word in e.message
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG tx.py ASSET_RE/PARAM_RE: '$' accepts a trailing newline"
-)
 @pytest.mark.parametrize(
     "payload",
     [AssetIssue("GOLD\n", TO, 1), AssetTransfer("GOLD\n", TO, 1), SetParam("max_block_txs\n", "1")],
