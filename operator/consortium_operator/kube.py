@@ -117,10 +117,10 @@ class Kube:
         )
         if query:
             url += "?" + urlencode(query)
-        data = json.dumps(body) if body is not None else None
         try:
+            # the REST layer JSON-encodes dict bodies for JSON and apply-patch+yaml types
             resp = self.api.call_api(
-                method, url, header_params=hdrs, body=data, _request_timeout=self.timeout
+                method, url, header_params=hdrs, body=body, _request_timeout=self.timeout
             )
             raw = resp.read()  # type: ignore[no-untyped-call]
         except k8s.ApiException as e:

@@ -68,7 +68,8 @@ def build(
     error: str | None = None,
 ) -> dict[str, Any]:
     """The status to write. `step` None with `error`: the spec is invalid (phase Failed)."""
-    vset = dict(observed.validator_set() or ())
+    # before any node answers, the genesis set is the best description of the chain
+    vset = dict(observed.validator_set() or observed.genesis_validators or ())
     key_to_pod = {k: p for p, k in observed.node_keys.items()}
     height = observed.chain_height()
     live = [
