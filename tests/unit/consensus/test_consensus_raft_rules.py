@@ -13,6 +13,7 @@ from consortium_node.consensus.api import Entry, Envelope, Ready, SyncRequest
 from consortium_node.consensus.raft import HardState, Message, MsgType, RaftConfig, RaftEngine
 from consortium_node.consensus.raft import decode as rdecode
 from consortium_node.consensus.raft import encode as rencode
+from consortium_node.consensus.raft.log import decode_entry, encode_entry
 from consortium_node.ledger.block import Block, commit_sign_bytes
 
 from tests.sim.fakes import CHAIN_ID, GENESIS_HASH, FakeApp, Keyring, node_id
@@ -188,7 +189,7 @@ def test_leader_never_commits_an_old_term_entry_by_counting_replicas() -> None:
     kr_app = make(A)[1]
     b1 = block(kr_app, 1, GENESIS_HASH)
     hs = HardState(1, A, 0, 0, 0, 0, GENESIS_HASH)
-    eng, _ = make(A, hs=hs, entries=[Entry(1, 1, b1.encode())])
+    eng, _ = make(A, hs=hs, entries=[Entry(1, 1, encode_entry(IDS, b1))])
     elect(eng)
     assert eng.term == 2 and eng.log.last_index == 2  # the no-op of term 2 at index 2
     rd = deliver(eng, B, Message(MsgType.APP_RESP, 2, index=1))
@@ -210,7 +211,7 @@ def test_leader_proposes_one_block_at_a_time_with_a_leader_signature() -> None:
     rd = eng.ready()
     eng.advance(rd)
     [e] = rd.entries
-    b1 = Block.decode(e.data)
+    _, b1 = decode_entry(e.data)
     assert b1.height == 1 and b1.txs == (b"tx:1",) and b1.certificate is not None
     ((signer, sig),) = b1.certificate.signatures
     assert signer == A
@@ -225,7 +226,7 @@ def test_leader_proposes_one_block_at_a_time_with_a_leader_signature() -> None:
     app.apply(rd.committed[0])
     eng.tick()
     rd = eng.ready()
-    assert [Block.decode(e.data).height for e in rd.entries] == [2]
+    assert [decode_entry(e.data)[1].height for e in rd.entries] == [2]
 
 
 def test_prevote_does_not_disrupt_a_live_leader() -> None:
@@ -285,7 +286,7 @@ def test_leader_sends_snap_when_follower_needs_compacted_entries() -> None:
     app = make(A)[1]
     b1 = block(app, 1, GENESIS_HASH)
     hs = HardState(1, A, 0, 0, 0, 0, GENESIS_HASH)
-    eng, app = make(A, hs=hs, entries=[Entry(1, 1, b1.encode())])
+    eng, app = make(A, hs=hs, entries=[Entry(1, 1, encode_entry(IDS, b1))])
     elect(eng)
     rd = deliver(eng, B, Message(MsgType.APP_RESP, 2, index=2))
     assert rd.committed == (b1,)

@@ -27,7 +27,8 @@ Called by the node runtime (runtime/), and by tests/sim and tests/unit/consensus
 
 Blocks: the leader proposes through `app.build_block(tip+1, tip_hash, allow_empty)` only when its
 previous block is committed and applied (one block in flight; batching in the block makes the
-throughput). The block rides in a log entry as `Block.encode()` and carries a `CommitCertificate`
+throughput). The block rides in a log entry as `log.encode_entry(validators_at(h), block)` and
+carries a `CommitCertificate`
 (height, round=term, hash, ((leader, sig),)) signed by the leader at proposal over
 `commit_sign_bytes`. HONESTY NOTE: Raft is crash-fault tolerant only. That certificate proves
 which validator proposed the block, not that a quorum accepted it; followers trust the leader and
@@ -39,12 +40,15 @@ SNAP(index, term, height, hash); the follower emits `SyncRequest(leader, applied
 committed blocks and calls `synced(height, hash)`; once height >= the SNAP height the follower
 resets its log to the leader's snapshot point and acknowledges, and replication resumes.
 
-Validator set: `app.validators_at(applied_height + 1)` is the voter set used for elections and
-commit counting (the set deciding the next block). Changes take effect per height, one member at
-a time (thesis §4.1 single-server changes); a leader only proposes after the no-op of its term is
-committed (the fix for the single-server change bug, raft-dev 2015). The leader replicates to
-validators_at(applied+1) and validators_at(applied+2), so a joining member catches up before it
-votes; a node not in the voter set never campaigns and a leader removed from the set steps down.
+Validator set: `app.validators_at(h)` decides height h and the leader writes that set into the
+entry of block h. The configuration in effect for elections and commit counting is the set in
+the last block entry of a node's log, committed or not (thesis §4.1; falling back to the set of
+the snapshot's block), so configurations change one member at a time with the log, never by
+applied height alone. A leader proposes only after the no-op of its term is committed (the fix
+for the single-server change bug, raft-dev 2015) and one block at a time, so at most one change
+is uncommitted. The leader also replicates to validators_at(applied+1) and (applied+2), so a
+joining member catches up before it votes; a node outside the configuration never campaigns and
+a leader whose configuration no longer includes it steps down once that block is applied.
 
 Durability: hard state (term, vote, commit, snapshot point) and entries are emitted in the same
 Ready as the messages that depend on them, so "persist before send" is the driver's order above.
@@ -63,7 +67,7 @@ from ...ledger.hashing import ZERO_HASH
 from ..api import Application, Entry, Envelope, Ready, Rejection, Status, SyncRequest
 from . import codec
 from .codec import Message, MsgType
-from .log import RaftLog
+from .log import RaftLog, decode_entry, encode_entry
 
 
 class Random(Protocol):
@@ -215,7 +219,7 @@ class RaftEngine:
         self._unstable_from: int | None = None  # lowest index changed since the last Ready
         self._persisted_last = 0  # last index handed to the driver for persistence
         self._truncate: int | None = None  # forced truncation (snapshot install)
-        self._voters_cache: tuple[int, tuple[bytes, ...], frozenset[bytes]] | None = None
+        self._voters_cache: tuple[tuple[int, int], frozenset[bytes]] | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -382,15 +386,25 @@ class RaftEngine:
         )
 
     def _voters(self) -> frozenset[bytes]:
+        """The configuration in effect: the validators carried by the last block entry in our
+        log, committed or not (thesis §4.1); with no block above the snapshot point, the set
+        that decided the snapshot's block (or block 1), from the application."""
+        key = (self.log.last_index, self.log.snap_index)
         c = self._voters_cache
-        if c is None or c[0] != self.applied_height:
-            vs = tuple(self.app.validators_at(self.applied_height + 1))
-            c = (self.applied_height, vs, frozenset(vs))
+        if c is None or c[0] != key:
+            vs = self.log.last_config()
+            if vs is None:
+                vs = tuple(self.app.validators_at(max(self.log.snap_block[0], 1)))
+            c = (key, frozenset(vs))
             self._voters_cache = c
-        return c[2]
+        return c[1]
 
     def _replica_set(self) -> set[bytes]:
-        peers = set(self._voters()) | set(self.app.validators_at(self.applied_height + 2))
+        """Voters plus the members of the next two heights' sets: a joining validator catches
+        up (as a learner) before its first vote counts."""
+        peers = set(self._voters())
+        peers.update(self.app.validators_at(self.applied_height + 1))
+        peers.update(self.app.validators_at(self.applied_height + 2))
         peers.discard(self.node_id)
         return peers
 
@@ -422,7 +436,11 @@ class RaftEngine:
                 raise InvariantError(
                     f"raft committed block {ref[0]} after {self._emitted_height}: height gap"
                 )
-            out.append(Block.decode(self.log.get(i).data))
+            try:
+                _, block = decode_entry(self.log.get(i).data)
+            except DecodeError:
+                raise InvariantError(f"raft entry {i} holds an undecodable block") from None
+            out.append(block)
             self._emitted_height = ref[0]
         self._emitted_index = self.commit
         return tuple(out)
@@ -561,7 +579,11 @@ class RaftEngine:
         sig = self.app.sign(commit_sign_bytes(self.chain_id, block.height, self.term, block.hash))
         cert = CommitCertificate(block.height, self.term, block.hash, ((self.node_id, sig),))
         block = block.with_certificate(cert)
-        self._append(Entry(self.log.last_index + 1, self.term, block.encode()))
+        vals = tuple(self.app.validators_at(block.height))
+        self._append(Entry(self.log.last_index + 1, self.term, encode_entry(vals, block)))
+        for p in self._replica_set():  # the configuration may have just changed (§4.1)
+            if p not in self._progress:
+                self._progress[p] = _Progress(self.log.last_index)
         self._ticks_since_block = 0
         self._bcast_append()
         self._maybe_commit()
