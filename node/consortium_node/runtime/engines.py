@@ -9,12 +9,13 @@ import random
 
 from ..config import NodeConfig
 from ..consensus.api import Application, Engine
+from ..consensus.bft.engine import BftConfig, BftEngine
 from ..consensus.raft import RaftConfig, RaftEngine
 from ..consensus.solo import SoloEngine
 from ..ledger.errors import InvariantError
 from ..storage.wal import ConsensusWal
 
-BFT_AVAILABLE = False  # flips when consensus/bft is wired in below
+BFT_AVAILABLE = True
 COMPACT_EVERY = 512  # raft: keep this many applied entries in the WAL before compacting
 
 
@@ -57,7 +58,18 @@ def make_engine(
             config=rc,
         )
     if kind == "bft":
-        raise InvariantError("the bft engine is not wired into this build yet")
+        bc = BftConfig(empty_block_ticks=empty if empty is not None else 1 << 40)
+        return BftEngine.restore(
+            node_id,
+            app,
+            rng,
+            chain_id=chain_id,
+            hard_state=wal.hard_state,
+            entries=wal.ordered_entries(),
+            last_applied_height=height,
+            last_block_hash=last_hash,
+            config=bc,
+        )
     raise InvariantError(f"unknown consensus {kind!r}")
 
 
@@ -72,7 +84,17 @@ def maybe_compact(engine: Engine, wal: ConsensusWal | None) -> None:
 
 
 def after_persist(engine: Engine, wal: ConsensusWal | None) -> None:
-    """Once a hard state recording a new raft snapshot point is durable, the WAL may drop the
-    entries at or below it."""
-    if wal is not None and isinstance(engine, RaftEngine):
+    """Raft: once a hard state recording a new snapshot point is durable, the WAL may drop the
+    entries at or below it. BFT: entries of decided heights (term <= height) are garbage."""
+    if wal is None:
+        return
+    if isinstance(engine, RaftEngine):
         wal.compact(engine.log.snap_index + 1)
+    elif isinstance(engine, BftEngine) and wal.entries:
+        height = engine.status().height
+        done = [e.index for e in wal.entries.values() if e.term <= height]
+        live = [e.index for e in wal.entries.values() if e.term > height]
+        if done:
+            below = max(done) + 1
+            if not live or min(live) >= below:
+                wal.compact(below)
