@@ -30,7 +30,7 @@ install: $(STAMP) ## create .venv and install the project with its test extras
 ##@ Run
 .PHONY: demo
 demo: install ## start a local 4-validator BFT consortium (no cluster) and commit blocks
-	$(VENV)/bin/consortium demo
+	$(VENV)/bin/consortium demo --data-dir data/demo
 
 .PHONY: node-dev
 node-dev: install ## run one solo node on 127.0.0.1:7050 with data in ./data/dev

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from consortium_api.v1 import types_pb2
+from consortium_api.v1 import ledger_pb2, types_pb2
 from consortium_node.client import Client, ClientError, Signer
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
@@ -49,7 +49,7 @@ def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalNet]:
         n.stop()
 
 
-def _status(node: LocalNode) -> types_pb2.GetStatusResponse | None:
+def _status(node: LocalNode) -> ledger_pb2.GetStatusResponse | None:
     if node.proc is None or node.proc.poll() is not None:
         return None
     try:
