@@ -393,7 +393,14 @@ class _Ctx:
                     return Step(CreateNodeKeys(org.name, (pod,)), targets, "Scaling")
                 targets[org.name] = OrgTarget(t.replicas + 1, t.partition)
                 return Step(Wait("Scaling", f"starting {pod}"), targets, "Scaling")
-            # (c) scale down: take the highest-ordinal validator out of the chain first
+            # (c) a pod above the desired count that is no longer a validator: stop it first
+            # (pods go highest ordinal first, so it blocks every other removal)
+            if t.replicas > want:
+                top = self.names.pod(org.name, t.replicas - 1)
+                if self.o.node_keys.get(top) not in vals:
+                    targets[org.name] = OrgTarget(t.replicas - 1, min(t.partition, t.replicas - 1))
+                    return Step(Wait("Scaling", f"stopping {top}"), targets, "Scaling")
+            # (d) scale down: take the highest-ordinal validator out of the chain first
             if len(members) > want:
                 pod = self.names.pod(org.name, max(members))
                 if n - 1 < self.d.consensus.min_validators():
@@ -414,10 +421,4 @@ class _Ctx:
                 return Step(
                     RemoveValidator(pod, org.name, self.o.node_keys[pod]), targets, "Scaling"
                 )
-            # (d) a pod above the desired count that is no longer a validator: stop it
-            if t.replicas > want:
-                top = self.names.pod(org.name, t.replicas - 1)
-                if self.o.node_keys.get(top) not in vals:
-                    targets[org.name] = OrgTarget(t.replicas - 1, min(t.partition, t.replicas - 1))
-                    return Step(Wait("Scaling", f"stopping {top}"), targets, "Scaling")
         return None
