@@ -76,6 +76,7 @@ class SimParams:
     event_rate: float = 0.04
     tx_rate: float = 0.5
     min_progress: int = 2  # blocks each honest node must commit after the heal
+    min_height: int = 0  # ... and at least this height (e.g. past scheduled membership changes)
 
 
 class Sim:
@@ -110,9 +111,7 @@ class Sim:
             instances.append((byzantine + "'", False))  # the Twin
         for name, honest in instances:
             nid = node_id(name.rstrip("'"))
-            app = FakeApp(
-                nid, self.keyring, self.validators, check_certificates=check_certificates
-            )
+            app = FakeApp(nid, self.keyring, self.validators, check_certificates=check_certificates)
             node = SimNode(name, nid, app, Stored(), honest)
             self.nodes[name] = node
             self.by_id.setdefault(nid, []).append(node)
@@ -318,7 +317,7 @@ class Sim:
             if node.engine is None:
                 self._start(node)
         self._log("final heal")
-        target = max(self.heights().values()) + self.p.min_progress
+        target = max(max(self.heights().values()) + self.p.min_progress, self.p.min_height)
         for _ in range(self.p.liveness_ticks):
             self.tick()
             if min(self.member_heights().values()) >= target:

@@ -11,7 +11,7 @@ import random
 import pytest
 from consortium_node.consensus.bft import BftConfig, BftEngine
 
-from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp
+from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
 from .harness import Sim, SimEngine, SimParams, Stored, run_or_explain
 
 pytestmark = pytest.mark.sim
@@ -55,4 +55,29 @@ def test_bft_sim(seed: int) -> None:
         ),
         seed,
         f"tests/sim/test_bft_sim.py::test_bft_sim[seed={seed}]",
+    )
+
+
+def _bft_schedule(h: int) -> tuple[bytes, ...]:
+    """v4 joins at height 4 (n = 5), v0 leaves at height 9: one member at a time."""
+    names = ("v0", "v1", "v2", "v3") if h < 4 else ("v0", "v1", "v2", "v3", "v4")
+    if h >= 9:
+        names = ("v1", "v2", "v3", "v4")
+    return tuple(sorted(node_id(n) for n in names))
+
+
+def test_bft_membership_sim(seed: int) -> None:
+    """Validator-set change (add v4, then remove v0) with a Byzantine Twin (v3) and faults."""
+    run_or_explain(
+        lambda: Sim(
+            seed,
+            ["v0", "v1", "v2", "v3", "v4"],
+            make_bft,
+            byzantine="v3",
+            params=SimParams(min_height=11, liveness_ticks=300),
+            check_certificates="quorum",
+            validators=_bft_schedule,
+        ),
+        seed,
+        f"tests/sim/test_bft_sim.py::test_bft_membership_sim[seed={seed}]",
     )

@@ -9,7 +9,7 @@ import random
 import pytest
 from consortium_node.consensus.raft import RaftConfig, RaftEngine
 
-from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp
+from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
 from .harness import Sim, SimEngine, SimNode, SimParams, Stored, run_or_explain
 
 pytestmark = pytest.mark.sim
@@ -54,4 +54,30 @@ def test_raft_sim(seed: int) -> None:
         ),
         seed,
         f"tests/sim/test_raft_sim.py::test_raft_sim[seed={seed}]",
+    )
+
+
+def _raft_schedule(h: int) -> tuple[bytes, ...]:
+    """n3 joins at height 4, n0 leaves at height 9: one member at a time."""
+    if h < 4:
+        return tuple(sorted(node_id(n) for n in ("n0", "n1", "n2")))
+    if h < 9:
+        return tuple(sorted(node_id(n) for n in ("n0", "n1", "n2", "n3")))
+    return tuple(sorted(node_id(n) for n in ("n1", "n2", "n3")))
+
+
+def test_raft_membership_sim(seed: int) -> None:
+    """Validator-set change through the app (add n3, then remove n0) under the same faults."""
+    run_or_explain(
+        lambda: Sim(
+            seed,
+            ["n0", "n1", "n2", "n3"],
+            make_raft,
+            params=SimParams(min_height=11, liveness_ticks=300),
+            check_certificates="leader",
+            after_advance=compact,
+            validators=_raft_schedule,
+        ),
+        seed,
+        f"tests/sim/test_raft_sim.py::test_raft_membership_sim[seed={seed}]",
     )

@@ -336,8 +336,7 @@ class RaftEngine:
                 self.applied_height, self.applied_hash = last.height, last.hash
         self.applied_index = max(self.applied_index, self._emitted_index)
         if self.role is Role.LEADER:
-            voters = self._voters()
-            if self.node_id not in voters:
+            if not self._may_lead():
                 self._become_follower(self.term, None)  # removed from the set: step down
                 return
             for p in self._replica_set():
@@ -479,9 +478,16 @@ class RaftEngine:
         self._bcast_append()
         self._maybe_commit()
 
+    def _may_lead(self) -> bool:
+        """A member of the configuration in effect and of the set deciding the next height
+        (a validator being removed neither proposes that height nor campaigns)."""
+        return self.node_id in self._voters() and self.node_id in self.app.validators_at(
+            self.applied_height + 1
+        )
+
     def _campaign(self, pre: bool) -> None:
         voters = self._voters()
-        if self.node_id not in voters:
+        if not self._may_lead():
             return
         if pre:
             self._reset(self.term)
@@ -571,6 +577,8 @@ class RaftEngine:
         allow_empty = ebt is not None and self._ticks_since_block >= ebt
         if not allow_empty and not self.app.has_pending():
             return
+        if self.node_id not in self.app.validators_at(tip_h + 1):
+            return  # being removed at this height: advance() steps down
         block = self.app.build_block(tip_h + 1, tip_hash, allow_empty)
         if block is None:
             return
