@@ -11,6 +11,7 @@ Consortium, so deleting the Consortium garbage-collects what the finalizer does 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,23 @@ Manifest = dict[str, Any]
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
+    # no globals: a value the caller forgot must be an error, not jinja's `namespace`/`range`
+    env.globals.clear()
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def _tojson(value: Any) -> str:
+    """JSON (a valid YAML flow scalar/collection); a missing value raises UndefinedError."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return json.dumps(value)
 
 
 class Renderer:

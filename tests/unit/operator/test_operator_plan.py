@@ -30,7 +30,11 @@ def key(pod: str) -> bytes:
     return hashlib.sha256(pod.encode()).digest()
 
 
-def spec(orgs: Iterable[tuple[str, int]] = (("a", 2), ("b", 2)), kind: str = "bft", image: str | None = None) -> ConsortiumSpec:
+def spec(
+    orgs: Iterable[tuple[str, int]] = (("a", 2), ("b", 2)),
+    kind: str = "bft",
+    image: str | None = None,
+) -> ConsortiumSpec:
     return ConsortiumSpec.parse(
         {
             "chainId": "test",
@@ -143,7 +147,9 @@ def test_genesis_phase_is_gated_admin_key_then_node_keys_then_genesis() -> None:
     half = Observed(admin_public=ADMIN, node_keys={"c-a-0": key("c-a-0"), "c-a-1": key("c-a-1")})
     s = plan.next_step(sp, half, N, IMAGE)
     assert s.action == plan.CreateNodeKeys("b", ("c-b-0", "c-b-1")) and s.targets is None
-    full = Observed(admin_public=ADMIN, node_keys={p: key(p) for p in ("c-a-0", "c-a-1", "c-b-0", "c-b-1")})
+    full = Observed(
+        admin_public=ADMIN, node_keys={p: key(p) for p in ("c-a-0", "c-a-1", "c-b-0", "c-b-1")}
+    )
     s = plan.next_step(sp, full, N, IMAGE)
     assert isinstance(s.action, plan.WriteGenesis) and s.targets is None
     assert s.phase == "Genesis"
@@ -169,7 +175,9 @@ def test_converged_when_everything_matches() -> None:
 
 
 def test_no_node_answers_means_wait_not_act() -> None:
-    w = World(spec([("a", 3), ("b", 2)]), {"a": 2, "b": 2}, down={"c-a-0", "c-a-1", "c-b-0", "c-b-1"})
+    w = World(
+        spec([("a", 3), ("b", 2)]), {"a": 2, "b": 2}, down={"c-a-0", "c-a-1", "c-b-0", "c-b-1"}
+    )
     s = step(w)
     assert isinstance(s.action, plan.Wait) and s.action.reason == "WaitingForNodes"
     assert replicas(s) == {"a": 2, "b": 2}
@@ -188,7 +196,11 @@ SCALE_UP = [
     ),
     (
         "then the pod",
-        World(spec([("a", 3), ("b", 2)]), {"a": 2, "b": 2}, keys={"c-a-0", "c-a-1", "c-a-2", "c-b-0", "c-b-1"}),
+        World(
+            spec([("a", 3), ("b", 2)]),
+            {"a": 2, "b": 2},
+            keys={"c-a-0", "c-a-1", "c-a-2", "c-b-0", "c-b-1"},
+        ),
         plan.Wait("Scaling", "starting c-a-2"),
         {"a": 3, "b": 2},
     ),
@@ -205,7 +217,11 @@ SCALE_UP = [
     ),
     (
         "then the governance tx",
-        World(spec([("a", 3), ("b", 2)]), {"a": 3, "b": 2}, validators={"c-a-0", "c-a-1", "c-b-0", "c-b-1"}),
+        World(
+            spec([("a", 3), ("b", 2)]),
+            {"a": 3, "b": 2},
+            validators={"c-a-0", "c-a-1", "c-b-0", "c-b-1"},
+        ),
         plan.AddValidator("c-a-2", "a", key("c-a-2")),
         {"a": 3, "b": 2},
     ),
@@ -226,7 +242,11 @@ SCALE_DOWN = [
     ),
     (
         "pod goes once the chain confirmed",
-        World(spec([("a", 1), ("b", 4)]), {"a": 3, "b": 4}, validators={"c-a-0", "c-a-1", "c-b-0", "c-b-1", "c-b-2", "c-b-3"}),
+        World(
+            spec([("a", 1), ("b", 4)]),
+            {"a": 3, "b": 4},
+            validators={"c-a-0", "c-a-1", "c-b-0", "c-b-1", "c-b-2", "c-b-3"},
+        ),
         plan.Wait("Scaling", "stopping c-a-2"),
         {"a": 2, "b": 4},
     ),
@@ -245,7 +265,11 @@ SCALE_DOWN = [
 ]
 
 
-@pytest.mark.parametrize(("desc", "world", "action", "want"), SCALE_UP + SCALE_DOWN, ids=[c[0] for c in SCALE_UP + SCALE_DOWN])
+@pytest.mark.parametrize(
+    ("desc", "world", "action", "want"),
+    SCALE_UP + SCALE_DOWN,
+    ids=[c[0] for c in SCALE_UP + SCALE_DOWN],
+)
 def test_scaling(desc: str, world: World, action: plan.Action, want: dict[str, int]) -> None:
     s = step(world)
     assert s.action == action, desc
@@ -256,7 +280,9 @@ QUORUM = [
     # raft 3 -> 2 while another validator is down: 1 live of 2 would remain, quorum 2
     (
         "raft: removal blocked while a peer is down",
-        World(spec([("a", 1), ("b", 1), ("c", 0)], "raft"), {"a": 1, "b": 1, "c": 1}, down={"c-b-0"}),
+        World(
+            spec([("a", 1), ("b", 1), ("c", 0)], "raft"), {"a": 1, "b": 1, "c": 1}, down={"c-b-0"}
+        ),
     ),
     # bft 5 -> 4 with two others down: 3 live of 5, commit needs 4
     (
@@ -312,7 +338,9 @@ def test_template_change_holds_every_pod_first() -> None:
 
 
 def test_rollout_starts_with_one_pod_of_one_organisation() -> None:
-    w = World(spec(), {"a": 2, "b": 2}, partition={"a": 2, "b": 2}, update_revision={"a": "r2", "b": "r2"})
+    w = World(
+        spec(), {"a": 2, "b": 2}, partition={"a": 2, "b": 2}, update_revision={"a": "r2", "b": "r2"}
+    )
     s = step(w)
     assert s.action == plan.Wait("RollingUpdate", "restarting c-a-1")
     assert partitions(s) == {"a": 1, "b": 2}
@@ -360,7 +388,13 @@ def test_rollout_goes_to_the_next_organisation_when_one_is_done() -> None:
 
 def test_rollout_never_restarts_a_node_the_quorum_needs() -> None:
     # bft 4 with c-b-0 down: restarting c-a-1 would leave 2 live of 4, quorum 3
-    w = World(spec(), {"a": 2, "b": 2}, partition={"a": 2, "b": 2}, update_revision={"a": "r2", "b": "r2"}, down={"c-b-0"})
+    w = World(
+        spec(),
+        {"a": 2, "b": 2},
+        partition={"a": 2, "b": 2},
+        update_revision={"a": "r2", "b": "r2"},
+        down={"c-b-0"},
+    )
     s = step(w)
     assert isinstance(s.action, plan.Blocked) and s.action.reason == "QuorumAtRisk"
     assert partitions(s) == {"a": 2, "b": 2}
@@ -456,4 +490,3 @@ def test_quorum_sizes() -> None:
     bft, raft = spec().consensus, spec(kind="raft").consensus
     assert [bft.quorum(n) for n in (4, 5, 6, 7, 10)] == [3, 4, 5, 5, 7]
     assert [raft.quorum(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
-

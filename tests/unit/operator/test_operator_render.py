@@ -1,0 +1,190 @@
+"""render: golden manifests (UPDATE_GOLDEN=1 rewrites them), StrictUndefined, labels, owner
+references, securityContext, probes, and the node config the node itself accepts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+from consortium_node.config import NodeConfig
+from consortium_operator import render
+from consortium_operator.model import ConsortiumSpec, Names, Owner
+from consortium_operator.plan import OrgTarget
+from consortium_operator.render import Renderer
+from consortium_operator.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+GOLDEN = Path(__file__).parent / "golden"
+N = Names("demo")
+OWNER = Owner("demo", "chains", "0b5c2b8e-0000-4000-8000-000000000001")
+SPEC = ConsortiumSpec.parse(
+    {
+        "chainId": "demo-chain",
+        "organizations": [
+            {
+                "name": "acme",
+                "validators": 2,
+                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
+                "storage": {"size": "2Gi", "className": "fast"},
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [
+                    {
+                        "key": "dedicated",
+                        "operator": "Equal",
+                        "value": "chain",
+                        "effect": "NoSchedule",
+                    }
+                ],
+            },
+            {"name": "globex", "validators": 2},
+        ],
+    }
+)
+KEYS = {N.pod(o, i): bytes([ord(o[0]), i]) * 16 for o in ("acme", "globex") for i in range(3)}
+TARGETS = {"acme": OrgTarget(2, 0), "globex": OrgTarget(2, 2)}
+
+
+def manifests() -> list[dict[str, Any]]:
+    r = Renderer(Settings(), N, OWNER)
+    return r.workloads(SPEC, TARGETS, KEYS, "ab" * 32)
+
+
+def by_kind(ms: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in ms if m["kind"] == kind]
+
+
+def test_golden_manifests() -> None:
+    ms = manifests()
+    r = Renderer(Settings(), N, OWNER)
+    ms.append(r.genesis_configmap('{"chain_id":"demo-chain"}', "ab" * 32))
+    ms.append(r.keys_secret("acme", {"demo-acme-0": '{"public_key":"00"}'}))
+    text = yaml.safe_dump_all(ms, sort_keys=True)
+    golden = GOLDEN / "workloads.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), (
+        "rendered manifests changed; rerun with UPDATE_GOLDEN=1 and review"
+    )
+
+
+def test_every_object_is_labelled_and_owned() -> None:
+    for m in manifests():
+        meta = m["metadata"]
+        assert meta["namespace"] == "chains"
+        labels = meta["labels"]
+        for k in ("name", "instance", "component", "part-of", "managed-by"):
+            assert f"app.kubernetes.io/{k}" in labels, (m["kind"], k)
+        (ref,) = meta["ownerReferences"]
+        assert ref == {
+            "apiVersion": "consortium.dev/v1alpha1",
+            "kind": "Consortium",
+            "name": "demo",
+            "uid": OWNER.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def test_statefulset_pod_is_locked_down_and_probed() -> None:
+    acme, globex = by_kind(manifests(), "StatefulSet")
+    pod = acme["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"] == {"port": 7050}
+    assert c["args"] == [
+        "run",
+        "--config",
+        "/etc/consortium/config.yaml",
+        "--key-file",
+        "/keys/$(POD_NAME).json",
+        "--name",
+        "$(POD_NAME)",
+    ]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {
+        "/data",
+        "/etc/consortium",
+        "/keys",
+        "/tmp",
+    }
+    assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}}
+    assert pod["nodeSelector"] == {"disk": "ssd"} and pod["tolerations"][0]["key"] == "dedicated"
+    (vct,) = acme["spec"]["volumeClaimTemplates"]
+    assert vct["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert vct["spec"]["storageClassName"] == "fast"
+    assert "storageClassName" not in globex["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert acme["spec"]["serviceName"] == "demo-peers"
+    assert acme["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
+    assert globex["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 2
+    assert set(acme["spec"]["selector"]["matchLabels"].items()) <= set(
+        acme["spec"]["template"]["metadata"]["labels"].items()
+    )
+    fp = acme["metadata"]["annotations"][render.FINGERPRINT]
+    assert acme["spec"]["template"]["metadata"]["annotations"][render.FINGERPRINT] == fp
+    assert fp == SPEC.pod_fingerprint(SPEC.organizations[0], Settings().node_image)
+
+
+def test_services_and_pdb() -> None:
+    ms = manifests()
+    peers, client = by_kind(ms, "Service")
+    assert peers["spec"]["clusterIP"] == "None" and peers["spec"]["publishNotReadyAddresses"]
+    assert {p["port"] for p in peers["spec"]["ports"]} == {7050, 7051, 9100}
+    assert [p["port"] for p in client["spec"]["ports"]] == [7050]
+    (pdb,) = by_kind(ms, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1  # 4 bft validators: f = 1
+
+
+def test_node_config_is_accepted_by_the_node() -> None:
+    (cm,) = [m for m in by_kind(manifests(), "ConfigMap") if m["metadata"]["name"] == "demo-config"]
+    assert set(cm["data"]) == {"acme.yaml", "globex.yaml"}
+    cfg = NodeConfig.from_dict(yaml.safe_load(cm["data"]["acme.yaml"]))
+    assert cfg.organization == "acme" and cfg.listen == "0.0.0.0:7050"
+    assert cfg.peer_listen == "0.0.0.0:7051" and cfg.metrics_listen == "0.0.0.0:9100"
+    assert str(cfg.data_dir) == "/data" and str(cfg.genesis_file) == "/etc/consortium/genesis.json"
+    # peers: every pod the targets run (acme 0-1, globex 0-1), never a pod without a key
+    assert [p.address.split(".")[0] for p in cfg.peers] == [
+        "demo-acme-0",
+        "demo-acme-1",
+        "demo-globex-0",
+        "demo-globex-1",
+    ]
+    assert cfg.peers[0].address == "demo-acme-0.demo-peers.chains.svc.cluster.local:7051"
+    assert cfg.peers[0].node_id == KEYS["demo-acme-0"]
+    assert cfg.consensus.election_ticks == 50
+
+
+def test_secrets_and_genesis_configmap() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    s = r.keys_secret("acme", {"demo-acme-1": "k1", "demo-acme-0": "k0"})
+    assert list(s["data"]) == ["demo-acme-0.json", "demo-acme-1.json"] and s["type"] == "Opaque"
+    assert r.admin_secret("k")["immutable"] is True
+    g = r.genesis_configmap("{}", "ff")
+    assert g["immutable"] is True and g["data"] == {"genesis.json": "{}"}
+    assert g["metadata"]["annotations"][render.GENESIS_HASH] == "ff"
+
+
+def test_strict_undefined() -> None:
+    env = render.environment()
+    assert env.undefined is jinja2.StrictUndefined
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("pdb.yaml.j2").render(name="x")
+
+
+def test_settings_are_an_input_not_a_global() -> None:
+    custom = Renderer(Settings(node_image="mirror/node:1", cluster_domain="corp.local"), N, OWNER)
+    ms = custom.workloads(SPEC, TARGETS, KEYS, "ab")
+    sts = by_kind(ms, "StatefulSet")[0]
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "mirror/node:1"
+    cm = by_kind(ms, "ConfigMap")[0]
+    assert "svc.corp.local:7051" in cm["data"]["acme.yaml"]
