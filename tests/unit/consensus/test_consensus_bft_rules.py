@@ -369,3 +369,16 @@ def test_empty_block_only_after_the_configured_wait_unless_txs_are_pending() -> 
     [p2] = proposals(ticks(eng2, 1))[:1]
     assert p2.block.txs == (b"tx:now",)
     assert sha256(b"") != p2.block.hash
+
+
+def test_non_validator_follows_but_never_signs() -> None:
+    """Validator-set change: a node outside validators_at(h) (removed, or not yet added) is an
+    observer: it processes the round but sends no proposal or vote."""
+    app = FakeApp(OUTSIDER, KR, lambda h: V)
+    eng = BftEngine(
+        OUTSIDER, app, random.Random(0), chain_id=CHAIN_ID, applied_hash=GENESIS_HASH, config=CFG
+    )
+    rds = [eng.ready(), deliver(eng, proposal(a_block()))]
+    rds += ticks(eng, 3 * CFG.timeout_propose)
+    assert eng.status().role == "observer"
+    assert all(rd.messages == () for rd in rds)
