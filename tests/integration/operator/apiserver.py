@@ -24,6 +24,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -122,6 +123,7 @@ class ControlPlane:
         self.binaries = binaries
         self.dir = directory
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
         self.port = 0
         self.kubeconfig = directory / "kubeconfig"
         self.token = secrets.token_hex(16)
@@ -190,6 +192,7 @@ class ControlPlane:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.dir / f"{name}.log").open("wb")
+        self._logs.append(log)
         proc = subprocess.Popen(
             argv,
             stdout=log,
@@ -238,3 +241,6 @@ class ControlPlane:
                     p.kill()
                     p.wait(5)
         self.procs.clear()
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
