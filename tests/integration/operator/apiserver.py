@@ -209,7 +209,7 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{p.args[0]} exited ({p.returncode}): {self.logs()}")
+                    raise RuntimeError(f"{p.pid} exited ({p.returncode}): {self.logs()}")
             req = urllib.request.Request(
                 f"https://127.0.0.1:{self.port}/readyz",
                 headers={"Authorization": f"Bearer {self.token}"},

@@ -94,7 +94,9 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
     k = Kubectl(binary, control_plane.kubeconfig)
     k.run("apply", "--server-side", "-f", str(CRD_FILE))
     k.run(
-        "wait", "--for=condition=Established", "--timeout=60s",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
         "crd/consortia.consortium.dev",
     )
     # discovery may lag the Established condition by a moment
@@ -172,7 +174,10 @@ def operator(
 
 
 def eventually(
-    check: Callable[[], Any], timeout: float = 60, what: str = "", on_fail: Callable[[], str] | None = None
+    check: Callable[[], Any],
+    timeout: float = 60,
+    what: str = "",
+    on_fail: Callable[[], str] | None = None,
 ) -> Any:
     """Poll `check` until it returns a truthy value (returned) or `timeout` passes."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,9 @@ def manifest(name: str = "c1", **spec: Any) -> str:
     )
 
 
-@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("consortium*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("consortium*.yaml")), ids=lambda p: p.name
+)
 def test_examples_are_accepted(kubectl: Kubectl, namespace: str, example: Path) -> None:
     p = kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
     assert p.returncode == 0, p.stderr
@@ -45,8 +47,13 @@ def test_defaults_are_filled_in(kubectl: Kubectl, namespace: str) -> None:
     assert obj is not None
     spec = obj["spec"]
     assert spec["consensus"] == {
-        "type": "bft", "maxBlockTxs": 2000, "blockIntervalMs": 50, "emptyBlockIntervalMs": 2000,
-        "tickMs": 10, "electionTimeoutMs": 500, "heartbeatIntervalMs": 50,
+        "type": "bft",
+        "maxBlockTxs": 2000,
+        "blockIntervalMs": 50,
+        "emptyBlockIntervalMs": 2000,
+        "tickMs": 10,
+        "electionTimeoutMs": 500,
+        "heartbeatIntervalMs": 50,
     }
     assert spec["deletionPolicy"] == "Retain" and spec["imagePullPolicy"] == "IfNotPresent"
     assert spec["genesis"] == {"maxTxBytes": 131072}
@@ -57,24 +64,48 @@ def test_defaults_are_filled_in(kubectl: Kubectl, namespace: str) -> None:
 
 
 INVALID = [
-    ("bft-too-small", {"organizations": [{"name": "acme", "validators": 3}]},
-     "bft consensus needs at least 4 validators"),
-    ("duplicate-orgs", {"organizations": [{"name": "acme", "validators": 2}, {"name": "acme", "validators": 2}]},
-     "organization names must be unique"),
+    (
+        "bft-too-small",
+        {"organizations": [{"name": "acme", "validators": 3}]},
+        "bft consensus needs at least 4 validators",
+    ),
+    (
+        "duplicate-orgs",
+        {"organizations": [{"name": "acme", "validators": 2}, {"name": "acme", "validators": 2}]},
+        "organization names must be unique",
+    ),
     ("bad-chain-id", {"chainId": "Not A Chain!"}, "chainId must be 1-64 characters"),
-    ("negative-balance", {"genesis": {"accounts": [{"asset": "coin", "account": "ab" * 32, "amount": -5}]}},
-     "genesis account balances must not be negative"),
-    ("bad-account", {"genesis": {"accounts": [{"asset": "coin", "account": "xyz", "amount": 5}]}},
-     "account must be a 32-byte public key"),
-    ("bad-org-name", {"organizations": [{"name": "Acme_Corp", "validators": 4}]},
-     "organization name must be lowercase"),
-    ("no-validators", {"consensus": {"type": "raft"}, "organizations": [{"name": "acme", "validators": 0}]},
-     "at least one validator"),
-    ("timeouts", {"consensus": {"type": "raft", "electionTimeoutMs": 100, "heartbeatIntervalMs": 80}},
-     "electionTimeoutMs must be at least twice"),
+    (
+        "negative-balance",
+        {"genesis": {"accounts": [{"asset": "coin", "account": "ab" * 32, "amount": -5}]}},
+        "genesis account balances must not be negative",
+    ),
+    (
+        "bad-account",
+        {"genesis": {"accounts": [{"asset": "coin", "account": "xyz", "amount": 5}]}},
+        "account must be a 32-byte public key",
+    ),
+    (
+        "bad-org-name",
+        {"organizations": [{"name": "Acme_Corp", "validators": 4}]},
+        "organization name must be lowercase",
+    ),
+    (
+        "no-validators",
+        {"consensus": {"type": "raft"}, "organizations": [{"name": "acme", "validators": 0}]},
+        "at least one validator",
+    ),
+    (
+        "timeouts",
+        {"consensus": {"type": "raft", "electionTimeoutMs": 100, "heartbeatIntervalMs": 80}},
+        "electionTimeoutMs must be at least twice",
+    ),
     ("bad-enum", {"consensus": {"type": "pbft"}}, "Unsupported value"),
-    ("bad-size", {"organizations": [{"name": "acme", "validators": 4, "storage": {"size": "lots"}}]},
-     "storage.size must be a quantity"),
+    (
+        "bad-size",
+        {"organizations": [{"name": "acme", "validators": 4, "storage": {"size": "lots"}}]},
+        "storage.size must be a quantity",
+    ),
 ]
 
 
@@ -94,18 +125,39 @@ def test_name_length_is_limited(kubectl: Kubectl, namespace: str) -> None:
 
 
 IMMUTABLE = [
-    ("chainId", [{"op": "replace", "path": "/spec/chainId", "value": "other"}], "chainId is immutable"),
-    ("consensus", [{"op": "replace", "path": "/spec/consensus/type", "value": "raft"}],
-     "consensus.type is immutable"),
-    ("genesis", [{"op": "add", "path": "/spec/genesis/kv", "value": [{"key": "a", "value": "b"}]}],
-     "genesis is immutable"),
-    ("storage", [{"op": "replace", "path": "/spec/organizations/0/storage/size", "value": "5Gi"}],
-     "storage is immutable"),
-    ("remove-org", [{"op": "remove", "path": "/spec/organizations/1"},
-                    {"op": "replace", "path": "/spec/organizations/0/validators", "value": 4}],
-     "an organization cannot be removed"),
-    ("scale-below-bft", [{"op": "replace", "path": "/spec/organizations/0/validators", "value": 1}],
-     "bft consensus needs at least 4 validators"),
+    (
+        "chainId",
+        [{"op": "replace", "path": "/spec/chainId", "value": "other"}],
+        "chainId is immutable",
+    ),
+    (
+        "consensus",
+        [{"op": "replace", "path": "/spec/consensus/type", "value": "raft"}],
+        "consensus.type is immutable",
+    ),
+    (
+        "genesis",
+        [{"op": "add", "path": "/spec/genesis/kv", "value": [{"key": "a", "value": "b"}]}],
+        "genesis is immutable",
+    ),
+    (
+        "storage",
+        [{"op": "replace", "path": "/spec/organizations/0/storage/size", "value": "5Gi"}],
+        "storage is immutable",
+    ),
+    (
+        "remove-org",
+        [
+            {"op": "remove", "path": "/spec/organizations/1"},
+            {"op": "replace", "path": "/spec/organizations/0/validators", "value": 4},
+        ],
+        "an organization cannot be removed",
+    ),
+    (
+        "scale-below-bft",
+        [{"op": "replace", "path": "/spec/organizations/0/validators", "value": 1}],
+        "bft consensus needs at least 4 validators",
+    ),
 ]
 
 
@@ -115,7 +167,14 @@ def test_updates_that_would_fork_the_chain_are_rejected(
 ) -> None:
     assert kubectl.apply(manifest("imm"), namespace).returncode == 0
     p = kubectl.run(
-        "patch", "consortium", "imm", "-n", namespace, "--type=json", "-p", json.dumps(patch),
+        "patch",
+        "consortium",
+        "imm",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(patch),
         check=False,
     )
     assert p.returncode != 0, f"{case} was accepted"
@@ -129,7 +188,9 @@ def test_allowed_updates(kubectl: Kubectl, namespace: str) -> None:
         {"op": "add", "path": "/spec/image", "value": "consortium/node:v2"},
         {"op": "add", "path": "/spec/organizations/-", "value": {"name": "gamma", "validators": 1}},
     ]
-    kubectl.run("patch", "consortium", "ok", "-n", namespace, "--type=json", "-p", json.dumps(patch))
+    kubectl.run(
+        "patch", "consortium", "ok", "-n", namespace, "--type=json", "-p", json.dumps(patch)
+    )
 
 
 def test_kubectl_explain_documents_the_spec(kubectl: Kubectl) -> None:

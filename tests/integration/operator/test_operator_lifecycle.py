@@ -1,0 +1,251 @@
+"""The operator (a real `consortium-operator` process) against a real kube-apiserver: a new
+Consortium gets its admin and node keys in Secrets, its genesis in an immutable ConfigMap, and
+only then its StatefulSets, Services and PDB, all owned by the Consortium; status conditions
+are written; restarting the operator and changing the spec never changes keys or genesis; a
+template change holds every pod until the rollout gets to it; deletion removes everything and
+honours deletionPolicy for the ledger PVCs.
+
+No kubelet or controllers run here, so no pod ever starts: the full lifecycle (Ready, scaling,
+rolling upgrades) is the e2e tier's job."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from consortium_node.ledger.genesis import Genesis
+
+from .conftest import Kubectl, OperatorProcess, eventually
+
+pytestmark = pytest.mark.integration
+
+OWNED = [
+    ("secret", "{n}-admin"),
+    ("secret", "{n}-acme-keys"),
+    ("secret", "{n}-beta-keys"),
+    ("configmap", "{n}-genesis"),
+    ("configmap", "{n}-config"),
+    ("statefulset", "{n}-acme"),
+    ("statefulset", "{n}-beta"),
+    ("service", "{n}-peers"),
+    ("service", "{n}-client"),
+    ("poddisruptionbudget", "{n}-quorum"),
+]
+
+
+def consortium(name: str, policy: str = "Retain", **extra: Any) -> str:
+    spec: dict[str, Any] = {
+        "chainId": f"{name}-chain",
+        "organizations": [{"name": "acme", "validators": 2}, {"name": "beta", "validators": 2}],
+        "deletionPolicy": policy,
+        "genesis": {"accounts": [{"asset": "coin", "account": "ab" * 32, "amount": 1000}]},
+    }
+    spec.update(extra)
+    return json.dumps(
+        {
+            "apiVersion": "consortium.dev/v1alpha1",
+            "kind": "Consortium",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def pvc(name: str, consortium: str, org: str) -> str:
+    """A PVC as the StatefulSet controller would create it from the volume claim template."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/name": "consortium-node",
+                    "app.kubernetes.io/instance": consortium,
+                    "consortium.dev/organization": org,
+                },
+            },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+
+
+def wait_created(
+    kubectl: Kubectl, ns: str, name: str, op: OperatorProcess
+) -> dict[str, dict[str, Any]]:
+    def all_there() -> dict[str, dict[str, Any]] | None:
+        got = {}
+        for kind, pattern in OWNED:
+            obj = kubectl.get(kind, pattern.format(n=name), ns)
+            if obj is None:
+                return None
+            got[f"{kind}/{pattern.format(n=name)}"] = obj
+        return got
+
+    out: dict[str, dict[str, Any]] = eventually(
+        all_there, timeout=90, what=f"objects of {name}", on_fail=op.tail
+    )
+    return out
+
+
+def status_of(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    obj = kubectl.get("consortium", name, ns)
+    assert obj is not None
+    st = obj.get("status") or {}
+    assert isinstance(st, dict)
+    return st
+
+
+def conditions(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in st.get("conditions") or []}
+
+
+def secret_entries(obj: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+
+
+def test_consortium_gets_keys_genesis_workloads_and_status(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    ns, name = namespace, "alpha"
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    uid = kubectl.get("consortium", name, ns)["metadata"]["uid"]  # type: ignore[index]
+
+    for key, obj in objs.items():
+        meta = obj["metadata"]
+        refs = meta.get("ownerReferences") or []
+        assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
+            ("Consortium", name, uid, True)
+        ], key
+        assert meta["labels"]["app.kubernetes.io/instance"] == name, key
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "consortium-operator", key
+
+    # keys: one per genesis validator, in Secrets; the genesis lists exactly those keys
+    acme = secret_entries(objs[f"secret/{name}-acme-keys"])
+    beta = secret_entries(objs[f"secret/{name}-beta-keys"])
+    assert sorted(acme) == [f"{name}-acme-0.json", f"{name}-acme-1.json"]
+    assert sorted(beta) == [f"{name}-beta-0.json", f"{name}-beta-1.json"]
+    pubs = {json.loads(t)["public_key"] for t in (*acme.values(), *beta.values())}
+    gcm = objs[f"configmap/{name}-genesis"]
+    assert gcm["immutable"] is True
+    g = Genesis.from_json(gcm["data"]["genesis.json"])
+    assert g.chain_id == f"{name}-chain" and g.consensus == "bft"
+    assert {v.node_id.hex() for v in g.validators} == pubs
+    admin = json.loads(secret_entries(objs[f"secret/{name}-admin"])["admin.json"])
+    assert g.admins == (bytes.fromhex(admin["public_key"]),)
+    assert g.accounts[0].amount == 1000
+    # no key material in ConfigMaps
+    for cm in ("genesis", "config"):
+        text = json.dumps(objs[f"configmap/{name}-{cm}"]["data"])
+        assert "private_key" not in text and admin["private_key"] not in text
+
+    # workloads
+    sts = objs[f"statefulset/{name}-acme"]
+    assert sts["spec"]["replicas"] == 2 and sts["spec"]["serviceName"] == f"{name}-peers"
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "consortium/node:it"
+    assert container["readinessProbe"]["grpc"]["port"] == 7050
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert objs[f"poddisruptionbudget/{name}-quorum"]["spec"]["maxUnavailable"] == 1
+    assert objs[f"service/{name}-peers"]["spec"]["clusterIP"] == "None"
+
+    # status: genesis done, not ready (no pods can run here), progressing
+    def written() -> dict[str, Any] | None:
+        st = status_of(kubectl, ns, name)
+        return st if "GenesisReady" in conditions(st) else None
+
+    st = eventually(written, timeout=30, what="status", on_fail=operator.tail)
+    c = conditions(st)
+    assert c["GenesisReady"]["status"] == "True" and c["GenesisReady"]["reason"] == "GenesisWritten"
+    assert c["Ready"]["status"] == "False"
+    assert c["Progressing"]["status"] == "True"
+    assert c["Degraded"]["status"] == "False"
+    assert st["observedGeneration"] == 1 and st["phase"] == "Creating"
+    assert st["genesisHash"] == g.hash.hex() and st["chainId"] == f"{name}-chain"
+    assert st["endpoint"] == f"{name}-client.{ns}.svc:7050"
+    assert st["readyValidators"] == "0/4"
+    # kubectl wait sees it
+    kubectl.run(
+        "wait", "--for=condition=GenesisReady", f"consortium/{name}", "-n", ns, "--timeout=10s"
+    )
+
+    events = kubectl.run("get", "events", "-n", ns, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"KeysCreated", "GenesisWritten"} <= reasons
+
+
+def test_rerunning_never_changes_keys_or_genesis(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    ns, name = namespace, "beta"
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+    before = wait_created(kubectl, ns, name, operator)
+
+    def snapshot(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "admin": objs[f"secret/{name}-admin"]["data"],
+            "acme": objs[f"secret/{name}-acme-keys"]["data"],
+            "beta": objs[f"secret/{name}-beta-keys"]["data"],
+            "genesis": objs[f"configmap/{name}-genesis"]["data"],
+        }
+
+    # the operator restarts (resume) and the spec changes (image, scale): same chain
+    operator.restart()
+    patch = [
+        {"op": "add", "path": "/spec/image", "value": "consortium/node:v2"},
+        {"op": "replace", "path": "/spec/organizations/0/validators", "value": 3},
+    ]
+    kubectl.run("patch", "consortium", name, "-n", ns, "--type=json", "-p", json.dumps(patch))
+
+    def observed_gen2() -> bool:
+        return bool(status_of(kubectl, ns, name).get("observedGeneration") == 2)
+
+    eventually(observed_gen2, timeout=60, what="observedGeneration 2", on_fail=operator.tail)
+    after = wait_created(kubectl, ns, name, operator)
+    assert snapshot(after) == snapshot(before)
+
+    # the new template is in place but every pod is held until the rollout reaches it
+    sts = after[f"statefulset/{name}-acme"]
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "consortium/node:v2"
+    assert (
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == sts["spec"]["replicas"] == 2
+    )
+    # scaling waits for the chain (no node answers here): no pod added behind its back
+    assert sts["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_removes_workloads_and_honours_deletion_policy(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, policy: str
+) -> None:
+    ns, name = namespace, f"del-{policy.lower()}"
+    assert kubectl.apply(consortium(name, policy), ns).returncode == 0
+    wait_created(kubectl, ns, name, operator)
+    obj = kubectl.get("consortium", name, ns)
+    assert obj is not None and obj["metadata"].get("finalizers")
+    for org in ("acme", "beta"):
+        assert kubectl.apply(pvc(f"data-{name}-{org}-0", name, org), ns).returncode == 0
+    # another consortium's volume must survive either way
+    assert kubectl.apply(pvc("data-other-acme-0", "other", "acme"), ns).returncode == 0
+
+    kubectl.run("delete", "consortium", name, "-n", ns, "--wait=true", "--timeout=60s", timeout=90)
+    assert kubectl.get("consortium", name, ns) is None
+    for kind, pattern in OWNED:
+        assert kubectl.get(kind, pattern.format(n=name), ns) is None, f"{kind} survived"
+    pvcs = {
+        p["metadata"]["name"]
+        for p in json.loads(kubectl.run("get", "pvc", "-n", ns, "-o", "json").stdout)["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    }
+    ours = {f"data-{name}-acme-0", f"data-{name}-beta-0"}
+    if policy == "Retain":
+        assert ours <= pvcs
+    else:
+        assert not (ours & pvcs)
+    assert "data-other-acme-0" in pvcs
