@@ -159,6 +159,12 @@ def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
         )
         leader.start()
         leader.wait_ready(time.monotonic() + 30)
+        # f = 1: the next crash is survivable only once the restarted node has caught up.
+        _wait(
+            lambda: (s := _status(leader)) is not None and s.height >= _max_height(net) - 1,
+            30,
+            "the restarted node to catch up",
+        )
         current = _leader(net)
         follower = next(n for n in net.nodes if n.node_id != current.node_id)
         took = _progress_after_kill(net, follower)

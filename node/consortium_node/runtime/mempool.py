@@ -34,6 +34,7 @@ class Mempool:
         self.capacity = capacity
         self._verify = verify
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order
+        self._by_raw: dict[bytes, Tx] = {}  # exact SignedTx bytes -> pooled tx (no re-decode)
         self._next_nonce: dict[bytes, int] = {}  # sender -> next admissible nonce (pooled)
         self._count: dict[bytes, int] = {}  # sender -> pooled tx count
         self._future: dict[bytes, dict[int, Tx]] = {}  # sender -> nonce -> held tx (gossip)
@@ -47,6 +48,10 @@ class Mempool:
 
     def get(self, tx_id: bytes) -> Tx | None:
         return self._txs.get(tx_id)
+
+    def by_raw(self, raw: bytes) -> Tx | None:
+        """The pooled (already verified) tx with exactly these bytes, if any."""
+        return self._by_raw.get(raw)
 
     def admit(
         self,
@@ -82,6 +87,7 @@ class Mempool:
 
     def _pool(self, tx: Tx) -> None:
         self._txs[tx.id] = tx
+        self._by_raw[tx.raw] = tx
         self._next_nonce[tx.sender] = tx.nonce + 1
         self._count[tx.sender] = self._count.get(tx.sender, 0) + 1
 
@@ -125,7 +131,9 @@ class Mempool:
         senders = set()
         for tx in txs:
             senders.add(tx.sender)
-            if self._txs.pop(tx.id, None) is not None:
+            pooled = self._txs.pop(tx.id, None)
+            if pooled is not None:
+                self._by_raw.pop(pooled.raw, None)
                 self._dec(tx.sender)
         for sender in senders:
             self._promote(sender, state)
@@ -135,7 +143,7 @@ class Mempool:
                 continue
             stale = [t.id for t in self._txs.values() if t.sender == sender and t.nonce < committed]
             for tid in stale:
-                del self._txs[tid]
+                self._by_raw.pop(self._txs.pop(tid).raw, None)
                 self._dec(sender)
             if self._count.get(sender, 0) == 0:
                 self._next_nonce.pop(sender, None)

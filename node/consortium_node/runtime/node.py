@@ -31,6 +31,7 @@ from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRe
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
 from ..ledger.state import (
+    PARAMS,
     Receipt,
     Validator,
     check_nonces,
@@ -99,6 +100,9 @@ class Node:
         self._batch_since: float | None = None
         self._last_commit: float | None = None
         self._commit_times: deque[tuple[float, int]] = deque()
+        self._validated: tuple[bytes, list[Tx]] = (b"", [])  # last block validate_block passed
+        self._params: dict[str, int] = {}
+        self._load_params()
         self._recover()
         self._vsets = self.state.validator_history()
         self.wal = (
@@ -182,14 +186,16 @@ class Node:
         )
 
     def _max_block_txs(self) -> int:
+        return self._params["max_block_txs"]
+
+    def _load_params(self) -> None:
         with self.state.snapshot() as snap:
-            return param(snap, "max_block_txs")
+            self._params = {name: param(snap, name) for name in PARAMS}
 
     def build_block(self, height: int, prev_hash: bytes, allow_empty: bool) -> Block | None:
         if height != self.height + 1 or prev_hash != self.last_hash:
             return None
-        with self.state.snapshot() as snap:
-            max_txs, max_tx_bytes = param(snap, "max_block_txs"), param(snap, "max_tx_bytes")
+        max_txs, max_tx_bytes = self._params["max_block_txs"], self._params["max_tx_bytes"]
         txs = self.mempool.take(max_txs, max_txs * max_tx_bytes)
         if not txs and not allow_empty:
             return None
@@ -225,23 +231,28 @@ class Node:
             return f"invalid transaction: {e.message}"
         if h.tx_root != tx_root([t.id for t in txs]):
             return "tx_root does not match the transactions"
+        if len(txs) > self._params["max_block_txs"]:
+            return "too many transactions"
         with self.state.snapshot() as snap:
-            if len(txs) > param(snap, "max_block_txs"):
-                return "too many transactions"
-            if any(self.state.tx_location(t.id) is not None for t in txs):
+            if any(snap.has_tx(t.id) for t in txs):
                 return "block repeats a committed transaction"
-            return check_nonces(snap, txs)
+            why = check_nonces(snap, txs)
+        if why is None:
+            self._validated = (block.hash, txs)
+        return why
 
     def _txs_of(self, block: Block, verify: bool) -> list[Tx]:
         """Decoded txs of a block; signatures are checked once per node: pooled txs were
         verified at admission, others are verified here."""
+        if self._validated[0] == block.hash:
+            return list(self._validated[1])
         out = []
         for raw in block.txs:
-            tx = self._decode(raw)
-            pooled = self.mempool.get(tx.id)
-            if pooled is not None and pooled.raw == raw:
+            pooled = self.mempool.by_raw(raw)
+            if pooled is not None:
                 out.append(pooled)
                 continue
+            tx = self._decode(raw)
             if verify:
                 check_stateless(tx, self.chain_id, len(raw))
                 if not crypto.verify(tx.sender, tx.body, tx.signature):
@@ -312,8 +323,7 @@ class Node:
         self.process_ready()
 
     def on_peer_txs(self, sender: bytes, txs: list[bytes]) -> None:
-        for raw in txs:
-            self.submit(raw, gossip=False)
+        self.submit_many(txs, gossip=False)
 
     def verify_certificate(self, block: Block) -> str | None:
         """None if the block's commit certificate is signed by enough validators of its
@@ -386,28 +396,38 @@ class Node:
         self._last_time = block.header.time_ms
         if any(k.startswith(b"g/vset/") for k in result.writes):
             self._vsets = self.state.validator_history()
+        if any(k.startswith(b"p/") for k in result.writes):
+            self._load_params()
 
     # -- client API (called by transport servers) -----------------------------------------
     def submit(self, raw: bytes, gossip: bool = True) -> Admission:
-        tx_id = b""
-        try:
-            tx = self._decode(raw)
-            tx_id = tx.id
-            with self.state.snapshot() as snap:
-                self.mempool.admit(
-                    tx, snap, param(snap, "max_tx_bytes"), self.is_committed, hold_future=not gossip
-                )
-        except TxRejected as e:
-            self.metrics.rejected.labels(e.reason.value).inc()
-            return Admission(tx_id, e.reason, e.message)
+        return self.submit_many([raw], gossip)[0]
+
+    def submit_many(self, raws: list[bytes], gossip: bool = True) -> list[Admission]:
+        """Admits a batch under one state snapshot. Client submissions (gossip=True) are
+        forwarded to peers; gossiped ones may be held until a nonce gap fills."""
+        out: list[Admission] = []
         now = time.monotonic()
-        self._admitted_at[tx.id] = now
-        if self._batch_since is None:
+        max_tx_bytes = self._params["max_tx_bytes"]
+        with self.state.snapshot() as snap:
+            for raw in raws:
+                tx_id = b""
+                try:
+                    tx = self._decode(raw)
+                    tx_id = tx.id
+                    self.mempool.admit(tx, snap, max_tx_bytes, snap.has_tx, hold_future=not gossip)
+                except TxRejected as e:
+                    self.metrics.rejected.labels(e.reason.value).inc()
+                    out.append(Admission(tx_id, e.reason, e.message))
+                    continue
+                self._admitted_at[tx.id] = now
+                if gossip and self.network is not None:
+                    self.network.gossip(raw)
+                out.append(Admission(tx.id, None, ""))
+        if self._batch_since is None and len(self.mempool):
             self._batch_since = now
         self.metrics.mempool.set(len(self.mempool))
-        if gossip and self.network is not None:
-            self.network.gossip(raw)
-        return Admission(tx.id, None, "")
+        return out
 
     def is_committed(self, tx_id: bytes) -> bool:
         return self.state.tx_location(tx_id) is not None

@@ -50,11 +50,16 @@ class Meta:
 class Snapshot:
     """A read-only, consistent view of the state at one committed height."""
 
-    __slots__ = ("_state", "_txn")
+    __slots__ = ("_state", "_txn", "_txs")
 
-    def __init__(self, txn: Any, state: Any) -> None:
+    def __init__(self, txn: Any, state: Any, txs: Any) -> None:
         self._txn = txn
         self._state = state
+        self._txs = txs
+
+    def has_tx(self, tx_id: bytes) -> bool:
+        """True if `tx_id` is committed (as of this snapshot)."""
+        return self._txn.get(tx_id, db=self._txs) is not None
 
     def get(self, key: bytes) -> bytes | None:
         v = self._txn.get(key, db=self._state)
@@ -146,7 +151,7 @@ class StateStore:
 
     def snapshot(self) -> Snapshot:
         txn = self._env.begin(buffers=False)
-        return Snapshot(txn, self._state)
+        return Snapshot(txn, self._state, self._txs)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         with self._env.begin(db=self._txs) as txn:

@@ -95,6 +95,7 @@ class Backend(Protocol):
     def height(self) -> int: ...
 
     def submit(self, raw: bytes) -> Admission: ...
+    def submit_many(self, raws: list[bytes]) -> list[Admission]: ...
     def status(self) -> Status: ...
     def block_at(self, height: int) -> Block | None: ...
     def block_by_hash(self, block_hash: bytes) -> Block | None: ...
@@ -119,7 +120,10 @@ class LedgerServicer:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"batch of {len(request.txs)} exceeds {MAX_BATCH}"
             )
-        results = [tx_result(self.node.submit(tx.SerializeToString())) for tx in request.txs]
+        results = [
+            tx_result(a)
+            for a in self.node.submit_many([tx.SerializeToString() for tx in request.txs])
+        ]
         return ledger_pb2.SubmitBatchResponse(results=results)
 
     async def SubmitStream(
