@@ -5,7 +5,8 @@ replays exactly. Each node runs the real engine through the same Ready loop the 
 (persist -> send -> apply -> advance); `Stored` is what survives a crash (hard state, entries and
 the app's block store), everything else (the engine object, unsent messages, the mempool) is lost.
 
-Faults: message drops, random delays (hence reordering), duplicates, partitions and heals,
+Faults: message drops, random delays (hence reordering), duplicates, bit-flipped payloads
+(BFT only: Raft trusts its peers), partitions and heals,
 crash-restart (optionally "torn": crash right after persisting, before sending or applying), and
 for BFT a Twins-style Byzantine validator: two instances sharing one identity and key, placed on
 different sides of partitions, each running honest code with a different mempool, so together
@@ -77,6 +78,7 @@ class SimParams:
     tx_rate: float = 0.5
     min_progress: int = 2  # blocks each honest node must commit after the heal
     min_height: int = 0  # ... and at least this height (e.g. past scheduled membership changes)
+    corrupt_rate: float = 0.0  # flip a bit in this share of payloads (Byzantine garbage)
 
 
 class Sim:
@@ -155,6 +157,10 @@ class Sim:
     def _send(self, src: SimNode, env: Envelope) -> None:
         if self.rng.random() < self.drop_rate:
             return
+        if self.p.corrupt_rate and self.rng.random() < self.p.corrupt_rate:
+            b = bytearray(env.payload)
+            b[self.rng.randrange(len(b))] ^= 1 << self.rng.randrange(8)
+            env = Envelope(env.sender, env.to, bytes(b))
         copies = 2 if self.rng.random() < self.p.dup_rate else 1
         for _ in range(copies):
             at = self.now + self.rng.randint(1, self.p.max_delay)

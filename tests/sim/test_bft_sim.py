@@ -50,7 +50,7 @@ def test_bft_sim(seed: int) -> None:
             ["v0", "v1", "v2", "v3"],
             make_bft,
             byzantine="v3" if seed % 4 else None,
-            params=SimParams(),
+            params=SimParams(corrupt_rate=0.01),
             check_certificates="quorum",
         ),
         seed,
