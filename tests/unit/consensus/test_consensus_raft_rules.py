@@ -296,3 +296,18 @@ def test_leader_sends_snap_when_follower_needs_compacted_entries() -> None:
     rd = deliver(eng, C, Message(MsgType.APP_RESP, 2, index=1, reject=True, hint=0))
     snaps = sent(rd, MsgType.SNAP)
     assert snaps and snaps[0][1].index == 2 and snaps[0][1].snap_height == 1
+
+
+def test_configuration_in_effect_is_the_latest_in_the_log() -> None:
+    """Thesis §4.1: a server uses the latest configuration in its log, whether or not that
+    entry is committed. Block entries carry the validator set deciding them, so a follower
+    whose log already holds a block without it stops campaigning, before any apply."""
+    d = node_id("d")
+    app = make(A)[1]
+    b1 = block(app, 1, GENESIS_HASH)
+    hs = HardState(1, None, 0, 0, 0, 0, GENESIS_HASH)
+    eng, _ = make(C, hs=hs, entries=[Entry(1, 1, encode_entry(tuple(sorted((A, B, d))), b1))])
+    assert eng._voters() == frozenset((A, B, d))
+    for _ in range(100):
+        eng.tick()
+    assert eng.ready().messages == ()
