@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
@@ -173,3 +175,36 @@ def test_health_and_reflection(node: NodeProcess) -> None:
         resp = next(iter(stub.ServerReflectionInfo(iter([req]), timeout=5)))
         names = {s.name for s in resp.list_services_response.service}
         assert "consortium.v1.Ledger" in names
+
+
+def test_metrics_endpoint(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = NodeProcess(tmp_path / "m", ["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    try:
+        with Client(proc.endpoint, 10.0) as c:
+            signer = Signer.load(proc.data_dir / "keys" / "client.json")
+            tid, tx = _put(signer, c.status().chain_id, 0, b"m")
+            assert c.submit([tx])[0].code == 0
+            c.wait_tx(tid, timeout=10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        import re
+
+        height = re.search(r"^consortium_height (\S+)$", text, re.M)
+        assert height is not None and float(height.group(1)) >= 1
+        for name in (
+            "consortium_txs_committed_total 1.0",
+            "consortium_mempool_size",
+            "consortium_block_interval_seconds",
+            "consortium_commit_latency_seconds_count 1.0",
+            "consortium_tx_per_second",
+        ):
+            assert name in text, f"{name} missing from /metrics"
+    finally:
+        proc.kill()
