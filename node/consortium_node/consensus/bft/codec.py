@@ -30,6 +30,7 @@ NIL = ZERO_HASH  # the "nil" block hash of a vote
 _KIND = struct.Struct(">BB")
 _PROPOSAL = struct.Struct(">BBQIi32s64sI")
 _VOTE = struct.Struct(">BBQI32s32s64s")
+PROPOSAL_HEAD_LEN = _PROPOSAL.size
 VOTE_LEN = _VOTE.size
 _DECISION = struct.Struct(">BBI")
 _U32 = struct.Struct(">I")
@@ -109,13 +110,14 @@ def vote_sign_bytes(chain_id: str, kind: Kind, height: int, rnd: int, bh: bytes)
     return prevote_sign_bytes(chain_id, height, rnd, bh)
 
 
-def encode(m: Message) -> bytes:
+def encode(m: Message, block_bytes: bytes | None = None) -> bytes:
+    """`block_bytes`, if given, must be `m.block.encode()` for a Proposal (saves re-encoding)."""
     if isinstance(m, Vote):
         return _VOTE.pack(
             VERSION, int(m.kind), m.height, m.round, m.validator, m.block_hash, m.signature
         )
     if isinstance(m, Proposal):
-        body = m.block.encode()
+        body = m.block.encode() if block_bytes is None else block_bytes
         head = _PROPOSAL.pack(
             VERSION,
             int(Kind.PROPOSAL),

@@ -245,6 +245,7 @@ class BftEngine:
         self._decision_sent: dict[bytes, int] = {}  # peer -> tick we last sent it a DECISION
         self._sync_asked = -(10**9)
         self._stash: dict[bytes, list[codec.Message]] = {}
+        self._raw: bytes | None = None  # payload of the proposal being stepped (see _remember)
         self._awaiting_apply = 0  # height decided but not yet applied (0 = none)
         self.last_hash = applied_hash
         self._new_height(applied_height + 1)
@@ -352,7 +353,10 @@ class BftEngine:
         except DecodeError as e:
             self._reject(env.sender, f"undecodable bft message: {e}")
             return
+        # A decoded proposal's block bytes are exactly m.block.encode(): offer them for reuse.
+        self._raw = env.payload if isinstance(m, Proposal) else None
         self._handle(env.sender, m)
+        self._raw = None
 
     def ready(self) -> Ready:
         if self._frozen_hs is not None:
@@ -405,6 +409,7 @@ class BftEngine:
         self._alt_blocks: dict[int, Block] = {}  # an equivocating proposer's second block
         self._blocks: dict[bytes, Block] = {}
         self._valid: dict[bytes, bool] = {}
+        self._encoded: dict[bytes, bytes] = {}  # block hash -> Block.encode() bytes
         self._prevotes: dict[int, _VoteSet] = {}
         self._precommits: dict[int, _VoteSet] = {}
         self._commit_candidates: set[tuple[int, bytes]] = set()
@@ -538,7 +543,7 @@ class BftEngine:
         if block.hash in self._persisted_blocks:
             return
         self._persisted_blocks.add(block.hash)
-        self._entries.append(Entry(self._next_entry, self.height, b"B" + block.encode()))
+        self._entries.append(Entry(self._next_entry, self.height, b"B" + self._bytes_of(block)))
         self._next_entry += 1
         self._hs_dirty = True
 
@@ -571,8 +576,16 @@ class BftEngine:
         for v in pv.by_block.get(vb.hash, {}).values():
             self._broadcast(v)
 
+    def _bytes_of(self, block: Block) -> bytes:
+        """`block.encode()`, computed at most once per block and height (rule 4)."""
+        b = self._encoded.get(block.hash)
+        if b is None:
+            b = self._encoded[block.hash] = block.encode()
+        return b
+
     def _broadcast(self, m: codec.Message) -> None:
-        payload = codec.encode(m)
+        body = self._bytes_of(m.block) if isinstance(m, Proposal) else None
+        payload = codec.encode(m, body)
         for p in self._peers:
             self._msgs.append(Envelope(self.node_id, p, payload))
 
@@ -685,11 +698,21 @@ class BftEngine:
             )
             # Keep its block aside: if 2f+1 precommit it we can still decide (L49).
             self._alt_blocks.setdefault(p.round, p.block)
-            self._blocks.setdefault(p.block.hash, p.block)
+            self._remember(p)
             return
         self._proposals[p.round] = p
-        self._blocks.setdefault(p.block.hash, p.block)
+        self._remember(p)
         self._note_round(p.round, p.proposer)
+
+    def _remember(self, p: Proposal) -> None:
+        """Keep a verified proposal's block (first one per hash) and, if it arrived in this
+        step's payload, its encoding."""
+        h = p.block.hash
+        if h not in self._blocks:
+            self._blocks[h] = p.block
+            raw = self._raw
+            if raw is not None:
+                self._encoded[h] = raw[codec.PROPOSAL_HEAD_LEN :]
 
     def _on_vote(self, sender: bytes, v: Vote) -> None:
         sets = self._prevotes if v.kind is Kind.PREVOTE else self._precommits
