@@ -27,10 +27,9 @@ Called by the node runtime (runtime/), and by tests/sim and tests/unit/consensus
 
 Blocks: the leader proposes through `app.build_block(tip+1, tip_hash, allow_empty)` only when its
 previous block is committed and applied (one block in flight; batching in the block makes the
-throughput). The block rides in a log entry as `log.encode_entry(validators_at(h), block)` and
-carries a `CommitCertificate`
-(height, round=term, hash, ((leader, sig),)) signed by the leader at proposal over
-`commit_sign_bytes`. HONESTY NOTE: Raft is crash-fault tolerant only. That certificate proves
+throughput). The block rides in a log entry as `log.encode_entry(validators_at(h), block)` (opaque
+to the driver) and carries a `CommitCertificate(height, round=term, hash, ((leader, sig),))`
+signed by the leader at proposal over `commit_sign_bytes`. HONESTY NOTE: Raft is crash-fault tolerant only. That certificate proves
 which validator proposed the block, not that a quorum accepted it; followers trust the leader and
 do not re-validate blocks. Use the bft engine when validators may be malicious.
 
@@ -52,6 +51,9 @@ a leader whose configuration no longer includes it steps down once that block is
 
 Durability: hard state (term, vote, commit, snapshot point) and entries are emitted in the same
 Ready as the messages that depend on them, so "persist before send" is the driver's order above.
+
+Status: role leader/follower/candidate, leader id, height = applied block height, round = term.
+Public read-only attributes the driver may use: `applied_index`, `log.snap_index`, `term`.
 """
 
 from __future__ import annotations
