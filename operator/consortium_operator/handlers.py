@@ -5,7 +5,8 @@ action, writes status, and raises `kopf.TemporaryError` until the plan reports C
 
 - create / update / resume -> `reconcile` (level-triggered: a restarted operator resumes from
   whatever it observes; nothing is remembered between passes but the cluster itself)
-- timer -> `report`: observe and write status (heights, leader, ready nodes, Degraded)
+- timer -> `report`: the same pass every 10 s, so status stays current (heights, leader,
+  ready nodes, Degraded) and drift after convergence is repaired
 - delete -> `finalize` (kopf keeps a finalizer on the object until it returns): removes
   workloads, Services, ConfigMaps, Secrets, and the ledger PVCs if deletionPolicy is Delete.
 
@@ -73,7 +74,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def report(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    await status_pass(body, memo)
+    await timer_pass(body, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -269,22 +270,17 @@ async def _await_membership(
         await asyncio.sleep(1.0)
 
 
-async def status_pass(body: kopf.Body, memo: kopf.Memo) -> None:
-    settings, kube, names, owner = _ctx(body, memo)
+async def timer_pass(body: kopf.Body, memo: kopf.Memo) -> None:
+    """Every STATUS_INTERVAL: one full pass (observe, act if needed, write status). This is
+    what repairs drift after convergence (a deleted StatefulSet or Service, a PDB edited by
+    hand) and keeps status current. Skipped while a change handler's pass holds the lock."""
+    owner = _ctx(body, memo)[3]
+    if _lock(memo, owner).locked():
+        return
     try:
-        spec = ConsortiumSpec.parse(body.spec)
-    except SpecError:
-        return  # reconcile reported it
-    lock = _lock(memo, owner)
-    if lock.locked():
-        return  # a reconcile pass is writing status right now
-    async with lock:
-        try:
-            observed = await _observe(kube, settings, names, owner, spec)
-            step = plan.next_step(spec, observed, names, settings.node_image, settings.max_lag)
-            await _write_status(kube, body, owner, names, settings, spec, observed, step)
-        except KubeError as e:
-            log.warning("status of %s/%s not written: %s", owner.namespace, owner.name, e)
+        await reconcile_pass(body, memo)
+    except (kopf.TemporaryError, kopf.PermanentError) as e:
+        log.debug("timer pass of %s/%s: %s", owner.namespace, owner.name, e)
 
 
 async def delete_pass(body: kopf.Body, memo: kopf.Memo) -> None:

@@ -249,3 +249,22 @@ def test_deletion_removes_workloads_and_honours_deletion_policy(
     else:
         assert not (ours & pvcs)
     assert "data-other-acme-0" in pvcs
+
+
+def test_drift_is_repaired_after_convergence_of_the_handler(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    ns, name = namespace, "drift"
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+    wait_created(kubectl, ns, name, operator)
+    kubectl.run("delete", "service", f"{name}-client", "-n", ns)
+    kubectl.run("delete", "poddisruptionbudget", f"{name}-quorum", "-n", ns)
+    eventually(
+        lambda: (
+            kubectl.get("service", f"{name}-client", ns) is not None
+            and kubectl.get("poddisruptionbudget", f"{name}-quorum", ns) is not None
+        ),
+        timeout=40,
+        what="client Service and PDB recreated",
+        on_fail=operator.tail,
+    )
