@@ -382,3 +382,14 @@ def test_non_validator_follows_but_never_signs() -> None:
     rds += ticks(eng, 3 * CFG.timeout_propose)
     assert eng.status().role == "observer"
     assert all(rd.messages == () for rd in rds)
+
+
+def test_pending_txs_shorten_the_round0_propose_timeout() -> None:
+    """Lines 57-60 with empty-block pacing: without txs a non-proposer waits empty_block_ticks
+    more for the proposer; once txs are pending it times the proposer out normally."""
+    eng, app = make(ME)
+    ticks(eng, 2)
+    app.add_tx(b"tx:late")
+    rds = ticks(eng, CFG.timeout_propose + 1)  # the tick that sees the tx, then the timeout
+    assert 1 + 2 + CFG.timeout_propose < CFG.timeout_propose + CFG.empty_block_ticks + 2
+    assert [v.block_hash for v in sent_votes(rds, Kind.PREVOTE)] == [NIL]

@@ -38,7 +38,9 @@ a polka for v in round vr >= locked round), polka -> lock + PRECOMMIT (L36-43), 
 PRECOMMIT nil (L44), 2f+1 PRECOMMIT for v -> decide (L49; certificate = those signatures over
 `commit_sign_bytes`), f+1 messages of a higher round -> skip to it (L55), timeouts in ticks
 growing with the round (L57-67). An empty block is proposed after `empty_block_ticks` without
-pending txs (immediately when there are txs); round-0 propose timeouts include that wait.
+pending txs (immediately when there are txs). A non-proposer's round-0 propose timeout includes
+that wait while its own mempool is empty (txs are gossiped, so mempools fill together) and
+shrinks to timeout_propose once txs arrive; `empty_block_ticks` = "never" is therefore safe.
 
 Untrusted input (rule 2): a message is processed, stashed (next height, bounded per sender) or
 dropped with a `Rejection` naming the offender: undecodable bytes, non-validators, proposals
@@ -214,6 +216,7 @@ class BftEngine:
 
     _timers: list[tuple[int, int, int, int]]  # (deadline tick, Step, height, round)
     _last_rebroadcast: int
+    _waiting_for_txs: bool  # round 0: non-proposer giving an idle proposer empty_block_ticks
 
     def __init__(
         self,
@@ -342,6 +345,14 @@ class BftEngine:
             for _, kind, h, r in sorted(due):
                 self._on_timeout(kind, h, r)
         if self.phase is Step.PROPOSE:
+            if self._waiting_for_txs and self.app.has_pending():
+                # Txs arrived: the proposer should propose now; time it out normally from here.
+                self._waiting_for_txs = False
+                deadline = self._ticks + self.cfg.timeout_propose
+                self._timers = [
+                    (min(t[0], deadline), t[1], t[2], t[3]) if t[1] == Step.PROPOSE else t
+                    for t in self._timers
+                ]
             self._try_propose()
         if self._ticks - self._last_rebroadcast >= self.cfg.rebroadcast_ticks:
             self._rebroadcast()
@@ -423,6 +434,7 @@ class BftEngine:
         self._last_rebroadcast = self._ticks
         self._fired: set[tuple[str, int]] = set()  # "first time" rules (L34, L36, L47)
         self._proposal_vr = -1
+        self._waiting_for_txs = False
 
     def _load_validators(self) -> None:
         """validators_at(height) is known once height-1 is applied, so this runs only then."""
@@ -460,10 +472,15 @@ class BftEngine:
             self._hs_dirty = True
         self._timers = [t for t in self._timers if t[3] >= rnd]
         tp = self.cfg.timeout_propose + rnd * self.cfg.timeout_delta
-        if rnd == 0:
-            tp += self.cfg.empty_block_ticks
+        self._waiting_for_txs = False
         if self.phase is Step.PROPOSE:
-            self._schedule(tp, Step.PROPOSE, rnd)
+            wait = tp
+            if rnd == 0 and not self.app.has_pending():
+                # The proposer may be waiting for txs (empty blocks only every
+                # empty_block_ticks): do not time it out before then (cf. tick()).
+                wait += self.cfg.empty_block_ticks
+                self._waiting_for_txs = True
+            self._schedule(wait, Step.PROPOSE, rnd)
         elif restoring:
             # We do not know which timeouts were pending: arm both (L57-L67 are idempotent).
             self._schedule(
