@@ -75,6 +75,19 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
         with self.lock:
             return ledger_pb2.GetTxResponse(receipt=self.receipts[request.tx_id])
 
+    # not used by the operator
+    def GetBlock(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def GetTx(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def StreamBlocks(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
+    def SubmitStream(self, request_iterator: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake")
+
 
 @pytest.fixture
 def node() -> Iterator[tuple[FakeNode, str, str]]:
