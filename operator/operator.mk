@@ -2,11 +2,13 @@
 CRD_DIR := charts/consortium-crds/templates
 OPERATOR_NAMESPACE ?=
 OPERATOR_FLAGS ?= --standalone --verbose
+# cluster.mk's $(KUBECTL) when it exists, else kubectl on PATH
+OPERATOR_KUBECTL = $(shell test -x "$(KUBECTL)" && echo "$(KUBECTL)" || echo kubectl)
 
 ##@ Operator
 .PHONY: operator-run operator-crd
-operator-crd: ## install/upgrade the Consortium CRD into the current kubeconfig's cluster
-	kubectl apply --server-side -f $(CRD_DIR)
+operator-crd: ## install/upgrade the Consortium CRD in the current kubeconfig's cluster
+	$(OPERATOR_KUBECTL) apply --server-side -f $(CRD_DIR)
 
 operator-run: install operator-crd ## run the operator locally (kopf) against the current kubeconfig
 	$(VENV)/bin/consortium-operator $(OPERATOR_FLAGS) $(if $(OPERATOR_NAMESPACE),--namespace $(OPERATOR_NAMESPACE))
