@@ -228,7 +228,7 @@ def test_deletion_removes_workloads_and_honours_deletion_policy(
     assert kubectl.apply(consortium(name, policy), ns).returncode == 0
     wait_created(kubectl, ns, name, operator)
     obj = kubectl.get("consortium", name, ns)
-    assert obj is not None and obj["metadata"].get("finalizers")
+    assert obj is not None and obj["metadata"].get("finalizers") == ["consortium.dev/finalizer"]
     for org in ("acme", "beta"):
         assert kubectl.apply(pvc(f"data-{name}-{org}-0", name, org), ns).returncode == 0
     # another consortium's volume must survive either way
