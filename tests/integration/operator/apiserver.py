@@ -46,7 +46,15 @@ def find_binaries() -> Binaries | str:
     """The binaries, or a one-line reason why they are not available."""
     apiserver = os.environ.get("KUBE_APISERVER")
     if not apiserver:
-        found = sorted(CACHE_DIR.glob("k8s/*/bin/kube-apiserver"), reverse=True)
+        # only complete builds (cluster/build-k8s.sh writes bin/.complete last)
+        found = sorted(
+            (
+                p
+                for p in CACHE_DIR.glob("k8s/*/bin/kube-apiserver")
+                if (p.parent / ".complete").exists()
+            ),
+            reverse=True,
+        )
         apiserver = str(found[0]) if found else (shutil.which("kube-apiserver") or "")
     if not apiserver or not os.access(apiserver, os.X_OK):
         return (
