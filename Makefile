@@ -86,3 +86,4 @@ bench: install ## run the benchmarks; results in bench/results/latest.json
 	$(PY) -m bench.run
 
 -include cluster/cluster.mk
+-include operator/operator.mk

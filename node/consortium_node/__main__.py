@@ -34,17 +34,19 @@ log = logging.getLogger("consortium_node")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="consortium ledger node")
 
 
-async def _serve_until_signal(cfg: NodeConfig, ready_file: Path | None) -> None:
+async def _serve_until_signal(
+    cfg: NodeConfig, ready_file: Path | None, config_path: Path | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(cfg, stop, ready_file)
+    await serve(cfg, stop, ready_file, config_path)
 
 
-def _run(cfg: NodeConfig, ready_file: Path | None) -> None:
+def _run(cfg: NodeConfig, ready_file: Path | None, config_path: Path | None = None) -> None:
     try:
-        asyncio.run(_serve_until_signal(cfg, ready_file))
+        asyncio.run(_serve_until_signal(cfg, ready_file, config_path))
     except (KeyFileError, DecodeError, ConfigError) as e:
         _fail(str(e))
     except InvariantError as e:
@@ -62,6 +64,10 @@ def _fail(msg: str, code: int = 2) -> None:
 @app.command()
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="node config file (YAML)")],
+    key_file: Annotated[
+        Path | None, typer.Option(help="override key_file (e.g. /keys/$(POD_NAME).json)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="override the node name")] = None,
     ready_file: Annotated[
         Path | None, typer.Option(help="write {port,pid} JSON here once serving")
     ] = None,
@@ -69,10 +75,15 @@ def run(
     """Run a node from its config file."""
     try:
         cfg = NodeConfig.load(config)
+        if key_file is not None or name is not None:
+            d = cfg.to_dict()
+            d["key_file"] = str(key_file or cfg.key_file)
+            d["name"] = name or cfg.name
+            cfg = NodeConfig.from_dict(d)
     except ConfigError as e:
         _fail(str(e))
     configure(cfg.log_format, cfg.log_level, cfg.name)
-    _run(cfg, ready_file)
+    _run(cfg, ready_file, config)
 
 
 @app.command()

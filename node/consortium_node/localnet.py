@@ -294,6 +294,49 @@ class LocalNet:
                 return n
         raise KeyError(name)
 
+    def add_node(self, organization: str) -> LocalNode:
+        """Creates (does not start) one more node: key, config listing every node as a peer,
+        and every existing node's config updated to list it (running nodes re-read their
+        peers). It joins as an observer until a governance tx makes it a validator."""
+        taken = {n.name for n in self.nodes}
+        i = 0
+        while f"{organization}-{i}" in taken:
+            i += 1
+        name = f"{organization}-{i}"
+        d = self.data_dir / "nodes" / name
+        key = Ed25519Key.generate()
+        key.save(d / "key.json")
+        template = yaml.safe_load((self.nodes[0].directory / "config.yaml").read_text())
+        client_port, peer_port, metrics_port = _free_ports(3)
+        template.update(
+            name=name,
+            organization=organization,
+            listen=f"127.0.0.1:{client_port}",
+            peer_listen=f"127.0.0.1:{peer_port}",
+            metrics_listen=f"127.0.0.1:{metrics_port}",
+        )
+        node = LocalNode(name, organization, d, template["listen"], key.public.hex())
+        everyone = [*self.nodes, node]
+        addresses = {
+            n.node_id: yaml.safe_load((n.directory / "config.yaml").read_text())["peer_listen"]
+            for n in self.nodes
+        }
+        addresses[node.node_id] = template["peer_listen"]
+        (d / "config.yaml").write_text(yaml.safe_dump(template))
+        for n in everyone:
+            path = n.directory / "config.yaml"
+            cfg = yaml.safe_load(path.read_text())
+            cfg["peers"] = [
+                {"node_id": m.node_id, "address": addresses[m.node_id]}
+                for m in everyone
+                if m is not n
+            ]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(yaml.safe_dump(cfg))
+            tmp.rename(path)
+        self.nodes.append(node)
+        return node
+
     def start(self) -> None:
         for n in self.nodes:
             n.start()

@@ -480,7 +480,7 @@ class Node:
             state_root=self.state_root,
             role=st.role,
             leader=st.leader,
-            validators=self.validator_set(self.height + 1),
+            validators=self._vsets[-1][1] if self._vsets else (),
             syncing=self.syncing,
             mempool_size=len(self.mempool),
         )

@@ -10,11 +10,12 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from ..config import NodeConfig
+from ..config import ConfigError, NodeConfig
 from ..crypto import Ed25519Key, verify
 from ..ledger.errors import DecodeError, TxRejected
 from ..transport import codec
@@ -25,7 +26,18 @@ from .node import Node, load_genesis
 log = logging.getLogger("consortium_node")
 
 
-async def serve(cfg: NodeConfig, stop: asyncio.Event, ready_file: Path | None = None) -> None:
+PEER_RELOAD_S = 5.0
+OBSERVER_POLL_S = 0.5
+
+
+async def serve(
+    cfg: NodeConfig,
+    stop: asyncio.Event,
+    ready_file: Path | None = None,
+    config_path: Path | None = None,
+) -> None:
+    """`config_path`: re-read every few seconds for peer list changes (the operator updates
+    the mounted ConfigMap when membership changes; no restart needed)."""
     key = Ed25519Key.load(cfg.key_file)
     genesis = load_genesis(cfg.genesis_file)
     node = Node(cfg, key, genesis, codec.decode_tx)
@@ -74,16 +86,31 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event, ready_file: Path | None = 
         ready_file.write_text(json.dumps(info))  # noqa: ASYNC240 - once, tiny
     sync_task: asyncio.Task[None] | None = None
     tick = cfg.consensus.tick_ms / 1000
+    next_reload = time.monotonic() + PEER_RELOAD_S
+    next_observe, observe_turn = 0.0, 0
     try:
         node.process_ready()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick)
             node.tick()
-            if hub is not None and node.sync_requests and (sync_task is None or sync_task.done()):
+            if hub is not None and config_path is not None and time.monotonic() >= next_reload:
+                next_reload = time.monotonic() + PEER_RELOAD_S
+                _reload_peers(hub, config_path)
+            idle = sync_task is None or sync_task.done()
+            if hub is not None and node.sync_requests and idle:
                 req = node.sync_requests.pop(0)
                 node.sync_requests.clear()
                 sync_task = asyncio.create_task(_sync(node, hub, req.peer, req.from_height))
+            elif hub is not None and idle and time.monotonic() >= next_observe:
+                # A node outside the validator set gets no consensus traffic: it follows the
+                # chain by polling a connected peer for committed blocks.
+                next_observe = time.monotonic() + OBSERVER_POLL_S
+                peers = hub.connected()
+                if peers and node.node_id not in node.validators_at(node.height + 1):
+                    peer = peers[observe_turn % len(peers)]
+                    observe_turn += 1
+                    sync_task = asyncio.create_task(_sync(node, hub, peer, node.height + 1))
     finally:
         log.info("node stopping", extra={"fields": {"height": node.height}})
         if sync_task is not None:
@@ -95,6 +122,20 @@ async def serve(cfg: NodeConfig, stop: asyncio.Event, ready_file: Path | None = 
             await hub.stop()
             await peer_server.stop(0.2)
         node.close()
+
+
+def _reload_peers(hub: PeerHub, config_path: Path) -> None:
+    try:
+        fresh = NodeConfig.load(config_path)
+    except ConfigError as e:
+        log.warning("config reload failed; keeping peers", extra={"fields": {"error": str(e)}})
+        return
+    peers = {p.node_id: p.address for p in fresh.peers}
+    current = {pid: link.address for pid, link in hub.links.items()}
+    peers.pop(hub.node_id, None)
+    if peers != current:
+        log.info("peer list changed", extra={"fields": {"peers": len(peers)}})
+        hub.update_peers(peers)
 
 
 async def _sync(node: Node, hub: PeerHub, peer: bytes, from_height: int) -> None:

@@ -119,6 +119,32 @@ class PeerHub:
             link.txs.append(raw_tx)
             link.wake.set()
 
+    def update_peers(self, peers: dict[bytes, str]) -> None:
+        """Applies a new peer list (membership changed): new peers get links (dialled when
+        ours is the smaller id), removed peers' links are closed, moved addresses redialled."""
+        peers = {pid: addr for pid, addr in peers.items() if pid != self.node_id}
+        for pid in [p for p in self.links if p not in peers]:
+            gone = self.links.pop(pid)
+            gone.generation += 1
+            gone.wake.set()
+            self._close_channel(pid)
+        for pid, addr in peers.items():
+            link = self.links.get(pid)
+            if link is not None and link.address == addr:
+                continue
+            if link is not None:
+                link.address = addr
+                self._close_channel(pid)
+                continue  # the dial loop reconnects to the new address
+            self.links[pid] = _Link(pid, addr)
+            if self.node_id < pid and not self._closing:
+                self._tasks.append(asyncio.create_task(self._dial_loop(self.links[pid])))
+
+    def _close_channel(self, pid: bytes) -> None:
+        ch = self._channels.pop(pid, None)
+        if ch is not None:
+            self._tasks.append(asyncio.create_task(_close(ch)))
+
     def connected(self) -> list[bytes]:
         return [pid for pid, link in self.links.items() if link.connected]
 
@@ -184,7 +210,7 @@ class PeerHub:
     # -- dialer -----------------------------------------------------------------------------
     async def _dial_loop(self, link: _Link) -> None:
         backoff = 0.1
-        while not self._closing:
+        while not self._closing and self.links.get(link.peer_id) is link:
             try:
                 stub = peer_pb2_grpc.PeerStub(self._channel(link))
                 call = stub.Exchange()  # type: ignore[call-arg]  # aio: no iterator, use write()
@@ -293,6 +319,10 @@ class PeerHub:
         )
         async for pb in call:
             yield codec.block_from_pb(pb)
+
+
+async def _close(ch: grpc.aio.Channel) -> None:
+    await ch.close(None)
 
 
 def _batch(item: object) -> peer_pb2.PeerBatch | None:
