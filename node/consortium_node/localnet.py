@@ -1,5 +1,8 @@
 """A whole consortium as local processes, no cluster: `consortium up`.
 
+The manifest is validated by the operator's own `ConsortiumSpec` (consortium_operator.model, pure),
+so a file `consortium up` accepts is one the operator accepts, with the same defaults.
+
 Turns a Consortium manifest (the same YAML the operator takes) into per-node keys, a genesis,
 per-node configs and running `consortium-node run` processes on 127.0.0.1; writes
 DIR/endpoints.json for scripts and the `consortium --data-dir` client commands. Keys and
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,7 +29,6 @@ from .crypto import Ed25519Key
 from .ledger.genesis import Account, Genesis
 from .ledger.state import Validator
 
-CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 START_TIMEOUT = 60.0
 
 # The 4-validator BFT consortium `consortium demo` (and `up` without -f) runs: two
@@ -38,11 +39,11 @@ DEFAULT_MANIFEST: dict[str, Any] = {
     "metadata": {"name": "demo"},
     "spec": {
         "chainId": "demo-chain",
-        "consensus": {"type": "bft"},
+        "consensus": {"type": "bft", "blockIntervalMs": 5, "tickMs": 5},
         "organizations": [{"name": "org1", "validators": 2}, {"name": "org2", "validators": 2}],
-        "genesis": {"accounts": [{"asset": "coin", "account": "client", "balance": 1_000_000_000}]},
     },
 }
+CLIENT_FUNDS = 1_000_000_000  # units of `coin` genesis gives the generated client key
 
 
 class ManifestError(ValueError):
@@ -64,8 +65,8 @@ class NetPlan:
     accounts: tuple[tuple[str, str, int], ...]  # (asset, "client" | hex account, amount)
     kv: tuple[tuple[str, str], ...]
     params: dict[str, int]
-    block_interval_ms: int
-    empty_block_ms: int
+    admins: tuple[str, ...]
+    node_consensus: dict[str, int]  # the node config's `consensus` section (ticks)
 
     @property
     def node_names(self) -> list[tuple[str, str]]:
@@ -73,51 +74,37 @@ class NetPlan:
 
 
 def parse_manifest(doc: dict[str, Any]) -> NetPlan:
-    """Reads the fields `consortium up` needs from a Consortium manifest; errors name the
-    offending field."""
+    """Validates a Consortium manifest exactly as the operator does (its `ConsortiumSpec`,
+    which mirrors the CRD's rules and defaults) and keeps what local processes need."""
+    from consortium_operator.model import ConsortiumSpec, SpecError
+
     if doc.get("kind") != "Consortium":
         raise ManifestError(f"expected kind Consortium, got {doc.get('kind')!r}")
-    spec = doc.get("spec") or {}
     name = str((doc.get("metadata") or {}).get("name", "consortium"))
-    chain_id = str(spec.get("chainId", name))
-    if not CHAIN_ID_RE.match(chain_id):
-        raise ManifestError(f"spec.chainId {chain_id!r} must be lowercase letters, digits and '-'")
-    cons = spec.get("consensus") or {}
-    kind = str(cons.get("type", "bft"))
-    orgs_raw = spec.get("organizations") or []
-    if not orgs_raw:
-        raise ManifestError("spec.organizations must list at least one organization")
-    orgs = tuple(OrgPlan(str(o["name"]), int(o.get("validators", 1))) for o in orgs_raw)
-    if len({o.name for o in orgs}) != len(orgs):
-        raise ManifestError("spec.organizations has duplicate names")
-    total = sum(o.validators for o in orgs)
-    if kind == "bft" and total < 4:
-        raise ManifestError(f"bft needs at least 4 validators (3f+1), manifest has {total}")
-    if kind == "raft" and total < 1:
-        raise ManifestError("raft needs at least one validator")
-    if kind not in ("bft", "raft"):
-        raise ManifestError(f"spec.consensus.type must be bft or raft, got {kind!r}")
-    gen = spec.get("genesis") or {}
-    accounts = []
-    for a in gen.get("accounts") or []:
-        amount = int(a.get("balance", a.get("amount", 0)))
-        if amount < 0:
-            raise ManifestError("genesis account balances must not be negative")
-        accounts.append((str(a.get("asset", "coin")), str(a.get("account", "client")), amount))
-    kv = tuple(
-        (str(e["key"]), str(e["value"])) for e in gen.get("keyValues") or gen.get("kv") or []
-    )
-    params = {str(k): int(v) for k, v in (gen.get("parameters") or {}).items()}
+    try:
+        spec = ConsortiumSpec.parse(doc.get("spec") or {})
+    except SpecError as e:
+        raise ManifestError(str(e)) from None
+    c = spec.consensus
     return NetPlan(
         name=name,
-        chain_id=chain_id,
-        consensus=kind,
-        organizations=orgs,
-        accounts=tuple(accounts) or (("coin", "client", 1_000_000_000),),
-        kv=kv,
-        params=params,
-        block_interval_ms=int(cons.get("blockIntervalMs", 10)),
-        empty_block_ms=int(cons.get("emptyBlockMs", 1000)),
+        chain_id=spec.chain_id,
+        consensus=c.type,
+        organizations=tuple(OrgPlan(o.name, o.validators) for o in spec.organizations),
+        accounts=(
+            ("coin", "client", CLIENT_FUNDS),
+            *((a.asset, a.account, a.amount) for a in spec.genesis.accounts),
+        ),
+        kv=tuple((e.key, e.value) for e in spec.genesis.kv),
+        params={"max_block_txs": c.max_block_txs, "max_tx_bytes": spec.genesis.max_tx_bytes},
+        admins=spec.genesis.admins,
+        node_consensus={
+            "tick_ms": c.tick_ms,
+            "block_interval_ms": c.block_interval_ms,
+            "empty_block_ms": c.empty_block_interval_ms,
+            "election_ticks": c.election_ticks,
+            "heartbeat_ticks": c.heartbeat_ticks,
+        },
     )
 
 
@@ -130,12 +117,7 @@ def load_manifest(path: Path) -> NetPlan:
         raise ManifestError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(doc, dict):
         raise ManifestError(f"{path} must hold one Consortium object")
-    try:
-        return parse_manifest(doc)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, ManifestError):
-            raise
-        raise ManifestError(f"{path}: invalid Consortium manifest ({e})") from e
+    return parse_manifest(doc)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -170,7 +152,7 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
         chain_id=plan.chain_id,
         time_ms=int(time.time() * 1000),
         validators=tuple(Validator(keys[n].public, org) for n, org in names),
-        admins=(admin.public,),
+        admins=(admin.public, *(bytes.fromhex(a) for a in plan.admins)),
         accounts=accounts,
         kv=tuple((k.encode(), v.encode()) for k, v in plan.kv),
         params=plan.params,
@@ -192,10 +174,7 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
             "metrics_listen": f"127.0.0.1:{metrics_port}",
             "fsync": fsync,
             "log_format": "json",
-            "consensus": {
-                "block_interval_ms": plan.block_interval_ms,
-                "empty_block_ms": plan.empty_block_ms,
-            },
+            "consensus": dict(plan.node_consensus),
             "peers": [],
         }
         (data_dir / "nodes" / n / "config.yaml").write_text(yaml.safe_dump(cfg))
