@@ -26,7 +26,7 @@ build_k8s() {
 	done
 	local pkgs=()
 	for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-	log "building kubernetes $K8S_VERSION: ${K8S_CMDS[*]} (cold: ~25 min on 2 cores)"
+	log "building kubernetes $K8S_VERSION: ${K8S_CMDS[*]} (cold: ~6-10 min on 2 cores)"
 	rm -rf "$out.tmp"; mkdir -p "$out.tmp"
 	local t0=$SECONDS
 	(cd "$CLUSTER_DIR/k8s" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags="$ld" -o "$out.tmp/" "${pkgs[@]}")

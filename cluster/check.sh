@@ -7,6 +7,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
 ns=consortium-cluster-check
+# A namespace left by an earlier check may still be terminating: wait for it to go.
+kctl delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s >/dev/null
 sed "s|@DEBIAN_IMAGE@|$DEBIAN_IMAGE|" "$CLUSTER_DIR/manifests/check.yaml" | kctl apply -f - >/dev/null
 kctl -n "$ns" rollout status statefulset/web --timeout=180s >/dev/null
 

@@ -63,6 +63,7 @@ start() {
 	command -v dockerd >/dev/null || die "dockerd is not installed (run: make cluster-deps, or apt-get install docker.io)"
 	install_wrapper
 	mkdir -p "$STATE_DIR" "$CACHE_DIR/docker"
+	rm -f "$DOCKERD_PIDFILE" # stale: its dockerd is gone (killed with an earlier session)
 	log "starting dockerd (log: $STATE_DIR/dockerd.log)"
 	setsid dockerd \
 		--pidfile "$DOCKERD_PIDFILE" \

@@ -8,15 +8,29 @@ need_root
 t_start=$SECONDS
 
 "$CLUSTER_DIR/deps.sh"
-"$CLUSTER_DIR/build-k8s.sh" all
-"$CLUSTER_DIR/install-tools.sh"
 "$CLUSTER_DIR/docker.sh" start
 if ! docker info --format '{{json .Runtimes}}' | grep -q "\"$DOCKER_RUNTIME\""; then
 	die "the running Docker engine lacks the '$DOCKER_RUNTIME' runtime; stop it or start dockerd via cluster/docker.sh"
 fi
+# The root filesystems (network and disk bound) are made while Go compiles (CPU bound).
+mkdir -p "$STATE_DIR"
+"$CLUSTER_DIR/rootfs.sh" node >"$STATE_DIR/rootfs-node.out" 2>"$STATE_DIR/rootfs-node.log" &
+rootfs_node_pid=$!
+"$CLUSTER_DIR/rootfs.sh" base >"$STATE_DIR/rootfs-base.out" 2>"$STATE_DIR/rootfs-base.log" &
+rootfs_base_pid=$!
+"$CLUSTER_DIR/build-k8s.sh" all
+"$CLUSTER_DIR/install-tools.sh"
+for name in node base; do
+	pid_var="rootfs_${name}_pid"
+	if ! wait "${!pid_var}"; then
+		cat "$STATE_DIR/rootfs-$name.log" >&2
+		die "building the $name root filesystem failed"
+	fi
+	cat "$STATE_DIR/rootfs-$name.log" >&2
+done
 
 node_image="$("$CLUSTER_DIR/node-image.sh")"
-base_image="$("$CLUSTER_DIR/rootfs.sh" base)"
+base_image="$(cat "$STATE_DIR/rootfs-base.out")"
 docker tag "$base_image" "$DEBIAN_IMAGE"
 
 # Host sysctls that kubelet would like to change: they must come out of this untouched.
