@@ -3,7 +3,7 @@
 # cluster/k8s/go.mod) and CoreDNS and the pause binary (cluster/coredns, cluster/pause)
 # into $CACHE_DIR/{k8s,coredns,pause}/<version>/bin. A finished build is reused.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 command -v go >/dev/null || die "go is not installed (needed to build Kubernetes from its Go module)"

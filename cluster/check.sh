@@ -3,7 +3,7 @@
 # kubernetes.default.svc.cluster.local, a StatefulSet behind a headless Service resolves
 # its pods by name, and the node container cannot reach beyond the host.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 ns=consortium-cluster-check

@@ -2,7 +2,7 @@
 # Install the host packages the cluster needs from Debian (only those missing), and
 # check the toolchains (go for building Kubernetes, npm for kubectl/helm).
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 PACKAGES=(docker.io containerd runc containernetworking-plugins etcd-server debootstrap

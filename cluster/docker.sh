@@ -12,7 +12,7 @@
 # from the OCI spec, because root on these machines lacks it and `docker run
 # --privileged` would otherwise fail.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 WRAPPER="$BIN_DIR/runc-drop-sys-resource"

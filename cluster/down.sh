@@ -3,7 +3,7 @@
 # the Docker network and its bridge, the host iptables rules, the kubeconfig, and the
 # dockerd that cluster/docker.sh started (by pid). Caches in $CACHE_DIR are kept.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 need_root
 

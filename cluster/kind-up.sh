@@ -3,7 +3,7 @@
 # locally built images into it. Writes the kubeconfig kind prints into the default place;
 # the context is "kind-$KIND_CLUSTER", which tests/e2e accepts.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 KIND="${KIND:-kind}"

@@ -2,7 +2,7 @@
 # Load Docker images (default: the node and operator images) into the test cluster
 # node's containerd, where pods find them without any pull.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 [ "$#" -gt 0 ] || die "usage: $0 IMAGE..."

@@ -5,7 +5,7 @@
 #   consortium/cluster-node:<k8s>-<hash>  the node container (cluster/node)
 # Prints the node image reference on stdout. Images already present are reused.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 for f in "$K8S_BIN_DIR/.complete" "$COREDNS_BIN_DIR/.complete" "$PAUSE_BIN_DIR/.complete"; do

@@ -8,7 +8,7 @@
 # Prints the image reference. The tarball is cached in $CACHE_DIR/rootfs keyed by
 # suite and package list; the image is only re-imported when missing.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
 name="${1:-}"

@@ -2,7 +2,7 @@
 # Boot the single-node test cluster (see cluster/README.md). Idempotent: a running,
 # healthy cluster is checked and reused.
 set -euo pipefail
-# shellcheck source=lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 need_root
 t_start=$SECONDS
@@ -14,15 +14,15 @@ if ! docker info --format '{{json .Runtimes}}' | grep -q "\"$DOCKER_RUNTIME\""; 
 fi
 # The root filesystems (network and disk bound) are made while Go compiles (CPU bound).
 mkdir -p "$STATE_DIR"
-"$CLUSTER_DIR/rootfs.sh" node >"$STATE_DIR/rootfs-node.out" 2>"$STATE_DIR/rootfs-node.log" &
-rootfs_node_pid=$!
-"$CLUSTER_DIR/rootfs.sh" base >"$STATE_DIR/rootfs-base.out" 2>"$STATE_DIR/rootfs-base.log" &
-rootfs_base_pid=$!
+declare -A rootfs_pid
+for name in node base; do
+	"$CLUSTER_DIR/rootfs.sh" "$name" >"$STATE_DIR/rootfs-$name.out" 2>"$STATE_DIR/rootfs-$name.log" &
+	rootfs_pid[$name]=$!
+done
 "$CLUSTER_DIR/build-k8s.sh" all
 "$CLUSTER_DIR/install-tools.sh"
 for name in node base; do
-	pid_var="rootfs_${name}_pid"
-	if ! wait "${!pid_var}"; then
+	if ! wait "${rootfs_pid[$name]}"; then
 		cat "$STATE_DIR/rootfs-$name.log" >&2
 		die "building the $name root filesystem failed"
 	fi

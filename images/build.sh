@@ -5,7 +5,7 @@
 #   3. docker build of images/node.Dockerfile and images/operator.Dockerfile, offline.
 # Env: PY (python used for pip wheel), NODE_IMAGE, OPERATOR_IMAGE.
 set -euo pipefail
-# shellcheck source=../cluster/lib/common.sh
+# shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/../cluster/lib/common.sh"
 
 PY="${PY:-.venv/bin/python}"
