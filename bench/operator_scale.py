@@ -1,0 +1,280 @@
+"""Operator figures.
+
+* `measure_control_plane`: the operator (`consortium-operator --standalone`, a real process)
+  against a real kube-apiserver + etcd on 127.0.0.1 (the fixture of the operator's
+  integration tier, tests/integration/operator/apiserver.py). No kubelet runs, so no pod
+  ever starts: what is measured is the operator's own work for N Consortium objects — time
+  until every one has its StatefulSets, its memory (RSS, peak RSS) and CPU, and the time
+  for a spec change (a new node image on all N) to reach every StatefulSet template.
+* `measure_cluster`: apply → Ready of a 4-validator consortium on the real test cluster
+  (`make cluster-kubeconfig`), with the operator already installed there."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .procs import Procs, cpu_seconds, rss_mib
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_FILE = ROOT / "charts" / "consortium-crds" / "templates" / "consortium.dev_consortia.yaml"
+APISERVER_FIXTURE = ROOT / "tests" / "integration" / "operator" / "apiserver.py"
+
+
+class Skipped(RuntimeError):
+    """Not measured; the message (the reason) goes into the JSON."""
+
+
+def _load_fixture() -> Any:
+    spec = importlib.util.spec_from_file_location("_bench_apiserver", APISERVER_FIXTURE)
+    if spec is None or spec.loader is None:
+        raise Skipped(f"no control-plane fixture at {APISERVER_FIXTURE}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def kubectl_binary() -> str:
+    cached = Path.home() / ".cache" / "consortium" / "bin" / "kubectl"
+    found = os.environ.get("KUBECTL") or shutil.which("kubectl") or ""
+    if not found and cached.exists():
+        found = str(cached)
+    if not found:
+        raise Skipped("kubectl not found (make cluster-tools)")
+    return found
+
+
+class Kubectl:
+    def __init__(self, binary: str, kubeconfig: Path) -> None:
+        self.binary, self.kubeconfig = binary, kubeconfig
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(
+            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if p.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {p.stderr.strip()[-400:]}")
+        return p
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+
+def consortium_doc(name: str, image: str, validators: tuple[int, int] = (2, 2)) -> dict[str, Any]:
+    return {
+        "apiVersion": "consortium.dev/v1alpha1",
+        "kind": "Consortium",
+        "metadata": {"name": name},
+        "spec": {
+            "chainId": f"{name}-chain",
+            "image": image,
+            "organizations": [
+                {"name": "acme", "validators": validators[0]},
+                {"name": "beta", "validators": validators[1]},
+            ],
+        },
+    }
+
+
+def _poll(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until `check()` holds (polled every 0.5 s); raises after `timeout`."""
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def measure_control_plane(
+    directory: Path, procs: Procs, count: int = 100, timeout: float = 300.0
+) -> dict[str, Any]:
+    """See the module docstring. Raises Skipped when kube-apiserver/etcd/kubectl are missing."""
+    fx = _load_fixture()
+    found = fx.find_binaries()
+    if isinstance(found, str):
+        raise Skipped(found)
+    kubectl_bin = kubectl_binary()
+    cp = fx.ControlPlane(found, directory / "kube")
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        t0 = time.monotonic()
+        try:
+            cp.start()
+        except RuntimeError as e:
+            raise Skipped(f"control plane did not start: {str(e)[:300]}") from None
+        cp_start_s = time.monotonic() - t0
+        k = Kubectl(kubectl_bin, cp.kubeconfig)
+        k.run("apply", "--server-side", "-f", str(CRD_FILE))
+        k.run(
+            "wait", "--for=condition=Established", "--timeout=60s", "crd/consortia.consortium.dev"
+        )
+        _poll(lambda: _ok(k, "get", "consortia", "-A"), 30, "consortia servable")
+        ns = f"bench-{uuid.uuid4().hex[:6]}"
+        k.run("create", "namespace", ns)
+        op = procs.spawn(
+            [sys.executable, "-m", "consortium_operator", "--standalone", "-n", ns],
+            directory / "operator.log",
+            env={"KUBECONFIG": str(cp.kubeconfig), "CONSORTIUM_RPC_TIMEOUT": "0.5"},
+        )
+        started.append(op)
+        time.sleep(2.0)  # let kopf list and watch before the burst
+        if op.poll() is not None:
+            raise RuntimeError(
+                f"operator exited with {op.returncode}; see {directory}/operator.log"
+            )
+        rss_idle = rss_mib(op.pid)
+
+        names = [f"c{i:03d}" for i in range(count)]
+
+        def apply_all(image: str) -> None:
+            items = [consortium_doc(n, image) for n in names]
+            doc = {"apiVersion": "v1", "kind": "List", "items": items}
+            k.run("apply", "-n", ns, "-f", "-", input=json.dumps(doc), timeout=timeout)
+
+        def sts_images() -> dict[str, str]:
+            got = k.json("get", "statefulsets", "-n", ns)
+            return {
+                s["metadata"]["name"]: s["spec"]["template"]["spec"]["containers"][0]["image"]
+                for s in got.get("items", [])
+            }
+
+        def all_have(image: str) -> bool:
+            imgs = sts_images()
+            return len(imgs) >= 2 * count and all(v == image for v in imgs.values())
+
+        c0 = cpu_seconds([op.pid])
+        t0 = time.monotonic()
+        apply_all("consortium/node:bench-a")
+        apply_s = time.monotonic() - t0
+        _poll(lambda: all_have("consortium/node:bench-a"), timeout, "all StatefulSets created")
+        create_s = time.monotonic() - t0
+        c1 = cpu_seconds([op.pid])
+        rss_after_create = rss_mib(op.pid)
+
+        # steady state: N consortia whose pods never come up (the operator keeps retrying
+        # and its status timer keeps running), sampled for 20 s
+        samples = []
+        s0, st0 = cpu_seconds([op.pid]), time.monotonic()
+        for _ in range(20):
+            time.sleep(1.0)
+            samples.append(rss_mib(op.pid))
+        steady_cpu_pct = 100 * (cpu_seconds([op.pid]) - s0) / (time.monotonic() - st0)
+
+        c2 = cpu_seconds([op.pid])
+        t0 = time.monotonic()
+        apply_all("consortium/node:bench-b")
+        _poll(lambda: all_have("consortium/node:bench-b"), timeout, "spec change reconciled")
+        change_s = time.monotonic() - t0
+        c3 = cpu_seconds([op.pid])
+        return {
+            "how": (
+                f"consortium-operator --standalone (one process) against kube-apiserver + etcd "
+                f"on 127.0.0.1 (no kubelet: pods never run); {count} Consortium objects of 2x2 "
+                f"validators applied in one `kubectl apply` of a List; 'reconciled' = every "
+                f"StatefulSet exists with the spec's image (polled every 0.5 s); the spec change "
+                f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM"
+            ),
+            "consortia": count,
+            "control_plane_start_s": round(cp_start_s, 2),
+            "create_all_reconciled_s": round(create_s, 2),
+            "kubectl_apply_s": round(apply_s, 2),
+            "create_cpu_s": round(c1 - c0, 2),
+            "spec_change_all_reconciled_s": round(change_s, 2),
+            "spec_change_cpu_s": round(c3 - c2, 2),
+            "steady_cpu_percent": round(steady_cpu_pct, 1),
+            "rss_mib_idle": round(rss_idle, 1),
+            "rss_mib_after_create": round(rss_after_create, 1),
+            "rss_mib_steady_max": round(max(samples), 1),
+            "rss_mib_after_change": round(rss_mib(op.pid), 1),
+            "peak_rss_mib": round(rss_mib(op.pid, peak=True), 1),
+        }
+    finally:
+        procs.stop(started)
+        cp.stop()
+
+
+def _ok(k: Kubectl, *args: str) -> bool:
+    try:
+        k.run(*args)
+    except RuntimeError:
+        return False
+    return True
+
+
+def cluster_kubeconfig() -> Path | None:
+    """The test cluster's kubeconfig when `make cluster-kubeconfig` succeeds, else None."""
+    try:
+        p = subprocess.run(
+            ["make", "--no-print-directory", "-s", "cluster-kubeconfig"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    path = (
+        Path(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 and p.stdout.strip() else None
+    )
+    return path if path is not None and path.exists() else None
+
+
+def measure_cluster(kubeconfig: Path, timeout: float = 300.0) -> dict[str, Any]:
+    """apply → Ready (kubectl wait) of a 4-validator BFT consortium in a fresh namespace of
+    the test cluster, then deletes it. Needs the operator running in the cluster."""
+    k = Kubectl(kubectl_binary(), kubeconfig)
+    try:
+        deps = k.json(
+            "get", "deployments", "-A", "-l", "app.kubernetes.io/name=consortium-operator"
+        )
+    except RuntimeError as e:
+        raise Skipped(f"cluster not reachable: {e}") from None
+    if not deps.get("items"):
+        raise Skipped("no consortium-operator Deployment in the cluster (helm install it first)")
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    k.run("create", "namespace", ns)
+    try:
+        doc = consortium_doc("bench4", os.environ.get("NODE_IMAGE", "consortium/node:dev"))
+        t0 = time.monotonic()
+        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(doc))
+        k.run(
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Ready",
+            f"--timeout={int(timeout)}s",
+            "consortium/bench4",
+            timeout=timeout + 30,
+        )
+        ready_s = time.monotonic() - t0
+    finally:
+        subprocess.run(
+            [k.binary, "--kubeconfig", str(kubeconfig), "delete", "namespace", ns, "--wait=false"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    return {
+        "how": "kubectl apply of a 2x2-validator BFT Consortium, then kubectl wait "
+        "--for=condition=Ready, wall time on the test cluster",
+        "apply_to_ready_s": round(ready_s, 2),
+    }

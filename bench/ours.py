@@ -1,0 +1,124 @@
+"""Our consortium as local processes (consortium_node.localnet, fsync on), loaded by
+`consortium bench`'s `run_bench` in-process: tx/s, commit latency, node CPU per 1,000 tx."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consortium_node.cli.bench import BenchConfig, run_bench
+from consortium_node.client import Client, ClientError
+from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
+
+from .procs import cpu_seconds, rss_mib
+
+# the consensus settings of every benchmarked consortium (CRD field names); the rest are
+# the CRD's defaults (maxBlockTxs 2000, electionTimeoutMs 500, heartbeatIntervalMs 50)
+CONSENSUS: dict[str, int] = {"tickMs": 5, "blockIntervalMs": 10, "emptyBlockIntervalMs": 1000}
+
+
+def manifest(consensus: str, validators: int, name: str = "bench") -> dict[str, Any]:
+    """A Consortium manifest with `validators` spread over organisations of at most 2."""
+    orgs = []
+    left, i = validators, 1
+    while left > 0:
+        n = min(2, left) if consensus == "bft" else 1
+        orgs.append({"name": f"org{i}", "validators": n})
+        left, i = left - n, i + 1
+    return {
+        "apiVersion": "consortium.dev/v1alpha1",
+        "kind": "Consortium",
+        "metadata": {"name": name},
+        "spec": {
+            "chainId": name,
+            "consensus": {"type": consensus, **CONSENSUS},
+            "organizations": orgs,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One `run_bench` shape. rate 0 = saturation (as fast as the nodes admit)."""
+
+    txs: int
+    streams: int = 4
+    batch: int = 0
+    size: int = 100
+    rate: float = 0.0
+    procs: int = 1
+    commit_timeout: float = 20.0
+
+    def describe(self) -> str:
+        api = f"SubmitBatch x{self.batch}" if self.batch else "SubmitStream"
+        pace = f"{self.rate:g} tx/s" if self.rate else "as fast as admitted"
+        return (
+            f"{self.txs} signed kv puts of {self.size} B over {self.streams} streams "
+            f"({api}, {pace}) spread over every node; commits followed on node 0"
+        )
+
+
+@contextlib.contextmanager
+def local_net(consensus: str, validators: int, directory: Path) -> Iterator[LocalNet]:
+    """Starts a fresh consortium in `directory` (fsync on) and always stops it."""
+    init_data_dir(parse_manifest(manifest(consensus, validators)), directory, fsync=True)
+    net = LocalNet(directory)
+    try:
+        net.start()
+        _wait_height(net, 1, 60.0)
+        yield net
+    finally:
+        net.stop()
+
+
+def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
+    """Waits until node 0 reports a committed height >= `height` (a leader exists)."""
+    deadline = time.monotonic() + timeout
+    with Client(net.nodes[0].endpoint, 5.0) as c:
+        while True:
+            try:
+                if int(c.status(timeout=2.0).height) >= height:
+                    return
+            except ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no block {height} within {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+def measure(net: LocalNet, load: Load) -> dict[str, Any]:
+    """One run: run_bench's report plus node CPU seconds per 1,000 committed tx."""
+    pids = [n.pid for n in net.nodes]
+    cfg = BenchConfig(
+        endpoint=net.nodes[0].endpoint,
+        txs=load.txs,
+        streams=load.streams,
+        size=load.size,
+        rate=load.rate,
+        batch=load.batch,
+        procs=load.procs,
+        commit_timeout=load.commit_timeout,
+        submit_to=tuple(n.endpoint for n in net.nodes),
+    )
+    c0 = cpu_seconds(pids)
+    r = run_bench(cfg)
+    cpu = cpu_seconds(pids) - c0
+    out: dict[str, Any] = {
+        "tx_per_s": round(r.tx_per_s, 1),
+        "latency_ms": {k: round(v, 2) for k, v in r.latency_ms.items()},
+        "committed": r.committed,
+        "rejected": r.rejected,
+        "uncommitted": r.uncommitted,
+        "duration_s": round(r.duration_s, 3),
+        "blocks": r.blocks,
+        "node_cpu_s": round(cpu, 3),
+        "cpu_s_per_1000_tx": round(1000 * cpu / r.committed, 3) if r.committed else None,
+        "node_rss_mib": round(max((rss_mib(p) for p in pids), default=0.0), 1),
+    }
+    if r.rejections:
+        out["rejections"] = r.rejections
+    return out

@@ -1,0 +1,167 @@
+"""The printed table of a results document (bench/results/latest.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .stats import median_of
+
+
+def fmt_summary(s: Any, unit: str = "", digits: int = 0) -> str:
+    """'median [min-max]' of a summarize() dict; '-' when absent."""
+    if not isinstance(s, Mapping) or s.get("median") is None:
+        return "-"
+    med, lo, hi = float(s["median"]), float(s["min"]), float(s["max"])
+    body = f"{med:,.{digits}f}{unit}"
+    if s.get("n", 1) > 1:
+        body += f" [{lo:,.{digits}f}-{hi:,.{digits}f}]"
+    return body
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(p)
+    return d
+
+
+def _status(d: Any) -> str | None:
+    if isinstance(d, Mapping):
+        if "skipped" in d:
+            return f"skipped: {d['skipped']}"
+        if "error" in d:
+            return f"error: {d['error']}"
+    return None
+
+
+def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(system, tx/s, p50 ms, p99 ms, CPU s / 1000 tx) per main figure."""
+    res = doc.get("results") or {}
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(label: str, fig: Any, kind: str) -> None:
+        part = _get(fig, kind)
+        if part is None or (isinstance(part, Mapping) and not part):
+            return
+        rows.append(
+            (
+                label,
+                fmt_summary(_get(part, "tx_per_s")),
+                fmt_summary(_get(part, "latency_ms", "p50"), digits=1),
+                fmt_summary(_get(part, "latency_ms", "p99"), digits=1),
+                fmt_summary(_get(part, "cpu_s_per_1000_tx"), digits=2),
+            )
+        )
+
+    for key, name in (("bft", "ours BFT 4"), ("raft", "ours Raft 3")):
+        fig = res.get(key)
+        if (st := _status(fig)) is not None:
+            rows.append((name, st, "", "", ""))
+            continue
+        add(f"{name}, light", fig, "light")
+        add(f"{name}, saturation", fig, "saturation")
+        add(f"{name}, paced 80%", fig, "paced")
+    raft = res.get("raft")
+    if isinstance(raft, Mapping):
+        for key, name in (("etcd", "etcd 3 members"), ("pysyncobj", "PySyncObj 3 nodes")):
+            fig = raft.get(key) or {}
+            if note := fig.get("note"):
+                rows.append((name, str(note), "", "", ""))
+            else:
+                add(f"{name}, saturation", fig, "saturation")
+    return rows
+
+
+def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None:
+    con = console or Console(highlight=False)
+    res = doc.get("results") or {}
+    t = Table(title="consortium bench: median [min-max] over repetitions", title_justify="left")
+    for col in ("figure", "tx/s", "p50 ms", "p99 ms", "CPU s / 1000 tx"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    for row in main_rows(doc):
+        t.add_row(*row)
+    con.print(t)
+
+    raft = res.get("raft")
+    ratios = _get(raft, "ratios") or {}
+    if ratios:
+        con.print(
+            f"ratios (same run, tx/s medians): ours/etcd = {ratios.get('ours_over_etcd')}, "
+            f"ours/PySyncObj = {ratios.get('ours_over_pysyncobj')}"
+        )
+
+    scale = res.get("scale")
+    if (st := _status(scale)) is not None:
+        con.print(f"scale: {st}")
+    elif isinstance(scale, Mapping) and scale.get("points"):
+        s = Table(title="BFT scale (one run per point)", title_justify="left")
+        for col in (
+            "validators",
+            "size B",
+            "tx/s",
+            "vs first N",
+            "p50 ms",
+            "light p50 ms",
+            "CPU s/1000 tx",
+        ):
+            s.add_column(col, justify="right")
+        for q in scale["points"]:
+            s.add_row(
+                str(q["validators"]),
+                str(q["size"]),
+                f"{q['tx_per_s']:,.0f}",
+                str(q.get("tx_per_s_vs_first_n")),
+                f"{q.get('p50_ms') or 0:.1f}",
+                f"{q.get('light_p50_ms') or 0:.1f}",
+                str(q.get("cpu_s_per_1000_tx")),
+            )
+        con.print(s)
+
+    op = res.get("operator")
+    if isinstance(op, Mapping):
+        if (st := _status(op)) is not None:
+            con.print(f"operator: {st}")
+        cp = op.get("control_plane")
+        if (st := _status(cp)) is not None:
+            con.print(f"operator ({op_count(doc)} consortia, kube-apiserver): {st}")
+        elif isinstance(cp, Mapping) and cp:
+            con.print(
+                f"operator, {cp.get('consortia')} consortia on a local kube-apiserver: all "
+                f"reconciled in {cp.get('create_all_reconciled_s')} s, spec change on all in "
+                f"{cp.get('spec_change_all_reconciled_s')} s, peak RSS {cp.get('peak_rss_mib')} "
+                f"MiB, steady CPU {cp.get('steady_cpu_percent')} %"
+            )
+        cl = op.get("cluster")
+        if (st := _status(cl)) is not None:
+            con.print(f"apply -> Ready on the test cluster: {st}")
+        elif isinstance(cl, Mapping):
+            con.print(f"apply -> Ready on the test cluster: {cl.get('apply_to_ready_s')} s")
+
+    tg = doc.get("targets") or []
+    if tg:
+        tt = Table(title="targets (issue 8)", title_justify="left")
+        for col in ("target", "measured", "goal", "met"):
+            tt.add_column(col)
+        for x in tg:
+            v = x.get("value")
+            met = x.get("met")
+            tt.add_row(
+                x["target"],
+                "-" if v is None else f"{v:,.2f}",
+                x["goal"],
+                "not measured" if met is None else ("yes" if met else "NO"),
+            )
+        con.print(tt)
+
+
+def op_count(doc: Mapping[str, Any]) -> Any:
+    return _get(doc, "meta", "profile", "operator_consortia")
+
+
+def bft_tx_per_s(doc: Mapping[str, Any]) -> float | None:
+    return median_of(doc.get("results") or {}, "bft", "saturation", "tx_per_s")

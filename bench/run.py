@@ -1,0 +1,431 @@
+"""`make bench`: `python -m bench.run [--quick] [--only SECTION,...] [--reps N]`.
+
+Runs, in one invocation on this machine, every figure of bench/README.md, writes
+bench/results/latest.json and prints a table. Everything listens on 127.0.0.1, every load is
+bounded in count and time, and every spawned process is stopped on exit, on SIGTERM and on
+Ctrl-C (a partial JSON is still written)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import etcd as etcd_mod
+from . import operator_scale, ours, pysyncobj_peer
+from .procs import Procs
+from .report import print_report
+from .stats import median_of, ratio, summarize_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+SECTIONS = ("bft", "raft", "scale", "operator")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    reps: int = 3
+    size: int = 100  # value bytes of the main figures
+    sat_txs: int = 20_000  # per saturation run
+    streams: int = 8  # our client streams (= connections), spread over the nodes
+    batch: int = 128  # our SubmitBatch size at saturation
+    light_rate: float = 200.0  # tx/s of the light-load runs
+    light_s: float = 5.0
+    paced_fraction: float = 0.8  # the paced run goes at this fraction of measured saturation
+    paced_s: float = 5.0
+    peer_window: int = 1024  # writes in flight for etcd (clients) and PySyncObj (window)
+    etcd_conns: int = 8
+    scale_validators: tuple[int, ...] = (4, 7, 10)
+    scale_sizes: tuple[int, ...] = (100, 1024, 4096)
+    scale_txs: int = 6_000
+    scale_light_s: float = 2.0
+    operator_consortia: int = 100
+
+
+FULL = Profile("full")
+QUICK = Profile(
+    "quick",
+    reps=1,
+    sat_txs=3_000,
+    light_s=2.0,
+    paced_s=2.0,
+    scale_validators=(4, 7),
+    scale_sizes=(100, 4096),
+    scale_txs=1_500,
+    scale_light_s=1.0,
+    operator_consortia=10,
+)
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _section(out: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
+    """Runs one section; an error is recorded in the JSON and the run goes on."""
+    t0 = time.monotonic()
+    try:
+        out[key] = fn()
+    except (etcd_mod.Unavailable, operator_scale.Skipped) as e:
+        say(f"{key}: skipped: {e}")
+        out[key] = {"skipped": str(e)}
+    except Exception as e:
+        say(f"{key}: FAILED: {type(e).__name__}: {e}")
+        out[key] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
+    out[key]["section_s"] = round(time.monotonic() - t0, 1)
+
+
+# --------------------------------------------------------------------------- ours
+
+
+def _ours_block(
+    net: Any, p: Profile, consensus: str, runs: dict[str, list[dict[str, Any]]]
+) -> None:
+    """One repetition of our three load shapes: light, saturation (burst), paced."""
+    light = ours.Load(
+        txs=max(50, int(p.light_rate * p.light_s)), streams=4, rate=p.light_rate, size=p.size
+    )
+    sat = ours.Load(txs=p.sat_txs, streams=p.streams, batch=p.batch, size=p.size)
+    say(f"{consensus}: light load ({light.describe()})")
+    runs["light"].append(ours.measure(net, light))
+    say(f"{consensus}: saturation ({sat.describe()})")
+    r = ours.measure(net, sat)
+    runs["saturation"].append(r)
+    rate = max(100.0, p.paced_fraction * float(r["tx_per_s"]))
+    paced = ours.Load(
+        txs=max(100, int(rate * p.paced_s)), streams=p.streams, batch=16, rate=rate, size=p.size
+    )
+    say(f"{consensus}: paced at {rate:.0f} tx/s ({paced.describe()})")
+    runs["paced"].append(ours.measure(net, paced) | {"rate": round(rate, 1)})
+
+
+def _ours_hows(p: Profile) -> dict[str, str]:
+    return {
+        "light": f"{p.light_rate:g} tx/s for {p.light_s:g} s over 4 SubmitStream streams "
+        "(one tx per message); latency = block arrival on node 0's StreamBlocks - send time",
+        "saturation": f"{p.sat_txs} txs of {p.size} B sent as fast as the nodes admit them "
+        f"over {p.streams} streams (SubmitBatch of {p.batch}); tx/s = committed / (last commit "
+        "- first send); its latency includes the backlog's queueing",
+        "paced": f"{p.paced_fraction:.0%} of that run's saturation tx/s for {p.paced_s:g} s "
+        f"(SubmitBatch of 16): latency under sustained load",
+        "cpu_s_per_1000_tx": "utime+stime of the node processes (/proc/PID/stat) over the run "
+        "(client excluded) / committed * 1000",
+    }
+
+
+def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
+    with ours.local_net("bft", 4, work / "bft4") as net:
+        for i in range(p.reps):
+            say(f"bft4: repetition {i + 1}/{p.reps}")
+            _ours_block(net, p, "bft4", runs)
+    return {
+        "system": "ours, BFT, 4 validators (2 orgs x 2), local processes, fsync on",
+        "consensus": ours.CONSENSUS,
+        "how": _ours_hows(p),
+        **{k: summarize_runs(v) for k, v in runs.items()},
+        "runs": runs,
+    }
+
+
+def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
+    """Ours (Raft, 3 nodes), etcd (3 members) and PySyncObj (3 nodes), interleaved per
+    repetition so that the ratios compare runs taken minutes apart at most."""
+    runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
+    etcd_runs: list[dict[str, Any]] = []
+    pso_runs: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    etcd_info: dict[str, Any] = {}
+    cluster = None
+    tool = None
+    try:
+        binary = etcd_mod.find_etcd()
+        say("etcd: building/finding the benchmark tool")
+        tool = etcd_mod.build_benchmark_tool(work / "etcd-build.log")
+        (work / "etcd").mkdir(parents=True, exist_ok=True)
+        cluster = etcd_mod.EtcdCluster(binary, work / "etcd", procs)
+        cluster.start()
+        etcd_info = {"version": etcd_mod.etcd_version(binary), "tool": tool.name}
+    except etcd_mod.Unavailable as e:
+        notes["etcd"] = f"skipped: {e}"
+        say(f"etcd: skipped: {e}")
+    try:
+        pso_version = pysyncobj_peer.pysyncobj_version()
+    except etcd_mod.Unavailable as e:
+        pso_version = ""
+        notes["pysyncobj"] = f"skipped: {e}"
+        say(f"pysyncobj: skipped: {e}")
+    try:
+        with ours.local_net("raft", 3, work / "raft3") as net:
+            for i in range(p.reps):
+                say(f"raft: repetition {i + 1}/{p.reps}")
+                _ours_block(net, p, "raft3", runs)
+                if cluster is not None and tool is not None:
+                    say(f"etcd: benchmark put x{p.sat_txs}, {p.peer_window} clients")
+                    er = etcd_mod.run_put(
+                        tool,
+                        cluster,
+                        total=p.sat_txs,
+                        clients=p.peer_window,
+                        conns=p.etcd_conns,
+                        val_size=p.size,
+                        log=work / "etcd-benchmark.log",
+                    )
+                    etcd_runs.append(
+                        {
+                            "tx_per_s": round(er.result.requests_per_s, 1),
+                            "latency_ms": {k: round(v, 2) for k, v in er.result.latency_ms.items()},
+                            "duration_s": er.result.total_s,
+                            "node_cpu_s": round(er.cpu_s, 3),
+                            "cpu_s_per_1000_tx": round(1000 * er.cpu_s / p.sat_txs, 3),
+                        }
+                    )
+                    etcd_info["argv"] = " ".join(er.argv[1:])
+                if pso_version:
+                    say(f"pysyncobj: {p.sat_txs} writes, window {p.peer_window}")
+                    r = pysyncobj_peer.run_cluster(
+                        work / f"pso-{i}",
+                        procs,
+                        writes=p.sat_txs,
+                        window=p.peer_window,
+                        size=p.size,
+                    )
+                    if r["committed"]:
+                        r["cpu_s_per_1000_tx"] = round(1000 * r["cpu_s"] / r["committed"], 3)
+                    pso_runs.append(r)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    out: dict[str, Any] = {
+        "system": "ours, Raft, 3 nodes (3 orgs x 1), local processes, fsync on",
+        "consensus": ours.CONSENSUS,
+        "how": _ours_hows(p),
+        **{k: summarize_runs(v) for k, v in runs.items()},
+        "runs": runs,
+        "etcd": {
+            "system": f"etcd {etcd_info.get('version', '?')}, 3 members on 127.0.0.1, fsync on "
+            "(default), data on the same disk",
+            "how": f"etcd's own `benchmark put` ({etcd_mod.ETCD_BENCH_VERSION}, built from its Go "
+            f"module): {p.sat_txs} puts of {p.size} B, {p.peer_window} clients over "
+            f"{p.etcd_conns} connections spread over the members (each client waits for its "
+            "put to commit); CPU = the 3 members' utime+stime",
+            **etcd_info,
+            **({"note": notes["etcd"]} if "etcd" in notes else {}),
+            "saturation": summarize_runs(etcd_runs),
+            "runs": etcd_runs,
+        },
+        "pysyncobj": {
+            "system": f"PySyncObj {pso_version or '?'}, 3 node processes on 127.0.0.1, "
+            "journalFile on (mmap'd log; PySyncObj has no per-write fsync switch)",
+            "how": f"a @replicated dict put of {p.size} B; each node issues a third of "
+            f"{p.sat_txs} writes with at most {p.peer_window} in flight in all; latency = "
+            "callback (committed and applied on the issuing node) - call; CPU includes this "
+            "load code, which runs inside the node processes",
+            **({"note": notes["pysyncobj"]} if "pysyncobj" in notes else {}),
+            "saturation": summarize_runs(
+                [{k: v for k, v in r.items() if k != "errors"} for r in pso_runs]
+            ),
+            "runs": pso_runs,
+        },
+    }
+    ours_tps = median_of(out, "saturation", "tx_per_s")
+    out["ratios"] = {
+        "how": "median tx/s of ours (saturation) / median tx/s of the peer, same run",
+        "ours_over_etcd": ratio(ours_tps, median_of(out["etcd"], "saturation", "tx_per_s")),
+        "ours_over_pysyncobj": ratio(
+            ours_tps, median_of(out["pysyncobj"], "saturation", "tx_per_s")
+        ),
+    }
+    return out
+
+
+def bench_scale(p: Profile, work: Path) -> dict[str, Any]:
+    points: list[dict[str, Any]] = []
+    for n in p.scale_validators:
+        with ours.local_net("bft", n, work / f"scale-bft{n}") as net:
+            for size in p.scale_sizes:
+                sat = ours.Load(txs=p.scale_txs, streams=p.streams, batch=p.batch, size=size)
+                say(f"scale: bft{n}, {size} B: saturation")
+                r = ours.measure(net, sat)
+                light = ours.Load(
+                    txs=max(20, int(100 * p.scale_light_s)), streams=2, rate=100.0, size=size
+                )
+                say(f"scale: bft{n}, {size} B: light load")
+                lr = ours.measure(net, light)
+                points.append(
+                    {
+                        "validators": n,
+                        "size": size,
+                        "tx_per_s": r["tx_per_s"],
+                        "p50_ms": r["latency_ms"].get("p50"),
+                        "p99_ms": r["latency_ms"].get("p99"),
+                        "light_p50_ms": lr["latency_ms"].get("p50"),
+                        "light_p99_ms": lr["latency_ms"].get("p99"),
+                        "cpu_s_per_1000_tx": r["cpu_s_per_1000_tx"],
+                        "committed": r["committed"],
+                        "MB_per_s": round(r["tx_per_s"] * size / 1e6, 2),
+                    }
+                )
+    base = {(q["size"]): q["tx_per_s"] for q in points if q["validators"] == p.scale_validators[0]}
+    for q in points:
+        q["tx_per_s_vs_first_n"] = ratio(q["tx_per_s"], base.get(q["size"]))
+    return {
+        "how": f"one run per point (not repeated): BFT with N validators (orgs of 2), "
+        f"{p.scale_txs} txs of the given value size sent as fast as admitted over "
+        f"{p.streams} streams (SubmitBatch of {p.batch}); light = 100 tx/s for "
+        f"{p.scale_light_s:g} s; tx_per_s_vs_first_n = tx/s relative to "
+        f"{p.scale_validators[0]} validators at the same size",
+        "points": points,
+    }
+
+
+def bench_operator(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    _section(
+        out,
+        "control_plane",
+        lambda: operator_scale.measure_control_plane(
+            work / "operator", procs, count=p.operator_consortia
+        ),
+    )
+    kubeconfig = operator_scale.cluster_kubeconfig()
+    if kubeconfig is None:
+        out["cluster"] = {"skipped": "no cluster (make cluster-kubeconfig fails)"}
+    else:
+        _section(out, "cluster", lambda: operator_scale.measure_cluster(kubeconfig))
+    return out
+
+
+# --------------------------------------------------------------------------- targets, main
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets with the measured medians (None = not measured)."""
+
+    def t(name: str, value: float | None, op: str, goal: float) -> dict[str, Any]:
+        ok = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        return {"target": name, "value": value, "goal": f"{op} {goal:g}", "met": ok}
+
+    bft, raft = res.get("bft", {}), res.get("raft", {})
+    op = res.get("operator", {})
+    cp = op.get("control_plane", {})
+    return [
+        t("BFT4 tx/s (saturation)", median_of(bft, "saturation", "tx_per_s"), ">=", 3000),
+        t("BFT4 p50 ms (light)", median_of(bft, "light", "latency_ms", "p50"), "<=", 20),
+        t("BFT4 p50 ms (paced 80%)", median_of(bft, "paced", "latency_ms", "p50"), "<=", 300),
+        t("Raft3 tx/s (saturation)", median_of(raft, "saturation", "tx_per_s"), ">=", 6000),
+        t("Raft3 / etcd", (raft.get("ratios") or {}).get("ours_over_etcd"), ">=", 0.5),
+        t("Raft3 / PySyncObj", (raft.get("ratios") or {}).get("ours_over_pysyncobj"), ">=", 1.0),
+        t(
+            "apply->Ready s (4 validators)",
+            (op.get("cluster") or {}).get("apply_to_ready_s"),
+            "<=",
+            20,
+        ),
+        t("operator peak RSS MiB", cp.get("peak_rss_mib"), "<=", 200),
+    ]
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _on_sigterm(_sig: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny run (< 2 min): 1 repetition, small loads"
+    )
+    ap.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
+    )
+    ap.add_argument("--reps", type=int, default=0, help="repetitions of each main figure")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (data, logs)")
+    a = ap.parse_args(argv)
+    only = [s.strip() for s in a.only.split(",") if s.strip()]
+    if bad := [s for s in only if s not in SECTIONS]:
+        ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    p = QUICK if a.quick else FULL
+    if a.reps > 0:
+        p = replace(p, reps=a.reps)
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    procs = Procs()
+    work = Path(tempfile.mkdtemp(prefix="consortium-bench-"))
+    t0 = time.monotonic()
+    doc: dict[str, Any] = {
+        "meta": {
+            "profile": asdict(p),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "git_commit": _git_commit(),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "kernel": platform.release(),
+                "loadavg_start": os.getloadavg(),
+            },
+            "work_dir": str(work),
+        },
+        "results": {},
+    }
+    res: dict[str, Any] = doc["results"]
+    code = 0
+    try:
+        if "bft" in only:
+            _section(res, "bft", lambda: bench_bft(p, work))
+        if "raft" in only:
+            _section(res, "raft", lambda: bench_raft(p, work, procs))
+        if "scale" in only:
+            _section(res, "scale", lambda: bench_scale(p, work))
+        if "operator" in only:
+            _section(res, "operator", lambda: bench_operator(p, work, procs))
+    except KeyboardInterrupt:
+        say("interrupted: stopping everything")
+        doc["meta"]["interrupted"] = True
+        code = 130
+    finally:
+        procs.stop_all()
+        doc["targets"] = targets(res)
+        doc["meta"]["loadavg_end"] = os.getloadavg()
+        doc["meta"]["total_s"] = round(time.monotonic() - t0, 1)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = a.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        tmp.rename(a.out)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print_report(doc)
+    say(f"results in {a.out} ({doc['meta']['total_s']:.0f} s)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
