@@ -46,6 +46,8 @@ Payload: TypeAlias = (
     | types_pb2.AddValidator
     | types_pb2.RemoveValidator
     | types_pb2.SetParam
+    | types_pb2.AddMember
+    | types_pb2.RemoveMember
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -57,6 +59,8 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.AddValidator: "add_validator",
     types_pb2.RemoveValidator: "remove_validator",
     types_pb2.SetParam: "set_param",
+    types_pb2.AddMember: "add_member",
+    types_pb2.RemoveMember: "remove_member",
 }
 
 

@@ -337,3 +337,66 @@ def set_param(
         json_=json_,
         nonce=nonce,
     )
+
+
+MemberKeyArg = Annotated[str, typer.Argument(help="Sender key: hex Ed25519 public key.")]
+
+
+@app.command("add-member")
+def add_member(
+    member_key: MemberKeyArg,
+    org: Annotated[str, typer.Argument(help="Organisation vouching for the key.")],
+    key: KeyOpt = None,
+    wait: WaitOpt = False,
+    wait_timeout: WaitTimeoutOpt = 30.0,
+    nonce: NonceOpt = None,
+    json_: JsonOpt = False,
+    endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = None,
+    node: NodeOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Governance: let sender key MEMBER_KEY transact on a permissioned chain, vouched for by
+    organisation ORG."""
+    payload = types_pb2.AddMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN), organization=org)
+    submit(
+        payload,
+        key=key,
+        endpoint=endpoint,
+        data_dir=data_dir,
+        node=node,
+        timeout=timeout,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        json_=json_,
+        nonce=nonce,
+    )
+
+
+@app.command("remove-member")
+def remove_member(
+    member_key: MemberKeyArg,
+    key: KeyOpt = None,
+    wait: WaitOpt = False,
+    wait_timeout: WaitTimeoutOpt = 30.0,
+    nonce: NonceOpt = None,
+    json_: JsonOpt = False,
+    endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = None,
+    node: NodeOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Governance: stop vouching for sender key MEMBER_KEY (permissioned chains)."""
+    payload = types_pb2.RemoveMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN))
+    submit(
+        payload,
+        key=key,
+        endpoint=endpoint,
+        data_dir=data_dir,
+        node=node,
+        timeout=timeout,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        json_=json_,
+        nonce=nonce,
+    )

@@ -1,5 +1,10 @@
 """Genesis: the chain's initial validator set, admins, balances, key/values and parameters.
 
+Organisations: each member organisation with its CA certificate (PEM bytes: the trust roots of
+peer and client TLS, parsed by transport, never here: the ledger stays pure) and the Ed25519
+sender keys it vouches for. `permissioned` makes only vouched keys (and admins) able to
+transact (see ledger/state.py); an open chain (demos) accepts any key.
+
 Canonical form is JSON with sorted keys and hex-encoded bytes; the genesis hash (SHA-256 of
 the canonical bytes) is the `prev_hash` of block 1, so nodes with different genesis files can
 never agree on a block. Produced by the operator (genesis.py there) and `consortium up`, loaded
@@ -17,12 +22,15 @@ from .lthash import LtHash
 from .state import (
     ADMINS_KEY,
     PARAMS,
+    PERMISSIONED_KEY,
     VSET_LATEST_KEY,
     Validator,
     balance_key,
     encode_validators,
     issuer_key,
     kv_key,
+    member_key,
+    org_key,
     pack_u64,
     param_key,
     vset_key,
@@ -37,6 +45,17 @@ class Account:
     amount: int
 
 
+PEM_CERT_HEADER = b"-----BEGIN CERTIFICATE-----"
+MAX_PEM_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    name: str
+    ca_cert_pem: bytes = b""  # PEM of the organisation's CA certificate(s); empty: no TLS CA
+    members: tuple[bytes, ...] = ()  # Ed25519 sender keys the organisation vouches for
+
+
 @dataclass(frozen=True)
 class Genesis:
     chain_id: str
@@ -47,6 +66,8 @@ class Genesis:
     kv: tuple[tuple[bytes, bytes], ...] = ()
     params: dict[str, int] = field(default_factory=dict)
     consensus: str = "solo"  # solo | raft | bft
+    organizations: tuple[Organization, ...] = ()
+    permissioned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +85,20 @@ class Genesis:
             ],
             "kv": [{"key": k.hex(), "value": v.hex()} for k, v in self.kv],
             "params": dict(sorted(self.params.items())),
+            "organizations": [
+                {
+                    "name": o.name,
+                    "ca_cert_pem": o.ca_cert_pem.decode("ascii"),
+                    "members": sorted(m.hex() for m in o.members),
+                }
+                for o in self.organizations
+            ],
+            "permissioned": self.permissioned,
         }
+
+    def ca_certs(self) -> dict[str, bytes]:
+        """organisation -> CA certificate PEM (organisations that have one)."""
+        return {o.name: o.ca_cert_pem for o in self.organizations if o.ca_cert_pem}
 
     def canonical(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -93,6 +127,15 @@ class Genesis:
                     (bytes.fromhex(e["key"]), bytes.fromhex(e["value"])) for e in d.get("kv", [])
                 ),
                 params={str(k): int(v) for k, v in _mapping(d.get("params", {})).items()},
+                organizations=tuple(
+                    Organization(
+                        str(o["name"]),
+                        str(o.get("ca_cert_pem", "")).encode("ascii"),
+                        tuple(bytes.fromhex(m) for m in o.get("members", [])),
+                    )
+                    for o in d.get("organizations", [])
+                ),
+                permissioned=_bool(d.get("permissioned", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"invalid genesis: {e!r}") from e
@@ -140,6 +183,34 @@ class Genesis:
         for name, value in self.params.items():
             if name not in PARAMS or not PARAMS[name][1] <= value <= PARAMS[name][2]:
                 raise DecodeError(f"invalid genesis parameter {name}={value}")
+        self._validate_organizations()
+
+    def _validate_organizations(self) -> None:
+        names = [o.name for o in self.organizations]
+        if len(set(names)) != len(names):
+            raise DecodeError("genesis organisation names must be distinct")
+        members: set[bytes] = set()
+        for o in self.organizations:
+            if not 0 < len(o.name.encode()) <= MAX_ORG_BYTES:
+                raise DecodeError(f"organisation names must be 1..{MAX_ORG_BYTES} bytes")
+            pem = o.ca_cert_pem
+            if pem and (not pem.lstrip().startswith(PEM_CERT_HEADER) or len(pem) > MAX_PEM_BYTES):
+                raise DecodeError(f"organisation {o.name}: ca_cert_pem is not a PEM certificate")
+            if b"PRIVATE KEY" in pem:
+                raise DecodeError(f"organisation {o.name}: ca_cert_pem holds a private key")
+            for m in o.members:
+                if len(m) != 32 or m in members:
+                    raise DecodeError(
+                        f"organisation {o.name}: members must be distinct 32-byte keys, "
+                        "each vouched for by one organisation"
+                    )
+                members.add(m)
+        if self.organizations:
+            unknown = {v.organization for v in self.validators} - set(names)
+            if unknown:
+                raise DecodeError(
+                    f"validator organisations {sorted(unknown)} are not genesis organisations"
+                )
 
     def writes(self) -> dict[bytes, bytes | None]:
         """The state at height 0."""
@@ -160,6 +231,12 @@ class Genesis:
             w[kv_key(k)] = v
         for name, value in self.params.items():
             w[param_key(name)] = str(value).encode()
+        for o in self.organizations:
+            w[org_key(o.name)] = o.ca_cert_pem
+            for m in o.members:
+                w[member_key(m)] = o.name.encode()
+        if self.permissioned:
+            w[PERMISSIONED_KEY] = b"1"
         return w
 
     def lthash(self) -> LtHash:
@@ -168,6 +245,12 @@ class Genesis:
             if v is not None:
                 h.add(k, v)
         return h
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"expected true or false, got {v!r}")
+    return v
 
 
 def _mapping(v: Any) -> dict[str, Any]:

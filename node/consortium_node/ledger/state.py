@@ -12,7 +12,16 @@ Key space (all of it is covered by the state root):
   i/<asset>              the asset's issuer (first issuer claims it)
   g/admins               governance admin keys (32 bytes each, from genesis)
   g/vset/<u64 height>    validator set effective from that height (see VALIDATOR_CHANGE_DELAY)
-  p/<name>               chain parameters (decimal strings)"""
+  p/<name>               chain parameters (decimal strings)
+  g/permissioned         present (b"1") on a permissioned chain (from genesis)
+  o/<organisation>       a member organisation: its CA certificate (PEM, from genesis)
+  m/<sender>             a vouched sender key: the organisation vouching for it
+
+Permissioned chains (`g/permissioned` present): a transaction whose sender is neither a
+vouched key (`m/<sender>`, from the genesis organisations' `members` or an admin's AddMember)
+nor a governance admin fails with UNAUTHORIZED, at admission (preflight) and, identically on
+every node, at execution (it consumes its nonce and changes nothing else). This is state, so a
+Byzantine proposer cannot smuggle in an unvouched sender's effects."""
 
 from __future__ import annotations
 
@@ -27,11 +36,13 @@ from .lthash import LtHash
 from .tx import (
     MAX_AMOUNT,
     MAX_ORG_BYTES,
+    AddMember,
     AddValidator,
     AssetIssue,
     AssetTransfer,
     KvDelete,
     KvPut,
+    RemoveMember,
     RemoveValidator,
     SetParam,
     Tx,
@@ -81,6 +92,30 @@ VSET_LATEST_KEY = b"g/vset-latest"  # u64 effective height of the newest validat
 
 def param_key(name: str) -> bytes:
     return b"p/" + name.encode()
+
+
+PERMISSIONED_KEY = b"g/permissioned"
+
+
+def member_key(sender: bytes) -> bytes:
+    return b"m/" + sender
+
+
+def org_key(organization: str) -> bytes:
+    return b"o/" + organization.encode()
+
+
+def is_admin(reader: StateReader, key: bytes) -> bool:
+    admins = reader.get(ADMINS_KEY) or b""
+    return any(admins[i : i + 32] == key for i in range(0, len(admins), 32))
+
+
+def vouched(reader: StateReader, sender: bytes) -> bool:
+    """May `sender` transact? Always on an open chain; on a permissioned one iff a member
+    organisation vouches for the key or it is a governance admin."""
+    if reader.get(PERMISSIONED_KEY) is None:
+        return True
+    return reader.get(member_key(sender)) is not None or is_admin(reader, sender)
 
 
 def u64(value: bytes | None) -> int:
@@ -187,6 +222,12 @@ def preflight(reader: StateReader, tx: Tx) -> None:
 
 
 def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int, str]:
+    if not vouched(reader, tx.sender):
+        return (
+            UNAUTHORIZED,
+            f"sender {tx.sender.hex()[:16]}... is not vouched for by a member organisation "
+            "(permissioned chain: an admin adds keys with an AddMember transaction)",
+        )
     p = tx.payload
     if isinstance(p, AssetTransfer):
         have = u64(reader.get(balance_key(p.asset, tx.sender)))
@@ -205,10 +246,19 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
             return UNAUTHORIZED, f"only the issuer {issuer.hex()[:16]}... may issue {p.asset}"
         if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
             return INVALID, "balance would overflow"
-    elif isinstance(p, AddValidator | RemoveValidator | SetParam):
-        admins = reader.get(ADMINS_KEY) or b""
-        if not any(admins[i : i + 32] == tx.sender for i in range(0, len(admins), 32)):
+    elif isinstance(p, AddValidator | RemoveValidator | SetParam | AddMember | RemoveMember):
+        if not is_admin(reader, tx.sender):
             return UNAUTHORIZED, "governance transactions need a genesis admin key"
+        if isinstance(p, AddMember):
+            if reader.get(org_key(p.organization)) is None:
+                return INVALID, f"organization {p.organization!r} is not a genesis organisation"
+            if reader.get(member_key(p.key)) is not None:
+                return INVALID, f"{p.key.hex()[:16]}... is already a member key"
+            return OK, ""
+        if isinstance(p, RemoveMember):
+            if reader.get(member_key(p.key)) is None:
+                return INVALID, f"{p.key.hex()[:16]}... is not a member key"
+            return OK, ""
         return _check_governance(reader, p, height)
     return OK, ""
 
@@ -261,6 +311,10 @@ def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         st.put(dst, pack_u64(u64(st.get(dst)) + p.amount))
     elif isinstance(p, SetParam):
         st.put(param_key(p.name), p.value.encode())
+    elif isinstance(p, AddMember):
+        st.put(member_key(p.key), p.organization.encode())
+    elif isinstance(p, RemoveMember):
+        st.delete(member_key(p.key))
     else:
         _, vals = latest_validators(st)
         if isinstance(p, AddValidator):

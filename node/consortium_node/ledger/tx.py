@@ -62,8 +62,31 @@ class SetParam:
     value: str
 
 
-Payload = KvPut | KvDelete | AssetIssue | AssetTransfer | AddValidator | RemoveValidator | SetParam
-GOVERNANCE = (AddValidator, RemoveValidator, SetParam)
+@dataclass(frozen=True, slots=True)
+class AddMember:
+    """An admin vouches for sender key `key` on behalf of member organisation `organization`."""
+
+    key: bytes
+    organization: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    key: bytes
+
+
+Payload = (
+    KvPut
+    | KvDelete
+    | AssetIssue
+    | AssetTransfer
+    | AddValidator
+    | RemoveValidator
+    | SetParam
+    | AddMember
+    | RemoveMember
+)
+GOVERNANCE = (AddValidator, RemoveValidator, SetParam, AddMember, RemoveMember)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,5 +137,10 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
             raise TxRejected(
                 Reject.INVALID, f"validator organization must be 1..{MAX_ORG_BYTES} bytes"
             )
+    elif isinstance(p, AddMember | RemoveMember):
+        if len(p.key) != 32:
+            raise TxRejected(Reject.INVALID, "member key must be a 32-byte Ed25519 public key")
+        if isinstance(p, AddMember) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
+            raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
     elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")

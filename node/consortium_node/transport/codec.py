@@ -13,12 +13,14 @@ from ..ledger.errors import DecodeError, Reject, TxRejected
 from ..ledger.hashing import sha256
 from ..ledger.state import Receipt, Validator
 from ..ledger.tx import (
+    AddMember,
     AddValidator,
     AssetIssue,
     AssetTransfer,
     KvDelete,
     KvPut,
     Payload,
+    RemoveMember,
     RemoveValidator,
     SetParam,
     Tx,
@@ -49,6 +51,10 @@ def decode_tx(raw: bytes) -> Tx:
         payload = RemoveValidator(body.remove_validator.node_id)
     elif which == "set_param":
         payload = SetParam(body.set_param.name, body.set_param.value)
+    elif which == "add_member":
+        payload = AddMember(body.add_member.key, body.add_member.organization)
+    elif which == "remove_member":
+        payload = RemoveMember(body.remove_member.key)
     else:
         raise TxRejected(Reject.UNKNOWN_TYPE, "transaction has no known payload type")
     return Tx(

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsortium_api/v1/types.proto\x12\rconsortium.v1\"#\n\x05KvPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08KvDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"7\n\nAssetIssue\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\":\n\rAssetTransfer\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"5\n\x0c\x41\x64\x64Validator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\"\n\x0fRemoveValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\"\'\n\x08SetParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xa4\x03\n\x06TxBody\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12&\n\x06kv_put\x18\n \x01(\x0b\x32\x14.consortium.v1.KvPutH\x00\x12,\n\tkv_delete\x18\x0b \x01(\x0b\x32\x17.consortium.v1.KvDeleteH\x00\x12\x30\n\x0b\x61sset_issue\x18\x0c \x01(\x0b\x32\x19.consortium.v1.AssetIssueH\x00\x12\x36\n\x0e\x61sset_transfer\x18\r \x01(\x0b\x32\x1c.consortium.v1.AssetTransferH\x00\x12\x34\n\radd_validator\x18\x0e \x01(\x0b\x32\x1b.consortium.v1.AddValidatorH\x00\x12:\n\x10remove_validator\x18\x0f \x01(\x0b\x32\x1e.consortium.v1.RemoveValidatorH\x00\x12,\n\tset_param\x18\x10 \x01(\x0b\x32\x17.consortium.v1.SetParamH\x00\x42\t\n\x07payload\"+\n\x08SignedTx\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xb4\x01\n\x0f\x42lockHeaderView\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07tx_root\x18\x05 \x01(\x0c\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x17\n\x0fvalidators_hash\x18\x07 \x01(\x0c\x12\x10\n\x08proposer\x18\x08 \x01(\x0c\x12\x0c\n\x04hash\x18\t \x01(\x0c\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"t\n\x11\x43ommitCertificate\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x12\n\nblock_hash\x18\x03 \x01(\x0c\x12,\n\nsignatures\x18\x04 \x03(\x0b\x32\x18.consortium.v1.Signature\"\xa0\x01\n\x05\x42lock\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0b\n\x03txs\x18\x02 \x03(\x0c\x12\x35\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0b\x32 .consortium.v1.CommitCertificate\x12\x33\n\x0bheader_view\x18\x04 \x01(\x0b\x32\x1e.consortium.v1.BlockHeaderView\x12\x0e\n\x06tx_ids\x18\x05 \x03(\x0c\"m\n\x07Receipt\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12#\n\x04\x63ode\x18\x04 \x01(\x0e\x32\x15.consortium.v1.TxCode\x12\x0f\n\x07message\x18\x05 \x01(\t\"L\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0c\n\x04path\x18\x03 \x03(\x0c\x12\x0f\n\x07tx_root\x18\x04 \x01(\x0c\"2\n\tValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t*\x80\x01\n\x06TxCode\x12\x0e\n\nTX_CODE_OK\x10\x00\x12 \n\x1cTX_CODE_INSUFFICIENT_BALANCE\x10\x01\x12\x18\n\x14TX_CODE_UNAUTHORIZED\x10\x02\x12\x13\n\x0fTX_CODE_INVALID\x10\x03\x12\x15\n\x11TX_CODE_NOT_FOUND\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsortium_api/v1/types.proto\x12\rconsortium.v1\"#\n\x05KvPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08KvDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"7\n\nAssetIssue\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\":\n\rAssetTransfer\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"5\n\x0c\x41\x64\x64Validator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\"\n\x0fRemoveValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\"\'\n\x08SetParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\".\n\tAddMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\x1b\n\x0cRemoveMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x8a\x04\n\x06TxBody\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12&\n\x06kv_put\x18\n \x01(\x0b\x32\x14.consortium.v1.KvPutH\x00\x12,\n\tkv_delete\x18\x0b \x01(\x0b\x32\x17.consortium.v1.KvDeleteH\x00\x12\x30\n\x0b\x61sset_issue\x18\x0c \x01(\x0b\x32\x19.consortium.v1.AssetIssueH\x00\x12\x36\n\x0e\x61sset_transfer\x18\r \x01(\x0b\x32\x1c.consortium.v1.AssetTransferH\x00\x12\x34\n\radd_validator\x18\x0e \x01(\x0b\x32\x1b.consortium.v1.AddValidatorH\x00\x12:\n\x10remove_validator\x18\x0f \x01(\x0b\x32\x1e.consortium.v1.RemoveValidatorH\x00\x12,\n\tset_param\x18\x10 \x01(\x0b\x32\x17.consortium.v1.SetParamH\x00\x12.\n\nadd_member\x18\x11 \x01(\x0b\x32\x18.consortium.v1.AddMemberH\x00\x12\x34\n\rremove_member\x18\x12 \x01(\x0b\x32\x1b.consortium.v1.RemoveMemberH\x00\x42\t\n\x07payload\"+\n\x08SignedTx\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xb4\x01\n\x0f\x42lockHeaderView\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07tx_root\x18\x05 \x01(\x0c\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x17\n\x0fvalidators_hash\x18\x07 \x01(\x0c\x12\x10\n\x08proposer\x18\x08 \x01(\x0c\x12\x0c\n\x04hash\x18\t \x01(\x0c\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"t\n\x11\x43ommitCertificate\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x12\n\nblock_hash\x18\x03 \x01(\x0c\x12,\n\nsignatures\x18\x04 \x03(\x0b\x32\x18.consortium.v1.Signature\"\xa0\x01\n\x05\x42lock\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0b\n\x03txs\x18\x02 \x03(\x0c\x12\x35\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0b\x32 .consortium.v1.CommitCertificate\x12\x33\n\x0bheader_view\x18\x04 \x01(\x0b\x32\x1e.consortium.v1.BlockHeaderView\x12\x0e\n\x06tx_ids\x18\x05 \x03(\x0c\"m\n\x07Receipt\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12#\n\x04\x63ode\x18\x04 \x01(\x0e\x32\x15.consortium.v1.TxCode\x12\x0f\n\x07message\x18\x05 \x01(\t\"L\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0c\n\x04path\x18\x03 \x03(\x0c\x12\x0f\n\x07tx_root\x18\x04 \x01(\x0c\"2\n\tValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t*\x80\x01\n\x06TxCode\x12\x0e\n\nTX_CODE_OK\x10\x00\x12 \n\x1cTX_CODE_INSUFFICIENT_BALANCE\x10\x01\x12\x18\n\x14TX_CODE_UNAUTHORIZED\x10\x02\x12\x13\n\x0fTX_CODE_INVALID\x10\x03\x12\x15\n\x11TX_CODE_NOT_FOUND\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'consortium_api.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TXCODE']._serialized_start=1581
-  _globals['_TXCODE']._serialized_end=1709
+  _globals['_TXCODE']._serialized_start=1760
+  _globals['_TXCODE']._serialized_end=1888
   _globals['_KVPUT']._serialized_start=48
   _globals['_KVPUT']._serialized_end=83
   _globals['_KVDELETE']._serialized_start=85
@@ -47,22 +47,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEVALIDATOR']._serialized_end=316
   _globals['_SETPARAM']._serialized_start=318
   _globals['_SETPARAM']._serialized_end=357
-  _globals['_TXBODY']._serialized_start=360
-  _globals['_TXBODY']._serialized_end=780
-  _globals['_SIGNEDTX']._serialized_start=782
-  _globals['_SIGNEDTX']._serialized_end=825
-  _globals['_BLOCKHEADERVIEW']._serialized_start=828
-  _globals['_BLOCKHEADERVIEW']._serialized_end=1008
-  _globals['_SIGNATURE']._serialized_start=1010
-  _globals['_SIGNATURE']._serialized_end=1056
-  _globals['_COMMITCERTIFICATE']._serialized_start=1058
-  _globals['_COMMITCERTIFICATE']._serialized_end=1174
-  _globals['_BLOCK']._serialized_start=1177
-  _globals['_BLOCK']._serialized_end=1337
-  _globals['_RECEIPT']._serialized_start=1339
-  _globals['_RECEIPT']._serialized_end=1448
-  _globals['_INCLUSIONPROOF']._serialized_start=1450
-  _globals['_INCLUSIONPROOF']._serialized_end=1526
-  _globals['_VALIDATOR']._serialized_start=1528
-  _globals['_VALIDATOR']._serialized_end=1578
+  _globals['_ADDMEMBER']._serialized_start=359
+  _globals['_ADDMEMBER']._serialized_end=405
+  _globals['_REMOVEMEMBER']._serialized_start=407
+  _globals['_REMOVEMEMBER']._serialized_end=434
+  _globals['_TXBODY']._serialized_start=437
+  _globals['_TXBODY']._serialized_end=959
+  _globals['_SIGNEDTX']._serialized_start=961
+  _globals['_SIGNEDTX']._serialized_end=1004
+  _globals['_BLOCKHEADERVIEW']._serialized_start=1007
+  _globals['_BLOCKHEADERVIEW']._serialized_end=1187
+  _globals['_SIGNATURE']._serialized_start=1189
+  _globals['_SIGNATURE']._serialized_end=1235
+  _globals['_COMMITCERTIFICATE']._serialized_start=1237
+  _globals['_COMMITCERTIFICATE']._serialized_end=1353
+  _globals['_BLOCK']._serialized_start=1356
+  _globals['_BLOCK']._serialized_end=1516
+  _globals['_RECEIPT']._serialized_start=1518
+  _globals['_RECEIPT']._serialized_end=1627
+  _globals['_INCLUSIONPROOF']._serialized_start=1629
+  _globals['_INCLUSIONPROOF']._serialized_end=1705
+  _globals['_VALIDATOR']._serialized_start=1707
+  _globals['_VALIDATOR']._serialized_end=1757
 # @@protoc_insertion_point(module_scope)

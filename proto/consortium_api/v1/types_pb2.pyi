@@ -209,6 +209,53 @@ class SetParam(_message.Message):
 Global___SetParam: _TypeAlias = SetParam  # noqa: Y015
 
 @_typing.final
+class AddMember(_message.Message):
+    """Permissioned chains: an admin vouches for an Ed25519 sender key on behalf of a member
+    organisation (state m/<key> = organisation); only vouched keys and admins may transact.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    key: _builtins.bytes
+    """32-byte Ed25519 public key of the sender"""
+    organization: _builtins.str
+    """a genesis organisation"""
+    def __init__(
+        self,
+        *,
+        key: _builtins.bytes = ...,
+        organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMember: _TypeAlias = AddMember  # noqa: Y015
+
+@_typing.final
+class RemoveMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMember: _TypeAlias = RemoveMember  # noqa: Y015
+
+@_typing.final
 class TxBody(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -222,6 +269,8 @@ class TxBody(_message.Message):
     ADD_VALIDATOR_FIELD_NUMBER: _builtins.int
     REMOVE_VALIDATOR_FIELD_NUMBER: _builtins.int
     SET_PARAM_FIELD_NUMBER: _builtins.int
+    ADD_MEMBER_FIELD_NUMBER: _builtins.int
+    REMOVE_MEMBER_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     sender: _builtins.bytes
     """32-byte Ed25519 public key"""
@@ -241,6 +290,10 @@ class TxBody(_message.Message):
     def remove_validator(self) -> Global___RemoveValidator: ...
     @_builtins.property
     def set_param(self) -> Global___SetParam: ...
+    @_builtins.property
+    def add_member(self) -> Global___AddMember: ...
+    @_builtins.property
+    def remove_member(self) -> Global___RemoveMember: ...
     def __init__(
         self,
         *,
@@ -254,12 +307,14 @@ class TxBody(_message.Message):
         add_validator: Global___AddValidator | None = ...,
         remove_validator: Global___RemoveValidator | None = ...,
         set_param: Global___SetParam | None = ...,
+        add_member: Global___AddMember | None = ...,
+        remove_member: Global___RemoveMember | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_validator", b"remove_validator", "set_param", b"set_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_param", b"set_param"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_validator", b"remove_validator", "sender", b"sender", "set_param", b"set_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_param", b"set_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

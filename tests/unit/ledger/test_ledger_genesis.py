@@ -96,7 +96,10 @@ def test_hash_is_pinned() -> None:
     assert sample().hash.hex() == GOLDEN_HASH
 
 
-GOLDEN_HASH = "7bc47c3337f415b8e9847b0554a9205ebd13ca2a913cd3a2f454d472a4f2a95d"
+# Changed deliberately (issue 7): the canonical form gained `organizations` (each with its CA
+# certificate and vouched member keys) and `permissioned`. Chains created before cannot be
+# loaded by this version (pre-release format; no migration).
+GOLDEN_HASH = "e285518601dff9e1204f3174a232579035f42399ff9349b824abc8366ffb1329"
 
 
 @pytest.mark.parametrize("seed", range(5), ids=lambda s: f"seed={s}")
