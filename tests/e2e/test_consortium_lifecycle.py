@@ -1,0 +1,331 @@
+"""The whole product on a real cluster, as a user runs it: `helm install` the CRD and operator
+charts, `kubectl apply -f examples/consortium.yaml` (4 BFT validators), wait for Ready, send
+and read transactions through the client Service, scale an organisation up and down, roll a
+new node image, kill the leader pod, delete the consortium.
+
+The tests of this module run in order on one consortium (module-scoped fixtures) in a
+namespace of their own; the operator is installed namespaced (watch.clusterWide=false), so
+its Role-only RBAC is exercised against a real API server and it cannot touch anything else.
+Timings (helm install, apply -> Ready, recoveries) are printed with an `[e2e]` prefix."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import yaml
+
+from .conftest import Kube
+from .consortium_fixtures import (
+    CHARTS,
+    EXAMPLE,
+    Chain,
+    helm_run,
+    install_crds,
+    load_image,
+    ready_now,
+    report,
+    split_image,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+UPGRADE_TAG = "e2e-rollout"
+
+
+@dataclass(frozen=True)
+class Installed:
+    kube: Kube
+    helm: list[str]
+    namespace: str
+    release: str
+
+
+@pytest.fixture(scope="module")
+def installed(
+    kube: Kube,
+    helm: list[str],
+    node_image: str,
+    operator_image: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Installed]:
+    """CRD chart + operator chart (namespaced to a fresh namespace), removed afterwards."""
+    ns = f"e2e-consortium-{uuid.uuid4().hex[:6]}"
+    kube.run("create", "namespace", ns)
+    kube.run("label", "namespace", ns, "e2e.consortium/test=true")
+    release = "consortium-operator"
+    try:
+        install_crds(kube, helm)
+        op_repo, op_tag = split_image(operator_image)
+        node_repo, node_tag = split_image(node_image)
+        t0 = time.monotonic()
+        helm_run(
+            helm,
+            "install",
+            release,
+            str(CHARTS / "consortium-operator"),
+            "--namespace",
+            ns,
+            "--set",
+            f"image.repository={op_repo},image.tag={op_tag}",
+            "--set",
+            f"nodeImage.repository={node_repo},nodeImage.tag={node_tag}",
+            "--set",
+            "watch.clusterWide=false",
+            "--set",
+            f"watch.namespaces={{{ns}}}",
+            "--wait",
+            "--timeout",
+            "180s",
+        )
+        seconds = time.monotonic() - t0
+        report(request.config, f"helm install consortium-operator (--wait): {seconds:.1f}s")
+        yield Installed(kube, helm, ns, release)
+    finally:
+        # consortia first, while the operator still runs its finalizer
+        kube.run(
+            *("--namespace", ns, "delete", "consortia", "--all", "--timeout=120s"),
+            check=False,
+            timeout=150,
+        )
+        try:
+            helm_run(helm, "uninstall", release, "--namespace", ns, "--wait", "--timeout", "120s")
+        finally:
+            kube.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def chain(installed: Installed, node_image: str, request: pytest.FixtureRequest) -> Chain:
+    """examples/consortium.yaml applied with kubectl and Ready; a client pod beside it."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    c = Chain(installed.kube, installed.namespace, example["metadata"]["name"])
+    c.start_client(node_image)  # before the apply: not part of the measured time
+    t0 = time.monotonic()
+    c.k("apply", "-f", str(EXAMPLE))
+    # what the user types; bounded, then checked against the current generation below
+    c.k("wait", "--for=condition=Ready", f"consortium/{c.name}", "--timeout=300s", timeout=330)
+    c.wait_ready(timeout=60)
+    c.timings["apply_to_ready"] = time.monotonic() - t0
+    report(
+        request.config,
+        f"kubectl apply -f examples/consortium.yaml -> Ready (4 BFT validators): "
+        f"{c.timings['apply_to_ready']:.1f}s",
+    )
+    return c
+
+
+def test_example_becomes_ready(chain: Chain) -> None:
+    obj = chain.get()
+    status = obj["status"]
+    assert status["phase"] == "Running", status
+    assert status["validators"] == 4 and status["readyValidators"] == "4/4", status
+    assert status["height"] >= 1
+    assert status["leader"], status
+    assert status["endpoint"].startswith(f"{chain.name}-client.{chain.namespace}.svc:")
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "GenesisReady": "True",
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+    }
+    pods = chain.pods()
+    assert len(pods) == 4
+    for pod in pods:
+        sc = pod["spec"]["containers"][0]["securityContext"]
+        assert sc.get("readOnlyRootFilesystem") is True
+    names = {s["metadata"]["name"] for s in chain.json("get", "secrets")["items"]}
+    assert {f"{chain.name}-admin", f"{chain.name}-acme-keys", f"{chain.name}-globex-keys"} <= names
+    chain.k("get", "service", f"{chain.name}-client")
+    chain.k("get", "pdb", f"{chain.name}-quorum")
+    # the printer columns answer `kubectl get consortia`
+    table = chain.k("get", "consortia")
+    assert "4/4" in table and "bft" in table
+
+
+def test_transactions_through_client_service(chain: Chain) -> None:
+    result = chain.put("e2e/hello", "world")
+    assert result["height"] >= 1
+    assert chain.read("e2e/hello") == "world"
+    # every node has the committed value (replicated, not just the node that answered)
+    for pod in chain.pods():
+        chain.wait_value("e2e/hello", "world", chain.pod_endpoint(pod["metadata"]["name"]))
+    status = chain.status()
+    assert status["chain_id"] == "demo-chain"
+    assert len(status["validators"]) == 4
+
+
+def test_scale_up_organisation(chain: Chain, request: pytest.FixtureRequest) -> None:
+    """acme 2 -> 3 validators: the operator adds the node through a governance transaction."""
+    t0 = time.monotonic()
+    chain.patch([{"op": "replace", "path": "/spec/organizations/0/validators", "value": 3}])
+    obj = chain.wait_ready(300, validators="5/5")
+    report(request.config, f"scale acme 2 -> 3 validators -> Ready: {time.monotonic() - t0:.1f}s")
+    assert obj["status"]["validators"] == 5
+    vset = chain.status()["validators"]
+    assert sum(1 for v in vset if v["organization"] == "acme") == 3, vset
+    new_pod = f"{chain.name}-acme-2"
+    assert chain.read("e2e/hello", chain.pod_endpoint(new_pod)) == "world"  # caught up
+    chain.put("e2e/after-scale-up", "5")
+
+
+def test_scale_down_organisation(chain: Chain, request: pytest.FixtureRequest) -> None:
+    """acme 3 -> 2: removed by governance first, then the pod goes; quorum never breaks."""
+    t0 = time.monotonic()
+    chain.patch([{"op": "replace", "path": "/spec/organizations/0/validators", "value": 2}])
+    chain.wait_ready(300, validators="4/4")
+    chain.wait("acme-2 pod gone", lambda: len(chain.pods()) == 4, 120)
+    report(request.config, f"scale acme 3 -> 2 validators -> Ready: {time.monotonic() - t0:.1f}s")
+    assert len(chain.status()["validators"]) == 4
+    chain.put("e2e/after-scale-down", "4")
+
+
+def test_leader_pod_killed_recovers_and_catches_up(
+    chain: Chain, request: pytest.FixtureRequest
+) -> None:
+    before = chain.get()["status"]
+    leader = before["leader"]
+    assert leader.startswith(f"{chain.name}-"), before
+    old_uid = chain.json("get", "pod", leader)["metadata"]["uid"]
+    t0 = time.monotonic()
+    chain.k("delete", "pod", leader, "--wait=false")
+    # the chain goes on without it (3 of 4 BFT validators are a quorum)
+    chain.put("e2e/while-leader-down", "yes")
+
+    def recovered() -> bool:
+        pod = chain.json("get", "pod", leader)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+        return pod["metadata"]["uid"] != old_uid and ready
+
+    chain.wait(f"{leader} recreated and Ready", recovered, 180)
+    endpoint = chain.pod_endpoint(leader)
+    chain.wait_value("e2e/while-leader-down", "yes", endpoint, 120)
+    chain.wait_ready(120)
+    report(
+        request.config,
+        f"leader pod {leader} deleted -> back and caught up: {time.monotonic() - t0:.1f}s",
+    )
+    after = chain.get()["status"]
+    assert after["height"] > before["height"]
+    assert after["readyValidators"] == "4/4"
+
+
+def test_node_image_rolls(chain: Chain, node_image: str, request: pytest.FixtureRequest) -> None:
+    """A new node image tag (same content, built by `docker tag`) rolls out one node at a
+    time; the chain keeps committing and ends Ready on the new image."""
+    repo, _ = split_image(node_image)
+    new_image = f"{repo}:{UPGRADE_TAG}"
+    load_image(chain.kube, node_image, new_image)
+    height = chain.get()["status"]["height"]
+    t0 = time.monotonic()
+    chain.patch([{"op": "replace", "path": "/spec/image", "value": new_image}])
+
+    def rolled() -> bool:
+        pods = chain.pods()
+        return (
+            len(pods) == 4
+            and all(p["spec"]["containers"][0]["image"] == new_image for p in pods)
+            and ready_now(chain.get())
+        )
+
+    chain.wait(f"all nodes on {new_image}", rolled, 600)
+    report(request.config, f"rolling update to {new_image} -> Ready: {time.monotonic() - t0:.1f}s")
+    chain.put("e2e/after-rollout", "ok")
+    assert chain.get()["status"]["height"] > height
+    for pod in chain.pods():
+        chain.wait_value("e2e/after-rollout", "ok", chain.pod_endpoint(pod["metadata"]["name"]))
+
+
+def test_delete_consortium_cleans_up(chain: Chain, request: pytest.FixtureRequest) -> None:
+    """deletionPolicy Delete (the example's): workloads, Secrets, ConfigMaps, Services and
+    the ledger PVCs all go."""
+    assert chain.get()["spec"]["deletionPolicy"] == "Delete"
+    selector = f"app.kubernetes.io/instance={chain.name}"
+    pvcs = chain.json("get", "pvc", "-l", selector)["items"]
+    assert len(pvcs) >= 4
+    t0 = time.monotonic()
+    chain.k("delete", "consortium", chain.name, "--timeout=180s", timeout=200)
+    report(request.config, f"kubectl delete consortium: {time.monotonic() - t0:.1f}s")
+    _assert_gone(chain)
+    chain.wait(
+        "ledger PVCs deleted", lambda: not chain.json("get", "pvc", "-l", selector)["items"], 120
+    )
+
+
+def _assert_gone(chain: Chain) -> None:
+    """Nothing of the consortium remains but (possibly) its PVCs."""
+    for kind in ("statefulsets", "services", "configmaps", "secrets", "poddisruptionbudgets"):
+        left = [
+            o["metadata"]["name"]
+            for o in chain.json("get", kind)["items"]
+            if o["metadata"]["name"].startswith(f"{chain.name}-")
+        ]
+        assert left == [], f"{kind} left after deletion: {left}"
+    chain.wait("node pods gone", lambda: not chain.pods(), 120)
+
+
+RETAIN = """
+apiVersion: consortium.dev/v1alpha1
+kind: Consortium
+metadata:
+  name: keep
+spec:
+  chainId: keep-chain
+  consensus: {type: raft}
+  organizations:
+    - name: solo
+      validators: 1
+      storage: {size: 100Mi}
+      resources:
+        requests: {cpu: 50m, memory: 64Mi}
+  image: IMAGE
+  imagePullPolicy: IfNotPresent
+  deletionPolicy: Retain
+"""
+
+
+def test_retain_policy_keeps_ledger_volumes(
+    installed: Installed, node_image: str, request: pytest.FixtureRequest
+) -> None:
+    """A one-node raft chain with deletionPolicy Retain: after deletion its PVC remains,
+    everything else is gone."""
+    c = Chain(installed.kube, installed.namespace, "keep")
+    t0 = time.monotonic()
+    installed.kube.apply(RETAIN.replace("IMAGE", node_image), namespace=c.namespace)
+    c.wait_ready(240)
+    report(
+        request.config, f"raft 1-validator consortium apply -> Ready: {time.monotonic() - t0:.1f}s"
+    )
+    selector = f"app.kubernetes.io/instance={c.name}"
+    before = {p["metadata"]["name"] for p in c.json("get", "pvc", "-l", selector)["items"]}
+    assert len(before) == 1
+    c.k("delete", "consortium", c.name, "--timeout=120s", timeout=150)
+    _assert_gone(c)
+    after = {p["metadata"]["name"] for p in c.json("get", "pvc", "-l", selector)["items"]}
+    assert after == before, "deletionPolicy Retain must keep the ledger PVCs"
+    c.k("delete", "pvc", "-l", selector, "--wait=false")
+
+
+def test_invalid_spec_is_refused_at_apply(installed: Installed) -> None:
+    bad = RETAIN.replace("name: keep", "name: bad").replace("type: raft", "type: bft")
+    proc = installed.kube.run(
+        "--namespace", installed.namespace, "apply", "-f", "-", input=bad, check=False
+    )
+    assert proc.returncode != 0, "a BFT consortium with 1 validator was accepted"
+    assert "4" in proc.stderr and "bft" in proc.stderr.lower(), proc.stderr
+    wait_until(
+        "no Consortium 'bad'",
+        lambda: (
+            installed.kube.run(
+                "--namespace", installed.namespace, "get", "consortium", "bad", check=False
+            ).returncode
+            != 0
+        ),
+        10,
+    )
