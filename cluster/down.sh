@@ -7,6 +7,11 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 need_root
 
+# A dockerd killed with an earlier session leaves its containers on disk: start one
+# (ours, stopped again below) to remove them properly.
+if ! docker info >/dev/null 2>&1 && [ -n "$(ls -A "$CACHE_DIR/docker/containers" 2>/dev/null)" ]; then
+	"$CLUSTER_DIR/docker.sh" start
+fi
 if docker info >/dev/null 2>&1; then
 	if docker inspect "$NODE_CONTAINER" >/dev/null 2>&1; then
 		log "removing node container $NODE_CONTAINER"
