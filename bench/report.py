@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .stats import median_of
@@ -78,13 +80,15 @@ def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None:
-    con = console or Console(highlight=False)
+    con = console or Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     res = doc.get("results") or {}
-    t = Table(title="consortium bench: median [min-max] over repetitions", title_justify="left")
+    t = Table(
+        title=escape("consortium bench: median [min-max] over repetitions"), title_justify="left"
+    )
     for col in ("figure", "tx/s", "p50 ms", "p99 ms", "CPU s / 1000 tx"):
         t.add_column(col, justify="left" if col == "figure" else "right")
     for row in main_rows(doc):
-        t.add_row(*row)
+        t.add_row(*(escape(c) for c in row))
     con.print(t)
 
     raft = res.get("raft")

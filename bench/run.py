@@ -105,7 +105,7 @@ def _ours_block(
     say(f"{consensus}: saturation ({sat.describe()})")
     r = ours.measure(net, sat)
     runs["saturation"].append(r)
-    rate = max(100.0, p.paced_fraction * float(r["tx_per_s"]))
+    rate = float(max(100, round(p.paced_fraction * float(r["tx_per_s"]))))
     paced = ours.Load(
         txs=max(100, int(rate * p.paced_s)), streams=p.streams, batch=16, rate=rate, size=p.size
     )
