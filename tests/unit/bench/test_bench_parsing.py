@@ -131,7 +131,7 @@ def test_benchmark_manifests_are_valid_consortia(consensus: str, n: int, orgs: i
 
 
 def test_subprocess_module_entry_points_import() -> None:
-    """`python -m bench.pso_node --help` works from the repository root (PySyncObj or not)."""
+    """The harness modules import from the repository root (as `python -m bench.run` does)."""
     root = Path(__file__).resolve().parents[3]
     p = subprocess.run(
         [sys.executable, "-c", "import bench.run, bench.report"],
