@@ -57,7 +57,8 @@ if [ "$running_image" != "$node_image" ]; then
 	fi
 	docker volume rm -f "$CONTAINERD_VOLUME" >/dev/null 2>&1 || true
 	log "starting node container $NODE_CONTAINER ($node_image) at $NODE_IP"
-	docker run -d --name "$NODE_CONTAINER" --hostname "$NODE_CONTAINER" \
+	# (docker's warnings about --dns=127.0.0.1 and ip_forward=0 are intended here: dropped)
+	run_out="$(docker run -d --name "$NODE_CONTAINER" --hostname "$NODE_CONTAINER" \
 		--label consortium.cluster="$CLUSTER_NAME" \
 		--privileged --runtime "$DOCKER_RUNTIME" --cgroupns private \
 		--security-opt seccomp=unconfined --security-opt apparmor=unconfined \
@@ -65,7 +66,7 @@ if [ "$running_image" != "$node_image" ]; then
 		--tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
 		-v "$CONTAINERD_VOLUME:/var/lib/containerd" \
 		--restart no \
-		"$node_image" >/dev/null
+		"$node_image" 2>&1)" || die "docker run of the node failed: $run_out"
 fi
 
 node_exec() { docker exec "$NODE_CONTAINER" "$@"; }
