@@ -143,8 +143,13 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
         cl = op.get("cluster")
         if (st := _status(cl)) is not None:
             con.print(f"apply -> Ready on the test cluster: {st}")
-        elif isinstance(cl, Mapping):
+        elif isinstance(cl, Mapping) and cl.get("apply_to_ready_s") is not None:
             con.print(f"apply -> Ready on the test cluster: {cl.get('apply_to_ready_s')} s")
+        elif isinstance(cl, Mapping) and cl:
+            con.print(
+                f"apply -> Ready on the test cluster: not Ready within {cl.get('timeout_s')} s "
+                f"(conditions in the JSON)"
+            )
 
     tg = doc.get("targets") or []
     if tg:

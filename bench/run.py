@@ -51,7 +51,7 @@ class Profile:
     etcd_conns: int = 8
     scale_validators: tuple[int, ...] = (4, 7, 10)
     scale_sizes: tuple[int, ...] = (100, 1024, 4096)
-    scale_txs: int = 6_000
+    scale_txs: int = 10_000
     scale_light_s: float = 2.0
     operator_consortia: int = 100
 
