@@ -29,6 +29,7 @@ from .ledger.genesis import Account, Genesis
 from .ledger.state import Validator
 from .logs import configure
 from .runtime.service import serve
+from .transport.tls import TlsError
 
 log = logging.getLogger("consortium_node")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="consortium ledger node")
@@ -47,7 +48,7 @@ async def _serve_until_signal(
 def _run(cfg: NodeConfig, ready_file: Path | None, config_path: Path | None = None) -> None:
     try:
         asyncio.run(_serve_until_signal(cfg, ready_file, config_path))
-    except (KeyFileError, DecodeError, ConfigError) as e:
+    except (KeyFileError, DecodeError, ConfigError, TlsError) as e:
         _fail(str(e))
     except InvariantError as e:
         log.critical("stopping: %s", e)

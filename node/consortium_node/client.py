@@ -14,6 +14,10 @@ internals other than the pure `ledger.hashing` helpers.
   text is one readable line naming the node and the problem.
 - `DataDir` / `connect()`: read `DIR/endpoints.json` written by `consortium up` and connect to
   the first node that answers (or a named one).
+- `ClientTLS`: the CA bundle (every organisation's CA) and this user's client certificate and
+  key, from a TLS directory (`ca.pem`, `client.pem`, `client.key`). Found without flags: the
+  data dir's `tls/` (local consortium), else $CONSORTIUM_TLS_DIR (`consortium --tls-dir`),
+  else ~/.consortium/tls when it exists; none of these: plaintext (a dev node).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 DEFAULT_ENDPOINT = "127.0.0.1:7050"
+DEFAULT_TLS_DIR = Path("~/.consortium/tls")
 DEFAULT_TIMEOUT = 5.0
 KEY_LEN = 32
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -102,6 +107,11 @@ def _unreachable_reason(details: str, timeout: float | None) -> str:
         return "cannot resolve host"
     if "deadline" in low or "timeout" in low or "timed out" in low:
         return f"no answer within {timeout:g}s" if timeout else "timed out"
+    if any(m in low for m in ("handshake", "ssl", "tls", "certificate")):
+        return (
+            "TLS handshake failed: the node's certificate is not from a consortium CA we trust, "
+            "or it refused ours; check the TLS directory (--tls-dir, $CONSORTIUM_TLS_DIR)"
+        )
     if "connection reset" in low:
         return "connection reset"
     if any(m in low for m in ("socket closed", "end of tcp stream", "goaway", "cancelling all")):
@@ -292,6 +302,50 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True, slots=True)
+class ClientTLS:
+    """TLS material of a client: trusted CAs, and our certificate + key (needed to write).
+    `server_name` overrides the name checked against the node's certificate."""
+
+    ca_pem: bytes
+    cert_pem: bytes | None = None
+    key_pem: bytes | None = None
+    server_name: str | None = None
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike[str]) -> ClientTLS:
+        d = Path(directory)
+        try:
+            ca = (d / "ca.pem").read_bytes()
+        except OSError as e:
+            raise ClientError(f"TLS directory {d}: cannot read ca.pem ({e.strerror})") from None
+        cert, key = d / "client.pem", d / "client.key"
+        if cert.exists() != key.exists():
+            raise ClientError(f"TLS directory {d}: client.pem and client.key go together")
+        try:
+            return cls(
+                ca,
+                cert.read_bytes() if cert.exists() else None,
+                key.read_bytes() if key.exists() else None,
+            )
+        except OSError as e:
+            raise ClientError(f"TLS directory {d}: {e.strerror}: {e.filename}") from None
+
+    @classmethod
+    def discover(cls, data_dir: str | os.PathLike[str] | None = None) -> ClientTLS | None:
+        """The TLS material to use without explicit flags (see the module docstring)."""
+        if data_dir is not None:
+            return DataDir.load(data_dir).tls
+        env = os.environ.get("CONSORTIUM_TLS_DIR")
+        if env:
+            return cls.from_dir(env)
+        home = DEFAULT_TLS_DIR.expanduser()
+        return cls.from_dir(home) if (home / "ca.pem").exists() else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
+
+
 class Client:
     """Typed synchronous wrapper of the `Ledger` service of one node.
 
@@ -304,16 +358,23 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         options: Sequence[tuple[str, Any]] = (),
+        tls: ClientTLS | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.tls = tls
         opts: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.enable_http_proxy", 0),
             *options,
         ]
-        self._channel = grpc.insecure_channel(endpoint, options=opts)
+        if tls is None:
+            self._channel = grpc.insecure_channel(endpoint, options=opts)
+        else:
+            if tls.server_name:
+                opts.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.secure_channel(endpoint, tls.credentials(), options=opts)
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)
         self._batch_raw = self._channel.unary_unary(
             "/consortium.v1.Ledger/SubmitBatch",
@@ -495,6 +556,8 @@ class DataDir:
     consensus: str
     nodes: tuple[NodeEntry, ...]
     client_key: Path | None
+    tls: ClientTLS | None = None
+    admin_key: Path | None = None
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> DataDir:
@@ -520,12 +583,16 @@ class DataDir:
                 for n in data["nodes"]
             )
             key = data.get("client_key")
+            tls_dir = data.get("tls_dir")
+            tls = ClientTLS.from_dir(d / tls_dir) if tls_dir else None
             return cls(
                 path=d,
                 chain_id=str(data.get("chain_id", "")),
                 consensus=str(data.get("consensus", "")),
                 nodes=nodes,
                 client_key=(d / key) if key else None,
+                tls=tls,
+                admin_key=(d / data["admin_key"]) if data.get("admin_key") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ClientError(f"{f} is malformed ({_one_line(repr(e))})") from None
@@ -544,22 +611,26 @@ def connect(
     data_dir: str | os.PathLike[str] | None = None,
     node: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    tls: ClientTLS | None = None,
 ) -> Client:
     """A `Client` for `endpoint`, or for the named / first answering node of `data_dir`.
-    Without either: $CONSORTIUM_ENDPOINT or 127.0.0.1:7050. Does not probe a plain endpoint."""
+    Without either: $CONSORTIUM_ENDPOINT or 127.0.0.1:7050. Does not probe a plain endpoint.
+    `tls` None: found as `ClientTLS.discover` does."""
+    if tls is None:
+        tls = ClientTLS.discover(data_dir)
     if endpoint:
-        return Client(endpoint, timeout)
+        return Client(endpoint, timeout, tls=tls)
     if data_dir is None:
-        return Client(os.environ.get("CONSORTIUM_ENDPOINT") or DEFAULT_ENDPOINT, timeout)
+        return Client(os.environ.get("CONSORTIUM_ENDPOINT") or DEFAULT_ENDPOINT, timeout, tls=tls)
     dd = DataDir.load(data_dir)
     if node is not None:
-        return Client(dd.node(node).endpoint, timeout)
+        return Client(dd.node(node).endpoint, timeout, tls=tls)
     if not dd.nodes:
         raise ClientError(f"{dd.path / 'endpoints.json'} lists no nodes")
     tried: list[str] = []
     probe = min(timeout, 2.0)
     for n in dd.nodes:
-        c = Client(n.endpoint, timeout)
+        c = Client(n.endpoint, timeout, tls=tls)
         try:
             c.status(timeout=probe)
         except ClientError as e:

@@ -31,6 +31,16 @@ class ConsensusConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """The node's TLS certificate (chain) and key, PEM files re-read when they change. Trust
+    roots are the genesis organisations' CA certificates, plus `ca_file` if given."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     data_dir: Path
     key_file: Path
@@ -46,6 +56,11 @@ class NodeConfig:
     fsync: bool = True
     log_format: str = "json"
     log_level: str = "INFO"
+    # TLS on every gRPC port (peer: mutual; client: a member organisation's certificate is
+    # required). None = plaintext, only for `consortium-node dev` and tests (`tls: false`).
+    tls: TlsConfig | None = None
+    public_listen: str | None = None  # opt-in read-only client API without client certificate
+    health_listen: str | None = None  # plaintext grpc.health.v1 only (kubelet probes)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -75,7 +90,7 @@ class NodeConfig:
             fsync = d.get("fsync", True)
             if not isinstance(fsync, bool):
                 raise ConfigError(f"fsync must be true or false, got {fsync!r}")
-            for k in ("peer_listen", "metrics_listen"):
+            for k in ("peer_listen", "metrics_listen", "public_listen", "health_listen"):
                 if d.get(k) is not None and not isinstance(d[k], str):
                     raise ConfigError(f"{k} must be a HOST:PORT string")
             cknown = set(ConsensusConfig.__dataclass_fields__)
@@ -98,6 +113,9 @@ class NodeConfig:
                 fsync=fsync,
                 log_format=str(d.get("log_format", "json")),
                 log_level=str(d.get("log_level", "INFO")).upper(),
+                tls=_tls(d.get("tls", False), base),
+                public_listen=d.get("public_listen"),
+                health_listen=d.get("health_listen"),
             )
         except KeyError as e:
             raise ConfigError(f"config lacks required key {e.args[0]!r}") from e
@@ -113,6 +131,8 @@ class NodeConfig:
             ("listen", self.listen),
             ("peer_listen", self.peer_listen),
             ("metrics_listen", self.metrics_listen),
+            ("public_listen", self.public_listen),
+            ("health_listen", self.health_listen),
             *(("peers", p.address) for p in self.peers),
         ):
             if addr is not None and not _is_hostport(addr):
@@ -127,6 +147,8 @@ class NodeConfig:
             raise ConfigError(f"log_level {self.log_level!r} is not a logging level")
         if self.log_format not in ("json", "text"):
             raise ConfigError("log_format must be json or text")
+        if self.public_listen is not None and self.tls is None:
+            raise ConfigError("public_listen is a TLS-only option (without tls, listen is open)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +168,37 @@ class NodeConfig:
             "fsync": self.fsync,
             "log_format": self.log_format,
             "log_level": self.log_level,
+            "tls": False
+            if self.tls is None
+            else {
+                "cert_file": str(self.tls.cert_file),
+                "key_file": str(self.tls.key_file),
+                **({"ca_file": str(self.tls.ca_file)} if self.tls.ca_file else {}),
+            },
+            "public_listen": self.public_listen,
+            "health_listen": self.health_listen,
         }
+
+
+def _tls(raw: Any, base: Path) -> TlsConfig | None:
+    """`tls: false` (plaintext) or {cert_file, key_file[, ca_file]} (paths relative to the
+    config file). `tls: true` is not enough: TLS needs to know its files."""
+    if raw is False or raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("tls must be false or a mapping {cert_file, key_file, ca_file}")
+    unknown = set(raw) - {"cert_file", "key_file", "ca_file"}
+    if unknown:
+        raise ConfigError(f"unknown tls keys: {', '.join(sorted(unknown))}")
+    for k in ("cert_file", "key_file"):
+        if not isinstance(raw.get(k), str) or not raw[k]:
+            raise ConfigError(f"tls.{k} must be a file path")
+    ca = raw.get("ca_file")
+    if ca is not None and not isinstance(ca, str):
+        raise ConfigError("tls.ca_file must be a file path")
+    return TlsConfig(
+        base / raw["cert_file"], base / raw["key_file"], None if ca is None else base / ca
+    )
 
 
 def _is_hostport(addr: str) -> bool:

@@ -8,10 +8,18 @@ per-node configs and running `consortium-node run` processes on 127.0.0.1; write
 DIR/endpoints.json for scripts and the `consortium --data-dir` client commands. Keys and
 genesis are created once: re-running `up` on the same DIR restarts the same chain.
 
+TLS by default: one CA per organisation (DIR/ca/<org>/, the CA key mode 0600), a node
+certificate per node (nodes/<n>/tls/), and a client certificate of the first organisation for
+the generated client key (DIR/tls/: ca.pem = every organisation's CA, client.pem, client.key),
+which `consortium --data-dir DIR` finds through endpoints.json. The genesis lists each
+organisation's CA; the chain is permissioned (the client key is vouched for by the first
+organisation, the admin key is an admin) unless the manifest asks for open membership.
+
 Called by the CLI (`consortium up`, `consortium demo`) and by integration tests."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -25,8 +33,10 @@ from typing import Any
 
 import yaml
 
+from . import pki
+from .client import Client, ClientTLS
 from .crypto import Ed25519Key
-from .ledger.genesis import Account, Genesis
+from .ledger.genesis import Account, Genesis, Organization
 from .ledger.state import Validator
 
 START_TIMEOUT = 60.0
@@ -67,6 +77,9 @@ class NetPlan:
     params: dict[str, int]
     admins: tuple[str, ...]
     node_consensus: dict[str, int]  # the node config's `consensus` section (ticks)
+    tls: bool = True
+    permissioned: bool = True
+    members: tuple[tuple[str, str], ...] = ()  # (organisation, hex sender key) from the spec
 
     @property
     def node_names(self) -> list[tuple[str, str]]:
@@ -98,6 +111,9 @@ def parse_manifest(doc: dict[str, Any]) -> NetPlan:
         kv=tuple((e.key, e.value) for e in spec.genesis.kv),
         params={"max_block_txs": c.max_block_txs, "max_tx_bytes": spec.genesis.max_tx_bytes},
         admins=spec.genesis.admins,
+        tls=spec.security.tls,
+        permissioned=spec.genesis.membership == "permissioned",
+        members=tuple((m.organization, m.key) for m in spec.genesis.members),
         node_consensus={
             "tick_ms": c.tick_ms,
             "block_interval_ms": c.block_interval_ms,
@@ -118,6 +134,86 @@ def load_manifest(path: Path) -> NetPlan:
     if not isinstance(doc, dict):
         raise ManifestError(f"{path} must hold one Consortium object")
     return parse_manifest(doc)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _write_atomic(path: Path, data: bytes, secret: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    if secret:
+        _write_secret(tmp, data)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+    tmp.rename(path)
+
+
+def load_ca(data_dir: Path, org: str) -> pki.Issued:
+    d = data_dir / "ca" / org
+    return pki.Issued((d / "ca.pem").read_bytes(), (d / "ca.key").read_bytes())
+
+
+def issue_node_tls(
+    data_dir: Path, node_dir: Path, org: str, name: str, node_id: bytes, days: int = pki.LEAF_DAYS
+) -> None:
+    """(Re)issues a node's TLS certificate from its organisation's CA into node_dir/tls/ (key
+    first, then the certificate, each replaced atomically: a running node reloads the pair)."""
+    now = _now()
+    issued = pki.issue_node_cert(
+        load_ca(data_dir, org),
+        org,
+        name,
+        node_id,
+        now,
+        pki.new_private_key(),
+        x509_serial(),
+        days=days,
+    )
+    _write_atomic(node_dir / "tls" / "node.key", issued.key_pem, secret=True)
+    _write_atomic(node_dir / "tls" / "node.pem", issued.cert_pem)
+
+
+def issue_client_tls(
+    data_dir: Path, out_dir: Path, org: str, name: str, sender: bytes | None, days: int = 365
+) -> None:
+    issued = pki.issue_client_cert(
+        load_ca(data_dir, org),
+        org,
+        name,
+        _now(),
+        pki.new_private_key(),
+        x509_serial(),
+        sender,
+        days,
+    )
+    _write_atomic(out_dir / "client.key", issued.key_pem, secret=True)
+    _write_atomic(out_dir / "client.pem", issued.cert_pem)
+
+
+def x509_serial() -> int:
+    return int.from_bytes(os.urandom(16), "big") >> 1
+
+
+def _init_pki(plan: NetPlan, data_dir: Path) -> dict[str, bytes]:
+    """One CA per organisation; returns organisation -> CA certificate PEM."""
+    cas = {}
+    for o in plan.organizations:
+        ca = pki.new_ca(o.name, _now(), pki.new_private_key(), x509_serial())
+        _write_secret(data_dir / "ca" / o.name / "ca.key", ca.key_pem)
+        (data_dir / "ca" / o.name / "ca.pem").write_bytes(ca.cert_pem)
+        cas[o.name] = ca.cert_pem
+    (data_dir / "tls").mkdir(parents=True, exist_ok=True)
+    (data_dir / "tls" / "ca.pem").write_bytes(b"".join(cas.values()))
+    return cas
 
 
 def _free_ports(n: int) -> list[int]:
@@ -148,6 +244,13 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
         Account(asset, client.public if acct == "client" else bytes.fromhex(acct), amount)
         for asset, acct, amount in plan.accounts
     )
+    cas = _init_pki(plan, data_dir) if plan.tls else {}
+    first = plan.organizations[0].name
+    members: dict[str, list[bytes]] = {o.name: [] for o in plan.organizations}
+    members[first].append(client.public)
+    for org, key in plan.members:
+        if bytes.fromhex(key) != client.public:
+            members[org].append(bytes.fromhex(key))
     genesis = Genesis(
         chain_id=plan.chain_id,
         time_ms=int(time.time() * 1000),
@@ -157,8 +260,17 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
         kv=tuple((k.encode(), v.encode()) for k, v in plan.kv),
         params=plan.params,
         consensus=plan.consensus,
+        organizations=tuple(
+            Organization(o.name, cas.get(o.name, b""), tuple(members[o.name]))
+            for o in plan.organizations
+        ),
+        permissioned=plan.permissioned,
     )
     genesis.validate()
+    if plan.tls:
+        issue_client_tls(data_dir, data_dir / "tls", first, "client", client.public)
+        for n, org in names:
+            issue_node_tls(data_dir, data_dir / "nodes" / n, org, n, keys[n].public)
     (data_dir / "genesis.json").write_bytes(genesis.canonical())
     ports = _free_ports(3 * len(names))
     for i, (n, org) in enumerate(names):
@@ -176,6 +288,7 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
             "log_format": "json",
             "consensus": dict(plan.node_consensus),
             "peers": [],
+            "tls": {"cert_file": "tls/node.pem", "key_file": "tls/node.key"} if plan.tls else False,
         }
         (data_dir / "nodes" / n / "config.yaml").write_text(yaml.safe_dump(cfg))
     for n, _ in names:
@@ -193,7 +306,14 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
         ]
         path.write_text(yaml.safe_dump(cfg))
     (data_dir / "consortium.json").write_text(
-        json.dumps({"name": plan.name, "chain_id": plan.chain_id, "consensus": plan.consensus})
+        json.dumps(
+            {
+                "name": plan.name,
+                "chain_id": plan.chain_id,
+                "consensus": plan.consensus,
+                "tls": plan.tls,
+            }
+        )
     )
 
 
@@ -205,6 +325,7 @@ class LocalNode:
     endpoint: str
     node_id: str
     proc: subprocess.Popen[bytes] | None = None
+    tls: ClientTLS | None = None  # the consortium's client TLS material, to talk to this node
 
     @property
     def pid(self) -> int:
@@ -259,13 +380,55 @@ class LocalNet:
         meta = json.loads((data_dir / "consortium.json").read_text())
         self.chain_id: str = meta["chain_id"]
         self.consensus: str = meta["consensus"]
+        self.tls_enabled: bool = bool(meta.get("tls", False))
         self.nodes: list[LocalNode] = []
         for d in sorted((data_dir / "nodes").iterdir()):
             cfg = yaml.safe_load((d / "config.yaml").read_text())
             key = json.loads((d / "key.json").read_text())
             self.nodes.append(
-                LocalNode(cfg["name"], cfg["organization"], d, cfg["listen"], key["public_key"])
+                LocalNode(
+                    cfg["name"],
+                    cfg["organization"],
+                    d,
+                    cfg["listen"],
+                    key["public_key"],
+                    tls=self.tls,
+                )
             )
+
+    @property
+    def tls(self) -> ClientTLS | None:
+        """The client TLS material (CA bundle, client certificate) of this consortium."""
+        return ClientTLS.from_dir(self.data_dir / "tls") if self.tls_enabled else None
+
+    def client(self, node: LocalNode | int = 0, timeout: float = 5.0) -> Client:
+        """A client of `node` (a node or its index) with this consortium's TLS material."""
+        n = self.nodes[node] if isinstance(node, int) else node
+        return Client(n.endpoint, timeout, tls=n.tls)
+
+    def vouch(self, keys: list[bytes], organization: str | None = None) -> None:
+        """Governance: the admin key vouches for sender `keys` (AddMember, committed before
+        returning), so they may transact on a permissioned chain."""
+        from consortium_api.v1 import types_pb2
+
+        from .client import Signer
+
+        admin = Signer.load(self.data_dir / "keys" / "admin.json")
+        org = organization or self.nodes[0].organization
+        with self.client(0, 10.0) as c:
+            nonce = c.next_nonce(admin.public_key)
+            txs = [
+                admin.build_tx(
+                    self.chain_id, nonce + i, types_pb2.AddMember(key=k, organization=org)
+                )
+                for i, k in enumerate(keys)
+            ]
+            for res in c.submit([t for _, t in txs]):
+                if res.code:
+                    raise RuntimeError(f"AddMember refused: {res.message}")
+            got = c.wait_tx(txs[-1][0], timeout=30)
+            if got.receipt.code:
+                raise RuntimeError(f"AddMember failed: {got.receipt.message}")
 
     def node(self, name: str) -> LocalNode:
         for n in self.nodes:
@@ -277,6 +440,11 @@ class LocalNet:
         """Creates (does not start) one more node: key, config listing every node as a peer,
         and every existing node's config updated to list it (running nodes re-read their
         peers). It joins as an observer until a governance tx makes it a validator."""
+        if self.tls_enabled and not (self.data_dir / "ca" / organization / "ca.pem").exists():
+            raise ValueError(
+                f"organisation {organization!r} has no CA in this consortium "
+                "(organisations are fixed at genesis)"
+            )
         taken = {n.name for n in self.nodes}
         i = 0
         while f"{organization}-{i}" in taken:
@@ -285,6 +453,8 @@ class LocalNet:
         d = self.data_dir / "nodes" / name
         key = Ed25519Key.generate()
         key.save(d / "key.json")
+        if self.tls_enabled:
+            issue_node_tls(self.data_dir, d, organization, name, key.public)
         template = yaml.safe_load((self.nodes[0].directory / "config.yaml").read_text())
         client_port, peer_port, metrics_port = _free_ports(3)
         template.update(
@@ -294,7 +464,7 @@ class LocalNet:
             peer_listen=f"127.0.0.1:{peer_port}",
             metrics_listen=f"127.0.0.1:{metrics_port}",
         )
-        node = LocalNode(name, organization, d, template["listen"], key.public.hex())
+        node = LocalNode(name, organization, d, template["listen"], key.public.hex(), tls=self.tls)
         everyone = [*self.nodes, node]
         addresses = {
             n.node_id: yaml.safe_load((n.directory / "config.yaml").read_text())["peer_listen"]
@@ -334,6 +504,7 @@ class LocalNet:
             "consensus": self.consensus,
             "client_key": "keys/client.json",
             "admin_key": "keys/admin.json",
+            **({"tls_dir": "tls"} if self.tls_enabled else {}),
             "nodes": [
                 {
                     "name": n.name,

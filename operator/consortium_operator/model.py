@@ -38,6 +38,7 @@ ORG_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 
@@ -125,11 +126,28 @@ class GenesisKV:
 
 
 @dataclass(frozen=True, slots=True)
+class GenesisMember:
+    organization: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class GenesisSpec:
     accounts: tuple[GenesisAccount, ...] = ()
     kv: tuple[GenesisKV, ...] = ()
     admins: tuple[str, ...] = ()
     max_tx_bytes: int = 131072
+    membership: str = "permissioned"  # permissioned | open
+    members: tuple[GenesisMember, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySpec:
+    tls: bool = True
+    public_reads: bool = False
+    client_cidrs: tuple[str, ...] = ()
+    cert_validity_days: int = 90
+    cert_renew_before_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +159,7 @@ class ConsortiumSpec:
     image_pull_policy: str = "IfNotPresent"
     genesis: GenesisSpec = field(default_factory=GenesisSpec)
     deletion_policy: str = "Retain"
+    security: SecuritySpec = field(default_factory=SecuritySpec)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -212,6 +231,25 @@ class ConsortiumSpec:
         for i, k in enumerate(g.admins):
             if not HEX32_RE.match(k):
                 raise SpecError(f"spec.genesis.admins[{i}] must be 64 lowercase hex characters")
+        _one_of("spec.genesis.membership", g.membership, ("permissioned", "open"))
+        for i, m in enumerate(g.members):
+            if not HEX32_RE.match(m.key):
+                raise SpecError(f"spec.genesis.members[{i}].key must be 64 lowercase hex characters")
+            if m.organization not in seen:
+                raise SpecError(
+                    f"spec.genesis.members[{i}].organization {m.organization!r} is not one of "
+                    "spec.organizations"
+                )
+        if len({m.key for m in g.members}) != len(g.members):
+            raise SpecError("spec.genesis.members: a key may be vouched for only once")
+        sec = self.security
+        _range("spec.security.certValidityDays", sec.cert_validity_days, 1, 3650)
+        _range("spec.security.certRenewBeforeDays", sec.cert_renew_before_days, 0, 3649)
+        if sec.cert_renew_before_days >= sec.cert_validity_days:
+            raise SpecError("spec.security.certRenewBeforeDays must be less than certValidityDays")
+        for i, cidr in enumerate(sec.client_cidrs):
+            if not CIDR_RE.match(cidr):
+                raise SpecError(f"spec.security.clientCidrs[{i}] must be a CIDR such as 10.0.0.0/8")
 
     @property
     def total_validators(self) -> int:

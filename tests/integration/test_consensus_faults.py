@@ -53,7 +53,7 @@ def _status(node: LocalNode) -> ledger_pb2.GetStatusResponse | None:
     if node.proc is None or node.proc.poll() is not None:
         return None
     try:
-        with Client(node.endpoint, 2.0) as c:
+        with Client(node.endpoint, 2.0, tls=node.tls) as c:
             return c.status()
     except ClientError:
         return None
@@ -95,6 +95,7 @@ class Load:
     def __init__(self, net: LocalNet, senders: int = 4) -> None:
         self.net = net
         self.signers = [Signer.generate() for _ in range(senders)]
+        net.vouch([s.public_key for s in self.signers])  # the chain is permissioned
         self.committed: dict[bytes, int] = {}
         self.stop = threading.Event()
         self.threads = [
@@ -107,7 +108,7 @@ class Load:
             live = [n for n in self.net.nodes if n.proc is not None and n.proc.poll() is None]
             node = live[(idx + nonce) % len(live)]
             try:
-                with Client(node.endpoint, 3.0) as c:
+                with self.net.client(node, 3.0) as c:
                     nonce = c.next_nonce(signer.public_key)
                     batch = [
                         signer.build_tx(
@@ -185,7 +186,7 @@ def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
     hashes = {s.last_block_hash for s in sts if s}
     roots = {s.state_root for s in sts if s}
     assert len(hashes) == 1 and len(roots) == 1, "nodes disagree on the chain tip or the state"
-    with Client(net.nodes[0].endpoint, 5.0) as c:
+    with net.client(0, 5.0) as c:
         for tid, h in load.committed.items():
             r = c.get_tx(tid)
             assert r is not None, f"acknowledged tx {tid.hex()} lost"
@@ -193,6 +194,6 @@ def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
         for h in range(1, target + 1, max(1, target // 20)):
             blocks = set()
             for n in net.nodes:
-                with Client(n.endpoint, 5.0) as cn:
+                with net.client(n, 5.0) as cn:
                     blocks.add(cn.get_block(h).header_view.hash)
             assert len(blocks) == 1, f"nodes committed different blocks at height {h}"

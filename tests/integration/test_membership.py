@@ -29,7 +29,7 @@ def _wait(cond: Callable[[], bool], within: float, what: str) -> None:
 
 def _status(n: LocalNode) -> ledger_pb2.GetStatusResponse | None:
     try:
-        with Client(n.endpoint, 2.0) as c:
+        with Client(n.endpoint, 2.0, tls=n.tls) as c:
             return c.status()
     except ClientError:
         return None
@@ -57,7 +57,7 @@ def net(tmp_path: Path) -> Iterator[LocalNet]:
 
 def _governance(net: LocalNet, payload: object) -> int:
     admin = Signer.load(net.data_dir / "keys" / "admin.json")
-    with Client(net.nodes[0].endpoint, 5.0) as c:
+    with net.client(0, 5.0) as c:
         nonce = c.next_nonce(admin.public_key)
         tid, tx = admin.build_tx(net.chain_id, nonce, payload)  # type: ignore[arg-type]
         r = c.submit([tx])[0]
@@ -68,7 +68,9 @@ def _governance(net: LocalNet, payload: object) -> int:
 
 
 def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
-    newcomer = net.add_node("org3")
+    # A node of an existing organisation (its CA signs the newcomer's TLS certificate; new
+    # organisations are fixed at genesis for now).
+    newcomer = net.add_node("org2")
     newcomer.start()
     newcomer.wait_ready(time.monotonic() + 30)
     # Observer: catches up by block sync although nobody sends it consensus traffic.
@@ -82,7 +84,7 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
         "the observer to catch up",
     )
     height = _governance(
-        net, types_pb2.AddValidator(node_id=bytes.fromhex(newcomer.node_id), organization="org3")
+        net, types_pb2.AddValidator(node_id=bytes.fromhex(newcomer.node_id), organization="org2")
     )
     effective = height + 2
     _wait(
@@ -105,7 +107,7 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
         "progress with the newcomer in the quorum",
     )
     # Its commit certificates now include the newcomer's precommits.
-    with Client(net.nodes[0].endpoint, 5.0) as c:
+    with net.client(0, 5.0) as c:
         tip = c.status().height
         signers = {s.signer for s in c.get_block(tip).certificate.signatures}
     assert bytes.fromhex(newcomer.node_id) in signers
@@ -118,7 +120,7 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
         30,
         "blocks after the removal",
     )
-    with Client(net.nodes[0].endpoint, 5.0) as c:
+    with net.client(0, 5.0) as c:
         tip = c.status().height
         for h in range(h2 + 3, tip + 1):
             signers = {s.signer for s in c.get_block(h).certificate.signatures}

@@ -2,7 +2,9 @@
 
 How it measures:
 1. GetStatus for the chain id and the current height H0; K fresh sender keys, their next
-   nonces (QueryState nonce_of).
+   nonces (QueryState nonce_of). On a permissioned chain the fresh keys must be vouched for:
+   given an admin key (`--data-dir` supplies the local consortium's), one AddMember tx per key
+   is committed first (not measured).
 2. N key/value puts are built and signed IN ADVANCE (signing is not measured). Tx i is sent by
    key i % K; key k always goes over stream k % M, so each sender's nonces arrive in order.
 3. M SubmitStream bidi streams (each on its own HTTP/2 connection), spread over P worker
@@ -28,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -35,7 +38,7 @@ from consortium_api.v1 import types_pb2
 from rich.console import Console
 from rich.table import Table
 
-from consortium_node.client import Client, ClientError, DataDir, Signer
+from consortium_node.client import Client, ClientError, ClientTLS, DataDir, Signer
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -68,6 +71,10 @@ class BenchConfig:
     # are always followed on `endpoint`.
     submit_to: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
+    tls: ClientTLS | None = None
+    # an admin key file: vouch for the fresh sender keys (AddMember) before sending
+    admin_key: Path | None = None
+    member_org: str = ""
 
 
 @dataclass(slots=True)
@@ -148,6 +155,7 @@ def _worker(
     batch: int,
     seeds: list[bytes],
     plans: list[_Plan],
+    tls: ClientTLS | None,
     ready: _QueueLike,
     start: _EventLike,
     results: _QueueLike,
@@ -194,7 +202,7 @@ def _worker(
                 send_ns[j] = time.monotonic_ns()
                 yield raw
 
-        client = Client(endpoint, options=[("grpc.use_local_subchannel_pool", 1)])
+        client = Client(endpoint, options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
         err = ""
         try:
             if batch:
@@ -254,8 +262,8 @@ def _proc_entry(*args: Any) -> None:
 class _Follower:
     """Stamps every tx id seen in committed blocks (from `from_height`) with its arrival time."""
 
-    def __init__(self, endpoint: str, from_height: int) -> None:
-        self.client = Client(endpoint)
+    def __init__(self, endpoint: str, from_height: int, tls: ClientTLS | None = None) -> None:
+        self.client = Client(endpoint, tls=tls)
         self.from_height = from_height
         self.committed: dict[bytes, int] = {}
         self.blocks = 0
@@ -314,9 +322,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     targets = cfg.submit_to or (cfg.endpoint,)
     stream_ep = [targets[s % len(targets)] for s in range(cfg.streams)]
 
-    with Client(cfg.endpoint, cfg.timeout) as c:
+    with Client(cfg.endpoint, cfg.timeout, tls=cfg.tls) as c:
         st = c.status()
         signers = [Signer.generate() for _ in range(k)]
+        if cfg.admin_key is not None:
+            say(f"vouching for {k} sender keys (AddMember)")
+            _vouch(c, st.chain_id, Signer.load(cfg.admin_key), signers, cfg.member_org)
         base = [c.next_nonce(s.public_key) for s in signers]
     chain_id, h0 = st.chain_id, int(st.height)
     report.start_height = h0
@@ -330,7 +341,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     seeds = [s.seed for s in signers]
     rate_per_stream = cfg.rate / cfg.streams if cfg.rate > 0 else 0.0
 
-    follower = _Follower(cfg.endpoint, h0 + 1)
+    follower = _Follower(cfg.endpoint, h0 + 1, cfg.tls)
     follower.start()
 
     say(f"signing {cfg.txs} txs from {k} keys in {procs} worker(s)")
@@ -353,6 +364,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                     cfg.batch,
                     seeds,
                     plans,
+                    cfg.tls,
                     ready,
                     start,
                     results,
@@ -378,6 +390,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                         cfg.batch,
                         seeds,
                         mine,
+                        cfg.tls,
                         ready,
                         start,
                         results,
@@ -394,6 +407,21 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         for w in workers:
             if isinstance(w, mp.process.BaseProcess) and w.is_alive():
                 w.terminate()
+
+
+def _vouch(c: Client, chain_id: str, admin: Signer, signers: list[Signer], org: str) -> None:
+    """Commits one AddMember per key, from `admin` (a permissioned chain's governance key)."""
+    nonce = c.next_nonce(admin.public_key)
+    txs = [
+        admin.build_tx(chain_id, nonce + i, types_pb2.AddMember(key=s.public_key, organization=org))
+        for i, s in enumerate(signers)
+    ]
+    for res in c.submit([t for _, t in txs]):
+        if res.code:
+            raise ClientError(f"vouching for bench keys failed: {res.message}")
+    got = c.wait_tx(txs[-1][0], timeout=30)
+    if got.receipt.code:
+        raise ClientError(f"vouching for bench keys failed: {got.receipt.message}")
 
 
 def _get(q: Any, workers: list[Any], what: str) -> Any:
@@ -545,7 +573,11 @@ def bench(
         if data_dir is None:
             raise typer.BadParameter("--spread needs --data-dir", param_hint="--spread")
         submit_to = tuple(_answering(DataDir.load(data_dir), timeout))
+    dd = DataDir.load(data_dir) if data_dir is not None else None
     cfg = BenchConfig(
+        tls=ClientTLS.discover(data_dir),
+        admin_key=dd.admin_key if dd is not None else None,
+        member_org=dd.nodes[0].organization if dd is not None and dd.nodes else "",
         endpoint=ep,
         txs=txs,
         streams=streams,
@@ -573,7 +605,7 @@ def bench(
 def _answering(dd: DataDir, timeout: float) -> list[str]:
     up = []
     for n in dd.nodes:
-        with Client(n.endpoint, timeout) as c:
+        with Client(n.endpoint, timeout, tls=dd.tls) as c:
             try:
                 c.status(timeout=min(timeout, 2.0))
             except ClientError:

@@ -95,7 +95,7 @@ def _status_all(data_dir: Path, timeout: float, json_: bool) -> None:
     rows: list[dict[str, Any]] = []
     for n in dd.nodes:
         row: dict[str, Any] = {"name": n.name, "organization": n.organization, "pid": n.pid}
-        with Client(n.endpoint, timeout) as c:
+        with Client(n.endpoint, timeout, tls=dd.tls) as c:
             try:
                 row |= status_json(c.status(), n.endpoint)
                 row["up"] = True

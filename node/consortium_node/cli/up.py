@@ -19,7 +19,7 @@ import typer
 from consortium_api.v1 import types_pb2
 from rich.table import Table
 
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client import ClientError, Signer
 from consortium_node.localnet import (
     DEFAULT_MANIFEST,
     LocalNet,
@@ -65,7 +65,7 @@ class _Monitor:
                 if n.proc is None or n.proc.poll() is not None:
                     continue
                 try:
-                    with Client(n.endpoint, 5.0) as c:
+                    with self.net.client(n, 5.0) as c:
                         start = c.status().height + 1
                         for b in c.stream_blocks(start, follow=True, ids_only=True):
                             self.txs.append((time.monotonic(), len(b.tx_ids)))
@@ -84,7 +84,7 @@ class _Monitor:
         heights, leader = [], "-"
         for n in self.net.nodes:
             try:
-                with Client(n.endpoint, 1.0) as c:
+                with self.net.client(n, 1.0) as c:
                     st = c.status()
             except ClientError:
                 continue
@@ -151,7 +151,7 @@ def _load(net: LocalNet, stop: threading.Event) -> None:
     while not stop.is_set():
         node = net.nodes[0]
         try:
-            with Client(node.endpoint, 5.0) as c:
+            with net.client(node, 5.0) as c:
                 nonce = c.next_nonce(signer.public_key)
                 batch = []
                 for k in range(20):

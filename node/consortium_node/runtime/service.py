@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
 
 from ..config import ConfigError, NodeConfig
 from ..crypto import Ed25519Key, verify
@@ -21,12 +21,14 @@ from ..ledger.errors import DecodeError, TxRejected
 from ..transport import codec
 from ..transport.peers import PeerHub, PeerServer
 from ..transport.server import ClientServer
+from ..transport.tls import CertStore
 from .node import Node, load_genesis
 
 log = logging.getLogger("consortium_node")
 
 
 PEER_RELOAD_S = 5.0
+CERT_RELOAD_S = 5.0
 OBSERVER_POLL_S = 0.5
 
 
@@ -41,7 +43,21 @@ async def serve(
     key = Ed25519Key.load(cfg.key_file)
     genesis = load_genesis(cfg.genesis_file)
     node = Node(cfg, key, genesis, codec.decode_tx)
-    server = ClientServer(node, cfg.listen)
+    tls: CertStore | None = None
+    cert_expiry: Gauge | None = None
+    if cfg.tls is not None:
+        extra = cfg.tls.ca_file.read_bytes() if cfg.tls.ca_file else b""
+        tls = CertStore(cfg.tls.cert_file, cfg.tls.key_file, genesis.ca_certs(), extra)
+        cert_expiry = Gauge(
+            "consortium_cert_expiry_timestamp_seconds",
+            "Expiry (notAfter, unix seconds) of each certificate the node uses",
+            ["cert"],
+            registry=node.metrics.registry,
+        )
+        _export_expiry(tls, cert_expiry)
+    else:
+        log.warning("TLS is off: every gRPC port is plaintext and unauthenticated (dev only)")
+    server = ClientServer(node, cfg.listen, tls, cfg.public_listen, cfg.health_listen)
     hub: PeerHub | None = None
     peer_server: PeerServer | None = None
     if genesis.consensus != "solo":
@@ -55,8 +71,9 @@ async def serve(
             verify,
             {p.node_id: p.address for p in cfg.peers},
             node,
+            tls=tls,
         )
-        peer_server = PeerServer(hub, node, cfg.peer_listen)
+        peer_server = PeerServer(hub, node, cfg.peer_listen, tls)
         node.network = hub
         await peer_server.start()
         hub.start()
@@ -73,6 +90,7 @@ async def serve(
                 "node_id": node.node_id.hex(),
                 "listen": cfg.listen,
                 "port": server.port,
+                "tls": tls is not None,
                 "peer_port": peer_server.port if peer_server else None,
                 "height": node.height,
                 "consensus": genesis.consensus,
@@ -80,13 +98,23 @@ async def serve(
         },
     )
     if ready_file is not None:
-        info = {"port": server.port, "pid": os.getpid(), "node_id": node.node_id.hex()}
+        info: dict[str, object] = {
+            "port": server.port,
+            "pid": os.getpid(),
+            "node_id": node.node_id.hex(),
+            "tls": tls is not None,
+        }
         if peer_server is not None:
             info["peer_port"] = peer_server.port
+        if server.public_port is not None:
+            info["public_port"] = server.public_port
+        if server.health_port is not None:
+            info["health_port"] = server.health_port
         ready_file.write_text(json.dumps(info))  # noqa: ASYNC240 - once, tiny
     sync_task: asyncio.Task[None] | None = None
     tick = cfg.consensus.tick_ms / 1000
     next_reload = time.monotonic() + PEER_RELOAD_S
+    next_cert = time.monotonic() + CERT_RELOAD_S
     next_observe, observe_turn = 0.0, 0
     try:
         node.process_ready()
@@ -97,6 +125,13 @@ async def serve(
             if hub is not None and config_path is not None and time.monotonic() >= next_reload:
                 next_reload = time.monotonic() + PEER_RELOAD_S
                 _reload_peers(hub, config_path)
+            if tls is not None and time.monotonic() >= next_cert:
+                next_cert = time.monotonic() + CERT_RELOAD_S
+                if tls.poll():  # servers pick it up at the next handshake by themselves
+                    if hub is not None:
+                        hub.refresh_credentials()
+                    if cert_expiry is not None:
+                        _export_expiry(tls, cert_expiry)
             idle = sync_task is None or sync_task.done()
             if hub is not None and node.sync_requests and idle:
                 req = node.sync_requests.pop(0)
@@ -122,6 +157,12 @@ async def serve(
             await hub.stop()
             await peer_server.stop(0.2)
         node.close()
+
+
+def _export_expiry(tls: CertStore, gauge: Gauge) -> None:
+    gauge.labels(cert="node").set(tls.material.not_after.timestamp())
+    for org, when in tls.ca_expiry().items():
+        gauge.labels(cert=f"ca/{org}").set(when.timestamp())
 
 
 def _reload_peers(hub: PeerHub, config_path: Path) -> None:

@@ -7,6 +7,12 @@ jitter from an injected Random). Each direction opens with a signed `PeerHello`;
 not in our configuration, claims the wrong chain/genesis, or cannot sign for its node id is
 refused (PERMISSION_DENIED) and logged.
 
+With TLS (`tls` given: a tls.CertStore) links are mutual TLS: the handshake already refused
+any certificate not chaining to a genesis organisation's CA (or expired); the dialler verifies
+that the server's certificate names the node id it dials (pki.node_dns_name), and the server
+that the client certificate binds the node id its hello claims. `refresh_credentials` (after a
+certificate reload) re-creates the channels, so new streams use the new certificate.
+
 Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
 consensus engines tolerate by design: timeouts and retransmission) and written as one batch
 per wake-up. Inbound batches go to the runtime through the `PeerHandler` protocol. Owned and
@@ -28,9 +34,11 @@ from typing import Any, Protocol
 import grpc
 from consortium_api.v1 import peer_pb2, peer_pb2_grpc, types_pb2
 
+from .. import pki
 from ..consensus.api import Envelope
 from ..ledger.block import Block
 from . import codec
+from .tls import CertStore, peer_identity
 
 log = logging.getLogger(__name__)
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # grpc-stubs lags grpc.aio
@@ -88,6 +96,7 @@ class PeerHub:
         peers: dict[bytes, str],
         handler: PeerHandler,
         rng: random.Random | None = None,
+        tls: CertStore | None = None,
     ) -> None:
         self.node_id = node_id
         self.chain_id = chain_id
@@ -100,6 +109,14 @@ class PeerHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[bytes, grpc.aio.Channel] = {}
         self._closing = False
+        self.tls = tls
+        self._creds: grpc.ChannelCredentials | None = None
+
+    def refresh_credentials(self) -> None:
+        """Our certificate changed: new channels (and so new streams) present the new one."""
+        self._creds = None
+        for pid in list(self._channels):
+            self._close_channel(pid)
 
     # -- outbound API (PeerNetwork) ---------------------------------------------------------
     def send(self, env: Envelope) -> None:
@@ -167,15 +184,20 @@ class PeerHub:
     def _channel(self, link: _Link) -> grpc.aio.Channel:
         ch = self._channels.get(link.peer_id)
         if ch is None:
-            ch = grpc.aio.insecure_channel(
-                link.address,
-                options=[
-                    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                    ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                    ("grpc.keepalive_time_ms", 10_000),
-                    ("grpc.keepalive_timeout_ms", 5_000),
-                ],
-            )
+            options: list[tuple[str, Any]] = [
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 10_000),
+                ("grpc.keepalive_timeout_ms", 5_000),
+            ]
+            if self.tls is None:
+                ch = grpc.aio.insecure_channel(link.address, options=options)
+            else:
+                if self._creds is None:
+                    self._creds = self.tls.channel_credentials()
+                # The server must hold a certificate naming the node id we mean to reach.
+                options.append(("grpc.ssl_target_name_override", pki.node_dns_name(link.peer_id)))
+                ch = grpc.aio.secure_channel(link.address, self._creds, options=options)
             self._channels[link.peer_id] = ch
         return ch
 
@@ -248,6 +270,12 @@ class PeerHub:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first batch must carry a hello")
             return
         why = self._check_hello(first.hello, None)
+        if why is None and self.tls is not None:
+            ident = peer_identity(context)
+            if ident is None or ident.node_id is None:
+                why = "no node certificate"
+            elif ident.node_id != first.hello.node_id:
+                why = f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
         if why is not None:
             log.warning(
                 "refused peer",
@@ -356,7 +384,9 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
 
 class PeerServer:
-    def __init__(self, hub: PeerHub, handler: PeerHandler, listen: str) -> None:
+    def __init__(
+        self, hub: PeerHub, handler: PeerHandler, listen: str, tls: CertStore | None = None
+    ) -> None:
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -365,7 +395,10 @@ class PeerServer:
             ]
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
-        self.port = self.server.add_insecure_port(listen)
+        if tls is None:
+            self.port = self.server.add_insecure_port(listen)
+        else:  # mutual TLS: only certificates of consortium organisations get in
+            self.port = self.server.add_secure_port(listen, tls.server_credentials(True))
 
     async def start(self) -> None:
         await self.server.start()

@@ -5,7 +5,13 @@ Untrusted input never raises through: a request that does not parse is answered
 INVALID_ARGUMENT (our own deserializers, instead of grpc's INTERNAL), every rejected transaction
 gets a status code and a message naming the problem, and the node stays up. The servicer talks
 to the node through the `Backend` protocol (implemented by runtime.node.Node). Started by
-__main__."""
+__main__.
+
+Security (see tls.py): with TLS the client port requires a certificate chaining to a member
+organisation's CA; write methods (SubmitBatch, SubmitStream) additionally check that the call
+carries one (defence in depth) and are refused outright on the opt-in read-only
+`public_listen` port. `health_listen` serves grpc.health.v1 alone in plaintext for kubelet
+probes (which cannot speak TLS)."""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from ..ledger.errors import Admission, Reject
 from ..ledger.hashing import merkle_proof
 from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
 from . import codec
+from .tls import CertStore, has_client_cert
 
 log = logging.getLogger(__name__)
 SERVICE = "consortium.v1.Ledger"
@@ -109,13 +116,30 @@ def tx_result(a: Admission) -> ledger_pb2.TxResult:
     return ledger_pb2.TxResult(tx_id=a.tx_id, code=code.value[0], message=a.message)
 
 
+WRITE_REFUSED = (
+    "write methods need a client certificate issued by a member organisation's CA "
+    "(this endpoint is read-only or the connection carries no certificate)"
+)
+
+
 class LedgerServicer:
-    def __init__(self, node: Backend) -> None:
+    """`writes`: "open" (plaintext dev node), "cert" (TLS: the call must carry a verified client
+    certificate) or "never" (the read-only public port)."""
+
+    def __init__(self, node: Backend, writes: str = "open") -> None:
         self.node = node
+        self.writes = writes
+
+    def may_write(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
+        if self.writes == "open":
+            return True
+        return self.writes == "cert" and has_client_cert(context)
 
     async def SubmitBatch(
         self, request: ledger_pb2.SubmitBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.SubmitBatchResponse:
+        if not self.may_write(context):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, WRITE_REFUSED)
         if len(request.txs) > MAX_BATCH:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"batch of {len(request.txs)} exceeds {MAX_BATCH}"
@@ -131,6 +155,8 @@ class LedgerServicer:
         request_iterator: AsyncIterator[types_pb2.SignedTx],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[ledger_pb2.TxResult]:
+        if not self.may_write(context):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, WRITE_REFUSED)
         async for tx in request_iterator:
             yield tx_result(self.node.submit(tx.SerializeToString()))
 
@@ -309,6 +335,8 @@ def _guard_submit_stream(svc: LedgerServicer) -> Callable[..., Any]:
     async def handler(
         request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[ledger_pb2.TxResult]:
+        if not svc.may_write(context):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, WRITE_REFUSED)
         async for tx in request_iterator:
             if isinstance(tx, _Malformed):
                 yield ledger_pb2.TxResult(
@@ -352,32 +380,63 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-class ClientServer:
-    """The node's client endpoint: Ledger + health + reflection on one port."""
+_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+]
 
-    def __init__(self, node: Backend, listen: str) -> None:
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
-        self.servicer = LedgerServicer(node)
-        self.server.add_generic_rpc_handlers((_handlers(self.servicer),))
+
+class ClientServer:
+    """The node's client endpoints: Ledger + health + reflection on `listen` (mutual TLS when
+    `tls` is given, plaintext otherwise); optionally the same read-only on `public_listen`
+    (server TLS, no client certificate) and health alone on `health_listen` (plaintext)."""
+
+    def __init__(
+        self,
+        node: Backend,
+        listen: str,
+        tls: CertStore | None = None,
+        public_listen: str | None = None,
+        health_listen: str | None = None,
+    ) -> None:
         self.health = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
-        self.port = self.server.add_insecure_port(listen)
+        self.servicer = LedgerServicer(node, "open" if tls is None else "cert")
+        self.server = self._ledger_server(self.servicer)
+        if tls is None:
+            self.port = self.server.add_insecure_port(listen)
+        else:
+            self.port = self.server.add_secure_port(listen, tls.server_credentials(True))
         self.listen = listen
+        self.servers = [self.server]
+        self.public_port: int | None = None
+        self.health_port: int | None = None
+        if public_listen is not None and tls is not None:
+            public = self._ledger_server(LedgerServicer(node, "never"))
+            self.public_port = public.add_secure_port(public_listen, tls.server_credentials(False))
+            self.servers.append(public)
+        if health_listen is not None:
+            probe = grpc.aio.server(options=_OPTIONS)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, probe)
+            self.health_port = probe.add_insecure_port(health_listen)
+            self.servers.append(probe)
+
+    def _ledger_server(self, servicer: LedgerServicer) -> grpc.aio.Server:
+        server = grpc.aio.server(options=_OPTIONS)
+        server.add_generic_rpc_handlers((_handlers(servicer),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
 
     async def start(self) -> None:
-        await self.server.start()
+        for s in self.servers:
+            await s.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        for s in self.servers:
+            await s.stop(grace)

@@ -56,7 +56,8 @@ def test_defaults_are_filled_in(kubectl: Kubectl, namespace: str) -> None:
         "heartbeatIntervalMs": 50,
     }
     assert spec["deletionPolicy"] == "Retain" and spec["imagePullPolicy"] == "IfNotPresent"
-    assert spec["genesis"] == {"maxTxBytes": 131072}
+    assert spec["genesis"] == {"maxTxBytes": 131072, "membership": "permissioned"}
+    assert spec["security"]["tls"] is True and spec["security"]["certRenewBeforeDays"] == 30
     assert spec["organizations"][0]["storage"] == {"size": "1Gi"}
     # short name and printer columns work
     out = kubectl.run("get", "cons", "-n", namespace).stdout

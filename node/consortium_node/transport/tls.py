@@ -1,0 +1,188 @@
+"""TLS for the node's gRPC endpoints: credentials built from the node's certificate files and
+the consortium's trust roots (every organisation CA listed in genesis), reloaded from disk
+when the files change, and the identity of the peer at the other end of a connection.
+
+- Trust roots: the genesis organisations' CA certificates (plus an optional extra bundle).
+  A certificate that does not chain to one of them fails the handshake (BoringSSL checks the
+  chain, validity times and key usage), so a stranger's self-signed or an expired certificate
+  never reaches a handler.
+- Servers use `grpc.dynamic_ssl_server_credentials`: gRPC asks `CertStore.server_config` before
+  every handshake and gets a new configuration only after the files changed, so rotated
+  certificates take effect for new connections without a restart; live connections go on.
+- Peer channels verify the server against the DNS SAN naming the node id they dial
+  (`ssl_target_name_override`, see pki.node_dns_name); servers read the client's certificate
+  from `context.auth_context()` and compare the node id it binds with the one the hello claims.
+
+gRPC's Python API cannot *request* an optional client certificate (require_client_auth=False
+means "don't ask"), so the client port requires one (member organisations' users and nodes)
+and read-only access without a certificate is a separate, opt-in `public_listen` port.
+Used by transport/server.py, transport/peers.py and runtime/service.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+
+from .. import pki
+
+log = logging.getLogger(__name__)
+
+
+class TlsError(ValueError):
+    """TLS material is missing or unusable (the message never holds key bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    cert_pem: bytes
+    key_pem: bytes
+    not_after: dt.datetime
+    fingerprint: str  # sha256 of the certificate, for logs
+
+
+def _read_material(cert_file: Path, key_file: Path) -> Material:
+    try:
+        cert_pem, key_pem = cert_file.read_bytes(), key_file.read_bytes()
+    except OSError as e:
+        raise TlsError(f"cannot read TLS files: {e.strerror}: {e.filename}") from None
+    try:
+        certs = pki.load_certs(cert_pem)
+        key = pki.load_key(key_pem)
+    except pki.CertError as e:
+        raise TlsError(f"{cert_file} / {key_file}: {e}") from None
+    if not certs or certs[0].public_key() != key.public_key():
+        raise TlsError(f"{key_file} is not the private key of {cert_file}")
+    return Material(
+        cert_pem,
+        key_pem,
+        certs[0].not_valid_after_utc,
+        hashlib.sha256(certs[0].public_bytes(serialization.Encoding.DER)).hexdigest()[:16],
+    )
+
+
+class CertStore:
+    """The node's certificate and key files, and the trust roots. `poll()` re-reads the files
+    (cheap: two small reads) and bumps `version` when they changed and are valid; a broken
+    half-written pair is ignored until it is whole (the old one stays in use)."""
+
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        ca_pems: Mapping[str, bytes],
+        extra_roots: bytes = b"",
+    ) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.ca_pems = dict(ca_pems)
+        if not self.ca_pems and not extra_roots:
+            raise TlsError(
+                "TLS is on but genesis lists no organisation CA certificates (and no ca_file)"
+            )
+        self.roots = b"".join(self.ca_pems.values()) + extra_roots
+        self.material = _read_material(cert_file, key_file)
+        self.version = 1
+        self._lock = threading.Lock()
+
+    def ca_expiry(self) -> dict[str, dt.datetime]:
+        out = {}
+        for org, pem in self.ca_pems.items():
+            try:
+                out[org] = min(c.not_valid_after_utc for c in pki.load_certs(pem))
+            except (pki.CertError, ValueError):
+                continue
+        return out
+
+    def poll(self) -> bool:
+        """Re-reads the files; True when a new valid pair was loaded."""
+        try:
+            fresh = _read_material(self.cert_file, self.key_file)
+        except TlsError as e:
+            log.warning(
+                "TLS files unusable; keeping the current ones", extra={"fields": {"error": str(e)}}
+            )
+            return False
+        if fresh.cert_pem == self.material.cert_pem and fresh.key_pem == self.material.key_pem:
+            return False
+        with self._lock:
+            self.material = fresh
+            self.version += 1
+        log.info(
+            "TLS certificate reloaded",
+            extra={"fields": {"cert": fresh.fingerprint, "not_after": fresh.not_after.isoformat()}},
+        )
+        return True
+
+    # -- credentials --------------------------------------------------------------------------
+    def _server_config(self) -> grpc.ServerCertificateConfiguration:
+        m = self.material
+        return grpc.ssl_server_certificate_configuration(
+            [(m.key_pem, m.cert_pem)], root_certificates=self.roots
+        )
+
+    def server_credentials(self, require_client_auth: bool) -> grpc.ServerCredentials:
+        """Credentials that pick up reloaded certificates at the next handshake."""
+        state = {"version": self.version}
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            # Called by gRPC before every handshake: must be cheap and must not raise.
+            try:
+                if state["version"] == self.version:
+                    return None
+                with self._lock:
+                    state["version"] = self.version
+                    return self._server_config()
+            except Exception:  # pragma: no cover - keep serving with the current config
+                return None
+
+        return grpc.dynamic_ssl_server_credentials(
+            self._server_config(),
+            fetch,  # type: ignore[arg-type]  # grpc-stubs: the fetcher may return None
+            require_client_authentication=require_client_auth,
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        m = self.material
+        return grpc.ssl_channel_credentials(self.roots, m.key_pem, m.cert_pem)
+
+
+# --------------------------------------------------------------------------- peer identity
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    node_id: bytes | None  # the node id the certificate binds, if it is a node certificate
+    organization: str  # the subject's organisation (O=)
+
+
+def peer_identity(context: Any) -> PeerIdentity | None:
+    """The verified certificate of the other end of a server-side call, or None when the
+    connection carries none (plaintext, or TLS without a client certificate)."""
+    try:
+        auth = context.auth_context()
+    except Exception:  # pragma: no cover - grpc internals
+        return None
+    pems = auth.get("x509_pem_cert") or []
+    if not pems:
+        return None
+    try:
+        cert = pki.load_cert(pems[0])
+    except pki.CertError:
+        return None
+    return PeerIdentity(pki.node_id_of(cert), pki.organization_of(cert))
+
+
+def has_client_cert(context: Any) -> bool:
+    try:
+        return bool(context.auth_context().get("x509_pem_cert"))
+    except Exception:  # pragma: no cover - grpc internals
+        return False
