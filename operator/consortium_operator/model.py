@@ -234,7 +234,9 @@ class ConsortiumSpec:
         _one_of("spec.genesis.membership", g.membership, ("permissioned", "open"))
         for i, m in enumerate(g.members):
             if not HEX32_RE.match(m.key):
-                raise SpecError(f"spec.genesis.members[{i}].key must be 64 lowercase hex characters")
+                raise SpecError(
+                    f"spec.genesis.members[{i}].key must be 64 lowercase hex characters"
+                )
             if m.organization not in seen:
                 raise SpecError(
                     f"spec.genesis.members[{i}].organization {m.organization!r} is not one of "
