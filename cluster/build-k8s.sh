@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Kubernetes binaries (from the Go module k8s.io/kubernetes pinned in
-# cluster/k8s/go.mod) and CoreDNS and the pause binary (cluster/coredns, cluster/pause)
-# into $CACHE_DIR/{k8s,coredns,pause}/<version>/bin. A finished build is reused.
+# cluster/k8s/go.mod), CoreDNS, the pause binary and the volume provisioner
+# (cluster/coredns, cluster/pause, cluster/provisioner) into
+# $CACHE_DIR/{k8s,coredns,pause,provisioner}/<version>/bin. A finished build is reused.
 set -euo pipefail
 # shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -55,10 +56,12 @@ case "$what" in
 	k8s) build_k8s ;;
 	coredns) build_simple coredns "$COREDNS_VERSION" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" github.com/coredns/coredns ;;
 	pause) build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" . ;;
+	provisioner) build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" . ;;
 	all)
 		build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" .
 		build_simple coredns "$COREDNS_VERSION" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" github.com/coredns/coredns
 		build_k8s
+		build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" .
 		;;
-	*) die "usage: $0 [k8s|coredns|pause|all]" ;;
+	*) die "usage: $0 [k8s|coredns|pause|provisioner|all]" ;;
 esac

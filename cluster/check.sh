@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Acceptance check of a running test cluster: CoreDNS answers for
 # kubernetes.default.svc.cluster.local, a StatefulSet behind a headless Service resolves
-# its pods by name, and the node container cannot reach beyond the host.
+# its pods by name and gets writable volumes, and the node container cannot reach beyond
+# the host.
 set -euo pipefail
 # shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -25,6 +26,14 @@ resolve web-0 kubernetes.default.svc.cluster.local
 resolve web-0 "web-1.web.$ns.svc.cluster.local"
 resolve web-1 "web-0.web.$ns.svc.cluster.local"
 resolve web-1 "web-1.web"
+
+# Volumes: provisioned by the default StorageClass, writable by a non-root user.
+for pod in web-0 web-1; do
+	# shellcheck disable=SC2016 # expanded by the pod's shell
+	kctl -n "$ns" exec "$pod" -- sh -c 'echo ok >/data/probe && test "$(cat /data/probe)" = ok' \
+		|| die "pod $pod cannot write its volume /data"
+done
+log "  volumes of StorageClass standard bound and writable ($(kctl -n "$ns" get pvc -o name | wc -l) claims)"
 
 # Egress: the host rules that reject everything from the node's bridge but the host
 # itself (link-local/metadata addresses included) must be in place. Checked by rule,

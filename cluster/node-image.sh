@@ -8,7 +8,7 @@ set -euo pipefail
 # shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
-for f in "$K8S_BIN_DIR/.complete" "$COREDNS_BIN_DIR/.complete" "$PAUSE_BIN_DIR/.complete"; do
+for f in "$K8S_BIN_DIR/.complete" "$COREDNS_BIN_DIR/.complete" "$PAUSE_BIN_DIR/.complete" "$PROVISIONER_BIN_DIR/.complete"; do
 	[ -f "$f" ] || die "missing build output $(dirname "$f"); run cluster/build-k8s.sh first"
 done
 
@@ -32,7 +32,7 @@ scratch_image "$COREDNS_IMAGE" "$COREDNS_BIN_DIR/coredns" coredns
 base="$("$CLUSTER_DIR/rootfs.sh" node)"
 base_id="$(docker image inspect -f '{{.Id}}' "$base")"
 files_hash="$(cd "$CLUSTER_DIR/node" && find Dockerfile files -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-8)"
-key="$(printf '%s %s %s %s %s' "$base_id" "$files_hash" "$K8S_VERSION" "$PAUSE_IMAGE" "$CLUSTER_NAME" | sha256sum | cut -c1-12)"
+key="$(printf '%s %s %s %s %s %s' "$base_id" "$files_hash" "$K8S_VERSION" "$PAUSE_IMAGE" "$PROVISIONER_VERSION" "$CLUSTER_NAME" | sha256sum | cut -c1-12)"
 image="consortium/cluster-node:$K8S_VERSION-$key"
 if ! docker image inspect "$image" >/dev/null 2>&1; then
 	log "building $image"
@@ -42,6 +42,7 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
 	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubeadm; do
 		cp "$K8S_BIN_DIR/$b" "$ctx/bin/"
 	done
+	cp "$PROVISIONER_BIN_DIR/provisioner" "$ctx/bin/local-path-provisioner"
 	sed -i "s|@PAUSE_IMAGE@|$(ctr_name "$PAUSE_IMAGE")|" "$ctx/files/etc/containerd/config.toml"
 	echo "$CLUSTER_NAME" >"$ctx/files/etc/consortium/cluster-name"
 	docker build -q --build-arg "BASE=$base" -t "$image" "$ctx" >/dev/null

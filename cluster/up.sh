@@ -115,8 +115,9 @@ wait_for 180 "the API server to be ready" "$KUBECTL" --kubeconfig "$tmpcfg" get 
 	| "$KUBECTL" --kubeconfig "$tmpcfg" apply -f - >/dev/null
 rm -f "$tmpcfg"
 
-# --- CoreDNS, node Ready
+# --- CoreDNS, the default StorageClass, node Ready
 sed "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|" "$CLUSTER_DIR/manifests/coredns.yaml" | kctl apply -f - >/dev/null
+kctl apply -f "$CLUSTER_DIR/manifests/storage.yaml" >/dev/null
 wait_for 180 "node $NODE_CONTAINER to register" kctl get node "$NODE_CONTAINER"
 # kubelet may not set node-role labels on itself (NodeRestriction); the admin does.
 kctl label --overwrite node "$NODE_CONTAINER" node-role.kubernetes.io/control-plane= >/dev/null

@@ -21,6 +21,9 @@ PAUSE_VERSION="$(cat "$CLUSTER_DIR/pause/go.mod" "$CLUSTER_DIR/pause/main.go" | 
 K8S_BIN_DIR="$CACHE_DIR/k8s/$K8S_VERSION/bin"
 COREDNS_BIN_DIR="$CACHE_DIR/coredns/$COREDNS_VERSION/bin"
 PAUSE_BIN_DIR="$CACHE_DIR/pause/$PAUSE_VERSION/bin"
+# The volume provisioner is ours too (cluster/provisioner).
+PROVISIONER_VERSION="$(cat "$CLUSTER_DIR/provisioner/go.mod" "$CLUSTER_DIR/provisioner/go.sum" "$CLUSTER_DIR/provisioner/main.go" | sha256sum | cut -c1-12)"
+PROVISIONER_BIN_DIR="$CACHE_DIR/provisioner/$PROVISIONER_VERSION/bin"
 
 # Cluster identity. The kubeconfig context name is what tests/e2e/conftest.py checks.
 CLUSTER_NAME="${CLUSTER_NAME:-consortium-test}"
