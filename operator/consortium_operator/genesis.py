@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from consortium_node.ledger.genesis import Account, Genesis
+from consortium_node.ledger.genesis import Account, Genesis, Organization
 from consortium_node.ledger.state import Validator
 
 from .model import ConsortiumSpec, Names
@@ -32,9 +32,12 @@ def build(
     node_keys: Mapping[str, bytes],
     admin_public: bytes,
     time_ms: int,
+    ca_certs: Mapping[str, bytes] | None = None,
 ) -> Genesis:
     """The genesis of a new chain. `node_keys` maps pod name -> public key and must cover
-    `initial_members`; raises KeyError naming the pod otherwise."""
+    `initial_members`; raises KeyError naming the pod otherwise. Every organisation is listed
+    with its CA certificate (`ca_certs`, PEM; absent: none yet) and the sender keys
+    spec.genesis.members vouches for; spec.genesis.membership decides permissioned mode."""
     validators = []
     for pod, org in initial_members(spec, names):
         if pod not in node_keys:
@@ -55,6 +58,17 @@ def build(
             "max_tx_bytes": spec.genesis.max_tx_bytes,
         },
         consensus=spec.consensus.type,
+        organizations=tuple(
+            Organization(
+                o.name,
+                (ca_certs or {}).get(o.name, b""),
+                tuple(
+                    bytes.fromhex(m.key) for m in spec.genesis.members if m.organization == o.name
+                ),
+            )
+            for o in spec.organizations
+        ),
+        permissioned=spec.genesis.membership == "permissioned",
     )
     g.validate()
     return g

@@ -4,15 +4,21 @@ key, in the node's key file format `{"public_key": hex, "private_key": hex seed}
 Pure and deterministic given its inputs: randomness comes in through `entropy` (os.urandom in
 production, a seeded source in tests). Private keys only ever leave this module as key file
 text destined for a Secret; everything else sees public keys (`public_key_of`).
-Per-organisation CAs and TLS certificates (issue 7) will live here too."""
+
+Per-organisation CAs and node TLS certificates (consortium_node.pki does the X.509): the
+clock, serial numbers and private keys are arguments, so tests are deterministic.
+`needs_renewal` decides rotation: a certificate is reissued `lead` before it expires."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from consortium_node import pki as x509pki
 from consortium_node.crypto import Ed25519Key, KeyFileError
+from cryptography.hazmat.primitives.asymmetric import ec
 
 Entropy = Callable[[int], bytes]
 
@@ -52,3 +58,49 @@ def public_key_hint(text: str) -> str:
         return str(json.loads(text).get("public_key", ""))[:16]
     except (ValueError, AttributeError):
         return ""
+
+
+# --------------------------------------------------------------------------- X.509 / TLS
+
+Issued = x509pki.Issued
+
+
+def serial_from(entropy: Entropy = os.urandom) -> int:
+    """A positive 127-bit certificate serial number from `entropy`."""
+    return int.from_bytes(entropy(16), "big") >> 1
+
+
+def org_ca(org: str, now: dt.datetime, key: ec.EllipticCurvePrivateKey, serial: int) -> Issued:
+    """An organisation's CA (10 years); its key stays in the organisation's CA Secret."""
+    return x509pki.new_ca(org, now, key, serial)
+
+
+def node_dns_names(pod: str, peers_service: str, namespace: str, domain: str) -> list[str]:
+    """The names a node pod is reached by (peer address and client service)."""
+    base = f"{pod}.{peers_service}.{namespace}.svc"
+    return [base, f"{base}.{domain}", "localhost"]
+
+
+def node_tls(
+    ca: Issued,
+    org: str,
+    pod: str,
+    node_id: bytes,
+    dns_names: Sequence[str],
+    now: dt.datetime,
+    key: ec.EllipticCurvePrivateKey,
+    serial: int,
+    days: int,
+) -> Issued:
+    """A node pod's TLS certificate, binding its node id (see consortium_node.pki)."""
+    return x509pki.issue_node_cert(
+        ca, org, pod, node_id, now, key, serial, dns_names=dns_names, ips=("127.0.0.1",), days=days
+    )
+
+
+def needs_renewal(cert_pem: bytes, now: dt.datetime, lead: dt.timedelta) -> bool:
+    """True when the certificate expires within `lead` (or cannot be read: reissue it)."""
+    try:
+        return x509pki.not_after(cert_pem) - lead <= now
+    except x509pki.CertError:
+        return True

@@ -127,10 +127,22 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    tls_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-dir",
+            help="TLS directory (ca.pem, client.pem, client.key) for --endpoint nodes "
+            "(default: $CONSORTIUM_TLS_DIR, else ~/.consortium/tls if present; --data-dir "
+            "brings its own).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Client of a consortium chain: keys, transactions, queries, status, load generation.
 
     Node: --endpoint HOST:PORT, $CONSORTIUM_ENDPOINT, or --data-dir DIR of 'consortium up'."""
+    if tls_dir is not None:
+        os.environ["CONSORTIUM_TLS_DIR"] = tls_dir
 
 
 app.add_typer(keys.app, name="keys")

@@ -1,0 +1,187 @@
+"""Operator side of issue 7: per-organisation CA and node certificates (pki.py, pure given
+clock/keys/serials), rotation lead time, genesis organisations and membership, the rendered
+NetworkPolicy and pod hardening, and no secret material in what the operator renders into
+ConfigMaps or genesis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import re
+from typing import Any
+
+import pytest
+import yaml
+from consortium_node import pki as x509pki
+from consortium_node.ledger.genesis import Genesis
+from consortium_operator import genesis, pki
+from consortium_operator.model import (
+    CLIENT_PORT,
+    PEER_PORT,
+    ConsortiumSpec,
+    Names,
+    Owner,
+    SpecError,
+)
+from consortium_operator.plan import OrgTarget
+from consortium_operator.render import PUBLIC_PORT, Renderer
+from consortium_operator.settings import Settings
+from cryptography.hazmat.primitives.asymmetric import ec
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2031, 5, 1, tzinfo=dt.UTC)
+N = Names("demo")
+OWNER = Owner("demo", "chains", "0b5c2b8e-0000-4000-8000-000000000001")
+
+
+def spec(**extra: Any) -> ConsortiumSpec:
+    return ConsortiumSpec.parse(
+        {
+            "chainId": "demo-chain",
+            "organizations": [
+                {"name": "acme", "validators": 2},
+                {"name": "globex", "validators": 2},
+            ],
+            **extra,
+        }
+    )
+
+
+def seeded(seed: int) -> Any:
+    rng = random.Random(seed)
+    return lambda n: rng.randbytes(n)
+
+
+def test_node_certificate_for_a_pod() -> None:
+    ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
+    node_id = pki.new_key(seeded(1)).public
+    names = pki.node_dns_names("demo-acme-0", N.peers_service, "chains", "cluster.local")
+    issued = pki.node_tls(
+        ca, "acme", "demo-acme-0", node_id, names, NOW,
+        ec.derive_private_key(12, ec.SECP256R1()), pki.serial_from(seeded(2)), days=90,
+    )  # fmt: skip
+    cert = x509pki.load_cert(issued.cert_pem)
+    assert x509pki.node_id_of(cert) == node_id
+    assert x509pki.issuer_org(cert, {"acme": x509pki.load_cert(ca.cert_pem)}, NOW) == "acme"
+    assert pki.serial_from(seeded(2)) == cert.serial_number  # injected, reproducible
+
+
+def test_renewal_lead_time() -> None:
+    ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
+    cert = pki.node_tls(
+        ca, "acme", "p", b"\x01" * 32, ["localhost"], NOW,
+        ec.derive_private_key(12, ec.SECP256R1()), 5, days=90,
+    ).cert_pem  # fmt: skip
+    lead = dt.timedelta(days=30)
+    assert not pki.needs_renewal(cert, NOW + dt.timedelta(days=59), lead)
+    assert pki.needs_renewal(cert, NOW + dt.timedelta(days=60), lead)
+    assert pki.needs_renewal(b"garbage", NOW, lead)
+
+
+def test_genesis_lists_organisations_cas_and_members() -> None:
+    member = "ab" * 32
+    s = spec(genesis={"members": [{"organization": "globex", "key": member}]})
+    keys = {
+        pod: pki.new_key(seeded(i)).public
+        for i, (pod, _) in enumerate(genesis.initial_members(s, N))
+    }
+    ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
+    g = genesis.build(s, N, keys, b"\x09" * 32, 1, ca_certs={"acme": ca.cert_pem})
+    assert g.permissioned
+    assert [o.name for o in g.organizations] == ["acme", "globex"]
+    assert g.ca_certs() == {"acme": ca.cert_pem}
+    assert g.organizations[1].members == (bytes.fromhex(member),)
+    assert Genesis.from_json(g.canonical()).canonical() == g.canonical()
+    assert b"PRIVATE" not in g.canonical()
+    open_g = genesis.build(spec(genesis={"membership": "open"}), N, keys, b"\x09" * 32, 1)
+    assert not open_g.permissioned
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"genesis": {"membership": "anyone"}},
+        {"genesis": {"members": [{"organization": "nobody", "key": "ab" * 32}]}},
+        {"genesis": {"members": [{"organization": "acme", "key": "xyz"}]}},
+        {"security": {"certValidityDays": 30, "certRenewBeforeDays": 30}},
+        {"security": {"clientCidrs": ["not a cidr"]}},
+    ],
+)
+def test_invalid_security_specs(bad: dict[str, Any]) -> None:
+    with pytest.raises(SpecError):
+        spec(**bad)
+
+
+def test_network_policy_admits_peers_only_from_the_consortium() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    np = r.network_policy(spec(), "operators")
+    assert np["kind"] == "NetworkPolicy" and np["spec"]["policyTypes"] == ["Ingress"]
+    rules = np["spec"]["ingress"]
+    peer = next(x for x in rules if {"port": PEER_PORT, "protocol": "TCP"} in x.get("ports", []))
+    assert peer["from"] == [{"podSelector": {"matchLabels": N.selector()}}]
+    client = next(x for x in rules if {"port": CLIENT_PORT, "protocol": "TCP"} in x["ports"])
+    assert {"ipBlock": {"cidr": "0.0.0.0/0"}} in client["from"]  # default: anywhere (mTLS)
+    restricted = r.network_policy(
+        spec(security={"clientCidrs": ["10.1.0.0/16"], "publicReads": True}), "operators"
+    )
+    client = next(
+        x
+        for x in restricted["spec"]["ingress"]
+        if {"port": CLIENT_PORT, "protocol": "TCP"} in x["ports"]
+    )
+    assert {"ipBlock": {"cidr": "10.1.0.0/16"}} in client["from"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0"}} not in client["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "operators"}}
+    } in client["from"]
+    assert {"port": PUBLIC_PORT, "protocol": "TCP"} in client["ports"]
+
+
+def _workloads() -> list[dict[str, Any]]:
+    s = spec()
+    keys = {N.pod(o, i): bytes([ord(o[0]), i]) * 16 for o in ("acme", "globex") for i in range(2)}
+    return Renderer(Settings(), N, OWNER).workloads(
+        s, {"acme": OrgTarget(2, 0), "globex": OrgTarget(2, 0)}, keys, "ab" * 32
+    )
+
+
+def test_pods_are_hardened() -> None:
+    for sts in [m for m in _workloads() if m["kind"] == "StatefulSet"]:
+        pod = sts["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert not sc.get("privileged", False)
+        keys_volume = next(v for v in pod["volumes"] if v["name"] == "keys")
+        assert keys_volume["secret"]["defaultMode"] & 0o007 == 0  # not world-readable
+
+
+_SECRET = re.compile(r"PRIVATE KEY|private_key")
+
+
+def test_no_secret_material_in_rendered_configmaps_or_genesis() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    node_keys = {f"demo-acme-{i}": pki.new_key(seeded(10 + i)) for i in range(2)}
+    secret = r.keys_secret("acme", {p: pki.key_file(k) for p, k in node_keys.items()})
+    seeds = [k.seed.hex() for k in node_keys.values()]
+    s = spec()
+    keys = {
+        pod: pki.new_key(seeded(i)).public
+        for i, (pod, _) in enumerate(genesis.initial_members(s, N))
+    }
+    g = genesis.build(s, N, keys, b"\x09" * 32, 1)
+    cm = r.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
+    rendered = [m for m in _workloads() if m["kind"] == "ConfigMap"] + [cm]
+    for m in rendered:
+        text = yaml.safe_dump(m) + json.dumps(m)
+        assert not _SECRET.search(text), m["metadata"]["name"]
+        for sd in seeds:
+            assert sd not in text
+    assert secret["kind"] == "Secret"  # ... they live in Secrets only
