@@ -206,7 +206,13 @@ def test_env_names_are_read_by_the_operator(helm: Helm) -> None:
 
 def test_namespaced_watch(helm: Helm) -> None:
     docs = render(helm, VALUE_SETS["namespaced"])
-    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    # cluster-wide, only Kopf's read-only scanning grant
+    (scan,) = find(docs, "ClusterRole")
+    assert all(set(r["verbs"]) <= {"list", "watch"} for r in scan["rules"])
+    assert not find(
+        render(helm, {**VALUE_SETS["namespaced"], "rbac": {"kopfScanning": False}}),
+        "ClusterRole",
+    )
     roles = find(docs, "Role")
     bindings = find(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -467,6 +473,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("unknown-key", {"replicas": 2}),
     ("tolerations-object", {"tolerations": {"key": "k"}}),
     ("rbac-create-string", {"rbac": {"create": "no"}}),
+    ("kopfScanning-string", {"rbac": {"kopfScanning": "off"}}),
 ]
 
 

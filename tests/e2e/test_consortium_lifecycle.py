@@ -107,7 +107,16 @@ def chain(installed: Installed, node_image: str, request: pytest.FixtureRequest)
     t0 = time.monotonic()
     c.k("apply", "-f", str(EXAMPLE))
     # what the user types; bounded, then checked against the current generation below
-    c.k("wait", "--for=condition=Ready", f"consortium/{c.name}", "--timeout=300s", timeout=330)
+    waited = c.kube.run(
+        *("--namespace", c.namespace, "wait", "--for=condition=Ready", f"consortium/{c.name}"),
+        "--timeout=300s",
+        check=False,
+        timeout=330,
+    )
+    if waited.returncode != 0:
+        pytest.fail(
+            f"kubectl wait Ready: {waited.stderr.strip()}\n{c.diagnostics()}", pytrace=False
+        )
     c.wait_ready(timeout=60)
     c.timings["apply_to_ready"] = time.monotonic() - t0
     report(
