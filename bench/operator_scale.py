@@ -244,11 +244,14 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
     the operator's finalizer runs, then the namespace). Needs the operator in the cluster."""
     k = Kubectl(kubectl_binary(), kubeconfig)
     try:
+        k.run("get", "--raw", "/readyz", "--request-timeout=10s", timeout=30)
         deps = k.json(
             "get", "deployments", "-A", "-l", "app.kubernetes.io/name=consortium-operator"
         )
-    except RuntimeError as e:
-        raise Skipped(f"cluster not reachable: {e}") from None
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        raise Skipped(
+            f"no cluster: {kubeconfig} exists but the API server does not answer ({e})"
+        ) from None
     if not deps.get("items"):
         raise Skipped("no consortium-operator Deployment in the cluster (helm install it first)")
     ns = f"bench-{uuid.uuid4().hex[:6]}"

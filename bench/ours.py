@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from consortium_node.cli.bench import BenchConfig, run_bench
-from consortium_node.client import Client, ClientError
+from consortium_node.client import Client, ClientError, DataDir
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
 
 from .procs import cpu_seconds, rss_mib
@@ -78,7 +78,7 @@ def local_net(consensus: str, validators: int, directory: Path) -> Iterator[Loca
 def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
     """Waits until node 0 reports a committed height >= `height` (a leader exists)."""
     deadline = time.monotonic() + timeout
-    with Client(net.nodes[0].endpoint, 5.0) as c:
+    with Client(net.nodes[0].endpoint, 5.0, tls=DataDir.load(net.data_dir).tls) as c:
         while True:
             try:
                 if int(c.status(timeout=2.0).height) >= height:
@@ -93,7 +93,11 @@ def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
 def measure(net: LocalNet, load: Load) -> dict[str, Any]:
     """One run: run_bench's report plus node CPU seconds per 1,000 committed tx."""
     pids = [n.pid for n in net.nodes]
+    dd = DataDir.load(net.data_dir)  # TLS material and the admin key that vouches for senders
     cfg = BenchConfig(
+        tls=dd.tls,
+        admin_key=dd.admin_key,
+        member_org=dd.nodes[0].organization if dd.nodes else "",
         endpoint=net.nodes[0].endpoint,
         txs=load.txs,
         streams=load.streams,

@@ -47,7 +47,10 @@ class Profile:
     light_s: float = 5.0
     paced_fraction: float = 0.8  # the paced run goes at this fraction of measured saturation
     paced_s: float = 5.0
-    peer_window: int = 1024  # writes in flight for etcd (clients) and PySyncObj (window)
+    peer_txs: int = 50_000  # writes per etcd / PySyncObj run (they are faster: runs of seconds)
+    # writes in flight for etcd (clients) and PySyncObj (window); 0 = matched to ours: the
+    # mean in-flight of our saturation run of the same repetition (Little's law)
+    peer_window: int = 0
     etcd_conns: int = 8
     scale_validators: tuple[int, ...] = (4, 7, 10)
     scale_sizes: tuple[int, ...] = (100, 1024, 4096)
@@ -61,6 +64,7 @@ QUICK = Profile(
     "quick",
     reps=1,
     sat_txs=3_000,
+    peer_txs=5_000,
     light_s=2.0,
     paced_s=2.0,
     scale_validators=(4, 7),
@@ -92,10 +96,18 @@ def _section(out: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) ->
 # --------------------------------------------------------------------------- ours
 
 
+def in_flight(tx_per_s: float, mean_latency_ms: float, lo: int = 64, hi: int = 8192) -> int:
+    """Mean writes in flight of a run by Little's law (throughput x mean latency), rounded to
+    a multiple of 64 and clamped to [lo, hi]: the concurrency the peers are given."""
+    n = tx_per_s * mean_latency_ms / 1000
+    return int(min(hi, max(lo, 64 * round(n / 64))))
+
+
 def _ours_block(
     net: Any, p: Profile, consensus: str, runs: dict[str, list[dict[str, Any]]]
-) -> None:
-    """One repetition of our three load shapes: light, saturation (burst), paced."""
+) -> dict[str, Any]:
+    """One repetition of our three load shapes: light, saturation (burst), paced; returns
+    the saturation run."""
     light = ours.Load(
         txs=max(50, int(p.light_rate * p.light_s)), streams=4, rate=p.light_rate, size=p.size
     )
@@ -111,6 +123,7 @@ def _ours_block(
     )
     say(f"{consensus}: paced at {rate:.0f} tx/s ({paced.describe()})")
     runs["paced"].append(ours.measure(net, paced) | {"rate": round(rate, 1)})
+    return r
 
 
 def _ours_hows(p: Profile) -> dict[str, str]:
@@ -134,7 +147,8 @@ def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
             say(f"bft4: repetition {i + 1}/{p.reps}")
             _ours_block(net, p, "bft4", runs)
     return {
-        "system": "ours, BFT, 4 validators (2 orgs x 2), local processes, fsync on",
+        "system": "ours, BFT, 4 validators (2 orgs x 2), local processes, fsync on, "
+        "mutual TLS and a permissioned chain (the defaults)",
         "consensus": ours.CONSENSUS,
         "how": _ours_hows(p),
         **{k: summarize_runs(v) for k, v in runs.items()},
@@ -173,14 +187,18 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
         with ours.local_net("raft", 3, work / "raft3") as net:
             for i in range(p.reps):
                 say(f"raft: repetition {i + 1}/{p.reps}")
-                _ours_block(net, p, "raft3", runs)
+                sat = _ours_block(net, p, "raft3", runs)
+                window = p.peer_window or in_flight(
+                    float(sat["tx_per_s"]), float(sat["latency_ms"].get("mean", 0.0))
+                )
+                runs["saturation"][-1]["in_flight"] = window
                 if cluster is not None and tool is not None:
-                    say(f"etcd: benchmark put x{p.sat_txs}, {p.peer_window} clients")
+                    say(f"etcd: benchmark put x{p.peer_txs}, {window} clients")
                     er = etcd_mod.run_put(
                         tool,
                         cluster,
-                        total=p.sat_txs,
-                        clients=p.peer_window,
+                        total=p.peer_txs,
+                        clients=window,
                         conns=p.etcd_conns,
                         val_size=p.size,
                         log=work / "etcd-benchmark.log",
@@ -191,27 +209,30 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
                             "latency_ms": {k: round(v, 2) for k, v in er.result.latency_ms.items()},
                             "duration_s": er.result.total_s,
                             "node_cpu_s": round(er.cpu_s, 3),
-                            "cpu_s_per_1000_tx": round(1000 * er.cpu_s / p.sat_txs, 3),
+                            "cpu_s_per_1000_tx": round(1000 * er.cpu_s / p.peer_txs, 3),
+                            "clients": window,
                         }
                     )
                     etcd_info["argv"] = " ".join(er.argv[1:])
                 if pso_version:
-                    say(f"pysyncobj: {p.sat_txs} writes, window {p.peer_window}")
+                    say(f"pysyncobj: {p.peer_txs} writes, window {window}")
                     r = pysyncobj_peer.run_cluster(
                         work / f"pso-{i}",
                         procs,
-                        writes=p.sat_txs,
-                        window=p.peer_window,
+                        writes=p.peer_txs,
+                        window=window,
                         size=p.size,
                     )
                     if r["committed"]:
                         r["cpu_s_per_1000_tx"] = round(1000 * r["cpu_s"] / r["committed"], 3)
+                    r["window"] = window
                     pso_runs.append(r)
     finally:
         if cluster is not None:
             cluster.stop()
     out: dict[str, Any] = {
-        "system": "ours, Raft, 3 nodes (3 orgs x 1), local processes, fsync on",
+        "system": "ours, Raft, 3 nodes (3 orgs x 1), local processes, fsync on, "
+        "mutual TLS and a permissioned chain (the defaults)",
         "consensus": ours.CONSENSUS,
         "how": _ours_hows(p),
         **{k: summarize_runs(v) for k, v in runs.items()},
@@ -220,7 +241,7 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
             "system": f"etcd {etcd_info.get('version', '?')}, 3 members on 127.0.0.1, fsync on "
             "(default), data on the same disk",
             "how": f"etcd's own `benchmark put` ({etcd_mod.ETCD_BENCH_VERSION}, built from its Go "
-            f"module): {p.sat_txs} puts of {p.size} B, {p.peer_window} clients over "
+            f"module): {p.peer_txs} puts of {p.size} B, W clients over "
             f"{p.etcd_conns} connections spread over the members (each client waits for its "
             "put to commit); CPU = the 3 members' utime+stime",
             **etcd_info,
@@ -232,7 +253,7 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
             "system": f"PySyncObj {pso_version or '?'}, 3 node processes on 127.0.0.1, "
             "journalFile on (mmap'd log; PySyncObj has no per-write fsync switch)",
             "how": f"a @replicated dict put of {p.size} B; each node issues a third of "
-            f"{p.sat_txs} writes with at most {p.peer_window} in flight in all; latency = "
+            f"{p.peer_txs} writes with at most W in flight in all; latency = "
             "callback (committed and applied on the issuing node) - call; CPU includes this "
             "load code, which runs inside the node processes",
             **({"note": notes["pysyncobj"]} if "pysyncobj" in notes else {}),
@@ -243,6 +264,13 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
         },
     }
     ours_tps = median_of(out, "saturation", "tx_per_s")
+    out["concurrency"] = (
+        f"W = {p.peer_window} (fixed)"
+        if p.peer_window
+        else "W = the mean writes in flight of our saturation run of the same repetition "
+        "(tx/s x mean latency, Little's law; multiple of 64, 64..8192): the peers run closed "
+        "loop with the concurrency ours had open loop (runs[].in_flight, clients, window)"
+    )
     out["ratios"] = {
         "how": "median tx/s of ours (saturation) / median tx/s of the peer, same run",
         "ours_over_etcd": ratio(ours_tps, median_of(out["etcd"], "saturation", "tx_per_s")),
@@ -367,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
     )
     ap.add_argument("--reps", type=int, default=0, help="repetitions of each main figure")
+    ap.add_argument(
+        "--peer-window", type=int, default=-1, help="fixed etcd clients / PySyncObj window"
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (data, logs)")
     a = ap.parse_args(argv)
@@ -376,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     p = QUICK if a.quick else FULL
     if a.reps > 0:
         p = replace(p, reps=a.reps)
+    if a.peer_window >= 0:
+        p = replace(p, peer_window=a.peer_window)
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     procs = Procs()

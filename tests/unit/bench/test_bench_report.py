@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from bench.report import fmt_summary, main_rows, print_report
-from bench.run import main, targets
+from bench.run import in_flight, main, targets
 from bench.stats import summarize, summarize_runs
 
 pytestmark = pytest.mark.unit
@@ -109,3 +109,10 @@ def test_unknown_section_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["--only", "nope"])
     assert e.value.code == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_in_flight_is_littles_law_rounded_and_clamped() -> None:
+    assert in_flight(5000.0, 1000.0) == 4992  # 5,000 in flight -> nearest multiple of 64
+    assert in_flight(100.0, 10.0) == 64  # 1 -> floor of 64
+    assert in_flight(50_000.0, 1000.0) == 8192  # capped
+    assert in_flight(0.0, 0.0) == 64
