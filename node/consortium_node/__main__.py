@@ -69,6 +69,12 @@ def run(
         Path | None, typer.Option(help="override key_file (e.g. /keys/$(POD_NAME).json)")
     ] = None,
     name: Annotated[str | None, typer.Option(help="override the node name")] = None,
+    tls_cert_file: Annotated[
+        Path | None, typer.Option(help="override tls.cert_file (e.g. /tls/$(POD_NAME).pem)")
+    ] = None,
+    tls_key_file: Annotated[
+        Path | None, typer.Option(help="override tls.key_file (e.g. /tls/$(POD_NAME).key)")
+    ] = None,
     ready_file: Annotated[
         Path | None, typer.Option(help="write {port,pid} JSON here once serving")
     ] = None,
@@ -76,10 +82,15 @@ def run(
     """Run a node from its config file."""
     try:
         cfg = NodeConfig.load(config)
-        if key_file is not None or name is not None:
+        if key_file is not None or name is not None or tls_cert_file or tls_key_file:
             d = cfg.to_dict()
             d["key_file"] = str(key_file or cfg.key_file)
             d["name"] = name or cfg.name
+            if tls_cert_file or tls_key_file:
+                if not isinstance(d["tls"], dict):
+                    raise ConfigError("--tls-cert-file/--tls-key-file need a tls section")
+                d["tls"]["cert_file"] = str(tls_cert_file or d["tls"]["cert_file"])
+                d["tls"]["key_file"] = str(tls_key_file or d["tls"]["key_file"])
             cfg = NodeConfig.from_dict(d)
     except ConfigError as e:
         _fail(str(e))

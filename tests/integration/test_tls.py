@@ -302,3 +302,34 @@ def test_no_secret_material_in_logs(net: LocalNet) -> None:
             assert s not in text, f"secret material in {path}"
     for p in net.data_dir.glob("**/*.key"):
         assert p.stat().st_mode & 0o077 == 0, f"{p} is readable by others"
+
+
+def test_public_reads_and_plaintext_health_are_opt_in(net: LocalNet) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    node = net.nodes[3]
+    node.stop()
+    path = node.directory / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["public_listen"] = "127.0.0.1:0"
+    cfg["health_listen"] = "127.0.0.1:0"
+    path.write_text(yaml.safe_dump(cfg))
+    node.start()
+    node.wait_ready(time.monotonic() + 30)
+    ready = json.loads((node.directory / "ready.json").read_text())
+    public = f"127.0.0.1:{ready['public_port']}"
+    # read-only API over server TLS, no client certificate
+    with Client(public, 5.0, tls=_tls_with(net, None)) as c:
+        assert c.status().chain_id == net.chain_id
+        signer = Signer.load(net.data_dir / "keys" / "client.json")
+        _, tx = signer.build_tx(net.chain_id, 10**6, types_pb2.KvPut(key=b"p", value=b"v"))
+        with pytest.raises(ClientError) as e:
+            c.submit([tx])
+        assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    # ... and a member's certificate does not make the public port writable either
+    with Client(public, 5.0, tls=net.tls) as c, pytest.raises(ClientError):
+        c.submit([tx])
+    # kubelet-style plaintext health probe
+    with grpc.insecure_channel(f"127.0.0.1:{ready['health_port']}") as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING

@@ -93,12 +93,21 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
         raise AssertionError("unreachable")
     k = Kubectl(binary, control_plane.kubeconfig)
     k.run("apply", "--server-side", "-f", str(CRD_FILE))
-    k.run(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/consortia.consortium.dev",
-    )
+    # `kubectl wait` fails outright (instead of waiting) when it reads the CRD before the
+    # apiserver wrote any status condition; a loaded machine hits that window.
+    deadline = time.monotonic() + 60
+    while (
+        k.run(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/consortia.consortium.dev",
+            check=False,
+        ).returncode
+        != 0
+    ):
+        assert time.monotonic() < deadline, "the Consortium CRD never became Established"
+        time.sleep(0.3)
     # discovery may lag the Established condition by a moment
     deadline = time.monotonic() + 30
     while k.run("get", "consortia", "-A", check=False).returncode != 0:
