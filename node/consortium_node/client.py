@@ -17,7 +17,12 @@ internals other than the pure `ledger.hashing` helpers.
 - `ClientTLS`: the CA bundle (every organisation's CA) and this user's client certificate and
   key, from a TLS directory (`ca.pem`, `client.pem`, `client.key`). Found without flags: the
   data dir's `tls/` (local consortium), else $CONSORTIUM_TLS_DIR (`consortium --tls-dir`),
-  else ~/.consortium/tls when it exists; none of these: plaintext (a dev node).
+  else the current context's `tls_dir`, else ~/.consortium/tls when it exists; none of these:
+  plaintext (a dev node).
+- Contexts (kubeconfig-style, for clusters): ~/.consortium/contexts.yaml (or
+  $CONSORTIUM_CONTEXTS) holds `current: NAME` and `contexts: {NAME: {endpoint, tls_dir, key}}`
+  (paths relative to the file); `consortium --context NAME` or $CONSORTIUM_CONTEXT picks one.
+  Explicit flags and the other variables win over the context.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 DEFAULT_ENDPOINT = "127.0.0.1:7050"
 DEFAULT_TLS_DIR = Path("~/.consortium/tls")
+DEFAULT_CONTEXTS = Path("~/.consortium/contexts.yaml")
 DEFAULT_TIMEOUT = 5.0
 KEY_LEN = 32
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -303,6 +309,49 @@ def _varint(n: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """One entry of the contexts file: where a cluster consortium is and how to talk to it."""
+
+    name: str
+    endpoint: str | None = None
+    tls_dir: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def current(cls) -> Context | None:
+        """The selected context ($CONSORTIUM_CONTEXT, else the file's `current`), or None
+        when there is no contexts file. A named context that does not exist is an error."""
+        import yaml
+
+        path = Path(os.environ.get("CONSORTIUM_CONTEXTS") or DEFAULT_CONTEXTS).expanduser()
+        wanted = os.environ.get("CONSORTIUM_CONTEXT")
+        if not path.exists():
+            if wanted:
+                raise ClientError(f"context {wanted!r}: {path} does not exist")
+            return None
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+            name = wanted or doc.get("current")
+            if not name:
+                return None
+            entry = (doc.get("contexts") or {})[name]
+        except KeyError:
+            raise ClientError(f"no context {wanted or name!r} in {path}") from None
+        except (OSError, yaml.YAMLError, AttributeError, TypeError) as e:
+            raise ClientError(f"cannot read contexts file {path}: {_one_line(str(e))}") from None
+
+        def rel(v: object) -> Path | None:
+            return None if not v else (path.parent / str(v)).expanduser()
+
+        return cls(
+            str(name),
+            str(entry["endpoint"]) if entry.get("endpoint") else None,
+            rel(entry.get("tls_dir")),
+            rel(entry.get("key")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClientTLS:
     """TLS material of a client: trusted CAs, and our certificate + key (needed to write).
     `server_name` overrides the name checked against the node's certificate."""
@@ -339,6 +388,9 @@ class ClientTLS:
         env = os.environ.get("CONSORTIUM_TLS_DIR")
         if env:
             return cls.from_dir(env)
+        ctx = Context.current()
+        if ctx is not None and ctx.tls_dir is not None:
+            return cls.from_dir(ctx.tls_dir)
         home = DEFAULT_TLS_DIR.expanduser()
         return cls.from_dir(home) if (home / "ca.pem").exists() else None
 
@@ -621,7 +673,11 @@ def connect(
     if endpoint:
         return Client(endpoint, timeout, tls=tls)
     if data_dir is None:
-        return Client(os.environ.get("CONSORTIUM_ENDPOINT") or DEFAULT_ENDPOINT, timeout, tls=tls)
+        ep = os.environ.get("CONSORTIUM_ENDPOINT")
+        if not ep:
+            ctx = Context.current()
+            ep = ctx.endpoint if ctx is not None else None
+        return Client(ep or DEFAULT_ENDPOINT, timeout, tls=tls)
     dd = DataDir.load(data_dir)
     if node is not None:
         return Client(dd.node(node).endpoint, timeout, tls=tls)

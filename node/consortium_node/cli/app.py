@@ -137,12 +137,23 @@ def _root(
             show_default=False,
         ),
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Context of ~/.consortium/contexts.yaml (endpoint, TLS directory, key) "
+            "(default: $CONSORTIUM_CONTEXT, else the file's current).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Client of a consortium chain: keys, transactions, queries, status, load generation.
 
     Node: --endpoint HOST:PORT, $CONSORTIUM_ENDPOINT, or --data-dir DIR of 'consortium up'."""
     if tls_dir is not None:
         os.environ["CONSORTIUM_TLS_DIR"] = tls_dir
+    if context is not None:
+        os.environ["CONSORTIUM_CONTEXT"] = context
 
 
 app.add_typer(keys.app, name="keys")

@@ -22,6 +22,7 @@ from consortium_node.client import (
     DEFAULT_TIMEOUT,
     Client,
     ClientError,
+    Context,
     DataDir,
     KeyFileError,
     Signer,
@@ -107,7 +108,12 @@ def default_key_path(data_dir: Path | None) -> Path:
         if dd.client_key is not None:
             return dd.client_key
     env = os.environ.get("CONSORTIUM_KEY")
-    return Path(env) if env else DEFAULT_KEY_FILE.expanduser()
+    if env:
+        return Path(env)
+    ctx = Context.current()
+    if ctx is not None and ctx.key is not None:
+        return ctx.key
+    return DEFAULT_KEY_FILE.expanduser()
 
 
 def load_signer(key: Path | None, data_dir: Path | None) -> Signer:
