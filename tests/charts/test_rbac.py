@@ -37,6 +37,12 @@ FRAMEWORK: Perms = {
     ("consortium.dev", "consortia"): {"list", "watch", "patch"},
 }
 EVENTS: Perms = {("", "events"): {"create"}}  # kopf.info / kopf.warn / kopf.event
+# Granted ahead of the operator code that uses it (the patch waiting in
+# /work/shared/issue7-networkpolicy.patch renders a NetworkPolicy per consortium, applied
+# server-side and deleted with it). Once kube.py addresses the kind, the derivation covers it
+# and the entry here is redundant (test_pending_grants_are_not_yet_derived says so).
+PENDING: Perms = {("networking.k8s.io", "networkpolicies"): {"create", "patch", "delete"}}
+
 # Kopf's scanning (unless the operator sets settings.scanning.disabled): CRDs, and namespaces
 # when watching a list of namespaces; read-only
 SCANNING_CLUSTER_WIDE: Perms = {
@@ -140,7 +146,7 @@ def required_permissions() -> Perms:
 
 
 def operator_permissions() -> Perms:
-    perms = _merge(required_permissions(), FRAMEWORK)
+    perms = _merge(required_permissions(), FRAMEWORK, PENDING)
     handlers = (PACKAGE / "handlers.py").read_text()
     if re.search(r"kopf\.(info|warn|event|exception)\(", handlers):
         perms = _merge(perms, EVENTS)
@@ -181,6 +187,14 @@ def _diff(rendered: Perms, wanted: Perms) -> str:
 
 
 # --------------------------------------------------------------------------- tests
+
+
+def test_pending_grants_are_not_yet_derived() -> None:
+    """A PENDING grant the operator's code now derives belongs to the derivation alone:
+    delete it from PENDING."""
+    req = required_permissions()
+    done = {k: v for k, v in PENDING.items() if v <= req.get(k, set())}
+    assert not done, f"the operator now uses {done}: remove it from PENDING in {__file__}"
 
 
 def test_derivation_sees_the_operators_calls() -> None:

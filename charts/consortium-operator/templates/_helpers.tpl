@@ -100,4 +100,8 @@ API server authorises as "create" as well as "patch".
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [create, patch, delete]
+# the consortium's NetworkPolicy (issue 7): server-side apply, delete
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create, patch, delete]
 {{- end }}
