@@ -110,7 +110,10 @@ async def serve(
             info["public_port"] = server.public_port
         if server.health_port is not None:
             info["health_port"] = server.health_port
-        ready_file.write_text(json.dumps(info))  # noqa: ASYNC240 - once, tiny
+        # atomically: a watcher polling for the file must never read half of it
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(ready_file)
     sync_task: asyncio.Task[None] | None = None
     tick = cfg.consensus.tick_ms / 1000
     next_reload = time.monotonic() + PEER_RELOAD_S
