@@ -104,7 +104,11 @@ def _poll(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def measure_control_plane(
-    directory: Path, procs: Procs, count: int = 100, timeout: float = 300.0
+    directory: Path,
+    procs: Procs,
+    count: int = 100,
+    timeout: float = 300.0,
+    steady_s: int = 20,
 ) -> dict[str, Any]:
     """See the module docstring. Raises Skipped when kube-apiserver/etcd/kubectl are missing."""
     fx = _load_fixture()
@@ -170,10 +174,10 @@ def measure_control_plane(
         rss_after_create = rss_mib(op.pid)
 
         # steady state: N consortia whose pods never come up (the operator keeps retrying
-        # and its status timer keeps running), sampled for 20 s
-        samples = []
+        # and its status timer keeps running), sampled once a second for `steady_s`
+        samples = [rss_mib(op.pid)]
         s0, st0 = cpu_seconds([op.pid]), time.monotonic()
-        for _ in range(20):
+        for _ in range(steady_s):
             time.sleep(1.0)
             samples.append(rss_mib(op.pid))
         steady_cpu_pct = 100 * (cpu_seconds([op.pid]) - s0) / (time.monotonic() - st0)
@@ -190,7 +194,8 @@ def measure_control_plane(
                 f"on 127.0.0.1 (no kubelet: pods never run); {count} Consortium objects of 2x2 "
                 f"validators applied in one `kubectl apply` of a List; 'reconciled' = every "
                 f"StatefulSet exists with the spec's image (polled every 0.5 s); the spec change "
-                f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM"
+                f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM; steady CPU % "
+                f"over {steady_s} s between the two"
             ),
             "consortia": count,
             "control_plane_start_s": round(cp_start_s, 2),

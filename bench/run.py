@@ -57,6 +57,7 @@ class Profile:
     scale_txs: int = 10_000
     scale_light_s: float = 2.0
     operator_consortia: int = 100
+    operator_steady_s: int = 20
 
 
 FULL = Profile("full")
@@ -72,6 +73,7 @@ QUICK = Profile(
     scale_txs=1_500,
     scale_light_s=1.0,
     operator_consortia=10,
+    operator_steady_s=5,
 )
 
 
@@ -327,7 +329,7 @@ def bench_operator(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
         out,
         "control_plane",
         lambda: operator_scale.measure_control_plane(
-            work / "operator", procs, count=p.operator_consortia
+            work / "operator", procs, count=p.operator_consortia, steady_s=p.operator_steady_s
         ),
     )
     kubeconfig = operator_scale.cluster_kubeconfig()

@@ -13,6 +13,7 @@ import pytest
 from consortium_node.localnet import parse_manifest
 
 from bench.etcd import parse_benchmark_output
+from bench.operator_scale import consortium_doc
 from bench.ours import manifest
 from bench.procs import Procs, cpu_seconds, free_ports, parse_proc_stat, parse_status_kib, rss_mib
 
@@ -142,3 +143,12 @@ def test_subprocess_module_entry_points_import() -> None:
         check=False,
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_operator_benchmark_consortia_are_valid_specs() -> None:
+    from consortium_operator.model import ConsortiumSpec
+
+    doc = consortium_doc("c007", "consortium/node:bench-a")
+    spec = ConsortiumSpec.parse(doc["spec"])
+    assert sum(o.validators for o in spec.organizations) == 4
+    assert doc["metadata"]["name"] == "c007"
