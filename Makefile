@@ -82,8 +82,10 @@ test-sim-long: install ## the simulation suite with 2,000 seeds per engine
 
 ##@ Benchmarks
 .PHONY: bench
-bench: install ## run the benchmarks; results in bench/results/latest.json
+bench: install bench-deps ## run the benchmarks; results in bench/results/latest.json
 	$(PY) -m bench.run
 
 -include cluster/cluster.mk
 -include operator/operator.mk
+-include bench/bench.mk
+-include charts/charts.mk
