@@ -160,6 +160,7 @@ async def reconcile_pass(body: kopf.Body, memo: kopf.Memo) -> None:
             observed = await _observe(kube, settings, names, owner, spec)
             step = plan.next_step(spec, observed, names, settings.node_image, settings.max_lag)
             renderer = Renderer(settings, names, owner)
+            cas = await _ensure_tls(body, spec, observed, names, owner, kube, renderer)
             if step.targets is not None:
                 await kube.apply(
                     renderer.workloads(
@@ -167,7 +168,7 @@ async def reconcile_pass(body: kopf.Body, memo: kopf.Memo) -> None:
                     )
                 )
             done = await _act(
-                step.action, body, spec, observed, names, owner, kube, renderer, settings
+                step.action, body, spec, observed, names, owner, kube, renderer, settings, cas
             )
             await _write_status(kube, body, owner, names, settings, spec, observed, step)
         except (KubeError, GovernanceError) as e:
@@ -188,6 +189,7 @@ async def _act(
     kube: Kube,
     renderer: Renderer,
     settings: Settings,
+    cas: Mapping[str, bytes],
 ) -> str | None:
     """Perform the step's action; returns what was done (None: nothing to do)."""
     if isinstance(action, plan.CreateAdminKey):
@@ -213,7 +215,7 @@ async def _act(
     if isinstance(action, plan.WriteGenesis):
         assert observed.admin_public is not None
         g = genesis.build(
-            spec, names, observed.node_keys, observed.admin_public, _creation_ms(body)
+            spec, names, observed.node_keys, observed.admin_public, _creation_ms(body), cas
         )
         cm = renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
         if await kube.create(cm):
@@ -232,6 +234,72 @@ async def _act(
         await _await_membership(action, body, spec, names, owner, kube, settings)
         return str(action)
     return None
+
+
+async def _ensure_tls(
+    body: kopf.Body,
+    spec: ConsortiumSpec,
+    observed: Observed,
+    names: Names,
+    owner: Owner,
+    kube: Kube,
+    renderer: Renderer,
+) -> dict[str, bytes]:
+    """With spec.security.tls: one CA per organisation (created once, before the genesis,
+    which lists them) and every node's TLS certificate, (re)issued into the organisation's
+    TLS Secret when missing or within certRenewBeforeDays of expiry (nodes reload rotated
+    files). Returns organisation -> CA certificate PEM. Events name Secrets, never content."""
+    if not spec.security.tls:
+        return {}
+    now = dt.datetime.now(dt.UTC)
+    lead = dt.timedelta(days=spec.security.cert_renew_before_days)
+    orgs = tuple(o.name for o in spec.organizations)
+    cas: dict[str, bytes] = {}
+    for org in orgs:
+        data = await kube.secret_data(owner.namespace, names.ca_secret(org))
+        if data is None:
+            ca = pki.org_ca(org, now, pki.new_tls_key(), pki.serial_from())
+            if await kube.create(renderer.ca_secret(org, ca)):
+                kopf.info(
+                    body,
+                    reason="CACreated",
+                    message=f"certificate authority of {org} in Secret {names.ca_secret(org)}",
+                )
+            data = await kube.secret_data(owner.namespace, names.ca_secret(org))
+        if data is None or "ca.pem" not in data or "ca.key" not in data:
+            raise KubeError(404, f"Secret {names.ca_secret(org)} lacks ca.pem/ca.key")
+        ca = pki.Issued(data["ca.pem"], data["ca.key"])
+        cas[org] = ca.cert_pem
+        pods = {
+            pod: key
+            for pod, key in observed.node_keys.items()
+            if (parsed := names.parse_pod(pod, orgs)) is not None and parsed[0] == org
+        }
+        existing = await kube.secret_data(owner.namespace, names.tls_secret(org)) or {}
+        due = pki.certs_to_issue(existing, pods, now, lead)
+        if not due:
+            continue
+        issued = {
+            pod: pki.node_tls(
+                ca,
+                org,
+                pod,
+                pods[pod],
+                renderer.node_dns_names(pod),
+                now,
+                pki.new_tls_key(),
+                pki.serial_from(),
+                spec.security.cert_validity_days,
+            )
+            for pod in due
+        }
+        if await kube.put_secret_entries(renderer.tls_secret(org, issued)) is True:
+            kopf.info(
+                body,
+                reason="CertificatesIssued",
+                message=f"TLS certificates for {', '.join(due)} in Secret {names.tls_secret(org)}",
+            )
+    return cas
 
 
 def _governance_endpoints(

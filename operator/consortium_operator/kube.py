@@ -205,6 +205,37 @@ class Kube:
             raise
         return True
 
+    async def put_secret_entries(self, manifest: Manifest) -> bool | Conflict:
+        """Set the entries of `manifest` (a Secret), replacing those that exist (certificate
+        rotation); creates the Secret if absent. Optimistic: a concurrent writer -> Conflict."""
+        meta = manifest["metadata"]
+        current = await self.get("Secret", meta["namespace"], meta["name"])
+        if current is None:
+            return await self.create(manifest) or Conflict()
+        patch: dict[str, Any] = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "data": manifest["data"],
+        }
+        try:
+            await self._call(
+                "PATCH",
+                _path("Secret", meta["namespace"], meta["name"]),
+                body=patch,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as e:
+            if e.status == 409:
+                return Conflict()
+            raise
+        return True
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's entries, decoded (None if it does not exist). Never log the values."""
+        s = await self.get("Secret", namespace, name)
+        if s is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (s.get("data") or {}).items()}
+
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(
             "PATCH",
@@ -332,6 +363,8 @@ class Kube:
             ("ConfigMap", names.config_configmap),
             ("ConfigMap", names.genesis_configmap),
             *(("Secret", names.keys_secret(o)) for o in orgs),
+            *(("Secret", names.tls_secret(o)) for o in orgs),
+            *(("Secret", names.ca_secret(o)) for o in orgs),
             ("Secret", names.admin_secret),
         ]
         # StatefulSets of organisations no longer in the spec (cannot happen through the CRD,

@@ -410,6 +410,14 @@ class Names:
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
 
+    def ca_secret(self, org: str) -> str:
+        """The organisation's CA certificate and key (ca.pem, ca.key)."""
+        return f"{self.consortium}-{org}-ca"
+
+    def tls_secret(self, org: str) -> str:
+        """The organisation's node TLS certificates and keys (<pod>.pem, <pod>.key)."""
+        return f"{self.consortium}-{org}-tls"
+
     @property
     def pdb(self) -> str:
         return f"{self.consortium}-quorum"

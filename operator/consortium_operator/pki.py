@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from consortium_node import pki as x509pki
 from consortium_node.crypto import Ed25519Key, KeyFileError
@@ -65,6 +65,10 @@ def public_key_hint(text: str) -> str:
 Issued = x509pki.Issued
 
 
+def new_tls_key() -> ec.EllipticCurvePrivateKey:
+    return x509pki.new_private_key()
+
+
 def serial_from(entropy: Entropy = os.urandom) -> int:
     """A positive 127-bit certificate serial number from `entropy`."""
     return int.from_bytes(entropy(16), "big") >> 1
@@ -104,3 +108,27 @@ def needs_renewal(cert_pem: bytes, now: dt.datetime, lead: dt.timedelta) -> bool
         return x509pki.not_after(cert_pem) - lead <= now
     except x509pki.CertError:
         return True
+
+
+def certs_to_issue(
+    existing: Mapping[str, bytes],
+    node_keys: Mapping[str, bytes],
+    now: dt.datetime,
+    lead: dt.timedelta,
+) -> list[str]:
+    """Pods (of `node_keys`: pod -> node id) whose TLS certificate in `existing` (the TLS
+    Secret's entries: `<pod>.pem`) is missing, expires within `lead`, or binds another node
+    id. Sorted, so passes are reproducible."""
+    out = []
+    for pod, node_id in sorted(node_keys.items()):
+        pem = existing.get(f"{pod}.pem")
+        if pem is None or f"{pod}.key" not in existing or needs_renewal(pem, now, lead):
+            out.append(pod)
+            continue
+        try:
+            bound = x509pki.node_id_of(x509pki.load_cert(pem))
+        except x509pki.CertError:
+            bound = None
+        if bound != node_id:
+            out.append(pod)
+    return out

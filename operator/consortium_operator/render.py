@@ -31,6 +31,7 @@ from .model import (
     Owner,
     to_json,
 )
+from .pki import Issued
 from .plan import OrgTarget
 from .settings import Settings
 
@@ -125,6 +126,40 @@ class Renderer:
             data={f"{pod}.json": _b64(text) for pod, text in sorted(key_files.items())},
             **self._common(),
         )
+
+    def ca_secret(self, org: str, ca: Issued) -> Manifest:
+        """The organisation's CA: ca.pem (public, also in genesis) and ca.key (secret)."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.ca_secret(org),
+            labels=self.names.labels("ca", org),
+            immutable=True,  # the CA is in genesis: it never changes
+            data={"ca.pem": _b64b(ca.cert_pem), "ca.key": _b64b(ca.key_pem)},
+            **self._common(),
+        )
+
+    def tls_secret(self, org: str, certs: Mapping[str, Issued]) -> Manifest:
+        """Node TLS material of an organisation: `<pod>.pem` and `<pod>.key` per pod. Entries
+        are replaced on rotation (kubelet refreshes the mounted files; nodes reload them)."""
+        data: dict[str, str] = {}
+        for pod, issued in sorted(certs.items()):
+            data[f"{pod}.pem"] = _b64b(issued.cert_pem)
+            data[f"{pod}.key"] = _b64b(issued.key_pem)
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.tls_secret(org),
+            labels=self.names.labels("node-tls", org),
+            immutable=False,
+            data=data,
+            **self._common(),
+        )
+
+    def node_dns_names(self, pod: str) -> list[str]:
+        """What a node pod's certificate must name: its peer address and the client service."""
+        ns, domain = self.owner.namespace, self.settings.cluster_domain
+        base = f"{pod}.{self.names.peers_service}.{ns}.svc"
+        client = f"{self.names.client_service}.{ns}.svc"
+        return [base, f"{base}.{domain}", client, f"{client}.{domain}", "localhost"]
 
     def admin_secret(self, key_file: str) -> Manifest:
         return self._one(
@@ -275,6 +310,10 @@ class Renderer:
             storage_class=o.storage.class_name or "",
             **self._common(),
         )
+
+
+def _b64b(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _b64(text: str) -> str:

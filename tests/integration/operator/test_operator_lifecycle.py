@@ -11,11 +11,14 @@ rolling upgrades) is the e2e tier's job."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from consortium_node import pki
 from consortium_node.ledger.genesis import Genesis
+from cryptography import x509
 
 from .conftest import Kubectl, OperatorProcess, eventually
 
@@ -25,6 +28,10 @@ OWNED = [
     ("secret", "{n}-admin"),
     ("secret", "{n}-acme-keys"),
     ("secret", "{n}-beta-keys"),
+    ("secret", "{n}-acme-ca"),
+    ("secret", "{n}-beta-ca"),
+    ("secret", "{n}-acme-tls"),
+    ("secret", "{n}-beta-tls"),
     ("configmap", "{n}-genesis"),
     ("configmap", "{n}-config"),
     ("statefulset", "{n}-acme"),
@@ -93,6 +100,10 @@ def wait_created(
     return out
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def status_of(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
     obj = kubectl.get("consortium", name, ns)
     assert obj is not None
@@ -144,6 +155,20 @@ def test_consortium_gets_keys_genesis_workloads_and_status(
     for cm in ("genesis", "config"):
         text = json.dumps(objs[f"configmap/{name}-{cm}"]["data"])
         assert "private_key" not in text and admin["private_key"] not in text
+        assert "PRIVATE KEY" not in text
+    # TLS: one CA per organisation, listed in genesis; a certificate per node binding its key
+    for org, keys in (("acme", acme), ("beta", beta)):
+        ca = secret_entries(objs[f"secret/{name}-{org}-ca"])
+        assert g.ca_certs()[org] == ca["ca.pem"].encode()
+        assert objs[f"secret/{name}-{org}-ca"]["immutable"] is True
+        tls = secret_entries(objs[f"secret/{name}-{org}-tls"])
+        for entry, text in keys.items():
+            pod = entry.removesuffix(".json")
+            cert = pki.load_cert(tls[f"{pod}.pem"].encode())
+            assert pki.node_id_of(cert) == bytes.fromhex(json.loads(text)["public_key"])
+            assert pki.issuer_org(cert, {org: pki.load_cert(ca["ca.pem"].encode())}, _now()) == org
+            assert "PRIVATE KEY" in tls[f"{pod}.key"]
+    assert g.permissioned
 
     # workloads
     sts = objs[f"statefulset/{name}-acme"]
@@ -268,3 +293,51 @@ def test_drift_is_repaired_after_convergence_of_the_handler(
         what="client Service and PDB recreated",
         on_fail=operator.tail,
     )
+
+
+def test_node_certificates_are_reissued_before_expiry(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    ns, name = namespace, "rota"
+    spec: dict[str, Any] = {"security": {"certValidityDays": 60, "certRenewBeforeDays": 20}}
+    assert kubectl.apply(consortium(name, **spec), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    tls = secret_entries(objs[f"secret/{name}-acme-tls"])
+    pod = f"{name}-acme-0"
+    first = pki.load_cert(tls[f"{pod}.pem"].encode())
+    lifetime = first.not_valid_after_utc - first.not_valid_before_utc
+    assert dt.timedelta(days=59) < lifetime < dt.timedelta(days=61)
+    # Replace the certificate by one expiring inside the lead time (as if 45 days passed).
+    ca = secret_entries(objs[f"secret/{name}-acme-ca"])
+    node_id = pki.node_id_of(first)
+    assert node_id is not None
+    old = pki.issue_node_cert(
+        pki.Issued(ca["ca.pem"].encode(), ca["ca.key"].encode()),
+        "acme", pod, node_id, _now(), pki.new_private_key(), 99, days=10,
+    )  # fmt: skip
+    patch = {
+        "data": {
+            f"{pod}.pem": base64.b64encode(old.cert_pem).decode(),
+            f"{pod}.key": base64.b64encode(old.key_pem).decode(),
+        }
+    }
+    p = kubectl.run(
+        "patch", "secret", f"{name}-acme-tls", "-n", ns, "--type=merge", "-p", json.dumps(patch)
+    )
+    assert p.returncode == 0, p.stderr
+    # a spec change triggers a pass at once (the status timer would too, more slowly)
+    assert kubectl.apply(consortium(name, image="consortium/node:v2", **spec), ns).returncode == 0
+
+    def renewed() -> x509.Certificate | None:
+        obj = kubectl.get("secret", f"{name}-acme-tls", ns)
+        assert obj is not None
+        cert = pki.load_cert(secret_entries(obj)[f"{pod}.pem"].encode())
+        return cert if cert.serial_number != 99 else None
+
+    fresh = eventually(renewed, timeout=60, what="certificate renewal", on_fail=operator.tail)
+    assert fresh.not_valid_after_utc - _now() > dt.timedelta(days=50)
+    assert pki.node_id_of(fresh) == node_id
+    # the other pods' certificates were left alone
+    obj = kubectl.get("secret", f"{name}-acme-tls", ns)
+    assert obj is not None
+    assert secret_entries(obj)[f"{name}-acme-1.pem"] == tls[f"{name}-acme-1.pem"]

@@ -158,3 +158,33 @@ def test_no_secret_material_in_rendered_configmaps_or_genesis() -> None:
         for sd in seeds:
             assert sd not in text
     assert secret["kind"] == "Secret"  # ... they live in Secrets only
+
+
+def test_certs_to_issue_missing_expiring_or_rebound() -> None:
+    ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
+    a, b = b"\x01" * 32, b"\x02" * 32
+
+    def cert(node_id: bytes, days: int) -> bytes:
+        return pki.node_tls(
+            ca, "acme", "p", node_id, ["localhost"], NOW,
+            ec.derive_private_key(12, ec.SECP256R1()), 5, days=days,
+        ).cert_pem  # fmt: skip
+
+    lead = dt.timedelta(days=30)
+    keys = {"demo-acme-0": a, "demo-acme-1": b, "demo-acme-2": a}
+    existing = {
+        "demo-acme-0.pem": cert(a, 90),
+        "demo-acme-0.key": b"k",
+        "demo-acme-1.pem": cert(b, 10),  # inside the lead time
+        "demo-acme-1.key": b"k",
+        "demo-acme-2.pem": cert(b, 90),  # binds another node id
+        "demo-acme-2.key": b"k",
+    }
+    assert pki.certs_to_issue(existing, keys, NOW, lead) == ["demo-acme-1", "demo-acme-2"]
+    assert pki.certs_to_issue({}, {"demo-acme-0": a}, NOW, lead) == ["demo-acme-0"]
+    assert pki.certs_to_issue(existing, {"demo-acme-0": a}, NOW, lead) == []
+    renderer = Renderer(Settings(), N, OWNER)
+    secret = renderer.tls_secret("acme", {"demo-acme-0": pki.Issued(b"C", b"K")})
+    assert secret["metadata"]["name"] == N.tls_secret("acme") and secret["type"] == "Opaque"
+    assert sorted(secret["data"]) == ["demo-acme-0.key", "demo-acme-0.pem"]
+    assert f"demo-acme-0.{N.peers_service}.chains.svc" in renderer.node_dns_names("demo-acme-0")
