@@ -302,6 +302,11 @@ class Chain:
         assert result.get("committed") is True and result.get("receipt_status") == "OK", result
         return result
 
+    def put_eventually(self, key: str, value: str, timeout: float = 90) -> dict[str, Any]:
+        """`put`, retried while the chain or the Service is changing (a terminating pod behind
+        the client Service, a view change); bounded."""
+        return self.wait(f"tx {key}={value!r} committed", lambda: self.put(key, value), timeout)
+
     def read(self, key: str, endpoint: str | None = None) -> str | None:
         out = self.cli("query", "get", "--json", "--endpoint", endpoint or self.endpoint, key)
         answer = json.loads(out.splitlines()[-1])

@@ -177,8 +177,8 @@ def test_scale_up_organisation(chain: Chain, request: pytest.FixtureRequest) -> 
     vset = chain.status()["validators"]
     assert sum(1 for v in vset if v["organization"] == "acme") == 3, vset
     new_pod = f"{chain.name}-acme-2"
-    assert chain.read("e2e/hello", chain.pod_endpoint(new_pod)) == "world"  # caught up
-    chain.put("e2e/after-scale-up", "5")
+    chain.wait_value("e2e/hello", "world", chain.pod_endpoint(new_pod))  # caught up
+    chain.put_eventually("e2e/after-scale-up", "5")
 
 
 def test_scale_down_organisation(chain: Chain, request: pytest.FixtureRequest) -> None:
@@ -189,7 +189,7 @@ def test_scale_down_organisation(chain: Chain, request: pytest.FixtureRequest) -
     chain.wait("acme-2 pod gone", lambda: len(chain.pods()) == 4, 120)
     report(request.config, f"scale acme 3 -> 2 validators -> Ready: {time.monotonic() - t0:.1f}s")
     assert len(chain.status()["validators"]) == 4
-    chain.put("e2e/after-scale-down", "4")
+    chain.put_eventually("e2e/after-scale-down", "4")
 
 
 def test_leader_pod_killed_recovers_and_catches_up(
@@ -202,7 +202,7 @@ def test_leader_pod_killed_recovers_and_catches_up(
     t0 = time.monotonic()
     chain.k("delete", "pod", leader, "--wait=false")
     # the chain goes on without it (3 of 4 BFT validators are a quorum)
-    chain.put("e2e/while-leader-down", "yes")
+    chain.put_eventually("e2e/while-leader-down", "yes")
 
     def recovered() -> bool:
         pod = chain.json("get", "pod", leader)
@@ -245,7 +245,7 @@ def test_node_image_rolls(chain: Chain, node_image: str, request: pytest.Fixture
 
     chain.wait(f"all nodes on {new_image}", rolled, 600)
     report(request.config, f"rolling update to {new_image} -> Ready: {time.monotonic() - t0:.1f}s")
-    chain.put("e2e/after-rollout", "ok")
+    chain.put_eventually("e2e/after-rollout", "ok")
     assert chain.get()["status"]["height"] > height
     for pod in chain.pods():
         chain.wait_value("e2e/after-rollout", "ok", chain.pod_endpoint(pod["metadata"]["name"]))
