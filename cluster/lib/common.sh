@@ -60,27 +60,32 @@ kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 DEBIAN_IMAGE="consortium/debian:$DEBIAN_SUITE"
 
 # Egress rules on the host: the node container may talk to the host and to nothing else.
-egress_rules() { # add|del
-	local op=$1 ipt
-	for ipt in iptables ip6tables; do
-		command -v "$ipt" >/dev/null || continue
-		if [ "$op" = add ]; then
-			"$ipt" -w -N "$EGRESS_CHAIN" 2>/dev/null || "$ipt" -w -F "$EGRESS_CHAIN"
-			"$ipt" -w -A "$EGRESS_CHAIN" -o "$BRIDGE_NAME" -j RETURN
-			"$ipt" -w -A "$EGRESS_CHAIN" -j REJECT
-			"$ipt" -w -C FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null \
-				|| "$ipt" -w -I FORWARD 1 -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN"
-			if [ "$ipt" = iptables ]; then # link-local (metadata) addresses, even on the host
-				"$ipt" -w -C INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null \
-					|| "$ipt" -w -I INPUT 1 -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT
-			fi
-		else
-			while "$ipt" -w -D FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null; do :; done
-			if [ "$ipt" = iptables ]; then
-				while "$ipt" -w -D INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null; do :; done
-			fi
-			"$ipt" -w -F "$EGRESS_CHAIN" 2>/dev/null || true
-			"$ipt" -w -X "$EGRESS_CHAIN" 2>/dev/null || true
+_egress_rules_one() { # iptables|ip6tables add|del
+	local ipt=$1 op=$2
+	if [ "$op" = add ]; then
+		"$ipt" -w -N "$EGRESS_CHAIN" 2>/dev/null || "$ipt" -w -F "$EGRESS_CHAIN"
+		"$ipt" -w -A "$EGRESS_CHAIN" -o "$BRIDGE_NAME" -j RETURN
+		"$ipt" -w -A "$EGRESS_CHAIN" -j REJECT
+		"$ipt" -w -C FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null \
+			|| "$ipt" -w -I FORWARD 1 -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN"
+		if [ "$ipt" = iptables ]; then # link-local (metadata) addresses, even on the host
+			"$ipt" -w -C INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null \
+				|| "$ipt" -w -I INPUT 1 -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT
 		fi
-	done
+	else
+		while "$ipt" -w -D FORWARD -i "$BRIDGE_NAME" -j "$EGRESS_CHAIN" 2>/dev/null; do :; done
+		if [ "$ipt" = iptables ]; then
+			while "$ipt" -w -D INPUT -i "$BRIDGE_NAME" -d 169.254.0.0/16 -j REJECT 2>/dev/null; do :; done
+		fi
+		"$ipt" -w -F "$EGRESS_CHAIN" 2>/dev/null || true
+		"$ipt" -w -X "$EGRESS_CHAIN" 2>/dev/null || true
+	fi
+}
+egress_rules() { # add|del
+	command -v iptables >/dev/null || die "iptables is not installed (apt-get install iptables)"
+	_egress_rules_one iptables "$1"
+	# The node network has no IPv6; these rules are belt and braces where ip6tables works.
+	if command -v ip6tables >/dev/null; then
+		_egress_rules_one ip6tables "$1" 2>/dev/null || log "warning: ip6tables rules not applied (no IPv6 netfilter here?)"
+	fi
 }
