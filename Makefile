@@ -89,3 +89,6 @@ bench: install bench-deps ## run the benchmarks; results in bench/results/latest
 -include operator/operator.mk
 -include bench/bench.mk
 -include charts/charts.mk
+
+# The chart tests in test-fast need helm; cluster-tools installs it (from npm).
+test-fast: cluster-tools

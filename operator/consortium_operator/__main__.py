@@ -5,17 +5,31 @@ pod, the in-cluster service account.
   consortium-operator -n team-a -n team-b   watch only these namespaces
   consortium-operator --standalone          no kopf peering (single replica, local runs)
   consortium-operator --liveness http://0.0.0.0:8080/healthz
+  consortium-operator --metrics-port 9090  Prometheus metrics (process, build info) on :9090
 
 Settings come from CONSORTIUM_* environment variables (see settings.py)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import random
 import sys
+from typing import Any
 
 import kopf
+from prometheus_client import Info, start_http_server
 
 from .settings import Settings
+
+
+@kopf.on.startup()
+def _replica_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Several replicas: a distinct peering priority each, so exactly one is active and the
+    others stand by (equal priorities make kopf pause them all). Resource scanning is off:
+    the operator names its one resource, so it needs no list/watch on CRDs and namespaces."""
+    settings.peering.priority = random.randint(1, 2**31 - 1)
+    settings.scanning.disabled = True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics here")
     p.add_argument("--verbose", "-v", action="store_true", help="verbose logs")
     p.add_argument("--debug", action="store_true", help="debug logs")
     p.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
@@ -47,6 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         log_format=kopf.LogFormat[args.log_format.upper()],
     )
     from . import handlers  # noqa: F401  (registers the handlers)
+
+    if args.metrics_port is not None:
+        try:
+            version = importlib.metadata.version("consortium")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        Info("consortium_operator", "consortium operator build").info({"version": version})
+        start_http_server(args.metrics_port)
 
     kopf.run(
         clusterwide=not args.namespace,
