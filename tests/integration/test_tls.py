@@ -275,7 +275,13 @@ def test_rotation_under_load_loses_no_transaction(net: LocalNet) -> None:
     after = {i: _metric(net, i, "node") for i in range(len(net.nodes))}
     assert all(after[i] < before[i] for i in after)  # 45-day certs replaced 90-day ones
     assert len(acked) >= 30, f"load made no progress ({len(acked)} acked; errors {errors[:3]})"
+    top = max(acked.values())
+    deadline = time.monotonic() + 30
     with net.client(2, 10.0) as c:
+        # Polls until this node has the blocks the others acknowledged (it may trail a block).
+        while c.status().height < top:
+            assert time.monotonic() < deadline, "node 2 does not catch up"
+            time.sleep(0.1)
         for tid, h in acked.items():
             got = c.get_tx(tid)
             assert got is not None and got.receipt.height == h, f"lost {tid.hex()}"
