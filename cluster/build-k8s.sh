@@ -54,12 +54,12 @@ build_simple() { # name version moddir out pkg...
 what="${1:-all}"
 case "$what" in
 	k8s) build_k8s ;;
-	coredns) build_simple coredns "$COREDNS_VERSION" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" github.com/coredns/coredns ;;
+	coredns) build_simple coredns "$COREDNS_BUILD" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" . ;;
 	pause) build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" . ;;
 	provisioner) build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" . ;;
 	all)
 		build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" .
-		build_simple coredns "$COREDNS_VERSION" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" github.com/coredns/coredns
+		build_simple coredns "$COREDNS_BUILD" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" .
 		build_k8s
 		build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" .
 		;;

@@ -19,7 +19,9 @@ DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PAUSE_VERSION="$(cat "$CLUSTER_DIR/pause/go.mod" "$CLUSTER_DIR/pause/main.go" | sha256sum | cut -c1-12)"
 
 K8S_BIN_DIR="$CACHE_DIR/k8s/$K8S_VERSION/bin"
-COREDNS_BIN_DIR="$CACHE_DIR/coredns/$COREDNS_VERSION/bin"
+# CoreDNS is built from our main.go (the plugins we use): key its build by that too.
+COREDNS_BUILD="$COREDNS_VERSION-$(cat "$CLUSTER_DIR/coredns/go.mod" "$CLUSTER_DIR/coredns/go.sum" "$CLUSTER_DIR/coredns/main.go" | sha256sum | cut -c1-8)"
+COREDNS_BIN_DIR="$CACHE_DIR/coredns/$COREDNS_BUILD/bin"
 PAUSE_BIN_DIR="$CACHE_DIR/pause/$PAUSE_VERSION/bin"
 # The volume provisioner is ours too (cluster/provisioner).
 PROVISIONER_VERSION="$(cat "$CLUSTER_DIR/provisioner/go.mod" "$CLUSTER_DIR/provisioner/go.sum" "$CLUSTER_DIR/provisioner/main.go" | sha256sum | cut -c1-12)"
@@ -44,7 +46,7 @@ docker() { "$DOCKER" "$@"; }
 
 # Images the cluster itself runs, all built locally (cluster/node-image.sh).
 PAUSE_IMAGE="consortium/pause:$PAUSE_VERSION"
-COREDNS_IMAGE="consortium/coredns:$COREDNS_VERSION"
+COREDNS_IMAGE="consortium/coredns:$COREDNS_BUILD"
 # Full names as containerd records them after `ctr images import`.
 ctr_name() { case "$1" in */*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
 
