@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -62,6 +63,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["settings"] = Settings.from_env()
     memo["kube"] = Kube(await asyncio.to_thread(make_api_client))
     memo["locks"] = {}
+    # the namespace the operator runs in (the chart sets POD_NAMESPACE): its NetworkPolicy
+    # rule keeps the operator's gRPC access to node client ports when those are restricted
+    memo["operator_namespace"] = os.environ.get("POD_NAMESPACE") or None
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -159,7 +163,7 @@ async def reconcile_pass(body: kopf.Body, memo: kopf.Memo) -> None:
         try:
             observed = await _observe(kube, settings, names, owner, spec)
             step = plan.next_step(spec, observed, names, settings.node_image, settings.max_lag)
-            renderer = Renderer(settings, names, owner)
+            renderer = Renderer(settings, names, owner, memo.get("operator_namespace"))
             cas = await _ensure_tls(body, spec, observed, names, owner, kube, renderer)
             if step.targets is not None:
                 await kube.apply(

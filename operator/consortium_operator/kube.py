@@ -52,6 +52,7 @@ _PATHS: dict[str, tuple[str, str]] = {
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "Consortium": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
@@ -358,6 +359,7 @@ class Kube:
         targets: list[tuple[str, str]] = [
             *(("StatefulSet", names.statefulset(o)) for o in orgs),
             ("PodDisruptionBudget", names.pdb),
+            ("NetworkPolicy", names.network_policy),
             ("Service", names.client_service),
             ("Service", names.peers_service),
             ("ConfigMap", names.config_configmap),

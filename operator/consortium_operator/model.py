@@ -410,6 +410,10 @@ class Names:
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
 
+    @property
+    def network_policy(self) -> str:
+        return f"{self.consortium}-nodes"
+
     def ca_secret(self, org: str) -> str:
         """The organisation's CA certificate and key (ca.pem, ca.key)."""
         return f"{self.consortium}-{org}-ca"

@@ -71,7 +71,16 @@ def _tojson(value: Any) -> str:
 class Renderer:
     """Renders the manifests of one consortium."""
 
-    def __init__(self, settings: Settings, names: Names, owner: Owner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        names: Names,
+        owner: Owner,
+        operator_namespace: str | None = None,
+    ) -> None:
+        """`operator_namespace`: admitted to the node client port by the NetworkPolicy when
+        spec.security.clientCidrs restricts it (the operator reads status over gRPC)."""
+        self.operator_namespace = operator_namespace
         self.settings = settings
         self.names = names
         self.owner = owner
@@ -261,9 +270,43 @@ class Renderer:
                 **self._common(),
             )
         )
+        out.append(self.network_policy(spec, self.operator_namespace))
         for org in spec.organizations:
             out.append(self.statefulset(spec, org.name, targets[org.name], genesis_hash))
         return out
+
+    def network_policy(self, spec: ConsortiumSpec, operator_namespace: str | None) -> Manifest:
+        """The consortium's NetworkPolicy (see networkpolicy.yaml.j2). The operator's namespace
+        (it calls the client port for status and governance) is always admitted to the client port;
+        an empty spec.security.clientCidrs admits any source there."""
+        sec = spec.security
+        client_from: list[dict[str, Any]]
+        if sec.client_cidrs:
+            client_from = [{"ipBlock": {"cidr": c}} for c in sec.client_cidrs]
+            client_from.append({"podSelector": {"matchLabels": self.names.selector()}})
+            if operator_namespace:
+                client_from.append(
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": operator_namespace}
+                        }
+                    }
+                )
+        else:  # an empty `from` admits every source (ipBlock 0.0.0.0/0 may miss pod traffic)
+            client_from = []
+        return self._one(
+            "networkpolicy.yaml.j2",
+            name=self.names.network_policy,
+            labels=self.names.labels("network-policy"),
+            selector=self.names.selector(),
+            peer_port=PEER_PORT,
+            client_port=CLIENT_PORT,
+            extra_client_ports=[PUBLIC_PORT] if sec.public_reads else [],
+            metrics_port=METRICS_PORT,
+            health_port=HEALTH_PORT,
+            client_from=client_from,
+            **self._common(),
+        )
 
     def statefulset(
         self, spec: ConsortiumSpec, org: str, target: OrgTarget, genesis_hash: str

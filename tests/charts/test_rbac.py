@@ -37,11 +37,10 @@ FRAMEWORK: Perms = {
     ("consortium.dev", "consortia"): {"list", "watch", "patch"},
 }
 EVENTS: Perms = {("", "events"): {"create"}}  # kopf.info / kopf.warn / kopf.event
-# Granted ahead of the operator code that uses it (the patch waiting in
-# /work/shared/issue7-networkpolicy.patch renders a NetworkPolicy per consortium, applied
-# server-side and deleted with it). Once kube.py addresses the kind, the derivation covers it
-# and the entry here is redundant (test_pending_grants_are_not_yet_derived says so).
-PENDING: Perms = {("networking.k8s.io", "networkpolicies"): {"create", "patch", "delete"}}
+# Grants ahead of the operator code that uses them (none now: the consortium NetworkPolicy of
+# issue 7 is addressed by kube.py, so the derivation covers it). Once kube.py addresses a kind,
+# its entry here is redundant (test_pending_grants_are_not_yet_derived says so).
+PENDING: Perms = {}
 
 # Kopf's scanning (unless the operator sets settings.scanning.disabled): CRDs, and namespaces
 # when watching a list of namespaces; read-only

@@ -39,6 +39,7 @@ OWNED = [
     ("service", "{n}-peers"),
     ("service", "{n}-client"),
     ("poddisruptionbudget", "{n}-quorum"),
+    ("networkpolicy", "{n}-nodes"),
 ]
 
 

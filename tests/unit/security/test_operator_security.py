@@ -17,13 +17,15 @@ from consortium_node import pki as x509pki
 from consortium_node.ledger.genesis import Genesis
 from consortium_operator import genesis, pki
 from consortium_operator.model import (
+    CLIENT_PORT,
+    PEER_PORT,
     ConsortiumSpec,
     Names,
     Owner,
     SpecError,
 )
 from consortium_operator.plan import OrgTarget
-from consortium_operator.render import Renderer
+from consortium_operator.render import PUBLIC_PORT, Renderer
 from consortium_operator.settings import Settings
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -110,6 +112,31 @@ def test_genesis_lists_organisations_cas_and_members() -> None:
 def test_invalid_security_specs(bad: dict[str, Any]) -> None:
     with pytest.raises(SpecError):
         spec(**bad)
+
+
+def test_network_policy_admits_peers_only_from_the_consortium() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    np = r.network_policy(spec(), "operators")
+    assert np["kind"] == "NetworkPolicy" and np["spec"]["policyTypes"] == ["Ingress"]
+    rules = np["spec"]["ingress"]
+    peer = next(x for x in rules if {"port": PEER_PORT, "protocol": "TCP"} in x.get("ports", []))
+    assert peer["from"] == [{"podSelector": {"matchLabels": N.selector()}}]
+    client = next(x for x in rules if {"port": CLIENT_PORT, "protocol": "TCP"} in x["ports"])
+    assert client["from"] == []  # default: every source (mutual TLS still applies)
+    restricted = r.network_policy(
+        spec(security={"clientCidrs": ["10.1.0.0/16"], "publicReads": True}), "operators"
+    )
+    client = next(
+        x
+        for x in restricted["spec"]["ingress"]
+        if {"port": CLIENT_PORT, "protocol": "TCP"} in x["ports"]
+    )
+    assert {"ipBlock": {"cidr": "10.1.0.0/16"}} in client["from"]
+    assert {"ipBlock": {"cidr": "0.0.0.0/0"}} not in client["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "operators"}}
+    } in client["from"]
+    assert {"port": PUBLIC_PORT, "protocol": "TCP"} in client["ports"]
 
 
 def _workloads() -> list[dict[str, Any]]:
