@@ -71,10 +71,14 @@ test-fast: verify lint ## lint + unit, sim and integration tests (no cluster)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e and not slow" --sim-seeds $(SIM_SEEDS) tests
 
 .PHONY: test
-test: test-fast ## everything test-fast does, plus the cluster tier when a cluster can be booted
-	@if [ "$${CI:-}" = "true" ] && grep -q '^test-e2e:' cluster/cluster.mk 2>/dev/null; then \
-		$(MAKE) --no-print-directory test-e2e; \
-	else echo "cluster tier: not run (CI is not 'true' or cluster/cluster.mk has no test-e2e)"; fi
+test: install ## everything: boots the test cluster, runs test-fast (operator tier on its kube-apiserver), then e2e
+	@rc=0; \
+	$(MAKE) --no-print-directory cluster-up && \
+	$(MAKE) --no-print-directory test-fast && \
+	$(MAKE) --no-print-directory cluster-load && \
+	$(MAKE) --no-print-directory test-e2e || rc=$$?; \
+	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then $(MAKE) --no-print-directory cluster-down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
+	exit $$rc
 
 .PHONY: test-sim-long
 test-sim-long: install ## the simulation suite with 2,000 seeds per engine

@@ -6,6 +6,7 @@ Every wait is bounded and, on timeout, fails with the namespace's diagnostics.""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -269,6 +270,33 @@ class Chain:
             "wait", "--for=condition=Ready", f"pod/{self.client_pod}", "--timeout=120s", timeout=150
         )
         self.cli("keys", "new", "--out", "/tmp/me.json")
+
+    def vouch_client(self, organization: str) -> None:
+        """AddMember for the client pod's key, signed with the consortium's admin key (read
+        from its Secret into the pod's /tmp, never printed): permissioned chains refuse
+        transactions from keys no member organisation vouches for."""
+        data = self.json("get", "secret", f"{self.name}-admin")["data"]["admin.json"]
+        self.kube.run(
+            *("--namespace", self.namespace, "exec", "-i", self.client_pod, "--"),
+            *("sh", "-c", "umask 077 && cat > /tmp/admin.json"),
+            input=base64.b64decode(data).decode(),
+        )
+        public = self.cli("keys", "show", "/tmp/me.json").split()[-1]
+
+        def vouched() -> bool:
+            try:
+                self.cli(
+                    *("tx", "add-member", public, organization, "--key", "/tmp/admin.json"),
+                    *("--endpoint", self.endpoint, "--wait", "--wait-timeout", "30"),
+                    timeout=60,
+                )
+            except AssertionError as e:
+                if "already a member" in str(e):  # an earlier attempt committed after all
+                    return True
+                raise
+            return True
+
+        self.wait(f"client key {public[:16]}... vouched for by {organization}", vouched, 120)
 
     def cli(self, *args: str, timeout: float = 60) -> str:
         """`consortium ARGS` in the client pod; stdout."""

@@ -119,6 +119,7 @@ def chain(installed: Installed, node_image: str, request: pytest.FixtureRequest)
         )
     c.wait_ready(timeout=60)
     c.timings["apply_to_ready"] = time.monotonic() - t0
+    c.vouch_client("acme")  # the example's genesis is permissioned: an admin vouches for our key
     report(
         request.config,
         f"kubectl apply -f examples/consortium.yaml -> Ready (4 BFT validators): "
