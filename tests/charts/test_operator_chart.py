@@ -206,13 +206,12 @@ def test_env_names_are_read_by_the_operator(helm: Helm) -> None:
 
 def test_namespaced_watch(helm: Helm) -> None:
     docs = render(helm, VALUE_SETS["namespaced"])
-    # cluster-wide, only Kopf's read-only scanning grant
-    (scan,) = find(docs, "ClusterRole")
-    assert all(set(r["verbs"]) <= {"list", "watch"} for r in scan["rules"])
-    assert not find(
-        render(helm, {**VALUE_SETS["namespaced"], "rbac": {"kopfScanning": False}}),
-        "ClusterRole",
+    # nothing cluster-scoped by default; with kopfScanning only Kopf's read-only grant
+    assert not find(docs, "ClusterRole")
+    (scan,) = find(
+        render(helm, {**VALUE_SETS["namespaced"], "rbac": {"kopfScanning": True}}), "ClusterRole"
     )
+    assert all(set(r["verbs"]) <= {"list", "watch"} for r in scan["rules"])
     roles = find(docs, "Role")
     bindings = find(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]

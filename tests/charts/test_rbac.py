@@ -154,8 +154,8 @@ def operator_permissions() -> Perms:
 
 def operator_scans() -> bool:
     """Whether Kopf scans CRDs/namespaces (the operator did not disable it at startup)."""
-    handlers = (PACKAGE / "handlers.py").read_text()
-    return re.search(r"scanning\.disabled\s*=\s*True", handlers) is None
+    code = "\n".join(p.read_text() for p in sorted(PACKAGE.glob("*.py")))
+    return re.search(r"scanning\.disabled\s*=\s*True", code) is None
 
 
 def _merge(*tables: Mapping[tuple[str, str], Iterable[str]]) -> Perms:
