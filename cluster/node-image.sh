@@ -47,4 +47,8 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
 	echo "$CLUSTER_NAME" >"$ctx/files/etc/consortium/cluster-name"
 	docker build -q --build-arg "BASE=$base" -t "$image" "$ctx" >/dev/null
 fi
+# Older node images (from earlier file versions) only fill the disk; one still used by
+# a running container stays until the next build.
+docker images --format '{{.Repository}}:{{.Tag}}' consortium/cluster-node | grep -vxF "$image" \
+	| xargs -r "$DOCKER" rmi >/dev/null 2>&1 || true
 echo "$image"
