@@ -129,7 +129,13 @@ def chain(installed: Installed, node_image: str, request: pytest.FixtureRequest)
 
 
 def test_example_becomes_ready(chain: Chain) -> None:
-    obj = chain.get()
+    # Ready means every validator is up and caught up; the first (empty) block follows within
+    # the empty-block interval, and the status timer reports it.
+    obj = chain.wait(
+        "the first committed block in status",
+        lambda: o if (o := chain.get())["status"].get("height", 0) >= 1 else None,
+        60,
+    )
     status = obj["status"]
     assert status["phase"] == "Running", status
     assert status["validators"] == 4 and status["readyValidators"] == "4/4", status
