@@ -53,6 +53,7 @@ class NodeConfig:
     peers: tuple[Peer, ...] = ()
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     mempool_size: int = 100_000
+    snapshot_sync_blocks: int = 1000  # this far behind a peer, install its state (0 = never)
     fsync: bool = True
     log_format: str = "json"
     log_level: str = "INFO"
@@ -110,6 +111,7 @@ class NodeConfig:
                 peers=tuple(Peer(bytes.fromhex(p["node_id"]), str(p["address"])) for p in peers),
                 consensus=ConsensusConfig(**{k: int(v) for k, v in cons.items()}),
                 mempool_size=int(d.get("mempool_size", 100_000)),
+                snapshot_sync_blocks=int(d.get("snapshot_sync_blocks", 1000)),
                 fsync=fsync,
                 log_format=str(d.get("log_format", "json")),
                 log_level=str(d.get("log_level", "INFO")).upper(),
@@ -165,6 +167,7 @@ class NodeConfig:
                 k: getattr(self.consensus, k) for k in ConsensusConfig.__dataclass_fields__
             },
             "mempool_size": self.mempool_size,
+            "snapshot_sync_blocks": self.snapshot_sync_blocks,
             "fsync": self.fsync,
             "log_format": self.log_format,
             "log_level": self.log_level,

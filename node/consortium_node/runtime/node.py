@@ -32,9 +32,11 @@ from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
 from ..ledger.state import (
     PARAMS,
+    VSET_PREFIX,
     Receipt,
     Validator,
     check_nonces,
+    decode_validators,
     execute_block,
     param,
     validators_hash,
@@ -150,8 +152,8 @@ class Node:
         self._last_time = 0
         if self.height:
             last = self.blocks.get(self.height)
-            assert last is not None
-            self._last_time = last.header.time_ms
+            # None only right after a state-snapshot install (block `height` is not stored)
+            self._last_time = last.header.time_ms if last is not None else 0
         replay = self.blocks.height - self.height
         for h in range(self.height + 1, self.blocks.height + 1):
             block = self.blocks.get(h)
@@ -338,6 +340,66 @@ class Node:
         if len(signers) < need:
             return f"certificate has {len(signers)} valid validator signatures, needs {need}"
         return None
+
+    def install_snapshot(
+        self,
+        height: int,
+        block_hash: bytes,
+        lanes: bytes,
+        entries: list[tuple[bytes, bytes]],
+        nxt: Block,
+    ) -> None:
+        """Verifies a peer's state snapshot "after block `height`" and installs it, then
+        applies `nxt` (block height + 1). Trust rule: the entries hash (LtHash) to the state
+        root that the certified header of block height + 1 carries; that certificate is a
+        quorum of the snapshot's own validator set AND is signed by more than a third of the
+        validators this node knows (bft; one for raft), so at least one honest validator we
+        already trust vouches for it. Raises TxRejected (untrusted input) on any mismatch."""
+        acc = LtHash()
+        for k, v in entries:
+            acc.add(k, v)
+        if acc.lanes() != lanes:
+            raise TxRejected(Reject.INVALID, "snapshot entries do not match its LtHash")
+        root = acc.digest()
+        h = nxt.header
+        if nxt.height != height + 1 or h.prev_hash != block_hash or h.state_root != root:
+            raise TxRejected(Reject.INVALID, "snapshot is not the state block height+1 certifies")
+        history = sorted(
+            (int.from_bytes(k[len(VSET_PREFIX) :], "big"), decode_validators(v))
+            for k, v in entries
+            if k.startswith(VSET_PREFIX)
+        )
+        snapvals = [vals for eff, vals in history if eff <= height + 1]
+        if not snapvals:
+            raise TxRejected(Reject.INVALID, "snapshot has no validator set")
+        vals = {v.node_id for v in snapvals[-1]}
+        if h.validators_hash != validators_hash(snapvals[-1]):
+            raise TxRejected(Reject.INVALID, "snapshot validator set differs from the header's")
+        cert = nxt.certificate
+        if cert is None or cert.block_hash != nxt.hash or cert.height != nxt.height:
+            raise TxRejected(Reject.INVALID, "block after the snapshot lacks its certificate")
+        msg = commit_sign_bytes(self.chain_id, cert.height, cert.round, cert.block_hash)
+        signers = {s for s, sig in cert.signatures if crypto.verify(s, msg, sig)}
+        bft = self.genesis.consensus == "bft"
+        if len(signers & vals) < (2 * len(vals) // 3 + 1 if bft else 1):
+            raise TxRejected(Reject.INVALID, "certificate is not a quorum of the snapshot's set")
+        known = set(self.validators_at(self.height + 1))
+        if len(signers & known) < ((len(known) - 1) // 3 + 1 if bft else 1):
+            raise TxRejected(Reject.INVALID, "no validator this node trusts vouches for it")
+        self.state.install_snapshot(entries, height, block_hash, lanes, root)
+        self.blocks.set_base(height)
+        self.height, self.last_hash = height, block_hash
+        self._lthash, self.state_root = LtHash(lanes), root
+        self._vsets = self.state.validator_history()
+        self._load_params()
+        self.mempool = Mempool(self.chain_id, self.cfg.mempool_size, crypto.verify)
+        self._validated = (b"", [])
+        log.info(
+            "installed state snapshot",
+            extra={"fields": {"height": height, "entries": len(entries), "root": root.hex()}},
+        )
+        self.engine.synced(height, block_hash)
+        self.apply_synced(nxt)
 
     def apply_synced(self, block: Block) -> None:
         """A block fetched by block sync: verified (certificate, linkage), then applied."""

@@ -182,10 +182,41 @@ def _reload_peers(hub: PeerHub, config_path: Path) -> None:
         hub.update_peers(peers)
 
 
+SNAPSHOT_NEXT_BLOCK_TRIES = 40  # x 0.25 s: wait for the block that certifies the snapshot
+
+
+async def _maybe_snapshot(node: Node, hub: PeerHub, peer: bytes) -> None:
+    """Far behind `peer` (more than snapshot_sync_blocks): install its state snapshot instead
+    of replaying every block, then continue with block sync from there."""
+    chunks = hub.fetch_state(peer)
+    header = await anext(chunks, None)
+    if header is None or header.height - node.height <= node.cfg.snapshot_sync_blocks:
+        await chunks.aclose()
+        return
+    entries: list[tuple[bytes, bytes]] = []
+    async for chunk in chunks:
+        entries.extend(zip(chunk.keys, chunk.values, strict=True))
+        if chunk.last:
+            break
+    for _ in range(SNAPSHOT_NEXT_BLOCK_TRIES):
+        nxt = None
+        async for block in hub.fetch_blocks(peer, header.height + 1):
+            nxt = block
+            break
+        if nxt is not None and nxt.height == header.height + 1:
+            node.install_snapshot(header.height, header.block_hash, header.lthash, entries, nxt)
+            node.process_ready()
+            return
+        await asyncio.sleep(0.25)
+    log.warning("state snapshot not installed: the certifying block never arrived")
+
+
 async def _sync(node: Node, hub: PeerHub, peer: bytes, from_height: int) -> None:
     """Fetches committed blocks from `peer` batch by batch, verifying each certificate."""
     node.syncing = True
     try:
+        if node.cfg.snapshot_sync_blocks > 0:
+            await _maybe_snapshot(node, hub, peer)
         h = max(from_height, node.height + 1)
         while True:
             got = 0

@@ -4,6 +4,10 @@ Record framing: u32 length | u32 CRC-32 of payload | payload (= `Block.encode()`
 Every append is fdatasync'ed before it returns (one fsync per block). Segments are named after
 the first height they hold and roll at `segment_bytes`.
 
+After a state-snapshot install at height H (`set_base`), the store holds no blocks in
+(old height, H]: a BASE file records H, the next segment starts at H + 1, and reads of the
+missing heights return None (the node answers NOT_FOUND; peers still serve them).
+
 At open, every segment is scanned; the first record that is short, fails its CRC, does not
 decode, or breaks the height sequence marks a torn/corrupt tail: the file is truncated there
 (and any later segment removed) so the damaged bytes are never served. `repaired` tells the
@@ -40,7 +44,9 @@ class BlockStore:
         self._segment_bytes = segment_bytes
         self._segments: list[Path] = []
         self._fds: list[int] = []
-        self._index: list[_Loc] = []  # _index[h - 1] locates block h
+        self._index: dict[int, _Loc] = {}  # height -> location
+        self._height = 0
+        self._base = self._read_base()
         self._tail_size = 0
         self.repaired = 0  # bytes cut from a torn or corrupt tail at open
         self._open()
@@ -50,7 +56,9 @@ class BlockStore:
         names = sorted(p for p in self._dir.glob("seg-*.blk"))
         for i, path in enumerate(names):
             first = int(path.stem.split("-")[1])
-            if first != len(self._index) + 1:
+            if first == self._base + 1 and self._base >= self._height:
+                self._height = self._base  # the gap a snapshot install left
+            if first != self._height + 1:
                 self._cut_from(i, names, 0, f"segment {path.name} does not continue the chain")
                 return
             self._segments.append(path)
@@ -79,9 +87,10 @@ class BlockStore:
                 height = Block.decode(payload).height
             except DecodeError:
                 break
-            if height != len(self._index) + 1:
+            if height != self._height + 1:
                 break
-            self._index.append(_Loc(seg, start, length))
+            self._index[height] = _Loc(seg, start, length)
+            self._height = height
             pos = end
         return pos
 
@@ -105,9 +114,33 @@ class BlockStore:
         log.error("block store repaired: %s; cut %d bytes, height now %d", why, cut, self.height)
 
     # -- API ------------------------------------------------------------------------------
+    def _read_base(self) -> int:
+        try:
+            return int((self._dir / "BASE").read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def set_base(self, height: int) -> None:
+        """After a state snapshot at `height`: the next block appended is height + 1."""
+        if height < self._height:
+            raise InvariantError(f"snapshot base {height} below stored height {self._height}")
+        tmp = self._dir / "BASE.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        os.write(fd, str(height).encode())
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, self._dir / "BASE")
+        _fsync_dir(self._dir)
+        self._base = self._height = height
+        self._tail_size = self._segment_bytes  # the next append opens segment `height + 1`
+
+    @property
+    def base(self) -> int:
+        return self._base
+
     @property
     def height(self) -> int:
-        return len(self._index)
+        return self._height
 
     def append(self, block: Block) -> None:
         if block.height != self.height + 1:
@@ -121,9 +154,10 @@ class BlockStore:
         if written != len(frame):
             raise InvariantError(f"short write to {self._segments[-1]}")
         os.fdatasync(fd)
-        self._index.append(
-            _Loc(len(self._segments) - 1, self._tail_size + _FRAME.size, len(payload))
+        self._index[block.height] = _Loc(
+            len(self._segments) - 1, self._tail_size + _FRAME.size, len(payload)
         )
+        self._height = block.height
         self._tail_size += len(frame)
 
     def _new_segment(self, first: int) -> None:
@@ -134,9 +168,9 @@ class BlockStore:
         _fsync_dir(self._dir)
 
     def get_raw(self, height: int) -> bytes | None:
-        if not 1 <= height <= len(self._index):
+        loc = self._index.get(height)
+        if loc is None:
             return None
-        loc = self._index[height - 1]
         return os.pread(self._fds[loc.segment], loc.length, loc.offset)
 
     def get(self, height: int) -> Block | None:

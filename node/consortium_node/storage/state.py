@@ -50,12 +50,13 @@ class Meta:
 class Snapshot:
     """A read-only, consistent view of the state at one committed height."""
 
-    __slots__ = ("_state", "_txn", "_txs")
+    __slots__ = ("_meta", "_state", "_txn", "_txs")
 
-    def __init__(self, txn: Any, state: Any, txs: Any) -> None:
+    def __init__(self, txn: Any, state: Any, txs: Any, meta: Any) -> None:
         self._txn = txn
         self._state = state
         self._txs = txs
+        self._meta = meta
 
     def has_tx(self, tx_id: bytes) -> bool:
         """True if `tx_id` is committed (as of this snapshot)."""
@@ -63,6 +64,16 @@ class Snapshot:
 
     def get(self, key: bytes) -> bytes | None:
         v = self._txn.get(key, db=self._state)
+        return None if v is None else bytes(v)
+
+    def entries(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the world state, in key order."""
+        cur = self._txn.cursor(db=self._state)
+        for k, v in cur:
+            yield bytes(k), bytes(v)
+
+    def meta(self, key: bytes) -> bytes | None:
+        v = self._txn.get(key, db=self._meta)
         return None if v is None else bytes(v)
 
     def prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -149,9 +160,27 @@ class StateStore:
             txn.put(block_hash, _U64.pack(height), db=self._hashes)
             self._put_meta(txn, height, block_hash, result.lthash, result.state_root)
 
+    def install_snapshot(
+        self,
+        entries: list[tuple[bytes, bytes]],
+        height: int,
+        block_hash: bytes,
+        lthash: bytes,
+        root: bytes,
+    ) -> None:
+        """Replaces the whole world state with a verified snapshot "after block `height`", in
+        one transaction. The tx index keeps what it had; txs committed in the skipped blocks
+        are not indexed here (peers still have them)."""
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._state, delete=False)
+            for k, v in entries:
+                txn.put(k, v, db=self._state)
+            txn.put(block_hash, _U64.pack(height), db=self._hashes)
+            self._put_meta(txn, height, block_hash, lthash, root)
+
     def snapshot(self) -> Snapshot:
         txn = self._env.begin(buffers=False)
-        return Snapshot(txn, self._state, self._txs)
+        return Snapshot(txn, self._state, self._txs, self._meta)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         with self._env.begin(db=self._txs) as txn:

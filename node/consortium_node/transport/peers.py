@@ -27,7 +27,7 @@ import random
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ MAX_QUEUE = 20_000
 MAX_BATCH = 2_000
 HELLO_SKEW_MS = 5 * 60 * 1000
 SYNC_BATCH = 256
+STATE_CHUNK = 2000  # state entries per SyncState message
 
 
 class PeerHandler(Protocol):
@@ -56,6 +57,13 @@ class PeerHandler(Protocol):
     def block_at(self, height: int) -> Block | None: ...
     @property
     def height(self) -> int: ...
+    def snapshot(self) -> StateSnapshot: ...
+
+
+class StateSnapshot(Protocol):
+    def entries(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def meta(self, key: bytes) -> bytes | None: ...
+    def close(self) -> None: ...
 
 
 def hello_bytes(
@@ -348,6 +356,15 @@ class PeerHub:
         async for pb in call:
             yield codec.block_from_pb(pb)
 
+    async def fetch_state(self, peer_id: bytes) -> AsyncGenerator[peer_pb2.StateChunk, None]:
+        """The peer's state snapshot: a header chunk, then entry chunks (see peer.proto)."""
+        link = self.links.get(peer_id)
+        if link is None:
+            return
+        stub = peer_pb2_grpc.PeerStub(self._channel(link))
+        async for chunk in stub.SyncState(peer_pb2.SyncStateRequest(), timeout=120):
+            yield chunk
+
 
 async def _close(ch: grpc.aio.Channel) -> None:
     await ch.close(None)
@@ -381,6 +398,29 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
                 return
             yield codec.block_to_pb(block)
             h += 1
+
+    async def SyncState(
+        self, request: peer_pb2.SyncStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[peer_pb2.StateChunk]:
+        snap = self.handler.snapshot()
+        try:
+            height = int.from_bytes(snap.meta(b"height") or b"", "big")
+            yield peer_pb2.StateChunk(
+                height=height,
+                block_hash=snap.meta(b"hash") or b"",
+                lthash=snap.meta(b"lthash") or b"",
+            )
+            keys: list[bytes] = []
+            values: list[bytes] = []
+            for k, v in snap.entries():
+                keys.append(k)
+                values.append(v)
+                if len(keys) >= STATE_CHUNK:
+                    yield peer_pb2.StateChunk(keys=keys, values=values)
+                    keys, values = [], []
+            yield peer_pb2.StateChunk(keys=keys, values=values, last=True)
+        finally:
+            snap.close()
 
 
 class PeerServer:

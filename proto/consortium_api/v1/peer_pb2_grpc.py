@@ -45,6 +45,11 @@ class PeerStub:
                 request_serializer=consortium__api_dot_v1_dot_peer__pb2.SyncBlocksRequest.SerializeToString,
                 response_deserializer=consortium__api_dot_v1_dot_types__pb2.Block.FromString,
                 _registered_method=True)
+        self.SyncState = channel.unary_stream(
+                '/consortium.v1.Peer/SyncState',
+                request_serializer=consortium__api_dot_v1_dot_peer__pb2.SyncStateRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_peer__pb2.StateChunk.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -63,6 +68,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncState(self, request, context):
+        """The whole world state at the peer's committed height, for a node too far behind to
+        replay blocks (verified by the receiver against a certified block's state root).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.SyncBlocks,
                     request_deserializer=consortium__api_dot_v1_dot_peer__pb2.SyncBlocksRequest.FromString,
                     response_serializer=consortium__api_dot_v1_dot_types__pb2.Block.SerializeToString,
+            ),
+            'SyncState': grpc.unary_stream_rpc_method_handler(
+                    servicer.SyncState,
+                    request_deserializer=consortium__api_dot_v1_dot_peer__pb2.SyncStateRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_peer__pb2.StateChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class Peer:
             '/consortium.v1.Peer/SyncBlocks',
             consortium__api_dot_v1_dot_peer__pb2.SyncBlocksRequest.SerializeToString,
             consortium__api_dot_v1_dot_types__pb2.Block.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/consortium.v1.Peer/SyncState',
+            consortium__api_dot_v1_dot_peer__pb2.SyncStateRequest.SerializeToString,
+            consortium__api_dot_v1_dot_peer__pb2.StateChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class PeerStub:
     Exchange: _grpc.StreamStreamMultiCallable[_peer_pb2.PeerBatch, _peer_pb2.PeerBatch]
     SyncBlocks: _grpc.UnaryStreamMultiCallable[_peer_pb2.SyncBlocksRequest, _types_pb2.Block]
     """Committed blocks with their commit certificates, ascending from from_height."""
+    SyncState: _grpc.UnaryStreamMultiCallable[_peer_pb2.SyncStateRequest, _peer_pb2.StateChunk]
+    """The whole world state at the peer's committed height, for a node too far behind to
+    replay blocks (verified by the receiver against a certified block's state root).
+    """
 
 @_typing.type_check_only
 class PeerAsyncStub(PeerStub):
@@ -46,6 +50,10 @@ class PeerAsyncStub(PeerStub):
     Exchange: _aio.StreamStreamMultiCallable[_peer_pb2.PeerBatch, _peer_pb2.PeerBatch]  # type: ignore[assignment]
     SyncBlocks: _aio.UnaryStreamMultiCallable[_peer_pb2.SyncBlocksRequest, _types_pb2.Block]  # type: ignore[assignment]
     """Committed blocks with their commit certificates, ascending from from_height."""
+    SyncState: _aio.UnaryStreamMultiCallable[_peer_pb2.SyncStateRequest, _peer_pb2.StateChunk]  # type: ignore[assignment]
+    """The whole world state at the peer's committed height, for a node too far behind to
+    replay blocks (verified by the receiver against a certified block's state root).
+    """
 
 class PeerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -62,5 +70,15 @@ class PeerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_types_pb2.Block], _abc.AsyncIterator[_types_pb2.Block]]:
         """Committed blocks with their commit certificates, ascending from from_height."""
+
+    @_abc_1.abstractmethod
+    def SyncState(
+        self,
+        request: _peer_pb2.SyncStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_peer_pb2.StateChunk], _abc.AsyncIterator[_peer_pb2.StateChunk]]:
+        """The whole world state at the peer's committed height, for a node too far behind to
+        replay blocks (verified by the receiver against a certified block's state root).
+        """
 
 def add_PeerServicer_to_server(servicer: PeerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

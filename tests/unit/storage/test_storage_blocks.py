@@ -380,3 +380,27 @@ def test_empty_trailing_segment_is_reused(store_dir: Path) -> None:
     s = open_store(store_dir, segment_bytes=1)
     assert_serves_exactly(s, blocks)
     s.close()
+
+
+def test_snapshot_base_leaves_a_gap_that_survives_reopen(store_dir: Path) -> None:
+    """After a state-snapshot install at height 20 the store continues at 21; heights in the
+    gap read as None, before and after a reopen; a base below the stored height is refused."""
+    store = BlockStore(store_dir)
+    for b in make_blocks(5):
+        store.append(b)
+    with pytest.raises(InvariantError):
+        store.set_base(3)
+    store.set_base(20)
+    assert store.height == 20 and store.base == 20
+    later = make_blocks(3, seed=7, start=21)
+    for b in later:
+        store.append(b)
+    store.close()
+    again = BlockStore(store_dir)
+    assert again.height == 23 and again.repaired == 0
+    assert [again.get(h) for h in range(1, 6)] == make_blocks(5)
+    assert all(again.get(h) is None for h in range(6, 21))
+    assert [again.get(h) for h in (21, 22, 23)] == later
+    with pytest.raises(InvariantError):
+        again.append(make_blocks(1, start=25)[0])
+    again.close()
