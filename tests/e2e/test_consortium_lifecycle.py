@@ -10,6 +10,7 @@ Timings (helm install, apply -> Ready, recoveries) are printed with an `[e2e]` p
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -202,10 +203,19 @@ def test_scale_down_organisation(chain: Chain, request: pytest.FixtureRequest) -
 def test_leader_pod_killed_recovers_and_catches_up(
     chain: Chain, request: pytest.FixtureRequest
 ) -> None:
+    def current_leader() -> tuple[str, str] | None:
+        # status is refreshed by a timer: right after the scale-down test it may still name
+        # the removed pod for a few seconds; take a leader whose pod exists.
+        status = chain.get()["status"]
+        leader = str(status.get("leader") or "")
+        assert leader.startswith(f"{chain.name}-"), status
+        pod = chain.kube.run(
+            "--namespace", chain.namespace, "get", "pod", leader, "-o", "json", check=False
+        )
+        return (leader, json.loads(pod.stdout)["metadata"]["uid"]) if pod.returncode == 0 else None
+
+    leader, old_uid = chain.wait("a leader whose pod exists", current_leader, 60)
     before = chain.get()["status"]
-    leader = before["leader"]
-    assert leader.startswith(f"{chain.name}-"), before
-    old_uid = chain.json("get", "pod", leader)["metadata"]["uid"]
     t0 = time.monotonic()
     chain.k("delete", "pod", leader, "--wait=false")
     # the chain goes on without it (3 of 4 BFT validators are a quorum)
