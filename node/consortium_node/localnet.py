@@ -407,8 +407,8 @@ class LocalNet:
         return Client(n.endpoint, timeout, tls=n.tls)
 
     def vouch(self, keys: list[bytes], organization: str | None = None) -> None:
-        """Governance: the admin key vouches for sender `keys` (AddMember, committed before
-        returning), so they may transact on a permissioned chain."""
+        """Governance: the admin key vouches for sender `keys` (AddMember, committed on every
+        running node before returning), so they may transact on a permissioned chain."""
         from consortium_api.v1 import types_pb2
 
         from .client import Signer
@@ -429,6 +429,11 @@ class LocalNet:
             got = c.wait_tx(txs[-1][0], timeout=30)
             if got.receipt.code:
                 raise RuntimeError(f"AddMember failed: {got.receipt.message}")
+        # Any node may be asked next: wait until each running one has applied that block.
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                with self.client(n, 10.0) as cn:
+                    cn.wait_tx(txs[-1][0], timeout=30)
 
     def node(self, name: str) -> LocalNode:
         for n in self.nodes:
