@@ -44,7 +44,7 @@ from ..ledger.state import (
 from ..ledger.tx import Tx, check_stateless
 from ..metrics import Metrics
 from ..storage.blocks import BlockStore
-from ..storage.state import Snapshot, StateStore, TxLocation
+from ..storage.state import Snapshot, StateStore
 from ..storage.wal import ConsensusWal
 from . import engines
 from .mempool import Mempool
@@ -179,16 +179,13 @@ class Node:
         n = len(self.mempool)
         if n == 0:
             return False
-        if n >= self._max_block_txs():
+        if n >= self._params["max_block_txs"]:
             return True
         since = self._batch_since
         return (
             since is not None
             and (time.monotonic() - since) * 1000 >= self.cfg.consensus.block_interval_ms
         )
-
-    def _max_block_txs(self) -> int:
-        return self._params["max_block_txs"]
 
     def _load_params(self) -> None:
         with self.state.snapshot() as snap:
@@ -312,10 +309,6 @@ class Node:
 
     def tick(self) -> None:
         self.engine.tick()
-        self.process_ready()
-
-    def step(self, env: Envelope) -> None:
-        self.engine.step(env)
         self.process_ready()
 
     def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
@@ -490,12 +483,6 @@ class Node:
             self._batch_since = now
         self.metrics.mempool.set(len(self.mempool))
         return out
-
-    def is_committed(self, tx_id: bytes) -> bool:
-        return self.state.tx_location(tx_id) is not None
-
-    def tx_location(self, tx_id: bytes) -> TxLocation | None:
-        return self.state.tx_location(tx_id)
 
     def receipt(self, tx_id: bytes) -> tuple[Block, Receipt] | None:
         loc = self.state.tx_location(tx_id)
