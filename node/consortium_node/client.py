@@ -113,7 +113,12 @@ def _unreachable_reason(details: str, timeout: float | None) -> str:
         return "cannot resolve host"
     if "deadline" in low or "timeout" in low or "timed out" in low:
         return f"no answer within {timeout:g}s" if timeout else "timed out"
-    if any(m in low for m in ("handshake", "ssl", "tls", "certificate")):
+    if "hostname verification" in low:
+        return (
+            "TLS handshake failed: the node's certificate does not name the host we dialled "
+            "(use the name it was issued for, or set the server name)"
+        )
+    if any(m in low for m in ("handshake", "ssl", "tls", "certificate", "verification")):
         return (
             "TLS handshake failed: the node's certificate is not from a consortium CA we trust, "
             "or it refused ours; check the TLS directory (--tls-dir, $CONSORTIUM_TLS_DIR)"

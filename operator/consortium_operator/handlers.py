@@ -37,7 +37,7 @@ from .model import (
     Owner,
     SpecError,
 )
-from .nodes import GovernanceError
+from .nodes import ClientTLS, GovernanceError
 from .render import Renderer
 from .settings import Settings
 
@@ -111,12 +111,36 @@ def _creation_ms(body: kopf.Body) -> int:
     return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+async def _operator_tls(
+    kube: Kube, names: Names, owner: Owner, spec: ConsortiumSpec
+) -> ClientTLS | None:
+    """The operator's client TLS material for this consortium, from its Secret (written by
+    `_ensure_tls`). Raises NoClientTLS with TLS on and the Secret not (yet) complete."""
+    if not spec.security.tls:
+        return None
+    data = await kube.secret_data(owner.namespace, names.operator_client_secret) or {}
+    try:
+        return ClientTLS(data["ca.pem"], data["client.pem"], data["client.key"])
+    except KeyError:
+        raise NoClientTLS(f"Secret {names.operator_client_secret} is not complete") from None
+
+
+class NoClientTLS(Exception):
+    """The operator has no client certificate for a TLS consortium yet: nodes cannot be
+    asked anything (there can be no running node either: certificates come first)."""
+
+
 async def _observe(
     kube: Kube, settings: Settings, names: Names, owner: Owner, spec: ConsortiumSpec
 ) -> Observed:
     orgs = tuple(o.name for o in spec.organizations)
     observed = await kube.observe(owner.namespace, names, orgs)
-    node_status = await nodes.statuses(observed.pods, names, owner.namespace, settings)
+    try:
+        tls = await _operator_tls(kube, names, owner, spec)
+    except NoClientTLS as e:
+        log.debug("%s/%s: not asking nodes: %s", owner.namespace, owner.name, e)
+        return observed
+    node_status = await nodes.statuses(observed.pods, names, owner.namespace, settings, tls)
     return replace(observed, nodes=node_status)
 
 
@@ -233,7 +257,11 @@ async def _act(
     if isinstance(action, plan.AddValidator | plan.RemoveValidator):
         eps = _governance_endpoints(observed, names, owner, settings)
         admin_key = await kube.read_admin_key(owner.namespace, names)
-        tx = await nodes.governance(eps, spec.chain_id, admin_key, action, settings)
+        try:
+            tls = await _operator_tls(kube, names, owner, spec)
+        except NoClientTLS as e:
+            raise GovernanceError(f"{action}: {e}") from None
+        tx = await nodes.governance(eps, spec.chain_id, admin_key, action, settings, tls)
         kopf.info(body, reason="ValidatorSetChanged", message=f"{action}: tx {tx[:16]} committed")
         await _await_membership(action, body, spec, names, owner, kube, settings)
         return str(action)
@@ -252,13 +280,15 @@ async def _ensure_tls(
     """With spec.security.tls: one CA per organisation (created once, before the genesis,
     which lists them) and every node's TLS certificate, (re)issued into the organisation's
     TLS Secret when missing or within certRenewBeforeDays of expiry (nodes reload rotated
-    files). Returns organisation -> CA certificate PEM. Events name Secrets, never content."""
+    files); then the client TLS directories (`_ensure_client_tls`). Returns organisation -> CA
+    certificate PEM. Events name Secrets, never content."""
     if not spec.security.tls:
         return {}
     now = dt.datetime.now(dt.UTC)
     lead = dt.timedelta(days=spec.security.cert_renew_before_days)
     orgs = tuple(o.name for o in spec.organizations)
     cas: dict[str, bytes] = {}
+    issuers: dict[str, pki.Issued] = {}
     for org in orgs:
         data = await kube.secret_data(owner.namespace, names.ca_secret(org))
         if data is None:
@@ -274,6 +304,7 @@ async def _ensure_tls(
             raise KubeError(404, f"Secret {names.ca_secret(org)} lacks ca.pem/ca.key")
         ca = pki.Issued(data["ca.pem"], data["ca.key"])
         cas[org] = ca.cert_pem
+        issuers[org] = ca
         pods = {
             pod: key
             for pod, key in observed.node_keys.items()
@@ -303,12 +334,54 @@ async def _ensure_tls(
                 reason="CertificatesIssued",
                 message=f"TLS certificates for {', '.join(due)} in Secret {names.tls_secret(org)}",
             )
+    await _ensure_client_tls(body, spec, names, owner, kube, renderer, issuers, now, lead)
     return cas
+
+
+async def _ensure_client_tls(
+    body: kopf.Body,
+    spec: ConsortiumSpec,
+    names: Names,
+    owner: Owner,
+    kube: Kube,
+    renderer: Renderer,
+    issuers: Mapping[str, pki.Issued],
+    now: dt.datetime,
+    lead: dt.timedelta,
+) -> None:
+    """A client TLS directory per organisation (`<consortium>-<org>-client`, for its users)
+    and the operator's own (`<consortium>-operator-client`, issued by the first
+    organisation's CA), each (re)written when missing, near expiry, or its trust bundle
+    changed."""
+    bundle = pki.trust_bundle({org: ca.cert_pem for org, ca in issuers.items()})
+    first = spec.organizations[0].name
+    wanted = [(names.client_secret(o.name), o.name, f"{o.name}-client") for o in spec.organizations]
+    wanted.append((names.operator_client_secret, first, "consortium-operator"))
+    for secret, org, cn in wanted:
+        existing = await kube.secret_data(owner.namespace, secret)
+        if not pki.client_dir_due(existing, bundle, issuers[org].cert_pem, now, lead):
+            continue
+        issued = pki.client_tls(
+            issuers[org],
+            org,
+            cn,
+            now,
+            pki.new_tls_key(),
+            pki.serial_from(),
+            spec.security.cert_validity_days,
+        )
+        manifest = renderer.client_secret(secret, org, bundle, issued)
+        if await kube.put_secret_entries(manifest) is True:
+            kopf.info(
+                body,
+                reason="CertificatesIssued",
+                message=f"client certificate {cn} of {org} in Secret {secret}",
+            )
 
 
 def _governance_endpoints(
     observed: Observed, names: Names, owner: Owner, settings: Settings
-) -> list[str]:
+) -> list[nodes.Endpoint]:
     """Client endpoints of answering nodes, the leader first."""
     leaders = {n.leader for n in observed.nodes.values()}
     order = sorted(

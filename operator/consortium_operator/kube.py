@@ -367,6 +367,8 @@ class Kube:
             *(("Secret", names.keys_secret(o)) for o in orgs),
             *(("Secret", names.tls_secret(o)) for o in orgs),
             *(("Secret", names.ca_secret(o)) for o in orgs),
+            *(("Secret", names.client_secret(o)) for o in orgs),
+            ("Secret", names.operator_client_secret),
             ("Secret", names.admin_secret),
         ]
         # StatefulSets of organisations no longer in the spec (cannot happen through the CRD,

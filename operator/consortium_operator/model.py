@@ -422,6 +422,16 @@ class Names:
         """The organisation's node TLS certificates and keys (<pod>.pem, <pod>.key)."""
         return f"{self.consortium}-{org}-tls"
 
+    def client_secret(self, org: str) -> str:
+        """A client TLS directory of the organisation (ca.pem, client.pem, client.key), for its
+        users: `consortium --tls-dir` reads exactly these files."""
+        return f"{self.consortium}-{org}-client"
+
+    @property
+    def operator_client_secret(self) -> str:
+        """The operator's own client TLS directory, for its status and governance calls."""
+        return f"{self.consortium}-operator-client"
+
     @property
     def pdb(self) -> str:
         return f"{self.consortium}-quorum"

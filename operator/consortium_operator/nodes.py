@@ -3,20 +3,29 @@ state) and submit governance transactions (AddValidator / RemoveValidator) signe
 consortium's admin key, waiting until the chain commits them.
 
 Uses the synchronous client of consortium_node.client in threads. A node that does not answer
-is simply absent from the result: plan treats it as not caught up."""
+is simply absent from the result: plan treats it as not caught up.
+
+TLS: with spec.security.tls the operator dials with its own client certificate (the
+`<consortium>-operator-client` Secret, `tls`) and checks each node's certificate against the
+name `<pod>.<consortium>-peers.<ns>.svc` it was issued for, whatever address it dials (pod IP
+by default). `tls` None means the consortium runs plaintext."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client import Client, ClientError, ClientTLS, Signer
 
 from .model import CLIENT_PORT, Names, NodeStatus, PodState
 from .plan import AddValidator, RemoveValidator
 from .settings import Settings
+
+__all__ = ["ClientError", "ClientTLS", "Endpoint", "GovernanceError", "governance", "statuses"]
 
 log = logging.getLogger("consortium_operator.nodes")
 
@@ -27,18 +36,32 @@ class GovernanceError(Exception):
     """A governance transaction was refused or not committed in time."""
 
 
-def endpoint(pod: PodState, names: Names, namespace: str, settings: Settings) -> str | None:
+class Endpoint(NamedTuple):
+    """A pod's client gRPC address and the name its TLS certificate is checked against."""
+
+    address: str
+    server_name: str
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def endpoint(pod: PodState, names: Names, namespace: str, settings: Settings) -> Endpoint | None:
     """Where the operator reaches a pod's client gRPC port (None: not reachable yet)."""
+    name = f"{pod.name}.{names.peers_service}.{namespace}.svc"
     if settings.node_address == "dns":
-        return (
-            f"{pod.name}.{names.peers_service}.{namespace}.svc.{settings.cluster_domain}"
-            f":{CLIENT_PORT}"
-        )
-    return f"{pod.ip}:{CLIENT_PORT}" if pod.ip else None
+        return Endpoint(f"{name}.{settings.cluster_domain}:{CLIENT_PORT}", name)
+    return Endpoint(f"{pod.ip}:{CLIENT_PORT}", name) if pod.ip else None
 
 
-def _status(ep: str, timeout: float) -> NodeStatus:
-    with Client(ep, timeout) as c:
+def _client(ep: Endpoint, timeout: float, tls: ClientTLS | None) -> Client:
+    if tls is None:
+        return Client(ep.address, timeout)
+    return Client(ep.address, timeout, tls=dataclasses.replace(tls, server_name=ep.server_name))
+
+
+def _status(ep: Endpoint, timeout: float, tls: ClientTLS | None) -> NodeStatus:
+    with _client(ep, timeout, tls) as c:
         s = c.status(timeout=timeout)
     return NodeStatus(
         height=int(s.height),
@@ -51,15 +74,19 @@ def _status(ep: str, timeout: float) -> NodeStatus:
 
 
 async def statuses(
-    pods: Mapping[str, PodState], names: Names, namespace: str, settings: Settings
+    pods: Mapping[str, PodState],
+    names: Names,
+    namespace: str,
+    settings: Settings,
+    tls: ClientTLS | None,
 ) -> dict[str, NodeStatus]:
     """GetStatus of every running pod, concurrently; pods that do not answer are left out."""
     eps = {p.name: endpoint(p, names, namespace, settings) for p in pods.values()}
     live = {name: ep for name, ep in eps.items() if ep is not None}
 
-    async def one(name: str, ep: str) -> tuple[str, NodeStatus | None]:
+    async def one(name: str, ep: Endpoint) -> tuple[str, NodeStatus | None]:
         try:
-            return name, await asyncio.to_thread(_status, ep, settings.rpc_timeout)
+            return name, await asyncio.to_thread(_status, ep, settings.rpc_timeout, tls)
         except ClientError as e:
             log.debug("node %s (%s) did not answer: %s", name, ep, e)
             return name, None
@@ -69,12 +96,13 @@ async def statuses(
 
 
 def _governance(
-    endpoints: Sequence[str],
+    endpoints: Sequence[Endpoint],
     chain_id: str,
     admin_key: str,
     action: AddValidator | RemoveValidator,
     timeout: float,
     rpc_timeout: float,
+    tls: ClientTLS | None,
 ) -> str:
     signer = Signer.from_json(admin_key, "the consortium admin key")
     payload: types_pb2.AddValidator | types_pb2.RemoveValidator
@@ -85,7 +113,7 @@ def _governance(
     errors = []
     for ep in endpoints:
         try:
-            with Client(ep, rpc_timeout) as c:
+            with _client(ep, rpc_timeout, tls) as c:
                 nonce = c.next_nonce(signer.public_key)
                 tx_id, tx = signer.build_tx(chain_id, nonce, payload)
                 (result,) = c.submit([tx])
@@ -101,11 +129,12 @@ def _governance(
 
 
 async def governance(
-    endpoints: Sequence[str],
+    endpoints: Sequence[Endpoint],
     chain_id: str,
     admin_key: str,
     action: AddValidator | RemoveValidator,
     settings: Settings,
+    tls: ClientTLS | None,
 ) -> str:
     """Submit the validator change to the first node that takes it and wait for its commit;
     returns the tx id (hex). The admin key text is never logged."""
@@ -117,4 +146,5 @@ async def governance(
         action,
         settings.governance_timeout,
         settings.rpc_timeout,
+        tls,
     )

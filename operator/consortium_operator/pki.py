@@ -7,7 +7,11 @@ text destined for a Secret; everything else sees public keys (`public_key_of`).
 
 Per-organisation CAs and node TLS certificates (consortium_node.pki does the X.509): the
 clock, serial numbers and private keys are arguments, so tests are deterministic.
-`needs_renewal` decides rotation: a certificate is reissued `lead` before it expires."""
+`needs_renewal` decides rotation: a certificate is reissued `lead` before it expires.
+
+Client identities: every organisation gets a client certificate (`client_tls`) in a Secret laid
+out as a CLI TLS directory (ca.pem = every organisation's CA, client.pem, client.key), and the
+operator gets its own, which it uses for its status and governance calls to the nodes."""
 
 from __future__ import annotations
 
@@ -79,12 +83,6 @@ def org_ca(org: str, now: dt.datetime, key: ec.EllipticCurvePrivateKey, serial: 
     return x509pki.new_ca(org, now, key, serial)
 
 
-def node_dns_names(pod: str, peers_service: str, namespace: str, domain: str) -> list[str]:
-    """The names a node pod is reached by (peer address and client service)."""
-    base = f"{pod}.{peers_service}.{namespace}.svc"
-    return [base, f"{base}.{domain}", "localhost"]
-
-
 def node_tls(
     ca: Issued,
     org: str,
@@ -100,6 +98,47 @@ def node_tls(
     return x509pki.issue_node_cert(
         ca, org, pod, node_id, now, key, serial, dns_names=dns_names, ips=("127.0.0.1",), days=days
     )
+
+
+def client_tls(
+    ca: Issued,
+    org: str,
+    name: str,
+    now: dt.datetime,
+    key: ec.EllipticCurvePrivateKey,
+    serial: int,
+    days: int,
+) -> Issued:
+    """A client certificate of organisation `org` (`consortium:client:<name>`): what the
+    node's client port asks of a writer."""
+    return x509pki.issue_client_cert(ca, org, name, now, key, serial, None, days)
+
+
+def trust_bundle(cas: Mapping[str, bytes]) -> bytes:
+    """Every organisation's CA certificate, in organisation order: what a client trusts (the
+    client Service may route to a node of any organisation)."""
+    return b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for _, pem in sorted(cas.items()))
+
+
+def client_dir_due(
+    existing: Mapping[str, bytes] | None,
+    bundle: bytes,
+    ca_pem: bytes,
+    now: dt.datetime,
+    lead: dt.timedelta,
+) -> bool:
+    """True when a client TLS Secret (`existing` entries; None = absent) must be (re)written:
+    an entry is missing, the trust bundle changed, the certificate expires within `lead`, or
+    it was not issued by the CA `ca_pem` (the organisation's CA was replaced)."""
+    if existing is None or any(k not in existing for k in ("ca.pem", "client.pem", "client.key")):
+        return True
+    if existing["ca.pem"] != bundle or needs_renewal(existing["client.pem"], now, lead):
+        return True
+    try:
+        cert, ca = x509pki.load_cert(existing["client.pem"]), x509pki.load_cert(ca_pem)
+    except x509pki.CertError:
+        return True
+    return cert.issuer != ca.subject
 
 
 def needs_renewal(cert_pem: bytes, now: dt.datetime, lead: dt.timedelta) -> bool:

@@ -42,6 +42,7 @@ GENESIS_PATH = "/etc/consortium/genesis.json"
 FINGERPRINT = "consortium.dev/pod-fingerprint"
 GENESIS_HASH = "consortium.dev/genesis-hash"
 ADMIN_KEY_FILE = "admin.json"
+TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
 
@@ -163,12 +164,35 @@ class Renderer:
             **self._common(),
         )
 
+    def client_secret(self, name: str, org: str, bundle: bytes, issued: Issued) -> Manifest:
+        """A client TLS directory as a Secret (ca.pem = every organisation's CA, client.pem,
+        client.key): `consortium --tls-dir` reads these files. Replaced on rotation."""
+        return self._one(
+            "secret.yaml.j2",
+            name=name,
+            labels=self.names.labels("client-tls", org),
+            immutable=False,
+            data={
+                "ca.pem": _b64b(bundle),
+                "client.pem": _b64b(issued.cert_pem),
+                "client.key": _b64b(issued.key_pem),
+            },
+            **self._common(),
+        )
+
     def node_dns_names(self, pod: str) -> list[str]:
-        """What a node pod's certificate must name: its peer address and the client service."""
+        """What a node pod's certificate must name: every form of its peer address and of the
+        client Service a client in the cluster may dial (short, namespaced, fully qualified)."""
         ns, domain = self.owner.namespace, self.settings.cluster_domain
-        base = f"{pod}.{self.names.peers_service}.{ns}.svc"
-        client = f"{self.names.client_service}.{ns}.svc"
-        return [base, f"{base}.{domain}", client, f"{client}.{domain}", "localhost"]
+        out = []
+        for host in (f"{pod}.{self.names.peers_service}", self.names.client_service):
+            out += [host, f"{host}.{ns}", f"{host}.{ns}.svc", f"{host}.{ns}.svc.{domain}"]
+        return [*out, "localhost"]
+
+    def server_name(self, pod: str) -> str:
+        """The name the operator checks a node's certificate against when it dials the pod's
+        IP (one of `node_dns_names`)."""
+        return f"{pod}.{self.names.peers_service}.{self.owner.namespace}.svc"
 
     def admin_secret(self, key_file: str) -> Manifest:
         return self._one(
@@ -208,9 +232,19 @@ class Renderer:
             for pod in (self.names.pod(o.name, i) for i in range(targets[o.name].replicas))
             if pod in node_keys
         ]
+        first = self.names.pod(org, 0)  # every pod overrides these paths with its own
+        tls = (
+            {"cert_file": f"{TLS_DIR}/{first}.pem", "key_file": f"{TLS_DIR}/{first}.key"}
+            if spec.security.tls
+            else None
+        )
+        public = spec.security.tls and spec.security.public_reads
         return self._text(
             "node-config.yaml.j2",
             org=org,
+            tls=tls,
+            health_listen=f"0.0.0.0:{HEALTH_PORT}",
+            public_listen=f"0.0.0.0:{PUBLIC_PORT}" if public else None,
             data_dir=DATA_DIR,
             key_file=f"/keys/{self.names.pod(org, 0)}.json",  # overridden by --key-file
             genesis_file=GENESIS_PATH,
@@ -256,6 +290,9 @@ class Renderer:
                 client_port=CLIENT_PORT,
                 peer_port=PEER_PORT,
                 metrics_port=METRICS_PORT,
+                public_port=PUBLIC_PORT
+                if spec.security.tls and spec.security.public_reads
+                else None,
                 **self._common(),
             )
         )
@@ -342,6 +379,10 @@ class Renderer:
             client_port=CLIENT_PORT,
             peer_port=PEER_PORT,
             metrics_port=METRICS_PORT,
+            health_port=HEALTH_PORT,
+            public_port=PUBLIC_PORT if spec.security.tls and spec.security.public_reads else None,
+            tls_dir=TLS_DIR if spec.security.tls else None,
+            tls_secret=self.names.tls_secret(org),
             resources=resources,
             data_dir=DATA_DIR,
             genesis_configmap=self.names.genesis_configmap,

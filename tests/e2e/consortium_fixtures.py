@@ -28,6 +28,7 @@ CRD_NAME = "consortia.consortium.dev"
 CRD_RELEASE = "consortium-crds"
 CRD_RELEASE_NAMESPACE = "default"
 CLIENT_PORT = 7050
+CLIENT_TLS_DIR = "/tmp/tls"
 NODE_SELECTOR = "app.kubernetes.io/name=consortium-node"
 
 T = TypeVar("T")
@@ -253,7 +254,11 @@ class Chain:
                         "image": image,
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["/usr/bin/tini", "--", "sleep", "infinity"],
-                        "env": [{"name": "HOME", "value": "/tmp"}],
+                        "env": [
+                            {"name": "HOME", "value": "/tmp"},
+                            # filled by use_client_tls from the organisation's client Secret
+                            {"name": "CONSORTIUM_TLS_DIR", "value": CLIENT_TLS_DIR},
+                        ],
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True,
@@ -270,6 +275,36 @@ class Chain:
             "wait", "--for=condition=Ready", f"pod/{self.client_pod}", "--timeout=120s", timeout=150
         )
         self.cli("keys", "new", "--out", "/tmp/me.json")
+
+    def put_files(self, directory: str, files: dict[str, bytes]) -> None:
+        """Write files into the client pod (mode 0600, never through argv or a log)."""
+        for name, content in files.items():
+            self.kube.run(
+                *("--namespace", self.namespace, "exec", "-i", self.client_pod, "--"),
+                *("sh", "-c", f"umask 077 && mkdir -p {directory} && cat > {directory}/{name}"),
+                input=content.decode(),
+            )
+
+    def secret(self, name: str) -> dict[str, bytes]:
+        data = self.json("get", "secret", name)["data"]
+        return {k: base64.b64decode(v) for k, v in data.items()}
+
+    def use_client_tls(self, organization: str) -> None:
+        """What a user of `organization` does to reach the cluster's nodes: the operator's
+        `<consortium>-<org>-client` Secret is a TLS directory (ca.pem, client.pem,
+        client.key); copied to the pod's CONSORTIUM_TLS_DIR, the CLI needs no flags."""
+        self.put_files(CLIENT_TLS_DIR, self.secret(f"{self.name}-{organization}-client"))
+
+    def cli_result(self, *args: str, env: dict[str, str], timeout: float = 60) -> Any:
+        """`consortium ARGS` in the client pod with `env` set; the CompletedProcess (the
+        caller checks the exit code)."""
+        assigns = [f"{k}={v}" for k, v in env.items()]
+        return self.kube.run(
+            *("--namespace", self.namespace, "exec", self.client_pod, "--"),
+            *("env", *assigns, "consortium", *args),
+            check=False,
+            timeout=timeout,
+        )
 
     def vouch_client(self, organization: str) -> None:
         """AddMember for the client pod's key, signed with the consortium's admin key (read

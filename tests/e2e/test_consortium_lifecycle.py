@@ -10,6 +10,8 @@ Timings (helm install, apply -> Ready, recoveries) are printed with an `[e2e]` p
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import time
 import uuid
@@ -18,11 +20,13 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
+from consortium_node import pki as x509pki
 
 from .conftest import Kube
 from .consortium_fixtures import (
     CHARTS,
     EXAMPLE,
+    NODE_SELECTOR,
     Chain,
     helm_run,
     install_crds,
@@ -120,6 +124,7 @@ def chain(installed: Installed, node_image: str, request: pytest.FixtureRequest)
         )
     c.wait_ready(timeout=60)
     c.timings["apply_to_ready"] = time.monotonic() - t0
+    c.use_client_tls("acme")  # TLS is on: the client pod gets acme's client certificate
     c.vouch_client("acme")  # the example's genesis is permissioned: an admin vouches for our key
     report(
         request.config,
@@ -173,6 +178,70 @@ def test_transactions_through_client_service(chain: Chain) -> None:
     status = chain.status()
     assert status["chain_id"] == "demo-chain"
     assert len(status["validators"]) == 4
+
+
+def test_nodes_speak_mutual_tls_only(chain: Chain) -> None:
+    """The cluster runs TLS by default: a client without a certificate, with a certificate
+    from a stranger CA (even one calling itself acme), or in plaintext is refused; acme's
+    client certificate from the operator's Secret works, against the Service and a pod name."""
+    now = dt.datetime.now(dt.UTC)
+    stranger_ca = x509pki.new_ca("acme", now, x509pki.new_private_key(), 7)
+    stranger = x509pki.issue_client_cert(
+        stranger_ca, "acme", "mallory", now, x509pki.new_private_key(), 8
+    )
+    real = chain.secret(f"{chain.name}-acme-client")
+    chain.put_files("/tmp/anon", {"ca.pem": real["ca.pem"]})
+    chain.put_files(
+        "/tmp/stranger",
+        {"ca.pem": real["ca.pem"], "client.pem": stranger.cert_pem, "client.key": stranger.key_pem},
+    )
+    status = ("status", "--endpoint", chain.endpoint)
+    for env, why in (
+        ({"CONSORTIUM_TLS_DIR": "/tmp/anon"}, "no client certificate"),
+        ({"CONSORTIUM_TLS_DIR": "/tmp/stranger"}, "a stranger CA's certificate"),
+        ({"CONSORTIUM_TLS_DIR": ""}, "plaintext"),
+    ):
+        proc = chain.cli_result(*status, env=env)
+        assert proc.returncode != 0, f"{why}: the node answered:\n{proc.stdout}"
+        err = proc.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("consortium: error:"), (why, proc.stderr)
+    ok = chain.cli_result(*status, "--json", env={})
+    assert ok.returncode == 0, ok.stderr
+    pod = chain.pods()[0]["metadata"]["name"]
+    ok = chain.cli_result("status", "--endpoint", chain.pod_endpoint(pod), env={})
+    assert ok.returncode == 0, ok.stderr
+    # the node pods run with their certificates: config and arguments say so
+    cfg = chain.json("get", "configmap", f"{chain.name}-config")
+    assert "tls: {cert_file:" in cfg["data"]["acme.yaml"]
+
+
+def test_no_secret_material_outside_secrets(chain: Chain) -> None:
+    """Private keys (node, admin, CA, TLS) never appear in logs, events, status or
+    ConfigMaps."""
+    chain.put("e2e/secret-grep", "x")  # some traffic in the logs first
+    needles: set[str] = set()
+    for secret in chain.json("get", "secrets")["items"]:
+        for key, value in (secret.get("data") or {}).items():
+            text = base64.b64decode(value).decode(errors="replace")
+            if key.endswith(".json") and "private_key" in text:
+                needles.add(json.loads(text)["private_key"])
+            if "PRIVATE KEY" in text:  # a PEM key: its base64 body lines
+                # full lines only: a short last line could occur in any base64 text
+                needles.update(ln for ln in text.splitlines() if len(ln) >= 32 and "-" not in ln)
+    assert needles, "found no private keys to look for"
+    haystacks = {
+        "node logs": chain.k("logs", "-l", NODE_SELECTOR, "--tail", "-1", "--prefix"),
+        "operator logs": chain.k(
+            "logs", "-l", "app.kubernetes.io/name=consortium-operator", "--tail", "-1"
+        ),
+        "events": chain.k("get", "events", "-o", "json"),
+        "status": json.dumps(chain.get().get("status", {})),
+        "configmaps": chain.k("get", "configmaps", "-o", "json"),
+    }
+    for what, text in haystacks.items():
+        assert "PRIVATE KEY" not in text, what
+        leaked = [n[:8] for n in needles if n in text]
+        assert not leaked, f"{what} contains private key material ({len(leaked)} pieces)"
 
 
 def test_scale_up_organisation(chain: Chain, request: pytest.FixtureRequest) -> None:

@@ -32,6 +32,9 @@ OWNED = [
     ("secret", "{n}-beta-ca"),
     ("secret", "{n}-acme-tls"),
     ("secret", "{n}-beta-tls"),
+    ("secret", "{n}-acme-client"),
+    ("secret", "{n}-beta-client"),
+    ("secret", "{n}-operator-client"),
     ("configmap", "{n}-genesis"),
     ("configmap", "{n}-config"),
     ("statefulset", "{n}-acme"),
@@ -169,6 +172,19 @@ def test_consortium_gets_keys_genesis_workloads_and_status(
             assert pki.node_id_of(cert) == bytes.fromhex(json.loads(text)["public_key"])
             assert pki.issuer_org(cert, {org: pki.load_cert(ca["ca.pem"].encode())}, _now()) == org
             assert "PRIVATE KEY" in tls[f"{pod}.key"]
+    # client TLS directories: one per organisation (for its users) and the operator's own;
+    # each trusts every organisation's CA and holds a certificate of its organisation
+    bundle = "".join(g.ca_certs()[o].decode() for o in sorted(("acme", "beta")))
+    for secret, org in (
+        ("acme-client", "acme"),
+        ("beta-client", "beta"),
+        ("operator-client", "acme"),
+    ):
+        d = secret_entries(objs[f"secret/{name}-{secret}"])
+        assert set(d) == {"ca.pem", "client.pem", "client.key"} and d["ca.pem"] == bundle
+        cert = pki.load_cert(d["client.pem"].encode())
+        cas = {o: pki.load_cert(pem) for o, pem in g.ca_certs().items()}
+        assert pki.issuer_org(cert, cas, _now()) == org
     assert g.permissioned
 
     # workloads
@@ -176,7 +192,8 @@ def test_consortium_gets_keys_genesis_workloads_and_status(
     assert sts["spec"]["replicas"] == 2 and sts["spec"]["serviceName"] == f"{name}-peers"
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "consortium/node:it"
-    assert container["readinessProbe"]["grpc"]["port"] == 7050
+    assert container["readinessProbe"]["grpc"]["port"] == 7053  # plaintext health only
+    assert "--tls-cert-file" in container["args"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert objs[f"poddisruptionbudget/{name}-quorum"]["spec"]["maxUnavailable"] == 1
     assert objs[f"service/{name}-peers"]["spec"]["clusterIP"] == "None"

@@ -1,8 +1,11 @@
 """nodes.py against an in-process fake Ledger gRPC service: statuses of answering and silent
-pods, and a governance transaction signed with the admin key, submitted, and waited for."""
+pods, a governance transaction signed with the admin key, submitted, and waited for, and the
+operator's mutual TLS (its client certificate, the node certificate checked against the pod's
+DNS name while dialling the pod IP)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -113,15 +116,21 @@ async def test_statuses_leave_out_silent_nodes(node: tuple[FakeNode, str, str]) 
     pods = {"c-a-0": pod("c-a-0", host), "c-a-1": pod("c-a-1", None)}
     settings = Settings(rpc_timeout=1.0)
     # pod-ip mode dials <ip>:7050
-    assert nodes.endpoint(pods["c-a-0"], N, "ns", settings) == f"{host}:7050"
+    assert nodes.endpoint(pods["c-a-0"], N, "ns", settings) == (
+        f"{host}:7050",
+        "c-a-0.c-peers.ns.svc",
+    )
     assert nodes.endpoint(pods["c-a-1"], N, "ns", settings) is None
     dns = Settings(node_address="dns")
-    assert nodes.endpoint(pods["c-a-1"], N, "ns", dns) == "c-a-1.c-peers.ns.svc.cluster.local:7050"
-    got = nodes._status(ep, 1.0)
+    assert nodes.endpoint(pods["c-a-1"], N, "ns", dns) == (
+        "c-a-1.c-peers.ns.svc.cluster.local:7050",
+        "c-a-1.c-peers.ns.svc",
+    )
+    got = nodes._status(nodes.Endpoint(ep, "unused"), 1.0, None)
     assert got.height == 5 and got.role == "leader" and got.sync_state == "synced"
     assert got.validators == ((b"\x01" * 32, "a"),)
     # nothing listens on 127.0.0.1:7050 in unit tests: that pod is simply absent
-    out = await nodes.statuses(pods, N, "ns", Settings(rpc_timeout=0.3))
+    out = await nodes.statuses(pods, N, "ns", Settings(rpc_timeout=0.3), None)
     assert "c-a-1" not in out
 
 
@@ -130,11 +139,21 @@ async def test_governance_add_then_remove(node: tuple[FakeNode, str, str]) -> No
     new = b"\x02" * 32
     settings = Settings(rpc_timeout=2.0, governance_timeout=5.0)
     tx = await nodes.governance(
-        [ep], "test", admin_key, plan.AddValidator("c-a-1", "a", new), settings
+        [nodes.Endpoint(ep, "")],
+        "test",
+        admin_key,
+        plan.AddValidator("c-a-1", "a", new),
+        settings,
+        None,
     )
     assert len(tx) == 64 and fake.validators[new] == "a"
     await nodes.governance(
-        [ep], "test", admin_key, plan.RemoveValidator("c-a-1", "a", new), settings
+        [nodes.Endpoint(ep, "")],
+        "test",
+        admin_key,
+        plan.RemoveValidator("c-a-1", "a", new),
+        settings,
+        None,
     )
     assert new not in fake.validators and fake.nonce == 2
 
@@ -146,7 +165,12 @@ async def test_governance_reports_refusal_without_key_material(
     stranger = pki.key_file(pki.new_key())
     with pytest.raises(nodes.GovernanceError, match="refused") as e:
         await nodes.governance(
-            [ep], "test", stranger, plan.AddValidator("c-a-1", "a", b"\x03" * 32), Settings()
+            [nodes.Endpoint(ep, "")],
+            "test",
+            stranger,
+            plan.AddValidator("c-a-1", "a", b"\x03" * 32),
+            Settings(),
+            None,
         )
     assert "private_key" not in str(e.value)
 
@@ -154,9 +178,76 @@ async def test_governance_reports_refusal_without_key_material(
 async def test_governance_with_no_reachable_node() -> None:
     with pytest.raises(nodes.GovernanceError, match="no node accepted it"):
         await nodes.governance(
-            ["127.0.0.1:1"],
+            [nodes.Endpoint("127.0.0.1:1", "")],
             "test",
             pki.key_file(pki.new_key()),
             plan.RemoveValidator("c-a-1", "a", b"\x03" * 32),
             Settings(rpc_timeout=0.5),
+            None,
         )
+
+
+# --------------------------------------------------------------------------- mutual TLS
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _serve_tls(fake: FakeNode, ca: pki.Issued, server_cert: pki.Issued) -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    ledger_pb2_grpc.add_LedgerServicer_to_server(fake, server)
+    creds = grpc.ssl_server_credentials(
+        [(server_cert.key_pem, server_cert.cert_pem)], ca.cert_pem, require_client_auth=True
+    )
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    return server, port
+
+
+def _tls_world() -> tuple[pki.Issued, pki.Issued, nodes.ClientTLS]:
+    """An organisation CA, a node certificate for pod c-a-0 (the names Renderer gives it),
+    and the operator's client TLS from the same CA."""
+    now = dt.datetime.now(dt.UTC)
+    ca = pki.org_ca("a", now, pki.new_tls_key(), 1)
+    names = ["c-a-0.c-peers.ns.svc", "c-a-0.c-peers.ns.svc.cluster.local"]
+    node_cert = pki.node_tls(ca, "a", "c-a-0", b"\x01" * 32, names, now, pki.new_tls_key(), 2, 30)
+    client = pki.client_tls(ca, "a", "consortium-operator", now, pki.new_tls_key(), 3, 30)
+    return (
+        ca,
+        node_cert,
+        nodes.ClientTLS(pki.trust_bundle({"a": ca.cert_pem}), client.cert_pem, client.key_pem),
+    )
+
+
+async def test_statuses_over_mutual_tls_check_the_pod_name() -> None:
+    ca, node_cert, tls = _tls_world()
+    fake = FakeNode(pki.new_key().public)
+    server, port = _serve_tls(fake, ca, node_cert)
+    try:
+        # the pod IP is not in the certificate: the check is against c-a-0.c-peers.ns.svc
+        ep = nodes.Endpoint(f"127.0.0.1:{port}", "c-a-0.c-peers.ns.svc")
+        assert nodes._status(ep, 2.0, tls).height == 5
+        # a node certificate issued for another pod does not pass as c-a-1
+        with pytest.raises(nodes.ClientError, match="TLS handshake failed"):
+            nodes._status(nodes.Endpoint(ep.address, "c-a-1.c-peers.ns.svc"), 2.0, tls)
+        # plaintext against a TLS node fails
+        with pytest.raises(nodes.ClientError):
+            nodes._status(ep, 1.0, None)
+    finally:
+        server.stop(0)
+
+
+async def test_a_stranger_ca_client_is_refused_by_the_node() -> None:
+    ca, node_cert, tls = _tls_world()
+    fake = FakeNode(pki.new_key().public)
+    server, port = _serve_tls(fake, ca, node_cert)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        other = pki.org_ca("a", now, pki.new_tls_key(), 9)  # same name, different key
+        stranger = pki.client_tls(other, "a", "mallory", now, pki.new_tls_key(), 10, 30)
+        bad = nodes.ClientTLS(tls.ca_pem, stranger.cert_pem, stranger.key_pem)
+        ep = nodes.Endpoint(f"127.0.0.1:{port}", "c-a-0.c-peers.ns.svc")
+        with pytest.raises(nodes.ClientError):
+            nodes._status(ep, 2.0, bad)
+        assert nodes._status(ep, 2.0, tls).height == 5
+    finally:
+        server.stop(0)

@@ -11,7 +11,7 @@ import jinja2
 import pytest
 import yaml
 from consortium_node.config import NodeConfig
-from consortium_operator import render
+from consortium_operator import pki, render
 from consortium_operator.model import ConsortiumSpec, Names, Owner
 from consortium_operator.plan import OrgTarget
 from consortium_operator.render import Renderer
@@ -101,8 +101,10 @@ def test_statefulset_pod_is_locked_down_and_probed() -> None:
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
+    # kubelet probes the plaintext health port: the client port wants a client certificate
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"] == {"port": 7050}
+        assert c[probe]["grpc"] == {"port": render.HEALTH_PORT}
+    assert {"name": "health", "containerPort": render.HEALTH_PORT, "protocol": "TCP"} in c["ports"]
     assert c["args"] == [
         "run",
         "--config",
@@ -111,13 +113,22 @@ def test_statefulset_pod_is_locked_down_and_probed() -> None:
         "/keys/$(POD_NAME).json",
         "--name",
         "$(POD_NAME)",
+        "--tls-cert-file",
+        "/tls/$(POD_NAME).pem",
+        "--tls-key-file",
+        "/tls/$(POD_NAME).key",
     ]
     assert {m["mountPath"] for m in c["volumeMounts"]} == {
         "/data",
         "/etc/consortium",
         "/keys",
+        "/tls",
         "/tmp",
     }
+    assert all(m.get("readOnly") for m in c["volumeMounts"] if m["mountPath"] in ("/keys", "/tls"))
+    assert all("subPath" not in m for m in c["volumeMounts"])  # kubelet refreshes rotated certs
+    tls_vol = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls_vol["secret"]["secretName"] == "demo-acme-tls"
     assert c["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}}
     assert pod["nodeSelector"] == {"disk": "ssd"} and pod["tolerations"][0]["key"] == "dedicated"
     (vct,) = acme["spec"]["volumeClaimTemplates"]
@@ -162,6 +173,69 @@ def test_node_config_is_accepted_by_the_node() -> None:
     assert cfg.peers[0].address == "demo-acme-0.demo-peers.chains.svc.cluster.local:7051"
     assert cfg.peers[0].node_id == KEYS["demo-acme-0"]
     assert cfg.consensus.election_ticks == 50
+    # TLS on (the default): the config names the first pod's files (each pod overrides them
+    # with --tls-cert-file/--tls-key-file), plaintext health for kubelet, no public port
+    assert cfg.tls is not None and str(cfg.tls.cert_file) == "/tls/demo-acme-0.pem"
+    assert str(cfg.tls.key_file) == "/tls/demo-acme-0.key" and cfg.tls.ca_file is None
+    assert cfg.health_listen == f"0.0.0.0:{render.HEALTH_PORT}" and cfg.public_listen is None
+
+
+def _with_security(**security: Any) -> ConsortiumSpec:
+    raw = {
+        "chainId": "demo-chain",
+        "organizations": [{"name": "acme", "validators": 2}, {"name": "globex", "validators": 2}],
+        "security": security,
+    }
+    return ConsortiumSpec.parse(raw)
+
+
+def test_tls_off_renders_a_plaintext_node() -> None:
+    spec = _with_security(tls=False)
+    ms = Renderer(Settings(), N, OWNER).workloads(spec, TARGETS, KEYS, "ab")
+    cfg_text = by_kind(ms, "ConfigMap")[0]["data"]["acme.yaml"]
+    cfg = NodeConfig.from_dict(yaml.safe_load(cfg_text))
+    assert cfg.tls is None and cfg.health_listen == f"0.0.0.0:{render.HEALTH_PORT}"
+    (c,) = by_kind(ms, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"]
+    assert not any(a.startswith("--tls") for a in c["args"])
+    assert "/tls" not in {m["mountPath"] for m in c["volumeMounts"]}
+
+
+def test_public_reads_open_the_read_only_port() -> None:
+    spec = _with_security(publicReads=True)
+    ms = Renderer(Settings(), N, OWNER).workloads(spec, TARGETS, KEYS, "ab")
+    cfg = NodeConfig.from_dict(yaml.safe_load(by_kind(ms, "ConfigMap")[0]["data"]["acme.yaml"]))
+    assert cfg.public_listen == f"0.0.0.0:{render.PUBLIC_PORT}"
+    _, client = by_kind(ms, "Service")
+    assert [p["port"] for p in client["spec"]["ports"]] == [7050, render.PUBLIC_PORT]
+    (c,) = by_kind(ms, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "public", "containerPort": render.PUBLIC_PORT, "protocol": "TCP"} in c["ports"]
+    (np,) = by_kind(ms, "NetworkPolicy")
+    client_rule = np["spec"]["ingress"][1]
+    assert {p["port"] for p in client_rule["ports"]} == {7050, render.PUBLIC_PORT}
+
+
+def test_node_certificate_names_every_way_a_client_dials() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    got = r.node_dns_names("demo-acme-0")
+    for name in (
+        "demo-acme-0.demo-peers",
+        "demo-acme-0.demo-peers.chains.svc",
+        "demo-acme-0.demo-peers.chains.svc.cluster.local",
+        "demo-client",
+        "demo-client.chains",
+        "demo-client.chains.svc.cluster.local",
+        "localhost",
+    ):
+        assert name in got
+    assert r.server_name("demo-acme-0") in got
+
+
+def test_client_secret_is_a_cli_tls_directory() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    s = r.client_secret("demo-acme-client", "acme", b"CAS", pki.Issued(b"CERT", b"KEY"))
+    assert set(s["data"]) == {"ca.pem", "client.pem", "client.key"}
+    assert s["metadata"]["labels"]["app.kubernetes.io/component"] == "client-tls"
+    assert s["immutable"] is False  # rotated in place
 
 
 def test_secrets_and_genesis_configmap() -> None:

@@ -57,7 +57,7 @@ def seeded(seed: int) -> Any:
 def test_node_certificate_for_a_pod() -> None:
     ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
     node_id = pki.new_key(seeded(1)).public
-    names = pki.node_dns_names("demo-acme-0", N.peers_service, "chains", "cluster.local")
+    names = Renderer(Settings(), N, OWNER).node_dns_names("demo-acme-0")
     issued = pki.node_tls(
         ca, "acme", "demo-acme-0", node_id, names, NOW,
         ec.derive_private_key(12, ec.SECP256R1()), pki.serial_from(seeded(2)), days=90,
@@ -215,3 +215,45 @@ def test_certs_to_issue_missing_expiring_or_rebound() -> None:
     assert secret["metadata"]["name"] == N.tls_secret("acme") and secret["type"] == "Opaque"
     assert sorted(secret["data"]) == ["demo-acme-0.key", "demo-acme-0.pem"]
     assert f"demo-acme-0.{N.peers_service}.chains.svc" in renderer.node_dns_names("demo-acme-0")
+
+
+def test_client_tls_directory_is_rewritten_when_due() -> None:
+    acme = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
+    globex = pki.org_ca("globex", NOW, ec.derive_private_key(13, ec.SECP256R1()), 2)
+    bundle = pki.trust_bundle({"globex": globex.cert_pem, "acme": acme.cert_pem})
+    # both CAs, in organisation order, each ending in a newline
+    assert bundle == acme.cert_pem + globex.cert_pem
+    assert [x509pki.organization_of(c) for c in x509pki.load_certs(bundle)] == ["acme", "globex"]
+
+    def client(ca: pki.Issued, days: int) -> pki.Issued:
+        return pki.client_tls(
+            ca, "acme", "acme-client", NOW, ec.derive_private_key(14, ec.SECP256R1()), 7, days
+        )
+
+    lead = dt.timedelta(days=30)
+    good = client(acme, 90)
+    current = {"ca.pem": bundle, "client.pem": good.cert_pem, "client.key": good.key_pem}
+    assert not pki.client_dir_due(current, bundle, acme.cert_pem, NOW, lead)
+    assert pki.client_dir_due(None, bundle, acme.cert_pem, NOW, lead)  # absent
+    partial = {k: v for k, v in current.items() if k != "client.key"}
+    assert pki.client_dir_due(partial, bundle, acme.cert_pem, NOW, lead)  # entry missing
+    assert pki.client_dir_due(current, acme.cert_pem, acme.cert_pem, NOW, lead)  # bundle changed
+    expiring = client(acme, 10)
+    assert pki.client_dir_due(
+        {**current, "client.pem": expiring.cert_pem}, bundle, acme.cert_pem, NOW, lead
+    )
+    # issued by another CA than the organisation's (its CA was replaced): reissue
+    assert pki.client_dir_due(current, bundle, globex.cert_pem, NOW, lead)
+    cert = x509pki.load_cert(good.cert_pem)
+    assert x509pki.issuer_org(cert, {"acme": x509pki.load_cert(acme.cert_pem)}, NOW) == "acme"
+    assert "consortium:client:acme-client" in x509pki._uris(cert)
+
+
+def test_client_secrets_hold_no_material_outside_secrets() -> None:
+    r = Renderer(Settings(), N, OWNER)
+    issued = pki.Issued(b"CERT", b"-----BEGIN PRIVATE KEY-----")
+    s = r.client_secret(N.client_secret("acme"), "acme", b"CA", issued)
+    assert s["kind"] == "Secret" and s["metadata"]["name"] == "demo-acme-client"
+    assert N.operator_client_secret == "demo-operator-client"
+    for m in _workloads():  # no workload mentions the client key material
+        assert "PRIVATE KEY" not in json.dumps(m)
