@@ -204,7 +204,7 @@ def test_nodes_speak_mutual_tls_only(chain: Chain) -> None:
         proc = chain.cli_result(*status, env=env)
         assert proc.returncode != 0, f"{why}: the node answered:\n{proc.stdout}"
         err = proc.stderr.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("consortium: error:"), (why, proc.stderr)
+        assert len(err) == 1 and err[0].startswith("error:"), (why, proc.stderr)
     ok = chain.cli_result(*status, "--json", env={})
     assert ok.returncode == 0, ok.stderr
     pod = chain.pods()[0]["metadata"]["name"]

@@ -13,9 +13,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from consortium_node import pki
 from consortium_node.ledger.genesis import Genesis
 from cryptography import x509
@@ -359,3 +364,39 @@ def test_node_certificates_are_reissued_before_expiry(
     obj = kubectl.get("secret", f"{name}-acme-tls", ns)
     assert obj is not None
     assert secret_entries(obj)[f"{name}-acme-1.pem"] == tls[f"{name}-acme-1.pem"]
+
+
+def test_cli_context_from_the_operators_client_secret(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """`consortium context from-cluster` against the real kube-apiserver: the TLS directory
+    is the operator's client Secret of the organisation, the context becomes current, and
+    the CLI finds the TLS material through it with no flags."""
+    ns, name = namespace, "ctx"
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubectl.kubeconfig),
+        "CONSORTIUM_CONTEXTS": str(tmp_path / "contexts.yaml"),
+        "HOME": str(tmp_path),
+    }
+    env.pop("CONSORTIUM_TLS_DIR", None)
+    cli = [str(Path(sys.executable).parent / "consortium")]
+    args = ["context", "from-cluster", "prod", "--consortium", name, "--org", "beta", "-n", ns]
+    proc = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    want = secret_entries(objs[f"secret/{name}-beta-client"])
+    got_dir = tmp_path / "contexts" / "prod"
+    for f in ("ca.pem", "client.pem", "client.key"):
+        assert (got_dir / f).read_text() == want[f]
+    assert (got_dir / "client.key").stat().st_mode & 0o077 == 0
+    doc = yaml.safe_load((tmp_path / "contexts.yaml").read_text())
+    assert doc["current"] == "prod"
+    assert doc["contexts"]["prod"]["endpoint"] == f"{name}-client.{ns}.svc:7050"
+    # an organisation the consortium does not have: one line, non-zero, nothing written
+    bad = [*args[:-4], "--org", "nobody", "-n", ns]
+    proc = subprocess.run([*cli, *bad], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "nobody-client not found" in proc.stderr
+    assert not (tmp_path / "contexts" / "nobody").exists()
