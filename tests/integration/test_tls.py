@@ -210,6 +210,26 @@ def test_peer_whose_node_id_does_not_match_its_certificate_is_refused(net: Local
     assert "certificate is for node" in (err.details() or "")
 
 
+def test_another_organisations_ca_cannot_speak_for_a_validator(net: LocalNet) -> None:
+    # org2's CA is a consortium CA (the handshake passes) and the certificate binds the right
+    # node id, but the chain registered that validator with org1: refused.
+    server_id = bytes.fromhex(net.nodes[0].node_id)
+    victim = Ed25519Key.load(net.nodes[1].directory / "key.json")  # org1-1
+    assert net.nodes[1].organization == "org1"
+    cert = pki.issue_node_cert(
+        load_ca(net.data_dir, "org2"),
+        "org1",  # the subject may claim anything: the issuer decides
+        "impostor",
+        victim.public,
+        _now(),
+        pki.new_private_key(),
+        13,
+    )
+    err = _exchange(net, 0, cert, victim, server_id)
+    assert err is not None and err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "issued by the CA of org2, but the validator belongs to org1" in (err.details() or "")
+
+
 def _metric(net: LocalNet, i: int, cert: str) -> float:
     cfg = yaml.safe_load((net.nodes[i].directory / "config.yaml").read_text())
     body = urllib.request.urlopen(f"http://{cfg['metrics_listen']}/metrics", timeout=5).read()

@@ -175,6 +175,14 @@ class Node:
             current = vals
         return current
 
+    def organization_of(self, node_id: bytes) -> str | None:
+        """The organisation `node_id` is a validator of in the latest validator set (None:
+        not a validator: an observer or a node about to join)."""
+        for v in self.validator_set(self.height + 1):
+            if v.node_id == node_id:
+                return v.organization
+        return None
+
     def has_pending(self) -> bool:
         n = len(self.mempool)
         if n == 0:

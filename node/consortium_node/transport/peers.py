@@ -10,7 +10,9 @@ refused (PERMISSION_DENIED) and logged.
 With TLS (`tls` given: a tls.CertStore) links are mutual TLS: the handshake already refused
 any certificate not chaining to a genesis organisation's CA (or expired); the dialler verifies
 that the server's certificate names the node id it dials (pki.node_dns_name), and the server
-that the client certificate binds the node id its hello claims. `refresh_credentials` (after a
+that the client certificate binds the node id its hello claims and, for a validator, was issued
+by the CA of the organisation the chain registered it with (one organisation's CA cannot
+speak for another's validator). `refresh_credentials` (after a
 certificate reload) re-creates the channels, so new streams use the new certificate.
 
 Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
@@ -58,6 +60,7 @@ class PeerHandler(Protocol):
     @property
     def height(self) -> int: ...
     def snapshot(self) -> StateSnapshot: ...
+    def organization_of(self, node_id: bytes) -> str | None: ...
 
 
 class StateSnapshot(Protocol):
@@ -279,11 +282,17 @@ class PeerHub:
             return
         why = self._check_hello(first.hello, None)
         if why is None and self.tls is not None:
-            ident = peer_identity(context)
+            ident = peer_identity(context, self.tls)
+            registered = self._handler.organization_of(first.hello.node_id)
             if ident is None or ident.node_id is None:
                 why = "no node certificate"
             elif ident.node_id != first.hello.node_id:
                 why = f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
+            elif registered is not None and ident.issuer != registered:
+                why = (
+                    f"certificate issued by the CA of {ident.issuer or 'no organisation'}, "
+                    f"but the validator belongs to {registered}"
+                )
         if why is not None:
             log.warning(
                 "refused peer",

@@ -92,6 +92,23 @@ class CertStore:
         self.material = _read_material(cert_file, key_file)
         self.version = 1
         self._lock = threading.Lock()
+        self._cas: dict[str, Any] | None = None  # parsed ca_pems, on first use
+
+    def issuer_of(self, cert: Any) -> str | None:
+        """The genesis organisation whose CA signed `cert` (an x509.Certificate the handshake
+        already verified), or None (an extra root, or no longer valid)."""
+        if self._cas is None:
+            parsed = {}
+            for org, pem in self.ca_pems.items():
+                try:
+                    parsed[org] = pki.load_cert(pem)
+                except pki.CertError:
+                    continue
+            self._cas = parsed
+        try:
+            return pki.issuer_org(cert, self._cas, dt.datetime.now(dt.UTC))
+        except pki.CertError:
+            return None
 
     def ca_expiry(self) -> dict[str, dt.datetime]:
         out = {}
@@ -161,12 +178,14 @@ class CertStore:
 @dataclass(frozen=True, slots=True)
 class PeerIdentity:
     node_id: bytes | None  # the node id the certificate binds, if it is a node certificate
-    organization: str  # the subject's organisation (O=)
+    organization: str  # the subject's organisation (O=), as the certificate claims it
+    issuer: str | None = None  # the organisation whose CA signed it (when a store was given)
 
 
-def peer_identity(context: Any) -> PeerIdentity | None:
+def peer_identity(context: Any, store: CertStore | None = None) -> PeerIdentity | None:
     """The verified certificate of the other end of a server-side call, or None when the
-    connection carries none (plaintext, or TLS without a client certificate)."""
+    connection carries none (plaintext, or TLS without a client certificate). With `store`,
+    `issuer` names the genesis organisation whose CA signed it."""
     try:
         auth = context.auth_context()
     except Exception:  # pragma: no cover - grpc internals
@@ -178,7 +197,8 @@ def peer_identity(context: Any) -> PeerIdentity | None:
         cert = pki.load_cert(pems[0])
     except pki.CertError:
         return None
-    return PeerIdentity(pki.node_id_of(cert), pki.organization_of(cert))
+    issuer = store.issuer_of(cert) if store is not None else None
+    return PeerIdentity(pki.node_id_of(cert), pki.organization_of(cert), issuer)
 
 
 def has_client_cert(context: Any) -> bool:
