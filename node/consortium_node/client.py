@@ -461,7 +461,22 @@ class Client:
         self.close()
 
     def _error(self, err: grpc.RpcError, timeout: float | None) -> ClientError:
-        return translate_rpc_error(err, self.endpoint, timeout)
+        e = translate_rpc_error(err, self.endpoint, timeout)
+        if isinstance(e, NodeUnavailable) and "closed by the node" in str(e):
+            # a TLS node drops a handshake without the client certificate it requires
+            if self.tls is not None and self.tls.cert_pem is None:
+                return NodeUnavailable(
+                    f"{e} — it may require a client certificate: the TLS directory has "
+                    "ca.pem but no client.pem/client.key",
+                    e.code,
+                )
+            if self.tls is None:
+                return NodeUnavailable(
+                    f"{e} — if the node runs TLS, give its TLS directory (--tls-dir, "
+                    "$CONSORTIUM_TLS_DIR or a context)",
+                    e.code,
+                )
+        return e
 
     # unary RPCs ----------------------------------------------------------------------------
 

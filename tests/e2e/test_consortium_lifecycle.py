@@ -203,7 +203,8 @@ def test_nodes_speak_mutual_tls_only(chain: Chain) -> None:
     ):
         proc = chain.cli_result(*status, env=env)
         assert proc.returncode != 0, f"{why}: the node answered:\n{proc.stdout}"
-        err = proc.stderr.strip().splitlines()
+        # (kubectl exec adds its own "command terminated with exit code 1" line)
+        err = [ln for ln in proc.stderr.splitlines() if not ln.startswith("command terminated")]
         assert len(err) == 1 and err[0].startswith("error:"), (why, proc.stderr)
     ok = chain.cli_result(*status, "--json", env={})
     assert ok.returncode == 0, ok.stderr
@@ -284,7 +285,7 @@ def test_leader_pod_killed_recovers_and_catches_up(
         return (leader, json.loads(pod.stdout)["metadata"]["uid"]) if pod.returncode == 0 else None
 
     leader, old_uid = chain.wait("a leader whose pod exists", current_leader, 60)
-    before = chain.get()["status"]
+    before = chain.status()["height"]  # from a node: the Consortium status lags by its timer
     t0 = time.monotonic()
     chain.k("delete", "pod", leader, "--wait=false")
     # the chain goes on without it (3 of 4 BFT validators are a quorum)
@@ -307,9 +308,8 @@ def test_leader_pod_killed_recovers_and_catches_up(
         request.config,
         f"leader pod {leader} deleted -> back and caught up: {time.monotonic() - t0:.1f}s",
     )
-    after = chain.get()["status"]
-    assert after["height"] > before["height"]
-    assert after["readyValidators"] == "4/4"
+    # the recovered node itself has the blocks committed while it was gone
+    assert chain.status(endpoint)["height"] > before
 
 
 def test_node_image_rolls(chain: Chain, node_image: str, request: pytest.FixtureRequest) -> None:
