@@ -13,10 +13,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
+import re
+import select
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -214,6 +220,65 @@ def test_nodes_speak_mutual_tls_only(chain: Chain) -> None:
     # the node pods run with their certificates: config and arguments say so
     cfg = chain.json("get", "configmap", f"{chain.name}-config")
     assert "tls: {cert_file:" in cfg["data"]["acme.yaml"]
+
+
+def test_cli_context_from_cluster_through_port_forward(chain: Chain, tmp_path: Path) -> None:
+    """The README's path for a user outside the cluster: `kubectl port-forward` to the client
+    Service, `consortium context from-cluster` (globex's client Secret), then plain
+    `consortium status` over mutual TLS with no flags (the node certificate names localhost)."""
+    k = chain.kube
+    with subprocess.Popen(
+        [
+            *(k.binary, "--kubeconfig", k.kubeconfig, "--context", k.context),
+            *("-n", chain.namespace, "port-forward", f"service/{chain.name}-client", "0:7050"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            port = _forwarded_port(proc, 60)
+            env = {
+                **os.environ,
+                "KUBECONFIG": k.kubeconfig,
+                "HOME": str(tmp_path),
+                "CONSORTIUM_CONTEXTS": str(tmp_path / "contexts.yaml"),
+            }
+            env.pop("CONSORTIUM_TLS_DIR", None)
+            cli = str(Path(sys.executable).parent / "consortium")
+            made = subprocess.run(
+                [
+                    *(cli, "context", "from-cluster", "e2e", "--consortium", chain.name),
+                    *("--org", "globex", "-n", chain.namespace, "--kube-context", k.context),
+                    *("--endpoint", f"localhost:{port}"),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert made.returncode == 0, made.stderr
+            got = subprocess.run(
+                [cli, "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert got.returncode == 0, got.stderr
+            assert json.loads(got.stdout.splitlines()[-1])["chain_id"] == "demo-chain"
+        finally:
+            proc.kill()
+            proc.wait(10)
+
+
+def _forwarded_port(proc: subprocess.Popen[str], timeout: float) -> int:
+    """The local port `kubectl port-forward ... 0:PORT` chose (its first output line)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        pytest.fail(f"kubectl port-forward printed nothing in {timeout:g}s", pytrace=False)
+    line = proc.stdout.readline()
+    m = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+    if m is None:
+        pytest.fail(f"kubectl port-forward: {line.strip()}", pytrace=False)
+    return int(m.group(1))
 
 
 def test_no_secret_material_outside_secrets(chain: Chain) -> None:
