@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 from consortium_node import pki as x509pki
+from cryptography.hazmat.primitives import serialization
 
 from .conftest import Kube
 from .consortium_fixtures import (
@@ -279,6 +281,48 @@ def _forwarded_port(proc: subprocess.Popen[str], timeout: float) -> int:
     if m is None:
         pytest.fail(f"kubectl port-forward: {line.strip()}", pytrace=False)
     return int(m.group(1))
+
+
+def test_node_certificate_rotates_without_restart(chain: Chain) -> None:
+    """A node's certificate entry disappears from its organisation's TLS Secret (as if it had
+    to be reissued): the operator issues a new one, kubelet refreshes the mounted file, the
+    node reloads it (no restart), and the chain keeps committing through it."""
+    pod = f"{chain.name}-globex-0"
+    secret = f"{chain.name}-globex-tls"
+    old = chain.secret(secret)[f"{pod}.pem"]
+    restarts = chain.json("get", "pod", pod)["status"]["containerStatuses"][0]["restartCount"]
+    ops = [
+        {"op": "remove", "path": f"/data/{pod}.pem"},
+        {"op": "remove", "path": f"/data/{pod}.key"},
+    ]
+    chain.k("patch", "secret", secret, "--type=json", "-p", json.dumps(ops))
+
+    def reissued() -> bytes | None:
+        pem = chain.secret(secret).get(f"{pod}.pem")
+        return pem if pem is not None and pem != old else None
+
+    new = chain.wait("the operator reissues the certificate", reissued, 90)
+    cert = x509pki.load_cert(new)
+    assert x509pki.node_id_of(cert) == x509pki.node_id_of(x509pki.load_cert(old))
+    fingerprint = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()[:16]
+    n = 0
+
+    def reloaded() -> bool:
+        nonlocal n
+        n += 1
+        chain.put(f"e2e/rotation-{n}", "x")  # traffic throughout: every put must commit
+        logs = chain.k("logs", pod, "--tail", "-1")
+        return any(
+            '"TLS certificate reloaded"' in line and fingerprint in line
+            for line in logs.splitlines()
+        )
+
+    # kubelet refreshes Secret volumes on its pod sync period (about a minute)
+    chain.wait(f"{pod} reloads certificate {fingerprint}", reloaded, 240)
+    assert (
+        chain.json("get", "pod", pod)["status"]["containerStatuses"][0]["restartCount"] == restarts
+    )
+    assert chain.status(chain.pod_endpoint(pod))["height"] >= 1  # a new handshake: new cert
 
 
 def test_no_secret_material_outside_secrets(chain: Chain) -> None:
