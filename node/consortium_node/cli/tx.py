@@ -6,8 +6,10 @@ Flow: load the key, ask the node for its chain id (GetStatus) and the sender's n
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from consortium_api.v1 import types_pb2
@@ -109,6 +111,49 @@ def submit(
             )
 
 
+# Every `tx` command takes the same submission options; `_tx_command` appends them to the
+# payload builder's own arguments, so each command is just "arguments -> payload".
+_COMMON_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("key", KeyOpt, None),
+    ("wait", WaitOpt, False),
+    ("wait_timeout", WaitTimeoutOpt, 30.0),
+    ("nonce", NonceOpt, None),
+    ("json_", JsonOpt, False),
+    ("endpoint", EndpointOpt, None),
+    ("data_dir", DataDirOpt, None),
+    ("node", NodeOpt, None),
+    ("timeout", TimeoutOpt, DEFAULT_TIMEOUT),
+)
+
+
+def _tx_command(name: str) -> Callable[[Callable[..., Payload]], Callable[..., Payload]]:
+    """Register `build` (its arguments -> the tx payload) as `consortium tx NAME`, with the
+    submission options of every tx command; its docstring is the command's help."""
+
+    def register(build: Callable[..., Payload]) -> Callable[..., Payload]:
+        hints = get_type_hints(build, include_extras=True)
+        own = [
+            p.replace(annotation=hints[p.name])
+            for p in inspect.signature(build).parameters.values()
+        ]
+        common = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for n, a, d in _COMMON_OPTIONS
+        ]
+
+        def command(**kwargs: Any) -> None:
+            options = {n: kwargs.pop(n) for n, _, _ in _COMMON_OPTIONS}
+            submit(build(**kwargs), **options)
+
+        command.__signature__ = inspect.Signature([*own, *common])  # type: ignore[attr-defined]
+        command.__doc__ = build.__doc__
+        command.__name__ = build.__name__
+        app.command(name)(command)
+        return build
+
+    return register
+
+
 def _bytes_arg(value: str, as_hex: bool, what: str) -> bytes:
     return hex_arg(value, what) if as_hex else value.encode("utf-8")
 
@@ -117,67 +162,25 @@ def _account(value: str) -> bytes:
     return hex_arg(value, "account (TO)", KEY_LEN)
 
 
-@app.command("put")
+@_tx_command("put")
 def put(
     key_: Annotated[str, typer.Argument(metavar="KEY", help="Key to write.")],
     value: Annotated[str, typer.Argument(metavar="VALUE", help="Value to write.")],
     as_hex: HexOpt = False,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Put KEY = VALUE in the key/value state."""
-    payload = types_pb2.KvPut(
+    return types_pb2.KvPut(
         key=_bytes_arg(key_, as_hex, "KEY"), value=_bytes_arg(value, as_hex, "VALUE")
     )
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
 
 
-@app.command("delete")
+@_tx_command("delete")
 def delete(
     key_: Annotated[str, typer.Argument(metavar="KEY", help="Key to delete.")],
     as_hex: HexOpt = False,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Delete KEY from the key/value state."""
-    payload = types_pb2.KvDelete(key=_bytes_arg(key_, as_hex, "KEY"))
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.KvDelete(key=_bytes_arg(key_, as_hex, "KEY"))
 
 
 AssetArg = Annotated[str, typer.Argument(help="Asset name.")]
@@ -185,218 +188,59 @@ ToArg = Annotated[str, typer.Argument(help="Receiving account: hex Ed25519 publi
 AmountArg = Annotated[int, typer.Argument(min=1, max=2**64 - 1, help="Units (> 0).")]
 
 
-@app.command("issue")
-def issue(
-    asset: AssetArg,
-    to: ToArg,
-    amount: AmountArg,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+@_tx_command("issue")
+def issue(asset: AssetArg, to: ToArg, amount: AmountArg) -> Payload:
     """Issue AMOUNT new units of ASSET to account TO (the first issuer owns the asset)."""
-    payload = types_pb2.AssetIssue(asset=asset, to=_account(to), amount=amount)
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.AssetIssue(asset=asset, to=_account(to), amount=amount)
 
 
-@app.command("transfer")
-def transfer(
-    asset: AssetArg,
-    to: ToArg,
-    amount: AmountArg,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+@_tx_command("transfer")
+def transfer(asset: AssetArg, to: ToArg, amount: AmountArg) -> Payload:
     """Move AMOUNT of ASSET from your account to account TO."""
-    payload = types_pb2.AssetTransfer(asset=asset, to=_account(to), amount=amount)
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.AssetTransfer(asset=asset, to=_account(to), amount=amount)
 
 
 NodeIdArg = Annotated[str, typer.Argument(help="Validator node id: hex Ed25519 public key.")]
 
 
-@app.command("add-validator")
+@_tx_command("add-validator")
 def add_validator(
     node_id: NodeIdArg,
     org: Annotated[str, typer.Argument(help="Organisation of the validator.")],
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Governance: add validator NODE_ID of organisation ORG."""
-    payload = types_pb2.AddValidator(node_id=hex_arg(node_id, "NODE_ID", KEY_LEN), organization=org)
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.AddValidator(node_id=hex_arg(node_id, "NODE_ID", KEY_LEN), organization=org)
 
 
-@app.command("remove-validator")
-def remove_validator(
-    node_id: NodeIdArg,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+@_tx_command("remove-validator")
+def remove_validator(node_id: NodeIdArg) -> Payload:
     """Governance: remove validator NODE_ID."""
-    payload = types_pb2.RemoveValidator(node_id=hex_arg(node_id, "NODE_ID", KEY_LEN))
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.RemoveValidator(node_id=hex_arg(node_id, "NODE_ID", KEY_LEN))
 
 
-@app.command("set-param")
+@_tx_command("set-param")
 def set_param(
     name: Annotated[str, typer.Argument(help="Parameter name.")],
     value: Annotated[str, typer.Argument(help="New value.")],
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Governance: set chain parameter NAME to VALUE."""
-    payload = types_pb2.SetParam(name=name, value=value)
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.SetParam(name=name, value=value)
 
 
 MemberKeyArg = Annotated[str, typer.Argument(help="Sender key: hex Ed25519 public key.")]
 
 
-@app.command("add-member")
+@_tx_command("add-member")
 def add_member(
     member_key: MemberKeyArg,
     org: Annotated[str, typer.Argument(help="Organisation vouching for the key.")],
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Governance: let sender key MEMBER_KEY transact on a permissioned chain, vouched for by
     organisation ORG."""
-    payload = types_pb2.AddMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN), organization=org)
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.AddMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN), organization=org)
 
 
-@app.command("remove-member")
-def remove_member(
-    member_key: MemberKeyArg,
-    key: KeyOpt = None,
-    wait: WaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    nonce: NonceOpt = None,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+@_tx_command("remove-member")
+def remove_member(member_key: MemberKeyArg) -> Payload:
     """Governance: stop vouching for sender key MEMBER_KEY (permissioned chains)."""
-    payload = types_pb2.RemoveMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN))
-    submit(
-        payload,
-        key=key,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-        wait=wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        nonce=nonce,
-    )
+    return types_pb2.RemoveMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN))
