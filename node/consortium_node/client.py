@@ -59,6 +59,7 @@ Payload: TypeAlias = (
     | types_pb2.SetParam
     | types_pb2.AddMember
     | types_pb2.RemoveMember
+    | types_pb2.AddOrganization
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -72,6 +73,7 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.SetParam: "set_param",
     types_pb2.AddMember: "add_member",
     types_pb2.RemoveMember: "remove_member",
+    types_pb2.AddOrganization: "add_organization",
 }
 
 

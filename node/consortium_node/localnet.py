@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 
 from . import pki
-from .client import Client, ClientTLS
+from .client import Client, ClientTLS, Payload
 from .crypto import Ed25519Key
 from .ledger.genesis import Account, Genesis, Organization
 from .ledger.state import Validator
@@ -201,6 +202,21 @@ def issue_client_tls(
 
 def x509_serial() -> int:
     return int.from_bytes(os.urandom(16), "big") >> 1
+
+
+def new_org_ca(data_dir: Path, org: str) -> bytes:
+    """The CA of organisation `org` in DIR/ca/<org>/ (created once; its key 0600), also in the
+    clients' trust bundle DIR/tls/ca.pem. Returns the CA certificate PEM."""
+    d = data_dir / "ca" / org
+    if (d / "ca.pem").exists():
+        return (d / "ca.pem").read_bytes()
+    ca = pki.new_ca(org, _now(), pki.new_private_key(), x509_serial())
+    _write_secret(d / "ca.key", ca.key_pem)
+    (d / "ca.pem").write_bytes(ca.cert_pem)
+    bundle = data_dir / "tls" / "ca.pem"
+    old = bundle.read_bytes() if bundle.exists() else b""
+    _write_atomic(bundle, old + ca.cert_pem)
+    return ca.cert_pem
 
 
 def _init_pki(plan: NetPlan, data_dir: Path) -> dict[str, bytes]:
@@ -406,34 +422,44 @@ class LocalNet:
         n = self.nodes[node] if isinstance(node, int) else node
         return Client(n.endpoint, timeout, tls=n.tls)
 
-    def vouch(self, keys: list[bytes], organization: str | None = None) -> None:
-        """Governance: the admin key vouches for sender `keys` (AddMember, committed on every
-        running node before returning), so they may transact on a permissioned chain."""
-        from consortium_api.v1 import types_pb2
-
+    def governance(self, payloads: Sequence[Payload]) -> None:
+        """Signs `payloads` (types_pb2 governance messages) with the admin key, submits them
+        in one batch and returns once every running node has applied the last one (any node
+        may be asked next). RuntimeError names a refusal or a failed receipt."""
         from .client import Signer
 
         admin = Signer.load(self.data_dir / "keys" / "admin.json")
-        org = organization or self.nodes[0].organization
         with self.client(0, 10.0) as c:
             nonce = c.next_nonce(admin.public_key)
-            txs = [
-                admin.build_tx(
-                    self.chain_id, nonce + i, types_pb2.AddMember(key=k, organization=org)
-                )
-                for i, k in enumerate(keys)
-            ]
+            txs = [admin.build_tx(self.chain_id, nonce + i, p) for i, p in enumerate(payloads)]
             for res in c.submit([t for _, t in txs]):
                 if res.code:
-                    raise RuntimeError(f"AddMember refused: {res.message}")
-            got = c.wait_tx(txs[-1][0], timeout=30)
-            if got.receipt.code:
-                raise RuntimeError(f"AddMember failed: {got.receipt.message}")
-        # Any node may be asked next: wait until each running one has applied that block.
+                    raise RuntimeError(f"governance tx refused: {res.message}")
+            for tx_id, _ in txs:
+                got = c.wait_tx(tx_id, timeout=30)
+                if got.receipt.code:
+                    raise RuntimeError(f"governance tx failed: {got.receipt.message}")
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is None:
                 with self.client(n, 10.0) as cn:
                     cn.wait_tx(txs[-1][0], timeout=30)
+
+    def vouch(self, keys: list[bytes], organization: str | None = None) -> None:
+        """Governance: the admin key vouches for sender `keys` (AddMember), so they may
+        transact on a permissioned chain."""
+        from consortium_api.v1 import types_pb2
+
+        org = organization or self.nodes[0].organization
+        self.governance([types_pb2.AddMember(key=k, organization=org) for k in keys])
+
+    def admit_organization(self, name: str) -> None:
+        """Governance: organisation `name` joins the running consortium (AddOrganization with
+        its CA, created in DIR/ca/<name>/ if absent and added to the client bundle DIR/tls/ca.pem);
+        then `add_node(name)` can create its nodes."""
+        from consortium_api.v1 import types_pb2
+
+        ca = new_org_ca(self.data_dir, name) if self.tls_enabled else b""
+        self.governance([types_pb2.AddOrganization(name=name, ca_cert=ca)])
 
     def node(self, name: str) -> LocalNode:
         for n in self.nodes:

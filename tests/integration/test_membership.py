@@ -68,8 +68,8 @@ def _governance(net: LocalNet, payload: object) -> int:
 
 
 def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
-    # A node of an existing organisation (its CA signs the newcomer's TLS certificate; new
-    # organisations are fixed at genesis for now).
+    # A node of an existing organisation (its CA signs the newcomer's TLS certificate; a new
+    # organisation joins first with AddOrganization: tests/integration/test_org_admission.py).
     newcomer = net.add_node("org2")
     newcomer.start()
     newcomer.wait_ready(time.monotonic() + 30)

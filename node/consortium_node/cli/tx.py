@@ -244,3 +244,22 @@ def add_member(
 def remove_member(member_key: MemberKeyArg) -> Payload:
     """Governance: stop vouching for sender key MEMBER_KEY (permissioned chains)."""
     return types_pb2.RemoveMember(key=hex_arg(member_key, "MEMBER_KEY", KEY_LEN))
+
+
+@_tx_command("add-org")
+def add_org(
+    name: Annotated[str, typer.Argument(help="Name of the new member organisation.")],
+    ca_file: Annotated[
+        Path | None,
+        typer.Argument(help="Its CA certificate (PEM); omit on a chain without TLS."),
+    ] = None,
+) -> Payload:
+    """Governance: admit organisation NAME after genesis; every node trusts its CA (CA_FILE)
+    for peer and client TLS from the block that commits it."""
+    ca = b""
+    if ca_file is not None:
+        try:
+            ca = ca_file.expanduser().read_bytes()
+        except OSError as e:
+            raise fail(f"cannot read CA file {ca_file}: {e.strerror}") from None
+    return types_pb2.AddOrganization(name=name, ca_cert=ca)

@@ -14,7 +14,8 @@ Key space (all of it is covered by the state root):
   g/vset/<u64 height>    validator set effective from that height (see VALIDATOR_CHANGE_DELAY)
   p/<name>               chain parameters (decimal strings)
   g/permissioned         present (b"1") on a permissioned chain (from genesis)
-  o/<organisation>       a member organisation: its CA certificate (PEM, from genesis)
+  o/<organisation>       a member organisation: its CA certificate (PEM, from genesis or an
+                         admin's AddOrganization; empty on a chain without TLS)
   m/<sender>             a vouched sender key: the organisation vouching for it
 
 Permissioned chains (`g/permissioned` present): a transaction whose sender is neither a
@@ -37,6 +38,7 @@ from .tx import (
     MAX_AMOUNT,
     MAX_ORG_BYTES,
     AddMember,
+    AddOrganization,
     AddValidator,
     AssetIssue,
     AssetTransfer,
@@ -246,12 +248,18 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
             return UNAUTHORIZED, f"only the issuer {issuer.hex()[:16]}... may issue {p.asset}"
         if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
             return INVALID, "balance would overflow"
-    elif isinstance(p, AddValidator | RemoveValidator | SetParam | AddMember | RemoveMember):
+    elif isinstance(
+        p, AddValidator | RemoveValidator | SetParam | AddMember | RemoveMember | AddOrganization
+    ):
         if not is_admin(reader, tx.sender):
             return UNAUTHORIZED, "governance transactions need a genesis admin key"
+        if isinstance(p, AddOrganization):
+            if reader.get(org_key(p.name)) is not None:
+                return INVALID, f"{p.name!r} is already a member organisation"
+            return OK, ""
         if isinstance(p, AddMember):
             if reader.get(org_key(p.organization)) is None:
-                return INVALID, f"organization {p.organization!r} is not a genesis organisation"
+                return INVALID, f"organization {p.organization!r} is not a member organisation"
             if reader.get(member_key(p.key)) is not None:
                 return INVALID, f"{p.key.hex()[:16]}... is already a member key"
             return OK, ""
@@ -315,6 +323,8 @@ def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         st.put(member_key(p.key), p.organization.encode())
     elif isinstance(p, RemoveMember):
         st.delete(member_key(p.key))
+    elif isinstance(p, AddOrganization):
+        st.put(org_key(p.name), p.ca_cert)
     else:
         _, vals = latest_validators(st)
         if isinstance(p, AddValidator):

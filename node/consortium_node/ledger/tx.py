@@ -75,6 +75,18 @@ class RemoveMember:
     key: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AddOrganization:
+    """A member organisation joins after genesis, with its CA certificate (PEM; empty on a
+    chain without TLS)."""
+
+    name: str
+    ca_cert: bytes
+
+
+MAX_CA_BYTES = 16 * 1024
+PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+
 Payload = (
     KvPut
     | KvDelete
@@ -85,8 +97,9 @@ Payload = (
     | SetParam
     | AddMember
     | RemoveMember
+    | AddOrganization
 )
-GOVERNANCE = (AddValidator, RemoveValidator, SetParam, AddMember, RemoveMember)
+GOVERNANCE = (AddValidator, RemoveValidator, SetParam, AddMember, RemoveMember, AddOrganization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,5 +155,14 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
             raise TxRejected(Reject.INVALID, "member key must be a 32-byte Ed25519 public key")
         if isinstance(p, AddMember) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
             raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
+    elif isinstance(p, AddOrganization):
+        if not 0 < len(p.name.encode()) <= MAX_ORG_BYTES:
+            raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
+        if len(p.ca_cert) > MAX_CA_BYTES:
+            raise TxRejected(Reject.INVALID, f"CA certificate exceeds {MAX_CA_BYTES} bytes")
+        if p.ca_cert and not p.ca_cert.lstrip().startswith(PEM_CERT):
+            raise TxRejected(Reject.INVALID, "CA certificate must be PEM (or empty without TLS)")
+        if b"PRIVATE KEY" in p.ca_cert:  # never put a CA's key on chain
+            raise TxRejected(Reject.INVALID, "CA certificate must not contain a private key")
     elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")

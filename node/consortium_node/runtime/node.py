@@ -67,6 +67,7 @@ class NodeStatus:
     validators: tuple[Validator, ...]
     syncing: bool
     mempool_size: int
+    organizations: tuple[str, ...] = ()
 
 
 class PeerNetwork(Protocol):
@@ -107,6 +108,11 @@ class Node:
         self._load_params()
         self._recover()
         self._vsets = self.state.validator_history()
+        # organisation -> CA PEM as on chain (genesis + AddOrganization); `orgs_version` bumps
+        # whenever a committed block changes it (the service then reloads the TLS trust roots)
+        self.organizations: dict[str, bytes] = {}
+        self.orgs_version = 0
+        self._load_organizations()
         self.wal = (
             None
             if genesis.consensus == "solo"
@@ -393,6 +399,7 @@ class Node:
         self._lthash, self.state_root = LtHash(lanes), root
         self._vsets = self.state.validator_history()
         self._load_params()
+        self._load_organizations()
         self.mempool = Mempool(self.chain_id, self.cfg.mempool_size, crypto.verify)
         self._validated = (b"", [])
         log.info(
@@ -461,6 +468,15 @@ class Node:
             self._vsets = self.state.validator_history()
         if any(k.startswith(b"p/") for k in result.writes):
             self._load_params()
+        if any(k.startswith(b"o/") for k in result.writes):
+            self._load_organizations()
+
+    def _load_organizations(self) -> None:
+        with self.state.snapshot() as snap:
+            orgs = {k[2:].decode(): v for k, v in snap.prefix(b"o/")}
+        if orgs != self.organizations:
+            self.organizations = orgs
+            self.orgs_version += 1
 
     # -- client API (called by transport servers) -----------------------------------------
     def submit(self, raw: bytes, gossip: bool = True) -> Admission:
@@ -540,6 +556,7 @@ class Node:
             validators=self._vsets[-1][1] if self._vsets else (),
             syncing=self.syncing,
             mempool_size=len(self.mempool),
+            organizations=tuple(sorted(self.organizations)),
         )
 
     def close(self) -> None:

@@ -47,7 +47,8 @@ async def serve(
     cert_expiry: Gauge | None = None
     if cfg.tls is not None:
         extra = cfg.tls.ca_file.read_bytes() if cfg.tls.ca_file else b""
-        tls = CertStore(cfg.tls.cert_file, cfg.tls.key_file, genesis.ca_certs(), extra)
+        # trust roots: every organisation on chain (genesis + AddOrganization), kept current
+        tls = CertStore(cfg.tls.cert_file, cfg.tls.key_file, node.organizations, extra)
         cert_expiry = Gauge(
             "consortium_cert_expiry_timestamp_seconds",
             "Expiry (notAfter, unix seconds) of each certificate the node uses",
@@ -118,6 +119,7 @@ async def serve(
     tick = cfg.consensus.tick_ms / 1000
     next_reload = time.monotonic() + PEER_RELOAD_S
     next_cert = time.monotonic() + CERT_RELOAD_S
+    orgs_seen = node.orgs_version
     next_observe, observe_turn = 0.0, 0
     try:
         node.process_ready()
@@ -128,6 +130,13 @@ async def serve(
             if hub is not None and config_path is not None and time.monotonic() >= next_reload:
                 next_reload = time.monotonic() + PEER_RELOAD_S
                 _reload_peers(hub, config_path)
+            if tls is not None and node.orgs_version != orgs_seen:
+                orgs_seen = node.orgs_version  # an organisation was admitted on chain
+                if tls.set_cas(node.organizations):
+                    if hub is not None:
+                        hub.refresh_credentials()
+                    if cert_expiry is not None:
+                        _export_expiry(tls, cert_expiry)
             if tls is not None and time.monotonic() >= next_cert:
                 next_cert = time.monotonic() + CERT_RELOAD_S
                 if tls.poll():  # servers pick it up at the next handshake by themselves

@@ -14,6 +14,7 @@ from ..ledger.hashing import sha256
 from ..ledger.state import Receipt, Validator
 from ..ledger.tx import (
     AddMember,
+    AddOrganization,
     AddValidator,
     AssetIssue,
     AssetTransfer,
@@ -55,6 +56,8 @@ def decode_tx(raw: bytes) -> Tx:
         payload = AddMember(body.add_member.key, body.add_member.organization)
     elif which == "remove_member":
         payload = RemoveMember(body.remove_member.key)
+    elif which == "add_organization":
+        payload = AddOrganization(body.add_organization.name, body.add_organization.ca_cert)
     else:
         raise TxRejected(Reject.UNKNOWN_TYPE, "transaction has no known payload type")
     return Tx(

@@ -267,7 +267,16 @@ class PeerHub:
                         extra={"fields": {"peer": link.peer_id.hex()[:16], "error": str(e)[:200]}},
                     )
             except asyncio.CancelledError:
-                raise
+                # Closing the channel under a live stream (refresh_credentials: a reloaded
+                # certificate or new trust roots) cancels the call, which surfaces here as a
+                # CancelledError too: only a cancellation of this task itself ends the loop.
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    raise
+                log.info(
+                    "peer link closed for new credentials",
+                    extra={"fields": {"peer": link.peer_id.hex()[:16]}},
+                )
             finally:
                 link.connected = False
             delay = backoff * (0.5 + self._rng.random())

@@ -91,6 +91,9 @@ class Status(Protocol):
     @property
     def mempool_size(self) -> int: ...
 
+    @property
+    def organizations(self) -> tuple[str, ...]: ...
+
 
 class Snapshot(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
@@ -288,6 +291,7 @@ class LedgerServicer:
             state_root=s.state_root,
             consensus=s.consensus,
             organization=s.organization,
+            organizations=list(s.organizations),
         )
 
 

@@ -83,16 +83,32 @@ class CertStore:
     ) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
-        self.ca_pems = dict(ca_pems)
+        self.ca_pems = {org: pem for org, pem in ca_pems.items() if pem}
         if not self.ca_pems and not extra_roots:
             raise TlsError(
                 "TLS is on but genesis lists no organisation CA certificates (and no ca_file)"
             )
+        self._extra_roots = extra_roots
         self.roots = b"".join(self.ca_pems.values()) + extra_roots
         self.material = _read_material(cert_file, key_file)
         self.version = 1
         self._lock = threading.Lock()
         self._cas: dict[str, Any] | None = None  # parsed ca_pems, on first use
+
+    def set_cas(self, ca_pems: Mapping[str, bytes]) -> bool:
+        """New trust roots (organisations admitted on chain after genesis); True when they
+        changed. Servers use them from the next handshake; callers re-create client channels
+        (PeerHub.refresh_credentials). Organisations without a CA (no TLS) add no root."""
+        fresh = {org: pem for org, pem in ca_pems.items() if pem}
+        if fresh == self.ca_pems:
+            return False
+        with self._lock:
+            self.ca_pems = fresh
+            self.roots = b"".join(fresh.values()) + self._extra_roots
+            self._cas = None
+            self.version += 1
+        log.info("TLS trust roots updated", extra={"fields": {"organizations": sorted(fresh)}})
+        return True
 
     def issuer_of(self, cert: Any) -> str | None:
         """The genesis organisation whose CA signed `cert` (an x509.Certificate the handshake

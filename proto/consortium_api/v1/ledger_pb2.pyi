@@ -307,6 +307,7 @@ class GetStatusResponse(_message.Message):
     STATE_ROOT_FIELD_NUMBER: _builtins.int
     CONSENSUS_FIELD_NUMBER: _builtins.int
     ORGANIZATION_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     height: _builtins.int
     last_block_hash: _builtins.bytes
@@ -322,6 +323,10 @@ class GetStatusResponse(_message.Message):
     organization: _builtins.str
     @_builtins.property
     def validators(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Validator]: ...
+    @_builtins.property
+    def organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the member organisations on chain (genesis + added)"""
+
     def __init__(
         self,
         *,
@@ -337,10 +342,11 @@ class GetStatusResponse(_message.Message):
         state_root: _builtins.bytes = ...,
         consensus: _builtins.str = ...,
         organization: _builtins.str = ...,
+        organizations: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_id", b"chain_id", "consensus", b"consensus", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_id", b"chain_id", "consensus", b"consensus", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "organizations", b"organizations", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

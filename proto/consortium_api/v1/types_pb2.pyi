@@ -256,6 +256,34 @@ class RemoveMember(_message.Message):
 Global___RemoveMember: _TypeAlias = RemoveMember  # noqa: Y015
 
 @_typing.final
+class AddOrganization(_message.Message):
+    """Governance: a new member organisation joins the consortium after genesis (state
+    o/<name> = its CA certificate). Nodes trust its CA for peer and client TLS from the block
+    that commits it; its users and nodes can then be vouched for and added.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CA_CERT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    ca_cert: _builtins.bytes
+    """PEM; empty on a chain without TLS"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        ca_cert: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_cert", b"ca_cert", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddOrganization: _TypeAlias = AddOrganization  # noqa: Y015
+
+@_typing.final
 class TxBody(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -271,6 +299,7 @@ class TxBody(_message.Message):
     SET_PARAM_FIELD_NUMBER: _builtins.int
     ADD_MEMBER_FIELD_NUMBER: _builtins.int
     REMOVE_MEMBER_FIELD_NUMBER: _builtins.int
+    ADD_ORGANIZATION_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     sender: _builtins.bytes
     """32-byte Ed25519 public key"""
@@ -294,6 +323,8 @@ class TxBody(_message.Message):
     def add_member(self) -> Global___AddMember: ...
     @_builtins.property
     def remove_member(self) -> Global___RemoveMember: ...
+    @_builtins.property
+    def add_organization(self) -> Global___AddOrganization: ...
     def __init__(
         self,
         *,
@@ -309,12 +340,13 @@ class TxBody(_message.Message):
         set_param: Global___SetParam | None = ...,
         add_member: Global___AddMember | None = ...,
         remove_member: Global___RemoveMember | None = ...,
+        add_organization: Global___AddOrganization | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_param", b"set_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_param", b"set_param"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_param", b"set_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_param", b"set_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -133,3 +133,41 @@ def test_member_payloads_are_checked_statelessly() -> None:
     with pytest.raises(TxRejected):
         check_stateless(tx(ADMIN, 0, AddMember(BOB, "")), "c", 1 << 20)
     check_stateless(tx(ADMIN, 0, RemoveMember(BOB)), "c", 1 << 20)
+
+
+def test_an_organisation_is_admitted_by_governance_once() -> None:
+    from consortium_node.ledger.tx import AddOrganization
+
+    st = State(genesis())
+    org3 = PEM.replace(b"MIIB", b"MIIC")
+    assert st.run(tx(ALICE, 0, AddOrganization("org3", org3))) == [UNAUTHORIZED]
+    assert st.run(tx(ADMIN, 0, AddMember(BOB, "org3"))) == [INVALID]  # not a member yet
+    assert st.run(tx(ADMIN, 1, AddOrganization("org3", org3))) == [OK]
+    assert st[org_key("org3")] == org3
+    assert st.run(tx(ADMIN, 2, AddOrganization("org3", PEM))) == [INVALID]  # only once
+    assert st.run(tx(ADMIN, 3, AddOrganization("org1", PEM))) == [INVALID]  # genesis org
+    assert st[org_key("org3")] == org3
+    # its users can now be vouched for and transact
+    assert st.run(tx(ADMIN, 4, AddMember(BOB, "org3"))) == [OK]
+    assert st.run(tx(BOB, 0, KvPut(b"org3", b"hi"))) == [OK]
+    # a chain without TLS admits organisations without a CA
+    assert st.run(tx(ADMIN, 5, AddOrganization("plain", b""))) == [OK]
+    assert st[org_key("plain")] == b""
+
+
+@pytest.mark.parametrize(
+    ("name", "ca", "why"),
+    [
+        ("", PEM, "organization must be"),
+        ("o" * 256, PEM, "organization must be"),
+        ("org3", b"not a pem", "must be PEM"),
+        ("org3", PEM + b"-----BEGIN PRIVATE KEY-----\n", "private key"),
+        ("org3", PEM * 1000, "exceeds"),
+    ],
+)
+def test_add_organization_is_checked_statelessly(name: str, ca: bytes, why: str) -> None:
+    from consortium_node.ledger.tx import AddOrganization
+
+    with pytest.raises(TxRejected) as e:
+        check_stateless(tx(ADMIN, 0, AddOrganization(name, ca)), "c", 1 << 20)
+    assert e.value.reason is Reject.INVALID and why in e.value.message
