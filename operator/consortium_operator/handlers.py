@@ -16,6 +16,7 @@ with change handlers in kopf)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -254,7 +255,9 @@ async def _act(
                 f"in ConfigMap {names.genesis_configmap}",
             )
         return str(action)
-    if isinstance(action, plan.AddValidator | plan.RemoveValidator):
+    if isinstance(action, plan.AddOrganization):
+        action = dataclasses.replace(action, ca_cert=cas.get(action.org, b""))
+    if isinstance(action, plan.AddValidator | plan.RemoveValidator | plan.AddOrganization):
         eps = _governance_endpoints(observed, names, owner, settings)
         admin_key = await kube.read_admin_key(owner.namespace, names)
         try:
@@ -262,7 +265,12 @@ async def _act(
         except NoClientTLS as e:
             raise GovernanceError(f"{action}: {e}") from None
         tx = await nodes.governance(eps, spec.chain_id, admin_key, action, settings, tls)
-        kopf.info(body, reason="ValidatorSetChanged", message=f"{action}: tx {tx[:16]} committed")
+        reason = (
+            "OrganizationAdmitted"
+            if isinstance(action, plan.AddOrganization)
+            else "ValidatorSetChanged"
+        )
+        kopf.info(body, reason=reason, message=f"{action}: tx {tx[:16]} committed")
         await _await_membership(action, body, spec, names, owner, kube, settings)
         return str(action)
     return None
@@ -397,7 +405,7 @@ def _governance_endpoints(
 
 
 async def _await_membership(
-    action: plan.AddValidator | plan.RemoveValidator,
+    action: plan.AddValidator | plan.RemoveValidator | plan.AddOrganization,
     body: kopf.Body,
     spec: ConsortiumSpec,
     names: Names,
@@ -405,13 +413,17 @@ async def _await_membership(
     kube: Kube,
     settings: Settings,
 ) -> None:
-    """Until the chain's validator set reflects a committed change (it takes effect a couple
-    of blocks later), so the next pass does not plan the same change again."""
-    want = isinstance(action, plan.AddValidator)
+    """Until the chain reflects a committed change (a validator change takes effect a couple
+    of blocks later; an admitted organisation at once), so the next pass does not plan the
+    same change again."""
     for _ in range(int(settings.governance_timeout)):
         observed = await _observe(kube, settings, names, owner, spec)
-        vset = dict(observed.validator_set() or ())
-        if (action.node_id in vset) == want:
+        if isinstance(action, plan.AddOrganization):
+            if action.org in (observed.chain_organizations() or ()):
+                return
+        elif (action.node_id in dict(observed.validator_set() or ())) == isinstance(
+            action, plan.AddValidator
+        ):
             return
         await asyncio.sleep(1.0)
 

@@ -482,6 +482,7 @@ class NodeStatus:
     validators: tuple[tuple[bytes, str], ...]  # (node_id, organization)
     sync_state: str
     chain_id: str = ""
+    organizations: tuple[str, ...] = ()  # member organisations on chain (genesis + admitted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,6 +543,14 @@ class Observed:
         if not self.statefulsets:
             return self.genesis_validators
         return None
+
+    def chain_organizations(self) -> frozenset[str] | None:
+        """The member organisations the freshest node reports; None when no node reports
+        any (none answers yet)."""
+        reporting = [n for n in self.nodes.values() if n.organizations]
+        if not reporting:
+            return None
+        return frozenset(max(reporting, key=lambda n: n.height).organizations)
 
     def pod_of_key(self, node_id: bytes) -> str | None:
         return next((p for p, k in self.node_keys.items() if k == node_id), None)

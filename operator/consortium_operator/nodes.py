@@ -1,6 +1,6 @@
 """gRPC to node pods: read each node's status (height, role, leader, validator set, sync
-state) and submit governance transactions (AddValidator / RemoveValidator) signed with the
-consortium's admin key, waiting until the chain commits them.
+state, organisations) and submit governance transactions (AddValidator / RemoveValidator /
+AddOrganization) signed with the consortium's admin key, waiting until the chain commits them.
 
 Uses the synchronous client of consortium_node.client in threads. A node that does not answer
 is simply absent from the result: plan treats it as not caught up.
@@ -22,7 +22,7 @@ from consortium_api.v1 import types_pb2
 from consortium_node.client import Client, ClientError, ClientTLS, Signer
 
 from .model import CLIENT_PORT, Names, NodeStatus, PodState
-from .plan import AddValidator, RemoveValidator
+from .plan import AddOrganization, AddValidator, RemoveValidator
 from .settings import Settings
 
 __all__ = ["ClientError", "ClientTLS", "Endpoint", "GovernanceError", "governance", "statuses"]
@@ -30,6 +30,7 @@ __all__ = ["ClientError", "ClientTLS", "Endpoint", "GovernanceError", "governanc
 log = logging.getLogger("consortium_operator.nodes")
 
 TX_OK = 0
+Governance = AddValidator | RemoveValidator | AddOrganization
 
 
 class GovernanceError(Exception):
@@ -70,6 +71,7 @@ def _status(ep: Endpoint, timeout: float, tls: ClientTLS | None) -> NodeStatus:
         validators=tuple((bytes(v.node_id), v.organization) for v in s.validators),
         sync_state=s.sync_state,
         chain_id=s.chain_id,
+        organizations=tuple(s.organizations),
     )
 
 
@@ -99,17 +101,19 @@ def _governance(
     endpoints: Sequence[Endpoint],
     chain_id: str,
     admin_key: str,
-    action: AddValidator | RemoveValidator,
+    action: Governance,
     timeout: float,
     rpc_timeout: float,
     tls: ClientTLS | None,
 ) -> str:
     signer = Signer.from_json(admin_key, "the consortium admin key")
-    payload: types_pb2.AddValidator | types_pb2.RemoveValidator
+    payload: types_pb2.AddValidator | types_pb2.RemoveValidator | types_pb2.AddOrganization
     if isinstance(action, AddValidator):
         payload = types_pb2.AddValidator(node_id=action.node_id, organization=action.org)
-    else:
+    elif isinstance(action, RemoveValidator):
         payload = types_pb2.RemoveValidator(node_id=action.node_id)
+    else:
+        payload = types_pb2.AddOrganization(name=action.org, ca_cert=action.ca_cert)
     errors = []
     for ep in endpoints:
         try:
@@ -132,12 +136,13 @@ async def governance(
     endpoints: Sequence[Endpoint],
     chain_id: str,
     admin_key: str,
-    action: AddValidator | RemoveValidator,
+    action: Governance,
     settings: Settings,
     tls: ClientTLS | None,
 ) -> str:
-    """Submit the validator change to the first node that takes it and wait for its commit;
-    returns the tx id (hex). The admin key text is never logged."""
+    """Submit the governance change (validator set, organisation admission) to the first node
+    that takes it and wait for its commit; returns the tx id (hex). The admin key text is
+    never logged."""
     return await asyncio.to_thread(
         _governance,
         endpoints,

@@ -12,6 +12,8 @@ Order of business:
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
   4. membership, one member per pass, each waiting until the chain confirms it:
+     an organisation added to the spec after genesis is admitted first (AddOrganization with
+     its CA, so every node trusts its certificates before its first pod starts);
      scale up = key -> pod -> caught up -> AddValidator; scale down = RemoveValidator ->
      confirmed -> pod removed.
 
@@ -86,6 +88,18 @@ class RemoveValidator:
 
 
 @dataclass(frozen=True, slots=True)
+class AddOrganization:
+    """Admit an organisation that joined the spec after genesis; the handler fills in its CA
+    certificate (empty without TLS)."""
+
+    org: str
+    ca_cert: bytes = b""
+
+    def __str__(self) -> str:
+        return f"admit organisation {self.org}"
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Progressing: something is under way; look again later."""
 
@@ -119,6 +133,7 @@ Action = (
     | WriteGenesis
     | AddValidator
     | RemoveValidator
+    | AddOrganization
     | Wait
     | Blocked
     | Converged
@@ -359,8 +374,12 @@ class _Ctx:
             )
         vals = self.validators()
         n = len(vals)
+        on_chain = self.o.chain_organizations()
         for org in self.d.organizations:
             t = targets[org.name]
+            # an organisation new to the chain: admitted before it gets a key or a pod
+            if on_chain is not None and org.name not in on_chain:
+                return Step(AddOrganization(org.name), targets, "Scaling")
             want = org.validators
             members = [
                 i

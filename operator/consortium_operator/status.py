@@ -12,6 +12,7 @@ from typing import Any
 
 from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed
 from .plan import (
+    AddOrganization,
     AddValidator,
     Blocked,
     Converged,
@@ -37,6 +38,7 @@ def _reason(step: Step) -> str:
         WriteGenesis: "WritingGenesis",
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
+        AddOrganization: "AdmittingOrganization",
         Converged: "Converged",
     }[type(a)]
 

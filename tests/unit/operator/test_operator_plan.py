@@ -62,6 +62,7 @@ class World:
     settled: bool = True
     genesis: bool = True
     statefulsets: bool = True
+    chain_orgs: tuple[str, ...] = ()  # what nodes report as on chain (() = not reported)
 
     def pods(self) -> list[str]:
         return [N.pod(o, i) for o, r in self.replicas.items() for i in range(r)]
@@ -106,6 +107,7 @@ class World:
                 leader=key(pods[0]),
                 validators=vset,
                 sync_state="synced",
+                organizations=self.chain_orgs,
             )
             for p in pod_states
             if p not in self.down
@@ -184,6 +186,25 @@ def test_no_node_answers_means_wait_not_act() -> None:
 
 
 # --------------------------------------------------------------------------- scaling
+
+
+def test_an_organisation_added_after_genesis_is_admitted_before_its_first_key() -> None:
+    sp = spec([("a", 2), ("b", 2), ("c", 1)])
+    w = World(sp, {"a": 2, "b": 2, "c": 0}, chain_orgs=("a", "b"))
+    s = step(w)
+    assert s.action == plan.AddOrganization("c") and s.phase == "Scaling"
+    assert replicas(s) == {"a": 2, "b": 2, "c": 0}  # no pod before the chain trusts its CA
+    # once the chain lists it: its first key, then its first pod, as any scale-up
+    w.chain_orgs = ("a", "b", "c")
+    assert step(w).action == plan.CreateNodeKeys("c", ("c-c-0",))
+    # nodes that do not report organisations (older images): nothing to decide on
+    w.chain_orgs = ()
+    assert step(w).action == plan.CreateNodeKeys("c", ("c-c-0",))
+
+
+def test_admitted_organisations_are_not_admitted_again() -> None:
+    s = step(World(spec(), {"a": 2, "b": 2}, chain_orgs=("a", "b")))
+    assert isinstance(s.action, plan.Converged)
 
 
 SCALE_UP = [
