@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -445,6 +446,48 @@ def test_node_image_rolls(chain: Chain, node_image: str, request: pytest.Fixture
     assert chain.get()["status"]["height"] > height
     for pod in chain.pods():
         chain.wait_value("e2e/after-rollout", "ok", chain.pod_endpoint(pod["metadata"]["name"]))
+
+
+def test_organisation_joins_the_running_consortium(
+    chain: Chain, request: pytest.FixtureRequest
+) -> None:
+    """`kubectl patch` adds organisation initech with one validator: the operator creates its
+    CA, admits it on chain (AddOrganization), starts its node, adds it as a validator; every
+    node — none restarted — then accepts initech's client certificate."""
+    before = {p["metadata"]["name"]: (p["metadata"]["uid"], _restarts(p)) for p in chain.pods()}
+    t0 = time.monotonic()
+    chain.patch(
+        [
+            {
+                "op": "add",
+                "path": "/spec/organizations/-",
+                "value": {"name": "initech", "validators": 1},
+            }
+        ]
+    )
+    chain.wait_ready(300, validators="5/5")
+    report(request.config, f"organisation initech joins -> Ready 5/5: {time.monotonic() - t0:.1f}s")
+    status = chain.status()
+    assert "initech" in status["organizations"], status
+    assert {v["organization"] for v in status["validators"]} == {"acme", "globex", "initech"}
+    # initech's users: the operator's client Secret works against every node
+    chain.put_files("/tmp/tls-initech", chain.secret(f"{chain.name}-initech-client"))
+    for pod in chain.pods():
+        name = pod["metadata"]["name"]
+        got = chain.cli_result(
+            "status",
+            "--endpoint",
+            chain.pod_endpoint(name),
+            env={"CONSORTIUM_TLS_DIR": "/tmp/tls-initech"},
+        )
+        assert got.returncode == 0, (name, got.stderr)
+        if name in before:  # the old nodes trust initech without a restart
+            assert (pod["metadata"]["uid"], _restarts(pod)) == before[name], name
+    chain.put_eventually("e2e/after-initech", "5")
+
+
+def _restarts(pod: dict[str, Any]) -> int:
+    return int(sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", [])))
 
 
 def test_delete_consortium_cleans_up(chain: Chain, request: pytest.FixtureRequest) -> None:

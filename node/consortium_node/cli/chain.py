@@ -43,6 +43,7 @@ def status_json(s: ledger_pb2.GetStatusResponse, endpoint: str) -> dict[str, Any
         "validators": [
             {"node_id": v.node_id.hex(), "organization": v.organization} for v in s.validators
         ],
+        "organizations": list(s.organizations),
     }
 
 
@@ -83,6 +84,8 @@ def status(
     colour = "green" if s.sync_state in ("synced", "") else "yellow"
     t.add_row("sync", f"[{colour}]{s.sync_state or '-'}[/]")
     t.add_row("mempool", str(s.mempool_size))
+    if s.organizations:
+        t.add_row("organizations", ", ".join(s.organizations))
     t.add_row("validators", str(len(s.validators)))
     for v in s.validators:
         me = "  [dim](this node)[/]" if v.node_id == s.node_id else ""
