@@ -100,6 +100,27 @@ def test_governance_commands_submit(fake_node: FakeNode, key: Path) -> None:
     assert _json(["tx", "set-param", "block_ms", "50", *ep])["code"] == 0
 
 
+def test_add_org_submits_the_ca_file(fake_node: FakeNode, key: Path, tmp_path: Path) -> None:
+    from consortium_api.v1 import types_pb2
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ep = ["--endpoint", fake_node.endpoint, "--key", str(key), "--json"]
+    out = _json(["tx", "add-org", "org3", str(ca), *ep, "--wait"])
+    assert out["code"] == 0 and out["committed"] is True
+    body = types_pb2.TxBody.FromString(
+        types_pb2.SignedTx.FromString(fake_node.ledger.blocks[-1].txs[-1]).body
+    )
+    assert body.WhichOneof("payload") == "add_organization"
+    assert body.add_organization.name == "org3"
+    assert body.add_organization.ca_cert == ca.read_bytes()
+    # a CA file that cannot be read: one line, exit 1, nothing submitted
+    n = len(fake_node.ledger.blocks)
+    r = runner.invoke(app, ["tx", "add-org", "org4", str(tmp_path / "missing.pem"), *ep])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "cannot read CA file" in r.stderr
+    assert len(fake_node.ledger.blocks) == n
+
+
 def test_status_blocks_and_block(fake_node: FakeNode, key: Path) -> None:
     ep = ["--endpoint", fake_node.endpoint]
     for i in range(3):
