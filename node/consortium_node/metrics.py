@@ -18,6 +18,9 @@ class Metrics:
         self.txs = Counter("consortium_txs_committed", "Transactions committed", registry=r)
         self.blocks = Counter("consortium_blocks_committed", "Blocks committed", registry=r)
         self.mempool = Gauge("consortium_mempool_size", "Transactions in the mempool", registry=r)
+        self.peers_connected = Gauge(
+            "consortium_peers_connected", "Peer links currently up", registry=r
+        )
         self.rejected = Counter(
             "consortium_tx_rejected", "Transactions refused at admission", ["reason"], registry=r
         )

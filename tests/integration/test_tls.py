@@ -231,13 +231,23 @@ def test_another_organisations_ca_cannot_speak_for_a_validator(net: LocalNet) ->
     assert "issued by the CA of org2, but the validator belongs to org1" in (err.details() or "")
 
 
-def _metric(net: LocalNet, i: int, cert: str) -> float:
+def _metrics(net: LocalNet, i: int) -> str:
     cfg = yaml.safe_load((net.nodes[i].directory / "config.yaml").read_text())
     body = urllib.request.urlopen(f"http://{cfg['metrics_listen']}/metrics", timeout=5).read()
+    return str(body.decode())
+
+
+def _metric(net: LocalNet, i: int, cert: str) -> float:
     pat = rf'consortium_cert_expiry_timestamp_seconds{{cert="{re.escape(cert)}"}} (\S+)'
-    m = re.search(pat, body.decode())
+    m = re.search(pat, _metrics(net, i))
     assert m, f"no expiry metric for {cert}"
     return float(m.group(1))
+
+
+def _peers_connected(net: LocalNet, i: int) -> int:
+    m = re.search(r"^consortium_peers_connected (\S+)$", _metrics(net, i), re.MULTILINE)
+    assert m, "no consortium_peers_connected metric"
+    return int(float(m.group(1)))
 
 
 def test_rotation_under_load_loses_no_transaction(net: LocalNet) -> None:
@@ -306,9 +316,18 @@ def test_rotation_under_load_loses_no_transaction(net: LocalNet) -> None:
         for tid, h in acked.items():
             got = c.get_tx(tid)
             assert got is not None and got.receipt.height == h, f"lost {tid.hex()}"
-    # ... and new connections see the new certificate (peer links re-established too)
+    # ... and new connections see the new certificate; every peer link is up again (the
+    # dialling side of a link re-creates its channel with the new certificate)
     with net.client(3, 5.0) as c:
         assert c.status().height > 0
+    full = len(net.nodes) - 1
+    deadline = time.monotonic() + 15
+    # Polls the nodes' metrics until every node has all its peer links back.
+    while any(_peers_connected(net, i) != full for i in range(len(net.nodes))):
+        assert time.monotonic() < deadline, [
+            _peers_connected(net, i) for i in range(len(net.nodes))
+        ]
+        time.sleep(0.2)
 
 
 _PEM_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")

@@ -127,6 +127,8 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick)
             node.tick()
+            if hub is not None:
+                node.metrics.peers_connected.set(len(hub.connected()))
             if hub is not None and config_path is not None and time.monotonic() >= next_reload:
                 next_reload = time.monotonic() + PEER_RELOAD_S
                 _reload_peers(hub, config_path)
