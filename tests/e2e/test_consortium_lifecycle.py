@@ -467,6 +467,12 @@ def test_organisation_joins_the_running_consortium(
     )
     chain.wait_ready(300, validators="5/5")
     report(request.config, f"organisation initech joins -> Ready 5/5: {time.monotonic() - t0:.1f}s")
+    # every organisation's client Secret now trusts initech's CA too (initech's nodes answer
+    # behind the client Service); users refresh their copy, as `context from-cluster` does
+    initech_ca = chain.secret(f"{chain.name}-initech-ca")["ca.pem"]
+    for org in ("acme", "globex", "initech"):
+        assert initech_ca in chain.secret(f"{chain.name}-{org}-client")["ca.pem"], org
+    chain.use_client_tls("acme")
     status = chain.status()
     assert "initech" in status["organizations"], status
     assert {v["organization"] for v in status["validators"]} == {"acme", "globex", "initech"}
