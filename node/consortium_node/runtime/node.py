@@ -504,7 +504,10 @@ class Node:
                     self.network.gossip(raw)
                 out.append(Admission(tx.id, None, ""))
         if self._batch_since is None and len(self.mempool):
-            self._batch_since = now
+            # The batch window runs from the last commit: a non-full block is cut at most
+            # block_interval_ms after the previous one, and at once when the chain was idle
+            # for longer (no later txs to wait for: batching would only add latency).
+            self._batch_since = self._last_commit if self._last_commit is not None else 0.0
         self.metrics.mempool.set(len(self.mempool))
         return out
 
