@@ -155,6 +155,11 @@ IMMUTABLE = [
         "an organization cannot be removed",
     ),
     (
+        "tls-off",
+        [{"op": "replace", "path": "/spec/security/tls", "value": False}],
+        "security.tls is fixed at creation",
+    ),
+    (
         "scale-below-bft",
         [{"op": "replace", "path": "/spec/organizations/0/validators", "value": 1}],
         "bft consensus needs at least 4 validators",
