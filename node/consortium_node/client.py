@@ -60,6 +60,7 @@ Payload: TypeAlias = (
     | types_pb2.AddMember
     | types_pb2.RemoveMember
     | types_pb2.AddOrganization
+    | types_pb2.SetOrganizationCA
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -74,6 +75,7 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.AddMember: "add_member",
     types_pb2.RemoveMember: "remove_member",
     types_pb2.AddOrganization: "add_organization",
+    types_pb2.SetOrganizationCA: "set_organization_ca",
 }
 
 

@@ -418,9 +418,10 @@ class LocalNet:
         return ClientTLS.from_dir(self.data_dir / "tls") if self.tls_enabled else None
 
     def client(self, node: LocalNode | int = 0, timeout: float = 5.0) -> Client:
-        """A client of `node` (a node or its index) with this consortium's TLS material."""
+        """A client of `node` (a node or its index) with this consortium's TLS material, as
+        DIR/tls holds it now (a rotation may have replaced it)."""
         n = self.nodes[node] if isinstance(node, int) else node
-        return Client(n.endpoint, timeout, tls=n.tls)
+        return Client(n.endpoint, timeout, tls=self.tls)
 
     def governance(self, payloads: Sequence[Payload]) -> None:
         """Signs `payloads` (types_pb2 governance messages) with the admin key, submits them

@@ -256,10 +256,24 @@ def add_org(
 ) -> Payload:
     """Governance: admit organisation NAME after genesis; every node trusts its CA (CA_FILE)
     for peer and client TLS from the block that commits it."""
-    ca = b""
-    if ca_file is not None:
-        try:
-            ca = ca_file.expanduser().read_bytes()
-        except OSError as e:
-            raise fail(f"cannot read CA file {ca_file}: {e.strerror}") from None
-    return types_pb2.AddOrganization(name=name, ca_cert=ca)
+    return types_pb2.AddOrganization(name=name, ca_cert=_read_ca(ca_file))
+
+
+@_tx_command("set-org-ca")
+def set_org_ca(
+    name: Annotated[str, typer.Argument(help="Member organisation.")],
+    ca_file: Annotated[Path, typer.Argument(help="PEM bundle of its CA certificate(s).")],
+) -> Payload:
+    """Governance: replace organisation NAME's trusted CA certificates. Rotating a CA without
+    downtime: the bundle old + new first, reissue every certificate from the new CA, then the
+    new CA alone."""
+    return types_pb2.SetOrganizationCA(name=name, ca_cert=_read_ca(ca_file))
+
+
+def _read_ca(ca_file: Path | None) -> bytes:
+    if ca_file is None:
+        return b""
+    try:
+        return ca_file.expanduser().read_bytes()
+    except OSError as e:
+        raise fail(f"cannot read CA file {ca_file}: {e.strerror}") from None

@@ -35,6 +35,7 @@ from .errors import DecodeError, Reject, TxRejected
 from .hashing import sha256
 from .lthash import LtHash
 from .tx import (
+    GOVERNANCE,
     MAX_AMOUNT,
     MAX_ORG_BYTES,
     AddMember,
@@ -46,6 +47,7 @@ from .tx import (
     KvPut,
     RemoveMember,
     RemoveValidator,
+    SetOrganizationCA,
     SetParam,
     Tx,
 )
@@ -248,14 +250,16 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
             return UNAUTHORIZED, f"only the issuer {issuer.hex()[:16]}... may issue {p.asset}"
         if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
             return INVALID, "balance would overflow"
-    elif isinstance(
-        p, AddValidator | RemoveValidator | SetParam | AddMember | RemoveMember | AddOrganization
-    ):
+    elif isinstance(p, GOVERNANCE):
         if not is_admin(reader, tx.sender):
             return UNAUTHORIZED, "governance transactions need a genesis admin key"
         if isinstance(p, AddOrganization):
             if reader.get(org_key(p.name)) is not None:
                 return INVALID, f"{p.name!r} is already a member organisation"
+            return OK, ""
+        if isinstance(p, SetOrganizationCA):
+            if reader.get(org_key(p.name)) is None:
+                return INVALID, f"{p.name!r} is not a member organisation"
             return OK, ""
         if isinstance(p, AddMember):
             if reader.get(org_key(p.organization)) is None:
@@ -323,7 +327,7 @@ def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         st.put(member_key(p.key), p.organization.encode())
     elif isinstance(p, RemoveMember):
         st.delete(member_key(p.key))
-    elif isinstance(p, AddOrganization):
+    elif isinstance(p, AddOrganization | SetOrganizationCA):
         st.put(org_key(p.name), p.ca_cert)
     else:
         _, vals = latest_validators(st)

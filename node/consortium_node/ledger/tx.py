@@ -84,6 +84,15 @@ class AddOrganization:
     ca_cert: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class SetOrganizationCA:
+    """Replace an organisation's trusted CA certificates (a PEM bundle: old + new while a
+    CA is rotated)."""
+
+    name: str
+    ca_cert: bytes
+
+
 MAX_CA_BYTES = 16 * 1024
 PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
@@ -98,8 +107,17 @@ Payload = (
     | AddMember
     | RemoveMember
     | AddOrganization
+    | SetOrganizationCA
 )
-GOVERNANCE = (AddValidator, RemoveValidator, SetParam, AddMember, RemoveMember, AddOrganization)
+GOVERNANCE = (
+    AddValidator,
+    RemoveValidator,
+    SetParam,
+    AddMember,
+    RemoveMember,
+    AddOrganization,
+    SetOrganizationCA,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +173,13 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
             raise TxRejected(Reject.INVALID, "member key must be a 32-byte Ed25519 public key")
         if isinstance(p, AddMember) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
             raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
-    elif isinstance(p, AddOrganization):
+    elif isinstance(p, AddOrganization | SetOrganizationCA):
         if not 0 < len(p.name.encode()) <= MAX_ORG_BYTES:
             raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
         if len(p.ca_cert) > MAX_CA_BYTES:
             raise TxRejected(Reject.INVALID, f"CA certificate exceeds {MAX_CA_BYTES} bytes")
+        if isinstance(p, SetOrganizationCA) and not p.ca_cert:
+            raise TxRejected(Reject.INVALID, "SetOrganizationCA needs at least one CA certificate")
         if p.ca_cert and not p.ca_cert.lstrip().startswith(PEM_CERT):
             raise TxRejected(Reject.INVALID, "CA certificate must be PEM (or empty without TLS)")
         if b"PRIVATE KEY" in p.ca_cert:  # never put a CA's key on chain

@@ -23,6 +23,7 @@ from ..ledger.tx import (
     Payload,
     RemoveMember,
     RemoveValidator,
+    SetOrganizationCA,
     SetParam,
     Tx,
 )
@@ -58,6 +59,9 @@ def decode_tx(raw: bytes) -> Tx:
         payload = RemoveMember(body.remove_member.key)
     elif which == "add_organization":
         payload = AddOrganization(body.add_organization.name, body.add_organization.ca_cert)
+    elif which == "set_organization_ca":
+        q2 = body.set_organization_ca
+        payload = SetOrganizationCA(q2.name, q2.ca_cert)
     else:
         raise TxRejected(Reject.UNKNOWN_TYPE, "transaction has no known payload type")
     return Tx(

@@ -93,7 +93,7 @@ class CertStore:
         self.material = _read_material(cert_file, key_file)
         self.version = 1
         self._lock = threading.Lock()
-        self._cas: dict[str, Any] | None = None  # parsed ca_pems, on first use
+        self._cas: list[tuple[str, Any]] | None = None  # parsed ca_pems, on first use
 
     def set_cas(self, ca_pems: Mapping[str, bytes]) -> bool:
         """New trust roots (organisations admitted on chain after genesis); True when they
@@ -114,17 +114,20 @@ class CertStore:
         """The genesis organisation whose CA signed `cert` (an x509.Certificate the handshake
         already verified), or None (an extra root, or no longer valid)."""
         if self._cas is None:
-            parsed = {}
-            for org, pem in self.ca_pems.items():
+            parsed: list[tuple[str, Any]] = []  # (organisation, CA): one rotating its CA
+            for org, pem in self.ca_pems.items():  # lists the old and the new one
                 try:
-                    parsed[org] = pki.load_cert(pem)
+                    parsed.extend((org, ca) for ca in pki.load_certs(pem))
                 except pki.CertError:
                     continue
             self._cas = parsed
-        try:
-            return pki.issuer_org(cert, self._cas, dt.datetime.now(dt.UTC))
-        except pki.CertError:
-            return None
+        now = dt.datetime.now(dt.UTC)
+        for org, ca in self._cas:
+            try:
+                return pki.issuer_org(cert, {org: ca}, now)
+            except pki.CertError:
+                continue
+        return None
 
     def ca_expiry(self) -> dict[str, dt.datetime]:
         out = {}

@@ -284,6 +284,34 @@ class AddOrganization(_message.Message):
 Global___AddOrganization: _TypeAlias = AddOrganization  # noqa: Y015
 
 @_typing.final
+class SetOrganizationCA(_message.Message):
+    """Governance: replace a member organisation's trusted CA certificates (state o/<name>). To
+    rotate a CA without downtime: first the bundle old + new (certificates of both verify),
+    reissue every certificate from the new CA, then the new CA alone.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CA_CERT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    ca_cert: _builtins.bytes
+    """PEM bundle of one or more CA certificates"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        ca_cert: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_cert", b"ca_cert", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetOrganizationCA: _TypeAlias = SetOrganizationCA  # noqa: Y015
+
+@_typing.final
 class TxBody(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -300,6 +328,7 @@ class TxBody(_message.Message):
     ADD_MEMBER_FIELD_NUMBER: _builtins.int
     REMOVE_MEMBER_FIELD_NUMBER: _builtins.int
     ADD_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    SET_ORGANIZATION_CA_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     sender: _builtins.bytes
     """32-byte Ed25519 public key"""
@@ -325,6 +354,8 @@ class TxBody(_message.Message):
     def remove_member(self) -> Global___RemoveMember: ...
     @_builtins.property
     def add_organization(self) -> Global___AddOrganization: ...
+    @_builtins.property
+    def set_organization_ca(self) -> Global___SetOrganizationCA: ...
     def __init__(
         self,
         *,
@@ -341,12 +372,13 @@ class TxBody(_message.Message):
         add_member: Global___AddMember | None = ...,
         remove_member: Global___RemoveMember | None = ...,
         add_organization: Global___AddOrganization | None = ...,
+        set_organization_ca: Global___SetOrganizationCA | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_param", b"set_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_param", b"set_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

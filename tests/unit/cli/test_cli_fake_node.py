@@ -114,6 +114,13 @@ def test_add_org_submits_the_ca_file(fake_node: FakeNode, key: Path, tmp_path: P
     assert body.WhichOneof("payload") == "add_organization"
     assert body.add_organization.name == "org3"
     assert body.add_organization.ca_cert == ca.read_bytes()
+    out = _json(["tx", "set-org-ca", "org3", str(ca), *ep, "--wait"])
+    assert out["code"] == 0
+    body = types_pb2.TxBody.FromString(
+        types_pb2.SignedTx.FromString(fake_node.ledger.blocks[-1].txs[-1]).body
+    )
+    assert body.WhichOneof("payload") == "set_organization_ca"
+    assert body.set_organization_ca.ca_cert == ca.read_bytes()
     # a CA file that cannot be read: one line, exit 1, nothing submitted
     n = len(fake_node.ledger.blocks)
     r = runner.invoke(app, ["tx", "add-org", "org4", str(tmp_path / "missing.pem"), *ep])

@@ -171,3 +171,19 @@ def test_add_organization_is_checked_statelessly(name: str, ca: bytes, why: str)
     with pytest.raises(TxRejected) as e:
         check_stateless(tx(ADMIN, 0, AddOrganization(name, ca)), "c", 1 << 20)
     assert e.value.reason is Reject.INVALID and why in e.value.message
+
+
+def test_an_organisations_ca_is_replaced_by_governance() -> None:
+    from consortium_node.ledger.tx import SetOrganizationCA
+
+    st = State(genesis())
+    new = PEM.replace(b"MIIB", b"MIID")
+    assert st.run(tx(ALICE, 0, SetOrganizationCA("org1", PEM + new))) == [UNAUTHORIZED]
+    assert st.run(tx(ADMIN, 0, SetOrganizationCA("nowhere", new))) == [INVALID]
+    assert st.run(tx(ADMIN, 1, SetOrganizationCA("org1", PEM + new))) == [OK]  # both, then
+    assert st[org_key("org1")] == PEM + new
+    assert st.run(tx(ADMIN, 2, SetOrganizationCA("org1", new))) == [OK]  # the new one alone
+    assert st[org_key("org1")] == new
+    assert st[member_key(ALICE)] == b"org1"  # members stay vouched for
+    with pytest.raises(TxRejected, match="at least one CA"):
+        check_stateless(tx(ADMIN, 3, SetOrganizationCA("org1", b"")), "c", 1 << 20)
