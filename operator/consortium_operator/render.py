@@ -11,6 +11,7 @@ Consortium, so deleting the Consortium garbage-collects what the finalizer does 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,9 +48,14 @@ PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publi
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
 
 Manifest = dict[str, Any]
+# libyaml's safe loader when PyYAML has it (the pure-Python one dominated a pass's CPU)
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """The one template environment (templates compile once per process: a pass renders a
+    dozen of them per consortium)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -94,7 +100,7 @@ class Renderer:
 
     def _docs(self, template: str, **values: Any) -> list[Manifest]:
         text = self._text(template, **values)
-        return [d for d in yaml.safe_load_all(text) if d]
+        return [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d]
 
     def _one(self, template: str, **values: Any) -> Manifest:
         (doc,) = self._docs(template, **values)
