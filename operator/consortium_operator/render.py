@@ -61,6 +61,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates ship with the code: no mtime check per render
     )
     # no globals: a value the caller forgot must be an error, not jinja's `namespace`/`range`
     env.globals.clear()
