@@ -167,7 +167,7 @@ def build(
                 "nodeId": key.hex() if key else "",
             }
         )
-    return {
+    out: dict[str, Any] = {
         "phase": phase,
         "observedGeneration": generation,
         "chainId": desired.chain_id if desired else "",
@@ -181,3 +181,7 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
+    on_chain = observed.chain_organizations()
+    if on_chain is not None:  # unknown while no node answers: the last written value stays
+        out["organizations"] = sorted(on_chain)
+    return out

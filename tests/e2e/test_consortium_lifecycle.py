@@ -475,6 +475,11 @@ def test_organisation_joins_the_running_consortium(
     chain.use_client_tls("acme")
     status = chain.status()
     assert "initech" in status["organizations"], status
+    chain.wait(
+        "initech in the Consortium's status.organizations",
+        lambda: "initech" in (chain.get()["status"].get("organizations") or []),
+        30,
+    )
     assert {v["organization"] for v in status["validators"]} == {"acme", "globex", "initech"}
     # initech's users: the operator's client Secret works against every node
     chain.put_files("/tmp/tls-initech", chain.secret(f"{chain.name}-initech-client"))

@@ -198,13 +198,16 @@ def test_written_status_fits_the_schema(version: dict[str, Any]) -> None:
         genesis_validators=vset,
         genesis_hash="ab" * 32,
         pods={p: PodState(p, "a", i, True, "r1", "10.0.0.1") for i, p in enumerate(keys)},
-        nodes={p: NodeStatus(7, "follower", keys["c-a-0"], vset, "synced") for p in keys},
+        nodes={
+            p: NodeStatus(7, "follower", keys["c-a-0"], vset, "synced", "x", ("a",)) for p in keys
+        },
     )
     step = plan.next_step(sp, obs, n, "img")
     st = status.build(sp, obs, step, n, "ns", 3, [], "2026-01-01T00:00:00Z", 2)
     schema = {"type": "object", "properties": _status_props(version)}
     _fits(st, schema, "status")
     assert set(st) == set(_status_props(version))
+    assert st["organizations"] == ["a"]
     failed = status.build(None, Observed(), None, n, "ns", 3, [], "2026-01-01T00:00:00Z", 2, "bad")
     _fits(failed, schema, "status")
 
