@@ -299,6 +299,17 @@ async def _ensure_tls(
     issuers: dict[str, pki.Issued] = {}
     for org in orgs:
         data = await kube.secret_data(owner.namespace, names.ca_secret(org))
+        trusted = observed.ca_trusted_on_chain(org)
+        if data is None and trusted is not False:
+            # The chain trusts only the CA it lists: a replacement would be refused by every
+            # node (and its certificates with it), so a lost CA Secret is an error to fix.
+            if trusted:
+                raise KubeError(
+                    0,
+                    f"Secret {names.ca_secret(org)} (the CA of {org}, which the chain trusts) "
+                    "is missing: restore it from a backup; a new CA would not be trusted",
+                )
+            continue  # a new organisation, and no node tells yet whether it is on chain
         if data is None:
             ca = pki.org_ca(org, now, pki.new_tls_key(), pki.serial_from())
             if await kube.create(renderer.ca_secret(org, ca)):
@@ -363,7 +374,11 @@ async def _ensure_client_tls(
     changed."""
     bundle = pki.trust_bundle({org: ca.cert_pem for org, ca in issuers.items()})
     first = spec.organizations[0].name
-    wanted = [(names.client_secret(o.name), o.name, f"{o.name}-client") for o in spec.organizations]
+    wanted = [
+        (names.client_secret(o.name), o.name, f"{o.name}-client")
+        for o in spec.organizations
+        if o.name in issuers  # an organisation whose CA is not settled yet gets none
+    ]
     wanted.append((names.operator_client_secret, first, "consortium-operator"))
     for secret, org, cn in wanted:
         existing = await kube.secret_data(owner.namespace, secret)

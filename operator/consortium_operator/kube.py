@@ -293,6 +293,7 @@ class Kube:
 
         genesis_validators = None
         genesis_hash = ""
+        genesis_orgs: tuple[str, ...] = ()
         if genesis_cm is not None:
             text = (genesis_cm.get("data") or {}).get("genesis.json", "")
             try:
@@ -300,6 +301,7 @@ class Kube:
             except DecodeError as e:
                 raise KubeError(0, f"ConfigMap {names.genesis_configmap}: {e}") from None
             genesis_validators = tuple((v.node_id, v.organization) for v in g.validators)
+            genesis_orgs = tuple(o.name for o in g.organizations)
             genesis_hash = g.hash.hex()
 
         sts_states: dict[str, StatefulSetState] = {}
@@ -345,6 +347,7 @@ class Kube:
             node_keys=node_keys,
             genesis_validators=genesis_validators,
             genesis_hash=genesis_hash,
+            genesis_organizations=genesis_orgs,
             statefulsets=sts_states,
             pods=pod_states,
         )

@@ -523,6 +523,7 @@ class Observed:
     node_keys: Mapping[str, bytes] = field(default_factory=dict)  # pod name -> public key
     genesis_validators: tuple[tuple[bytes, str], ...] | None = None  # None = no genesis yet
     genesis_hash: str = ""
+    genesis_organizations: tuple[str, ...] = ()
     statefulsets: Mapping[str, StatefulSetState] = field(default_factory=dict)  # by org
     pods: Mapping[str, PodState] = field(default_factory=dict)  # by pod name
     nodes: Mapping[str, NodeStatus] = field(default_factory=dict)  # by pod name, answering
@@ -551,6 +552,14 @@ class Observed:
         if not reporting:
             return None
         return frozenset(max(reporting, key=lambda n: n.height).organizations)
+
+    def ca_trusted_on_chain(self, org: str) -> bool | None:
+        """Whether the chain trusts a CA of `org` already (it is in genesis or was admitted):
+        True/False, or None when that cannot be told yet (no node reports organisations)."""
+        if not self.has_genesis or org in self.genesis_organizations:
+            return self.has_genesis
+        on_chain = self.chain_organizations()
+        return None if on_chain is None else org in on_chain
 
     def pod_of_key(self, node_id: bytes) -> str | None:
         return next((p for p, k in self.node_keys.items() if k == node_id), None)

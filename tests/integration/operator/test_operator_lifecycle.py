@@ -400,3 +400,28 @@ def test_cli_context_from_the_operators_client_secret(
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "nobody-client not found" in proc.stderr
     assert not (tmp_path / "contexts" / "nobody").exists()
+
+
+def test_a_lost_ca_secret_is_not_replaced_by_an_untrusted_ca(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """After genesis the chain trusts only the CA it lists: a deleted CA Secret is reported
+    (restore it from a backup), never silently replaced — a new CA's certificates would be
+    refused by every node."""
+    ns, name = namespace, "lost"
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    client_before = secret_entries(objs[f"secret/{name}-acme-client"])
+    kubectl.run("delete", "secret", f"{name}-acme-ca", "-n", ns)
+    eventually(
+        lambda: (
+            f"Secret {name}-acme-ca (the CA of acme, which the chain trusts) is missing"
+            in operator.tail(20000)
+        ),
+        60,
+        "the operator to report the missing CA",
+        operator.tail,
+    )
+    assert kubectl.get("secret", f"{name}-acme-ca", ns) is None
+    client = kubectl.get("secret", f"{name}-acme-client", ns)
+    assert client is not None and secret_entries(client) == client_before

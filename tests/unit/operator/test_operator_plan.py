@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from consortium_operator import plan
@@ -511,3 +511,16 @@ def test_quorum_sizes() -> None:
     bft, raft = spec().consensus, spec(kind="raft").consensus
     assert [bft.quorum(n) for n in (4, 5, 6, 7, 10)] == [3, 4, 5, 5, 7]
     assert [raft.quorum(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
+
+
+def test_which_cas_the_chain_trusts() -> None:
+    from consortium_operator.model import Observed as Obs
+
+    assert Obs().ca_trusted_on_chain("a") is False  # before genesis: any CA may be made
+    g = Obs(genesis_validators=(), genesis_organizations=("a", "b"))
+    assert g.ca_trusted_on_chain("a") is True  # listed in genesis: never replaced
+    assert g.ca_trusted_on_chain("c") is None  # added later, no node reports yet
+    reporting = {"p": NodeStatus(5, "validator", b"", (), "synced", "x", ("a", "b"))}
+    assert replace(g, nodes=reporting).ca_trusted_on_chain("c") is False  # not admitted yet
+    admitted = {"p": NodeStatus(6, "validator", b"", (), "synced", "x", ("a", "b", "c"))}
+    assert replace(g, nodes=admitted).ca_trusted_on_chain("c") is True
