@@ -153,3 +153,32 @@ def test_rotate_an_organisations_ca_without_downtime(net: LocalNet) -> None:
     with Client(net.nodes[3].endpoint, 5.0, tls=new_client) as c:
         for k in (b"before", b"both-cas", b"reissued", b"after"):
             assert c.query_key(k).found, k
+
+
+def test_a_validator_serving_another_organisations_certificate_gets_no_links(
+    net: LocalNet,
+) -> None:
+    """Both ends check the organisation: a validator of org1 restarted with a certificate for
+    its own node id but issued by org2's CA (a consortium CA, so the handshake chain is
+    fine) is refused by the nodes it dials (they check the client certificate's issuer) and
+    by the nodes that dial it (their channel trusts org1's CA alone for an org1 validator)."""
+    org1 = [n for n in net.nodes if n.organization == "org1"]
+    victim = max(org1, key=lambda n: n.node_id)  # dialled by every node with a smaller id
+    dialled_by = sum(1 for n in net.nodes if n.node_id < victim.node_id)
+    assert dialled_by >= 1
+    victim.stop()
+    issue_node_tls(
+        net.data_dir, victim.directory, "org2", victim.name, bytes.fromhex(victim.node_id)
+    )
+    victim.start()
+    victim.wait_ready(time.monotonic() + 30)
+    with net.client(victim, 5.0) as c:
+        start = c.status().height
+    # an observation window: the others keep committing (and re-dialling with backoff),
+    # the victim never gets a peer link
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert _gauge(victim, "consortium_peers_connected") == 0
+        time.sleep(0.1)
+    with net.client(net.nodes[0] if net.nodes[0] is not victim else net.nodes[1], 5.0) as c:
+        assert c.status().height > start  # the three others go on without it

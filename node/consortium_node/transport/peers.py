@@ -9,7 +9,8 @@ refused (PERMISSION_DENIED) and logged.
 
 With TLS (`tls` given: a tls.CertStore) links are mutual TLS: the handshake already refused
 any certificate not chaining to a genesis organisation's CA (or expired); the dialler verifies
-that the server's certificate names the node id it dials (pki.node_dns_name), and the server
+that the server's certificate names the node id it dials (pki.node_dns_name) and, for a
+validator, was issued by its organisation's CA (the channel trusts that CA alone), and the server
 that the client certificate binds the node id its hello claims and, for a validator, was issued
 by the CA of the organisation the chain registered it with (one organisation's CA cannot
 speak for another's validator). `refresh_credentials` (after a
@@ -121,11 +122,11 @@ class PeerHub:
         self._channels: dict[bytes, grpc.aio.Channel] = {}
         self._closing = False
         self.tls = tls
-        self._creds: grpc.ChannelCredentials | None = None
+        self._creds: dict[str | None, grpc.ChannelCredentials] = {}  # by peer organisation
 
     def refresh_credentials(self) -> None:
         """Our certificate changed: new channels (and so new streams) present the new one."""
-        self._creds = None
+        self._creds = {}
         for pid in list(self._channels):
             self._close_channel(pid)
 
@@ -204,11 +205,15 @@ class PeerHub:
             if self.tls is None:
                 ch = grpc.aio.insecure_channel(link.address, options=options)
             else:
-                if self._creds is None:
-                    self._creds = self.tls.channel_credentials()
-                # The server must hold a certificate naming the node id we mean to reach.
+                # The server must hold a certificate naming the node id we mean to reach,
+                # issued by the CA of the organisation the chain registered it with (if it
+                # is a validator; any consortium CA for an observer).
+                org = self._handler.organization_of(link.peer_id)
+                creds = self._creds.get(org)
+                if creds is None:
+                    creds = self._creds[org] = self.tls.channel_credentials(org)
                 options.append(("grpc.ssl_target_name_override", pki.node_dns_name(link.peer_id)))
-                ch = grpc.aio.secure_channel(link.address, self._creds, options=options)
+                ch = grpc.aio.secure_channel(link.address, creds, options=options)
             self._channels[link.peer_id] = ch
         return ch
 

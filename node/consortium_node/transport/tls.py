@@ -186,9 +186,12 @@ class CertStore:
             require_client_authentication=require_client_auth,
         )
 
-    def channel_credentials(self) -> grpc.ChannelCredentials:
+    def channel_credentials(self, organization: str | None = None) -> grpc.ChannelCredentials:
+        """Client credentials; with `organization` (of a known validator) the server must
+        hold a certificate from that organisation's CA alone, not from any consortium CA."""
         m = self.material
-        return grpc.ssl_channel_credentials(self.roots, m.key_pem, m.cert_pem)
+        roots = self.ca_pems.get(organization or "") or self.roots
+        return grpc.ssl_channel_credentials(roots, m.key_pem, m.cert_pem)
 
 
 # --------------------------------------------------------------------------- peer identity
