@@ -181,41 +181,28 @@ class Kube:
     async def add_secret_entries(self, manifest: Manifest) -> bool | Conflict:
         """Add the entries of `manifest` (a Secret) that the stored Secret lacks; existing
         entries are never changed. Creates the Secret if absent. True if anything was added."""
+        return await self._merge_secret_entries(manifest, replace=False)
+
+    async def put_secret_entries(self, manifest: Manifest) -> bool | Conflict:
+        """Set the entries of `manifest` (a Secret), replacing those that exist (certificate
+        rotation); creates the Secret if absent. Optimistic: a concurrent writer -> Conflict."""
+        return await self._merge_secret_entries(manifest, replace=True)
+
+    async def _merge_secret_entries(self, manifest: Manifest, replace: bool) -> bool | Conflict:
+        """Merge-patch `manifest`'s entries into the stored Secret at the resourceVersion just
+        read (a concurrent writer -> Conflict); all of them if `replace`, else only those it
+        lacks (False: nothing to add). Creates the Secret if absent."""
         meta = manifest["metadata"]
         current = await self.get("Secret", meta["namespace"], meta["name"])
         if current is None:
             return await self.create(manifest) or Conflict()
         have = current.get("data") or {}
-        missing = {k: v for k, v in manifest["data"].items() if k not in have}
-        if not missing:
+        entries = {k: v for k, v in manifest["data"].items() if replace or k not in have}
+        if not entries:
             return False
         patch: dict[str, Any] = {
             "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "data": missing,
-        }
-        try:
-            await self._call(
-                "PATCH",
-                _path("Secret", meta["namespace"], meta["name"]),
-                body=patch,
-                content_type="application/merge-patch+json",
-            )
-        except KubeError as e:
-            if e.status == 409:
-                return Conflict()
-            raise
-        return True
-
-    async def put_secret_entries(self, manifest: Manifest) -> bool | Conflict:
-        """Set the entries of `manifest` (a Secret), replacing those that exist (certificate
-        rotation); creates the Secret if absent. Optimistic: a concurrent writer -> Conflict."""
-        meta = manifest["metadata"]
-        current = await self.get("Secret", meta["namespace"], meta["name"])
-        if current is None:
-            return await self.create(manifest) or Conflict()
-        patch: dict[str, Any] = {
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "data": manifest["data"],
+            "data": entries,
         }
         try:
             await self._call(
