@@ -69,6 +69,11 @@ def _read_material(cert_file: Path, key_file: Path) -> Material:
     )
 
 
+def _with_ca(ca_pems: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The organisations that have a CA (an organisation of a chain without TLS has none)."""
+    return {org: pem for org, pem in ca_pems.items() if pem}
+
+
 class CertStore:
     """The node's certificate and key files, and the trust roots. `poll()` re-reads the files
     (cheap: two small reads) and bumps `version` when they changed and are valid; a broken
@@ -83,28 +88,31 @@ class CertStore:
     ) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
-        self.ca_pems = {org: pem for org, pem in ca_pems.items() if pem}
+        self.ca_pems = _with_ca(ca_pems)
         if not self.ca_pems and not extra_roots:
             raise TlsError(
                 "TLS is on but genesis lists no organisation CA certificates (and no ca_file)"
             )
         self._extra_roots = extra_roots
-        self.roots = b"".join(self.ca_pems.values()) + extra_roots
         self.material = _read_material(cert_file, key_file)
         self.version = 1
         self._lock = threading.Lock()
         self._cas: list[tuple[str, Any]] | None = None  # parsed ca_pems, on first use
 
+    @property
+    def roots(self) -> bytes:
+        """Every trusted CA certificate: the organisations' and the extra bundle."""
+        return b"".join(self.ca_pems.values()) + self._extra_roots
+
     def set_cas(self, ca_pems: Mapping[str, bytes]) -> bool:
         """New trust roots (organisations admitted on chain after genesis); True when they
         changed. Servers use them from the next handshake; callers re-create client channels
         (PeerHub.refresh_credentials). Organisations without a CA (no TLS) add no root."""
-        fresh = {org: pem for org, pem in ca_pems.items() if pem}
+        fresh = _with_ca(ca_pems)
         if fresh == self.ca_pems:
             return False
         with self._lock:
             self.ca_pems = fresh
-            self.roots = b"".join(fresh.values()) + self._extra_roots
             self._cas = None
             self.version += 1
         log.info("TLS trust roots updated", extra={"fields": {"organizations": sorted(fresh)}})
