@@ -423,10 +423,11 @@ class LocalNet:
         n = self.nodes[node] if isinstance(node, int) else node
         return Client(n.endpoint, timeout, tls=self.tls)
 
-    def governance(self, payloads: Sequence[Payload]) -> None:
+    def governance(self, payloads: Sequence[Payload]) -> int:
         """Signs `payloads` (types_pb2 governance messages) with the admin key, submits them
-        in one batch and returns once every running node has applied the last one (any node
-        may be asked next). RuntimeError names a refusal or a failed receipt."""
+        in one batch and returns, once every running node has applied the last one (any node
+        may be asked next), the height that committed it. RuntimeError names a refusal or a
+        failed receipt."""
         from .client import Signer
 
         admin = Signer.load(self.data_dir / "keys" / "admin.json")
@@ -444,6 +445,7 @@ class LocalNet:
             if n.proc is not None and n.proc.poll() is None:
                 with self.client(n, 10.0) as cn:
                     cn.wait_tx(txs[-1][0], timeout=30)
+        return int(got.receipt.height)
 
     def vouch(self, keys: list[bytes], organization: str | None = None) -> None:
         """Governance: the admin key vouches for sender `keys` (AddMember), so they may

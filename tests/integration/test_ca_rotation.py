@@ -7,26 +7,25 @@ are refused while the new one's are accepted."""
 from __future__ import annotations
 
 import datetime as dt
-import re
+import functools
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from consortium_api.v1 import types_pb2
 from consortium_node import pki
-from consortium_node.client import Client, ClientError, ClientTLS, Signer
+from consortium_node.client import Client, ClientTLS, Signer
 from consortium_node.localnet import (
     LocalNet,
-    LocalNode,
     init_data_dir,
     issue_client_tls,
     issue_node_tls,
     load_ca,
     parse_manifest,
 )
+
+from .localnets import answers, gauge, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,41 +40,16 @@ MANIFEST = {
 }
 
 
-def _wait(cond: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    # Polls observable node state (gRPC, metrics), bounded in time.
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[LocalNet]:
     init_data_dir(parse_manifest(MANIFEST), tmp_path / "net", fsync=False)
-    n = LocalNet(tmp_path / "net")
-    n.start()
-    try:
+    with running(tmp_path / "net") as n:
         yield n
-    finally:
-        n.stop()
-
-
-def _metrics(n: LocalNode) -> str:
-    cfg = yaml.safe_load((n.directory / "config.yaml").read_text())
-    body = urllib.request.urlopen(f"http://{cfg['metrics_listen']}/metrics", timeout=5).read()
-    return str(body.decode())
-
-
-def _gauge(n: LocalNode, pattern: str) -> float:
-    m = re.search("^" + pattern + r" (\S+)$", _metrics(n), re.MULTILINE)
-    assert m, pattern
-    return float(m.group(1))
 
 
 def _links_up(net: LocalNet) -> bool:
     full = len(net.nodes) - 1
-    return all(_gauge(n, "consortium_peers_connected") == full for n in net.nodes)
+    return all(gauge(n, "consortium_peers_connected") == full for n in net.nodes)
 
 
 def _client_tls(ca: pki.Issued, bundle: bytes) -> ClientTLS:
@@ -94,15 +68,6 @@ def _writes(net: LocalNet, signer: Signer, tls: ClientTLS, key: bytes) -> None:
         assert c.wait_tx(tx_id, 15).receipt.code == 0
 
 
-def _answers(endpoint: str, tls: ClientTLS) -> bool:
-    try:
-        with Client(endpoint, 2.0, tls=tls) as c:
-            c.status()
-        return True
-    except ClientError:
-        return False
-
-
 def test_rotate_an_organisations_ca_without_downtime(net: LocalNet) -> None:
     old = load_ca(net.data_dir, "org1")
     org2 = load_ca(net.data_dir, "org2")
@@ -113,13 +78,15 @@ def test_rotate_an_organisations_ca_without_downtime(net: LocalNet) -> None:
     old_client = _client_tls(old, both + org2.cert_pem)
     new_client = _client_tls(new, both + org2.cert_pem)
     _writes(net, writer, old_client, b"before")
-    assert not any(_answers(n.endpoint, new_client) for n in net.nodes)  # not trusted yet
+    assert not any(answers(n.endpoint, new_client) for n in net.nodes)  # not trusted yet
 
     # 1. trust both CAs of org1 (clients first: they must accept org1 nodes on either)
     (net.data_dir / "tls" / "ca.pem").write_bytes(both + org2.cert_pem)
     net.governance([types_pb2.SetOrganizationCA(name="org1", ca_cert=both)])
     for n in net.nodes:
-        _wait(lambda n=n: _answers(n.endpoint, new_client), 10, f"{n.name} to trust the new CA")  # type: ignore[misc]
+        wait_for(
+            functools.partial(answers, n.endpoint, new_client), 10, f"{n.name} to trust the new CA"
+        )
     _writes(net, writer, new_client, b"both-cas")
 
     # 2. reissue org1's node certificates from the new CA (45 days: tells them apart)
@@ -128,7 +95,7 @@ def test_rotate_an_organisations_ca_without_downtime(net: LocalNet) -> None:
     (ca_dir / "ca.key").write_bytes(new.key_pem)
     org1 = [n for n in net.nodes if n.organization == "org1"]
     before = {
-        n.name: _gauge(n, r'consortium_cert_expiry_timestamp_seconds\{cert="node"\}') for n in org1
+        n.name: gauge(n, r'consortium_cert_expiry_timestamp_seconds\{cert="node"\}') for n in org1
     }
     for n in org1:
         issue_node_tls(net.data_dir, n.directory, "org1", n.name, bytes.fromhex(n.node_id), days=45)
@@ -136,19 +103,23 @@ def test_rotate_an_organisations_ca_without_downtime(net: LocalNet) -> None:
 
     def reloaded() -> bool:
         return all(
-            _gauge(n, r'consortium_cert_expiry_timestamp_seconds\{cert="node"\}') < before[n.name]
+            gauge(n, r'consortium_cert_expiry_timestamp_seconds\{cert="node"\}') < before[n.name]
             for n in org1
         )
 
-    _wait(reloaded, 20, "org1's nodes to reload certificates from the new CA")
-    _wait(lambda: _links_up(net), 20, "every peer link up again")
+    wait_for(reloaded, 20, "org1's nodes to reload certificates from the new CA")
+    wait_for(lambda: _links_up(net), 20, "every peer link up again")
     _writes(net, writer, new_client, b"reissued")
 
     # 3. drop the old CA: its certificates are refused, the chain goes on
     net.governance([types_pb2.SetOrganizationCA(name="org1", ca_cert=new.cert_pem)])
     for n in net.nodes:
-        _wait(lambda n=n: not _answers(n.endpoint, old_client), 10, f"{n.name} to drop the old CA")  # type: ignore[misc]
-    _wait(lambda: _links_up(net), 20, "every peer link up with the new CA alone")
+
+        def old_refused(endpoint: str = n.endpoint) -> bool:
+            return not answers(endpoint, old_client)
+
+        wait_for(old_refused, 10, f"{n.name} to drop the old CA")
+    wait_for(lambda: _links_up(net), 20, "every peer link up with the new CA alone")
     _writes(net, writer, new_client, b"after")
     with Client(net.nodes[3].endpoint, 5.0, tls=new_client) as c:
         for k in (b"before", b"both-cas", b"reissued", b"after"):
@@ -178,7 +149,7 @@ def test_a_validator_serving_another_organisations_certificate_gets_no_links(
     # the victim never gets a peer link
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        assert _gauge(victim, "consortium_peers_connected") == 0
+        assert gauge(victim, "consortium_peers_connected") == 0
         time.sleep(0.1)
     with net.client(net.nodes[0] if net.nodes[0] is not victim else net.nodes[1], 5.0) as c:
         assert c.status().height > start  # the three others go on without it

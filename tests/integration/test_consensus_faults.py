@@ -16,6 +16,8 @@ from consortium_api.v1 import ledger_pb2, types_pb2
 from consortium_node.client import Client, ClientError, Signer
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
+from .localnets import running, wait_for
+
 pytestmark = pytest.mark.integration
 PROGRESS_WITHIN = 5.0
 
@@ -41,12 +43,8 @@ def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalNet]:
         if not engines.BFT_AVAILABLE:
             pytest.skip("bft engine not wired into the runtime yet")
     init_data_dir(parse_manifest(_manifest(kind)), tmp_path / "net")
-    n = LocalNet(tmp_path / "net")
-    n.start()
-    try:
+    with running(tmp_path / "net") as n:
         yield n
-    finally:
-        n.stop()
 
 
 def _status(node: LocalNode) -> ledger_pb2.GetStatusResponse | None:
@@ -57,16 +55,6 @@ def _status(node: LocalNode) -> ledger_pb2.GetStatusResponse | None:
             return c.status()
     except ClientError:
         return None
-
-
-def _wait(cond: object, within: float, what: str) -> None:
-    assert callable(cond)
-    deadline = time.monotonic() + within
-    # Polls observable node state over gRPC, bounded in time.
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _leader(net: LocalNet) -> LocalNode:
@@ -80,7 +68,7 @@ def _leader(net: LocalNet) -> LocalNode:
                 found.append(n)
         return bool(found)
 
-    _wait(has_leader, 20, "a leader")
+    wait_for(has_leader, 20, "a leader")
     return found[0]
 
 
@@ -145,14 +133,14 @@ def _progress_after_kill(net: LocalNet, victim: LocalNode) -> float:
     before = _max_height(net)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
-    _wait(lambda: _max_height(net) >= before + 2, PROGRESS_WITHIN + 5, "progress after kill")
+    wait_for(lambda: _max_height(net) >= before + 2, PROGRESS_WITHIN + 5, "progress after kill")
     return time.monotonic() - t0
 
 
 def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
     """One crash at a time, as f = 1 allows: the leader, restart it, then a follower."""
     with Load(net) as load:
-        _wait(lambda: len(load.committed) >= 100, 30, "initial load")
+        wait_for(lambda: len(load.committed) >= 100, 30, "initial load")
         leader = _leader(net)
         took = _progress_after_kill(net, leader)
         assert took <= PROGRESS_WITHIN, (
@@ -161,7 +149,7 @@ def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
         leader.start()
         leader.wait_ready(time.monotonic() + 30)
         # f = 1: the next crash is survivable only once the restarted node has caught up.
-        _wait(
+        wait_for(
             lambda: (s := _status(leader)) is not None and s.height >= _max_height(net) - 1,
             30,
             "the restarted node to catch up",
@@ -175,9 +163,9 @@ def test_kill_leader_then_follower_under_load(net: LocalNet) -> None:
         follower.start()
         follower.wait_ready(time.monotonic() + 30)
         n_before = len(load.committed)
-        _wait(lambda: len(load.committed) >= n_before + 100, 30, "load after restarts")
+        wait_for(lambda: len(load.committed) >= n_before + 100, 30, "load after restarts")
     # Everyone converges on the same chain.
-    _wait(
+    wait_for(
         lambda: len({(s.height) for n in net.nodes if (s := _status(n))}) == 1, 30, "equal heights"
     )
     target = _max_height(net)

@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client import Client, ClientError
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
+from .localnets import running, wait_for
+
 pytestmark = pytest.mark.integration
-
-
-def _wait(cond: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    # Polls observable node state over gRPC, bounded in time.
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def _status(n: LocalNode) -> ledger_pb2.GetStatusResponse | None:
@@ -47,24 +40,8 @@ def net(tmp_path: Path) -> Iterator[LocalNet]:
         },
     }
     init_data_dir(parse_manifest(doc), tmp_path / "net")
-    n = LocalNet(tmp_path / "net")
-    n.start()
-    try:
+    with running(tmp_path / "net") as n:
         yield n
-    finally:
-        n.stop()
-
-
-def _governance(net: LocalNet, payload: object) -> int:
-    admin = Signer.load(net.data_dir / "keys" / "admin.json")
-    with net.client(0, 5.0) as c:
-        nonce = c.next_nonce(admin.public_key)
-        tid, tx = admin.build_tx(net.chain_id, nonce, payload)  # type: ignore[arg-type]
-        r = c.submit([tx])[0]
-        assert r.code == 0, r.message
-        got = c.wait_tx(tid, timeout=20)
-        assert got.receipt.code == types_pb2.TX_CODE_OK, got.receipt.message
-        return got.receipt.height
 
 
 def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
@@ -74,7 +51,7 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
     newcomer.start()
     newcomer.wait_ready(time.monotonic() + 30)
     # Observer: catches up by block sync although nobody sends it consensus traffic.
-    _wait(
+    wait_for(
         lambda: (
             (s := _status(newcomer)) is not None
             and s.height >= max(x.height for n in net.nodes[:4] if (x := _status(n))) - 1
@@ -83,11 +60,11 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
         30,
         "the observer to catch up",
     )
-    height = _governance(
-        net, types_pb2.AddValidator(node_id=bytes.fromhex(newcomer.node_id), organization="org2")
+    height = net.governance(
+        [types_pb2.AddValidator(node_id=bytes.fromhex(newcomer.node_id), organization="org2")]
     )
     effective = height + 2
-    _wait(
+    wait_for(
         lambda: (s := _status(net.nodes[0])) is not None and s.height >= effective + 2,
         30,
         "the change to take effect",
@@ -99,7 +76,7 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
     victim = net.nodes[1]
     victim.stop(signal.SIGKILL)
     before = max(s.height for n in net.nodes if n is not victim and (s := _status(n)))
-    _wait(
+    wait_for(
         lambda: (
             max(s.height for n in net.nodes if n is not victim and (s := _status(n))) >= before + 3
         ),
@@ -114,8 +91,8 @@ def test_join_as_observer_then_validator_then_removed(net: LocalNet) -> None:
     victim.start()
     victim.wait_ready(time.monotonic() + 30)
     # Remove it again; afterwards it signs nothing.
-    h2 = _governance(net, types_pb2.RemoveValidator(node_id=bytes.fromhex(newcomer.node_id)))
-    _wait(
+    h2 = net.governance([types_pb2.RemoveValidator(node_id=bytes.fromhex(newcomer.node_id))])
+    wait_for(
         lambda: (s := _status(net.nodes[0])) is not None and s.height >= h2 + 5,
         30,
         "blocks after the removal",

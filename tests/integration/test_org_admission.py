@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from consortium_api.v1 import types_pb2
 from consortium_node import pki
-from consortium_node.client import Client, ClientError, ClientTLS, Signer
+from consortium_node.client import Client, ClientTLS, Signer
 from consortium_node.crypto import Ed25519Key
 from consortium_node.localnet import (
     LocalNet,
@@ -24,6 +24,8 @@ from consortium_node.localnet import (
     new_org_ca,
     parse_manifest,
 )
+
+from .localnets import answers, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +40,11 @@ MANIFEST = {
 }
 
 
-def _wait(cond: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    # Polls observable node state over gRPC, bounded in time.
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[LocalNet]:
     init_data_dir(parse_manifest(MANIFEST), tmp_path / "net", fsync=False)
-    n = LocalNet(tmp_path / "net")
-    n.start()
-    try:
+    with running(tmp_path / "net") as n:
         yield n
-    finally:
-        n.stop()
 
 
 def _org3_client(net: LocalNet) -> ClientTLS:
@@ -66,26 +55,17 @@ def _org3_client(net: LocalNet) -> ClientTLS:
     return ClientTLS(bundle, issued.cert_pem, issued.key_pem)
 
 
-def _answers(endpoint: str, tls: ClientTLS) -> bool:
-    try:
-        with Client(endpoint, 2.0, tls=tls) as c:
-            c.status()
-        return True
-    except ClientError:
-        return False
-
-
 def test_an_organisation_joins_after_genesis(net: LocalNet) -> None:
     new_org_ca(net.data_dir, "org3")  # the CA exists, the chain does not know it yet
     carol_tls = _org3_client(net)
-    assert not any(_answers(n.endpoint, carol_tls) for n in net.nodes)
+    assert not any(answers(n.endpoint, carol_tls) for n in net.nodes)
     with net.client(0) as c:
         assert sorted(c.status().organizations) == ["org1", "org2"]
 
     net.admit_organization("org3")
     # every node trusts org3's CA from the block that admitted it, without a restart
     for n in net.nodes:
-        _wait(functools.partial(_answers, n.endpoint, carol_tls), 10, f"{n.name} to trust org3")
+        wait_for(functools.partial(answers, n.endpoint, carol_tls), 10, f"{n.name} to trust org3")
         with Client(n.endpoint, 5.0, tls=carol_tls) as c:
             assert sorted(c.status().organizations) == ["org1", "org2", "org3"]
 
@@ -114,7 +94,7 @@ def test_an_organisation_joins_after_genesis(net: LocalNet) -> None:
         ids = {bytes(v.node_id).hex(): v.organization for v in st.validators}
         return ids.get(newcomer.node_id) == "org3" and st.role != "observer"
 
-    _wait(validator_and_synced, 30, "org3-0 to be an org3 validator")
+    wait_for(validator_and_synced, 30, "org3-0 to be an org3 validator")
     # the chain commits with org3 in the set, and org3's node has the writes
     net.vouch([Ed25519Key.generate().public], "org3")
     with net.client(newcomer, 5.0) as c:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,10 @@ from consortium_api.v1 import ledger_pb2, types_pb2
 from consortium_node.client import ClientError, Signer
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
+from .localnets import running, wait_for
+
 pytestmark = pytest.mark.integration
 BEHIND = 15  # snapshot_sync_blocks for this test: behind by more than this -> snapshot
-
-
-def _wait(cond: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    # Polls observable node state over gRPC, bounded in time.
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -49,12 +42,8 @@ def net(tmp_path: Path) -> Iterator[LocalNet]:
         d = yaml.safe_load(cfg.read_text())
         d["snapshot_sync_blocks"] = BEHIND
         cfg.write_text(yaml.safe_dump(d))
-    n = LocalNet(tmp_path / "net")
-    n.start()
-    try:
+    with running(tmp_path / "net") as n:
         yield n
-    finally:
-        n.stop()
 
 
 def _status(net: LocalNet, n: LocalNode) -> ledger_pb2.GetStatusResponse | None:
@@ -80,14 +69,14 @@ def test_far_behind_validator_installs_a_snapshot(net: LocalNet) -> None:
         ]
         assert all(r.code == 0 for r in c.submit([t for _, t in txs]))
         c.wait_tx(txs[-1][0], timeout=20)
-    _wait(
+    wait_for(
         lambda: max(s.height for n in live if (s := _status(net, n))) > down_at + 3 * BEHIND,
         60,
         "the chain to move far ahead",
     )
     lagger.start()
     lagger.wait_ready(time.monotonic() + 30)
-    _wait(
+    wait_for(
         lambda: (
             (s := _status(net, lagger)) is not None
             and s.height >= max(x.height for n in live if (x := _status(net, n))) - 1
@@ -97,7 +86,7 @@ def test_far_behind_validator_installs_a_snapshot(net: LocalNet) -> None:
     )
     assert "installed state snapshot" in (lagger.directory / "node.log").read_text()
     # Same state as everyone at the same height, and the state includes what it missed.
-    _wait(
+    wait_for(
         lambda: len({(s.height, s.state_root) for n in net.nodes if (s := _status(net, n))}) == 1,
         30,
         "equal heights and state roots",
@@ -109,7 +98,7 @@ def test_far_behind_validator_installs_a_snapshot(net: LocalNet) -> None:
             c.get_block(down_at + BEHIND)
         h = c.status().height
     # And it keeps deciding with the others.
-    _wait(
+    wait_for(
         lambda: (s := _status(net, lagger)) is not None and s.height >= h + 5,
         30,
         "the node to follow consensus after the snapshot",

@@ -9,7 +9,6 @@ import json
 import re
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import grpc
@@ -30,6 +29,8 @@ from consortium_node.localnet import (
 )
 from consortium_node.transport.peers import hello_bytes
 
+from .localnets import gauge, running
+
 pytestmark = pytest.mark.integration
 
 MANIFEST = {
@@ -48,12 +49,8 @@ MANIFEST = {
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     d = tmp_path_factory.mktemp("tls") / "net"
     init_net(parse_manifest(MANIFEST), d, fsync=False)
-    n = LocalNet(d)
-    n.start()
-    try:
+    with running(d) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def _now() -> dt.datetime:
@@ -231,23 +228,14 @@ def test_another_organisations_ca_cannot_speak_for_a_validator(net: LocalNet) ->
     assert "issued by the CA of org2, but the validator belongs to org1" in (err.details() or "")
 
 
-def _metrics(net: LocalNet, i: int) -> str:
-    cfg = yaml.safe_load((net.nodes[i].directory / "config.yaml").read_text())
-    body = urllib.request.urlopen(f"http://{cfg['metrics_listen']}/metrics", timeout=5).read()
-    return str(body.decode())
-
-
 def _metric(net: LocalNet, i: int, cert: str) -> float:
-    pat = rf'consortium_cert_expiry_timestamp_seconds{{cert="{re.escape(cert)}"}} (\S+)'
-    m = re.search(pat, _metrics(net, i))
-    assert m, f"no expiry metric for {cert}"
-    return float(m.group(1))
+    return gauge(
+        net.nodes[i], rf'consortium_cert_expiry_timestamp_seconds\{{cert="{re.escape(cert)}"\}}'
+    )
 
 
 def _peers_connected(net: LocalNet, i: int) -> int:
-    m = re.search(r"^consortium_peers_connected (\S+)$", _metrics(net, i), re.MULTILINE)
-    assert m, "no consortium_peers_connected metric"
-    return int(float(m.group(1)))
+    return int(gauge(net.nodes[i], "consortium_peers_connected"))
 
 
 def test_rotation_under_load_loses_no_transaction(net: LocalNet) -> None:

@@ -1,0 +1,61 @@
+"""Helpers of the integration tests that run local consortia (`consortium up`'s layout, real
+node processes): bounded polling, a started-then-stopped LocalNet, and what a node answers
+(gRPC reachability with given TLS material, Prometheus gauges)."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from consortium_node.client import Client, ClientError, ClientTLS
+from consortium_node.localnet import LocalNet, LocalNode
+
+
+def wait_for(cond: Callable[[], object], within: float, what: str, every: float = 0.05) -> None:
+    """Polls `cond` (observable node state) until it is truthy; AssertionError naming `what`
+    after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        time.sleep(every)
+
+
+@contextmanager
+def running(data_dir: Path) -> Iterator[LocalNet]:
+    """The initialised local consortium in `data_dir`, started; stopped on exit."""
+    n = LocalNet(data_dir)
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def answers(endpoint: str, tls: ClientTLS) -> bool:
+    """Whether the node at `endpoint` answers GetStatus over TLS with `tls`."""
+    try:
+        with Client(endpoint, 2.0, tls=tls) as c:
+            c.status()
+        return True
+    except ClientError:
+        return False
+
+
+def metrics(node: LocalNode) -> str:
+    """The node's Prometheus exposition text."""
+    cfg = yaml.safe_load((node.directory / "config.yaml").read_text())
+    body = urllib.request.urlopen(f"http://{cfg['metrics_listen']}/metrics", timeout=5).read()
+    return str(body.decode())
+
+
+def gauge(node: LocalNode, series: str) -> float:
+    """The value of the sample line starting with `series` (a regex: name and labels)."""
+    m = re.search("^" + series + r" (\S+)$", metrics(node), re.MULTILINE)
+    assert m, f"no metric {series}"
+    return float(m.group(1))
