@@ -192,62 +192,52 @@ async def test_governance_with_no_reachable_node() -> None:
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def _serve_tls(fake: FakeNode, ca: pki.Issued, server_cert: pki.Issued) -> tuple[grpc.Server, int]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    ledger_pb2_grpc.add_LedgerServicer_to_server(fake, server)
-    creds = grpc.ssl_server_credentials(
-        [(server_cert.key_pem, server_cert.cert_pem)], ca.cert_pem, require_client_auth=True
-    )
-    port = server.add_secure_port("127.0.0.1:0", creds)
-    server.start()
-    return server, port
-
-
-def _tls_world() -> tuple[pki.Issued, pki.Issued, nodes.ClientTLS]:
-    """An organisation CA, a node certificate for pod c-a-0 (the names Renderer gives it),
-    and the operator's client TLS from the same CA."""
+@pytest.fixture
+def tls_node() -> Iterator[tuple[nodes.Endpoint, nodes.ClientTLS]]:
+    """A fake node serving mutual TLS with pod c-a-0's certificate (the names Renderer gives
+    it) from organisation a's CA, and the operator's client TLS from the same CA. The
+    endpoint dials 127.0.0.1 and checks the name c-a-0.c-peers.ns.svc."""
     now = dt.datetime.now(dt.UTC)
     ca = pki.org_ca("a", now, pki.new_tls_key(), 1)
     names = ["c-a-0.c-peers.ns.svc", "c-a-0.c-peers.ns.svc.cluster.local"]
     node_cert = pki.node_tls(ca, "a", "c-a-0", b"\x01" * 32, names, now, pki.new_tls_key(), 2, 30)
     client = pki.client_tls(ca, "a", "consortium-operator", now, pki.new_tls_key(), 3, 30)
-    return (
-        ca,
-        node_cert,
-        nodes.ClientTLS(pki.trust_bundle({"a": ca.cert_pem}), client.cert_pem, client.key_pem),
+    tls = nodes.ClientTLS(pki.trust_bundle({"a": ca.cert_pem}), client.cert_pem, client.key_pem)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    ledger_pb2_grpc.add_LedgerServicer_to_server(FakeNode(pki.new_key().public), server)
+    creds = grpc.ssl_server_credentials(
+        [(node_cert.key_pem, node_cert.cert_pem)], ca.cert_pem, require_client_auth=True
     )
-
-
-async def test_statuses_over_mutual_tls_check_the_pod_name() -> None:
-    ca, node_cert, tls = _tls_world()
-    fake = FakeNode(pki.new_key().public)
-    server, port = _serve_tls(fake, ca, node_cert)
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
     try:
-        # the pod IP is not in the certificate: the check is against c-a-0.c-peers.ns.svc
-        ep = nodes.Endpoint(f"127.0.0.1:{port}", "c-a-0.c-peers.ns.svc")
-        assert nodes._status(ep, 2.0, tls).height == 5
-        # a node certificate issued for another pod does not pass as c-a-1
-        with pytest.raises(nodes.ClientError, match="TLS handshake failed"):
-            nodes._status(nodes.Endpoint(ep.address, "c-a-1.c-peers.ns.svc"), 2.0, tls)
-        # plaintext against a TLS node fails
-        with pytest.raises(nodes.ClientError):
-            nodes._status(ep, 1.0, None)
+        yield nodes.Endpoint(f"127.0.0.1:{port}", "c-a-0.c-peers.ns.svc"), tls
     finally:
         server.stop(0)
 
 
-async def test_a_stranger_ca_client_is_refused_by_the_node() -> None:
-    ca, node_cert, tls = _tls_world()
-    fake = FakeNode(pki.new_key().public)
-    server, port = _serve_tls(fake, ca, node_cert)
-    try:
-        now = dt.datetime.now(dt.UTC)
-        other = pki.org_ca("a", now, pki.new_tls_key(), 9)  # same name, different key
-        stranger = pki.client_tls(other, "a", "mallory", now, pki.new_tls_key(), 10, 30)
-        bad = nodes.ClientTLS(tls.ca_pem, stranger.cert_pem, stranger.key_pem)
-        ep = nodes.Endpoint(f"127.0.0.1:{port}", "c-a-0.c-peers.ns.svc")
-        with pytest.raises(nodes.ClientError):
-            nodes._status(ep, 2.0, bad)
-        assert nodes._status(ep, 2.0, tls).height == 5
-    finally:
-        server.stop(0)
+async def test_statuses_over_mutual_tls_check_the_pod_name(
+    tls_node: tuple[nodes.Endpoint, nodes.ClientTLS],
+) -> None:
+    ep, tls = tls_node
+    # the pod IP is not in the certificate: the check is against c-a-0.c-peers.ns.svc
+    assert nodes._status(ep, 2.0, tls).height == 5
+    # a node certificate issued for another pod does not pass as c-a-1
+    with pytest.raises(nodes.ClientError, match="TLS handshake failed"):
+        nodes._status(nodes.Endpoint(ep.address, "c-a-1.c-peers.ns.svc"), 2.0, tls)
+    # plaintext against a TLS node fails
+    with pytest.raises(nodes.ClientError):
+        nodes._status(ep, 1.0, None)
+
+
+async def test_a_stranger_ca_client_is_refused_by_the_node(
+    tls_node: tuple[nodes.Endpoint, nodes.ClientTLS],
+) -> None:
+    ep, tls = tls_node
+    now = dt.datetime.now(dt.UTC)
+    other = pki.org_ca("a", now, pki.new_tls_key(), 9)  # same name, different key
+    stranger = pki.client_tls(other, "a", "mallory", now, pki.new_tls_key(), 10, 30)
+    bad = nodes.ClientTLS(tls.ca_pem, stranger.cert_pem, stranger.key_pem)
+    with pytest.raises(nodes.ClientError):
+        nodes._status(ep, 2.0, bad)
+    assert nodes._status(ep, 2.0, tls).height == 5
