@@ -245,13 +245,12 @@ class Renderer:
             if spec.security.tls
             else None
         )
-        public = spec.security.tls and spec.security.public_reads
         return self._text(
             "node-config.yaml.j2",
             org=org,
             tls=tls,
             health_listen=f"0.0.0.0:{HEALTH_PORT}",
-            public_listen=f"0.0.0.0:{PUBLIC_PORT}" if public else None,
+            public_listen=f"0.0.0.0:{port}" if (port := public_port(spec)) else None,
             data_dir=DATA_DIR,
             key_file=f"/keys/{self.names.pod(org, 0)}.json",  # overridden by --key-file
             genesis_file=GENESIS_PATH,
@@ -297,9 +296,7 @@ class Renderer:
                 client_port=CLIENT_PORT,
                 peer_port=PEER_PORT,
                 metrics_port=METRICS_PORT,
-                public_port=PUBLIC_PORT
-                if spec.security.tls and spec.security.public_reads
-                else None,
+                public_port=public_port(spec),
                 **self._common(),
             )
         )
@@ -345,7 +342,7 @@ class Renderer:
             selector=self.names.selector(),
             peer_port=PEER_PORT,
             client_port=CLIENT_PORT,
-            extra_client_ports=[PUBLIC_PORT] if sec.public_reads else [],
+            extra_client_ports=[port] if (port := public_port(spec)) else [],
             metrics_port=METRICS_PORT,
             health_port=HEALTH_PORT,
             client_from=client_from,
@@ -387,7 +384,7 @@ class Renderer:
             peer_port=PEER_PORT,
             metrics_port=METRICS_PORT,
             health_port=HEALTH_PORT,
-            public_port=PUBLIC_PORT if spec.security.tls and spec.security.public_reads else None,
+            public_port=public_port(spec),
             tls_dir=TLS_DIR if spec.security.tls else None,
             tls_secret=self.names.tls_secret(org),
             resources=resources,
@@ -401,6 +398,12 @@ class Renderer:
             storage_class=o.storage.class_name or "",
             **self._common(),
         )
+
+
+def public_port(spec: ConsortiumSpec) -> int | None:
+    """The read-only port without client certificates, when the nodes serve it (publicReads
+    is a TLS option: without TLS the client port is open anyway)."""
+    return PUBLIC_PORT if spec.security.tls and spec.security.public_reads else None
 
 
 def _b64b(data: bytes) -> str:
