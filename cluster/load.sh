@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib/common.sh"
 
 [ "$#" -gt 0 ] || die "usage: $0 IMAGE..."
 docker info >/dev/null 2>&1 || die "no Docker engine is running; run 'make cluster-up' first"
-docker inspect -f '{{.State.Running}}' "$NODE_CONTAINER" 2>/dev/null | grep -q true \
+[ "$(docker inspect -f '{{.State.Running}}' "$NODE_CONTAINER" 2>/dev/null)" = true ] \
 	|| die "the test cluster is not running (no container $NODE_CONTAINER); run 'make cluster-up' first"
 todo=()
 for ref in "$@"; do

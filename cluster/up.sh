@@ -9,7 +9,10 @@ t_start=$SECONDS
 
 "$CLUSTER_DIR/deps.sh"
 "$CLUSTER_DIR/docker.sh" start
-if ! docker info --format '{{json .Runtimes}}' | grep -q "\"$DOCKER_RUNTIME\""; then
+# Capture, then match: `cmd | grep -q` under pipefail fails when grep exits early and cmd
+# gets SIGPIPE (this is how a fresh machine's first `make test` failed).
+runtimes="$(docker info --format '{{json .Runtimes}}')"
+if ! grep -q "\"$DOCKER_RUNTIME\"" <<<"$runtimes"; then
 	die "the running Docker engine lacks the '$DOCKER_RUNTIME' runtime; stop it or start dockerd via cluster/docker.sh"
 fi
 # The root filesystems (network and disk bound) are made while Go compiles (CPU bound).
@@ -80,7 +83,7 @@ wait_for() { # seconds description command...
 			node_exec journalctl --no-pager -n 40 -u consortium-node-init -u containerd -u etcd -u kube-apiserver -u kubelet >&2 || true
 			die "timed out waiting for $what"
 		fi
-		docker inspect -f '{{.State.Running}}' "$NODE_CONTAINER" 2>/dev/null | grep -q true \
+		[ "$(docker inspect -f '{{.State.Running}}' "$NODE_CONTAINER" 2>/dev/null)" = true ] \
 			|| { docker logs --tail 30 "$NODE_CONTAINER" >&2 || true; die "node container $NODE_CONTAINER exited"; }
 		sleep 1
 	done
@@ -92,7 +95,7 @@ wait_for 120 "containerd in the node" node_exec ctr --namespace k8s.io version
 load_image() { # docker image ref
 	local ref=$1 full
 	full="$(ctr_name "$ref")"
-	if node_exec ctr -n k8s.io images ls -q "name==$full" | grep -q .; then return; fi
+	if [ -n "$(node_exec ctr -n k8s.io images ls -q "name==$full")" ]; then return; fi
 	log "loading $ref into the node"
 	docker save "$ref" | docker exec -i "$NODE_CONTAINER" ctr -n k8s.io images import --no-unpack=false - >/dev/null
 }

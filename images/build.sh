@@ -31,7 +31,7 @@ t0=$SECONDS
 # Reproducible wheels (same bytes for the same source), so docker's layer cache holds.
 SOURCE_DATE_EPOCH="$(git -C "$REPO_ROOT" log -1 --format=%ct 2>/dev/null || echo 1580601600)" \
 	"$PY" -m pip wheel -q --disable-pip-version-check "$REPO_ROOT" -w "$ctx/deps" >&2
-project_wheel="$(find "$ctx/deps" -maxdepth 1 -name "$(echo "$dist" | tr - _)-*.whl" | head -n1)"
+project_wheel="$(find "$ctx/deps" -maxdepth 1 -name "${dist//-/_}-*.whl" -print -quit)"
 [ -n "$project_wheel" ] || die "pip wheel produced no wheel for $dist"
 mv "$project_wheel" "$ctx/project/"
 log "wheels built in $((SECONDS - t0))s ($(find "$ctx" -name '*.whl' | wc -l) wheels)"
