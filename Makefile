@@ -94,5 +94,6 @@ bench: install bench-deps ## run the benchmarks; results in bench/results/latest
 -include bench/bench.mk
 -include charts/charts.mk
 
-# The chart tests in test-fast need helm; cluster-tools installs it (from npm).
-test-fast: cluster-tools
+# The chart tests in test-fast need helm; cluster-tools installs it (from npm). The operator
+# tier needs kube-apiserver and etcd binaries (no running cluster): control-plane-bins.
+test-fast: cluster-tools control-plane-bins
