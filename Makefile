@@ -58,7 +58,7 @@ lint: install ## ruff, mypy --strict, import-linter contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: install ## auto-format with ruff

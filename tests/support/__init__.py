@@ -1,0 +1,1 @@
+"""Shared helpers of the test tiers and the benchmarks (no tests here)."""
