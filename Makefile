@@ -68,7 +68,7 @@ fmt: install ## auto-format with ruff
 ##@ Test
 .PHONY: test-fast
 test-fast: verify lint ## lint + unit, sim and integration tests (no cluster)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e and not slow" --sim-seeds $(SIM_SEEDS) tests
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e" --sim-seeds $(SIM_SEEDS) tests
 
 .PHONY: test
 test: install ## everything: boots the test cluster, runs test-fast (operator tier on its kube-apiserver), then e2e
