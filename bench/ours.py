@@ -1,5 +1,6 @@
 """Our consortium as local processes (consortium_node.localnet, fsync on), loaded by
-`consortium bench`'s `run_bench` in-process: tx/s, commit latency, node CPU per 1,000 tx."""
+`consortium_node.client.loadgen.run_bench` (what `consortium bench` runs) in-process: tx/s,
+commit latency, node CPU per 1,000 tx."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consortium_node.cli.bench import BenchConfig, run_bench
-from consortium_node.client import Client, ClientError, DataDir
+from consortium_node.client.discovery import DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.loadgen import BenchConfig, run_bench
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
 
 from .procs import cpu_seconds, rss_mib

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from consortium_node.client import Client, ClientError, ClientTLS
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode
 
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from consortium_node.client import ClientError
+from consortium_node.client.errors import ClientError
+from consortium_node.crypto import KeyFileError
 
 from . import bench, chain, context, keys, query, tx, up
 
@@ -77,7 +78,7 @@ def _run(
         return 130
     except typer.Exit as e:
         return e.exit_code
-    except ClientError as e:
+    except (ClientError, KeyFileError) as e:  # user errors: the SDK's and key files'
         _err(str(e))
         return 1
     except KeyboardInterrupt:

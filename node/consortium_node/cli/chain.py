@@ -10,7 +10,9 @@ import typer
 from consortium_api.v1 import ledger_pb2
 from rich.table import Table
 
-from consortium_node.client import Client, ClientError, DataDir
+from consortium_node.client.discovery import DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 
 from .common import (
     DEFAULT_TIMEOUT,

@@ -22,7 +22,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from consortium_node.client import DEFAULT_CONTEXTS, ClientError, ClientTLS
+from consortium_node.client.discovery import DEFAULT_CONTEXTS, ClientTLS
+from consortium_node.client.errors import ClientError
 
 app = typer.Typer(no_args_is_help=True, help="Contexts for consortia in a cluster.")
 

@@ -12,7 +12,7 @@ import typer
 from consortium_api.v1 import ledger_pb2, types_pb2
 from rich.table import Table
 
-from consortium_node.client import KEY_LEN, tx_id_of, verify_tx
+from consortium_node.client.tx import KEY_LEN, tx_id_of, verify_tx
 from consortium_node.ledger.block import BlockHeader
 from consortium_node.ledger.errors import DecodeError
 from consortium_node.ledger.hashing import HASH_LEN, verify_merkle_proof

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
-from consortium_node.client import tx_id_of
+from consortium_node.client.tx import tx_id_of
 from consortium_node.ledger.block import BlockHeader
 from consortium_node.ledger.hashing import merkle_proof, merkle_root
 from nacl.signing import VerifyKey

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from consortium_node.client import ClientError, ClientTLS, Context, DataDir, connect
+from consortium_node.client.discovery import ClientTLS, Context, DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import connect
 
 pytestmark = pytest.mark.unit
 
