@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc
+from consortium_api.v1 import ledger_pb2
 from consortium_node import pki
 from consortium_node.client.discovery import ClientTLS
 from consortium_node.client.errors import NodeUnavailable
@@ -56,16 +56,28 @@ def drops_during_handshake() -> Iterator[str]:
         assert not t.is_alive()
 
 
-class _Ledger(ledger_pb2_grpc.LedgerServicer):
-    def GetStatus(self, request: Any, context: Any) -> ledger_pb2.GetStatusResponse:
-        return ledger_pb2.GetStatusResponse(chain_id="c")
+def _status(request: Any, context: Any) -> ledger_pb2.GetStatusResponse:
+    return ledger_pb2.GetStatusResponse(chain_id="c")
+
+
+def _server() -> grpc.Server:
+    """A gRPC server answering only Ledger.GetStatus (all these tests call)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.unary_unary_rpc_method_handler(
+        _status,
+        request_deserializer=ledger_pb2.GetStatusRequest.FromString,
+        response_serializer=ledger_pb2.GetStatusResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("consortium.v1.Ledger", {"GetStatus": handler}),)
+    )
+    return server
 
 
 @pytest.fixture
 def tls_node() -> Iterator[str]:
     """A gRPC server with NODE's certificate (from CA), requiring client certificates."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    ledger_pb2_grpc.add_LedgerServicer_to_server(_Ledger(), server)
+    server = _server()
     creds = grpc.ssl_server_credentials([(NODE.key_pem, NODE.cert_pem)], CA.cert_pem, True)
     port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
@@ -104,8 +116,7 @@ def test_the_trusting_client_gets_an_answer(tls_node: str) -> None:
 
 
 def test_tls_to_a_plaintext_port_says_so() -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    ledger_pb2_grpc.add_LedgerServicer_to_server(_Ledger(), server)
+    server = _server()
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
