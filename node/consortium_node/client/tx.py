@@ -15,9 +15,20 @@ from consortium_api.v1 import types_pb2
 
 from ..crypto import KEY_LEN, verify
 
-__all__ = ["KEY_LEN", "Payload", "build_body", "parse_hex", "tx_id_of", "verify_tx"]
+__all__ = [
+    "KEY_LEN",
+    "MAX_NONCE",
+    "MAX_UINT64",
+    "Payload",
+    "build_body",
+    "parse_height",
+    "parse_hex",
+    "tx_id_of",
+    "verify_tx",
+]
 
-MAX_NONCE = 2**64 - 1  # TxBody.nonce is a uint64
+MAX_UINT64 = 2**64 - 1  # heights, nonces and amounts are uint64 on the wire
+MAX_NONCE = MAX_UINT64
 
 Payload: TypeAlias = (
     types_pb2.KvPut
@@ -91,3 +102,15 @@ def parse_hex(value: str, what: str, length: int | None = None) -> bytes:
             f"{what} must be {length} bytes ({2 * length} hex chars), got {len(data)} bytes"
         )
     return data
+
+
+def parse_height(value: str, what: str = "height") -> int | None:
+    """A block height given as decimal text, or None when `value` is not a number (a hash,
+    say). ValueError (one line) for a number outside 0..2^64-1."""
+    text = value.strip()
+    if not text.lstrip("+-").isdigit():
+        return None
+    n = int(text)
+    if not 0 <= n <= MAX_UINT64:
+        raise ValueError(f"{what} must be between 0 and {MAX_UINT64}, got {text}")
+    return n
