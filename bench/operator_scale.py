@@ -1,8 +1,8 @@
 """Operator figures.
 
 * `measure_control_plane`: the operator (`consortium-operator --standalone`, a real process)
-  against a real kube-apiserver + etcd on 127.0.0.1 (the fixture of the operator's
-  integration tier, tests/integration/operator/apiserver.py). No kubelet runs, so no pod
+  against a real kube-apiserver + etcd on 127.0.0.1 (the harness the operator's integration
+  tier uses, tests/support/apiserver.py). No kubelet runs, so no pod
   ever starts: what is measured is the operator's own work for N Consortium objects — time
   until every one has its StatefulSets, its memory (RSS, peak RSS) and CPU, and the time
   for a spec change (a new node image on all N) to reach every StatefulSet template.
@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,58 +21,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.apiserver import ControlPlane, find_binaries
+from tests.support.kube import Kubectl, KubectlError
+from tests.support.kube import kubectl_binary as find_kubectl
+from tests.support.wait import WaitTimeout, wait_for
+
 from .procs import Procs, cpu_seconds, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "charts" / "consortium-crds" / "templates" / "consortium.dev_consortia.yaml"
-APISERVER_FIXTURE = ROOT / "tests" / "integration" / "operator" / "apiserver.py"
 
 
 class Skipped(RuntimeError):
     """Not measured; the message (the reason) goes into the JSON."""
 
 
-def _load_fixture() -> Any:
-    spec = importlib.util.spec_from_file_location("_bench_apiserver", APISERVER_FIXTURE)
-    if spec is None or spec.loader is None:
-        raise Skipped(f"no control-plane fixture at {APISERVER_FIXTURE}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def kubectl_binary() -> str:
-    cached = Path.home() / ".cache" / "consortium" / "bin" / "kubectl"
-    found = os.environ.get("KUBECTL") or shutil.which("kubectl") or ""
-    if not found and cached.exists():
-        found = str(cached)
+    found = find_kubectl()
     if not found:
         raise Skipped("kubectl not found (make cluster-tools)")
     return found
-
-
-class Kubectl:
-    def __init__(self, binary: str, kubeconfig: Path) -> None:
-        self.binary, self.kubeconfig = binary, kubeconfig
-
-    def run(
-        self, *args: str, input: str | None = None, timeout: float = 120.0
-    ) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(
-            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if p.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {p.stderr.strip()[-400:]}")
-        return p
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
 
 
 def consortium_doc(name: str, image: str, validators: tuple[int, int] = (2, 2)) -> dict[str, Any]:
@@ -94,12 +60,9 @@ def consortium_doc(name: str, image: str, validators: tuple[int, int] = (2, 2)) 
 
 
 def _poll(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `check()` holds (polled every 0.5 s); raises after `timeout`."""
+    """Seconds until `check()` holds (polled every 0.5 s); WaitTimeout after `timeout`."""
     t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(0.5)
+    wait_for(check, timeout, what, 0.5)
     return time.monotonic() - t0
 
 
@@ -111,12 +74,11 @@ def measure_control_plane(
     steady_s: int = 20,
 ) -> dict[str, Any]:
     """See the module docstring. Raises Skipped when kube-apiserver/etcd/kubectl are missing."""
-    fx = _load_fixture()
-    found = fx.find_binaries()
+    found = find_binaries()
     if isinstance(found, str):
         raise Skipped(found)
     kubectl_bin = kubectl_binary()
-    cp = fx.ControlPlane(found, directory / "kube")
+    cp = ControlPlane(found, directory / "kube")
     started: list[subprocess.Popen[bytes]] = []
     try:
         t0 = time.monotonic()
@@ -217,11 +179,7 @@ def measure_control_plane(
 
 
 def _ok(k: Kubectl, *args: str) -> bool:
-    try:
-        k.run(*args)
-    except RuntimeError:
-        return False
-    return True
+    return k.run(*args, check=False).returncode == 0
 
 
 def cluster_kubeconfig() -> Path | None:
@@ -253,7 +211,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         deps = k.json(
             "get", "deployments", "-A", "-l", "app.kubernetes.io/name=consortium-operator"
         )
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
+    except (KubectlError, subprocess.TimeoutExpired) as e:
         raise Skipped(
             f"no cluster: {kubeconfig} exists but the API server does not answer ({e})"
         ) from None
@@ -272,7 +230,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         nonlocal last
         try:
             obj = k.json("get", "consortium", "bench4", "-n", ns)
-        except RuntimeError:
+        except KubectlError:
             return False
         last = obj.get("status") or {}
         conds = {c.get("type"): c for c in last.get("conditions") or []}
@@ -285,7 +243,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         try:
             _poll(ready, timeout, "Ready")
             out["apply_to_ready_s"] = round(time.monotonic() - t0, 2)
-        except TimeoutError:
+        except WaitTimeout:
             out["apply_to_ready_s"] = None
             out["not_ready"] = {
                 "after_s": timeout,
@@ -299,10 +257,5 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
             ["delete", "consortium", "bench4", "-n", ns, "--timeout=60s"],
             ["delete", "namespace", ns, "--wait=false"],
         ):
-            subprocess.run(
-                [k.binary, "--kubeconfig", str(kubeconfig), *argv],
-                capture_output=True,
-                timeout=90,
-                check=False,
-            )
+            k.run(*argv, check=False, timeout=90)
     return out

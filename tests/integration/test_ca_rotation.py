@@ -27,7 +27,9 @@ from consortium_node.localnet import (
     parse_manifest,
 )
 
-from .localnets import answers, gauge, running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import answers, gauge, running
 
 pytestmark = pytest.mark.integration
 

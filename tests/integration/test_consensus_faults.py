@@ -18,7 +18,9 @@ from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 PROGRESS_WITHIN = 5.0

@@ -16,7 +16,9 @@ from consortium_node.client.errors import ClientError
 from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 
