@@ -8,7 +8,7 @@ TLS on by default costs a cluster user no flags after one `context from-cluster`
   use NAME / list                            pick or list contexts
 
 The contexts file (~/.consortium/contexts.yaml or $CONSORTIUM_CONTEXTS) is the one
-`consortium_node.client.Context` reads; paths in it are relative to the file. The client key
+`consortium_node.client.discovery.Context` reads; paths in it are relative to the file. The client key
 is written 0600 and never printed. Registered by cli/app.py."""
 
 from __future__ import annotations

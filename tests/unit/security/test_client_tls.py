@@ -1,4 +1,4 @@
-"""How the client finds its TLS material and node without flags (client.py): the data dir's
+"""How the client finds its TLS material and node without flags (client/discovery.py): the data dir's
 tls/ (consortium up), $CONSORTIUM_TLS_DIR / --tls-dir, a kubeconfig-style contexts file."""
 
 from __future__ import annotations
