@@ -35,7 +35,9 @@ from typing import Any
 import yaml
 
 from . import pki
-from .client import Client, ClientTLS, Payload
+from .client.discovery import ClientTLS
+from .client.rpc import Client
+from .client.tx import Payload
 from .crypto import Ed25519Key
 from .ledger.genesis import Account, Genesis, Organization
 from .ledger.state import Validator
@@ -428,7 +430,7 @@ class LocalNet:
         in one batch and returns, once every running node has applied the last one (any node
         may be asked next), the height that committed it. RuntimeError names a refusal or a
         failed receipt."""
-        from .client import Signer
+        from .client.keys import Signer
 
         admin = Signer.load(self.data_dir / "keys" / "admin.json")
         with self.client(0, 10.0) as c:

@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Client, ClientError, ClientTLS, Signer
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 
 from .model import CLIENT_PORT, Names, NodeStatus, PodState
 from .plan import AddOrganization, AddValidator, RemoveValidator

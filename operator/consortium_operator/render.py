@@ -128,9 +128,6 @@ class Renderer:
             f"{self.settings.cluster_domain}:{PEER_PORT}"
         )
 
-    def client_endpoint(self) -> str:
-        return f"{self.names.client_service}.{self.owner.namespace}.svc:{CLIENT_PORT}"
-
     # ----------------------------------------------------------------------- key material
 
     def keys_secret(self, org: str, key_files: Mapping[str, str]) -> Manifest:

@@ -19,7 +19,8 @@ import typer
 from consortium_api.v1 import types_pb2
 from rich.table import Table
 
-from consortium_node.client import ClientError, Signer
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
 from consortium_node.localnet import (
     DEFAULT_MANIFEST,
     LocalNet,

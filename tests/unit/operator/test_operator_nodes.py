@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
-from consortium_node.client import tx_id_of
+from consortium_node.client.tx import tx_id_of
 from consortium_operator import nodes, pki, plan
 from consortium_operator.model import Names, PodState
 from consortium_operator.settings import Settings
