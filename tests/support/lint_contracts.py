@@ -33,7 +33,7 @@ class AllowlistContract(Contract):
     source_modules = fields.ListField(subfield=fields.StringField())
     allowed_modules = fields.ListField(subfield=fields.StringField())
 
-    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:  # noqa: ARG002
+    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
         # populated by Contract from the options; the class attributes are the field specs
         source_names: list[str] = self.source_modules  # type: ignore[assignment]
         allowed_names: list[str] = self.allowed_modules  # type: ignore[assignment]
