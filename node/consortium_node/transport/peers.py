@@ -41,6 +41,7 @@ from .. import pki
 from ..consensus.api import Envelope
 from ..ledger.block import Block
 from . import codec
+from .guard import Malformed, MalformedGuard
 from .tls import CertStore, peer_identity
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,10 @@ class PeerHub:
 
     # -- server side ------------------------------------------------------------------------
     async def serve_exchange(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        first = _batch(await context.read())
+        item = await context.read()
+        if isinstance(item, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
+        first = _batch(item)
         if first is None or not first.HasField("hello"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first batch must carry a hello")
             return
@@ -317,7 +321,10 @@ class PeerHub:
         await context.write(peer_pb2.PeerBatch(hello=self._hello(link.peer_id)))
 
         async def read() -> peer_pb2.PeerBatch | None:
-            return _batch(await context.read())
+            item = await context.read()
+            if isinstance(item, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
+            return _batch(item)
 
         try:
             await self._run_link(link, read, context.write, first)
@@ -455,7 +462,8 @@ class PeerServer:
                 ("grpc.max_receive_message_length", 256 * 1024 * 1024),
                 ("grpc.max_send_message_length", 256 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
+            interceptors=(MalformedGuard(),),
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
         if tls is None:

@@ -1,0 +1,75 @@
+"""Issue 13 defect 9 on a real node process: malformed requests are answered
+INVALID_ARGUMENT with a plain message (no UNKNOWN, no library internals, no traceback in the
+log) on every service of the client port."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from consortium_api.v1 import ledger_pb2
+from consortium_node.client import Client, ClientError
+
+from .nodeproc import NodeProcess
+
+pytestmark = pytest.mark.integration
+
+
+def _call(node: NodeProcess, method: str, request: bytes) -> grpc.RpcError:
+    with grpc.insecure_channel(node.endpoint) as ch:
+        raw = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as e:
+            raw(request, timeout=5)
+    return e.value
+
+
+@pytest.mark.parametrize(
+    ("method", "request_bytes", "says"),
+    [
+        ("/consortium.v1.Ledger/GetTx", ledger_pb2.GetTxRequest().SerializeToString(), "32 bytes"),
+        (
+            "/consortium.v1.Ledger/WaitTx",
+            ledger_pb2.GetTxRequest(tx_id=b"\x01" * 600).SerializeToString(),
+            "32 bytes",
+        ),
+        (
+            "/consortium.v1.Ledger/GetBlock",
+            ledger_pb2.GetBlockRequest(hash=b"").SerializeToString(),
+            "32 bytes",
+        ),
+        (
+            "/consortium.v1.Ledger/QueryState",
+            ledger_pb2.QueryStateRequest(key=b"k" * 600).SerializeToString(),
+            "1..256 bytes",
+        ),
+        ("/grpc.health.v1.Health/Check", b"\xff\xff\xff", "malformed request"),
+    ],
+)
+def test_malformed_lookups_are_invalid_argument_without_a_traceback(
+    node: NodeProcess, client: Client, method: str, request_bytes: bytes, says: str
+) -> None:
+    err = _call(node, method, request_bytes)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+    details = err.details() or ""
+    assert says in details
+    assert "lmdb" not in details.lower() and "Error" not in details
+    assert "Traceback" not in node.tail(50_000)
+    assert client.status().height >= 0  # still serving
+
+
+def test_malformed_reflection_request_is_invalid_argument(node: NodeProcess) -> None:
+    with grpc.insecure_channel(node.endpoint) as ch:
+        raw = ch.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            list(raw(iter([b"\xff\xff\xff"]), timeout=5))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "Traceback" not in node.tail(50_000)
+
+
+def test_well_formed_lookups_still_work(client: Client) -> None:
+    assert client.get_tx(b"\x00" * 32) is None
+    with pytest.raises(ClientError):
+        client.get_block(10_000)
