@@ -1,6 +1,6 @@
 """What every gRPC server of a node shares: request decoding that never raises through grpc
 (an undecodable message is answered INVALID_ARGUMENT with a plain message, not UNKNOWN with
-an exception text).
+an exception text), and the server limits that keep memory bounded whatever a client sends.
 
 `MalformedGuard` is a server interceptor applied to every method of a server (the Ledger,
 Peer, health and reflection services alike): it swaps each method's request deserializer for
@@ -8,7 +8,10 @@ a lenient one that returns a `Malformed` marker instead of raising, and wraps th
 the marker is refused before the servicer sees it. Handlers that read requests with
 `context.read()` (peer `Exchange`) see the marker themselves and refuse it.
 
-Used by transport.server and transport.peers."""
+`server_options` are the channel arguments of every server (client port, peer port, health
+port): HTTP/2 stream and connection limits and the keepalive policy that matches the peer
+links' client keepalive (peers.CLIENT_KEEPALIVE). Used by transport.server and
+transport.peers."""
 
 from __future__ import annotations
 
@@ -21,6 +24,43 @@ import grpc
 from google.protobuf.message import DecodeError as PbDecodeError
 
 log = logging.getLogger(__name__)
+
+# Keepalive: a client may ping every KEEPALIVE_MIN_PING_MS or slower, also with no call in
+# flight (an idle peer link). Invariant: peers.CLIENT_KEEPALIVE_MS >= KEEPALIVE_MIN_PING_MS,
+# otherwise the server answers GOAWAY "too_many_pings" and the link drops (issue 13, 10).
+KEEPALIVE_MIN_PING_MS = 5_000
+# Per connection at most this many calls in flight; further ones wait in the client (HTTP/2
+# SETTINGS_MAX_CONCURRENT_STREAMS), so one connection pins at most this many half-sent calls.
+MAX_CONCURRENT_STREAMS = 64
+# A connection with no call for this long is closed (the client reconnects transparently).
+MAX_CONNECTION_IDLE_MS = 10 * 60 * 1000
+
+
+def server_options(
+    max_message: int, max_age_ms: int | None, age_grace_ms: int | None = None
+) -> list[tuple[str, Any]]:
+    """Channel arguments of a node's server. `max_age_ms`: connections are closed after this
+    long (GOAWAY, then `age_grace_ms` for calls in flight): the bound on how long a half-sent
+    call (headers but never its message) can hold memory. None for the peer port, whose
+    `Exchange` streams are meant to live as long as the process."""
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", max_message),
+        ("grpc.max_send_message_length", max_message),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MIN_PING_MS),
+        ("grpc.http2.max_ping_strikes", 3),
+        # the server's own pings detect dead clients (and so free their calls)
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+    if max_age_ms is not None:
+        opts.append(("grpc.max_connection_age_ms", max_age_ms))
+        if age_grace_ms is not None:
+            opts.append(("grpc.max_connection_age_grace_ms", age_grace_ms))
+    return opts
 
 
 class Malformed:

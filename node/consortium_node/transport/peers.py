@@ -41,7 +41,7 @@ from .. import pki
 from ..consensus.api import Envelope
 from ..ledger.block import Block
 from . import codec
-from .guard import Malformed, MalformedGuard
+from .guard import Malformed, MalformedGuard, server_options
 from .tls import CertStore, peer_identity
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,22 @@ MAX_BATCH = 2_000
 HELLO_SKEW_MS = 5 * 60 * 1000
 SYNC_BATCH = 256
 STATE_CHUNK = 2000  # state entries per SyncState message
+MAX_PEER_MESSAGE = 256 * 1024 * 1024
+# The dialler pings an idle link this often; the servers' keepalive policy (guard.server_options)
+# permits pings at guard.KEEPALIVE_MIN_PING_MS or slower, so this must not be shorter.
+CLIENT_KEEPALIVE_MS = 10_000
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    """Channel arguments of an outbound peer channel."""
+    return [
+        ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
+        ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
+        ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # keep probing an idle link
+    ]
 
 
 class PeerHandler(Protocol):
@@ -197,12 +213,7 @@ class PeerHub:
     def _channel(self, link: _Link) -> grpc.aio.Channel:
         ch = self._channels.get(link.peer_id)
         if ch is None:
-            options: list[tuple[str, Any]] = [
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_timeout_ms", 5_000),
-            ]
+            options = channel_options()
             if self.tls is None:
                 ch = grpc.aio.insecure_channel(link.address, options=options)
             else:
@@ -457,13 +468,9 @@ class PeerServer:
     def __init__(
         self, hub: PeerHub, handler: PeerHandler, listen: str, tls: CertStore | None = None
     ) -> None:
+        # no max connection age: Exchange streams live as long as both processes do
         self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
-            ],
-            interceptors=(MalformedGuard(),),
+            options=server_options(MAX_PEER_MESSAGE, None), interceptors=(MalformedGuard(),)
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
         if tls is None:

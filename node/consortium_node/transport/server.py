@@ -33,13 +33,18 @@ from ..ledger.hashing import merkle_proof
 from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
 from ..ledger.tx import MAX_KEY_BYTES
 from . import codec
-from .guard import MalformedGuard
+from .guard import MalformedGuard, server_options
 from .tls import CertStore, has_client_cert
 
 log = logging.getLogger(__name__)
 SERVICE = "consortium.v1.Ledger"
 MAX_BATCH = 10_000
 HASH_BYTES = 32  # transaction ids and block hashes (SHA-256)
+# Client connections are recycled after CLIENT_MAX_AGE_MS (+ grace for calls in flight): the
+# bound on how long a half-sent call (headers, never a whole message; grpc never answers it)
+# holds server memory. Long `StreamBlocks --follow` readers reconnect from their last height.
+CLIENT_MAX_AGE_MS = 30 * 60 * 1000
+CLIENT_AGE_GRACE_MS = 5 * 60 * 1000
 
 STATUS_OF: dict[Reject, grpc.StatusCode] = {
     Reject.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
@@ -412,11 +417,7 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.so_reuseport", 0),
-]
+_OPTIONS = server_options(64 * 1024 * 1024, CLIENT_MAX_AGE_MS, CLIENT_AGE_GRACE_MS)
 
 
 class ClientServer:
