@@ -13,7 +13,9 @@ that the server's certificate names the node id it dials (pki.node_dns_name) and
 validator, was issued by its organisation's CA (the channel trusts that CA alone), and the server
 that the client certificate binds the node id its hello claims and, for a validator, was issued
 by the CA of the organisation the chain registered it with (one organisation's CA cannot
-speak for another's validator). `refresh_credentials` (after a
+speak for another's validator). The same certificate rule guards `SyncBlocks` and `SyncState`
+(`check_node_certificate`): a member user's client certificate passes the handshake but binds
+no node id, so it gets PERMISSION_DENIED. `refresh_credentials` (after a
 certificate reload) re-creates the channels, so new streams use the new certificate.
 
 Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
@@ -301,6 +303,39 @@ class PeerHub:
             await asyncio.sleep(delay)
 
     # -- server side ------------------------------------------------------------------------
+    def check_node_certificate(
+        self, context: grpc.aio.ServicerContext[Any, Any], claimed: bytes | None
+    ) -> str | None:
+        """Why the caller may not use the Peer service, or None. With TLS, only a configured
+        peer's node certificate gets in (a user's client certificate chains to a member CA
+        too, but binds no node id), and a validator's must come from the CA of the
+        organisation the chain registered it with. `claimed`: the node id the caller's hello
+        names (Exchange), or None to take the certificate's (SyncBlocks, SyncState).
+        Plaintext (dev) links carry no identity: None."""
+        if self.tls is None:
+            return None
+        ident = peer_identity(context, self.tls)
+        if ident is None or ident.node_id is None:
+            return "no node certificate"
+        if claimed is not None and ident.node_id != claimed:
+            return f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
+        if ident.node_id not in self.links:
+            return "not a configured peer"
+        registered = self._handler.organization_of(ident.node_id)
+        if registered is not None and ident.issuer != registered:
+            return (
+                f"certificate issued by the CA of {ident.issuer or 'no organisation'}, "
+                f"but the validator belongs to {registered}"
+            )
+        return None
+
+    async def refuse_non_peers(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Aborts the call PERMISSION_DENIED unless the caller is a configured peer node."""
+        why = self.check_node_certificate(context, None)
+        if why is not None:
+            log.warning("refused peer service call", extra={"fields": {"reason": why}})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"peer refused: {why}")
+
     async def serve_exchange(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         item = await context.read()
         if isinstance(item, Malformed):
@@ -311,17 +346,7 @@ class PeerHub:
             return
         why = self._check_hello(first.hello, None)
         if why is None and self.tls is not None:
-            ident = peer_identity(context, self.tls)
-            registered = self._handler.organization_of(first.hello.node_id)
-            if ident is None or ident.node_id is None:
-                why = "no node certificate"
-            elif ident.node_id != first.hello.node_id:
-                why = f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
-            elif registered is not None and ident.issuer != registered:
-                why = (
-                    f"certificate issued by the CA of {ident.issuer or 'no organisation'}, "
-                    f"but the validator belongs to {registered}"
-                )
+            why = self.check_node_certificate(context, first.hello.node_id)
         if why is not None:
             log.warning(
                 "refused peer",
@@ -430,6 +455,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     async def SyncBlocks(
         self, request: peer_pb2.SyncBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[types_pb2.Block]:
+        await self.hub.refuse_non_peers(context)
         n = min(request.max_blocks or SYNC_BATCH, SYNC_BATCH)
         h = max(1, request.from_height)
         end = min(self.handler.height, h + n - 1)
@@ -443,6 +469,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     async def SyncState(
         self, request: peer_pb2.SyncStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[peer_pb2.StateChunk]:
+        await self.hub.refuse_non_peers(context)
         snap = self.handler.snapshot()
         try:
             height = int.from_bytes(snap.meta(b"height") or b"", "big")
