@@ -104,6 +104,13 @@ def hello_bytes(
     )
 
 
+@dataclass(eq=False)
+class _Stream:
+    """One live Exchange stream of a link; `close` ends it (cancels the call or handler)."""
+
+    close: Callable[[], object]
+
+
 @dataclass
 class _Link:
     peer_id: bytes
@@ -111,9 +118,17 @@ class _Link:
     queue: deque[bytes] = field(default_factory=deque)
     txs: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    connected: bool = False
+    # Invariant: `stream` is the one stream that carries this link's traffic (the newest);
+    # `connected` is True exactly while it is set. An older stream is closed when a newer one
+    # starts (a peer that reconnected, or a second process with the same identity), so no
+    # stream is left open without a writer.
+    stream: _Stream | None = None
     dropped: int = 0
     generation: int = 0  # bumps on each new stream; a stale writer exits
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None
 
 
 class PeerHub:
@@ -175,6 +190,8 @@ class PeerHub:
             gone = self.links.pop(pid)
             gone.generation += 1
             gone.wake.set()
+            if gone.stream is not None:
+                gone.stream.close()
             self._close_channel(pid)
         for pid, addr in peers.items():
             link = self.links.get(pid)
@@ -263,6 +280,7 @@ class PeerHub:
     async def _dial_loop(self, link: _Link) -> None:
         backoff = 0.1
         while not self._closing and self.links.get(link.peer_id) is link:
+            linked = False  # this attempt got as far as a live stream
             try:
                 stub = peer_pb2_grpc.PeerStub(self._channel(link))
                 call = stub.Exchange()  # type: ignore[call-arg]  # aio: no iterator, use write()
@@ -278,26 +296,26 @@ class PeerHub:
                 async def read(c: Any = call) -> peer_pb2.PeerBatch | None:
                     return _batch(await c.read())
 
-                await self._run_link(link, read, call.write, first)
+                linked = True
+                await self._run_link(link, read, call.write, first, _Stream(call.cancel))
             except (grpc.aio.AioRpcError, ConnectionError) as e:
-                if link.connected:
+                if linked:
                     log.info(
                         "peer link lost",
                         extra={"fields": {"peer": link.peer_id.hex()[:16], "error": str(e)[:200]}},
                     )
             except asyncio.CancelledError:
                 # Closing the channel under a live stream (refresh_credentials: a reloaded
-                # certificate or new trust roots) cancels the call, which surfaces here as a
-                # CancelledError too: only a cancellation of this task itself ends the loop.
+                # certificate or new trust roots) or a newer stream replacing this one cancels
+                # the call, which surfaces here as a CancelledError too: only a cancellation
+                # of this task itself ends the loop.
                 task = asyncio.current_task()
                 if self._closing or (task is not None and task.cancelling()):
                     raise
                 log.info(
-                    "peer link closed for new credentials",
+                    "peer link closed (new credentials or a newer stream)",
                     extra={"fields": {"peer": link.peer_id.hex()[:16]}},
                 )
-            finally:
-                link.connected = False
             delay = backoff * (0.5 + self._rng.random())
             backoff = min(backoff * 2, 5.0)
             await asyncio.sleep(delay)
@@ -362,10 +380,9 @@ class PeerHub:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
             return _batch(item)
 
-        try:
-            await self._run_link(link, read, context.write, first)
-        finally:
-            link.connected = False
+        task = asyncio.current_task()
+        assert task is not None  # grpc.aio runs each handler in its own task
+        await self._run_link(link, read, context.write, first, _Stream(task.cancel))
 
     # -- a live stream ----------------------------------------------------------------------
     async def _run_link(
@@ -374,11 +391,19 @@ class PeerHub:
         read: Callable[[], Awaitable[peer_pb2.PeerBatch | None]],
         write: Callable[[peer_pb2.PeerBatch], Awaitable[None]],
         first: peer_pb2.PeerBatch,
+        me: _Stream,
     ) -> None:
         link.generation += 1
         gen = link.generation
-        link.connected = True
-        log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
+        older, link.stream = link.stream, me
+        if older is not None:
+            log.info(
+                "peer link replaced by a newer stream",
+                extra={"fields": {"peer": link.peer_id.hex()[:16]}},
+            )
+            older.close()
+        else:
+            log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
         self._deliver(link.peer_id, first)
         writer = asyncio.create_task(self._writer(link, write, gen))
         try:
@@ -388,6 +413,8 @@ class PeerHub:
                     return
                 self._deliver(link.peer_id, batch)
         finally:
+            if link.stream is me:
+                link.stream = None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
