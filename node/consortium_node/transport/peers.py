@@ -2,10 +2,13 @@
 gossip, and block sync (`SyncBlocks`).
 
 Stream ownership: the node with the smaller node id dials; both directions share that stream.
-A dialer whose stream breaks reconnects with exponential backoff (0.1 s doubling to 5 s, with
-jitter from an injected Random). Each direction opens with a signed `PeerHello`; a peer that is
-not in our configuration, claims the wrong chain/genesis, or cannot sign for its node id is
-refused (PERMISSION_DENIED) and logged.
+A dialer whose stream breaks reconnects with exponential backoff (0.1 s doubling to
+DIAL_BACKOFF_MAX_S, with jitter from an injected Random); grpc's own channel reconnect back-off
+is capped alike (channel_options), so a link is back within about a second of the peer
+answering, however long it was down (a peer is a known, small set: a redial every 0.3 s
+costs nothing, a link missing for seconds stalls consensus). Each direction opens with a
+signed `PeerHello`; a peer that is not in our configuration, claims the wrong chain/genesis,
+or cannot sign for its node id is refused (PERMISSION_DENIED) and logged.
 
 With TLS (`tls` given: a tls.CertStore) links are mutual TLS: the handshake already refused
 any certificate not chaining to a genesis organisation's CA (or expired); the dialler verifies
@@ -57,6 +60,8 @@ MAX_PEER_MESSAGE = 256 * 1024 * 1024
 # The dialler pings an idle link this often; the servers' keepalive policy (guard.server_options)
 # permits pings at guard.KEEPALIVE_MIN_PING_MS or slower, so this must not be shorter.
 CLIENT_KEEPALIVE_MS = 10_000
+DIAL_BACKOFF_MIN_S = 0.1
+DIAL_BACKOFF_MAX_S = 0.3
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -68,6 +73,11 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.keepalive_timeout_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # keep probing an idle link
+        # grpc's subchannel back-off (default 1 s growing to 120 s) would otherwise fail our
+        # redials fast for many seconds after the peer is back
+        ("grpc.initial_reconnect_backoff_ms", int(DIAL_BACKOFF_MIN_S * 1000)),
+        ("grpc.min_reconnect_backoff_ms", int(DIAL_BACKOFF_MIN_S * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(DIAL_BACKOFF_MAX_S * 1000)),
     ]
 
 
@@ -278,7 +288,7 @@ class PeerHub:
 
     # -- dialer -----------------------------------------------------------------------------
     async def _dial_loop(self, link: _Link) -> None:
-        backoff = 0.1
+        backoff = DIAL_BACKOFF_MIN_S
         while not self._closing and self.links.get(link.peer_id) is link:
             linked = False  # this attempt got as far as a live stream
             try:
@@ -291,7 +301,7 @@ class PeerHub:
                 why = self._check_hello(first.hello, link.peer_id)
                 if why is not None:
                     raise ConnectionError(f"peer hello refused: {why}")
-                backoff = 0.1
+                backoff = DIAL_BACKOFF_MIN_S
 
                 async def read(c: Any = call) -> peer_pb2.PeerBatch | None:
                     return _batch(await c.read())
@@ -317,7 +327,7 @@ class PeerHub:
                     extra={"fields": {"peer": link.peer_id.hex()[:16]}},
                 )
             delay = backoff * (0.5 + self._rng.random())
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, DIAL_BACKOFF_MAX_S)
             await asyncio.sleep(delay)
 
     # -- server side ------------------------------------------------------------------------
