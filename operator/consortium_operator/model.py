@@ -7,6 +7,7 @@ Who uses it: reconcile parses the CR spec here (`ConsortiumSpec.parse`); kube/no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -63,6 +64,8 @@ __all__ = [
     "NODE_UID",
     "ORG_NAME_RE",
     "PEER_PORT",
+    "PENDING_ANNOTATION",
+    "PENDING_KINDS",
     "PLURAL",
     "QUANTITY_RE",
     "VERSION",
@@ -77,6 +80,7 @@ __all__ = [
     "Observed",
     "OrganizationSpec",
     "Owner",
+    "PendingChange",
     "PodState",
     "ResourcesSpec",
     "SecuritySpec",
@@ -242,9 +246,49 @@ class StatefulSetState:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A membership change the operator committed whose effect the chain has not shown yet
+    (a validator change takes effect a couple of blocks after it commits). Kept in the
+    Consortium's annotation PENDING_ANNOTATION (the cluster is the only memory between
+    passes), so the next pass waits for it instead of planning the same change again.
+    `kind`: add-validator | remove-validator | add-organization; `subject`: the node id (hex)
+    or the organisation; `until`: epoch seconds after which it is no longer waited for."""
+
+    kind: str
+    subject: str
+    tx: str
+    until: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"kind": self.kind, "subject": self.subject, "tx": self.tx, "until": self.until},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> PendingChange | None:
+        """The annotation's change; None if it is not one (a hand edit: ignored)."""
+        try:
+            d = json.loads(text)
+            out = cls(str(d["kind"]), str(d["subject"]), str(d["tx"]), float(d["until"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+        return out if out.kind in PENDING_KINDS else None
+
+    def __str__(self) -> str:
+        what = self.subject if self.kind == "add-organization" else self.subject[:16]
+        return f"{self.kind.replace('-', ' ')} {what} (tx {self.tx[:16]})"
+
+
+PENDING_ANNOTATION = f"{GROUP}/membership-pending"
+PENDING_KINDS = ("add-validator", "remove-validator", "add-organization")
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
-    """What the operator sees in one pass. Holds public keys only: private key material is
-    read by kube only when signing, and never enters this object (which may be logged)."""
+    """What the operator sees in one pass. Holds public keys and certificates only: private
+    key material is read by kube only when signing or issuing, and never enters this object
+    (which may be logged) — a stored private key shows as its entry name with value b""."""
 
     admin_public: bytes | None = None
     node_keys: Mapping[str, bytes] = field(default_factory=dict)  # pod name -> public key
@@ -254,6 +298,28 @@ class Observed:
     statefulsets: Mapping[str, StatefulSetState] = field(default_factory=dict)  # by org
     pods: Mapping[str, PodState] = field(default_factory=dict)  # by pod name
     nodes: Mapping[str, NodeStatus] = field(default_factory=dict)  # by pod name, answering
+    # TLS material (spec.security.tls only): organisation -> CA certificate PEM of a complete
+    # CA Secret; organisations whose CA Secret exists but is incomplete; organisation -> node
+    # TLS Secret entries; client TLS Secret name -> entries (absent: no such Secret)
+    ca_certs: Mapping[str, bytes] = field(default_factory=dict)
+    ca_incomplete: tuple[str, ...] = ()
+    tls_entries: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    client_dirs: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    pending: PendingChange | None = None  # a committed membership change not yet awaited
+
+    def pending_reflected(self) -> bool:
+        """Whether the chain shows the pending change (True when there is none; False while
+        no node tells)."""
+        p = self.pending
+        if p is None:
+            return True
+        if p.kind == "add-organization":
+            orgs = self.chain_organizations()
+            return orgs is not None and p.subject in orgs
+        vset = self.validator_set() if self.nodes else None
+        if vset is None:
+            return False
+        return (p.subject in {k.hex() for k, _ in vset}) == (p.kind == "add-validator")
 
     @property
     def has_genesis(self) -> bool:

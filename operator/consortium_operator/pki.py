@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from consortium_node import pki as x509pki
 from consortium_node.crypto import Ed25519Key, KeyFileError
@@ -85,35 +86,40 @@ def org_ca(org: str, now: dt.datetime, key: ec.EllipticCurvePrivateKey, serial: 
     return x509pki.new_ca(org, now, key, serial)
 
 
-def node_tls(
-    ca: Issued,
-    org: str,
-    pod: str,
-    node_id: bytes,
-    dns_names: Sequence[str],
-    now: dt.datetime,
-    key: ec.EllipticCurvePrivateKey,
-    serial: int,
-    days: int,
-) -> Issued:
-    """A node pod's TLS certificate, binding its node id (see consortium_node.pki)."""
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """How to sign one certificate: the time, its new private key, its serial number and its
+    validity in days (all injected: tests are deterministic)."""
+
+    now: dt.datetime
+    key: ec.EllipticCurvePrivateKey
+    serial: int
+    days: int
+
+
+def node_tls(ca: Issued, cert: plan_pki.NodeCert, issue: Issue) -> Issued:
+    """A node pod's TLS certificate, binding its node id, with the names the PKI plan chose
+    (see consortium_node.pki)."""
     return x509pki.issue_node_cert(
-        ca, org, pod, node_id, now, key, serial, dns_names=dns_names, ips=("127.0.0.1",), days=days
+        ca,
+        cert.org,
+        cert.member,
+        cert.node_id,
+        issue.now,
+        issue.key,
+        issue.serial,
+        dns_names=cert.dns_names,
+        ips=cert.ips,
+        days=issue.days,
     )
 
 
-def client_tls(
-    ca: Issued,
-    org: str,
-    name: str,
-    now: dt.datetime,
-    key: ec.EllipticCurvePrivateKey,
-    serial: int,
-    days: int,
-) -> Issued:
-    """A client certificate of organisation `org` (`consortium:client:<name>`): what the
+def client_tls(ca: Issued, cert: plan_pki.ClientCert, issue: Issue) -> Issued:
+    """A client certificate of organisation `cert.org` (`consortium:client:<name>`): what the
     node's client port asks of a writer."""
-    return x509pki.issue_client_cert(ca, org, name, now, key, serial, None, days)
+    return x509pki.issue_client_cert(
+        ca, cert.org, cert.name, issue.now, issue.key, issue.serial, cert.sender, issue.days
+    )
 
 
 def trust_bundle(cas: Mapping[str, bytes]) -> bytes:
