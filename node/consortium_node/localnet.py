@@ -24,6 +24,7 @@ Called by the CLI (`consortium up`, `consortium demo`) and by integration tests.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -43,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import pki
 from .client import Client, ClientTLS, Payload
-from .config import Peer
+from .config import NodeConfig, Peer
 from .crypto import Ed25519Key
 from .provision import genesis as provision_genesis
 from .provision import local, nodeconfig
@@ -337,9 +338,8 @@ def init_data_dir(
     layouts = {n: _layout(ports[3 * i : 3 * i + 3], fsync) for i, (n, _) in enumerate(names)}
     for n, org in names:
         peers = [Peer(keys[m].public, str(layouts[m].peer_listen)) for m, _ in names if m != n]
-        cfg = nodeconfig.node_config(spec, (n, org), layouts[n], peers)
-        (data_dir / "nodes" / n / "config.yaml").write_text(
-            yaml.safe_dump(nodeconfig.document(cfg), sort_keys=False)
+        _write_config(
+            data_dir / "nodes" / n, nodeconfig.node_config(spec, (n, org), layouts[n], peers)
         )
     (data_dir / "consortium.json").write_text(
         json.dumps(
@@ -514,34 +514,30 @@ class LocalNet:
         key.save(d / "key.json")
         if self.tls_enabled:
             issue_node_tls(self.data_dir, d, organization, name, key.public)
-        template = yaml.safe_load((self.nodes[0].directory / "config.yaml").read_text())
+        # the new node's config is the first node's (same spec-derived consensus, TLS and
+        # storage settings) with its own name, organisation and addresses
         client_port, peer_port, metrics_port = _free_ports(3)
-        template.update(
+        new_cfg = dataclasses.replace(
+            _read_config(self.nodes[0].directory),
             name=name,
             organization=organization,
             listen=f"127.0.0.1:{client_port}",
             peer_listen=f"127.0.0.1:{peer_port}",
             metrics_listen=f"127.0.0.1:{metrics_port}",
         )
-        node = LocalNode(name, organization, d, template["listen"], key.public.hex(), tls=self.tls)
+        node = LocalNode(name, organization, d, new_cfg.listen, key.public.hex(), tls=self.tls)
+        configs = {n.node_id: _read_config(n.directory) for n in self.nodes}
+        configs[node.node_id] = new_cfg
         everyone = [*self.nodes, node]
-        addresses = {
-            n.node_id: yaml.safe_load((n.directory / "config.yaml").read_text())["peer_listen"]
-            for n in self.nodes
-        }
-        addresses[node.node_id] = template["peer_listen"]
-        (d / "config.yaml").write_text(yaml.safe_dump(template))
         for n in everyone:
-            path = n.directory / "config.yaml"
-            cfg = yaml.safe_load(path.read_text())
-            cfg["peers"] = [
-                {"node_id": m.node_id, "address": addresses[m.node_id]}
+            peers = tuple(
+                Peer(bytes.fromhex(m.node_id), str(configs[m.node_id].peer_listen))
                 for m in everyone
                 if m is not n
-            ]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(yaml.safe_dump(cfg))
-            tmp.rename(path)
+            )
+            cfg = dataclasses.replace(configs[n.node_id], peers=peers)
+            cfg.validate()
+            _write_config(n.directory, cfg)
         self.nodes.append(node)
         return node
 
@@ -614,6 +610,20 @@ class LocalNet:
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
+
+
+def _read_config(node_dir: Path) -> NodeConfig:
+    """A node's config as written (paths relative to its directory, as in the file)."""
+    raw = yaml.safe_load((node_dir / "config.yaml").read_text())
+    return NodeConfig.from_dict(raw)
+
+
+def _write_config(node_dir: Path, cfg: NodeConfig) -> None:
+    """Replaces a node's config atomically (a running node re-reads its peers)."""
+    path = node_dir / "config.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(nodeconfig.document(cfg), sort_keys=False))
+    tmp.rename(path)
 
 
 def _ready_pid(path: Path) -> int | None:
