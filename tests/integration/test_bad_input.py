@@ -8,7 +8,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2
-from consortium_node.client import Client, ClientError
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 
 from . import rawh2
 from .nodeproc import NodeProcess

@@ -18,11 +18,15 @@ from pathlib import Path
 
 import pytest
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode, parse_manifest
 from consortium_node.localnet import init_data_dir as init_net
 
-from .localnets import gauge, running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import gauge, running
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +48,6 @@ MANIFEST = {
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[LocalNet]:
-    from consortium_node.runtime import engines
-
-    if not engines.BFT_AVAILABLE:
-        pytest.skip("bft engine not wired into the runtime")
     init_net(parse_manifest(MANIFEST), tmp_path / "net", fsync=False)
     with running(tmp_path / "net") as n:
         yield n

@@ -17,7 +17,9 @@ from consortium_node.config import NodeConfig
 from consortium_node.localnet import LocalNet, parse_manifest
 from consortium_node.localnet import init_data_dir as init_net
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,17 @@ import pytest
 import yaml
 from consortium_api.v1 import peer_pb2, peer_pb2_grpc, types_pb2
 from consortium_node import pki
-from consortium_node.client import Client, Signer
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 from consortium_node.config import NodeConfig
 from consortium_node.crypto import Ed25519Key
 from consortium_node.localnet import LocalNet, LocalNode, parse_manifest
 from consortium_node.localnet import init_data_dir as init_net
 from consortium_node.transport.peers import hello_bytes
 
-from .localnets import gauge, running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import gauge, running
 
 pytestmark = pytest.mark.integration
 
