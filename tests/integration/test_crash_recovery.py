@@ -67,11 +67,13 @@ def test_kill9_under_load_loses_no_committed_tx(node: NodeProcess, funded: Signe
             r = after.get_tx(tid)
             assert r is not None, f"committed tx {tid.hex()} lost after kill -9"
             assert r.receipt.height == h
-        # it keeps committing from where it stopped
+        # it keeps committing from where it stopped (read the height again: the checks above
+        # take seconds under load, long enough for an idle-interval empty block)
         nonce = after.next_nonce(funded.public_key)
         tid, tx = funded.build_tx(chain, nonce, types_pb2.KvPut(key=b"after", value=b"1"))
+        before = after.status().height
         assert after.submit([tx])[0].code == 0
-        assert after.wait_tx(tid, timeout=10).receipt.height == height + 1
+        assert after.wait_tx(tid, timeout=10).receipt.height > before
 
 
 def _commit_some(node: NodeProcess, funded: Signer, n: int) -> int:
