@@ -295,13 +295,15 @@ async def apply_workloads(p: Pass) -> None:
 
 
 async def act(p: Pass) -> None:
-    """Performs the step's action (at most one) and settles the pending-change annotation."""
+    """Settles the pending-change annotation, then performs the step's action (at most one;
+    a membership action writes the annotation anew)."""
     assert p.step is not None
+    o = p.observed
+    if PENDING_ANNOTATION in p.subject.annotations and (o.pending is None or o.pending_reflected()):
+        await _set_pending(p, None)  # applied by the chain, expired, or unreadable: done with
     a = p.step.action
     run = ACTIONS.get(type(a))
     p.done = await run(p, a) if run is not None else None
-    if p.observed.pending is not None and p.observed.pending_reflected():
-        await _set_pending(p, None)  # the chain shows it: nothing left to await
 
 
 async def write_status(p: Pass, error: str | None = None) -> None:
