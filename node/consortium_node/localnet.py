@@ -54,6 +54,7 @@ from .provision import pki as pki_plan
 from .provision.spec import ConsortiumSpec, OrganizationSpec, SpecError
 
 START_TIMEOUT = 60.0
+LOCAL_NAMES = ("localhost",)  # the DNS names of a local node's certificate
 LOG_TAIL_LINES = 20  # of a node's log, shown when it fails to start
 
 # The 4-validator BFT consortium `consortium demo` (and `up` without -f) runs: two
@@ -267,7 +268,8 @@ def _init_pki(
     window = pki_plan.Window(m.now(), dt.timedelta(0))
     for o in plan.organizations:
         members = {n: keys[n].public for n, org in plan.node_names if org == o.name}
-        for c in pki_plan.node_certs_due(o.name, {}, members, lambda _: (), window):
+        # local nodes are reached on 127.0.0.1 (the NodeCert's IP) or as localhost
+        for c in pki_plan.node_certs_due(o.name, {}, members, lambda _: LOCAL_NAMES, window):
             issued = pki.issue_node_cert(
                 cas[o.name],
                 o.name,

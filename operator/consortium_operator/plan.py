@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import genesis
+from . import certplan, genesis
 from .model import ConsortiumSpec, Names, Observed
 
 
@@ -235,8 +235,11 @@ def next_step(
 
 def _cas_missing(desired: ConsortiumSpec, observed: Observed, orgs: list[str]) -> Wait | None:
     """With TLS, an organisation's CA must exist before the chain lists it (genesis,
-    AddOrganization): the certificate phase of this pass issues it, the next pass uses it."""
-    missing = [o for o in orgs if desired.security.tls and o not in observed.ca_certs]
+    AddOrganization): the certificate decision (certplan) says whether the operator holds
+    it; if not, the certificate phase of this pass issues it and the next pass uses it."""
+    decisions = certplan.ca_decisions(desired, observed)
+    # (no decisions without TLS; an incomplete CA Secret counts as held, and fails the pass)
+    missing = [o for o in orgs if o in decisions and o not in observed.ca_certs]
     if not missing:
         return None
     return Wait("IssuingCertificates", f"waiting for the CA of {', '.join(missing)}")

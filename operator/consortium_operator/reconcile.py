@@ -295,13 +295,15 @@ async def apply_workloads(p: Pass) -> None:
 
 
 async def act(p: Pass) -> None:
-    """Performs the step's action (at most one) and settles the pending-change annotation."""
+    """Settles the pending-change annotation, then performs the step's action (at most one;
+    a membership action writes the annotation anew)."""
     assert p.step is not None
+    o = p.observed
+    if PENDING_ANNOTATION in p.subject.annotations and (o.pending is None or o.pending_reflected()):
+        await _set_pending(p, None)  # applied by the chain, expired, or unreadable: done with
     a = p.step.action
     run = ACTIONS.get(type(a))
     p.done = await run(p, a) if run is not None else None
-    if p.observed.pending is not None and p.observed.pending_reflected():
-        await _set_pending(p, None)  # the chain shows it: nothing left to await
 
 
 async def write_status(p: Pass, error: str | None = None) -> None:
@@ -423,11 +425,22 @@ async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
     return str(a)
 
 
-async def change_membership(
-    p: Pass, a: plan.AddValidator | plan.RemoveValidator | plan.AddOrganization
-) -> str:
-    """Commit the governance change, then remember it (the annotation) so that the next
-    passes wait for the chain to apply it instead of planning it again."""
+async def add_validator(p: Pass, a: plan.AddValidator) -> str:
+    return await _govern(p, a, PendingChange("add-validator", a.node_id.hex(), "", 0.0))
+
+
+async def remove_validator(p: Pass, a: plan.RemoveValidator) -> str:
+    return await _govern(p, a, PendingChange("remove-validator", a.node_id.hex(), "", 0.0))
+
+
+async def add_organization(p: Pass, a: plan.AddOrganization) -> str:
+    return await _govern(p, a, PendingChange("add-organization", a.org, "", 0.0))
+
+
+async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:
+    """Commit the governance change, then remember it (the annotation, with its tx and
+    deadline filled in) so that the next passes wait for the chain to apply it instead of
+    planning it again."""
     eps = governance_endpoints(p)
     admin_key = await p.env.kube.read_admin_key(p.owner.namespace, p.names)
     try:
@@ -435,14 +448,10 @@ async def change_membership(
     except NoClientTLS as e:
         raise GovernanceError(f"{a}: {e}") from None
     tx = await nodes.governance(eps, p.desired.chain_id, admin_key, a, p.env.settings, tls)
-    if isinstance(a, plan.AddOrganization):
-        reason, kind, subject = "OrganizationAdmitted", "add-organization", a.org
-    else:
-        reason, subject = "ValidatorSetChanged", a.node_id.hex()
-        kind = "add-validator" if isinstance(a, plan.AddValidator) else "remove-validator"
+    reason = "OrganizationAdmitted" if change.kind == "add-organization" else "ValidatorSetChanged"
     p.events.info(reason, f"{a}: tx {tx[:16]} committed")
     until = p.env.clock().timestamp() + p.env.settings.governance_timeout
-    await _set_pending(p, PendingChange(kind, subject, tx, until))
+    await _set_pending(p, replace(change, tx=tx, until=until))
     return str(a)
 
 
@@ -472,9 +481,9 @@ ACTIONS: dict[type, Act] = {
     plan.CreateAdminKey: create_admin_key,
     plan.CreateNodeKeys: create_node_keys,
     plan.WriteGenesis: write_genesis,
-    plan.AddValidator: change_membership,
-    plan.RemoveValidator: change_membership,
-    plan.AddOrganization: change_membership,
+    plan.AddValidator: add_validator,
+    plan.RemoveValidator: remove_validator,
+    plan.AddOrganization: add_organization,
 }
 
 __all__ = ["Env", "Events", "Outcome", "Pass", "Subject", "delete", "reconcile", "timer"]

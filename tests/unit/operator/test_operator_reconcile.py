@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,9 +168,12 @@ def test_an_expired_pending_change_is_no_longer_awaited(chain: Chain) -> None:
     out = asyncio.run(
         reconcile.reconcile(stale, subject({PENDING_ANNOTATION: json.dumps(change)}), events())
     )
-    # planned afresh (the change was lost, e.g. the chain refused it): AddValidator again
+    # planned afresh (the change was lost, e.g. the chain refused it): AddValidator again,
+    # and the annotation now holds the new change, not the expired one (nor nothing)
     assert chain.committed == [plan.AddValidator("c-a-2", "a", key("c-a-2"))]
     assert out.requeue == 0.5
+    pending = kube.annotations[PENDING_ANNOTATION]
+    assert pending is not None and json.loads(pending)["until"] > 1.0
 
 
 def test_the_timer_skips_an_object_whose_pass_holds_the_lock(chain: Chain) -> None:
@@ -237,3 +241,32 @@ def test_the_status_timer_follows_consortium_status_seconds() -> None:
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[('report', 3.5, 3.5)]"
+
+
+def test_a_new_change_in_the_pass_that_sees_the_last_one_applied_is_remembered(
+    chain: Chain,
+) -> None:
+    """The chain shows the pending c-a-2 and the plan adds c-a-3 in the same pass: the
+    annotation must end up holding c-a-3's change (clearing the old one comes first)."""
+    spec4 = {**SPEC, "organizations": [{"name": "a", "validators": 4}]}
+    w = world()
+    pods = {**w.pods, "c-a-3": PodState("c-a-3", "a", 3, True, "r1", "10.0.0.1")}
+    sts = StatefulSetState(
+        "a", 4, 0, ConsortiumSpec.parse(spec4).pod_fingerprint(
+            ConsortiumSpec.parse(spec4).organizations[0], Settings().node_image
+        ), "r1", 4, 1, 1,
+    )  # fmt: skip
+    kube = MemoryKube(
+        replace(w, pods=pods, node_keys={p: key(p) for p in pods}, statefulsets={"a": sts})
+    )
+    chain.validators.append("c-a-2")
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+    old = {"kind": "add-validator", "subject": key("c-a-2").hex(), "tx": "ab", "until": 1e12}
+    sub = reconcile.Subject(
+        OWNER, spec4, annotations={PENDING_ANNOTATION: json.dumps(old)}, generation=1
+    )
+    out = asyncio.run(reconcile.reconcile(env, sub, events()))
+    assert chain.committed == [plan.AddValidator("c-a-3", "a", key("c-a-3"))]
+    assert out.requeue == 0.5
+    pending = kube.annotations[PENDING_ANNOTATION]
+    assert pending is not None and json.loads(pending)["subject"] == key("c-a-3").hex()

@@ -9,6 +9,7 @@ import json
 import random
 from pathlib import Path
 
+import cryptography.x509
 import pytest
 import yaml
 from consortium_node import pki as x509
@@ -113,6 +114,8 @@ def test_up_configs_are_node_config_documents(tmp_path: Path) -> None:
     # the node certificate binds the node's key and was issued by its organisation's CA
     cert = x509.load_cert((tmp_path / "nodes" / "acme-0" / "tls" / "node.pem").read_bytes())
     assert x509.node_id_of(cert) == _public(tmp_path / "nodes" / "acme-0" / "key.json")
+    san = cert.extensions.get_extension_for_class(cryptography.x509.SubjectAlternativeName)
+    assert "localhost" in san.value.get_values_for_type(cryptography.x509.DNSName)
 
 
 def test_node_config_document_round_trips_and_follows_the_spec() -> None:
