@@ -539,8 +539,10 @@ def _check_gov_tx(reader: StateReader, tx: Tx, height: int | None) -> tuple[int,
     prop = get_proposal(reader, p.proposal)
     if prop is None:
         return NOT_FOUND, f"unknown proposal {p.proposal}"
+    if prop.state == gov.EXPIRED:
+        return INVALID, f"expired: proposal {prop.id} expired at height {prop.expiry}"
     if prop.state != gov.PENDING:
-        return INVALID, f"proposal {prop.id} is {prop.state.lower()}, no longer open"
+        return INVALID, f"proposal {prop.id} is {prop.state}, no longer open"
     if height is not None and height >= prop.expiry:
         return INVALID, f"expired: proposal {prop.id} expired at height {prop.expiry}"
     if isinstance(p, Withdraw):
