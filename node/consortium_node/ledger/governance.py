@@ -109,6 +109,7 @@ ORGS_VERSION_KEY = b"g/orgver"  # u64, bumped whenever the member set changes
 CONFIG_SEQ_KEY = b"g/cfgseq"  # u64, bumped by every executed configuration change
 NEXT_PROPOSAL_KEY = b"g/prop-next"  # u64 id of the next proposal (ids start at 1)
 OPEN_PROPOSALS_KEY = b"g/prop-open"  # u64 ids of PENDING proposals, ascending
+MAX_OPEN_PROPOSALS = 256  # PENDING at once, chain-wide (each block scans them for expiry)
 GOV_ORGS_KEY = b"g/gov-orgs"  # present (b"1"): governance by organisations is on
 
 

@@ -523,6 +523,8 @@ def _check_gov_tx(reader: StateReader, tx: Tx, height: int | None) -> tuple[int,
     if org is None:
         return _not_admin(tx.sender)
     if isinstance(p, Propose):
+        if len(_open_ids(reader)) >= gov.MAX_OPEN_PROPOSALS:  # bounds the per-block expiry scan
+            return INVALID, f"too many open proposals (at most {gov.MAX_OPEN_PROPOSALS})"
         name = gov.ACTION_NAMES[type(p.action)]
         rule, _ = policy_of(reader, name)
         if rule == "FORBIDDEN":

@@ -616,3 +616,12 @@ def test_action_encoding_round_trips() -> None:
         SetPolicy("set_param", "2/3"),
     ):
         assert gov.decode_action(gov.encode_action(a)) == a
+
+
+def test_open_proposals_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gov, "MAX_OPEN_PROPOSALS", 2)
+    c = Chain(org_genesis(3))
+    c.propose("org-a", NEW_ORG)
+    c.propose("org-b", SetParam("max_block_txs", "9"))
+    code, msg = c.send(admin("org-c"), Propose(NEW_ORG, b"x", 5))
+    assert code == INVALID and msg.startswith("too many open proposals")
