@@ -61,6 +61,14 @@ Payload: TypeAlias = (
     | types_pb2.RemoveMember
     | types_pb2.AddOrganization
     | types_pb2.SetOrganizationCA
+    | types_pb2.SetAdmins
+    | types_pb2.SetPolicy
+    | types_pb2.ReplaceValidator
+    | types_pb2.Propose
+    | types_pb2.Vote
+    | types_pb2.Withdraw
+    | types_pb2.SubmitEndorsed
+    | types_pb2.MigrateGovernance
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -76,6 +84,14 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.RemoveMember: "remove_member",
     types_pb2.AddOrganization: "add_organization",
     types_pb2.SetOrganizationCA: "set_organization_ca",
+    types_pb2.SetAdmins: "set_admins",
+    types_pb2.SetPolicy: "set_policy",
+    types_pb2.ReplaceValidator: "replace_validator",
+    types_pb2.Propose: "propose",
+    types_pb2.Vote: "vote",
+    types_pb2.Withdraw: "withdraw",
+    types_pb2.SubmitEndorsed: "submit_endorsed",
+    types_pb2.MigrateGovernance: "migrate_governance",
 }
 
 
@@ -296,6 +312,118 @@ def parse_hex(value: str, what: str, length: int | None = None) -> bytes:
             f"{what} must be {length} bytes ({2 * length} hex chars), got {len(data)} bytes"
         )
     return data
+
+
+# --------------------------------------------------------------------------- governance
+
+
+def gov_action(payload: Payload) -> types_pb2.GovAction:
+    """Wrap a configuration-change message (AddOrganization, SetParam, ...) as a GovAction."""
+    field = _PAYLOAD_FIELD.get(type(payload))
+    if field is None or field not in types_pb2.GovAction.DESCRIPTOR.fields_by_name:
+        raise TypeError(f"not a governance action: {type(payload).__name__}")
+    action = types_pb2.GovAction()
+    getattr(action, field).CopyFrom(payload)
+    return action
+
+
+@dataclass(frozen=True, slots=True)
+class EndorsementFile:
+    """A detached endorsement file for the offline path (`consortium gov sign`): one action
+    (the exact serialised GovAction bytes), the (chain id, configuration sequence, expiry)
+    it is valid for, and the endorsements collected so far. JSON, bytes as hex:
+    {"chain_id", "action", "summary", "config_seq", "expiry", "endorsements": [{"signer",
+    "signature"}]}. The signed bytes are ledger.governance.endorsement_message(...)."""
+
+    chain_id: str
+    action: bytes
+    config_seq: int
+    expiry: int
+    summary: str = ""
+    endorsements: tuple[tuple[bytes, bytes], ...] = ()
+
+    def message(self) -> bytes:
+        from .ledger.governance import endorsement_message
+
+        return endorsement_message(self.chain_id, self.action, self.config_seq, self.expiry)
+
+    def signed_by(self, signer: Signer) -> EndorsementFile:
+        """This file plus `signer`'s endorsement (replacing an earlier one by the same key)."""
+        rest = tuple(e for e in self.endorsements if e[0] != signer.public_key)
+        ends = (*rest, (signer.public_key, signer.sign(self.message())))
+        return EndorsementFile(
+            self.chain_id, self.action, self.config_seq, self.expiry, self.summary, ends
+        )
+
+    def same_terms(self, other: EndorsementFile) -> bool:
+        return (self.chain_id, self.action, self.config_seq, self.expiry) == (
+            other.chain_id,
+            other.action,
+            other.config_seq,
+            other.expiry,
+        )
+
+    def merged(self, other: EndorsementFile) -> EndorsementFile:
+        if not self.same_terms(other):
+            raise ClientError(
+                "endorsement files differ in chain id, action, configuration sequence or expiry"
+            )
+        have = {k for k, _ in self.endorsements}
+        extra = tuple(e for e in other.endorsements if e[0] not in have)
+        return EndorsementFile(
+            self.chain_id,
+            self.action,
+            self.config_seq,
+            self.expiry,
+            self.summary,
+            (*self.endorsements, *extra),
+        )
+
+    def payload(self) -> types_pb2.SubmitEndorsed:
+        return types_pb2.SubmitEndorsed(
+            action=self.action,
+            config_seq=self.config_seq,
+            expiry=self.expiry,
+            endorsements=[
+                types_pb2.Endorsement(signer=k, signature=sig) for k, sig in self.endorsements
+            ],
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "chain_id": self.chain_id,
+                "action": self.action.hex(),
+                "summary": self.summary,
+                "config_seq": self.config_seq,
+                "expiry": self.expiry,
+                "endorsements": [
+                    {"signer": k.hex(), "signature": sig.hex()} for k, sig in self.endorsements
+                ],
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EndorsementFile:
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+            return cls(
+                str(d["chain_id"]),
+                bytes.fromhex(d["action"]),
+                int(d["config_seq"]),
+                int(d["expiry"]),
+                str(d.get("summary", "")),
+                tuple(
+                    (bytes.fromhex(e["signer"]), bytes.fromhex(e["signature"]))
+                    for e in d.get("endorsements", [])
+                ),
+            )
+        except OSError as e:
+            raise ClientError(f"cannot read endorsement file {p}: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ClientError(f"{p} is not an endorsement file ({_one_line(str(e))})") from None
 
 
 # --------------------------------------------------------------------------- client
@@ -545,6 +673,36 @@ class Client:
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                 ) from None
             raise self._error(e, timeout) from None
+
+    # governance --------------------------------------------------------------------------
+
+    def list_proposals(
+        self, open_only: bool = False, limit: int = 0
+    ) -> ledger_pb2.ListProposalsResponse:
+        """Proposals, newest first, with their votes and state."""
+        req = ledger_pb2.ListProposalsRequest(open_only=open_only, limit=limit)
+        try:
+            return self._stub.ListProposals(req, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self._error(e, self.timeout) from None
+
+    def get_proposal(self, pid: int) -> types_pb2.Proposal:
+        """One proposal; ClientError "unknown proposal N" if the chain has none by that id."""
+        try:
+            return self._stub.GetProposal(
+                ledger_pb2.GetProposalRequest(id=pid), timeout=self.timeout
+            )
+        except grpc.RpcError as e:
+            if _code_of(e) is grpc.StatusCode.NOT_FOUND:
+                raise ClientError(f"unknown proposal {pid}", grpc.StatusCode.NOT_FOUND) from None
+            raise self._error(e, self.timeout) from None
+
+    def governance(self) -> ledger_pb2.GetGovernanceResponse:
+        """Mode, configuration sequence, policies and organisation admins."""
+        try:
+            return self._stub.GetGovernance(ledger_pb2.GetGovernanceRequest(), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self._error(e, self.timeout) from None
 
     def query(self, req: ledger_pb2.QueryStateRequest) -> ledger_pb2.QueryStateResponse:
         try:
