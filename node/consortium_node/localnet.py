@@ -244,18 +244,31 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
-    """Creates keys, genesis and node configs once; an initialised DIR is left as it is."""
+def init_data_dir(
+    plan: NetPlan, data_dir: Path, fsync: bool = True, org_governance: bool = False
+) -> None:
+    """Creates keys, genesis and node configs once; an initialised DIR is left as it is.
+    `org_governance`: each organisation gets its own admin key (DIR/keys/admin-<org>.json,
+    genesis organizations[].admins) and there is no consortium-wide admin: every change
+    passes its policy counted by organisation (`consortium gov`)."""
     if (data_dir / "genesis.json").exists():
         return
+    if org_governance and plan.admins:
+        raise ManifestError("spec.genesis.admins are single-admin governance: drop them")
     data_dir.mkdir(parents=True, exist_ok=True)
     names = plan.node_names
     keys = {n: Ed25519Key.generate() for n, _ in names}
     for n, k in keys.items():
         k.save(data_dir / "nodes" / n / "key.json")
     admin, client = Ed25519Key.generate(), Ed25519Key.generate()
-    admin.save(data_dir / "keys" / "admin.json")
+    if not org_governance:
+        admin.save(data_dir / "keys" / "admin.json")
     client.save(data_dir / "keys" / "client.json")
+    org_admins: dict[str, tuple[bytes, ...]] = {}
+    for o in plan.organizations if org_governance else ():
+        org_admin = Ed25519Key.generate()
+        org_admin.save(data_dir / "keys" / f"admin-{o.name}.json")
+        org_admins[o.name] = (org_admin.public,)
     accounts = tuple(
         Account(asset, client.public if acct == "client" else bytes.fromhex(acct), amount)
         for asset, acct, amount in plan.accounts
@@ -271,13 +284,15 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
         chain_id=plan.chain_id,
         time_ms=int(time.time() * 1000),
         validators=tuple(Validator(keys[n].public, org) for n, org in names),
-        admins=(admin.public, *(bytes.fromhex(a) for a in plan.admins)),
+        admins=() if org_governance else (admin.public, *(bytes.fromhex(a) for a in plan.admins)),
         accounts=accounts,
         kv=tuple((k.encode(), v.encode()) for k, v in plan.kv),
         params=plan.params,
         consensus=plan.consensus,
         organizations=tuple(
-            Organization(o.name, cas.get(o.name, b""), tuple(members[o.name]))
+            Organization(
+                o.name, cas.get(o.name, b""), tuple(members[o.name]), org_admins.get(o.name, ())
+            )
             for o in plan.organizations
         ),
         permissioned=plan.permissioned,

@@ -484,17 +484,14 @@ def _check_direct(
     org = admin_organization(reader, sender)
     if org is None:
         return _not_admin(sender)
-    code, msg = check_action_state(reader, p, height)
-    if code != OK:
-        return code, msg
-    t, name, rule = _policy_tally(reader, p, {org: True})
+    t, name, rule = _policy_tally(reader, p, {org: True})  # who may, before what is valid
     if t.outcome != "passed":
         return (
             UNAUTHORIZED,
             f"policy not met: {name} needs {rule} ({t.describe(rule)}); "
             "open a proposal with `consortium gov propose`",
         )
-    return OK, ""
+    return check_action_state(reader, p, height)
 
 
 def _check_gov_tx(reader: StateReader, tx: Tx, height: int | None) -> tuple[int, str]:

@@ -261,6 +261,10 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
         if isinstance(p, SubmitEndorsed) and not 0 < len(p.endorsements) <= MAX_ENDORSEMENTS:
             raise TxRejected(Reject.INVALID, f"endorsements must number 1..{MAX_ENDORSEMENTS}")
         return
+    if isinstance(p, Vote | Withdraw):
+        if p.proposal < 1:
+            raise TxRejected(Reject.INVALID, "proposal ids start at 1")
+        return
     if isinstance(p, MigrateGovernance):
         if not p.admins:
             raise TxRejected(Reject.INVALID, "MigrateGovernance needs every organisation's admins")

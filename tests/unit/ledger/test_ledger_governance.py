@@ -53,6 +53,7 @@ from consortium_node.ledger.tx import (
     Tx,
     Vote,
     Withdraw,
+    check_stateless,
 )
 from consortium_node.transport import codec
 
@@ -625,3 +626,37 @@ def test_open_proposals_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     c.propose("org-b", SetParam("max_block_txs", "9"))
     code, msg = c.send(admin("org-c"), Propose(NEW_ORG, b"x", 5))
     assert code == INVALID and msg.startswith("too many open proposals")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Propose(NEW_ORG, b"x", 5),
+        Vote(1, True),
+        Vote(1, False),
+        Withdraw(1),
+        SetAdmins("org-a", (admin("org-a"),)),
+        SetPolicy("set_param", "ALL"),
+        ReplaceValidator(vnode("a"), vnode("b")),
+        MigrateGovernance((("org-a", (admin("org-a"),)),)),
+    ],
+    ids=lambda p: type(p).__name__,
+)
+def test_well_formed_governance_txs_pass_the_stateless_checks(payload: Payload) -> None:
+    check_stateless(make_tx(admin("org-a"), 0, payload), CHAIN, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (Propose(NEW_ORG, b"x", 0), "ttl"),
+        (Propose(Vote(1, True), b"x", 5), "cannot nest"),  # type: ignore[arg-type]
+        (Vote(0, True), "start at 1"),
+        (SetAdmins("org-a", ()), "admin keys"),
+        (SetAdmins("org-a", (admin("org-a"), admin("org-a"))), "distinct"),
+        (ReplaceValidator(vnode("a"), vnode("a")), "distinct"),
+    ],
+)
+def test_malformed_governance_txs_are_refused_statelessly(payload: Payload, why: str) -> None:
+    with pytest.raises(TxRejected, match=why):
+        check_stateless(make_tx(admin("org-a"), 0, payload), CHAIN, 1 << 20)
