@@ -578,9 +578,9 @@ def sign_file(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Add your endorsement to FILE (in place): same action, chain, configuration, expiry."""
-    f = EndorsementFile.load(file)
-    _write(file, f.signed_by(load_signer(key, data_dir)))
-    console.print(f"endorsed {f.summary} ({len(f.endorsements) + 1} endorsements) -> {file}")
+    f = EndorsementFile.load(file).signed_by(load_signer(key, data_dir))
+    _write(file, f)
+    console.print(f"endorsed {f.summary} ({len(f.endorsements)} endorsements) -> {file}")
 
 
 @app.command("submit")

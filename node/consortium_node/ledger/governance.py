@@ -243,8 +243,8 @@ class Tally:
     needed: int  # yes votes needed (1 for SELF; 0 for FORBIDDEN)
     members: int
 
-    def describe(self, rule: str) -> str:
-        return f"{self.yes}/{self.members} yes, {self.no} no, need {self.needed} ({rule})"
+    def describe(self) -> str:
+        return f"{self.yes}/{self.members} yes, {self.no} no, need {self.needed}"
 
 
 def tally(
@@ -337,7 +337,7 @@ class Proposal:
 
     def status_line(self) -> str:
         t = self.tally()
-        line = f"proposal {self.id} {self.state} ({t.describe(self.rule)})"
+        line = f"proposal {self.id} {self.state} ({t.describe()}, {self.rule})"
         return f"{line}: {self.reason}" if self.reason else line
 
     def encode(self) -> bytes:

@@ -488,7 +488,7 @@ def _check_direct(
     if t.outcome != "passed":
         return (
             UNAUTHORIZED,
-            f"policy not met: {name} needs {rule} ({t.describe(rule)}); "
+            f"policy not met: {name} needs {rule} ({t.describe()}); "
             "open a proposal with `consortium gov propose`",
         )
     return check_action_state(reader, p, height)
@@ -771,7 +771,7 @@ def _endorsements(reader: StateReader, p: SubmitEndorsed) -> tuple[int, str, dic
         signers[org] = e.signer
     t, name, rule = _policy_tally(reader, p.action, dict.fromkeys(signers, True))
     if t.outcome != "passed":
-        return UNAUTHORIZED, f"policy not met: {name} needs {rule} ({t.describe(rule)})", {}
+        return UNAUTHORIZED, f"policy not met: {name} needs {rule} ({t.describe()})", {}
     return OK, "", signers
 
 

@@ -299,7 +299,7 @@ def test_receipt_message_carries_the_proposal_status() -> None:
     c = Chain(org_genesis(3))
     pid = c.propose("org-a", NEW_ORG)
     code, msg = c.vote("org-b", pid)
-    assert code == OK and msg == f"proposal {pid} EXECUTED (2/3 yes, 0 no, need 2 (MAJORITY))"
+    assert code == OK and msg == f"proposal {pid} EXECUTED (2/3 yes, 0 no, need 2, MAJORITY)"
 
 
 def test_withdraw_only_by_the_proposer_organisation() -> None:
