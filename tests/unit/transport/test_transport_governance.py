@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
 from consortium_node import crypto
+from consortium_node.client import Payload, build_body
 from consortium_node.ledger import governance as gov
 from consortium_node.ledger.errors import TxRejected
 from consortium_node.ledger.genesis import Genesis, Organization
@@ -52,10 +53,9 @@ ACTIONS: list[GovAction] = [
 ]
 
 
-def signed(org: str, nonce: int, **payload: object) -> Tx:
+def signed(org: str, nonce: int, payload: Payload) -> Tx:
     k = KEYS[org]
-    body = types_pb2.TxBody(chain_id=CHAIN, sender=k.public, nonce=nonce, **payload)
-    raw = body.SerializeToString()
+    raw = build_body(CHAIN, k.public, nonce, payload).SerializeToString()
     return codec.decode_tx(types_pb2.SignedTx(body=raw, signature=k.sign(raw)).SerializeToString())
 
 
@@ -63,7 +63,7 @@ def signed(org: str, nonce: int, **payload: object) -> Tx:
 def test_gov_action_round_trips(action: GovAction) -> None:
     raw = codec.gov_action_to_pb(action).SerializeToString()
     assert codec.decode_gov_action(raw) == action
-    tx = signed("org-a", 0, propose=types_pb2.Propose(action=raw, ttl=5))
+    tx = signed("org-a", 0, types_pb2.Propose(action=raw, ttl=5))
     assert tx.payload == Propose(action, raw, 5)
 
 
@@ -83,7 +83,7 @@ def test_endorsements_are_verified_once_by_the_decoder() -> None:
         types_pb2.Endorsement(signer=b"short", signature=b"x"),
     ]
     sub = types_pb2.SubmitEndorsed(action=raw, config_seq=0, expiry=9, endorsements=ends)
-    tx = signed("org-c", 0, submit_endorsed=sub)
+    tx = signed("org-c", 0, sub)
     assert isinstance(tx.payload, SubmitEndorsed)
     assert [e.valid for e in tx.payload.endorsements] == [True, False, False]
 
@@ -98,9 +98,9 @@ def test_queries_over_real_state() -> None:
     )
     state = {k: v for k, v in g.writes().items() if v is not None}
     raw = codec.gov_action_to_pb(ACTIONS[3]).SerializeToString()
-    first = signed("org-a", 0, propose=types_pb2.Propose(action=raw, ttl=5))
-    second = signed("org-b", 0, propose=types_pb2.Propose(action=raw, ttl=5))
-    vote = signed("org-c", 0, vote=types_pb2.Vote(proposal=1, approve=True))
+    first = signed("org-a", 0, types_pb2.Propose(action=raw, ttl=5))
+    second = signed("org-b", 0, types_pb2.Propose(action=raw, ttl=5))
+    vote = signed("org-c", 0, types_pb2.Vote(proposal=1, approve=True))
     r = execute_block(state, g.lthash(), 1, [first, second, vote])
     assert [x.code for x in r.receipts] == [0, 0, 0]
     state.update({k: v for k, v in r.writes.items() if v is not None})
@@ -131,5 +131,5 @@ def test_queries_over_real_state() -> None:
 
 
 def test_vote_payload_decodes() -> None:
-    tx = signed("org-a", 0, vote=types_pb2.Vote(proposal=4, approve=False))
+    tx = signed("org-a", 0, types_pb2.Vote(proposal=4, approve=False))
     assert tx.payload == Vote(4, False)
