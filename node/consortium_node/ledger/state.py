@@ -78,6 +78,7 @@ from .tx import (
     Vote,
     Withdraw,
     check_action,
+    check_payload,
 )
 
 _U64 = struct.Struct(">Q")
@@ -819,13 +820,13 @@ def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         src, dst = balance_key(p.asset, tx.sender), balance_key(p.asset, p.to)
         st.put(src, pack_u64(u64(st.get(src)) - p.amount))
         st.put(dst, pack_u64(u64(st.get(dst)) + p.amount))
-    elif isinstance(p, GOV_TXS):
-        return _apply_gov(st, tx, height)
     else:
         try:  # the stateless checks again: block txs from peers skip admission
-            check_action(p)
+            check_payload(p)
         except TxRejected as e:
             return INVALID, e.message
+        if isinstance(p, GOV_TXS):
+            return _apply_gov(st, tx, height)
         apply_action(st, p, height)
     return OK, ""
 

@@ -253,7 +253,13 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
         raise TxRejected(Reject.MALFORMED, "sender must be a 32-byte Ed25519 public key")
     if len(tx.signature) != 64:
         raise TxRejected(Reject.BAD_SIGNATURE, "signature must be 64 bytes")
-    p = tx.payload
+    check_payload(tx.payload)
+
+
+def check_payload(p: Payload) -> None:
+    """The payload's stateless checks; run at admission (check_stateless) and again by the
+    state machine at execution for governance transactions (block txs from peers skip
+    admission, and nothing malformed may reach configuration state)."""
     if isinstance(p, Propose | SubmitEndorsed):
         check_action(p.action)
         if isinstance(p, Propose) and not 0 < p.ttl <= MAX_TTL:

@@ -660,3 +660,28 @@ def test_well_formed_governance_txs_pass_the_stateless_checks(payload: Payload) 
 def test_malformed_governance_txs_are_refused_statelessly(payload: Payload, why: str) -> None:
     with pytest.raises(TxRejected, match=why):
         check_stateless(make_tx(admin("org-a"), 0, payload), CHAIN, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Propose(AddValidator(b"short", "org-a"), b"x", 5),
+        Propose(NEW_ORG, b"x", 0),
+        SetAdmins("org-a", (b"short",)),
+    ],
+    ids=["propose-bad-action", "propose-ttl-0", "set-admins-bad-key"],
+)
+def test_malformed_governance_is_refused_again_at_execution(payload: Payload) -> None:
+    """A block from a faulty proposer skips admission: execution re-runs the stateless
+    checks, so nothing malformed reaches configuration state."""
+    c = Chain(org_genesis(1))
+    (rc,) = c.run(make_tx(admin("org-a"), 0, payload)).receipts
+    assert rc.code == INVALID
+    assert gov.NEXT_PROPOSAL_KEY not in c.state and config_seq(c.state) == 0
+
+
+def test_malformed_migration_is_refused_at_execution() -> None:
+    c = Chain(legacy_genesis())
+    bad = MigrateGovernance((("org-a", (b"short",)), ("org-b", (admin("org-b"),))))
+    (rc,) = c.run(make_tx(LEGACY_ADMIN, 0, bad)).receipts
+    assert rc.code == INVALID and gov.GOV_ORGS_KEY not in c.state
