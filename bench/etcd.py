@@ -9,12 +9,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import Procs, cpu_seconds, free_ports
+from tests.support.ports import free_ports
+from tests.support.wait import WaitTimeout, wait_for
+
+from .procs import Procs, cpu_seconds
 
 ETCD_BENCH_VERSION = "v3.5.21"
 CACHE = Path(os.environ.get("CONSORTIUM_CACHE", Path.home() / ".cache" / "consortium"))
@@ -127,23 +129,25 @@ class EtcdCluster:
         self._wait_healthy(timeout)
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        """Until every member's /health says true; Unavailable when a member exits or the
+        time runs out."""
         pending = list(self.client_urls)
-        while pending:
+
+        def healthy() -> bool:
             for p in self.running:
                 if p.poll() is not None:
                     raise Unavailable(f"etcd exited with {p.returncode}; see {self.dir}/*.log")
-            url = pending[0]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if b'"true"' in r.read():
-                        pending.pop(0)
-                        continue
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise Unavailable(f"etcd cluster not healthy within {timeout:.0f}s")
-            time.sleep(0.2)
+            while pending:
+                with urllib.request.urlopen(f"{pending[0]}/health", timeout=2) as r:
+                    if b'"true"' not in r.read():
+                        return False
+                pending.pop(0)
+            return True
+
+        try:
+            wait_for(healthy, timeout, "etcd cluster healthy", 0.2, retry_on=(OSError,))
+        except WaitTimeout:
+            raise Unavailable(f"etcd cluster not healthy within {timeout:.0f}s") from None
 
     @property
     def pids(self) -> list[int]:

@@ -1,8 +1,8 @@
 """Operator figures.
 
 * `measure_control_plane`: the operator (`consortium-operator --standalone`, a real process)
-  against a real kube-apiserver + etcd on 127.0.0.1 (the fixture of the operator's
-  integration tier, tests/integration/operator/apiserver.py). No kubelet runs, so no pod
+  against a real kube-apiserver + etcd on 127.0.0.1 (the harness the operator's integration
+  tier uses, tests/support/apiserver.py). No kubelet runs, so no pod
   ever starts: what is measured is the operator's own work for N Consortium objects — time
   until every one has its StatefulSets, its memory (RSS, peak RSS) and CPU, and the time
   for a spec change (a new node image on all N) to reach every StatefulSet template.
@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,58 +21,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.apiserver import ControlPlane, find_binaries
+from tests.support.kube import Kubectl, KubectlError
+from tests.support.kube import kubectl_binary as find_kubectl
+from tests.support.wait import WaitTimeout, wait_for
+
 from .procs import Procs, cpu_seconds, rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
+CRD_NAME = "crd/consortia.consortium.dev"
+WARMUP = "warmup"  # the consortium that shows the operator is watching (not measured)
 CRD_FILE = ROOT / "charts" / "consortium-crds" / "templates" / "consortium.dev_consortia.yaml"
-APISERVER_FIXTURE = ROOT / "tests" / "integration" / "operator" / "apiserver.py"
 
 
 class Skipped(RuntimeError):
     """Not measured; the message (the reason) goes into the JSON."""
 
 
-def _load_fixture() -> Any:
-    spec = importlib.util.spec_from_file_location("_bench_apiserver", APISERVER_FIXTURE)
-    if spec is None or spec.loader is None:
-        raise Skipped(f"no control-plane fixture at {APISERVER_FIXTURE}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def kubectl_binary() -> str:
-    cached = Path.home() / ".cache" / "consortium" / "bin" / "kubectl"
-    found = os.environ.get("KUBECTL") or shutil.which("kubectl") or ""
-    if not found and cached.exists():
-        found = str(cached)
+    found = find_kubectl()
     if not found:
         raise Skipped("kubectl not found (make cluster-tools)")
     return found
-
-
-class Kubectl:
-    def __init__(self, binary: str, kubeconfig: Path) -> None:
-        self.binary, self.kubeconfig = binary, kubeconfig
-
-    def run(
-        self, *args: str, input: str | None = None, timeout: float = 120.0
-    ) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(
-            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if p.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {p.stderr.strip()[-400:]}")
-        return p
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
 
 
 def consortium_doc(name: str, image: str, validators: tuple[int, int] = (2, 2)) -> dict[str, Any]:
@@ -94,12 +62,9 @@ def consortium_doc(name: str, image: str, validators: tuple[int, int] = (2, 2)) 
 
 
 def _poll(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `check()` holds (polled every 0.5 s); raises after `timeout`."""
+    """Seconds until `check()` holds (polled every 0.5 s); WaitTimeout after `timeout`."""
     t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(0.5)
+    wait_for(check, timeout, what, 0.5)
     return time.monotonic() - t0
 
 
@@ -111,12 +76,11 @@ def measure_control_plane(
     steady_s: int = 20,
 ) -> dict[str, Any]:
     """See the module docstring. Raises Skipped when kube-apiserver/etcd/kubectl are missing."""
-    fx = _load_fixture()
-    found = fx.find_binaries()
+    found = find_binaries()
     if isinstance(found, str):
         raise Skipped(found)
     kubectl_bin = kubectl_binary()
-    cp = fx.ControlPlane(found, directory / "kube")
+    cp = ControlPlane(found, directory / "kube")
     started: list[subprocess.Popen[bytes]] = []
     try:
         t0 = time.monotonic()
@@ -127,9 +91,10 @@ def measure_control_plane(
         cp_start_s = time.monotonic() - t0
         k = Kubectl(kubectl_bin, cp.kubeconfig)
         k.run("apply", "--server-side", "-f", str(CRD_FILE))
-        k.run(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd/consortia.consortium.dev"
-        )
+        # `kubectl wait` fails at once (instead of waiting) when it reads the CRD before the
+        # apiserver wrote any status condition
+        established = ("wait", "--for=condition=Established", "--timeout=60s", CRD_NAME)
+        _poll(lambda: _ok(k, *established), 60, "the Consortium CRD Established")
         _poll(lambda: _ok(k, "get", "consortia", "-A"), 30, "consortia servable")
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         k.run("create", "namespace", ns)
@@ -139,11 +104,26 @@ def measure_control_plane(
             env={"KUBECONFIG": str(cp.kubeconfig), "CONSORTIUM_RPC_TIMEOUT": "0.5"},
         )
         started.append(op)
-        time.sleep(2.0)  # let kopf list and watch before the burst
-        if op.poll() is not None:
-            raise RuntimeError(
-                f"operator exited with {op.returncode}; see {directory}/operator.log"
-            )
+
+        def sts_images() -> dict[str, str]:  # the measured consortia's StatefulSets
+            got = k.json("get", "statefulsets", "-n", ns)
+            return {
+                s["metadata"]["name"]: s["spec"]["template"]["spec"]["containers"][0]["image"]
+                for s in got.get("items", [])
+                if not s["metadata"]["name"].startswith(f"{WARMUP}-")
+            }
+
+        def warmed_up() -> bool:
+            if op.poll() is not None:
+                raise RuntimeError(
+                    f"operator exited with {op.returncode}; see {directory}/operator.log"
+                )
+            return k.get("statefulset", f"{WARMUP}-acme", ns) is not None
+
+        # the operator lists and watches once it has reconciled one object: a warm-up
+        # consortium (not counted below) instead of a fixed sleep before the burst
+        k.apply(json.dumps(consortium_doc(WARMUP, "consortium/node:warmup")), ns)
+        _poll(warmed_up, 60, "the operator's first reconcile")
         rss_idle = rss_mib(op.pid)
 
         names = [f"c{i:03d}" for i in range(count)]
@@ -152,13 +132,6 @@ def measure_control_plane(
             items = [consortium_doc(n, image) for n in names]
             doc = {"apiVersion": "v1", "kind": "List", "items": items}
             k.run("apply", "-n", ns, "-f", "-", input=json.dumps(doc), timeout=timeout)
-
-        def sts_images() -> dict[str, str]:
-            got = k.json("get", "statefulsets", "-n", ns)
-            return {
-                s["metadata"]["name"]: s["spec"]["template"]["spec"]["containers"][0]["image"]
-                for s in got.get("items", [])
-            }
 
         def all_have(image: str) -> bool:
             imgs = sts_images()
@@ -193,7 +166,8 @@ def measure_control_plane(
                 f"consortium-operator --standalone (one process) against kube-apiserver + etcd "
                 f"on 127.0.0.1 (no kubelet: pods never run); {count} Consortium objects of 2x2 "
                 f"validators applied in one `kubectl apply` of a List; 'reconciled' = every "
-                f"StatefulSet exists with the spec's image (polled every 0.5 s); the spec change "
+                f"StatefulSet exists with the spec's image (polled every 0.5 s), after one warm-up "
+                f"consortium showed the operator watching; the spec change "
                 f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM; steady CPU % "
                 f"over {steady_s} s between the two"
             ),
@@ -217,11 +191,7 @@ def measure_control_plane(
 
 
 def _ok(k: Kubectl, *args: str) -> bool:
-    try:
-        k.run(*args)
-    except RuntimeError:
-        return False
-    return True
+    return k.run(*args, check=False).returncode == 0
 
 
 def cluster_kubeconfig() -> Path | None:
@@ -253,7 +223,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         deps = k.json(
             "get", "deployments", "-A", "-l", "app.kubernetes.io/name=consortium-operator"
         )
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
+    except (KubectlError, subprocess.TimeoutExpired) as e:
         raise Skipped(
             f"no cluster: {kubeconfig} exists but the API server does not answer ({e})"
         ) from None
@@ -272,7 +242,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         nonlocal last
         try:
             obj = k.json("get", "consortium", "bench4", "-n", ns)
-        except RuntimeError:
+        except KubectlError:
             return False
         last = obj.get("status") or {}
         conds = {c.get("type"): c for c in last.get("conditions") or []}
@@ -285,7 +255,7 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
         try:
             _poll(ready, timeout, "Ready")
             out["apply_to_ready_s"] = round(time.monotonic() - t0, 2)
-        except TimeoutError:
+        except WaitTimeout:
             out["apply_to_ready_s"] = None
             out["not_ready"] = {
                 "after_s": timeout,
@@ -299,10 +269,5 @@ def measure_cluster(kubeconfig: Path, timeout: float = 120.0) -> dict[str, Any]:
             ["delete", "consortium", "bench4", "-n", ns, "--timeout=60s"],
             ["delete", "namespace", ns, "--wait=false"],
         ):
-            subprocess.run(
-                [k.binary, "--kubeconfig", str(kubeconfig), *argv],
-                capture_output=True,
-                timeout=90,
-                check=False,
-            )
+            k.run(*argv, check=False, timeout=90)
     return out

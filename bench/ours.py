@@ -1,18 +1,22 @@
 """Our consortium as local processes (consortium_node.localnet, fsync on), loaded by
-`consortium bench`'s `run_bench` in-process: tx/s, commit latency, node CPU per 1,000 tx."""
+`consortium_node.client.loadgen.run_bench` (what `consortium bench` runs) in-process: tx/s,
+commit latency, node CPU per 1,000 tx."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consortium_node.cli.bench import BenchConfig, run_bench
-from consortium_node.client import Client, ClientError, DataDir
+from consortium_node.client.discovery import DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.loadgen import BenchConfig, run_bench
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
+
+from tests.support.wait import wait_for
 
 from .procs import cpu_seconds, rss_mib
 
@@ -77,17 +81,14 @@ def local_net(consensus: str, validators: int, directory: Path) -> Iterator[Loca
 
 def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
     """Waits until node 0 reports a committed height >= `height` (a leader exists)."""
-    deadline = time.monotonic() + timeout
     with Client(net.nodes[0].endpoint, 5.0, tls=DataDir.load(net.data_dir).tls) as c:
-        while True:
-            try:
-                if int(c.status(timeout=2.0).height) >= height:
-                    return
-            except ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no block {height} within {timeout:.0f}s")
-            time.sleep(0.1)
+        wait_for(
+            lambda: int(c.status(timeout=2.0).height) >= height,
+            timeout,
+            f"block {height}",
+            0.1,
+            retry_on=(ClientError,),
+        )
 
 
 def measure(net: LocalNet, load: Load) -> dict[str, Any]:

@@ -10,8 +10,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_ports
+from tests.support.wait import wait_for
+
 from .etcd import Unavailable
-from .procs import Procs, cpu_seconds, free_ports
+from .procs import Procs, cpu_seconds
 from .stats import merge_node_results
 
 
@@ -79,12 +82,14 @@ def run_cluster(
 
 
 def _wait(path: Path, deadline: float, running: list[Any]) -> None:
-    while not path.exists():
+    """Until `path` exists (a node's ready or result file), by `deadline` (monotonic)."""
+
+    def written() -> bool:
         for p in running:
             if p.poll() is not None:
                 raise RuntimeError(
                     f"a PySyncObj node exited with {p.returncode}; see {path.parent}"
                 )
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {path.name}")
-        time.sleep(0.02)
+        return path.exists()
+
+    wait_for(written, max(0.0, deadline - time.monotonic()), path.name, 0.02)

@@ -10,8 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .stats import median_of
-
 
 def fmt_summary(s: Any, unit: str = "", digits: int = 0) -> str:
     """'median [min-max]' of a summarize() dict; '-' when absent."""
@@ -170,7 +168,3 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
 
 def op_count(doc: Mapping[str, Any]) -> Any:
     return _get(doc, "meta", "profile", "operator_consortia")
-
-
-def bft_tx_per_s(doc: Mapping[str, Any]) -> float | None:
-    return median_of(doc.get("results") or {}, "bft", "saturation", "tx_per_s")

@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Client, ClientError, ClientTLS, Signer
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 
 from .model import CLIENT_PORT, Names, NodeStatus, PodState
 from .plan import AddOrganization, AddValidator, RemoveValidator
@@ -102,10 +105,10 @@ def _governance(
     chain_id: str,
     admin_key: str,
     action: Governance,
-    timeout: float,
-    rpc_timeout: float,
+    settings: Settings,
     tls: ClientTLS | None,
 ) -> str:
+    timeout, rpc_timeout = settings.governance_timeout, settings.rpc_timeout
     signer = Signer.from_json(admin_key, "the consortium admin key")
     payload: types_pb2.AddValidator | types_pb2.RemoveValidator | types_pb2.AddOrganization
     if isinstance(action, AddValidator):
@@ -149,7 +152,6 @@ async def governance(
         chain_id,
         admin_key,
         action,
-        settings.governance_timeout,
-        settings.rpc_timeout,
+        settings,
         tls,
     )

@@ -10,7 +10,6 @@ Every test works in a namespace of its own (``namespace`` fixture), deleted afte
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,9 +17,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import NoReturn
 
 import pytest
+
+from tests.support.kube import Kubectl, kubectl_binary
 
 TEST_CLUSTER_CONTEXT = os.environ.get("CLUSTER_NAME", "consortium-test")
 CACHE_DIR = Path(
@@ -36,10 +37,7 @@ def _in_ci() -> bool:
 
 
 def _kubectl_binary() -> str:
-    for candidate in (os.environ.get("KUBECTL"), str(CACHE_DIR / "bin" / "kubectl")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("kubectl")
+    found = kubectl_binary()
     if found is None:
         _unavailable("kubectl not found (run 'make cluster-tools' or set KUBECTL)")
     return found
@@ -53,36 +51,11 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 @dataclass(frozen=True)
-class Kube:
+class Kube(Kubectl):
     """kubectl bound to the test cluster's kubeconfig and context."""
 
-    binary: str
     kubeconfig: str
     context: str
-
-    def run(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [self.binary, "--kubeconfig", self.kubeconfig, "--context", self.context, *args]
-        proc = subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
-            )
-        return proc
-
-    def apply(self, manifest: str, namespace: str | None = None) -> None:
-        ns = ["--namespace", namespace] if namespace else []
-        self.run(*ns, "apply", "-f", "-", input=manifest)
-
-    def json(self, *args: str) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(self.run(*args, "-o", "json").stdout))
 
     def diagnostics(self, namespace: str) -> str:
         """Everything useful when a wait in `namespace` times out."""

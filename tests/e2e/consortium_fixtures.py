@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import pytest
+
+from tests.support.wait import wait_for
 
 from .conftest import Kube
 
@@ -55,32 +56,8 @@ def split_image(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
-def wait_until(
-    what: str,
-    probe: Callable[[], T | None],
-    timeout: float,
-    diagnostics: Callable[[], str] | None = None,
-    interval: float = 1.0,
-) -> T:
-    """Poll `probe` until it returns something other than None/False; bounded."""
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while True:
-        try:
-            value = probe()
-            if value is not None and value is not False:
-                return value
-        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as e:
-            last_error = f"{type(e).__name__}: {e}"[:2000]
-        if time.monotonic() > deadline:
-            extra = diagnostics() if diagnostics else ""
-            pytest.fail(
-                f"timed out after {timeout:.0f}s waiting for {what}"
-                + (f"\nlast error: {last_error}" if last_error else "")
-                + (f"\n{extra}" if extra else ""),
-                pytrace=False,
-            )
-        time.sleep(interval)
+# what a probe may raise while the cluster is changing (retried until the wait runs out)
+RETRIED = (AssertionError, subprocess.SubprocessError, ValueError, KeyError)
 
 
 # --------------------------------------------------------------------------- charts
@@ -212,7 +189,7 @@ class Chain:
         return "\n".join(parts)[-20000:]
 
     def wait(self, what: str, probe: Callable[[], T | None], timeout: float = 180) -> T:
-        return wait_until(what, probe, timeout, self.diagnostics)
+        return wait_for(probe, timeout, what, 1.0, retry_on=RETRIED, diagnostics=self.diagnostics)
 
     def wait_ready(self, timeout: float = 240, validators: str | None = None) -> dict[str, Any]:
         """Ready for the current generation (and `validators` ready, e.g. "5/5")."""

@@ -31,6 +31,8 @@ import yaml
 from consortium_node import pki as x509pki
 from cryptography.hazmat.primitives import serialization
 
+from tests.support.wait import wait_for
+
 from .conftest import Kube
 from .consortium_fixtures import (
     CHARTS,
@@ -43,7 +45,6 @@ from .consortium_fixtures import (
     ready_now,
     report,
     split_image,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -578,8 +579,7 @@ def test_invalid_spec_is_refused_at_apply(installed: Installed) -> None:
     )
     assert proc.returncode != 0, "a BFT consortium with 1 validator was accepted"
     assert "4" in proc.stderr and "bft" in proc.stderr.lower(), proc.stderr
-    wait_until(
-        "no Consortium 'bad'",
+    wait_for(
         lambda: (
             installed.kube.run(
                 "--namespace", installed.namespace, "get", "consortium", "bad", check=False
@@ -587,4 +587,6 @@ def test_invalid_spec_is_refused_at_apply(installed: Installed) -> None:
             != 0
         ),
         10,
+        "no Consortium 'bad'",
+        1.0,
     )

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from consortium_node.client import Client, Signer
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 
 from .nodeproc import NodeProcess
 

@@ -1,29 +1,20 @@
 """Helpers of the integration tests that run local consortia (`consortium up`'s layout, real
-node processes): bounded polling, a started-then-stopped LocalNet, and what a node answers
-(gRPC reachability with given TLS material, Prometheus gauges)."""
+node processes): a started-then-stopped LocalNet, and what a node answers (gRPC reachability
+with given TLS material, Prometheus gauges). The bounded wait is tests.support.wait."""
 
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from consortium_node.client import Client, ClientError, ClientTLS
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode
-
-
-def wait_for(cond: Callable[[], object], within: float, what: str, every: float = 0.05) -> None:
-    """Polls `cond` (observable node state) until it is truthy; AssertionError naming `what`
-    after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(every)
 
 
 @contextmanager

@@ -9,8 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support.wait import WaitTimeout, wait_for
 
 START_TIMEOUT = 30.0
 
@@ -47,15 +48,18 @@ class NodeProcess:
         logf = self.log.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        # Polls for a condition (the file the node writes once serving), bounded in time.
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}: {self.tail()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"node did not start in {START_TIMEOUT}s: {self.tail()}")
-            time.sleep(0.02)
+        proc = self.proc
+
+        def serving() -> bool:  # the node writes its ready file once it serves
+            if proc.poll() is not None:
+                raise RuntimeError(f"node exited with {proc.returncode}: {self.tail()}")
+            return ready.exists()
+
+        try:
+            wait_for(serving, START_TIMEOUT, f"{self.data_dir.name}'s ready file", 0.02)
+        except WaitTimeout:
+            self.kill()
+            raise TimeoutError(f"node did not start in {START_TIMEOUT}s: {self.tail()}") from None
         self.port = json.loads(ready.read_text())["port"]
         return self
 

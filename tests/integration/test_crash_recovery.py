@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Client, ClientError, Signer
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 
 from .nodeproc import NodeProcess
 

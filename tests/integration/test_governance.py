@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 from consortium_api.v1 import types_pb2
 from consortium_node.cli import app
-from consortium_node.client import Signer
+from consortium_node.client.keys import Signer
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
 from typer.testing import CliRunner, Result
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
-from consortium_node.client import Client, ClientError
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 

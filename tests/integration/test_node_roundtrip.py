@@ -7,7 +7,8 @@ from pathlib import Path
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
-from consortium_node.client import Client, Signer
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 from consortium_node.ledger.hashing import sha256, verify_merkle_proof
 
 from .nodeproc import NodeProcess

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from consortium_api.v1 import types_pb2
 from consortium_node import pki
-from consortium_node.client import Client, ClientTLS, Signer
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 from consortium_node.crypto import Ed25519Key
 from consortium_node.localnet import (
     LocalNet,
@@ -25,7 +27,9 @@ from consortium_node.localnet import (
     parse_manifest,
 )
 
-from .localnets import answers, running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import answers, running
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 from consortium_api.v1 import ledger_pb2, types_pb2
-from consortium_node.client import ClientError, Signer
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 
 pytestmark = pytest.mark.integration
 BEHIND = 15  # snapshot_sync_blocks for this test: behind by more than this -> snapshot

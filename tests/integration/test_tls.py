@@ -16,7 +16,10 @@ import pytest
 import yaml
 from consortium_api.v1 import peer_pb2, peer_pb2_grpc, types_pb2
 from consortium_node import pki
-from consortium_node.client import Client, ClientError, ClientTLS, Signer
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import Client
 from consortium_node.crypto import Ed25519Key
 from consortium_node.localnet import (
     LocalNet,

@@ -6,6 +6,8 @@
     type = "allowlist"
     source_modules = ["consortium_node.ledger", ...]    # packages: every module below them
     allowed_modules = ["consortium_node.ledger", "dataclasses", ...]
+    allowed_imports = ["consortium_node.ledger.certs -> cryptography"]   # optional: one
+                                     # importer may use one more module, no other may
 
 Kept when every import *made by* a source module names an allowed module or a module below
 one. External and standard-library modules appear in the graph by their top-level name
@@ -32,8 +34,9 @@ class AllowlistContract(Contract):
 
     source_modules = fields.ListField(subfield=fields.StringField())
     allowed_modules = fields.ListField(subfield=fields.StringField())
+    allowed_imports = fields.ListField(subfield=fields.StringField(), required=False)
 
-    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:  # noqa: ARG002
+    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
         # populated by Contract from the options; the class attributes are the field specs
         source_names: list[str] = self.source_modules  # type: ignore[assignment]
         allowed_names: list[str] = self.allowed_modules  # type: ignore[assignment]
@@ -43,10 +46,12 @@ class AllowlistContract(Contract):
                 raise ValueError(f"allowlist contract {self.name!r}: no module {src} in the graph")
             sources |= {src} | graph.find_descendants(src)
         allowed = set(allowed_names)
+        pairs: list[str] = self.allowed_imports or []  # type: ignore[assignment]
+        exceptions = {tuple(x.strip() for x in pair.split("->")) for pair in pairs}
         violations: list[dict[str, Any]] = []
         for importer in sorted(sources):
             for imported in sorted(graph.find_modules_directly_imported_by(importer)):
-                if _covered(imported, allowed):
+                if _covered(imported, allowed) or (importer, imported) in exceptions:
                     continue
                 details = graph.get_import_details(importer=importer, imported=imported)
                 lines = sorted({d["line_number"] for d in details}) or [0]

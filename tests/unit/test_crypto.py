@@ -111,7 +111,7 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_overwrite_tightens_a_permissive_mode(tmp_path: Path) -> None:
     """BUG: `os.open(..., 0o600)` applies the mode only when the file is created; overwriting an
     existing 0644 file leaves the new private key world-readable. Fix: `os.fchmod(fd, 0o600)`
-    after opening (client.py's Signer.save already does this)."""
+    after opening (the client's Signer.save writes through this same save)."""
     path = tmp_path / "node.key"
     path.write_text("old")
     path.chmod(0o644)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
@@ -18,7 +19,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from consortium_node.client import ClientError
+from consortium_node.client.errors import ClientError
+from consortium_node.crypto import KeyFileError
 
 from . import bench, chain, context, gov, keys, query, tx, up
 
@@ -70,14 +72,14 @@ def _run(
             return code
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _err(e.format_message() + hint)
+        _err(_negative_number(e) or e.format_message() + hint)
         return code
     except typer.Abort:
         _err("aborted")
         return 130
     except typer.Exit as e:
         return e.exit_code
-    except ClientError as e:
+    except (ClientError, KeyFileError) as e:  # user errors: the SDK's and key files'
         _err(str(e))
         return 1
     except KeyboardInterrupt:
@@ -90,6 +92,25 @@ def _run(
             raise
         _err(f"internal error: {type(e).__name__}: {e} (set CONSORTIUM_DEBUG=1 for a traceback)")
         return 1
+
+
+_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+def _negative_number(e: typer.TyperException) -> str | None:
+    """The parser reads a token like `-5` as an option name ("No such option: -5"); where the
+    user meant a number, say what is wrong with it."""
+    name = getattr(e, "option_name", None)
+    if type(e).__name__ != "NoSuchOption" or not isinstance(name, str):
+        return None
+    if not _NUMBER.fullmatch(name):
+        return None
+    ctx = getattr(e, "ctx", None)
+    where = f" of '{ctx.command_path}'" if ctx is not None else ""
+    return (
+        f"{name}: the arguments{where} take no negative numbers (heights, nonces and "
+        "amounts are >= 0); to pass a text value that starts with '-', put '--' before it"
+    )
 
 
 def _quiet_broken_pipe() -> None:

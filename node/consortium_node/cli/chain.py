@@ -10,7 +10,10 @@ import typer
 from consortium_api.v1 import ledger_pb2
 from rich.table import Table
 
-from consortium_node.client import Client, ClientError, DataDir
+from consortium_node.client.discovery import DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
+from consortium_node.client.tx import MAX_UINT64
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -138,6 +141,7 @@ def blocks(
         typer.Option(
             "--from",
             min=0,
+            max=MAX_UINT64,
             help="First height (default: 1, or the current height with --follow).",
             show_default=False,
         ),

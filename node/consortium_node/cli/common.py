@@ -13,29 +13,21 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import grpc
 import typer
 from consortium_api.v1 import types_pb2
 from rich.console import Console
 
-from consortium_node.client import (
-    DEFAULT_TIMEOUT,
-    Client,
-    ClientError,
-    Context,
-    DataDir,
-    KeyFileError,
-    Signer,
-    connect,
-    parse_hex,
-)
+from consortium_node.client.discovery import Context, DataDir
+from consortium_node.client.errors import ClientError, status_name
+from consortium_node.client.keys import Signer
+from consortium_node.client.rpc import DEFAULT_TIMEOUT, Client, connect
+from consortium_node.client.tx import parse_hex
+from consortium_node.crypto import KeyFileError
 
 # Not a terminal (pipes, CliRunner): a wide virtual width so hashes and tables never wrap.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 DEFAULT_KEY_FILE = Path("~/.consortium/key.json")
-
-_STATUS_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 # --------------------------------------------------------------------------- options
 
@@ -88,6 +80,7 @@ __all__ = [
     "KeyOpt",
     "NodeOpt",
     "TimeoutOpt",
+    "status_name",
 ]
 
 
@@ -121,7 +114,8 @@ def load_signer(key: Path | None, data_dir: Path | None) -> Signer:
     if key is None and not path.exists():
         raise KeyFileError(
             f"no key file given and {path} does not exist "
-            "(pass --key FILE or create one with 'consortium keys new')"
+            "(pass --key FILE or create one with 'consortium keys new')",
+            "missing",
         )
     return Signer.load(path)
 
@@ -134,10 +128,6 @@ def hex_arg(value: str, what: str, length: int | None = None) -> bytes:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def status_name(code: int) -> str:
-    return _STATUS_NAMES.get(code, f"CODE_{code}")
 
 
 def tx_code_name(code: int) -> str:

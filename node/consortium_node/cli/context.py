@@ -8,7 +8,7 @@ TLS on by default costs a cluster user no flags after one `context from-cluster`
   use NAME / list                            pick or list contexts
 
 The contexts file (~/.consortium/contexts.yaml or $CONSORTIUM_CONTEXTS) is the one
-`consortium_node.client.Context` reads; paths in it are relative to the file. The client key
+`consortium_node.client.discovery.Context` reads; paths in it are relative to the file. The client key
 is written 0600 and never printed. Registered by cli/app.py."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from consortium_node.client import DEFAULT_CONTEXTS, ClientError, ClientTLS
+from consortium_node.client.discovery import DEFAULT_CONTEXTS, ClientTLS
+from consortium_node.client.errors import ClientError
 
 app = typer.Typer(no_args_is_help=True, help="Contexts for consortia in a cluster.")
 

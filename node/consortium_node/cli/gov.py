@@ -18,7 +18,9 @@ from typing import Annotated, Any, get_type_hints
 import typer
 from consortium_api.v1 import types_pb2
 
-from consortium_node.client import KEY_LEN, Client, EndorsementFile, Payload, gov_action
+from consortium_node.client.gov import EndorsementFile, gov_action
+from consortium_node.client.rpc import Client
+from consortium_node.client.tx import KEY_LEN, Payload
 
 from .common import (
     DEFAULT_TIMEOUT,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from consortium_node.client import Signer
+from consortium_node.client.keys import Signer
 
 from .common import JsonOpt, console, default_key_path, print_json
 

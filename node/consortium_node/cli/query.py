@@ -12,7 +12,7 @@ import typer
 from consortium_api.v1 import ledger_pb2, types_pb2
 from rich.table import Table
 
-from consortium_node.client import KEY_LEN, tx_id_of, verify_tx
+from consortium_node.client.tx import KEY_LEN, parse_height, tx_id_of, verify_tx
 from consortium_node.ledger.block import BlockHeader
 from consortium_node.ledger.errors import DecodeError
 from consortium_node.ledger.hashing import HASH_LEN, verify_merkle_proof
@@ -262,14 +262,18 @@ def block(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """A block by height or hash."""
-    by: int | bytes
+    by: int | bytes | None = None  # None: the latest height, asked of the node
+    # a 64-char hash is never read as a height (a uint64 has at most 20 digits)
+    if which != "latest" and len(which.strip().removeprefix("0x")) != 2 * HASH_LEN:
+        try:
+            by = parse_height(which, "HEIGHT")
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="HEIGHT|HASH") from None
+    if by is None and which != "latest":
+        by = hex_arg(which, "HEIGHT|HASH (a height or a 32-byte hash)", HASH_LEN)
     with open_client(endpoint, data_dir, node, timeout) as client:
-        if which == "latest":
+        if by is None:
             by = int(client.status().height)
-        elif which.isdigit():
-            by = int(which)
-        else:
-            by = hex_arg(which, "HEIGHT|HASH (a height or a 32-byte hash)", HASH_LEN)
         b = client.get_block(by)
     if json_:
         out = _block_json(b, txs)

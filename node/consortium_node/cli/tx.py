@@ -14,7 +14,7 @@ from typing import Annotated, Any, get_type_hints
 import typer
 from consortium_api.v1 import types_pb2
 
-from consortium_node.client import KEY_LEN, Payload
+from consortium_node.client.tx import KEY_LEN, MAX_NONCE, MAX_UINT64, Payload
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -43,7 +43,11 @@ WaitTimeoutOpt = Annotated[
 NonceOpt = Annotated[
     int | None,
     typer.Option(
-        "--nonce", min=0, help="Use this nonce instead of asking the node.", show_default=False
+        "--nonce",
+        min=0,
+        max=MAX_NONCE,
+        help="Use this nonce instead of asking the node.",
+        show_default=False,
     ),
 ]
 HexOpt = Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex-encoded bytes.")]
@@ -185,7 +189,7 @@ def delete(
 
 AssetArg = Annotated[str, typer.Argument(help="Asset name.")]
 ToArg = Annotated[str, typer.Argument(help="Receiving account: hex Ed25519 public key.")]
-AmountArg = Annotated[int, typer.Argument(min=1, max=2**64 - 1, help="Units (> 0).")]
+AmountArg = Annotated[int, typer.Argument(min=1, max=MAX_UINT64, help="Units (> 0).")]
 
 
 @_tx_command("issue")

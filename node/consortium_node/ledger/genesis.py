@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import governance as gov
+from .certs import ca_bundle_problem
 from .errors import DecodeError
 from .hashing import sha256
 from .lthash import LtHash
@@ -210,6 +211,8 @@ class Genesis:
                 raise DecodeError(f"organisation {o.name}: ca_cert_pem is not a PEM certificate")
             if b"PRIVATE KEY" in pem:
                 raise DecodeError(f"organisation {o.name}: ca_cert_pem holds a private key")
+            if pem and (why := ca_bundle_problem(pem)) is not None:
+                raise DecodeError(f"organisation {o.name}: ca_cert_pem: {why}")
             for m in o.members:
                 if len(m) != 32 or m in members:
                     raise DecodeError(

@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import governance as gov
+from .certs import ca_bundle_problem
 from .errors import DecodeError, InvariantError, Reject, TxRejected
 from .hashing import sha256
 from .lthash import LtHash
@@ -310,6 +311,14 @@ def check_action_state(reader: StateReader, p: GovAction, height: int | None) ->
     """Is configuration change `p` valid against this state? (Who may make it is decided
     elsewhere: the legacy admin rule or the action's policy.)"""
     orgs_mode = governed_by_organizations(reader)
+    # the admission check again, at execution: a block from a peer that skipped it must
+    # not put an unusable CA into the state every node loads its TLS roots from
+    if (
+        isinstance(p, AddOrganization | SetOrganizationCA)
+        and p.ca_cert
+        and (why := ca_bundle_problem(p.ca_cert)) is not None
+    ):
+        return INVALID, why
     if isinstance(p, AddOrganization):
         if reader.get(org_key(p.name)) is not None:
             return INVALID, f"{p.name!r} is already a member organisation"

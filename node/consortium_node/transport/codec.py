@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError as PbDecodeError
 from .. import crypto
 from ..ledger import governance as gov
 from ..ledger.block import Block, BlockHeader, CommitCertificate
-from ..ledger.errors import DecodeError, Reject, TxRejected
+from ..ledger.errors import Reject, TxRejected
 from ..ledger.hashing import sha256
 from ..ledger.state import Receipt, Validator
 from ..ledger.tx import (
@@ -265,13 +265,6 @@ def block_from_pb(pb: types_pb2.Block) -> Block:
             c.height, c.round, c.block_hash, tuple((s.signer, s.signature) for s in c.signatures)
         )
     return Block(header, tuple(pb.txs), cert)
-
-
-def parse_block(raw: bytes) -> Block:
-    try:
-        return block_from_pb(types_pb2.Block.FromString(raw))
-    except PbDecodeError as e:
-        raise DecodeError(f"block does not decode: {e}") from e
 
 
 def receipt_to_pb(r: Receipt) -> types_pb2.Receipt:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .apiserver import ControlPlane, find_binaries
+from tests.support.apiserver import ControlPlane, find_binaries
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_FILE = ROOT / "charts" / "consortium-crds" / "templates" / "consortium.dev_consortia.yaml"

@@ -15,7 +15,8 @@ from consortium_node.localnet import parse_manifest
 from bench.etcd import parse_benchmark_output
 from bench.operator_scale import consortium_doc
 from bench.ours import manifest
-from bench.procs import Procs, cpu_seconds, free_ports, parse_proc_stat, parse_status_kib, rss_mib
+from bench.procs import Procs, cpu_seconds, parse_proc_stat, parse_status_kib, rss_mib
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.unit
 
@@ -152,3 +153,26 @@ def test_operator_benchmark_consortia_are_valid_specs() -> None:
     spec = ConsortiumSpec.parse(doc["spec"])
     assert sum(o.validators for o in spec.organizations) == 4
     assert doc["metadata"]["name"] == "c007"
+
+
+def test_bench_imports_test_support_only_as_modules() -> None:
+    """bench/ may use tests/support (a package) but never a test module, and never loads a
+    file by path (it used to exec tests/integration/operator/apiserver.py that way)."""
+    import ast
+
+    bench_dir = Path(__file__).resolve().parents[3] / "bench"
+    for path in sorted(bench_dir.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                names = []
+            for name in names:
+                assert not name.startswith("tests") or name.startswith("tests.support."), (
+                    f"{path.name} imports {name}"
+                )
+            if isinstance(node, ast.Attribute):
+                assert node.attr != "spec_from_file_location", f"{path.name} loads by path"

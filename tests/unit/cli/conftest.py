@@ -6,7 +6,6 @@ drive `consortium tx/query/status/blocks/bench` end to end without a real node."
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +15,12 @@ from typing import Any
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
-from consortium_node.client import tx_id_of
+from consortium_node.client.tx import tx_id_of
 from consortium_node.ledger.block import BlockHeader
 from consortium_node.ledger.hashing import merkle_proof, merkle_root
 from nacl.signing import VerifyKey
+
+from tests.support.ports import free_port
 
 OK = 0
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -274,9 +275,7 @@ def fake_node() -> Iterator[FakeNode]:
 @pytest.fixture
 def closed_port() -> int:
     """A localhost port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture(autouse=True)

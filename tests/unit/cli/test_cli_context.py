@@ -14,7 +14,8 @@ import yaml
 from consortium_node import pki
 from consortium_node.cli.app import app
 from consortium_node.cli.context import save_context
-from consortium_node.client import ClientError, ClientTLS, Context
+from consortium_node.client.discovery import ClientTLS, Context
+from consortium_node.client.errors import ClientError
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from consortium_node.cli import app
 from typer.testing import CliRunner
+
+if TYPE_CHECKING:
+    from tests.unit.cli.conftest import FakeNode
 
 pytestmark = pytest.mark.unit
 
@@ -158,3 +162,62 @@ def test_help_works() -> None:
     assert r.exit_code == 0
     for cmd in ("keys", "tx", "query", "status", "blocks", "bench"):
         assert cmd in r.stdout
+
+
+# Numbers out of range (issue 13, defect 11): heights, nonces and amounts are uint64. Before,
+# 2^64 reached protobuf/build_body and printed "internal error: ValueError", and a negative
+# number was read as an option ("No such option: -5").
+U64_OVER = str(2**64)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "needle"),
+    [
+        (["tx", "put"], ["k", "v", "--nonce", U64_OVER], "'--nonce'"),
+        (["query", "block"], [U64_OVER], "HEIGHT must be between 0 and 18446744073709551615"),
+        (["query", "block"], ["--", "-5"], "HEIGHT must be between 0 and 18446744073709551615"),
+        (["blocks"], ["--from", U64_OVER], "'--from'"),
+        (["tx", "issue"], ["gold", "ab" * 32, U64_OVER], "'amount'"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_usage_errors(
+    command: list[str], args: list[str], needle: str, fake_node: FakeNode, tmp_path: Path
+) -> None:
+    key = tmp_path / "k.json"
+    assert runner.invoke(app, ["keys", "new", "--out", str(key)]).exit_code == 0
+    options = ["--endpoint", fake_node.endpoint]
+    if command[0] == "tx":
+        options += ["--key", str(key)]
+    r = runner.invoke(app, [*command, *options, *args])
+    line = _one_error_line(r.stderr)
+    assert r.exit_code == 2, r.output
+    assert needle in line and "internal error" not in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query", "block", "-5"],
+        ["tx", "issue", "gold", "ab" * 32, "-5"],
+        ["tx", "put", "k", "-5"],
+    ],
+)
+def test_negative_numbers_say_so(args: list[str], closed_port: int) -> None:
+    r = runner.invoke(app, [*args, "--endpoint", f"127.0.0.1:{closed_port}"])
+    line = _one_error_line(r.stderr)
+    assert r.exit_code == 2, r.output
+    assert line.startswith("error: -5: ") and "no negative numbers" in line
+    assert "No such option" not in line
+    assert "put '--' before it" in line
+
+
+def test_a_value_starting_with_a_dash_passes_after_double_dash(
+    fake_node: FakeNode, tmp_path: Path
+) -> None:
+    key = tmp_path / "k.json"
+    assert runner.invoke(app, ["keys", "new", "--out", str(key)]).exit_code == 0
+    ep = ["--endpoint", fake_node.endpoint, "--key", str(key), "--wait"]
+    r = runner.invoke(app, ["tx", "put", *ep, "--", "k", "-5"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["query", "get", "k", "--endpoint", fake_node.endpoint])
+    assert r.stdout.strip() == "-5"

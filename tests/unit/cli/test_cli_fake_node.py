@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from consortium_node.cli import app
-from consortium_node.cli.bench import BenchConfig, run_bench
-from consortium_node.client import Client, Signer, connect
+from consortium_node.client.keys import Signer
+from consortium_node.client.loadgen import BenchConfig, run_bench
+from consortium_node.client.rpc import Client, connect
 from typer.testing import CliRunner
 
 if TYPE_CHECKING:

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 from consortium_api.v1 import types_pb2
-from consortium_node.client import (
-    KeyFileError,
-    Signer,
-    build_body,
-    parse_hex,
-    translate_rpc_error,
-    tx_id_of,
-    verify_tx,
-)
+from consortium_node.client.errors import translate_rpc_error
+from consortium_node.client.keys import Signer
+from consortium_node.client.tx import build_body, parse_hex, tx_id_of, verify_tx
+from consortium_node.crypto import KeyFileError
 from nacl.signing import VerifyKey
 
 pytestmark = pytest.mark.unit
@@ -154,3 +149,29 @@ def test_translate_rpc_error_is_one_line() -> None:
     assert str(e) == "node h:1 did not answer within 2s"
     e = translate_rpc_error(FakeCall(grpc.StatusCode.INVALID_ARGUMENT, "bad\nthing"), "h:1", 2.0)
     assert str(e) == "node h:1: INVALID_ARGUMENT: bad thing"
+
+
+def test_client_key_files_are_written_by_the_one_durable_implementation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Signer.save` writes through `crypto.Ed25519Key.save` (one key-file implementation):
+    the file and its directory are fsynced before it returns. The old `client.Signer.save`
+    wrote its own copy of the format and never fsynced."""
+    import os
+
+    from consortium_node.crypto import Ed25519Key
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    p = tmp_path / "keys" / "me.json"
+    s = Signer.generate()
+    s.save(p)
+    assert synced == [str(p), str(p.parent)]
+    assert isinstance(s, Ed25519Key)
+    assert Ed25519Key.load(p).public == s.public_key

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 from consortium_api.v1 import types_pb2
-from consortium_node.client import Payload as PbPayload
-from consortium_node.client import Signer
+from consortium_node.client.keys import Signer
+from consortium_node.client.tx import Payload as PbPayload
 from consortium_node.crypto import verify
 from consortium_node.ledger.errors import Reject, TxRejected
 from consortium_node.ledger.hashing import sha256

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from consortium_api.v1 import types_pb2
 from consortium_node.__main__ import init_dev
-from consortium_node.client import Signer
+from consortium_node.client.keys import Signer
 from consortium_node.config import NodeConfig
 from consortium_node.crypto import Ed25519Key
 from consortium_node.runtime import node as node_mod

@@ -1,4 +1,4 @@
-"""How the client finds its TLS material and node without flags (client.py): the data dir's
+"""How the client finds its TLS material and node without flags (client/discovery.py): the data dir's
 tls/ (consortium up), $CONSORTIUM_TLS_DIR / --tls-dir, a kubeconfig-style contexts file."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from consortium_node.client import ClientError, ClientTLS, Context, DataDir, connect
+from consortium_node.client.discovery import ClientTLS, Context, DataDir
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import connect
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
 from consortium_node import crypto
-from consortium_node.client import Payload, build_body
+from consortium_node.client.tx import Payload, build_body
 from consortium_node.ledger import governance as gov
 from consortium_node.ledger.errors import TxRejected
 from consortium_node.ledger.genesis import Genesis, Organization

@@ -8,7 +8,9 @@ Binaries:
   kube-apiserver  $KUBE_APISERVER, else $CONSORTIUM_CACHE/k8s/*/bin/kube-apiserver (built by
                   `make cluster-up` / cluster/build-k8s.sh), else `kube-apiserver` on PATH
   etcd            $ETCD, else `etcd` on PATH (Debian: apt-get install etcd-server)
-`find_binaries()` returns the reason when one is missing so the fixture can skip with it."""
+`find_binaries()` returns the reason when one is missing so the fixture can skip with it.
+
+Used by tests/integration/operator (its `control_plane` fixture) and bench/operator_scale.py."""
 
 from __future__ import annotations
 
@@ -17,10 +19,8 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from .ports import free_ports
+from .wait import WaitTimeout, wait_for
 
 CACHE_DIR = Path(
     os.environ.get("CONSORTIUM_CACHE", Path.home() / ".cache" / "consortium")
@@ -65,12 +68,6 @@ def find_binaries() -> Binaries | str:
     if not etcd:
         return "etcd not found: set ETCD or 'apt-get install -y etcd-server'"
     return Binaries(apiserver, etcd)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -139,7 +136,7 @@ class ControlPlane:
 
     def start(self, timeout: float = 90.0) -> ControlPlane:
         self.dir.mkdir(parents=True, exist_ok=True)
-        etcd_port, peer_port, self.port = _free_port(), _free_port(), _free_port()
+        etcd_port, peer_port, self.port = free_ports(3)  # distinct: picked together
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
             "etcd",
@@ -211,25 +208,25 @@ class ControlPlane:
         self.procs.append(proc)
 
     def _wait_ready(self, timeout: float) -> None:
+        """Until /readyz answers 200. RuntimeError (the callers skip on it) when a process
+        exits or the time runs out."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{self.port}/readyz",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+        def ready() -> bool:
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.pid} exited ({p.returncode}): {self.logs()}")
-            req = urllib.request.Request(
-                f"https://127.0.0.1:{self.port}/readyz",
-                headers={"Authorization": f"Bearer {self.token}"},
-            )
-            try:
-                with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError as e:
-                last = str(e)
-            time.sleep(0.3)
-        raise RuntimeError(f"kube-apiserver not ready after {timeout}s ({last}): {self.logs()}")
+            with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
+                return bool(resp.status == 200)
+
+        try:
+            wait_for(ready, timeout, "kube-apiserver /readyz", 0.3, retry_on=(OSError,))
+        except WaitTimeout as e:
+            raise RuntimeError(f"{e}\n{self.logs()}") from None
 
     def logs(self, tail: int = 3000) -> str:
         out = []

@@ -1,0 +1,507 @@
+"""The load generator behind `consortium bench` (and `bench/`): that measures committed tx/s and commit latency.
+
+How it measures:
+1. GetStatus for the chain id and the current height H0; K fresh sender keys, their next
+   nonces (QueryState nonce_of). On a permissioned chain the fresh keys must be vouched for:
+   given an admin key (`--data-dir` supplies the local consortium's), one AddMember tx per key
+   is committed first (not measured).
+2. N key/value puts are built and signed IN ADVANCE (signing is not measured). Tx i is sent by
+   key i % K; key k always goes over stream k % M, so each sender's nonces arrive in order.
+3. M SubmitStream bidi streams (each on its own HTTP/2 connection), spread over P worker
+   processes (`--procs`; threads inside one process when P = 1), send as fast as the node takes
+   them (or at `--rate` tx/s in total). A tx's send time is taken when it is handed to gRPC.
+4. A follower reads StreamBlocks(from H0+1, follow, ids_only) and stamps each tx id with the
+   time its block arrives. Commit latency = that stamp - send time (CLOCK_MONOTONIC, shared
+   by all processes of the machine).
+5. tx/s = committed txs / (last commit - first send). Rejected = TxResult code != OK.
+
+`run_bench(BenchConfig)` is the entry point: `consortium_node.cli.bench` (a thin typer
+command that prints the report) and `bench/ours.py` call it. `BenchReport.to_json()` is the
+JSON object `consortium bench --json` prints."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from consortium_api.v1 import types_pb2
+
+from .discovery import ClientTLS, DataDir
+from .errors import ClientError, status_name
+from .keys import Signer
+from .rpc import DEFAULT_TIMEOUT, Client
+from .tx import tx_id_of
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    endpoint: str
+    txs: int = 10_000
+    streams: int = 4
+    keys: int = 0  # 0: one key per stream
+    size: int = 100  # bytes of each put's value
+    procs: int = 1
+    rate: float = 0.0  # total tx/s; 0 = as fast as possible
+    batch: int = 0  # 0: SubmitStream, one message per tx; N: SubmitBatch RPCs of N txs
+    commit_timeout: float = 30.0  # give up when no new commit for this long after sending
+    # where the streams submit (stream s -> submit_to[s % len]); empty: `endpoint`. Commits
+    # are always followed on `endpoint`.
+    submit_to: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    tls: ClientTLS | None = None
+    # an admin key file: vouch for the fresh sender keys (AddMember) before sending
+    admin_key: Path | None = None
+    member_org: str = ""
+
+
+@dataclass(slots=True)
+class BenchReport:
+    endpoint: str
+    txs: int
+    streams: int
+    keys: int
+    procs: int
+    size: int
+    rate: float
+    batch: int = 0
+    submit_to: tuple[str, ...] = ()
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    committed: int = 0
+    uncommitted: int = 0
+    duration_s: float = 0.0
+    send_s: float = 0.0
+    tx_per_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    start_height: int = 0
+    end_height: int = 0
+    blocks: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "submit_to": list(self.submit_to or (self.endpoint,)),
+            "txs": self.txs,
+            "streams": self.streams,
+            "keys": self.keys,
+            "procs": self.procs,
+            "size": self.size,
+            "rate": self.rate,
+            "api": f"SubmitBatch x{self.batch}" if self.batch else "SubmitStream",
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "committed": self.committed,
+            "uncommitted": self.uncommitted,
+            "duration_s": round(self.duration_s, 4),
+            "send_s": round(self.send_s, 4),
+            "tx_per_s": round(self.tx_per_s, 1),
+            "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
+            "rejections": self.rejections,
+            "start_height": self.start_height,
+            "end_height": self.end_height,
+            "blocks": self.blocks,
+        }
+
+
+# --------------------------------------------------------------------------- workers
+
+# (tx index, sender seed slot, nonce)
+_Plan = list[tuple[int, int, int]]
+# (tx index, tx id, send time ns, result code, result message)
+_Outcome = tuple[int, bytes, int, int, str]
+
+
+class _QueueLike(Protocol):
+    def put(self, obj: Any) -> None: ...
+
+
+class _EventLike(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def _worker(
+    wid: int,
+    endpoints: list[str],
+    chain_id: str,
+    tag: str,
+    size: int,
+    rate_per_stream: float,
+    batch: int,
+    seeds: list[bytes],
+    plans: list[_Plan],
+    tls: ClientTLS | None,
+    ready: _QueueLike,
+    start: _EventLike,
+    results: _QueueLike,
+) -> None:
+    """Sign this worker's txs, report ready, wait for `start`, send each plan over its own
+    stream, then put `(wid, outcomes, error)` on `results`. Runs in a thread or a process."""
+    try:
+        signers = [Signer.from_seed(s) for s in seeds]
+        value = os.urandom(size)
+        signed: list[list[tuple[int, bytes, bytes]]] = []
+        for plan in plans:
+            out = []
+            for i, slot, nonce in plan:
+                payload = types_pb2.KvPut(key=f"bench/{tag}/{i}".encode(), value=value)
+                tx_id, tx = signers[slot].build_tx(chain_id, nonce, payload)
+                out.append((i, tx_id, tx.SerializeToString()))
+            signed.append(out)
+    except Exception as e:
+        ready.put((wid, f"{type(e).__name__}: {e}"))
+        return
+    ready.put((wid, None))
+    start.wait()
+
+    outcomes: list[_Outcome] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def pace(t0: float, j: int) -> None:
+        if rate_per_stream > 0:
+            delay = t0 + j / rate_per_stream - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def run_stream(endpoint: str, txs: list[tuple[int, bytes, bytes]]) -> None:
+        n = len(txs)
+        send_ns = [0] * n
+        codes = [-1] * n
+        msgs = [""] * n
+
+        def gen() -> Iterator[bytes]:
+            t0 = time.monotonic()
+            for j, (_, _, raw) in enumerate(txs):
+                pace(t0, j)
+                send_ns[j] = time.monotonic_ns()
+                yield raw
+
+        client = Client(endpoint, options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
+        err = ""
+        try:
+            if batch:
+                t0 = time.monotonic()
+                for j in range(0, n, batch):
+                    pace(t0, j)
+                    now = time.monotonic_ns()
+                    chunk = txs[j : j + batch]
+                    for m in range(j, j + len(chunk)):
+                        send_ns[m] = now
+                    for m, res in enumerate(client.submit_raw([t[2] for t in chunk]), j):
+                        codes[m] = res.code
+                        if res.code:
+                            msgs[m] = res.message
+            else:
+                for j, res in enumerate(client.submit_stream_raw(gen())):
+                    if j >= n:
+                        break
+                    codes[j] = res.code
+                    if res.code:
+                        msgs[j] = res.message
+        except ClientError as e:
+            err = str(e)
+        finally:
+            client.close()
+        with lock:
+            if err:
+                errors.append(err)
+            for j, (i, tx_id, _) in enumerate(txs):
+                code = codes[j]
+                if code < 0:  # no answer: stream broke
+                    code, msg = 14, err or "no result from the node"
+                else:
+                    msg = msgs[j]
+                outcomes.append((i, tx_id, send_ns[j], code, msg))
+
+    threads = [
+        threading.Thread(target=run_stream, args=(ep, s), daemon=True)
+        for ep, s in zip(endpoints, signed, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put((wid, outcomes, "; ".join(errors)))
+
+
+def _proc_entry(*args: Any) -> None:
+    # Ctrl-C goes to the whole process group; the parent handles it and terminates us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker(*args)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+class _Follower:
+    """Stamps every tx id seen in committed blocks (from `from_height`) with its arrival time."""
+
+    def __init__(self, endpoint: str, from_height: int, tls: ClientTLS | None = None) -> None:
+        self.client = Client(endpoint, tls=tls)
+        self.from_height = from_height
+        self.committed: dict[bytes, int] = {}
+        self.blocks = 0
+        self.last_height = from_height - 1
+        self.last_new_ns = time.monotonic_ns()
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for b in self.client.stream_blocks(self.from_height, follow=True, ids_only=True):
+                now = time.monotonic_ns()
+                ids = list(b.tx_ids)
+                if not ids and b.txs:
+                    ids = [tx_id_of(types_pb2.SignedTx.FromString(t).body) for t in b.txs]
+                for i in ids:
+                    self.committed.setdefault(i, now)
+                self.blocks += 1
+                self.last_height = b.header_view.height
+                if ids:
+                    self.last_new_ns = now
+        except ClientError as e:
+            self.error = str(e)
+        except ValueError:  # channel closed under us while stopping
+            pass
+
+    def stop(self) -> None:
+        self.client.close()
+        self._thread.join(timeout=5)
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return 0.0
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Run one benchmark against `cfg.endpoint` and return its report."""
+    say = progress or (lambda _m: None)
+    k = cfg.keys or cfg.streams
+    if cfg.txs < 1 or cfg.streams < 1 or cfg.size < 0:
+        raise ValueError("--txs and --streams must be >= 1 and --size >= 0")
+    if k < cfg.streams:
+        raise ValueError(f"--keys ({k}) must be >= --streams ({cfg.streams})")
+    procs = max(1, min(cfg.procs, cfg.streams))
+    report = BenchReport(
+        cfg.endpoint, cfg.txs, cfg.streams, k, procs, cfg.size, cfg.rate, cfg.batch, cfg.submit_to
+    )
+    targets = cfg.submit_to or (cfg.endpoint,)
+    stream_ep = [targets[s % len(targets)] for s in range(cfg.streams)]
+
+    with Client(cfg.endpoint, cfg.timeout, tls=cfg.tls) as c:
+        st = c.status()
+        signers = [Signer.generate() for _ in range(k)]
+        if cfg.admin_key is not None:
+            say(f"vouching for {k} sender keys (AddMember)")
+            _vouch(c, st.chain_id, Signer.load(cfg.admin_key), signers, cfg.member_org)
+        base = [c.next_nonce(s.public_key) for s in signers]
+    chain_id, h0 = st.chain_id, int(st.height)
+    report.start_height = h0
+    tag = os.urandom(4).hex()
+
+    # stream s carries keys k' with k' % M == s; worker w carries streams s with s % P == w
+    plans: list[_Plan] = [[] for _ in range(cfg.streams)]
+    for i in range(cfg.txs):
+        key = i % k
+        plans[key % cfg.streams].append((i, key, base[key] + i // k))
+    seeds = [s.seed for s in signers]
+    rate_per_stream = cfg.rate / cfg.streams if cfg.rate > 0 else 0.0
+
+    follower = _Follower(cfg.endpoint, h0 + 1, cfg.tls)
+    follower.start()
+
+    say(f"signing {cfg.txs} txs from {k} keys in {procs} worker(s)")
+    ready: Any
+    results: Any
+    start: Any
+    workers: list[Any] = []
+    if procs == 1:
+        ready, results, start = queue.Queue(), queue.Queue(), threading.Event()
+        workers.append(
+            threading.Thread(
+                target=_worker,
+                args=(
+                    0,
+                    stream_ep,
+                    chain_id,
+                    tag,
+                    cfg.size,
+                    rate_per_stream,
+                    cfg.batch,
+                    seeds,
+                    plans,
+                    cfg.tls,
+                    ready,
+                    start,
+                    results,
+                ),
+                daemon=True,
+            )
+        )
+    else:
+        ctx = mp.get_context("spawn")
+        ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+        for w in range(procs):
+            mine = [plans[s] for s in range(w, cfg.streams, procs)]
+            workers.append(
+                ctx.Process(
+                    target=_proc_entry,
+                    args=(
+                        w,
+                        [stream_ep[s] for s in range(w, cfg.streams, procs)],
+                        chain_id,
+                        tag,
+                        cfg.size,
+                        rate_per_stream,
+                        cfg.batch,
+                        seeds,
+                        mine,
+                        cfg.tls,
+                        ready,
+                        start,
+                        results,
+                    ),
+                    daemon=True,
+                )
+            )
+    for w in workers:
+        w.start()
+    try:
+        return _drive(cfg, report, follower, workers, ready, start, results, say)
+    finally:
+        follower.stop()
+        for w in workers:
+            if isinstance(w, mp.process.BaseProcess) and w.is_alive():
+                w.terminate()
+
+
+def _vouch(c: Client, chain_id: str, admin: Signer, signers: list[Signer], org: str) -> None:
+    """Commits one AddMember per key, from `admin` (a permissioned chain's governance key)."""
+    nonce = c.next_nonce(admin.public_key)
+    txs = [
+        admin.build_tx(chain_id, nonce + i, types_pb2.AddMember(key=s.public_key, organization=org))
+        for i, s in enumerate(signers)
+    ]
+    for res in c.submit([t for _, t in txs]):
+        if res.code:
+            raise ClientError(f"vouching for bench keys failed: {res.message}")
+    got = c.wait_tx(txs[-1][0], timeout=30)
+    if got.receipt.code:
+        raise ClientError(f"vouching for bench keys failed: {got.receipt.message}")
+
+
+def _get(q: Any, workers: list[Any], what: str) -> Any:
+    while True:
+        try:
+            return q.get(timeout=0.5)
+        except queue.Empty:
+            if not any(w.is_alive() for w in workers):
+                raise ClientError(f"bench workers exited while {what}") from None
+
+
+def _drive(
+    cfg: BenchConfig,
+    report: BenchReport,
+    follower: _Follower,
+    workers: list[Any],
+    ready: Any,
+    start: Any,
+    results: Any,
+    say: Callable[[str], None],
+) -> BenchReport:
+    for _ in workers:
+        _wid, err = _get(ready, workers, "signing")
+        if err:
+            raise ClientError(f"bench worker failed while signing: {err}")
+    say(f"sending over {cfg.streams} stream(s)")
+    start.set()
+
+    outcomes: list[_Outcome] = []
+    stream_errors: list[str] = []
+    for _ in workers:
+        _wid, outs, err = _get(results, workers, "sending")
+        outcomes.extend(outs)
+        if err:
+            stream_errors.append(err)
+    sent_done = time.monotonic_ns()
+    if stream_errors and not any(o[3] == 0 for o in outcomes):
+        raise ClientError(stream_errors[0])
+
+    accepted = {o[1]: o[2] for o in outcomes if o[3] == 0}
+    rejections: Counter[str] = Counter(
+        f"{status_name(o[3])}: {o[4]}" for o in outcomes if o[3] != 0
+    )
+    say(f"{len(accepted)} accepted, {sum(rejections.values())} rejected; waiting for commits")
+
+    remaining = set(accepted)
+    last_progress = time.monotonic()
+    while remaining:
+        done = {i for i in remaining if i in follower.committed}
+        if done:
+            remaining -= done
+            last_progress = time.monotonic()
+        elif follower.error is not None or time.monotonic() - last_progress > cfg.commit_timeout:
+            break
+        time.sleep(0.02)
+
+    send_times = [o[2] for o in outcomes if o[2]]
+    first_send = min(send_times) if send_times else sent_done
+    last_send = max(send_times) if send_times else sent_done
+    lat = sorted(
+        (follower.committed[i] - s) / 1e6 for i, s in accepted.items() if i in follower.committed
+    )
+    commits = [follower.committed[i] for i in accepted if i in follower.committed]
+    last_commit = max(commits) if commits else sent_done
+    report.sent = len(outcomes)
+    report.accepted = len(accepted)
+    report.rejected = sum(rejections.values())
+    report.committed = len(lat)
+    report.uncommitted = len(remaining)
+    report.duration_s = max(1e-9, (last_commit - first_send) / 1e9)
+    report.send_s = (last_send - first_send) / 1e9
+    report.tx_per_s = report.committed / report.duration_s if report.committed else 0.0
+    report.latency_ms = {
+        "p50": _percentile(lat, 0.50),
+        "p90": _percentile(lat, 0.90),
+        "p99": _percentile(lat, 0.99),
+        "max": lat[-1] if lat else 0.0,
+        "mean": sum(lat) / len(lat) if lat else 0.0,
+    }
+    report.rejections = dict(rejections.most_common(10))
+    report.end_height = follower.last_height
+    report.blocks = follower.blocks
+    if follower.error is not None and remaining:
+        say(f"block stream failed: {follower.error}")
+    return report
+
+
+def answering(dd: DataDir, timeout: float) -> list[str]:
+    """Endpoints of the nodes of `dd` that answer GetStatus within `timeout` (max 2 s)."""
+    up = []
+    for n in dd.nodes:
+        with Client(n.endpoint, timeout, tls=dd.tls) as c:
+            try:
+                c.status(timeout=min(timeout, 2.0))
+            except ClientError:
+                continue
+        up.append(n.endpoint)
+    return up
