@@ -18,6 +18,9 @@ default below) and changed only by a SetPolicy that passes the `set_policy` rule
   SELF       the organisation the action concerns (its CA, members, admins, validators)
   FORBIDDEN  never
 
+`set_admins` is always SELF (an organisation alone changes its own admin keys) and
+`set_policy` can be neither SELF nor FORBIDDEN (policies must stay changeable).
+
 Counting is by organisation: one vote per organisation, cast by any of its admin keys, a
 second vote from the same organisation is refused. Only member organisations count; the
 denominator is the member set when the proposal was made, and a proposal whose member set
@@ -230,6 +233,10 @@ def check_policy(action: str, rule_text: str) -> str | None:
         return str(e)
     if rule.kind == "SELF" and action not in SELF_CAPABLE:
         return f"{action} concerns no single organisation: SELF cannot govern it"
+    if action == "set_admins" and rule.kind != "SELF":
+        # an organisation's admins are changed by that organisation alone: no majority may
+        # take over another organisation's keys (house rule 6)
+        return "set_admins is always SELF: an organisation alone changes its admins"
     if action == "set_policy" and rule.kind in ("FORBIDDEN", "SELF"):
         return "set_policy cannot be FORBIDDEN or SELF: policies would become unchangeable"
     return None

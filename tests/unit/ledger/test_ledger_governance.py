@@ -202,6 +202,7 @@ def test_votes_of_non_members_never_count() -> None:
     [
         ("set_param", "SELF", "SELF cannot govern"),
         ("set_policy", "FORBIDDEN", "unchangeable"),
+        ("set_admins", "MAJORITY", "always SELF"),
         ("no_such_action", "ANY", "unknown action"),
         ("add_validator", "3/2", "n <= d"),
         ("add_validator", "most", "unknown policy rule"),
