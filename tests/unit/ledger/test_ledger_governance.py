@@ -44,6 +44,7 @@ from consortium_node.ledger.tx import (
     AddOrganization,
     AddValidator,
     GovAction,
+    KvPut,
     MigrateGovernance,
     Payload,
     Propose,
@@ -773,3 +774,39 @@ def test_random_governance_keeps_the_book_consistent_and_replays_identically(see
     for txs in blocks:
         replay.run(*txs)
     assert replay.acc.digest() == c.acc.digest() and replay.state == c.state
+
+
+def test_a_legacy_chain_has_the_genesis_hash_and_state_root_it_had_before_governance() -> None:
+    """Pinned values computed with the ledger as it was before governance by organisations
+    (main at 7df626a): a legacy chain's genesis and its legacy admin's changes hash the same."""
+    adm, m = sha256(b"adm"), sha256(b"m")
+    g = Genesis(
+        "c",
+        1,
+        tuple(Validator(sha256(o.encode()), o) for o in ("org-a", "org-b")),
+        admins=(adm,),
+        consensus="raft",
+        organizations=(Organization("org-a"), Organization("org-b")),
+        permissioned=True,
+    )
+
+    def tx(sender: bytes, nonce: int, p: Payload) -> Tx:
+        body = repr(("c", sender, nonce, p)).encode()
+        return Tx(sha256(body), body, body, bytes(64), "c", sender, nonce, p)
+
+    state = {k: v for k, v in g.writes().items() if v is not None}
+    r = execute_block(
+        state,
+        g.lthash(),
+        1,
+        [
+            tx(adm, 0, SetParam("max_block_txs", "7")),
+            tx(adm, 1, AddMember(m, "org-b")),
+            tx(adm, 2, AddValidator(sha256(b"v"), "org-b")),
+            tx(m, 0, KvPut(b"k", b"v")),
+            tx(sha256(b"x"), 0, KvPut(b"k", b"v")),
+        ],
+    )
+    assert g.hash.hex() == "9589b205743ab5957b001891eccc39cac428bbea4244625b0a009b16426eb91d"
+    assert r.state_root.hex() == "76914db80e13970fef436cafed1047e648ff234e0bb721865d05f65472a88b83"
+    assert [x.code for x in r.receipts] == [OK, OK, OK, OK, UNAUTHORIZED]
