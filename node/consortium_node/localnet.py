@@ -317,25 +317,42 @@ def _layout(ports: Sequence[int], fsync: bool) -> nodeconfig.Layout:
 
 
 def init_data_dir(
-    plan: NetPlan, data_dir: Path, fsync: bool = True, material: Material = SYSTEM
+    plan: NetPlan,
+    data_dir: Path,
+    fsync: bool = True,
+    material: Material = SYSTEM,
+    org_governance: bool = False,
 ) -> None:
-    """Creates keys, genesis and node configs once; an initialised DIR is left as it is."""
+    """Creates keys, genesis and node configs once; an initialised DIR is left as it is.
+    `org_governance`: each organisation gets its own admin key (DIR/keys/admin-<org>.json,
+    genesis organizations[].admins) and there is no consortium-wide admin: every change
+    passes its policy counted by organisation (`consortium gov`)."""
     if (data_dir / "genesis.json").exists():
         return
+    if org_governance and plan.spec.genesis.admins:
+        raise ManifestError("spec.genesis.admins are single-admin governance: drop them")
     data_dir.mkdir(parents=True, exist_ok=True)
     names = plan.node_names
     keys = {n: material.ed25519() for n, _ in names}
     for n, k in keys.items():
         k.save(data_dir / "nodes" / n / "key.json")
     admin, client = material.ed25519(), material.ed25519()
-    admin.save(data_dir / "keys" / "admin.json")
+    if not org_governance:
+        admin.save(data_dir / "keys" / "admin.json")
     client.save(data_dir / "keys" / "client.json")
+    org_admins: dict[str, tuple[bytes, ...]] = {}
+    for o in plan.organizations if org_governance else ():
+        org_admin = material.ed25519()
+        org_admin.save(data_dir / "keys" / f"admin-{o.name}.json")
+        org_admins[o.name] = (org_admin.public,)
     spec = local.with_client(plan.spec, client.public)
     cas = _init_pki(plan, data_dir, keys, client.public, material) if plan.tls else {}
     genesis = provision_genesis.build(
         spec,
         node_name,
-        provision_genesis.GenesisKeys({n: k.public for n, k in keys.items()}, admin.public, cas),
+        provision_genesis.GenesisKeys(
+            {n: k.public for n, k in keys.items()}, admin.public, cas, org_admins
+        ),
         provision_genesis.creation_time_ms(material.now().timestamp()),
     )
     ports = _free_ports(3 * len(names))

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from consortium_node.client.errors import ClientError
 from consortium_node.crypto import KeyFileError
 
-from . import bench, chain, context, keys, query, tx, up
+from . import bench, chain, context, gov, keys, query, tx, up
 
 
 def _err(message: str) -> None:
@@ -181,6 +181,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(tx.app, name="tx")
 app.add_typer(query.app, name="query")
 app.add_typer(context.app, name="context")
+app.add_typer(gov.app, name="gov")
 app.command("status")(chain.status)
 app.command("blocks")(chain.blocks)
 app.command("bench")(bench.bench)

@@ -197,9 +197,20 @@ def up(
     file: FileOpt = None,
     data_dir: DirOpt = Path("consortium-data"),
     no_fsync: Annotated[bool, typer.Option(help="Skip fsync (faster, unsafe).")] = False,
+    org_governance: Annotated[
+        bool,
+        typer.Option(
+            "--org-governance",
+            help="Governance by organisations: an admin key per organisation "
+            "(DIR/keys/admin-ORG.json), changes by 'consortium gov' proposals and votes.",
+        ),
+    ] = False,
 ) -> None:
     """Start a whole consortium locally as processes (no cluster) until Ctrl-C."""
-    init_data_dir(_plan(file), data_dir, fsync=not no_fsync)
+    try:
+        init_data_dir(_plan(file), data_dir, fsync=not no_fsync, org_governance=org_governance)
+    except ManifestError as e:
+        raise fail(str(e)) from None
     _run(LocalNet(data_dir), None, load=False)
 
 

@@ -14,4 +14,6 @@ One module per job (import from the module, this package re-exports nothing):
               directory `consortium up` writes.
 - `rpc`       `Client` (one channel, one method per RPC, deadlines) and `connect()`.
 - `loadgen`   the load generator behind `consortium bench` and `bench/`.
+- `gov`       governance: `gov_action` (a change as a GovAction) and `EndorsementFile`, the
+              detached endorsement file of the offline path.
 """

@@ -183,6 +183,36 @@ class Client:
                 ) from None
             raise self._error(e, timeout) from None
 
+    # governance --------------------------------------------------------------------------
+
+    def list_proposals(
+        self, open_only: bool = False, limit: int = 0
+    ) -> ledger_pb2.ListProposalsResponse:
+        """Proposals, newest first, with their votes and state."""
+        req = ledger_pb2.ListProposalsRequest(open_only=open_only, limit=limit)
+        try:
+            return self._stub.ListProposals(req, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self._error(e, self.timeout) from None
+
+    def get_proposal(self, pid: int) -> types_pb2.Proposal:
+        """One proposal; ClientError "unknown proposal N" if the chain has none by that id."""
+        try:
+            return self._stub.GetProposal(
+                ledger_pb2.GetProposalRequest(id=pid), timeout=self.timeout
+            )
+        except grpc.RpcError as e:
+            if status_code_of(e) is grpc.StatusCode.NOT_FOUND:
+                raise ClientError(f"unknown proposal {pid}", grpc.StatusCode.NOT_FOUND) from None
+            raise self._error(e, self.timeout) from None
+
+    def governance(self) -> ledger_pb2.GetGovernanceResponse:
+        """Mode, configuration sequence, policies and organisation admins."""
+        try:
+            return self._stub.GetGovernance(ledger_pb2.GetGovernanceRequest(), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise self._error(e, self.timeout) from None
+
     def query(self, req: ledger_pb2.QueryStateRequest) -> ledger_pb2.QueryStateResponse:
         try:
             return self._stub.QueryState(req, timeout=self.timeout)

@@ -42,6 +42,14 @@ Payload: TypeAlias = (
     | types_pb2.RemoveMember
     | types_pb2.AddOrganization
     | types_pb2.SetOrganizationCA
+    | types_pb2.SetAdmins
+    | types_pb2.SetPolicy
+    | types_pb2.ReplaceValidator
+    | types_pb2.Propose
+    | types_pb2.Vote
+    | types_pb2.Withdraw
+    | types_pb2.SubmitEndorsed
+    | types_pb2.MigrateGovernance
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -57,6 +65,14 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.RemoveMember: "remove_member",
     types_pb2.AddOrganization: "add_organization",
     types_pb2.SetOrganizationCA: "set_organization_ca",
+    types_pb2.SetAdmins: "set_admins",
+    types_pb2.SetPolicy: "set_policy",
+    types_pb2.ReplaceValidator: "replace_validator",
+    types_pb2.Propose: "propose",
+    types_pb2.Vote: "vote",
+    types_pb2.Withdraw: "withdraw",
+    types_pb2.SubmitEndorsed: "submit_endorsed",
+    types_pb2.MigrateGovernance: "migrate_governance",
 }
 
 

@@ -5,6 +5,11 @@ peer and client TLS, parsed by transport, never here: the ledger stays pure) and
 sender keys it vouches for. `permissioned` makes only vouched keys (and admins) able to
 transact (see ledger/state.py); an open chain (demos) accepts any key.
 
+Governance: `organizations[].admins` (Ed25519 keys) turn on governance by organisations
+(every change passes a policy counted by organisation; `policies` overrides the defaults of
+ledger/governance.py). Without them the top-level `admins` keep legacy single-admin
+governance; the two are exclusive.
+
 Canonical form is JSON with sorted keys and hex-encoded bytes; the genesis hash (SHA-256 of
 the canonical bytes) is the `prev_hash` of block 1, so nodes with different genesis files can
 never agree on a block. Produced by the operator (genesis.py there) and `consortium up`, loaded
@@ -16,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import governance as gov
 from .certs import ca_bundle_problem
 from .errors import DecodeError
 from .hashing import sha256
@@ -36,7 +42,7 @@ from .state import (
     param_key,
     vset_key,
 )
-from .tx import ASSET_RE, MAX_AMOUNT, MAX_ORG_BYTES
+from .tx import ASSET_RE, MAX_ADMINS, MAX_AMOUNT, MAX_ORG_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Organization:
     name: str
     ca_cert_pem: bytes = b""  # PEM of the organisation's CA certificate(s); empty: no TLS CA
     members: tuple[bytes, ...] = ()  # Ed25519 sender keys the organisation vouches for
+    admins: tuple[bytes, ...] = ()  # Ed25519 governance admin keys (governance by orgs)
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,16 @@ class Genesis:
     consensus: str = "solo"  # solo | raft | bft
     organizations: tuple[Organization, ...] = ()
     permissioned: bool = False
+    policies: dict[str, str] = field(default_factory=dict)  # action -> rule (else default)
+
+    @property
+    def governed_by_organizations(self) -> bool:
+        """Organisation admins in genesis: every change passes a policy counted by
+        organisation (ledger/governance.py); otherwise legacy single-admin governance."""
+        return any(o.admins for o in self.organizations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "chain_id": self.chain_id,
             "time_ms": self.time_ms,
             "consensus": self.consensus,
@@ -86,16 +100,12 @@ class Genesis:
             ],
             "kv": [{"key": k.hex(), "value": v.hex()} for k, v in self.kv],
             "params": dict(sorted(self.params.items())),
-            "organizations": [
-                {
-                    "name": o.name,
-                    "ca_cert_pem": o.ca_cert_pem.decode("ascii"),
-                    "members": sorted(m.hex() for m in o.members),
-                }
-                for o in self.organizations
-            ],
+            "organizations": [_org_dict(o) for o in self.organizations],
             "permissioned": self.permissioned,
         }
+        if self.policies:  # absent when empty: a legacy genesis keeps its exact hash
+            d["policies"] = dict(sorted(self.policies.items()))
+        return d
 
     def ca_certs(self) -> dict[str, bytes]:
         """organisation -> CA certificate PEM (organisations that have one)."""
@@ -133,10 +143,12 @@ class Genesis:
                         str(o["name"]),
                         str(o.get("ca_cert_pem", "")).encode("ascii"),
                         tuple(bytes.fromhex(m) for m in o.get("members", [])),
+                        tuple(bytes.fromhex(a) for a in o.get("admins", [])),
                     )
                     for o in d.get("organizations", [])
                 ),
                 permissioned=_bool(d.get("permissioned", False)),
+                policies={str(k): str(v) for k, v in _mapping(d.get("policies", {})).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"invalid genesis: {e!r}") from e
@@ -208,12 +220,44 @@ class Genesis:
                         "each vouched for by one organisation"
                     )
                 members.add(m)
+        self._validate_governance()
         if self.organizations:
             unknown = {v.organization for v in self.validators} - set(names)
             if unknown:
                 raise DecodeError(
                     f"validator organisations {sorted(unknown)} are not genesis organisations"
                 )
+
+    def _validate_governance(self) -> None:
+        if not self.governed_by_organizations:
+            if self.policies:
+                raise DecodeError(
+                    "genesis policies need organisation admins (organizations[].admins)"
+                )
+            return
+        if self.admins:
+            raise DecodeError(
+                "genesis has both top-level admins and organisation admins: governance by "
+                "organisations takes organizations[].admins only"
+            )
+        seen: set[bytes] = set()
+        for o in self.organizations:
+            if not o.admins or len(o.admins) > MAX_ADMINS:
+                raise DecodeError(
+                    f"organisation {o.name}: every organisation needs 1..{MAX_ADMINS} admins "
+                    "under governance by organisations"
+                )
+            for a in o.admins:
+                if len(a) != 32 or a in seen:
+                    raise DecodeError(
+                        f"organisation {o.name}: admins must be distinct 32-byte keys, "
+                        "each acting for one organisation"
+                    )
+                seen.add(a)
+        for action, rule in self.policies.items():
+            why = gov.check_policy(action, rule)
+            if why:
+                raise DecodeError(f"genesis policy {action}: {why}")
 
     def writes(self) -> dict[bytes, bytes | None]:
         """The state at height 0."""
@@ -240,6 +284,15 @@ class Genesis:
                 w[member_key(m)] = o.name.encode()
         if self.permissioned:
             w[PERMISSIONED_KEY] = b"1"
+        if self.governed_by_organizations:  # nothing new on a legacy chain: same state root
+            w[gov.GOV_ORGS_KEY] = b"1"
+            w[gov.ORGS_KEY] = gov.encode_orgs([o.name for o in self.organizations])
+            for o in self.organizations:
+                w[gov.org_admins_key(o.name)] = gov.encode_keys(o.admins)
+                for key in o.admins:
+                    w[gov.admin_org_key(key)] = o.name.encode()
+            for action, rule in self.policies.items():
+                w[gov.policy_key(action)] = str(gov.parse_rule(rule)).encode()
         return w
 
     def lthash(self) -> LtHash:
@@ -248,6 +301,17 @@ class Genesis:
             if v is not None:
                 h.add(k, v)
         return h
+
+
+def _org_dict(o: Organization) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": o.name,
+        "ca_cert_pem": o.ca_cert_pem.decode("ascii"),
+        "members": sorted(m.hex() for m in o.members),
+    }
+    if o.admins:  # absent when empty: a legacy genesis keeps its exact hash
+        d["admins"] = sorted(a.hex() for a in o.admins)
+    return d
 
 
 def _bool(v: Any) -> bool:

@@ -83,6 +83,7 @@ class AddOrganization:
 
     name: str
     ca_cert: bytes
+    admins: tuple[bytes, ...] = ()  # the new organisation's governance admin keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,101 @@ class SetOrganizationCA:
     ca_cert: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class SetAdmins:
+    """Replace an organisation's governance admin keys (policy SELF by default)."""
+
+    organization: str
+    admins: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetPolicy:
+    """Set the rule that governs one action (see ledger/governance.py for names and rules)."""
+
+    action: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceValidator:
+    """An organisation swaps its own validator `old` for the unknown key `new` (SELF)."""
+
+    old: bytes
+    new: bytes
+
+
+# The configuration changes a proposal, an endorsed submission or (when its policy is met by
+# the sender's organisation alone) a direct transaction can carry.
+GovAction = (
+    AddValidator
+    | RemoveValidator
+    | ReplaceValidator
+    | SetParam
+    | AddMember
+    | RemoveMember
+    | AddOrganization
+    | SetOrganizationCA
+    | SetAdmins
+    | SetPolicy
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """Open a proposal for `action`; it expires at height (inclusion height + ttl). The
+    proposer's organisation votes yes. `action_bytes` is the exact serialised action."""
+
+    action: GovAction
+    action_bytes: bytes
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    proposal: int
+    approve: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    proposal: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    """An admin's detached signature over governance.endorsement_message(...). `valid` is
+    the Ed25519 check, done once by the decoder (transport/codec.py) on every node alike."""
+
+    signer: bytes
+    signature: bytes
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitEndorsed:
+    """The offline path: `action` with organisations' endorsements over (chain id, action,
+    configuration sequence, expiry), counted by the same policy code as votes."""
+
+    action: GovAction
+    action_bytes: bytes
+    config_seq: int
+    expiry: int
+    endorsements: tuple[Endorsement, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateGovernance:
+    """Legacy single-admin chains only: a genesis admin gives every member organisation its
+    admin keys, and the chain moves to governance by organisations (irreversibly)."""
+
+    admins: tuple[tuple[str, tuple[bytes, ...]], ...]
+
+
 MAX_CA_BYTES = 16 * 1024
+MAX_ADMINS = 16
+MAX_TTL = 1_000_000
+MAX_ENDORSEMENTS = 64
 
 Payload = (
     KvPut
@@ -108,6 +203,14 @@ Payload = (
     | RemoveMember
     | AddOrganization
     | SetOrganizationCA
+    | SetAdmins
+    | SetPolicy
+    | ReplaceValidator
+    | Propose
+    | Vote
+    | Withdraw
+    | SubmitEndorsed
+    | MigrateGovernance
 )
 GOVERNANCE = (
     AddValidator,
@@ -117,7 +220,11 @@ GOVERNANCE = (
     RemoveMember,
     AddOrganization,
     SetOrganizationCA,
+    SetAdmins,
+    SetPolicy,
+    ReplaceValidator,
 )
+GOV_TXS = (Propose, Vote, Withdraw, SubmitEndorsed, MigrateGovernance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +253,60 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
         raise TxRejected(Reject.MALFORMED, "sender must be a 32-byte Ed25519 public key")
     if len(tx.signature) != 64:
         raise TxRejected(Reject.BAD_SIGNATURE, "signature must be 64 bytes")
-    p = tx.payload
-    if isinstance(p, KvPut | KvDelete):
+    check_payload(tx.payload)
+
+
+def check_payload(p: Payload) -> None:
+    """The payload's stateless checks; run at admission (check_stateless) and again by the
+    state machine at execution for governance transactions (block txs from peers skip
+    admission, and nothing malformed may reach configuration state)."""
+    if isinstance(p, Propose | SubmitEndorsed):
+        check_action(p.action)
+        if isinstance(p, Propose) and not 0 < p.ttl <= MAX_TTL:
+            raise TxRejected(Reject.INVALID, f"proposal ttl must be 1..{MAX_TTL} blocks")
+        if isinstance(p, SubmitEndorsed) and not 0 < len(p.endorsements) <= MAX_ENDORSEMENTS:
+            raise TxRejected(Reject.INVALID, f"endorsements must number 1..{MAX_ENDORSEMENTS}")
+        return
+    if isinstance(p, Vote | Withdraw):
+        if p.proposal < 1:
+            raise TxRejected(Reject.INVALID, "proposal ids start at 1")
+        return
+    if isinstance(p, MigrateGovernance):
+        if not p.admins:
+            raise TxRejected(Reject.INVALID, "MigrateGovernance needs every organisation's admins")
+        for org, keys in p.admins:
+            _check_org(org)
+            _check_admins(keys)
+        return
+    check_action(p)
+
+
+def _check_org(name: str) -> None:
+    if not 0 < len(name.encode()) <= MAX_ORG_BYTES:
+        raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
+
+
+def _check_admins(keys: tuple[bytes, ...], allow_empty: bool = False) -> None:
+    if not (allow_empty or keys) or len(keys) > MAX_ADMINS:
+        raise TxRejected(Reject.INVALID, f"an organisation needs 1..{MAX_ADMINS} admin keys")
+    if any(len(k) != 32 for k in keys) or len(set(keys)) != len(keys):
+        raise TxRejected(Reject.INVALID, "admin keys must be distinct 32-byte Ed25519 keys")
+
+
+def check_action(p: Payload) -> None:
+    """Stateless checks of one configuration change (also re-run at execution)."""
+    if isinstance(p, Propose | Vote | Withdraw | SubmitEndorsed | MigrateGovernance):
+        raise TxRejected(Reject.INVALID, "a governance action cannot nest a proposal or vote")
+    if isinstance(p, SetAdmins):
+        _check_org(p.organization)
+        _check_admins(p.admins)
+    elif isinstance(p, SetPolicy):
+        if not PARAM_RE.fullmatch(p.action) or not 0 < len(p.rule) <= 32:
+            raise TxRejected(Reject.INVALID, "SetPolicy needs an action name and a rule")
+    elif isinstance(p, ReplaceValidator):
+        if len(p.old) != 32 or len(p.new) != 32 or p.old == p.new:
+            raise TxRejected(Reject.INVALID, "ReplaceValidator needs two distinct 32-byte keys")
+    elif isinstance(p, KvPut | KvDelete):
         if not 0 < len(p.key) <= MAX_KEY_BYTES:
             raise TxRejected(Reject.INVALID, f"key must be 1..{MAX_KEY_BYTES} bytes")
         if isinstance(p, KvPut) and len(p.value) > MAX_VALUE_BYTES:
@@ -184,5 +343,7 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
             raise TxRejected(Reject.INVALID, "CA certificate must not contain a private key")
         if p.ca_cert and (why := ca_bundle_problem(p.ca_cert)) is not None:
             raise TxRejected(Reject.INVALID, why)
+        if isinstance(p, AddOrganization):
+            _check_admins(p.admins, allow_empty=True)
     elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")

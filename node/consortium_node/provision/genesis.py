@@ -47,6 +47,9 @@ class GenesisKeys:
     validators: Mapping[str, bytes]  # member name -> node public key; covers initial_members
     admin: bytes  # the executor's governance admin key
     ca_certs: Mapping[str, bytes] = field(default_factory=dict)  # organisation -> CA PEM
+    # organisation -> its admin keys: governance by organisations (ledger/governance.py);
+    # then `admin` and spec.genesis.admins are not genesis admins (the modes are exclusive)
+    org_admins: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: int) -> Genesis:
@@ -60,6 +63,8 @@ def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: in
             raise KeyError(f"no key for genesis validator {member}")
         validators.append(Validator(keys.validators[member], org))
     admins = (keys.admin, *(bytes.fromhex(a) for a in spec.genesis.admins))
+    if keys.org_admins:
+        admins = ()
     g = Genesis(
         chain_id=spec.chain_id,
         time_ms=time_ms,
@@ -81,6 +86,7 @@ def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: in
                 tuple(
                     bytes.fromhex(m.key) for m in spec.genesis.members if m.organization == o.name
                 ),
+                tuple(keys.org_admins.get(o.name, ())),
             )
             for o in spec.organizations
         ),

@@ -5,9 +5,13 @@ Used by the Ledger server, the runtime (decoding block txs) and peer transport."
 
 from __future__ import annotations
 
+from typing import Any
+
 from consortium_api.v1 import types_pb2
 from google.protobuf.message import DecodeError as PbDecodeError
 
+from .. import crypto
+from ..ledger import governance as gov
 from ..ledger.block import Block, BlockHeader, CommitCertificate
 from ..ledger.errors import Reject, TxRejected
 from ..ledger.hashing import sha256
@@ -18,14 +22,24 @@ from ..ledger.tx import (
     AddValidator,
     AssetIssue,
     AssetTransfer,
+    Endorsement,
+    GovAction,
     KvDelete,
     KvPut,
+    MigrateGovernance,
     Payload,
+    Propose,
     RemoveMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetAdmins,
     SetOrganizationCA,
     SetParam,
+    SetPolicy,
+    SubmitEndorsed,
     Tx,
+    Vote,
+    Withdraw,
 )
 
 
@@ -47,21 +61,22 @@ def decode_tx(raw: bytes) -> Tx:
     elif which == "asset_transfer":
         q = body.asset_transfer
         payload = AssetTransfer(q.asset, q.to, q.amount)
-    elif which == "add_validator":
-        payload = AddValidator(body.add_validator.node_id, body.add_validator.organization)
-    elif which == "remove_validator":
-        payload = RemoveValidator(body.remove_validator.node_id)
-    elif which == "set_param":
-        payload = SetParam(body.set_param.name, body.set_param.value)
-    elif which == "add_member":
-        payload = AddMember(body.add_member.key, body.add_member.organization)
-    elif which == "remove_member":
-        payload = RemoveMember(body.remove_member.key)
-    elif which == "add_organization":
-        payload = AddOrganization(body.add_organization.name, body.add_organization.ca_cert)
-    elif which == "set_organization_ca":
-        q2 = body.set_organization_ca
-        payload = SetOrganizationCA(q2.name, q2.ca_cert)
+    elif which == "propose":
+        payload = Propose(
+            decode_gov_action(body.propose.action), body.propose.action, body.propose.ttl
+        )
+    elif which == "vote":
+        payload = Vote(body.vote.proposal, body.vote.approve)
+    elif which == "withdraw":
+        payload = Withdraw(body.withdraw.proposal)
+    elif which == "submit_endorsed":
+        payload = _submit_endorsed(body.chain_id, body.submit_endorsed)
+    elif which == "migrate_governance":
+        payload = MigrateGovernance(
+            tuple((o.organization, tuple(o.admins)) for o in body.migrate_governance.organizations)
+        )
+    elif which is not None and which in _ACTION_FIELDS:
+        payload = _action(getattr(body, which))
     else:
         raise TxRejected(Reject.UNKNOWN_TYPE, "transaction has no known payload type")
     return Tx(
@@ -73,6 +88,136 @@ def decode_tx(raw: bytes) -> Tx:
         sender=body.sender,
         nonce=body.nonce,
         payload=payload,
+    )
+
+
+_ACTION_FIELDS = frozenset(types_pb2.GovAction.DESCRIPTOR.fields_by_name)
+
+
+def _action(m: Any) -> GovAction:
+    """A configuration change message (the same types in TxBody and GovAction)."""
+    if isinstance(m, types_pb2.AddValidator):
+        return AddValidator(m.node_id, m.organization)
+    if isinstance(m, types_pb2.RemoveValidator):
+        return RemoveValidator(m.node_id)
+    if isinstance(m, types_pb2.ReplaceValidator):
+        return ReplaceValidator(m.old, m.new)
+    if isinstance(m, types_pb2.SetParam):
+        return SetParam(m.name, m.value)
+    if isinstance(m, types_pb2.AddMember):
+        return AddMember(m.key, m.organization)
+    if isinstance(m, types_pb2.RemoveMember):
+        return RemoveMember(m.key)
+    if isinstance(m, types_pb2.AddOrganization):
+        return AddOrganization(m.name, m.ca_cert, tuple(m.admins))
+    if isinstance(m, types_pb2.SetOrganizationCA):
+        return SetOrganizationCA(m.name, m.ca_cert)
+    if isinstance(m, types_pb2.SetAdmins):
+        return SetAdmins(m.organization, tuple(m.admins))
+    if isinstance(m, types_pb2.SetPolicy):
+        return SetPolicy(m.action, m.rule)
+    raise TxRejected(Reject.UNKNOWN_TYPE, f"{type(m).__name__} is not a governance action")
+
+
+def gov_action_to_pb(a: GovAction) -> types_pb2.GovAction:
+    """Domain action -> `GovAction` (the CLI and tests serialise this once and sign it)."""
+    m = types_pb2.GovAction()
+    if isinstance(a, AddValidator):
+        m.add_validator.CopyFrom(
+            types_pb2.AddValidator(node_id=a.node_id, organization=a.organization)
+        )
+    elif isinstance(a, RemoveValidator):
+        m.remove_validator.CopyFrom(types_pb2.RemoveValidator(node_id=a.node_id))
+    elif isinstance(a, ReplaceValidator):
+        m.replace_validator.CopyFrom(types_pb2.ReplaceValidator(old=a.old, new=a.new))
+    elif isinstance(a, SetParam):
+        m.set_param.CopyFrom(types_pb2.SetParam(name=a.name, value=a.value))
+    elif isinstance(a, AddMember):
+        m.add_member.CopyFrom(types_pb2.AddMember(key=a.key, organization=a.organization))
+    elif isinstance(a, RemoveMember):
+        m.remove_member.CopyFrom(types_pb2.RemoveMember(key=a.key))
+    elif isinstance(a, AddOrganization):
+        m.add_organization.CopyFrom(
+            types_pb2.AddOrganization(name=a.name, ca_cert=a.ca_cert, admins=list(a.admins))
+        )
+    elif isinstance(a, SetOrganizationCA):
+        m.set_organization_ca.CopyFrom(types_pb2.SetOrganizationCA(name=a.name, ca_cert=a.ca_cert))
+    elif isinstance(a, SetAdmins):
+        m.set_admins.CopyFrom(
+            types_pb2.SetAdmins(organization=a.organization, admins=list(a.admins))
+        )
+    else:
+        m.set_policy.CopyFrom(types_pb2.SetPolicy(action=a.action, rule=a.rule))
+    return m
+
+
+def decode_gov_action(raw: bytes) -> GovAction:
+    """A serialised `GovAction` (Propose, SubmitEndorsed, endorsement files)."""
+    try:
+        m = types_pb2.GovAction.FromString(raw)
+    except (PbDecodeError, ValueError) as e:
+        raise TxRejected(Reject.MALFORMED, f"governance action does not decode: {e}") from e
+    which = m.WhichOneof("action")
+    if which is None:
+        raise TxRejected(Reject.MALFORMED, "governance action is empty")
+    return _action(getattr(m, which))
+
+
+def _submit_endorsed(chain_id: str, m: types_pb2.SubmitEndorsed) -> SubmitEndorsed:
+    """Each endorsement's signature is checked here, once, on every node alike (Ed25519
+    verification is deterministic), so the ledger stays free of cryptography."""
+    msg = gov.endorsement_message(chain_id, m.action, m.config_seq, m.expiry)
+    ends = tuple(
+        Endorsement(
+            e.signer,
+            e.signature,
+            len(e.signer) == 32
+            and len(e.signature) == 64
+            and crypto.verify(e.signer, msg, e.signature),
+        )
+        for e in m.endorsements
+    )
+    return SubmitEndorsed(decode_gov_action(m.action), m.action, m.config_seq, m.expiry, ends)
+
+
+_STATE_PB = {
+    gov.PENDING: types_pb2.PROPOSAL_STATE_PENDING,
+    gov.EXECUTED: types_pb2.PROPOSAL_STATE_EXECUTED,
+    gov.FAILED: types_pb2.PROPOSAL_STATE_FAILED,
+    gov.REJECTED: types_pb2.PROPOSAL_STATE_REJECTED,
+    gov.EXPIRED: types_pb2.PROPOSAL_STATE_EXPIRED,
+    gov.ABORTED: types_pb2.PROPOSAL_STATE_ABORTED,
+    gov.WITHDRAWN: types_pb2.PROPOSAL_STATE_WITHDRAWN,
+}
+
+
+def proposal_to_pb(p: gov.Proposal) -> types_pb2.Proposal:
+    t = p.tally()
+    return types_pb2.Proposal(
+        id=p.id,
+        state=_STATE_PB[p.state],
+        reason=p.reason,
+        proposer=p.proposer,
+        proposer_key=p.proposer_key,
+        action=p.action,
+        action_bytes=p.action_bytes,
+        summary=p.summary,
+        subject=p.subject or "",
+        created_height=p.created,
+        expiry_height=p.expiry,
+        closed_height=p.closed,
+        policy=p.rule,
+        members=list(p.members),
+        votes=[
+            types_pb2.ProposalVote(
+                organization=v.organization, approve=v.approve, signer=v.signer, height=v.height
+            )
+            for v in p.votes
+        ],
+        yes=t.yes,
+        no=t.no,
+        needed=t.needed,
+        offline=p.offline,
     )
 
 

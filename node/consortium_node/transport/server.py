@@ -33,6 +33,7 @@ from ..ledger.hashing import merkle_proof
 from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
 from ..ledger.tx import MAX_KEY_BYTES
 from . import codec
+from . import governance as gov_queries
 from .guard import MalformedGuard, server_options
 from .tls import CertStore, has_client_cert
 
@@ -226,9 +227,17 @@ class LedgerServicer:
             path=merkle_proof(ids, receipt.index),
             tx_root=block.header.tx_root,
         )
+        receipt_pb = codec.receipt_to_pb(receipt)
+        snap = self.node.snapshot()
+        try:  # a governance tx's receipt carries its proposal's current status
+            prop = gov_queries.receipt_proposal(snap, codec.decode_tx(block.txs[receipt.index]))
+        finally:
+            snap.close()
+        if prop is not None:
+            receipt_pb.proposal.CopyFrom(prop)
         return ledger_pb2.GetTxResponse(
             tx=types_pb2.SignedTx.FromString(block.txs[receipt.index]),
-            receipt=codec.receipt_to_pb(receipt),
+            receipt=receipt_pb,
             proof=proof,
             header=codec.header_view(block.header),
         )
@@ -318,6 +327,36 @@ class LedgerServicer:
             organization=s.organization,
             organizations=list(s.organizations),
         )
+
+    async def ListProposals(
+        self, request: ledger_pb2.ListProposalsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.ListProposalsResponse:
+        snap = self.node.snapshot()
+        try:
+            return gov_queries.list_proposals(snap, self.node.height, request)
+        finally:
+            snap.close()
+
+    async def GetProposal(
+        self, request: ledger_pb2.GetProposalRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> types_pb2.Proposal:
+        snap = self.node.snapshot()
+        try:
+            found = gov_queries.proposal(snap, request.id)
+        finally:
+            snap.close()
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown proposal {request.id}")
+        return found
+
+    async def GetGovernance(
+        self, request: ledger_pb2.GetGovernanceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.GetGovernanceResponse:
+        snap = self.node.snapshot()
+        try:
+            return gov_queries.governance(snap, self.node.height)
+        finally:
+            snap.close()
 
 
 async def _check_tx_id(tx_id: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -413,6 +452,9 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
         "WaitTx": unary(svc.WaitTx, L.GetTxRequest, L.GetTxResponse),
         "QueryState": unary(svc.QueryState, L.QueryStateRequest, L.QueryStateResponse),
         "GetStatus": unary(svc.GetStatus, L.GetStatusRequest, L.GetStatusResponse),
+        "ListProposals": unary(svc.ListProposals, L.ListProposalsRequest, L.ListProposalsResponse),
+        "GetProposal": unary(svc.GetProposal, L.GetProposalRequest, T.Proposal),
+        "GetGovernance": unary(svc.GetGovernance, L.GetGovernanceRequest, L.GetGovernanceResponse),
     }
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 

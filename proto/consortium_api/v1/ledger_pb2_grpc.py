@@ -75,6 +75,21 @@ class LedgerStub:
                 request_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.ListProposals = channel.unary_unary(
+                '/consortium.v1.Ledger/ListProposals',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ListProposalsResponse.FromString,
+                _registered_method=True)
+        self.GetProposal = channel.unary_unary(
+                '/consortium.v1.Ledger/GetProposal',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetProposalRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_types__pb2.Proposal.FromString,
+                _registered_method=True)
+        self.GetGovernance = channel.unary_unary(
+                '/consortium.v1.Ledger/GetGovernance',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -130,6 +145,25 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProposals(self, request, context):
+        """Governance by organisations: proposals with their votes and state; policies and admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGovernance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +206,21 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetStatusRequest.FromString,
                     response_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ListProposalsRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.ListProposalsResponse.SerializeToString,
+            ),
+            'GetProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProposal,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetProposalRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_types__pb2.Proposal.SerializeToString,
+            ),
+            'GetGovernance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGovernance,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +439,87 @@ class Ledger:
             '/consortium.v1.Ledger/GetStatus',
             consortium__api_dot_v1_dot_ledger__pb2.GetStatusRequest.SerializeToString,
             consortium__api_dot_v1_dot_ledger__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/ListProposals',
+            consortium__api_dot_v1_dot_ledger__pb2.ListProposalsRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.ListProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/GetProposal',
+            consortium__api_dot_v1_dot_ledger__pb2.GetProposalRequest.SerializeToString,
+            consortium__api_dot_v1_dot_types__pb2.Proposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGovernance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/GetGovernance',
+            consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class LedgerStub:
     """Like GetTx but waits (up to the call deadline) until the tx is committed."""
     QueryState: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.QueryStateRequest, _ledger_pb2.QueryStateResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetStatusRequest, _ledger_pb2.GetStatusResponse]
+    ListProposals: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListProposalsRequest, _ledger_pb2.ListProposalsResponse]
+    """Governance by organisations: proposals with their votes and state; policies and admins."""
+    GetProposal: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]
+    GetGovernance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]
 
 @_typing.type_check_only
 class LedgerAsyncStub(LedgerStub):
@@ -56,6 +60,10 @@ class LedgerAsyncStub(LedgerStub):
     """Like GetTx but waits (up to the call deadline) until the tx is committed."""
     QueryState: _aio.UnaryUnaryMultiCallable[_ledger_pb2.QueryStateRequest, _ledger_pb2.QueryStateResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetStatusRequest, _ledger_pb2.GetStatusResponse]  # type: ignore[assignment]
+    ListProposals: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListProposalsRequest, _ledger_pb2.ListProposalsResponse]  # type: ignore[assignment]
+    """Governance by organisations: proposals with their votes and state; policies and admins."""
+    GetProposal: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]  # type: ignore[assignment]
+    GetGovernance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]  # type: ignore[assignment]
 
 class LedgerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -115,5 +123,27 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetStatusResponse, _abc.Awaitable[_ledger_pb2.GetStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListProposals(
+        self,
+        request: _ledger_pb2.ListProposalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListProposalsResponse, _abc.Awaitable[_ledger_pb2.ListProposalsResponse]]:
+        """Governance by organisations: proposals with their votes and state; policies and admins."""
+
+    @_abc_1.abstractmethod
+    def GetProposal(
+        self,
+        request: _ledger_pb2.GetProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.Proposal, _abc.Awaitable[_types_pb2.Proposal]]: ...
+
+    @_abc_1.abstractmethod
+    def GetGovernance(
+        self,
+        request: _ledger_pb2.GetGovernanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetGovernanceResponse, _abc.Awaitable[_ledger_pb2.GetGovernanceResponse]]: ...
 
 def add_LedgerServicer_to_server(servicer: LedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

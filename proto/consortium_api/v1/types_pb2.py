@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsortium_api/v1/types.proto\x12\rconsortium.v1\"#\n\x05KvPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08KvDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"7\n\nAssetIssue\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\":\n\rAssetTransfer\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"5\n\x0c\x41\x64\x64Validator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\"\n\x0fRemoveValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\"\'\n\x08SetParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\".\n\tAddMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\x1b\n\x0cRemoveMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"0\n\x0f\x41\x64\x64Organization\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61_cert\x18\x02 \x01(\x0c\"2\n\x11SetOrganizationCA\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61_cert\x18\x02 \x01(\x0c\"\x87\x05\n\x06TxBody\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12&\n\x06kv_put\x18\n \x01(\x0b\x32\x14.consortium.v1.KvPutH\x00\x12,\n\tkv_delete\x18\x0b \x01(\x0b\x32\x17.consortium.v1.KvDeleteH\x00\x12\x30\n\x0b\x61sset_issue\x18\x0c \x01(\x0b\x32\x19.consortium.v1.AssetIssueH\x00\x12\x36\n\x0e\x61sset_transfer\x18\r \x01(\x0b\x32\x1c.consortium.v1.AssetTransferH\x00\x12\x34\n\radd_validator\x18\x0e \x01(\x0b\x32\x1b.consortium.v1.AddValidatorH\x00\x12:\n\x10remove_validator\x18\x0f \x01(\x0b\x32\x1e.consortium.v1.RemoveValidatorH\x00\x12,\n\tset_param\x18\x10 \x01(\x0b\x32\x17.consortium.v1.SetParamH\x00\x12.\n\nadd_member\x18\x11 \x01(\x0b\x32\x18.consortium.v1.AddMemberH\x00\x12\x34\n\rremove_member\x18\x12 \x01(\x0b\x32\x1b.consortium.v1.RemoveMemberH\x00\x12:\n\x10\x61\x64\x64_organization\x18\x13 \x01(\x0b\x32\x1e.consortium.v1.AddOrganizationH\x00\x12?\n\x13set_organization_ca\x18\x14 \x01(\x0b\x32 .consortium.v1.SetOrganizationCAH\x00\x42\t\n\x07payload\"+\n\x08SignedTx\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xb4\x01\n\x0f\x42lockHeaderView\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07tx_root\x18\x05 \x01(\x0c\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x17\n\x0fvalidators_hash\x18\x07 \x01(\x0c\x12\x10\n\x08proposer\x18\x08 \x01(\x0c\x12\x0c\n\x04hash\x18\t \x01(\x0c\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"t\n\x11\x43ommitCertificate\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x12\n\nblock_hash\x18\x03 \x01(\x0c\x12,\n\nsignatures\x18\x04 \x03(\x0b\x32\x18.consortium.v1.Signature\"\xa0\x01\n\x05\x42lock\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0b\n\x03txs\x18\x02 \x03(\x0c\x12\x35\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0b\x32 .consortium.v1.CommitCertificate\x12\x33\n\x0bheader_view\x18\x04 \x01(\x0b\x32\x1e.consortium.v1.BlockHeaderView\x12\x0e\n\x06tx_ids\x18\x05 \x03(\x0c\"m\n\x07Receipt\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12#\n\x04\x63ode\x18\x04 \x01(\x0e\x32\x15.consortium.v1.TxCode\x12\x0f\n\x07message\x18\x05 \x01(\t\"L\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0c\n\x04path\x18\x03 \x03(\x0c\x12\x0f\n\x07tx_root\x18\x04 \x01(\x0c\"2\n\tValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t*\x80\x01\n\x06TxCode\x12\x0e\n\nTX_CODE_OK\x10\x00\x12 \n\x1cTX_CODE_INSUFFICIENT_BALANCE\x10\x01\x12\x18\n\x14TX_CODE_UNAUTHORIZED\x10\x02\x12\x13\n\x0fTX_CODE_INVALID\x10\x03\x12\x15\n\x11TX_CODE_NOT_FOUND\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsortium_api/v1/types.proto\x12\rconsortium.v1\"#\n\x05KvPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08KvDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"7\n\nAssetIssue\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\":\n\rAssetTransfer\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x04\"5\n\x0c\x41\x64\x64Validator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\"\n\x0fRemoveValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\"\'\n\x08SetParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\".\n\tAddMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t\"\x1b\n\x0cRemoveMember\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"@\n\x0f\x41\x64\x64Organization\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61_cert\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61\x64mins\x18\x03 \x03(\x0c\"2\n\x11SetOrganizationCA\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61_cert\x18\x02 \x01(\x0c\"1\n\tSetAdmins\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x64mins\x18\x02 \x03(\x0c\")\n\tSetPolicy\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\",\n\x10ReplaceValidator\x12\x0b\n\x03old\x18\x01 \x01(\x0c\x12\x0b\n\x03new\x18\x02 \x01(\x0c\"\xb6\x04\n\tGovAction\x12\x34\n\radd_validator\x18\x01 \x01(\x0b\x32\x1b.consortium.v1.AddValidatorH\x00\x12:\n\x10remove_validator\x18\x02 \x01(\x0b\x32\x1e.consortium.v1.RemoveValidatorH\x00\x12<\n\x11replace_validator\x18\x03 \x01(\x0b\x32\x1f.consortium.v1.ReplaceValidatorH\x00\x12,\n\tset_param\x18\x04 \x01(\x0b\x32\x17.consortium.v1.SetParamH\x00\x12.\n\nadd_member\x18\x05 \x01(\x0b\x32\x18.consortium.v1.AddMemberH\x00\x12\x34\n\rremove_member\x18\x06 \x01(\x0b\x32\x1b.consortium.v1.RemoveMemberH\x00\x12:\n\x10\x61\x64\x64_organization\x18\x07 \x01(\x0b\x32\x1e.consortium.v1.AddOrganizationH\x00\x12?\n\x13set_organization_ca\x18\x08 \x01(\x0b\x32 .consortium.v1.SetOrganizationCAH\x00\x12.\n\nset_admins\x18\t \x01(\x0b\x32\x18.consortium.v1.SetAdminsH\x00\x12.\n\nset_policy\x18\n \x01(\x0b\x32\x18.consortium.v1.SetPolicyH\x00\x42\x08\n\x06\x61\x63tion\"&\n\x07Propose\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\x0c\x12\x0b\n\x03ttl\x18\x02 \x01(\x04\")\n\x04Vote\x12\x10\n\x08proposal\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\"\x1c\n\x08Withdraw\x12\x10\n\x08proposal\x18\x01 \x01(\x04\"0\n\x0b\x45ndorsement\x12\x0e\n\x06signer\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"v\n\x0eSubmitEndorsed\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\x0c\x12\x12\n\nconfig_seq\x18\x02 \x01(\x04\x12\x0e\n\x06\x65xpiry\x18\x03 \x01(\x04\x12\x30\n\x0c\x65ndorsements\x18\x04 \x03(\x0b\x32\x1a.consortium.v1.Endorsement\":\n\x12OrganizationAdmins\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x64mins\x18\x02 \x03(\x0c\"M\n\x11MigrateGovernance\x12\x38\n\rorganizations\x18\x01 \x03(\x0b\x32!.consortium.v1.OrganizationAdmins\"\x9c\x08\n\x06TxBody\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\r\n\x05nonce\x18\x03 \x01(\x04\x12&\n\x06kv_put\x18\n \x01(\x0b\x32\x14.consortium.v1.KvPutH\x00\x12,\n\tkv_delete\x18\x0b \x01(\x0b\x32\x17.consortium.v1.KvDeleteH\x00\x12\x30\n\x0b\x61sset_issue\x18\x0c \x01(\x0b\x32\x19.consortium.v1.AssetIssueH\x00\x12\x36\n\x0e\x61sset_transfer\x18\r \x01(\x0b\x32\x1c.consortium.v1.AssetTransferH\x00\x12\x34\n\radd_validator\x18\x0e \x01(\x0b\x32\x1b.consortium.v1.AddValidatorH\x00\x12:\n\x10remove_validator\x18\x0f \x01(\x0b\x32\x1e.consortium.v1.RemoveValidatorH\x00\x12,\n\tset_param\x18\x10 \x01(\x0b\x32\x17.consortium.v1.SetParamH\x00\x12.\n\nadd_member\x18\x11 \x01(\x0b\x32\x18.consortium.v1.AddMemberH\x00\x12\x34\n\rremove_member\x18\x12 \x01(\x0b\x32\x1b.consortium.v1.RemoveMemberH\x00\x12:\n\x10\x61\x64\x64_organization\x18\x13 \x01(\x0b\x32\x1e.consortium.v1.AddOrganizationH\x00\x12?\n\x13set_organization_ca\x18\x14 \x01(\x0b\x32 .consortium.v1.SetOrganizationCAH\x00\x12.\n\nset_admins\x18\x15 \x01(\x0b\x32\x18.consortium.v1.SetAdminsH\x00\x12.\n\nset_policy\x18\x16 \x01(\x0b\x32\x18.consortium.v1.SetPolicyH\x00\x12<\n\x11replace_validator\x18\x17 \x01(\x0b\x32\x1f.consortium.v1.ReplaceValidatorH\x00\x12)\n\x07propose\x18\x18 \x01(\x0b\x32\x16.consortium.v1.ProposeH\x00\x12#\n\x04vote\x18\x19 \x01(\x0b\x32\x13.consortium.v1.VoteH\x00\x12+\n\x08withdraw\x18\x1a \x01(\x0b\x32\x17.consortium.v1.WithdrawH\x00\x12\x38\n\x0fsubmit_endorsed\x18\x1b \x01(\x0b\x32\x1d.consortium.v1.SubmitEndorsedH\x00\x12>\n\x12migrate_governance\x18\x1c \x01(\x0b\x32 .consortium.v1.MigrateGovernanceH\x00\x42\t\n\x07payload\"+\n\x08SignedTx\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xb4\x01\n\x0f\x42lockHeaderView\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\x0f\n\x07time_ms\x18\x03 \x01(\x04\x12\x11\n\tprev_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07tx_root\x18\x05 \x01(\x0c\x12\x12\n\nstate_root\x18\x06 \x01(\x0c\x12\x17\n\x0fvalidators_hash\x18\x07 \x01(\x0c\x12\x10\n\x08proposer\x18\x08 \x01(\x0c\x12\x0c\n\x04hash\x18\t \x01(\x0c\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"t\n\x11\x43ommitCertificate\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x12\n\nblock_hash\x18\x03 \x01(\x0c\x12,\n\nsignatures\x18\x04 \x03(\x0b\x32\x18.consortium.v1.Signature\"\xa0\x01\n\x05\x42lock\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0b\n\x03txs\x18\x02 \x03(\x0c\x12\x35\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0b\x32 .consortium.v1.CommitCertificate\x12\x33\n\x0bheader_view\x18\x04 \x01(\x0b\x32\x1e.consortium.v1.BlockHeaderView\x12\x0e\n\x06tx_ids\x18\x05 \x03(\x0c\"\x98\x01\n\x07Receipt\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0e\n\x06height\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12#\n\x04\x63ode\x18\x04 \x01(\x0e\x32\x15.consortium.v1.TxCode\x12\x0f\n\x07message\x18\x05 \x01(\t\x12)\n\x08proposal\x18\x06 \x01(\x0b\x32\x17.consortium.v1.Proposal\"U\n\x0cProposalVote\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06signer\x18\x03 \x01(\x0c\x12\x0e\n\x06height\x18\x04 \x01(\x04\"\x90\x03\n\x08Proposal\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.consortium.v1.ProposalState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08proposer\x18\x04 \x01(\t\x12\x14\n\x0cproposer_key\x18\x05 \x01(\x0c\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x14\n\x0c\x61\x63tion_bytes\x18\x07 \x01(\x0c\x12\x0f\n\x07summary\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x16\n\x0e\x63reated_height\x18\n \x01(\x04\x12\x15\n\rexpiry_height\x18\x0b \x01(\x04\x12\x15\n\rclosed_height\x18\x0c \x01(\x04\x12\x0e\n\x06policy\x18\r \x01(\t\x12\x0f\n\x07members\x18\x0e \x03(\t\x12*\n\x05votes\x18\x0f \x03(\x0b\x32\x1b.consortium.v1.ProposalVote\x12\x0b\n\x03yes\x18\x10 \x01(\r\x12\n\n\x02no\x18\x11 \x01(\r\x12\x0e\n\x06needed\x18\x12 \x01(\r\x12\x0f\n\x07offline\x18\x13 \x01(\x08\"L\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0c\n\x04path\x18\x03 \x03(\x0c\x12\x0f\n\x07tx_root\x18\x04 \x01(\x0c\"2\n\tValidator\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x14\n\x0corganization\x18\x02 \x01(\t*\x80\x01\n\x06TxCode\x12\x0e\n\nTX_CODE_OK\x10\x00\x12 \n\x1cTX_CODE_INSUFFICIENT_BALANCE\x10\x01\x12\x18\n\x14TX_CODE_UNAUTHORIZED\x10\x02\x12\x13\n\x0fTX_CODE_INVALID\x10\x03\x12\x15\n\x11TX_CODE_NOT_FOUND\x10\x04*\xf6\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1b\n\x17PROPOSAL_STATE_EXECUTED\x10\x02\x12\x19\n\x15PROPOSAL_STATE_FAILED\x10\x03\x12\x1b\n\x17PROPOSAL_STATE_REJECTED\x10\x04\x12\x1a\n\x16PROPOSAL_STATE_EXPIRED\x10\x05\x12\x1a\n\x16PROPOSAL_STATE_ABORTED\x10\x06\x12\x1c\n\x18PROPOSAL_STATE_WITHDRAWN\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'consortium_api.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TXCODE']._serialized_start=1987
-  _globals['_TXCODE']._serialized_end=2115
+  _globals['_TXCODE']._serialized_start=4073
+  _globals['_TXCODE']._serialized_end=4201
+  _globals['_PROPOSALSTATE']._serialized_start=4204
+  _globals['_PROPOSALSTATE']._serialized_end=4450
   _globals['_KVPUT']._serialized_start=48
   _globals['_KVPUT']._serialized_end=83
   _globals['_KVDELETE']._serialized_start=85
@@ -52,25 +54,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEMEMBER']._serialized_start=407
   _globals['_REMOVEMEMBER']._serialized_end=434
   _globals['_ADDORGANIZATION']._serialized_start=436
-  _globals['_ADDORGANIZATION']._serialized_end=484
-  _globals['_SETORGANIZATIONCA']._serialized_start=486
-  _globals['_SETORGANIZATIONCA']._serialized_end=536
-  _globals['_TXBODY']._serialized_start=539
-  _globals['_TXBODY']._serialized_end=1186
-  _globals['_SIGNEDTX']._serialized_start=1188
-  _globals['_SIGNEDTX']._serialized_end=1231
-  _globals['_BLOCKHEADERVIEW']._serialized_start=1234
-  _globals['_BLOCKHEADERVIEW']._serialized_end=1414
-  _globals['_SIGNATURE']._serialized_start=1416
-  _globals['_SIGNATURE']._serialized_end=1462
-  _globals['_COMMITCERTIFICATE']._serialized_start=1464
-  _globals['_COMMITCERTIFICATE']._serialized_end=1580
-  _globals['_BLOCK']._serialized_start=1583
-  _globals['_BLOCK']._serialized_end=1743
-  _globals['_RECEIPT']._serialized_start=1745
-  _globals['_RECEIPT']._serialized_end=1854
-  _globals['_INCLUSIONPROOF']._serialized_start=1856
-  _globals['_INCLUSIONPROOF']._serialized_end=1932
-  _globals['_VALIDATOR']._serialized_start=1934
-  _globals['_VALIDATOR']._serialized_end=1984
+  _globals['_ADDORGANIZATION']._serialized_end=500
+  _globals['_SETORGANIZATIONCA']._serialized_start=502
+  _globals['_SETORGANIZATIONCA']._serialized_end=552
+  _globals['_SETADMINS']._serialized_start=554
+  _globals['_SETADMINS']._serialized_end=603
+  _globals['_SETPOLICY']._serialized_start=605
+  _globals['_SETPOLICY']._serialized_end=646
+  _globals['_REPLACEVALIDATOR']._serialized_start=648
+  _globals['_REPLACEVALIDATOR']._serialized_end=692
+  _globals['_GOVACTION']._serialized_start=695
+  _globals['_GOVACTION']._serialized_end=1261
+  _globals['_PROPOSE']._serialized_start=1263
+  _globals['_PROPOSE']._serialized_end=1301
+  _globals['_VOTE']._serialized_start=1303
+  _globals['_VOTE']._serialized_end=1344
+  _globals['_WITHDRAW']._serialized_start=1346
+  _globals['_WITHDRAW']._serialized_end=1374
+  _globals['_ENDORSEMENT']._serialized_start=1376
+  _globals['_ENDORSEMENT']._serialized_end=1424
+  _globals['_SUBMITENDORSED']._serialized_start=1426
+  _globals['_SUBMITENDORSED']._serialized_end=1544
+  _globals['_ORGANIZATIONADMINS']._serialized_start=1546
+  _globals['_ORGANIZATIONADMINS']._serialized_end=1604
+  _globals['_MIGRATEGOVERNANCE']._serialized_start=1606
+  _globals['_MIGRATEGOVERNANCE']._serialized_end=1683
+  _globals['_TXBODY']._serialized_start=1686
+  _globals['_TXBODY']._serialized_end=2738
+  _globals['_SIGNEDTX']._serialized_start=2740
+  _globals['_SIGNEDTX']._serialized_end=2783
+  _globals['_BLOCKHEADERVIEW']._serialized_start=2786
+  _globals['_BLOCKHEADERVIEW']._serialized_end=2966
+  _globals['_SIGNATURE']._serialized_start=2968
+  _globals['_SIGNATURE']._serialized_end=3014
+  _globals['_COMMITCERTIFICATE']._serialized_start=3016
+  _globals['_COMMITCERTIFICATE']._serialized_end=3132
+  _globals['_BLOCK']._serialized_start=3135
+  _globals['_BLOCK']._serialized_end=3295
+  _globals['_RECEIPT']._serialized_start=3298
+  _globals['_RECEIPT']._serialized_end=3450
+  _globals['_PROPOSALVOTE']._serialized_start=3452
+  _globals['_PROPOSALVOTE']._serialized_end=3537
+  _globals['_PROPOSAL']._serialized_start=3540
+  _globals['_PROPOSAL']._serialized_end=3940
+  _globals['_INCLUSIONPROOF']._serialized_start=3942
+  _globals['_INCLUSIONPROOF']._serialized_end=4018
+  _globals['_VALIDATOR']._serialized_start=4020
+  _globals['_VALIDATOR']._serialized_end=4070
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,43 @@ TX_CODE_INVALID: TxCode.ValueType  # 3
 TX_CODE_NOT_FOUND: TxCode.ValueType  # 4
 Global___TxCode: _TypeAlias = TxCode  # noqa: Y015
 
+class _ProposalState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProposalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProposalState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROPOSAL_STATE_UNSPECIFIED: _ProposalState.ValueType  # 0
+    PROPOSAL_STATE_PENDING: _ProposalState.ValueType  # 1
+    PROPOSAL_STATE_EXECUTED: _ProposalState.ValueType  # 2
+    PROPOSAL_STATE_FAILED: _ProposalState.ValueType  # 3
+    """the policy was met but the action was invalid then"""
+    PROPOSAL_STATE_REJECTED: _ProposalState.ValueType  # 4
+    """the policy can no longer be met"""
+    PROPOSAL_STATE_EXPIRED: _ProposalState.ValueType  # 5
+    """reached its expiry height"""
+    PROPOSAL_STATE_ABORTED: _ProposalState.ValueType  # 6
+    """member organisations or the action's policy changed"""
+    PROPOSAL_STATE_WITHDRAWN: _ProposalState.ValueType  # 7
+    """by the proposer's organisation"""
+
+class ProposalState(_ProposalState, metaclass=_ProposalStateEnumTypeWrapper): ...
+
+PROPOSAL_STATE_UNSPECIFIED: ProposalState.ValueType  # 0
+PROPOSAL_STATE_PENDING: ProposalState.ValueType  # 1
+PROPOSAL_STATE_EXECUTED: ProposalState.ValueType  # 2
+PROPOSAL_STATE_FAILED: ProposalState.ValueType  # 3
+"""the policy was met but the action was invalid then"""
+PROPOSAL_STATE_REJECTED: ProposalState.ValueType  # 4
+"""the policy can no longer be met"""
+PROPOSAL_STATE_EXPIRED: ProposalState.ValueType  # 5
+"""reached its expiry height"""
+PROPOSAL_STATE_ABORTED: ProposalState.ValueType  # 6
+"""member organisations or the action's policy changed"""
+PROPOSAL_STATE_WITHDRAWN: ProposalState.ValueType  # 7
+"""by the proposer's organisation"""
+Global___ProposalState: _TypeAlias = ProposalState  # noqa: Y015
+
 @_typing.final
 class KvPut(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -266,18 +303,24 @@ class AddOrganization(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     CA_CERT_FIELD_NUMBER: _builtins.int
+    ADMINS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     ca_cert: _builtins.bytes
     """PEM; empty on a chain without TLS"""
+    @_builtins.property
+    def admins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """its governance admin keys (required under governance by orgs)"""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         ca_cert: _builtins.bytes = ...,
+        admins: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_cert", b"ca_cert", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admins", b"admins", "ca_cert", b"ca_cert", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,6 +355,325 @@ class SetOrganizationCA(_message.Message):
 Global___SetOrganizationCA: _TypeAlias = SetOrganizationCA  # noqa: Y015
 
 @_typing.final
+class SetAdmins(_message.Message):
+    """Governance by organisations (see node/consortium_node/ledger/governance.py). An
+    organisation replaces its own admin keys (policy SELF by default).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    ADMINS_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    @_builtins.property
+    def admins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """32-byte Ed25519 keys, 1..16"""
+
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        admins: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admins", b"admins", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAdmins: _TypeAlias = SetAdmins  # noqa: Y015
+
+@_typing.final
+class SetPolicy(_message.Message):
+    """Set the rule of one action: ANY, MAJORITY, ALL, <k>, <n>/<d>, SELF, FORBIDDEN."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """add_organization, add_validator, set_param, set_policy, ..."""
+    rule: _builtins.str
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        rule: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPolicy: _TypeAlias = SetPolicy  # noqa: Y015
+
+@_typing.final
+class ReplaceValidator(_message.Message):
+    """An organisation swaps its own validator `old` for the new key `new` (SELF by default)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLD_FIELD_NUMBER: _builtins.int
+    NEW_FIELD_NUMBER: _builtins.int
+    old: _builtins.bytes
+    new: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        old: _builtins.bytes = ...,
+        new: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new", b"new", "old", b"old"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplaceValidator: _TypeAlias = ReplaceValidator  # noqa: Y015
+
+@_typing.final
+class GovAction(_message.Message):
+    """One configuration change, as proposed, voted and endorsed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_VALIDATOR_FIELD_NUMBER: _builtins.int
+    REMOVE_VALIDATOR_FIELD_NUMBER: _builtins.int
+    REPLACE_VALIDATOR_FIELD_NUMBER: _builtins.int
+    SET_PARAM_FIELD_NUMBER: _builtins.int
+    ADD_MEMBER_FIELD_NUMBER: _builtins.int
+    REMOVE_MEMBER_FIELD_NUMBER: _builtins.int
+    ADD_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    SET_ORGANIZATION_CA_FIELD_NUMBER: _builtins.int
+    SET_ADMINS_FIELD_NUMBER: _builtins.int
+    SET_POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add_validator(self) -> Global___AddValidator: ...
+    @_builtins.property
+    def remove_validator(self) -> Global___RemoveValidator: ...
+    @_builtins.property
+    def replace_validator(self) -> Global___ReplaceValidator: ...
+    @_builtins.property
+    def set_param(self) -> Global___SetParam: ...
+    @_builtins.property
+    def add_member(self) -> Global___AddMember: ...
+    @_builtins.property
+    def remove_member(self) -> Global___RemoveMember: ...
+    @_builtins.property
+    def add_organization(self) -> Global___AddOrganization: ...
+    @_builtins.property
+    def set_organization_ca(self) -> Global___SetOrganizationCA: ...
+    @_builtins.property
+    def set_admins(self) -> Global___SetAdmins: ...
+    @_builtins.property
+    def set_policy(self) -> Global___SetPolicy: ...
+    def __init__(
+        self,
+        *,
+        add_validator: Global___AddValidator | None = ...,
+        remove_validator: Global___RemoveValidator | None = ...,
+        replace_validator: Global___ReplaceValidator | None = ...,
+        set_param: Global___SetParam | None = ...,
+        add_member: Global___AddMember | None = ...,
+        remove_member: Global___RemoveMember | None = ...,
+        add_organization: Global___AddOrganization | None = ...,
+        set_organization_ca: Global___SetOrganizationCA | None = ...,
+        set_admins: Global___SetAdmins | None = ...,
+        set_policy: Global___SetPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["add_validator", "remove_validator", "replace_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy"]  # noqa: Y015
+    _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
+
+Global___GovAction: _TypeAlias = GovAction  # noqa: Y015
+
+@_typing.final
+class Propose(_message.Message):
+    """Open a proposal; the proposer's organisation votes yes. It is EXPIRED at height
+    (inclusion height + ttl).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    action: _builtins.bytes
+    """serialised GovAction, the exact bytes (kept in the proposal)"""
+    ttl: _builtins.int
+    """blocks, 1..1000000"""
+    def __init__(
+        self,
+        *,
+        action: _builtins.bytes = ...,
+        ttl: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Propose: _TypeAlias = Propose  # noqa: Y015
+
+@_typing.final
+class Vote(_message.Message):
+    """One vote per organisation, by any of its admin keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    proposal: _builtins.int
+    approve: _builtins.bool
+    def __init__(
+        self,
+        *,
+        proposal: _builtins.int = ...,
+        approve: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Vote: _TypeAlias = Vote  # noqa: Y015
+
+@_typing.final
+class Withdraw(_message.Message):
+    """The proposer's organisation withdraws its open proposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    proposal: _builtins.int
+    def __init__(
+        self,
+        *,
+        proposal: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdraw: _TypeAlias = Withdraw  # noqa: Y015
+
+@_typing.final
+class Endorsement(_message.Message):
+    """An admin's detached Ed25519 signature over the endorsement bytes:
+    "consortium/gov-endorsement/v1\\0" | u16 len(chain_id) | chain_id | SHA-256(action)
+    | u64 config_seq | u64 expiry   (big-endian).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNER_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    signer: _builtins.bytes
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        signer: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature", "signer", b"signer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Endorsement: _TypeAlias = Endorsement  # noqa: Y015
+
+@_typing.final
+class SubmitEndorsed(_message.Message):
+    """The offline path: an action with several organisations' endorsements, counted by the
+    same policy as votes; valid while config_seq is the chain's and below height `expiry`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    CONFIG_SEQ_FIELD_NUMBER: _builtins.int
+    EXPIRY_FIELD_NUMBER: _builtins.int
+    ENDORSEMENTS_FIELD_NUMBER: _builtins.int
+    action: _builtins.bytes
+    """serialised GovAction, the bytes the endorsements cover"""
+    config_seq: _builtins.int
+    expiry: _builtins.int
+    @_builtins.property
+    def endorsements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endorsement]: ...
+    def __init__(
+        self,
+        *,
+        action: _builtins.bytes = ...,
+        config_seq: _builtins.int = ...,
+        expiry: _builtins.int = ...,
+        endorsements: _abc.Iterable[Global___Endorsement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "config_seq", b"config_seq", "endorsements", b"endorsements", "expiry", b"expiry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitEndorsed: _TypeAlias = SubmitEndorsed  # noqa: Y015
+
+@_typing.final
+class OrganizationAdmins(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    ADMINS_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    @_builtins.property
+    def admins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        admins: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admins", b"admins", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrganizationAdmins: _TypeAlias = OrganizationAdmins  # noqa: Y015
+
+@_typing.final
+class MigrateGovernance(_message.Message):
+    """Legacy single-admin chains only: a genesis admin gives every organisation its admins and
+    the chain moves to governance by organisations, irreversibly.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organizations(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganizationAdmins]: ...
+    def __init__(
+        self,
+        *,
+        organizations: _abc.Iterable[Global___OrganizationAdmins] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organizations", b"organizations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigrateGovernance: _TypeAlias = MigrateGovernance  # noqa: Y015
+
+@_typing.final
 class TxBody(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -329,6 +691,14 @@ class TxBody(_message.Message):
     REMOVE_MEMBER_FIELD_NUMBER: _builtins.int
     ADD_ORGANIZATION_FIELD_NUMBER: _builtins.int
     SET_ORGANIZATION_CA_FIELD_NUMBER: _builtins.int
+    SET_ADMINS_FIELD_NUMBER: _builtins.int
+    SET_POLICY_FIELD_NUMBER: _builtins.int
+    REPLACE_VALIDATOR_FIELD_NUMBER: _builtins.int
+    PROPOSE_FIELD_NUMBER: _builtins.int
+    VOTE_FIELD_NUMBER: _builtins.int
+    WITHDRAW_FIELD_NUMBER: _builtins.int
+    SUBMIT_ENDORSED_FIELD_NUMBER: _builtins.int
+    MIGRATE_GOVERNANCE_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     sender: _builtins.bytes
     """32-byte Ed25519 public key"""
@@ -356,6 +726,22 @@ class TxBody(_message.Message):
     def add_organization(self) -> Global___AddOrganization: ...
     @_builtins.property
     def set_organization_ca(self) -> Global___SetOrganizationCA: ...
+    @_builtins.property
+    def set_admins(self) -> Global___SetAdmins: ...
+    @_builtins.property
+    def set_policy(self) -> Global___SetPolicy: ...
+    @_builtins.property
+    def replace_validator(self) -> Global___ReplaceValidator: ...
+    @_builtins.property
+    def propose(self) -> Global___Propose: ...
+    @_builtins.property
+    def vote(self) -> Global___Vote: ...
+    @_builtins.property
+    def withdraw(self) -> Global___Withdraw: ...
+    @_builtins.property
+    def submit_endorsed(self) -> Global___SubmitEndorsed: ...
+    @_builtins.property
+    def migrate_governance(self) -> Global___MigrateGovernance: ...
     def __init__(
         self,
         *,
@@ -373,12 +759,20 @@ class TxBody(_message.Message):
         remove_member: Global___RemoveMember | None = ...,
         add_organization: Global___AddOrganization | None = ...,
         set_organization_ca: Global___SetOrganizationCA | None = ...,
+        set_admins: Global___SetAdmins | None = ...,
+        set_policy: Global___SetPolicy | None = ...,
+        replace_validator: Global___ReplaceValidator | None = ...,
+        propose: Global___Propose | None = ...,
+        vote: Global___Vote | None = ...,
+        withdraw: Global___Withdraw | None = ...,
+        submit_endorsed: Global___SubmitEndorsed | None = ...,
+        migrate_governance: Global___MigrateGovernance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "nonce", b"nonce", "payload", b"payload", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "sender", b"sender", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "nonce", b"nonce", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "sender", b"sender", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy", "replace_validator", "propose", "vote", "withdraw", "submit_endorsed", "migrate_governance"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -557,11 +951,17 @@ class Receipt(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    PROPOSAL_FIELD_NUMBER: _builtins.int
     tx_id: _builtins.bytes
     height: _builtins.int
     index: _builtins.int
     code: Global___TxCode.ValueType
     message: _builtins.str
+    """for governance txs: the proposal's status right after this tx"""
+    @_builtins.property
+    def proposal(self) -> Global___Proposal:
+        """the proposal this tx opened or acted on, as of the answer"""
+
     def __init__(
         self,
         *,
@@ -570,14 +970,129 @@ class Receipt(_message.Message):
         index: _builtins.int = ...,
         code: Global___TxCode.ValueType = ...,
         message: _builtins.str = ...,
+        proposal: Global___Proposal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "height", b"height", "index", b"index", "message", b"message", "tx_id", b"tx_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "height", b"height", "index", b"index", "message", b"message", "proposal", b"proposal", "tx_id", b"tx_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
+class ProposalVote(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    SIGNER_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    approve: _builtins.bool
+    signer: _builtins.bytes
+    """the admin key that cast it"""
+    height: _builtins.int
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+        signer: _builtins.bytes = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "height", b"height", "organization", b"organization", "signer", b"signer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposalVote: _TypeAlias = ProposalVote  # noqa: Y015
+
+@_typing.final
+class Proposal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    PROPOSER_KEY_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTION_BYTES_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    CREATED_HEIGHT_FIELD_NUMBER: _builtins.int
+    EXPIRY_HEIGHT_FIELD_NUMBER: _builtins.int
+    CLOSED_HEIGHT_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    VOTES_FIELD_NUMBER: _builtins.int
+    YES_FIELD_NUMBER: _builtins.int
+    NO_FIELD_NUMBER: _builtins.int
+    NEEDED_FIELD_NUMBER: _builtins.int
+    OFFLINE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    state: Global___ProposalState.ValueType
+    reason: _builtins.str
+    """why FAILED / ABORTED / ..."""
+    proposer: _builtins.str
+    """organisation"""
+    proposer_key: _builtins.bytes
+    action: _builtins.str
+    """action name, e.g. add_organization"""
+    action_bytes: _builtins.bytes
+    """serialised GovAction"""
+    summary: _builtins.str
+    subject: _builtins.str
+    """the organisation the action concerns, if any"""
+    created_height: _builtins.int
+    expiry_height: _builtins.int
+    closed_height: _builtins.int
+    policy: _builtins.str
+    """the rule it is counted by"""
+    yes: _builtins.int
+    no: _builtins.int
+    needed: _builtins.int
+    """yes votes of organisations the policy needs"""
+    offline: _builtins.bool
+    """made by SubmitEndorsed"""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """member organisations when it opened"""
+
+    @_builtins.property
+    def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposalVote]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        state: Global___ProposalState.ValueType = ...,
+        reason: _builtins.str = ...,
+        proposer: _builtins.str = ...,
+        proposer_key: _builtins.bytes = ...,
+        action: _builtins.str = ...,
+        action_bytes: _builtins.bytes = ...,
+        summary: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        created_height: _builtins.int = ...,
+        expiry_height: _builtins.int = ...,
+        closed_height: _builtins.int = ...,
+        policy: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        votes: _abc.Iterable[Global___ProposalVote] | None = ...,
+        yes: _builtins.int = ...,
+        no: _builtins.int = ...,
+        needed: _builtins.int = ...,
+        offline: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "action_bytes", b"action_bytes", "closed_height", b"closed_height", "created_height", b"created_height", "expiry_height", b"expiry_height", "id", b"id", "members", b"members", "needed", b"needed", "no", b"no", "offline", b"offline", "policy", b"policy", "proposer", b"proposer", "proposer_key", b"proposer_key", "reason", b"reason", "state", b"state", "subject", b"subject", "summary", b"summary", "votes", b"votes", "yes", b"yes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Proposal: _TypeAlias = Proposal  # noqa: Y015
 
 @_typing.final
 class InclusionProof(_message.Message):

@@ -29,6 +29,11 @@ ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS.value[0]
 
 
 class FakeLedger(ledger_pb2_grpc.LedgerServicer):
+    # governance queries are not faked: the base answers UNIMPLEMENTED, as for any fake gap
+    ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
+    GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
+    GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+
     def __init__(self, chain_id: str = "test-chain", block_ms: int = 10) -> None:
         self.chain_id = chain_id
         self.block_ms = block_ms

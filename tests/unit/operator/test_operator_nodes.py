@@ -29,6 +29,11 @@ N = Names("c")
 class FakeNode(ledger_pb2_grpc.LedgerServicer):
     """Just enough of a node: status, nonces, governance txs applied at once by the admin."""
 
+    # governance queries are not faked: the base answers UNIMPLEMENTED, as for any fake gap
+    ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
+    GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
+    GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+
     def __init__(self, admin: bytes) -> None:
         self.admin = admin
         self.lock = threading.Lock()
