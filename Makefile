@@ -58,7 +58,7 @@ lint: install ## ruff, mypy --strict, import-linter contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: install ## auto-format with ruff
@@ -68,7 +68,7 @@ fmt: install ## auto-format with ruff
 ##@ Test
 .PHONY: test-fast
 test-fast: verify lint ## lint + unit, sim and integration tests (no cluster)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e and not slow" --sim-seeds $(SIM_SEEDS) tests
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e" --sim-seeds $(SIM_SEEDS) tests
 
 .PHONY: test
 test: install ## everything: boots the test cluster, runs test-fast (operator tier on its kube-apiserver), then e2e
@@ -94,5 +94,6 @@ bench: install bench-deps ## run the benchmarks; results in bench/results/latest
 -include bench/bench.mk
 -include charts/charts.mk
 
-# The chart tests in test-fast need helm; cluster-tools installs it (from npm).
-test-fast: cluster-tools
+# The chart tests in test-fast need helm; cluster-tools installs it (from npm). The operator
+# tier needs kube-apiserver and etcd binaries (no running cluster): control-plane-bins.
+test-fast: cluster-tools control-plane-bins

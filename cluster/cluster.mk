@@ -17,7 +17,11 @@ E2E_PYTEST_FLAGS ?=
 export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER
 
 ##@ Cluster
-.PHONY: cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up test-e2e e2e
+.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up test-e2e e2e
+
+control-plane-bins: ## build/install kube-apiserver + etcd for the operator tier (no cluster is booted)
+	cluster/deps.sh
+	cluster/build-k8s.sh k8s
 
 cluster-up: ## boot the single-node test cluster (cold: builds Kubernetes from Go modules)
 	cluster/up.sh >/dev/null

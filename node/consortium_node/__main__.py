@@ -25,13 +25,15 @@ import yaml
 from .config import ConfigError, NodeConfig
 from .crypto import Ed25519Key, KeyFileError
 from .ledger.errors import DecodeError, InvariantError
-from .ledger.genesis import Account, Genesis
-from .ledger.state import Validator
 from .logs import configure
+from .provision import genesis as provision_genesis
+from .provision import local, nodeconfig
+from .provision.spec import SpecError
 from .runtime.service import serve
 from .transport.tls import TlsError
 
 log = logging.getLogger("consortium_node")
+DEV_LISTEN = "127.0.0.1:7050"
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="consortium ledger node")
 
 
@@ -101,9 +103,7 @@ def run(
 @app.command()
 def dev(
     data_dir: Annotated[Path, typer.Option(help="where keys, genesis, config and the ledger live")],
-    listen: Annotated[
-        str, typer.Option(help="client gRPC HOST:PORT (port 0 = any)")
-    ] = "127.0.0.1:7050",
+    listen: Annotated[str, typer.Option(help="client gRPC HOST:PORT (port 0 = any)")] = DEV_LISTEN,
     metrics_listen: Annotated[str | None, typer.Option(help="Prometheus HOST:PORT")] = None,
     chain_id: Annotated[str, typer.Option(help="chain id for a new chain")] = "dev-chain",
     log_format: Annotated[str, typer.Option(help="json or text")] = "text",
@@ -115,7 +115,10 @@ def dev(
     """Run a single-node (solo) chain; initialises DATA_DIR on first use."""
     cfg_path = data_dir / "config.yaml"
     if not cfg_path.exists():
-        init_dev(data_dir, chain_id)
+        try:
+            init_dev(data_dir, chain_id)
+        except SpecError as e:
+            _fail(str(e))
     try:
         cfg = NodeConfig.load(cfg_path)
     except ConfigError as e:
@@ -130,29 +133,27 @@ def dev(
 
 
 def init_dev(data_dir: Path, chain_id: str) -> None:
-    """Creates node, admin and client keys, a solo genesis and config.yaml in `data_dir`.
-    The client key starts with 1,000,000,000 units of asset `coin`."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Creates node, admin and client keys, a solo genesis and config.yaml in `data_dir`: the
+    provisioning core's one-organisation solo spec (provision.local.dev_spec: the client key
+    starts with 1,000,000,000 units of asset `coin`), its genesis builder (time: now, whole
+    seconds) and its node-config writer. Raises SpecError for an invalid chain id."""
     keys = {name: Ed25519Key.generate() for name in ("node", "admin", "client")}
+    spec = local.dev_spec(chain_id, keys["client"].public)
+    genesis = provision_genesis.build(
+        spec,
+        lambda _org, _i: local.DEV_NODE,
+        provision_genesis.GenesisKeys({local.DEV_NODE: keys["node"].public}, keys["admin"].public),
+        provision_genesis.creation_time_ms(time.time()),
+    )
+    layout = nodeconfig.Layout(
+        data_dir="ledger", key_file="keys/node.json", genesis_file="genesis.json", listen=DEV_LISTEN
+    )
+    cfg = nodeconfig.node_config(spec, (local.DEV_NODE, local.DEV_ORG), layout, ())
+    data_dir.mkdir(parents=True, exist_ok=True)
     for name, k in keys.items():
         k.save(data_dir / "keys" / f"{name}.json")
-    genesis = Genesis(
-        chain_id=chain_id,
-        time_ms=int(time.time() * 1000),
-        validators=(Validator(keys["node"].public, "dev"),),
-        admins=(keys["admin"].public,),
-        accounts=(Account("coin", keys["client"].public, 1_000_000_000),),
-        consensus="solo",
-    )
     (data_dir / "genesis.json").write_bytes(genesis.canonical())
-    cfg = {
-        "data_dir": "ledger",
-        "key_file": "keys/node.json",
-        "genesis_file": "genesis.json",
-        "organization": "dev",
-        "name": "dev-node",
-    }
-    (data_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (data_dir / "config.yaml").write_text(yaml.safe_dump(nodeconfig.document(cfg), sort_keys=False))
 
 
 @app.command()

@@ -1,25 +1,32 @@
-"""A whole consortium as local processes, no cluster: `consortium up`.
+"""A whole consortium as local processes, no cluster: `consortium up` — the process executor of
+the provisioning core (consortium_node.provision).
 
-The manifest is validated by the operator's own `ConsortiumSpec` (consortium_operator.model, pure),
-so a file `consortium up` accepts is one the operator accepts, with the same defaults.
+The manifest is validated by the core's `ConsortiumSpec` (the same model the operator uses), so
+a file `consortium up` accepts is one the operator accepts, with the same defaults. The core
+decides the genesis, the node configs and which certificates are due; this module generates
+keys, issues the certificates it is told to, writes files and runs processes:
+per-node keys, a genesis, per-node configs and running `consortium-node run` processes on
+127.0.0.1; DIR/endpoints.json for scripts and the `consortium --data-dir` client commands.
+Keys and genesis are created once: re-running `up` on the same DIR restarts the same chain,
+and a DIR whose nodes are running is refused (`DataDirBusy`).
 
-Turns a Consortium manifest (the same YAML the operator takes) into per-node keys, a genesis,
-per-node configs and running `consortium-node run` processes on 127.0.0.1; writes
-DIR/endpoints.json for scripts and the `consortium --data-dir` client commands. Keys and
-genesis are created once: re-running `up` on the same DIR restarts the same chain.
+The chain `up` runs is the manifest's spec plus a generated client key, funded with `coin` and
+vouched for by the first organisation (provision.local.with_client); the genesis time is the
+moment DIR is initialised, in whole seconds (provision.genesis.creation_time_ms).
 
 TLS by default: one CA per organisation (DIR/ca/<org>/, the CA key mode 0600), a node
 certificate per node (nodes/<n>/tls/), and a client certificate of the first organisation for
 the generated client key (DIR/tls/: ca.pem = every organisation's CA, client.pem, client.key),
 which `consortium --data-dir DIR` finds through endpoints.json. The genesis lists each
-organisation's CA; the chain is permissioned (the client key is vouched for by the first
-organisation, the admin key is an admin) unless the manifest asks for open membership.
+organisation's CA; the chain is permissioned unless the manifest asks for open membership.
 
 Called by the CLI (`consortium up`, `consortium demo`) and by integration tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
@@ -27,22 +34,27 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import pki
 from .client.discovery import ClientTLS
 from .client.rpc import Client
 from .client.tx import Payload
+from .config import NodeConfig, Peer
 from .crypto import Ed25519Key
-from .ledger.genesis import Account, Genesis, Organization
-from .ledger.state import Validator
+from .provision import genesis as provision_genesis
+from .provision import local, nodeconfig
+from .provision import pki as pki_plan
+from .provision.spec import ConsortiumSpec, OrganizationSpec, SpecError
 
 START_TIMEOUT = 60.0
+LOG_TAIL_LINES = 20  # of a node's log, shown when it fails to start
 
 # The 4-validator BFT consortium `consortium demo` (and `up` without -f) runs: two
 # organisations that don't fully trust each other, two validators each (f = 1).
@@ -56,44 +68,70 @@ DEFAULT_MANIFEST: dict[str, Any] = {
         "organizations": [{"name": "org1", "validators": 2}, {"name": "org2", "validators": 2}],
     },
 }
-CLIENT_FUNDS = 1_000_000_000  # units of `coin` genesis gives the generated client key
+CLIENT_FUNDS = local.CLIENT_FUNDS
 
 
 class ManifestError(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class OrgPlan:
-    name: str
-    validators: int
+class DataDirBusy(RuntimeError):
+    """The data directory's consortium is running (another `consortium up`, or its nodes)."""
+
+
+class NodeStartError(RuntimeError):
+    """A node exited (or hung) before serving; carries the last lines of its log."""
+
+    def __init__(self, node: str, why: str, log: Path, tail: Sequence[str]) -> None:
+        super().__init__(f"node {node} {why}")
+        self.node, self.why, self.log, self.tail = node, why, log, tuple(tail)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `lines` lines of a log file (none if it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
 
 
 @dataclass(frozen=True, slots=True)
 class NetPlan:
+    """A validated manifest: the consortium's name and its spec."""
+
     name: str
-    chain_id: str
-    consensus: str
-    organizations: tuple[OrgPlan, ...]
-    accounts: tuple[tuple[str, str, int], ...]  # (asset, "client" | hex account, amount)
-    kv: tuple[tuple[str, str], ...]
-    params: dict[str, int]
-    admins: tuple[str, ...]
-    node_consensus: dict[str, int]  # the node config's `consensus` section (ticks)
-    tls: bool = True
-    permissioned: bool = True
-    members: tuple[tuple[str, str], ...] = ()  # (organisation, hex sender key) from the spec
+    spec: ConsortiumSpec
+
+    @property
+    def chain_id(self) -> str:
+        return self.spec.chain_id
+
+    @property
+    def consensus(self) -> str:
+        return self.spec.consensus.type
+
+    @property
+    def organizations(self) -> tuple[OrganizationSpec, ...]:
+        return self.spec.organizations
+
+    @property
+    def tls(self) -> bool:
+        return self.spec.security.tls
 
     @property
     def node_names(self) -> list[tuple[str, str]]:
-        return [(f"{o.name}-{i}", o.name) for o in self.organizations for i in range(o.validators)]
+        """(node name, organisation) of every initial node: `<org>-<ordinal>`."""
+        return provision_genesis.initial_members(self.spec, node_name)
+
+
+def node_name(org: str, ordinal: int) -> str:
+    return f"{org}-{ordinal}"
 
 
 def parse_manifest(doc: dict[str, Any]) -> NetPlan:
-    """Validates a Consortium manifest exactly as the operator does (its `ConsortiumSpec`,
-    which mirrors the CRD's rules and defaults) and keeps what local processes need."""
-    from consortium_operator.model import ConsortiumSpec, SpecError
-
+    """Validates a Consortium manifest exactly as the operator does (the core's
+    `ConsortiumSpec`, which mirrors the CRD's rules and defaults)."""
     if doc.get("kind") != "Consortium":
         raise ManifestError(f"expected kind Consortium, got {doc.get('kind')!r}")
     name = str((doc.get("metadata") or {}).get("name", "consortium"))
@@ -101,30 +139,7 @@ def parse_manifest(doc: dict[str, Any]) -> NetPlan:
         spec = ConsortiumSpec.parse(doc.get("spec") or {})
     except SpecError as e:
         raise ManifestError(str(e)) from None
-    c = spec.consensus
-    return NetPlan(
-        name=name,
-        chain_id=spec.chain_id,
-        consensus=c.type,
-        organizations=tuple(OrgPlan(o.name, o.validators) for o in spec.organizations),
-        accounts=(
-            ("coin", "client", CLIENT_FUNDS),
-            *((a.asset, a.account, a.amount) for a in spec.genesis.accounts),
-        ),
-        kv=tuple((e.key, e.value) for e in spec.genesis.kv),
-        params={"max_block_txs": c.max_block_txs, "max_tx_bytes": spec.genesis.max_tx_bytes},
-        admins=spec.genesis.admins,
-        tls=spec.security.tls,
-        permissioned=spec.genesis.membership == "permissioned",
-        members=tuple((m.organization, m.key) for m in spec.genesis.members),
-        node_consensus={
-            "tick_ms": c.tick_ms,
-            "block_interval_ms": c.block_interval_ms,
-            "empty_block_ms": c.empty_block_interval_ms,
-            "election_ticks": c.election_ticks,
-            "heartbeat_ticks": c.heartbeat_ticks,
-        },
-    )
+    return NetPlan(name=name, spec=spec)
 
 
 def load_manifest(path: Path) -> NetPlan:
@@ -139,8 +154,18 @@ def load_manifest(path: Path) -> NetPlan:
     return parse_manifest(doc)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+@dataclass(frozen=True)
+class Material:
+    """Where new key material and the time come from: the system by default; tests pass
+    seeded sources so a data directory is reproducible."""
+
+    ed25519: Callable[[], Ed25519Key] = Ed25519Key.generate
+    tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_private_key
+    serial: Callable[[], int] = field(default=lambda: int.from_bytes(os.urandom(16), "big") >> 1)
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+
+SYSTEM = Material()
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -165,45 +190,45 @@ def load_ca(data_dir: Path, org: str) -> pki.Issued:
     return pki.Issued((d / "ca.pem").read_bytes(), (d / "ca.key").read_bytes())
 
 
+def _write_node_tls(node_dir: Path, issued: pki.Issued) -> None:
+    # key first, then the certificate, each replaced atomically: a running node reloads the pair
+    _write_atomic(node_dir / "tls" / "node.key", issued.key_pem, secret=True)
+    _write_atomic(node_dir / "tls" / "node.pem", issued.cert_pem)
+
+
 def issue_node_tls(
     data_dir: Path, node_dir: Path, org: str, name: str, node_id: bytes, days: int = pki.LEAF_DAYS
 ) -> None:
-    """(Re)issues a node's TLS certificate from its organisation's CA into node_dir/tls/ (key
-    first, then the certificate, each replaced atomically: a running node reloads the pair)."""
-    now = _now()
+    """(Re)issues a node's TLS certificate from its organisation's CA into node_dir/tls/."""
     issued = pki.issue_node_cert(
         load_ca(data_dir, org),
         org,
         name,
         node_id,
-        now,
-        pki.new_private_key(),
-        x509_serial(),
+        SYSTEM.now(),
+        SYSTEM.tls_key(),
+        SYSTEM.serial(),
         days=days,
     )
-    _write_atomic(node_dir / "tls" / "node.key", issued.key_pem, secret=True)
-    _write_atomic(node_dir / "tls" / "node.pem", issued.cert_pem)
+    _write_node_tls(node_dir, issued)
 
 
 def issue_client_tls(
     data_dir: Path, out_dir: Path, org: str, name: str, sender: bytes | None, days: int = 365
 ) -> None:
-    issued = pki.issue_client_cert(
-        load_ca(data_dir, org),
-        org,
-        name,
-        _now(),
-        pki.new_private_key(),
-        x509_serial(),
-        sender,
-        days,
+    cert = pki_plan.ClientCert(str(out_dir), org, name, sender)
+    _write_client_tls(out_dir, _issue_client(load_ca(data_dir, org), cert, SYSTEM, days))
+
+
+def _issue_client(ca: pki.Issued, cert: pki_plan.ClientCert, m: Material, days: int) -> pki.Issued:
+    return pki.issue_client_cert(
+        ca, cert.org, cert.name, m.now(), m.tls_key(), m.serial(), cert.sender, days
     )
+
+
+def _write_client_tls(out_dir: Path, issued: pki.Issued) -> None:
     _write_atomic(out_dir / "client.key", issued.key_pem, secret=True)
     _write_atomic(out_dir / "client.pem", issued.cert_pem)
-
-
-def x509_serial() -> int:
-    return int.from_bytes(os.urandom(16), "big") >> 1
 
 
 def new_org_ca(data_dir: Path, org: str) -> bytes:
@@ -212,7 +237,7 @@ def new_org_ca(data_dir: Path, org: str) -> bytes:
     d = data_dir / "ca" / org
     if (d / "ca.pem").exists():
         return (d / "ca.pem").read_bytes()
-    ca = pki.new_ca(org, _now(), pki.new_private_key(), x509_serial())
+    ca = pki.new_ca(org, SYSTEM.now(), SYSTEM.tls_key(), SYSTEM.serial())
     _write_secret(d / "ca.key", ca.key_pem)
     (d / "ca.pem").write_bytes(ca.cert_pem)
     bundle = data_dir / "tls" / "ca.pem"
@@ -221,17 +246,47 @@ def new_org_ca(data_dir: Path, org: str) -> bytes:
     return ca.cert_pem
 
 
-def _init_pki(plan: NetPlan, data_dir: Path) -> dict[str, bytes]:
-    """One CA per organisation; returns organisation -> CA certificate PEM."""
-    cas = {}
+def _init_pki(
+    plan: NetPlan, data_dir: Path, keys: dict[str, Ed25519Key], client: bytes, m: Material
+) -> dict[str, bytes]:
+    """Issues what the core's PKI plan says is due for a new directory: one CA per
+    organisation, every node's certificate, the client directory DIR/tls. Returns
+    organisation -> CA certificate PEM."""
+    cas: dict[str, pki.Issued] = {}
     for o in plan.organizations:
-        ca = pki.new_ca(o.name, _now(), pki.new_private_key(), x509_serial())
-        _write_secret(data_dir / "ca" / o.name / "ca.key", ca.key_pem)
-        (data_dir / "ca" / o.name / "ca.pem").write_bytes(ca.cert_pem)
-        cas[o.name] = ca.cert_pem
-    (data_dir / "tls").mkdir(parents=True, exist_ok=True)
-    (data_dir / "tls" / "ca.pem").write_bytes(b"".join(cas.values()))
-    return cas
+        d = data_dir / "ca" / o.name
+        # a new chain trusts no CA yet; a CA left by an interrupted initialisation is reused
+        decision = pki_plan.ca_decision((d / "ca.pem").exists(), trusted_on_chain=False)
+        if decision is pki_plan.CaDecision.HAVE:
+            cas[o.name] = load_ca(data_dir, o.name)
+            continue
+        cas[o.name] = pki.new_ca(o.name, m.now(), m.tls_key(), m.serial())
+        _write_secret(d / "ca.key", cas[o.name].key_pem)
+        (d / "ca.pem").write_bytes(cas[o.name].cert_pem)
+    pems = {org: ca.cert_pem for org, ca in cas.items()}
+    window = pki_plan.Window(m.now(), dt.timedelta(0))
+    for o in plan.organizations:
+        members = {n: keys[n].public for n, org in plan.node_names if org == o.name}
+        for c in pki_plan.node_certs_due(o.name, {}, members, lambda _: (), window):
+            issued = pki.issue_node_cert(
+                cas[o.name],
+                o.name,
+                c.member,
+                c.node_id,
+                m.now(),
+                m.tls_key(),
+                m.serial(),
+                dns_names=c.dns_names,
+                ips=c.ips,
+            )
+            _write_node_tls(data_dir / "nodes" / c.member, issued)
+    tls_dir = data_dir / "tls"
+    wanted = [pki_plan.ClientCert(str(tls_dir), plan.organizations[0].name, "client", client)]
+    for cc in pki_plan.client_certs_due(wanted, {}, pems, window):
+        _write_client_tls(tls_dir, _issue_client(cas[cc.org], cc, m, 365))
+    # the trust bundle, in the core's order (the directory's ca.pem)
+    _write_atomic(tls_dir / "ca.pem", pki_plan.trust_bundle(pems))
+    return pems
 
 
 def _free_ports(n: int) -> list[int]:
@@ -246,83 +301,48 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
+def _layout(ports: Sequence[int], fsync: bool) -> nodeconfig.Layout:
+    client_port, peer_port, metrics_port = ports
+    return nodeconfig.Layout(
+        data_dir="ledger",
+        key_file="key.json",
+        genesis_file="../../genesis.json",
+        listen=f"127.0.0.1:{client_port}",
+        peer_listen=f"127.0.0.1:{peer_port}",
+        metrics_listen=f"127.0.0.1:{metrics_port}",
+        fsync=fsync,
+    )
+
+
+def init_data_dir(
+    plan: NetPlan, data_dir: Path, fsync: bool = True, material: Material = SYSTEM
+) -> None:
     """Creates keys, genesis and node configs once; an initialised DIR is left as it is."""
     if (data_dir / "genesis.json").exists():
         return
     data_dir.mkdir(parents=True, exist_ok=True)
     names = plan.node_names
-    keys = {n: Ed25519Key.generate() for n, _ in names}
+    keys = {n: material.ed25519() for n, _ in names}
     for n, k in keys.items():
         k.save(data_dir / "nodes" / n / "key.json")
-    admin, client = Ed25519Key.generate(), Ed25519Key.generate()
+    admin, client = material.ed25519(), material.ed25519()
     admin.save(data_dir / "keys" / "admin.json")
     client.save(data_dir / "keys" / "client.json")
-    accounts = tuple(
-        Account(asset, client.public if acct == "client" else bytes.fromhex(acct), amount)
-        for asset, acct, amount in plan.accounts
+    spec = local.with_client(plan.spec, client.public)
+    cas = _init_pki(plan, data_dir, keys, client.public, material) if plan.tls else {}
+    genesis = provision_genesis.build(
+        spec,
+        node_name,
+        provision_genesis.GenesisKeys({n: k.public for n, k in keys.items()}, admin.public, cas),
+        provision_genesis.creation_time_ms(material.now().timestamp()),
     )
-    cas = _init_pki(plan, data_dir) if plan.tls else {}
-    first = plan.organizations[0].name
-    members: dict[str, list[bytes]] = {o.name: [] for o in plan.organizations}
-    members[first].append(client.public)
-    for org, key in plan.members:
-        if bytes.fromhex(key) != client.public:
-            members[org].append(bytes.fromhex(key))
-    genesis = Genesis(
-        chain_id=plan.chain_id,
-        time_ms=int(time.time() * 1000),
-        validators=tuple(Validator(keys[n].public, org) for n, org in names),
-        admins=(admin.public, *(bytes.fromhex(a) for a in plan.admins)),
-        accounts=accounts,
-        kv=tuple((k.encode(), v.encode()) for k, v in plan.kv),
-        params=plan.params,
-        consensus=plan.consensus,
-        organizations=tuple(
-            Organization(o.name, cas.get(o.name, b""), tuple(members[o.name]))
-            for o in plan.organizations
-        ),
-        permissioned=plan.permissioned,
-    )
-    genesis.validate()
-    if plan.tls:
-        issue_client_tls(data_dir, data_dir / "tls", first, "client", client.public)
-        for n, org in names:
-            issue_node_tls(data_dir, data_dir / "nodes" / n, org, n, keys[n].public)
-    (data_dir / "genesis.json").write_bytes(genesis.canonical())
     ports = _free_ports(3 * len(names))
-    for i, (n, org) in enumerate(names):
-        client_port, peer_port, metrics_port = ports[3 * i : 3 * i + 3]
-        cfg = {
-            "name": n,
-            "organization": org,
-            "data_dir": "ledger",
-            "key_file": "key.json",
-            "genesis_file": "../../genesis.json",
-            "listen": f"127.0.0.1:{client_port}",
-            "peer_listen": f"127.0.0.1:{peer_port}",
-            "metrics_listen": f"127.0.0.1:{metrics_port}",
-            "fsync": fsync,
-            "log_format": "json",
-            "consensus": dict(plan.node_consensus),
-            "peers": [],
-            "tls": {"cert_file": "tls/node.pem", "key_file": "tls/node.key"} if plan.tls else False,
-        }
-        (data_dir / "nodes" / n / "config.yaml").write_text(yaml.safe_dump(cfg))
-    for n, _ in names:
-        path = data_dir / "nodes" / n / "config.yaml"
-        cfg = yaml.safe_load(path.read_text())
-        cfg["peers"] = [
-            {
-                "node_id": keys[m].public.hex(),
-                "address": yaml.safe_load((data_dir / "nodes" / m / "config.yaml").read_text())[
-                    "peer_listen"
-                ],
-            }
-            for m, _ in names
-            if m != n
-        ]
-        path.write_text(yaml.safe_dump(cfg))
+    layouts = {n: _layout(ports[3 * i : 3 * i + 3], fsync) for i, (n, _) in enumerate(names)}
+    for n, org in names:
+        peers = [Peer(keys[m].public, str(layouts[m].peer_listen)) for m, _ in names if m != n]
+        _write_config(
+            data_dir / "nodes" / n, nodeconfig.node_config(spec, (n, org), layouts[n], peers)
+        )
     (data_dir / "consortium.json").write_text(
         json.dumps(
             {
@@ -333,6 +353,8 @@ def init_data_dir(plan: NetPlan, data_dir: Path, fsync: bool = True) -> None:
             }
         )
     )
+    # last: an existing genesis.json marks the directory as initialised
+    (data_dir / "genesis.json").write_bytes(genesis.canonical())
 
 
 @dataclass
@@ -373,12 +395,14 @@ class LocalNode:
     def wait_ready(self, deadline: float) -> None:
         ready = self.directory / "ready.json"
         # Polls for a condition the node creates once serving, bounded by `deadline`.
+        log = self.directory / "node.log"
         while not ready.exists():
             if self.proc is not None and self.proc.poll() is not None:
-                tail = (self.directory / "node.log").read_text(errors="replace")[-800:]
-                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}: {tail}")
+                why = f"exited with code {self.proc.returncode} before serving"
+                raise NodeStartError(self.name, why, log, log_tail(log))
             if time.monotonic() > deadline:
-                raise TimeoutError(f"node {self.name} did not start within {START_TIMEOUT:.0f}s")
+                why = f"did not start within {START_TIMEOUT:.0f}s"
+                raise NodeStartError(self.name, why, log, log_tail(log))
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
@@ -400,6 +424,7 @@ class LocalNet:
         self.consensus: str = meta["consensus"]
         self.tls_enabled: bool = bool(meta.get("tls", False))
         self.nodes: list[LocalNode] = []
+        self._lock: IO[bytes] | None = None
         for d in sorted((data_dir / "nodes").iterdir()):
             cfg = yaml.safe_load((d / "config.yaml").read_text())
             key = json.loads((d / "key.json").read_text())
@@ -491,38 +516,49 @@ class LocalNet:
         key.save(d / "key.json")
         if self.tls_enabled:
             issue_node_tls(self.data_dir, d, organization, name, key.public)
-        template = yaml.safe_load((self.nodes[0].directory / "config.yaml").read_text())
+        # the new node's config is the first node's (same spec-derived consensus, TLS and
+        # storage settings) with its own name, organisation and addresses
         client_port, peer_port, metrics_port = _free_ports(3)
-        template.update(
+        new_cfg = dataclasses.replace(
+            _read_config(self.nodes[0].directory),
             name=name,
             organization=organization,
             listen=f"127.0.0.1:{client_port}",
             peer_listen=f"127.0.0.1:{peer_port}",
             metrics_listen=f"127.0.0.1:{metrics_port}",
         )
-        node = LocalNode(name, organization, d, template["listen"], key.public.hex(), tls=self.tls)
+        node = LocalNode(name, organization, d, new_cfg.listen, key.public.hex(), tls=self.tls)
+        configs = {n.node_id: _read_config(n.directory) for n in self.nodes}
+        configs[node.node_id] = new_cfg
         everyone = [*self.nodes, node]
-        addresses = {
-            n.node_id: yaml.safe_load((n.directory / "config.yaml").read_text())["peer_listen"]
-            for n in self.nodes
-        }
-        addresses[node.node_id] = template["peer_listen"]
-        (d / "config.yaml").write_text(yaml.safe_dump(template))
         for n in everyone:
-            path = n.directory / "config.yaml"
-            cfg = yaml.safe_load(path.read_text())
-            cfg["peers"] = [
-                {"node_id": m.node_id, "address": addresses[m.node_id]}
+            peers = tuple(
+                Peer(bytes.fromhex(m.node_id), str(configs[m.node_id].peer_listen))
                 for m in everyone
                 if m is not n
-            ]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(yaml.safe_dump(cfg))
-            tmp.rename(path)
+            )
+            cfg = dataclasses.replace(configs[n.node_id], peers=peers)
+            cfg.validate()
+            _write_config(n.directory, cfg)
         self.nodes.append(node)
         return node
 
     def start(self) -> None:
+        """Starts every node and waits until each serves. Raises DataDirBusy (touching
+        nothing) if the directory's consortium runs already, NodeStartError if a node fails."""
+        lock = (self.data_dir / "up.lock").open("ab")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise DataDirBusy(
+                f"{self.data_dir} is in use: another 'consortium up' runs on it"
+            ) from None
+        why = self.busy_nodes()
+        if why is not None:
+            lock.close()
+            raise DataDirBusy(f"{self.data_dir} is in use: {why}")
+        self._lock = lock  # held (flock) until stop(), released by the kernel if we die
         for n in self.nodes:
             n.start()
         deadline = time.monotonic() + START_TIMEOUT
@@ -533,6 +569,16 @@ class LocalNet:
             self.stop()
             raise
         self.write_endpoints()
+
+    def busy_nodes(self) -> str | None:
+        """A node of this directory that runs outside this LocalNet (its ready file names a
+        live process we did not start), or None."""
+        ours = {n.pid for n in self.nodes if n.proc is not None and n.proc.poll() is None}
+        for n in self.nodes:
+            pid = _ready_pid(n.directory / "ready.json")
+            if pid is not None and pid not in ours and _alive(pid):
+                return f"node {n.name} runs as pid {pid}; stop it first"
+        return None
 
     def write_endpoints(self) -> None:
         doc = {
@@ -563,3 +609,39 @@ class LocalNet:
                 os.kill(n.proc.pid, signal.SIGTERM)
         for n in self.nodes:
             n.stop()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+
+def _read_config(node_dir: Path) -> NodeConfig:
+    """A node's config as written (paths relative to its directory, as in the file)."""
+    raw = yaml.safe_load((node_dir / "config.yaml").read_text())
+    return NodeConfig.from_dict(raw)
+
+
+def _write_config(node_dir: Path, cfg: NodeConfig) -> None:
+    """Replaces a node's config atomically (a running node re-reads its peers)."""
+    path = node_dir / "config.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(nodeconfig.document(cfg), sort_keys=False))
+    tmp.rename(path)
+
+
+def _ready_pid(path: Path) -> int | None:
+    """The pid a node's ready file names (None: no file, or not one we can read)."""
+    try:
+        pid = json.loads(path.read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

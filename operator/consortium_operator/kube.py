@@ -38,6 +38,7 @@ from .model import (
     PodState,
     StatefulSetState,
 )
+from .pki import Issued
 from .render import ADMIN_KEY_FILE, FINGERPRINT, Manifest
 
 log = logging.getLogger("consortium_operator.kube")
@@ -251,6 +252,51 @@ class Kube:
             raise KubeError(404, f"Secret {names.admin_secret} has no {ADMIN_KEY_FILE}")
         return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
 
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Merge-patch the Consortium's annotations (None removes one)."""
+        await self._call(
+            "PATCH",
+            _path("Consortium", namespace, name),
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type="application/merge-patch+json",
+        )
+
+    async def observe_tls(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
+        """The consortium's TLS material as the PKI plan needs it: CA certificates, node TLS
+        and client TLS Secret entries, private keys reduced to their entry name (b"")."""
+        clients = [names.client_secret(o) for o in orgs] + [names.operator_client_secret]
+        got = await asyncio.gather(
+            *(self.secret_data(namespace, names.ca_secret(o)) for o in orgs),
+            *(self.secret_data(namespace, names.tls_secret(o)) for o in orgs),
+            *(self.secret_data(namespace, c) for c in clients),
+        )
+        cas, tls, client = got[: len(orgs)], got[len(orgs) : 2 * len(orgs)], got[2 * len(orgs) :]
+        ca_certs, incomplete = {}, []
+        for org, data in zip(orgs, cas, strict=True):
+            if data is None:
+                continue
+            if "ca.pem" in data and "ca.key" in data:
+                ca_certs[org] = data["ca.pem"]
+            else:
+                incomplete.append(org)
+        return Observed(
+            ca_certs=ca_certs,
+            ca_incomplete=tuple(incomplete),
+            tls_entries={o: _public(d) for o, d in zip(orgs, tls, strict=True) if d is not None},
+            client_dirs={
+                c: _public(d) for c, d in zip(clients, client, strict=True) if d is not None
+            },
+        )
+
+    async def read_ca(self, namespace: str, names: Names, org: str) -> Issued:
+        """An organisation's CA with its key, to issue certificates. Never log it."""
+        data = await self.secret_data(namespace, names.ca_secret(org))
+        if data is None or "ca.pem" not in data or "ca.key" not in data:
+            raise KubeError(404, f"Secret {names.ca_secret(org)} lacks ca.pem/ca.key")
+        return Issued(data["ca.pem"], data["ca.key"])
+
     async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
         """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
         admin_s, genesis_cm, pods, *rest = await asyncio.gather(
@@ -385,3 +431,8 @@ class Kube:
                 if await self.delete("PersistentVolumeClaim", namespace, pvc["metadata"]["name"]):
                     deleted.append(f"PersistentVolumeClaim/{pvc['metadata']['name']}")
         return deleted
+
+
+def _public(entries: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Secret entries with every private key (`*.key`) reduced to its presence (b"")."""
+    return {k: b"" if k.endswith(".key") else v for k, v in entries.items()}

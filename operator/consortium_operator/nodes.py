@@ -105,10 +105,10 @@ def _governance(
     chain_id: str,
     admin_key: str,
     action: Governance,
-    timeout: float,
-    rpc_timeout: float,
+    settings: Settings,
     tls: ClientTLS | None,
 ) -> str:
+    timeout, rpc_timeout = settings.governance_timeout, settings.rpc_timeout
     signer = Signer.from_json(admin_key, "the consortium admin key")
     payload: types_pb2.AddValidator | types_pb2.RemoveValidator | types_pb2.AddOrganization
     if isinstance(action, AddValidator):
@@ -152,7 +152,6 @@ async def governance(
         chain_id,
         admin_key,
         action,
-        settings.governance_timeout,
-        settings.rpc_timeout,
+        settings,
         tls,
     )

@@ -6,8 +6,9 @@ production, a seeded source in tests). Private keys only ever leave this module 
 text destined for a Secret; everything else sees public keys (`public_key_of`).
 
 Per-organisation CAs and node TLS certificates (consortium_node.pki does the X.509): the
-clock, serial numbers and private keys are arguments, so tests are deterministic.
-`needs_renewal` decides rotation: a certificate is reissued `lead` before it expires.
+clock, serial numbers and private keys are arguments, so tests are deterministic. Which
+certificate is due is decided by the provisioning core's PKI plan (consortium_node.provision.pki);
+the functions at the end of this module are the operator's spelling of those decisions.
 
 Client identities: every organisation gets a client certificate (`client_tls`) in a Secret laid
 out as a CLI TLS directory (ca.pem = every organisation's CA, client.pem, client.key), and the
@@ -18,10 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from consortium_node import pki as x509pki
 from consortium_node.crypto import Ed25519Key, KeyFileError
+from consortium_node.provision import pki as plan_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
 Entropy = Callable[[int], bytes]
@@ -83,41 +86,45 @@ def org_ca(org: str, now: dt.datetime, key: ec.EllipticCurvePrivateKey, serial: 
     return x509pki.new_ca(org, now, key, serial)
 
 
-def node_tls(
-    ca: Issued,
-    org: str,
-    pod: str,
-    node_id: bytes,
-    dns_names: Sequence[str],
-    now: dt.datetime,
-    key: ec.EllipticCurvePrivateKey,
-    serial: int,
-    days: int,
-) -> Issued:
-    """A node pod's TLS certificate, binding its node id (see consortium_node.pki)."""
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """How to sign one certificate: the time, its new private key, its serial number and its
+    validity in days (all injected: tests are deterministic)."""
+
+    now: dt.datetime
+    key: ec.EllipticCurvePrivateKey
+    serial: int
+    days: int
+
+
+def node_tls(ca: Issued, cert: plan_pki.NodeCert, issue: Issue) -> Issued:
+    """A node pod's TLS certificate, binding its node id, with the names the PKI plan chose
+    (see consortium_node.pki)."""
     return x509pki.issue_node_cert(
-        ca, org, pod, node_id, now, key, serial, dns_names=dns_names, ips=("127.0.0.1",), days=days
+        ca,
+        cert.org,
+        cert.member,
+        cert.node_id,
+        issue.now,
+        issue.key,
+        issue.serial,
+        dns_names=cert.dns_names,
+        ips=cert.ips,
+        days=issue.days,
     )
 
 
-def client_tls(
-    ca: Issued,
-    org: str,
-    name: str,
-    now: dt.datetime,
-    key: ec.EllipticCurvePrivateKey,
-    serial: int,
-    days: int,
-) -> Issued:
-    """A client certificate of organisation `org` (`consortium:client:<name>`): what the
+def client_tls(ca: Issued, cert: plan_pki.ClientCert, issue: Issue) -> Issued:
+    """A client certificate of organisation `cert.org` (`consortium:client:<name>`): what the
     node's client port asks of a writer."""
-    return x509pki.issue_client_cert(ca, org, name, now, key, serial, None, days)
+    return x509pki.issue_client_cert(
+        ca, cert.org, cert.name, issue.now, issue.key, issue.serial, cert.sender, issue.days
+    )
 
 
 def trust_bundle(cas: Mapping[str, bytes]) -> bytes:
-    """Every organisation's CA certificate, in organisation order: what a client trusts (the
-    client Service may route to a node of any organisation)."""
-    return b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for _, pem in sorted(cas.items()))
+    """Every organisation's CA certificate, in organisation order (provision.pki)."""
+    return plan_pki.trust_bundle(cas)
 
 
 def client_dir_due(
@@ -127,26 +134,13 @@ def client_dir_due(
     now: dt.datetime,
     lead: dt.timedelta,
 ) -> bool:
-    """True when a client TLS Secret (`existing` entries; None = absent) must be (re)written:
-    an entry is missing, the trust bundle changed, the certificate expires within `lead`, or
-    it was not issued by the CA `ca_pem` (the organisation's CA was replaced)."""
-    if existing is None or any(k not in existing for k in ("ca.pem", "client.pem", "client.key")):
-        return True
-    if existing["ca.pem"] != bundle or needs_renewal(existing["client.pem"], now, lead):
-        return True
-    try:
-        cert, ca = x509pki.load_cert(existing["client.pem"]), x509pki.load_cert(ca_pem)
-    except x509pki.CertError:
-        return True
-    return cert.issuer != ca.subject
+    """True when a client TLS Secret must be (re)written (provision.pki.client_dir_due)."""
+    return plan_pki.client_dir_due(existing, bundle, ca_pem, plan_pki.Window(now, lead))
 
 
 def needs_renewal(cert_pem: bytes, now: dt.datetime, lead: dt.timedelta) -> bool:
     """True when the certificate expires within `lead` (or cannot be read: reissue it)."""
-    try:
-        return x509pki.not_after(cert_pem) - lead <= now
-    except x509pki.CertError:
-        return True
+    return plan_pki.Window(now, lead).expiring(cert_pem)
 
 
 def certs_to_issue(
@@ -157,17 +151,6 @@ def certs_to_issue(
 ) -> list[str]:
     """Pods (of `node_keys`: pod -> node id) whose TLS certificate in `existing` (the TLS
     Secret's entries: `<pod>.pem`) is missing, expires within `lead`, or binds another node
-    id. Sorted, so passes are reproducible."""
-    out = []
-    for pod, node_id in sorted(node_keys.items()):
-        pem = existing.get(f"{pod}.pem")
-        if pem is None or f"{pod}.key" not in existing or needs_renewal(pem, now, lead):
-            out.append(pod)
-            continue
-        try:
-            bound = x509pki.node_id_of(x509pki.load_cert(pem))
-        except x509pki.CertError:
-            bound = None
-        if bound != node_id:
-            out.append(pod)
-    return out
+    id. Sorted, so passes are reproducible (provision.pki.node_certs_due decides)."""
+    due = plan_pki.node_certs_due("", existing, node_keys, lambda _: (), plan_pki.Window(now, lead))
+    return [c.member for c in due]

@@ -11,7 +11,8 @@ Order of business:
   2. workloads exist with the current membership (never more pods than keys).
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
-  4. membership, one member per pass, each waiting until the chain confirms it:
+  4. membership, one member per pass, each awaited (by requeueing: the pending change is
+     kept in an annotation, `Observed.pending`) until the chain confirms it:
      an organisation added to the spec after genesis is admitted first (AddOrganization with
      its CA, so every node trusts its certificates before its first pod starts);
      scale up = key -> pod -> caught up -> AddValidator; scale down = RemoveValidator ->
@@ -29,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from . import genesis
 from .model import ConsortiumSpec, Names, Observed
 
 
@@ -63,6 +65,13 @@ class CreateNodeKeys:
 
 @dataclass(frozen=True, slots=True)
 class WriteGenesis:
+    """Everything the genesis needs but the creation time (a property of the object): the
+    genesis validators' keys (pod -> node id), the admin key, the organisations' CAs."""
+
+    validators: tuple[tuple[str, bytes], ...] = ()
+    admin: bytes = b""
+    ca_certs: tuple[tuple[str, bytes], ...] = ()
+
     def __str__(self) -> str:
         return "write the genesis"
 
@@ -89,8 +98,8 @@ class RemoveValidator:
 
 @dataclass(frozen=True, slots=True)
 class AddOrganization:
-    """Admit an organisation that joined the spec after genesis; the handler fills in its CA
-    certificate (empty without TLS)."""
+    """Admit an organisation that joined the spec after genesis, with its CA certificate
+    (empty without TLS)."""
 
     org: str
     ca_cert: bytes = b""
@@ -170,7 +179,19 @@ def next_step(
             )
             if missing:
                 return Step(CreateNodeKeys(org.name, missing), phase="Genesis")
-        return Step(WriteGenesis(), phase="Genesis")
+        cas_wait = _cas_missing(desired, observed, [o.name for o in desired.organizations])
+        if cas_wait is not None:
+            return Step(cas_wait, phase="Genesis")
+        members = [p for p, _ in genesis.initial_members(desired, names)]
+        assert observed.admin_public is not None  # the first gate above
+        return Step(
+            WriteGenesis(
+                tuple((p, observed.node_keys[p]) for p in members),
+                observed.admin_public,
+                tuple(sorted(observed.ca_certs.items())) if desired.security.tls else (),
+            ),
+            phase="Genesis",
+        )
 
     ctx = _Ctx(desired, observed, names, default_image, max_lag)
     targets = ctx.base_targets()
@@ -185,6 +206,14 @@ def next_step(
     # members); wait for the pods before anything else.
     if any(org.name not in observed.statefulsets for org in desired.organizations):
         return Step(Wait("Creating", "creating node workloads"), targets, "Creating")
+
+    # a committed membership change is awaited (by requeueing) before anything else moves
+    if not observed.pending_reflected():
+        return Step(
+            Wait("WaitingForMembership", f"waiting for the chain to apply {observed.pending}"),
+            targets,
+            "Scaling",
+        )
 
     # 3. rollout (one pod at a time across the whole consortium)
     step = ctx.rollout(targets)
@@ -202,6 +231,15 @@ def next_step(
         waiting = ", ".join(not_ready) or f"{expected - len(observed.pods)} pod(s) to appear"
         return Step(Wait("PodsNotReady", f"waiting for {waiting}"), targets, "Creating")
     return Step(Converged(), targets, "Running")
+
+
+def _cas_missing(desired: ConsortiumSpec, observed: Observed, orgs: list[str]) -> Wait | None:
+    """With TLS, an organisation's CA must exist before the chain lists it (genesis,
+    AddOrganization): the certificate phase of this pass issues it, the next pass uses it."""
+    missing = [o for o in orgs if desired.security.tls and o not in observed.ca_certs]
+    if not missing:
+        return None
+    return Wait("IssuingCertificates", f"waiting for the CA of {', '.join(missing)}")
 
 
 class _Ctx:
@@ -379,7 +417,14 @@ class _Ctx:
             t = targets[org.name]
             # an organisation new to the chain: admitted before it gets a key or a pod
             if on_chain is not None and org.name not in on_chain:
-                return Step(AddOrganization(org.name), targets, "Scaling")
+                cas_wait = _cas_missing(self.d, self.o, [org.name])
+                if cas_wait is not None:
+                    return Step(cas_wait, targets, "Scaling")
+                return Step(
+                    AddOrganization(org.name, self.o.ca_certs.get(org.name, b"")),
+                    targets,
+                    "Scaling",
+                )
             want = org.validators
             members = [
                 i

@@ -19,6 +19,9 @@ from typing import Any
 
 import jinja2
 import yaml
+from consortium_node.config import Peer
+from consortium_node.provision import nodeconfig
+from consortium_node.provision.nodeconfig import Layout
 
 from .model import (
     API_VERSION,
@@ -228,35 +231,36 @@ class Renderer:
         targets: Mapping[str, OrgTarget],
         node_keys: Mapping[str, bytes],
     ) -> str:
-        """The consortium-node config YAML of organisation `org`. Peers: every pod of every
-        organisation the targets run (that has a key), in a stable order."""
+        """The consortium-node config YAML of organisation `org`: the provisioning core's
+        NodeConfig document (`NodeConfig.to_dict()`), every pod of the organisation reads it
+        and gets its name, key and certificate from --name/--key-file/--tls-*-file. Peers:
+        every pod of every organisation the targets run (that has a key), in a stable order."""
         peers = [
-            {"node_id": node_keys[pod].hex(), "address": self.peer_address(pod)}
+            Peer(node_keys[pod], self.peer_address(pod))
             for o in spec.organizations
             for pod in (self.names.pod(o.name, i) for i in range(targets[o.name].replicas))
             if pod in node_keys
         ]
         first = self.names.pod(org, 0)  # every pod overrides these paths with its own
-        tls = (
-            {"cert_file": f"{TLS_DIR}/{first}.pem", "key_file": f"{TLS_DIR}/{first}.key"}
-            if spec.security.tls
-            else None
-        )
-        return self._text(
-            "node-config.yaml.j2",
-            org=org,
-            tls=tls,
-            health_listen=f"0.0.0.0:{HEALTH_PORT}",
-            public_listen=f"0.0.0.0:{port}" if (port := public_port(spec)) else None,
+        layout = Layout(
             data_dir=DATA_DIR,
-            key_file=f"/keys/{self.names.pod(org, 0)}.json",  # overridden by --key-file
+            key_file=f"/keys/{first}.json",
             genesis_file=GENESIS_PATH,
             listen=f"0.0.0.0:{CLIENT_PORT}",
             peer_listen=f"0.0.0.0:{PEER_PORT}",
             metrics_listen=f"0.0.0.0:{METRICS_PORT}",
-            peers=peers,
-            consensus=spec.consensus,
+            health_listen=f"0.0.0.0:{HEALTH_PORT}",
+            public_listen=f"0.0.0.0:{PUBLIC_PORT}",
+            tls_cert_file=f"{TLS_DIR}/{first}.pem",
+            tls_key_file=f"{TLS_DIR}/{first}.key",
         )
+        cfg = nodeconfig.node_config(spec, (org, org), layout, peers)
+        header = (
+            f"# consortium-node config for organisation {org} (rendered by the operator; every "
+            "pod of the\n# organisation reads it, and gets its name and key file from "
+            "--name/--key-file).\n"
+        )
+        return header + yaml.safe_dump(nodeconfig.document(cfg), sort_keys=False)
 
     def workloads(
         self,
@@ -398,9 +402,9 @@ class Renderer:
 
 
 def public_port(spec: ConsortiumSpec) -> int | None:
-    """The read-only port without client certificates, when the nodes serve it (publicReads
-    is a TLS option: without TLS the client port is open anyway)."""
-    return PUBLIC_PORT if spec.security.tls and spec.security.public_reads else None
+    """The read-only port without client certificates, when the nodes serve it
+    (provision.nodeconfig decides whether they do)."""
+    return PUBLIC_PORT if nodeconfig.serves_public_reads(spec) else None
 
 
 def _b64b(data: bytes) -> str:

@@ -8,6 +8,7 @@ lastTransitionTime only moves when its status changes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed
@@ -57,19 +58,30 @@ def degraded_nodes(observed: Observed, max_lag: int) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where the status goes and what it replaces: the object's names and namespace, its
+    metadata.generation, the conditions it has now (a condition's lastTransitionTime only
+    moves when its status changes), the time to stamp, and the lag tolerated."""
+
+    names: Names
+    namespace: str
+    generation: int
+    previous: Sequence[Mapping[str, Any]]
+    now: str
+    max_lag: int
+
+
 def build(
     desired: ConsortiumSpec | None,
     observed: Observed,
     step: Step | None,
-    names: Names,
-    namespace: str,
-    generation: int,
-    previous: Sequence[Mapping[str, Any]],
-    now: str,
-    max_lag: int,
+    ctx: Context,
     error: str | None = None,
 ) -> dict[str, Any]:
     """The status to write. `step` None with `error`: the spec is invalid (phase Failed)."""
+    names, namespace, generation = ctx.names, ctx.namespace, ctx.generation
+    previous, now, max_lag = ctx.previous, ctx.now, ctx.max_lag
     # before any node answers, the genesis set is the best description of the chain
     vset = dict(observed.validator_set() or observed.genesis_validators or ())
     key_to_pod = {k: p for p, k in observed.node_keys.items()}

@@ -332,8 +332,6 @@ def test_chart_flags_are_accepted_by_the_operator(helm: Helm) -> None:
     for name, values in VALUE_SETS.items():
         c = container(render(helm, values))
         proc = _operator_dry_run(c["args"], env_of(c))
-        if name == "everything" and "--metrics-port" in proc.stderr:
-            continue  # checked by test_metrics_flag_supported (xfail until the operator has it)
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
         kw = json.loads(proc.stdout.strip().splitlines()[-1])
         watch = values.get("watch", {})
@@ -349,9 +347,8 @@ def test_chart_flags_are_accepted_by_the_operator(helm: Helm) -> None:
 def test_metrics_flag_supported(helm: Helm) -> None:
     c = container(render(helm, {"metrics": {"enabled": True}}))
     proc = _operator_dry_run(c["args"], env_of(c))
-    if "unrecognized arguments: --metrics-port" in proc.stderr:
-        pytest.xfail("the operator serves no Prometheus metrics yet (no --metrics-port flag)")
     assert proc.returncode == 0, proc.stderr
+    assert "--metrics-port=9090" in c["args"]
 
 
 _DRY_RUN = """

@@ -41,11 +41,6 @@ def _manifest(kind: str) -> dict[str, object]:
 @pytest.fixture(params=["raft", "bft"])
 def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalNet]:
     kind = request.param
-    if kind == "bft":
-        from consortium_node.runtime import engines
-
-        if not engines.BFT_AVAILABLE:
-            pytest.skip("bft engine not wired into the runtime yet")
     init_data_dir(parse_manifest(_manifest(kind)), tmp_path / "net")
     with running(tmp_path / "net") as n:
         yield n

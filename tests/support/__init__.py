@@ -5,6 +5,7 @@
 - `kube`       the one kubectl wrapper (`Kubectl`) and where the kubectl binary is.
 - `apiserver`  a throwaway etcd + kube-apiserver on 127.0.0.1 (the operator's integration
                tier and `bench/operator_scale.py`).
+- `lint_contracts`  the import-linter `allowlist` contract type (`make lint`).
 
 Imported as `tests.support.<module>` (the repository root is on `sys.path`: pytest's
 `pythonpath = ["."]`, `python -m bench.run` from the root)."""

@@ -17,15 +17,18 @@ from typing import Annotated
 
 import typer
 from consortium_api.v1 import types_pb2
+from rich.console import Console
 from rich.table import Table
 
 from consortium_node.client.errors import ClientError
 from consortium_node.client.keys import Signer
 from consortium_node.localnet import (
     DEFAULT_MANIFEST,
+    DataDirBusy,
     LocalNet,
     ManifestError,
     NetPlan,
+    NodeStartError,
     init_data_dir,
     load_manifest,
     parse_manifest,
@@ -117,11 +120,17 @@ def _run(net: LocalNet, duration: float | None, load: bool) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # handlers first: a Ctrl-C while nodes start stops them below instead of orphaning them
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _start(net)  # on failure nothing runs (start stops what it started)
+    except BaseException:
+        for s, h in old.items():
+            signal.signal(s, h)
+        raise
     mon = _Monitor(net)
     loader = threading.Thread(target=_load, args=(net, stop), daemon=True) if load else None
     try:
-        net.start()
         _print_endpoints(net)
         mon.thread.start()
         if loader is not None:
@@ -142,6 +151,21 @@ def _run(net: LocalNet, duration: float | None, load: bool) -> None:
     console.print(
         f"stopped; data kept in {net.data_dir} (run 'consortium up -d {net.data_dir}' to resume)"
     )
+
+
+def _start(net: LocalNet) -> None:
+    """Starts the nodes; a busy directory is one error line, a node that cannot start is an
+    error line naming it followed by the last lines of its log, as the node wrote them."""
+    try:
+        net.start()
+    except DataDirBusy as e:
+        raise fail(str(e)) from None
+    except NodeStartError as e:
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err.print(f"error: {e}; the last lines of {e.log}:", markup=False)
+        for line in e.tail or ["(the log is empty)"]:
+            err.print(f"  {line}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _load(net: LocalNet, stop: threading.Event) -> None:

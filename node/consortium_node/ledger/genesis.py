@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .certs import ca_bundle_problem
 from .errors import DecodeError
 from .hashing import sha256
 from .lthash import LtHash
@@ -198,6 +199,8 @@ class Genesis:
                 raise DecodeError(f"organisation {o.name}: ca_cert_pem is not a PEM certificate")
             if b"PRIVATE KEY" in pem:
                 raise DecodeError(f"organisation {o.name}: ca_cert_pem holds a private key")
+            if pem and (why := ca_bundle_problem(pem)) is not None:
+                raise DecodeError(f"organisation {o.name}: ca_cert_pem: {why}")
             for m in o.members:
                 if len(m) != 32 or m in members:
                     raise DecodeError(

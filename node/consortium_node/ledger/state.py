@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .certs import ca_bundle_problem
 from .errors import DecodeError, Reject, TxRejected
 from .hashing import sha256
 from .lthash import LtHash
@@ -253,6 +254,14 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
     elif isinstance(p, GOVERNANCE):
         if not is_admin(reader, tx.sender):
             return UNAUTHORIZED, "governance transactions need a genesis admin key"
+        # the admission check again, at execution: a block from a peer that skipped it must
+        # not put an unusable CA into the state every node loads its TLS roots from
+        if (
+            isinstance(p, AddOrganization | SetOrganizationCA)
+            and p.ca_cert
+            and (why := ca_bundle_problem(p.ca_cert)) is not None
+        ):
+            return INVALID, why
         if isinstance(p, AddOrganization):
             if reader.get(org_key(p.name)) is not None:
                 return INVALID, f"{p.name!r} is already a member organisation"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .certs import ca_bundle_problem
 from .errors import Reject, TxRejected
 
 MAX_KEY_BYTES = 256
@@ -94,7 +95,6 @@ class SetOrganizationCA:
 
 
 MAX_CA_BYTES = 16 * 1024
-PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 
 Payload = (
     KvPut
@@ -180,9 +180,9 @@ def check_stateless(tx: Tx, chain_id: str, max_tx_bytes: int) -> None:
             raise TxRejected(Reject.INVALID, f"CA certificate exceeds {MAX_CA_BYTES} bytes")
         if isinstance(p, SetOrganizationCA) and not p.ca_cert:
             raise TxRejected(Reject.INVALID, "SetOrganizationCA needs at least one CA certificate")
-        if p.ca_cert and not p.ca_cert.lstrip().startswith(PEM_CERT):
-            raise TxRejected(Reject.INVALID, "CA certificate must be PEM (or empty without TLS)")
         if b"PRIVATE KEY" in p.ca_cert:  # never put a CA's key on chain
             raise TxRejected(Reject.INVALID, "CA certificate must not contain a private key")
+        if p.ca_cert and (why := ca_bundle_problem(p.ca_cert)) is not None:
+            raise TxRejected(Reject.INVALID, why)
     elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")

@@ -15,7 +15,6 @@ from ..consensus.solo import SoloEngine
 from ..ledger.errors import InvariantError
 from ..storage.wal import ConsensusWal
 
-BFT_AVAILABLE = True
 COMPACT_EVERY = 512  # raft: keep this many applied entries in the WAL before compacting
 
 

@@ -74,6 +74,8 @@ class Mempool:
                 Reject.NONCE_REPLAY, f"nonce {tx.nonce} already used (next nonce is {want})"
             )
         if tx.nonce > want:
+            if hold_future and self._hold(tx, want):
+                return
             raise TxRejected(
                 Reject.NONCE_GAP, f"nonce {tx.nonce} leaves a gap (next nonce is {want})"
             )
@@ -84,6 +86,26 @@ class Mempool:
         preflight(state, tx)
         self._pool(tx)
         self._promote(tx.sender, state)
+
+    def _hold(self, tx: Tx, want: int) -> bool:
+        """Holds a gossiped tx that is ahead of its sender's next nonce `want`, verified, until
+        the gap fills (`_promote`). False (the caller refuses it as a gap) when it is beyond
+        FUTURE_WINDOW or FUTURE_MAX txs are already held.
+        Invariant: `_future_count` == the number of held txs, and every held tx verified."""
+        if tx.nonce - want > FUTURE_WINDOW or self._future_count >= FUTURE_MAX:
+            return False
+        held = self._future.get(tx.sender, {})
+        if tx.nonce in held:  # the first tx held for a nonce wins, as in the pool
+            raise TxRejected(Reject.DUPLICATE, f"a transaction for nonce {tx.nonce} is held")
+        if not self._verify(tx.sender, tx.body, tx.signature):
+            raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
+        self._future.setdefault(tx.sender, held)[tx.nonce] = tx
+        self._future_count += 1
+        return True
+
+    def held(self) -> int:
+        """How many gossiped txs wait for a nonce gap to fill."""
+        return self._future_count
 
     def _pool(self, tx: Tx) -> None:
         self._txs[tx.id] = tx

@@ -48,6 +48,7 @@ from ..storage.state import Snapshot, StateStore
 from ..storage.wal import ConsensusWal
 from . import engines
 from .mempool import Mempool
+from .regossip import Regossip
 
 log = logging.getLogger(__name__)
 TxDecoder = Callable[[bytes], Tx]
@@ -79,6 +80,10 @@ class PeerNetwork(Protocol):
 
 
 class Node:
+    # client txs to gossip again while pending; created at the first gossiped admission (a
+    # class default keeps the constructor as it is)
+    _regossip: Regossip | None = None
+
     def __init__(
         self,
         cfg: NodeConfig,
@@ -324,6 +329,18 @@ class Node:
     def tick(self) -> None:
         self.engine.tick()
         self.process_ready()
+        self.regossip_pending(time.monotonic())
+
+    def regossip_pending(self, now: float) -> int:
+        """Gossips again the client transactions still pooled past their re-send time (see
+        runtime/regossip.py); returns how many went out."""
+        regossip = self._regossip
+        if regossip is None or self.network is None:
+            return 0
+        txs = regossip.due(now, self.mempool.get)
+        for tx in txs:
+            self.network.gossip(tx.raw)
+        return len(txs)
 
     def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
         """One inbound batch: step every message, then drain Ready once (amortised)."""
@@ -502,6 +519,7 @@ class Node:
                 self._admitted_at[tx.id] = now
                 if gossip and self.network is not None:
                     self.network.gossip(raw)
+                    self._regossip_track(tx.id, now)
                 out.append(Admission(tx.id, None, ""))
         if self._batch_since is None and len(self.mempool):
             # The batch window runs from the last commit: a non-full block is cut at most
@@ -510,6 +528,11 @@ class Node:
             self._batch_since = self._last_commit if self._last_commit is not None else 0.0
         self.metrics.mempool.set(len(self.mempool))
         return out
+
+    def _regossip_track(self, tx_id: bytes, now: float) -> None:
+        if self._regossip is None:
+            self._regossip = Regossip()
+        self._regossip.track(tx_id, now)
 
     def receipt(self, tx_id: bytes) -> tuple[Block, Receipt] | None:
         loc = self.state.tx_location(tx_id)

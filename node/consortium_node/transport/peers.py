@@ -2,10 +2,13 @@
 gossip, and block sync (`SyncBlocks`).
 
 Stream ownership: the node with the smaller node id dials; both directions share that stream.
-A dialer whose stream breaks reconnects with exponential backoff (0.1 s doubling to 5 s, with
-jitter from an injected Random). Each direction opens with a signed `PeerHello`; a peer that is
-not in our configuration, claims the wrong chain/genesis, or cannot sign for its node id is
-refused (PERMISSION_DENIED) and logged.
+A dialer whose stream breaks reconnects with exponential backoff (0.1 s doubling to
+DIAL_BACKOFF_MAX_S, with jitter from an injected Random); grpc's own channel reconnect back-off
+is capped alike (channel_options), so a link is back within about a second of the peer
+answering, however long it was down (a peer is a known, small set: a redial every 0.3 s
+costs nothing, a link missing for seconds stalls consensus). Each direction opens with a
+signed `PeerHello`; a peer that is not in our configuration, claims the wrong chain/genesis,
+or cannot sign for its node id is refused (PERMISSION_DENIED) and logged.
 
 With TLS (`tls` given: a tls.CertStore) links are mutual TLS: the handshake already refused
 any certificate not chaining to a genesis organisation's CA (or expired); the dialler verifies
@@ -13,7 +16,9 @@ that the server's certificate names the node id it dials (pki.node_dns_name) and
 validator, was issued by its organisation's CA (the channel trusts that CA alone), and the server
 that the client certificate binds the node id its hello claims and, for a validator, was issued
 by the CA of the organisation the chain registered it with (one organisation's CA cannot
-speak for another's validator). `refresh_credentials` (after a
+speak for another's validator). The same certificate rule guards `SyncBlocks` and `SyncState`
+(`check_node_certificate`): a member user's client certificate passes the handshake but binds
+no node id, so it gets PERMISSION_DENIED. `refresh_credentials` (after a
 certificate reload) re-creates the channels, so new streams use the new certificate.
 
 Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
@@ -41,6 +46,7 @@ from .. import pki
 from ..consensus.api import Envelope
 from ..ledger.block import Block
 from . import codec
+from .guard import Malformed, MalformedGuard, server_options
 from .tls import CertStore, peer_identity
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,29 @@ MAX_BATCH = 2_000
 HELLO_SKEW_MS = 5 * 60 * 1000
 SYNC_BATCH = 256
 STATE_CHUNK = 2000  # state entries per SyncState message
+MAX_PEER_MESSAGE = 256 * 1024 * 1024
+# The dialler pings an idle link this often; the servers' keepalive policy (guard.server_options)
+# permits pings at guard.KEEPALIVE_MIN_PING_MS or slower, so this must not be shorter.
+CLIENT_KEEPALIVE_MS = 10_000
+DIAL_BACKOFF_MIN_S = 0.1
+DIAL_BACKOFF_MAX_S = 0.3
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    """Channel arguments of an outbound peer channel."""
+    return [
+        ("grpc.max_receive_message_length", MAX_PEER_MESSAGE),
+        ("grpc.max_send_message_length", MAX_PEER_MESSAGE),
+        ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # keep probing an idle link
+        # grpc's subchannel back-off (default 1 s growing to 120 s) would otherwise fail our
+        # redials fast for many seconds after the peer is back
+        ("grpc.initial_reconnect_backoff_ms", int(DIAL_BACKOFF_MIN_S * 1000)),
+        ("grpc.min_reconnect_backoff_ms", int(DIAL_BACKOFF_MIN_S * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(DIAL_BACKOFF_MAX_S * 1000)),
+    ]
 
 
 class PeerHandler(Protocol):
@@ -85,6 +114,13 @@ def hello_bytes(
     )
 
 
+@dataclass(eq=False)
+class _Stream:
+    """One live Exchange stream of a link; `close` ends it (cancels the call or handler)."""
+
+    close: Callable[[], object]
+
+
 @dataclass
 class _Link:
     peer_id: bytes
@@ -92,9 +128,17 @@ class _Link:
     queue: deque[bytes] = field(default_factory=deque)
     txs: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    connected: bool = False
+    # Invariant: `stream` is the one stream that carries this link's traffic (the newest);
+    # `connected` is True exactly while it is set. An older stream is closed when a newer one
+    # starts (a peer that reconnected, or a second process with the same identity), so no
+    # stream is left open without a writer.
+    stream: _Stream | None = None
     dropped: int = 0
     generation: int = 0  # bumps on each new stream; a stale writer exits
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None
 
 
 class PeerHub:
@@ -156,6 +200,8 @@ class PeerHub:
             gone = self.links.pop(pid)
             gone.generation += 1
             gone.wake.set()
+            if gone.stream is not None:
+                gone.stream.close()
             self._close_channel(pid)
         for pid, addr in peers.items():
             link = self.links.get(pid)
@@ -196,12 +242,7 @@ class PeerHub:
     def _channel(self, link: _Link) -> grpc.aio.Channel:
         ch = self._channels.get(link.peer_id)
         if ch is None:
-            options: list[tuple[str, Any]] = [
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_timeout_ms", 5_000),
-            ]
+            options = channel_options()
             if self.tls is None:
                 ch = grpc.aio.insecure_channel(link.address, options=options)
             else:
@@ -247,8 +288,9 @@ class PeerHub:
 
     # -- dialer -----------------------------------------------------------------------------
     async def _dial_loop(self, link: _Link) -> None:
-        backoff = 0.1
+        backoff = DIAL_BACKOFF_MIN_S
         while not self._closing and self.links.get(link.peer_id) is link:
+            linked = False  # this attempt got as far as a live stream
             try:
                 stub = peer_pb2_grpc.PeerStub(self._channel(link))
                 call = stub.Exchange()  # type: ignore[call-arg]  # aio: no iterator, use write()
@@ -259,54 +301,80 @@ class PeerHub:
                 why = self._check_hello(first.hello, link.peer_id)
                 if why is not None:
                     raise ConnectionError(f"peer hello refused: {why}")
-                backoff = 0.1
+                backoff = DIAL_BACKOFF_MIN_S
 
                 async def read(c: Any = call) -> peer_pb2.PeerBatch | None:
                     return _batch(await c.read())
 
-                await self._run_link(link, read, call.write, first)
+                linked = True
+                await self._run_link(link, read, call.write, first, _Stream(call.cancel))
             except (grpc.aio.AioRpcError, ConnectionError) as e:
-                if link.connected:
+                if linked:
                     log.info(
                         "peer link lost",
                         extra={"fields": {"peer": link.peer_id.hex()[:16], "error": str(e)[:200]}},
                     )
             except asyncio.CancelledError:
                 # Closing the channel under a live stream (refresh_credentials: a reloaded
-                # certificate or new trust roots) cancels the call, which surfaces here as a
-                # CancelledError too: only a cancellation of this task itself ends the loop.
+                # certificate or new trust roots) or a newer stream replacing this one cancels
+                # the call, which surfaces here as a CancelledError too: only a cancellation
+                # of this task itself ends the loop.
                 task = asyncio.current_task()
                 if self._closing or (task is not None and task.cancelling()):
                     raise
                 log.info(
-                    "peer link closed for new credentials",
+                    "peer link closed (new credentials or a newer stream)",
                     extra={"fields": {"peer": link.peer_id.hex()[:16]}},
                 )
-            finally:
-                link.connected = False
             delay = backoff * (0.5 + self._rng.random())
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, DIAL_BACKOFF_MAX_S)
             await asyncio.sleep(delay)
 
     # -- server side ------------------------------------------------------------------------
+    def check_node_certificate(
+        self, context: grpc.aio.ServicerContext[Any, Any], claimed: bytes | None
+    ) -> str | None:
+        """Why the caller may not use the Peer service, or None. With TLS, only a configured
+        peer's node certificate gets in (a user's client certificate chains to a member CA
+        too, but binds no node id), and a validator's must come from the CA of the
+        organisation the chain registered it with. `claimed`: the node id the caller's hello
+        names (Exchange), or None to take the certificate's (SyncBlocks, SyncState).
+        Plaintext (dev) links carry no identity: None."""
+        if self.tls is None:
+            return None
+        ident = peer_identity(context, self.tls)
+        if ident is None or ident.node_id is None:
+            return "no node certificate"
+        if claimed is not None and ident.node_id != claimed:
+            return f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
+        if ident.node_id not in self.links:
+            return "not a configured peer"
+        registered = self._handler.organization_of(ident.node_id)
+        if registered is not None and ident.issuer != registered:
+            return (
+                f"certificate issued by the CA of {ident.issuer or 'no organisation'}, "
+                f"but the validator belongs to {registered}"
+            )
+        return None
+
+    async def refuse_non_peers(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Aborts the call PERMISSION_DENIED unless the caller is a configured peer node."""
+        why = self.check_node_certificate(context, None)
+        if why is not None:
+            log.warning("refused peer service call", extra={"fields": {"reason": why}})
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"peer refused: {why}")
+
     async def serve_exchange(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        first = _batch(await context.read())
+        item = await context.read()
+        if isinstance(item, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
+        first = _batch(item)
         if first is None or not first.HasField("hello"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first batch must carry a hello")
             return
         why = self._check_hello(first.hello, None)
         if why is None and self.tls is not None:
-            ident = peer_identity(context, self.tls)
-            registered = self._handler.organization_of(first.hello.node_id)
-            if ident is None or ident.node_id is None:
-                why = "no node certificate"
-            elif ident.node_id != first.hello.node_id:
-                why = f"certificate is for node {ident.node_id.hex()[:16]}..., not the hello's"
-            elif registered is not None and ident.issuer != registered:
-                why = (
-                    f"certificate issued by the CA of {ident.issuer or 'no organisation'}, "
-                    f"but the validator belongs to {registered}"
-                )
+            why = self.check_node_certificate(context, first.hello.node_id)
         if why is not None:
             log.warning(
                 "refused peer",
@@ -317,12 +385,14 @@ class PeerHub:
         await context.write(peer_pb2.PeerBatch(hello=self._hello(link.peer_id)))
 
         async def read() -> peer_pb2.PeerBatch | None:
-            return _batch(await context.read())
+            item = await context.read()
+            if isinstance(item, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
+            return _batch(item)
 
-        try:
-            await self._run_link(link, read, context.write, first)
-        finally:
-            link.connected = False
+        task = asyncio.current_task()
+        assert task is not None  # grpc.aio runs each handler in its own task
+        await self._run_link(link, read, context.write, first, _Stream(task.cancel))
 
     # -- a live stream ----------------------------------------------------------------------
     async def _run_link(
@@ -331,11 +401,19 @@ class PeerHub:
         read: Callable[[], Awaitable[peer_pb2.PeerBatch | None]],
         write: Callable[[peer_pb2.PeerBatch], Awaitable[None]],
         first: peer_pb2.PeerBatch,
+        me: _Stream,
     ) -> None:
         link.generation += 1
         gen = link.generation
-        link.connected = True
-        log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
+        older, link.stream = link.stream, me
+        if older is not None:
+            log.info(
+                "peer link replaced by a newer stream",
+                extra={"fields": {"peer": link.peer_id.hex()[:16]}},
+            )
+            older.close()
+        else:
+            log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
         self._deliver(link.peer_id, first)
         writer = asyncio.create_task(self._writer(link, write, gen))
         try:
@@ -345,6 +423,8 @@ class PeerHub:
                     return
                 self._deliver(link.peer_id, batch)
         finally:
+            if link.stream is me:
+                link.stream = None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
@@ -412,6 +492,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     async def SyncBlocks(
         self, request: peer_pb2.SyncBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[types_pb2.Block]:
+        await self.hub.refuse_non_peers(context)
         n = min(request.max_blocks or SYNC_BATCH, SYNC_BATCH)
         h = max(1, request.from_height)
         end = min(self.handler.height, h + n - 1)
@@ -425,6 +506,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     async def SyncState(
         self, request: peer_pb2.SyncStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[peer_pb2.StateChunk]:
+        await self.hub.refuse_non_peers(context)
         snap = self.handler.snapshot()
         try:
             height = int.from_bytes(snap.meta(b"height") or b"", "big")
@@ -450,12 +532,9 @@ class PeerServer:
     def __init__(
         self, hub: PeerHub, handler: PeerHandler, listen: str, tls: CertStore | None = None
     ) -> None:
+        # no max connection age: Exchange streams live as long as both processes do
         self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ("grpc.so_reuseport", 0),
-            ]
+            options=server_options(MAX_PEER_MESSAGE, None), interceptors=(MalformedGuard(),)
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
         if tls is None:

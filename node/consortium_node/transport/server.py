@@ -31,12 +31,20 @@ from ..ledger.block import Block
 from ..ledger.errors import Admission, Reject
 from ..ledger.hashing import merkle_proof
 from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
+from ..ledger.tx import MAX_KEY_BYTES
 from . import codec
+from .guard import MalformedGuard, server_options
 from .tls import CertStore, has_client_cert
 
 log = logging.getLogger(__name__)
 SERVICE = "consortium.v1.Ledger"
 MAX_BATCH = 10_000
+HASH_BYTES = 32  # transaction ids and block hashes (SHA-256)
+# Client connections are recycled after CLIENT_MAX_AGE_MS (+ grace for calls in flight): the
+# bound on how long a half-sent call (headers, never a whole message; grpc never answers it)
+# holds server memory. Long `StreamBlocks --follow` readers reconnect from their last height.
+CLIENT_MAX_AGE_MS = 30 * 60 * 1000
+CLIENT_AGE_GRACE_MS = 5 * 60 * 1000
 
 STATUS_OF: dict[Reject, grpc.StatusCode] = {
     Reject.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
@@ -171,6 +179,11 @@ class LedgerServicer:
             block = self.node.block_at(request.height)
             what = f"height {request.height}"
         elif which == "hash":
+            if len(request.hash) != HASH_BYTES:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"a block hash is {HASH_BYTES} bytes, got {len(request.hash)}",
+                )
             block = self.node.block_by_hash(request.hash)
             what = f"hash {request.hash.hex()}"
         else:
@@ -223,6 +236,7 @@ class LedgerServicer:
     async def GetTx(
         self, request: ledger_pb2.GetTxRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.GetTxResponse:
+        await _check_tx_id(request.tx_id, context)
         resp = await self._tx_response(request.tx_id)
         if resp is None:
             await context.abort(
@@ -233,6 +247,7 @@ class LedgerServicer:
     async def WaitTx(
         self, request: ledger_pb2.GetTxRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.GetTxResponse:
+        await _check_tx_id(request.tx_id, context)
         while True:
             h = self.node.height
             resp = await self._tx_response(request.tx_id)
@@ -249,6 +264,16 @@ class LedgerServicer:
         self, request: ledger_pb2.QueryStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.QueryStateResponse:
         which = request.WhichOneof("query")
+        if which == "key" and not 0 < len(request.key) <= MAX_KEY_BYTES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"a key is 1..{MAX_KEY_BYTES} bytes"
+            )
+        if which == "balance" and len(request.balance.asset.encode()) > MAX_KEY_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "asset name too long")
+        if which == "balance" and len(request.balance.account) > MAX_KEY_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account too long")
+        if which == "nonce_of" and len(request.nonce_of) > MAX_KEY_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account too long")
         snap = self.node.snapshot()
         try:
             height = self.node.height
@@ -292,6 +317,14 @@ class LedgerServicer:
             consensus=s.consensus,
             organization=s.organization,
             organizations=list(s.organizations),
+        )
+
+
+async def _check_tx_id(tx_id: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if len(tx_id) != HASH_BYTES:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a transaction id is {HASH_BYTES} bytes, got {len(tx_id)}",
         )
 
 
@@ -384,11 +417,7 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.so_reuseport", 0),
-]
+_OPTIONS = server_options(64 * 1024 * 1024, CLIENT_MAX_AGE_MS, CLIENT_AGE_GRACE_MS)
 
 
 class ClientServer:
@@ -420,13 +449,13 @@ class ClientServer:
             self.public_port = public.add_secure_port(public_listen, tls.server_credentials(False))
             self.servers.append(public)
         if health_listen is not None:
-            probe = grpc.aio.server(options=_OPTIONS)
+            probe = grpc.aio.server(options=_OPTIONS, interceptors=(MalformedGuard(),))
             health_pb2_grpc.add_HealthServicer_to_server(self.health, probe)
             self.health_port = probe.add_insecure_port(health_listen)
             self.servers.append(probe)
 
     def _ledger_server(self, servicer: LedgerServicer) -> grpc.aio.Server:
-        server = grpc.aio.server(options=_OPTIONS)
+        server = grpc.aio.server(options=_OPTIONS, interceptors=(MalformedGuard(),))
         server.add_generic_rpc_handlers((_handlers(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

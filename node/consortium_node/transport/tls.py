@@ -33,6 +33,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 
 from .. import pki
+from ..ledger.certs import ca_bundle_problem
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,23 @@ def _read_material(cert_file: Path, key_file: Path) -> Material:
 
 
 def _with_ca(ca_pems: Mapping[str, bytes]) -> dict[str, bytes]:
-    """The organisations that have a CA (an organisation of a chain without TLS has none)."""
-    return {org: pem for org, pem in ca_pems.items() if pem}
+    """The organisations that have a usable CA (an organisation of a chain without TLS has
+    none). A bundle that fails the chain's own check (ledger.certs; state committed before
+    that check existed) is left out and logged: handed to gRPC it would make every server
+    fail to start ("Failed to bind"), and committed state must never do that."""
+    out: dict[str, bytes] = {}
+    for org, pem in ca_pems.items():
+        if not pem:
+            continue
+        why = ca_bundle_problem(pem)
+        if why is not None:
+            log.error(
+                "organisation CA not trusted: unusable certificate on chain",
+                extra={"fields": {"organization": org, "reason": why}},
+            )
+            continue
+        out[org] = pem
+    return out
 
 
 class CertStore:

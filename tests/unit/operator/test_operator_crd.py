@@ -203,12 +203,13 @@ def test_written_status_fits_the_schema(version: dict[str, Any]) -> None:
         },
     )
     step = plan.next_step(sp, obs, n, "img")
-    st = status.build(sp, obs, step, n, "ns", 3, [], "2026-01-01T00:00:00Z", 2)
+    ctx = status.Context(n, "ns", 3, [], "2026-01-01T00:00:00Z", 2)
+    st = status.build(sp, obs, step, ctx)
     schema = {"type": "object", "properties": _status_props(version)}
     _fits(st, schema, "status")
     assert set(st) == set(_status_props(version))
     assert st["organizations"] == ["a"]
-    failed = status.build(None, Observed(), None, n, "ns", 3, [], "2026-01-01T00:00:00Z", 2, "bad")
+    failed = status.build(None, Observed(), None, ctx, "bad")
     _fits(failed, schema, "status")
 
 

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 from consortium_node.client.tx import tx_id_of
+from consortium_node.provision.pki import ClientCert, NodeCert
 from consortium_operator import nodes, pki, plan
 from consortium_operator.model import Names, PodState
 from consortium_operator.settings import Settings
@@ -200,8 +201,14 @@ def tls_node() -> Iterator[tuple[nodes.Endpoint, nodes.ClientTLS]]:
     now = dt.datetime.now(dt.UTC)
     ca = pki.org_ca("a", now, pki.new_tls_key(), 1)
     names = ["c-a-0.c-peers.ns.svc", "c-a-0.c-peers.ns.svc.cluster.local"]
-    node_cert = pki.node_tls(ca, "a", "c-a-0", b"\x01" * 32, names, now, pki.new_tls_key(), 2, 30)
-    client = pki.client_tls(ca, "a", "consortium-operator", now, pki.new_tls_key(), 3, 30)
+    node_cert = pki.node_tls(
+        ca,
+        NodeCert("a", "c-a-0", b"\x01" * 32, tuple(names)),
+        pki.Issue(now, pki.new_tls_key(), 2, 30),
+    )
+    client = pki.client_tls(
+        ca, ClientCert("", "a", "consortium-operator"), pki.Issue(now, pki.new_tls_key(), 3, 30)
+    )
     tls = nodes.ClientTLS(pki.trust_bundle({"a": ca.cert_pem}), client.cert_pem, client.key_pem)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     ledger_pb2_grpc.add_LedgerServicer_to_server(FakeNode(pki.new_key().public), server)
@@ -236,7 +243,9 @@ async def test_a_stranger_ca_client_is_refused_by_the_node(
     ep, tls = tls_node
     now = dt.datetime.now(dt.UTC)
     other = pki.org_ca("a", now, pki.new_tls_key(), 9)  # same name, different key
-    stranger = pki.client_tls(other, "a", "mallory", now, pki.new_tls_key(), 10, 30)
+    stranger = pki.client_tls(
+        other, ClientCert("", "a", "mallory"), pki.Issue(now, pki.new_tls_key(), 10, 30)
+    )
     bad = nodes.ClientTLS(tls.ca_pem, stranger.cert_pem, stranger.key_pem)
     with pytest.raises(nodes.ClientError):
         nodes._status(ep, 2.0, bad)

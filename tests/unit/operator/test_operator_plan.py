@@ -15,6 +15,7 @@ from consortium_operator.model import (
     Names,
     NodeStatus,
     Observed,
+    PendingChange,
     PodState,
     StatefulSetState,
 )
@@ -34,12 +35,16 @@ def spec(
     orgs: Iterable[tuple[str, int]] = (("a", 2), ("b", 2)),
     kind: str = "bft",
     image: str | None = None,
+    tls: bool = False,
 ) -> ConsortiumSpec:
+    """Plaintext unless `tls`: the planner's certificate gates (a CA before the genesis or
+    AddOrganization lists it) have their own tests (test_*_waits_for_the_ca*)."""
     return ConsortiumSpec.parse(
         {
             "chainId": "test",
             "consensus": {"type": kind},
             "organizations": [{"name": o, "validators": v} for o, v in orgs],
+            "security": {"tls": tls},
             **({"image": image} if image else {}),
         }
     )
@@ -524,3 +529,56 @@ def test_which_cas_the_chain_trusts() -> None:
     assert replace(g, nodes=reporting).ca_trusted_on_chain("c") is False  # not admitted yet
     admitted = {"p": NodeStatus(6, "validator", b"", (), "synced", "x", ("a", "b", "c"))}
     assert replace(g, nodes=admitted).ca_trusted_on_chain("c") is True
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+CA_A, CA_B, CA_C = b"-----BEGIN CERTIFICATE-----a", b"-----BEGIN CERTIFICATE-----b", b"cc"
+
+
+def test_with_tls_the_genesis_waits_for_every_ca_then_lists_them() -> None:
+    sp = spec(tls=True)
+    pods = ("c-a-0", "c-a-1", "c-b-0", "c-b-1")
+    full = Observed(admin_public=ADMIN, node_keys={p: key(p) for p in pods}, ca_certs={"a": CA_A})
+    s = plan.next_step(sp, full, N, IMAGE)
+    assert s.action == plan.Wait("IssuingCertificates", "waiting for the CA of b")
+    s = plan.next_step(sp, replace(full, ca_certs={"a": CA_A, "b": CA_B}), N, IMAGE)
+    # a complete action: the executor needs nothing but the object's creation time
+    assert s.action == plan.WriteGenesis(
+        tuple((p, key(p)) for p in pods), ADMIN, (("a", CA_A), ("b", CA_B))
+    )
+
+
+def test_with_tls_admission_waits_for_the_ca_then_carries_it() -> None:
+    sp = spec([("a", 2), ("b", 2), ("c", 1)], tls=True)
+    w = World(sp, {"a": 2, "b": 2, "c": 0}, chain_orgs=("a", "b"))
+    cas = {"a": CA_A, "b": CA_B}
+    s = plan.next_step(sp, replace(w.observed(), ca_certs=cas), N, IMAGE)
+    assert s.action == plan.Wait("IssuingCertificates", "waiting for the CA of c")
+    assert replicas(s) == {"a": 2, "b": 2, "c": 0}
+    s = plan.next_step(sp, replace(w.observed(), ca_certs={**cas, "c": CA_C}), N, IMAGE)
+    assert s.action == plan.AddOrganization("c", CA_C)
+
+
+# --------------------------------------------------------------------------- pending change
+
+
+def test_a_pending_membership_change_is_awaited_until_the_chain_shows_it() -> None:
+    w = World(
+        spec([("a", 3), ("b", 2)]),
+        {"a": 3, "b": 2},
+        validators={"c-a-0", "c-a-1", "c-b-0", "c-b-1"},
+    )
+    assert step(w).action == plan.AddValidator("c-a-2", "a", key("c-a-2"))
+    pending = PendingChange("add-validator", key("c-a-2").hex(), "ab" * 32, 1e12)
+    s = plan.next_step(w.sp, replace(w.observed(), pending=pending), N, IMAGE)
+    assert isinstance(s.action, plan.Wait) and s.action.reason == "WaitingForMembership"
+    assert s.targets is not None  # workloads are still rendered while waiting
+    w.validators = None  # every pod is a validator now: the change is visible
+    s = plan.next_step(w.sp, replace(w.observed(), pending=pending), N, IMAGE)
+    assert isinstance(s.action, plan.Converged)
+    # nodes that do not answer cannot confirm anything: keep waiting
+    w.down = set(w.pods())
+    s = plan.next_step(w.sp, replace(w.observed(), pending=pending), N, IMAGE)
+    assert isinstance(s.action, plan.Wait) and s.action.reason == "WaitingForMembership"

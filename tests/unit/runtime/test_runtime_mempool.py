@@ -283,3 +283,59 @@ def test_verify_receives_sender_body_and_signature() -> None:
     committed: Callable[[bytes], bool] = lambda _tx_id: False  # noqa: E731
     pool.admit(t, {}, MAX, committed)
     assert seen == [(t.sender, t.body, t.signature)]
+
+
+# --- gossiped txs ahead of a nonce gap are held aside (the module's third invariant) -------
+
+
+def gossip(p: Pool, tx: Tx) -> None:
+    p.pool.admit(tx, p.state, MAX, p.committed.__contains__, hold_future=True)
+
+
+def test_gossiped_future_nonce_is_held_then_promoted_when_the_gap_fills(p: Pool) -> None:
+    t0, t1, t2 = make_tx(ALICE, 0), make_tx(ALICE, 1), make_tx(ALICE, 2)
+    gossip(p, t2)
+    gossip(p, t1)
+    assert p.pool.held() == 2 and len(p.pool) == 0 and p.pool.take(10, MAX) == []
+    p.admit(t0)  # fills the gap: the held txs follow in nonce order
+    assert p.pool.take(10, MAX) == [t0, t1, t2] and p.pool.held() == 0
+    assert sorted(p.verifier.calls) == sorted([t0.id, t1.id, t2.id])  # each verified once
+
+
+def test_held_tx_is_promoted_when_a_commit_fills_the_gap(p: Pool) -> None:
+    t0, t1 = make_tx(ALICE, 0), make_tx(ALICE, 1)
+    gossip(p, t1)
+    p.commit([t0])  # t0 was committed through another node's block
+    assert p.pool.take(10, MAX) == [t1] and p.pool.held() == 0
+
+
+def test_clients_get_the_gap_as_an_error_and_nothing_is_held(p: Pool) -> None:
+    assert p.reject(make_tx(ALICE, 1)).reason is Reject.NONCE_GAP
+    assert p.pool.held() == 0
+
+
+def test_holding_is_bounded_by_window_and_total(p: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import consortium_node.runtime.mempool as mp
+
+    far = make_tx(ALICE, mp.FUTURE_WINDOW + 1)
+    with pytest.raises(TxRejected) as e:
+        gossip(p, far)
+    assert e.value.reason is Reject.NONCE_GAP and p.pool.held() == 0
+    monkeypatch.setattr(mp, "FUTURE_MAX", 2)
+    gossip(p, make_tx(ALICE, 1))
+    gossip(p, make_tx(BOB, 1))
+    with pytest.raises(TxRejected) as e:
+        gossip(p, make_tx(CAROL, 1))
+    assert e.value.reason is Reject.NONCE_GAP and p.pool.held() == 2
+
+
+def test_held_txs_are_verified_and_deduplicated_by_nonce() -> None:
+    bad = Pool(verify_ok=False)
+    with pytest.raises(TxRejected) as e:
+        gossip(bad, make_tx(ALICE, 1))
+    assert e.value.reason is Reject.BAD_SIGNATURE and bad.pool.held() == 0
+    p = Pool()
+    gossip(p, make_tx(ALICE, 1))
+    with pytest.raises(TxRejected) as e:
+        gossip(p, make_tx(ALICE, 1, tag=b"other"))
+    assert e.value.reason is Reject.DUPLICATE and p.pool.held() == 1

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from consortium_node import pki as x509pki
 from consortium_node.ledger.genesis import Genesis
+from consortium_node.provision.pki import ClientCert, NodeCert
 from consortium_operator import genesis, pki
 from consortium_operator.model import (
     CLIENT_PORT,
@@ -59,8 +60,8 @@ def test_node_certificate_for_a_pod() -> None:
     node_id = pki.new_key(seeded(1)).public
     names = Renderer(Settings(), N, OWNER).node_dns_names("demo-acme-0")
     issued = pki.node_tls(
-        ca, "acme", "demo-acme-0", node_id, names, NOW,
-        ec.derive_private_key(12, ec.SECP256R1()), pki.serial_from(seeded(2)), days=90,
+        ca, NodeCert("acme", "demo-acme-0", node_id, tuple(names)),
+        pki.Issue(NOW, ec.derive_private_key(12, ec.SECP256R1()), pki.serial_from(seeded(2)), 90),
     )  # fmt: skip
     cert = x509pki.load_cert(issued.cert_pem)
     assert x509pki.node_id_of(cert) == node_id
@@ -71,8 +72,8 @@ def test_node_certificate_for_a_pod() -> None:
 def test_renewal_lead_time() -> None:
     ca = pki.org_ca("acme", NOW, ec.derive_private_key(11, ec.SECP256R1()), 1)
     cert = pki.node_tls(
-        ca, "acme", "p", b"\x01" * 32, ["localhost"], NOW,
-        ec.derive_private_key(12, ec.SECP256R1()), 5, days=90,
+        ca, NodeCert("acme", "p", b"\x01" * 32, ("localhost",)),
+        pki.Issue(NOW, ec.derive_private_key(12, ec.SECP256R1()), 5, 90),
     ).cert_pem  # fmt: skip
     lead = dt.timedelta(days=30)
     assert not pki.needs_renewal(cert, NOW + dt.timedelta(days=59), lead)
@@ -193,8 +194,8 @@ def test_certs_to_issue_missing_expiring_or_rebound() -> None:
 
     def cert(node_id: bytes, days: int) -> bytes:
         return pki.node_tls(
-            ca, "acme", "p", node_id, ["localhost"], NOW,
-            ec.derive_private_key(12, ec.SECP256R1()), 5, days=days,
+            ca, NodeCert("acme", "p", node_id, ("localhost",)),
+            pki.Issue(NOW, ec.derive_private_key(12, ec.SECP256R1()), 5, days),
         ).cert_pem  # fmt: skip
 
     lead = dt.timedelta(days=30)
@@ -227,8 +228,9 @@ def test_client_tls_directory_is_rewritten_when_due() -> None:
 
     def client(ca: pki.Issued, days: int) -> pki.Issued:
         return pki.client_tls(
-            ca, "acme", "acme-client", NOW, ec.derive_private_key(14, ec.SECP256R1()), 7, days
-        )
+            ca, ClientCert("", "acme", "acme-client"),
+            pki.Issue(NOW, ec.derive_private_key(14, ec.SECP256R1()), 7, days),
+        )  # fmt: skip
 
     lead = dt.timedelta(days=30)
     good = client(acme, 90)

@@ -4,7 +4,10 @@ at admission (preflight) and identically at execution; open chains accept any ke
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from consortium_node import pki
 from consortium_node.ledger.errors import DecodeError, Reject, TxRejected
 from consortium_node.ledger.genesis import Genesis, Organization
 from consortium_node.ledger.hashing import sha256
@@ -27,7 +30,15 @@ pytestmark = pytest.mark.unit
 
 NODE = b"\x01" * 32
 ADMIN, ALICE, BOB = b"\xad" * 32, b"\xa1" * 32, b"\xb0" * 32
-PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def _ca(org: str, serial: int) -> bytes:
+    """A real CA certificate (chain state now holds only parsable CA certificates)."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return pki.new_ca(org, now, pki.new_private_key(), serial).cert_pem
+
+
+PEM = _ca("org1", 1)
 
 
 def genesis(permissioned: bool = True) -> Genesis:
@@ -139,7 +150,7 @@ def test_an_organisation_is_admitted_by_governance_once() -> None:
     from consortium_node.ledger.tx import AddOrganization
 
     st = State(genesis())
-    org3 = PEM.replace(b"MIIB", b"MIIC")
+    org3 = _ca("org3", 3)
     assert st.run(tx(ALICE, 0, AddOrganization("org3", org3))) == [UNAUTHORIZED]
     assert st.run(tx(ADMIN, 0, AddMember(BOB, "org3"))) == [INVALID]  # not a member yet
     assert st.run(tx(ADMIN, 1, AddOrganization("org3", org3))) == [OK]
@@ -177,7 +188,7 @@ def test_an_organisations_ca_is_replaced_by_governance() -> None:
     from consortium_node.ledger.tx import SetOrganizationCA
 
     st = State(genesis())
-    new = PEM.replace(b"MIIB", b"MIID")
+    new = _ca("org1", 4)
     assert st.run(tx(ALICE, 0, SetOrganizationCA("org1", PEM + new))) == [UNAUTHORIZED]
     assert st.run(tx(ADMIN, 0, SetOrganizationCA("nowhere", new))) == [INVALID]
     assert st.run(tx(ADMIN, 1, SetOrganizationCA("org1", PEM + new))) == [OK]  # both, then

@@ -831,7 +831,16 @@ class RaftEngine:
             return
         pr.recent_active = True
         if m.reject:
-            if pr.state is _PrState.REPLICATE:
+            if m.hint < pr.match and pr.state is not _PrState.SNAPSHOT:
+                # The follower lacks entries it once acknowledged: its data dir was replaced
+                # (re-seeded empty or restored from an older copy). Raft assumes durable logs,
+                # so `match` is no longer a lower bound: probe again from its hint. Lowering
+                # match never un-commits (commit only grows) and a merely stale reject costs
+                # one extra probe round, after which the follower's ack restores match.
+                pr.match = m.hint
+                pr.state = _PrState.PROBE
+                pr.next = max(m.hint + 1, 1)
+            elif pr.state is _PrState.REPLICATE:
                 if m.index <= pr.match:
                     return  # stale
                 pr.state = _PrState.PROBE

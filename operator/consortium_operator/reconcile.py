@@ -1,0 +1,480 @@
+"""The reconcile pass: named phases over one `Pass` object. Called by handlers.py (the kopf
+decorators), which turns the returned `Outcome` into kopf's retry/permanent-error signals.
+
+    parse -> observe -> plan -> apply (certificates, then workloads) -> act -> write status
+
+- parse: the spec (provision.spec via model); an invalid spec writes a Failed status and
+  ends the pass for good (`Outcome.permanent`).
+- observe: Kubernetes objects and TLS material (kube), node statuses (nodes), the pending
+  membership change (the object's annotation, dropped once its deadline passed).
+- plan: `plan.next_step` (pure) — workload targets and at most one complete action.
+- apply: the certificate phase (certplan: ensure each CA, then each leaf; issuing is the only
+  randomness, injected through `Env.tls_key`/`Env.serial`), then the rendered workloads.
+- act: the step's action, one function per action type (`ACTIONS`). A committed membership
+  change is written to the annotation and awaited by requeueing — never by waiting in the
+  pass, so the per-object lock is never held while the chain catches up.
+- write status: status.build (pure), a kopf event when the phase changes.
+
+Level-triggered: nothing is remembered between passes but the cluster itself (the pending
+change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
+timer skips an object whose lock is held."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from consortium_node.provision import pki as core_pki
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import certplan, genesis, nodes, pki, plan, status
+from .kube import Conflict, Kube, KubeError
+from .model import (
+    PENDING_ANNOTATION,
+    ConsortiumSpec,
+    Names,
+    Observed,
+    Owner,
+    PendingChange,
+    SpecError,
+)
+from .nodes import ClientTLS, GovernanceError
+from .render import Renderer
+from .settings import Settings
+
+log = logging.getLogger("consortium_operator")
+MEMBERSHIP_POLL = 1.0  # seconds between passes while the chain applies a membership change
+
+
+Post = Callable[[str, str], None]  # (reason, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """Kubernetes events about the Consortium (kopf.info / kopf.warn in production)."""
+
+    info: Post
+    warn: Post
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Env:
+    """What passes share for the operator's lifetime."""
+
+    settings: Settings
+    kube: Kube
+    operator_namespace: str | None = None
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    clock: Callable[[], dt.datetime] = _utc_now
+    tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_tls_key
+    serial: Callable[[], int] = pki.serial_from
+
+    def lock(self, owner: Owner) -> asyncio.Lock:
+        return self.locks.setdefault(owner.uid, asyncio.Lock())
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The Consortium object as this pass sees it (`of`: from the object kopf hands over)."""
+
+    owner: Owner
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generation: int = 0
+    created: str = "1970-01-01T00:00:00Z"  # metadata.creationTimestamp
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Subject:
+        meta: Mapping[str, Any] = obj["metadata"]
+        return cls(
+            owner=Owner(str(meta["name"]), str(meta["namespace"]), str(meta["uid"])),
+            spec=obj.get("spec") or {},
+            status=obj.get("status") or {},
+            annotations=meta.get("annotations") or {},
+            generation=int(meta.get("generation") or 0),
+            created=str(meta.get("creationTimestamp") or "1970-01-01T00:00:00Z"),
+        )
+
+    @property
+    def names(self) -> Names:
+        return Names(self.owner.name)
+
+    def creation_ms(self) -> int:
+        """The genesis time: the object's creation, whole seconds (provision.genesis)."""
+        t = dt.datetime.fromisoformat(self.created.replace("Z", "+00:00"))
+        return int(t.timestamp()) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a pass ended: `requeue` seconds until the next pass (None: converged), the
+    message kopf logs, and whether the object cannot be reconciled as it is."""
+
+    requeue: float | None
+    message: str = ""
+    permanent: bool = False
+
+
+@dataclass
+class Pass:
+    """One reconcile pass over one Consortium: its inputs and what each phase found."""
+
+    env: Env
+    subject: Subject
+    events: Events
+    spec: ConsortiumSpec | None = None
+    observed: Observed = field(default_factory=Observed)
+    step: plan.Step | None = None
+    cas: dict[str, bytes] = field(default_factory=dict)  # after the certificate phase
+    done: str | None = None  # what the act phase did
+
+    @property
+    def names(self) -> Names:
+        return self.subject.names
+
+    @property
+    def owner(self) -> Owner:
+        return self.subject.owner
+
+    @property
+    def renderer(self) -> Renderer:
+        return Renderer(self.env.settings, self.names, self.owner, self.env.operator_namespace)
+
+    @property
+    def desired(self) -> ConsortiumSpec:
+        assert self.spec is not None, "parse runs first"
+        return self.spec
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
+    """One full pass (create / update / resume, and the timer)."""
+    p = Pass(env, subject, events)
+    try:
+        parse(p)
+    except SpecError as e:
+        await write_status(p, str(e))
+        return Outcome(None, f"invalid spec: {e}", permanent=True)
+    async with env.lock(subject.owner):
+        try:
+            await observe(p)
+            plan_step(p)
+            await apply_certificates(p)
+            await apply_workloads(p)
+            await act(p)
+            await write_status(p)
+        except (KubeError, GovernanceError) as e:
+            return Outcome(env.settings.retry_seconds, str(e))
+    return outcome(p)
+
+
+async def timer(env: Env, subject: Subject, events: Events) -> Outcome | None:
+    """Every status interval: one full pass (observe, act if needed, write status) — what
+    repairs drift after convergence and keeps status current. None: skipped, a change
+    handler's pass holds the lock."""
+    if env.lock(subject.owner).locked():
+        return None
+    return await reconcile(env, subject, events)
+
+
+async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
+    """Removes workloads, Services, ConfigMaps, Secrets, and the ledger PVCs if
+    deletionPolicy is Delete (kopf keeps its finalizer until this returns None)."""
+    raw = subject.spec
+    orgs = tuple(
+        str(o.get("name")) for o in raw.get("organizations") or [] if isinstance(o, Mapping)
+    )
+    delete_volumes = raw.get("deletionPolicy", "Retain") == "Delete"
+    owner = subject.owner
+    async with env.lock(owner):
+        try:
+            deleted = await env.kube.delete_consortium(
+                owner.namespace, subject.names, orgs, delete_volumes
+            )
+        except KubeError as e:
+            return Outcome(env.settings.retry_seconds, f"deleting: {e}")
+    kept = "ledger volumes kept (deletionPolicy Retain)" if not delete_volumes else ""
+    events.info("Deleted", f"deleted {len(deleted)} objects" + (f"; {kept}" if kept else ""))
+    return Outcome(None)
+
+
+def outcome(p: Pass) -> Outcome:
+    """Converged: done until the next event or timer; otherwise requeue — soon after an
+    action, every MEMBERSHIP_POLL while the chain applies a change, slower when Blocked."""
+    assert p.step is not None
+    a = p.step.action
+    if isinstance(a, plan.Converged):
+        return Outcome(None, str(a))
+    if p.done:
+        return Outcome(0.5, p.done)
+    if isinstance(a, plan.Wait) and a.reason == "WaitingForMembership":
+        return Outcome(MEMBERSHIP_POLL, str(a))
+    factor = 3 if isinstance(a, plan.Blocked) else 1
+    return Outcome(p.env.settings.retry_seconds * factor, str(a))
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def parse(p: Pass) -> None:
+    p.spec = ConsortiumSpec.parse(p.subject.spec)
+
+
+async def observe(p: Pass) -> None:
+    p.observed = await observe_world(p)
+    p.observed = replace(p.observed, pending=_pending(p))
+
+
+def plan_step(p: Pass) -> None:
+    s = p.env.settings
+    p.step = plan.next_step(p.desired, p.observed, p.names, s.node_image, s.max_lag)
+
+
+async def apply_certificates(p: Pass) -> None:
+    """With spec.security.tls: each organisation's CA (created once, before the genesis or
+    AddOrganization that lists it), then every node's TLS certificate and the client TLS
+    directories, (re)issued when certplan says they are due (nodes reload rotated files).
+    Events name Secrets, never content."""
+    spec, o = p.desired, p.observed
+    p.cas = dict(o.ca_certs)
+    if not spec.security.tls:
+        return
+    for org, decision in certplan.ca_decisions(spec, o).items():
+        if decision is core_pki.CaDecision.LOST:
+            raise KubeError(
+                0,
+                f"Secret {p.names.ca_secret(org)} (the CA of {org}, which the chain trusts) "
+                "is missing: restore it from a backup; a new CA would not be trusted",
+            )
+        if org in o.ca_incomplete:
+            raise KubeError(404, f"Secret {p.names.ca_secret(org)} lacks ca.pem/ca.key")
+        if decision is core_pki.CaDecision.ISSUE:
+            await _issue_ca(p, org)
+    window = core_pki.Window(p.env.clock(), dt.timedelta(days=spec.security.cert_renew_before_days))
+    issuers: dict[str, pki.Issued] = {}
+    renderer = p.renderer
+    due = certplan.node_certs(spec, o, p.names, renderer.node_dns_names, p.cas, window)
+    for org in dict.fromkeys(c.org for c in due):
+        ca = issuers.setdefault(org, await p.env.kube.read_ca(p.owner.namespace, p.names, org))
+        issued = {c.member: pki.node_tls(ca, c, _issue(p)) for c in due if c.org == org}
+        if await p.env.kube.put_secret_entries(renderer.tls_secret(org, issued)) is True:
+            p.events.info(
+                "CertificatesIssued",
+                f"TLS certificates for {', '.join(issued)} in Secret {p.names.tls_secret(org)}",
+            )
+    bundle = core_pki.trust_bundle(p.cas)
+    for c in certplan.client_certs(spec, o, p.names, p.cas, window):
+        if c.org not in issuers:
+            issuers[c.org] = await p.env.kube.read_ca(p.owner.namespace, p.names, c.org)
+        issued_client = pki.client_tls(issuers[c.org], c, _issue(p))
+        manifest = renderer.client_secret(c.holder, c.org, bundle, issued_client)
+        if await p.env.kube.put_secret_entries(manifest) is True:
+            p.events.info(
+                "CertificatesIssued", f"client certificate {c.name} of {c.org} in Secret {c.holder}"
+            )
+
+
+async def apply_workloads(p: Pass) -> None:
+    assert p.step is not None
+    if p.step.targets is not None:
+        o = p.observed
+        await p.env.kube.apply(
+            p.renderer.workloads(p.desired, p.step.targets, o.node_keys, o.genesis_hash)
+        )
+
+
+async def act(p: Pass) -> None:
+    """Performs the step's action (at most one) and settles the pending-change annotation."""
+    assert p.step is not None
+    a = p.step.action
+    run = ACTIONS.get(type(a))
+    p.done = await run(p, a) if run is not None else None
+    if p.observed.pending is not None and p.observed.pending_reflected():
+        await _set_pending(p, None)  # the chain shows it: nothing left to await
+
+
+async def write_status(p: Pass, error: str | None = None) -> None:
+    current = p.subject.status
+    ctx = status.Context(
+        p.names,
+        p.owner.namespace,
+        p.subject.generation,
+        current.get("conditions") or [],
+        p.env.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        p.env.settings.max_lag,
+    )
+    new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
+    await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
+    if new["phase"] != current.get("phase"):
+        post = p.events.warn if new["phase"] in ("Degraded", "Failed") else p.events.info
+        post(f"Phase{new['phase']}", new["message"] or new["phase"])
+
+
+# --------------------------------------------------------------------------- observation
+
+
+async def observe_world(p: Pass) -> Observed:
+    """Kubernetes objects, TLS material (with TLS) and the answering nodes' statuses."""
+    spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
+    orgs = tuple(o.name for o in spec.organizations)
+    observed = await kube.observe(ns, p.names, orgs)
+    if spec.security.tls:
+        t = await kube.observe_tls(ns, p.names, orgs)
+        observed = replace(
+            observed,
+            ca_certs=t.ca_certs,
+            ca_incomplete=t.ca_incomplete,
+            tls_entries=t.tls_entries,
+            client_dirs=t.client_dirs,
+        )
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        log.debug("%s/%s: not asking nodes: %s", ns, p.owner.name, e)
+        return observed
+    statuses = await nodes.statuses(observed.pods, p.names, ns, p.env.settings, tls)
+    return replace(observed, nodes=statuses)
+
+
+class NoClientTLS(Exception):
+    """The operator has no client certificate for a TLS consortium yet: nodes cannot be
+    asked anything (there can be no running node either: certificates come first)."""
+
+
+async def operator_tls(p: Pass) -> ClientTLS | None:
+    """The operator's client TLS material for this consortium, from its Secret (written by
+    the certificate phase). Raises NoClientTLS with TLS on and the Secret not complete."""
+    if not p.desired.security.tls:
+        return None
+    secret = p.names.operator_client_secret
+    data = await p.env.kube.secret_data(p.owner.namespace, secret) or {}
+    try:
+        return ClientTLS(data["ca.pem"], data["client.pem"], data["client.key"])
+    except KeyError:
+        raise NoClientTLS(f"Secret {secret} is not complete") from None
+
+
+def _pending(p: Pass) -> PendingChange | None:
+    """The pending membership change of the annotation, unless its deadline has passed."""
+    text = p.subject.annotations.get(PENDING_ANNOTATION)
+    change = PendingChange.from_json(text) if text else None
+    if change is None or change.until < p.env.clock().timestamp():
+        return None
+    return change
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _issue(p: Pass) -> pki.Issue:
+    days = p.desired.security.cert_validity_days
+    return pki.Issue(p.env.clock(), p.env.tls_key(), p.env.serial(), days)
+
+
+async def _issue_ca(p: Pass, org: str) -> None:
+    ca = pki.org_ca(org, p.env.clock(), p.env.tls_key(), p.env.serial())
+    if await p.env.kube.create(p.renderer.ca_secret(org, ca)):
+        p.events.info(
+            "CACreated", f"certificate authority of {org} in Secret {p.names.ca_secret(org)}"
+        )
+    # a concurrent creator may have won: what the Secret holds now is the CA
+    p.cas[org] = (await p.env.kube.read_ca(p.owner.namespace, p.names, org)).cert_pem
+
+
+async def create_admin_key(p: Pass, _: plan.CreateAdminKey) -> str:
+    if await p.env.kube.create(p.renderer.admin_secret(pki.key_file(pki.new_key()))):
+        p.events.info("KeysCreated", f"admin key in Secret {p.names.admin_secret}")
+    return "create the governance admin key"
+
+
+async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
+    secret = p.renderer.keys_secret(a.org, {pod: pki.key_file(pki.new_key()) for pod in a.pods})
+    added = await p.env.kube.add_secret_entries(secret)
+    if added is True:
+        p.events.info(
+            "KeysCreated",
+            f"node keys for {', '.join(a.pods)} in Secret {p.names.keys_secret(a.org)}",
+        )
+    return None if isinstance(added, Conflict) else str(a)
+
+
+async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
+    g = genesis.build(
+        p.desired, p.names, dict(a.validators), a.admin, p.subject.creation_ms(), dict(a.ca_certs)
+    )
+    cm = p.renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
+    if await p.env.kube.create(cm):
+        p.events.info(
+            "GenesisWritten",
+            f"genesis {g.hash.hex()[:16]} with {len(g.validators)} validators "
+            f"in ConfigMap {p.names.genesis_configmap}",
+        )
+    return str(a)
+
+
+async def change_membership(
+    p: Pass, a: plan.AddValidator | plan.RemoveValidator | plan.AddOrganization
+) -> str:
+    """Commit the governance change, then remember it (the annotation) so that the next
+    passes wait for the chain to apply it instead of planning it again."""
+    eps = governance_endpoints(p)
+    admin_key = await p.env.kube.read_admin_key(p.owner.namespace, p.names)
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        raise GovernanceError(f"{a}: {e}") from None
+    tx = await nodes.governance(eps, p.desired.chain_id, admin_key, a, p.env.settings, tls)
+    if isinstance(a, plan.AddOrganization):
+        reason, kind, subject = "OrganizationAdmitted", "add-organization", a.org
+    else:
+        reason, subject = "ValidatorSetChanged", a.node_id.hex()
+        kind = "add-validator" if isinstance(a, plan.AddValidator) else "remove-validator"
+    p.events.info(reason, f"{a}: tx {tx[:16]} committed")
+    until = p.env.clock().timestamp() + p.env.settings.governance_timeout
+    await _set_pending(p, PendingChange(kind, subject, tx, until))
+    return str(a)
+
+
+async def _set_pending(p: Pass, change: PendingChange | None) -> None:
+    value = None if change is None else change.to_json()
+    await p.env.kube.patch_annotations(p.owner.namespace, p.owner.name, {PENDING_ANNOTATION: value})
+
+
+def governance_endpoints(p: Pass) -> list[nodes.Endpoint]:
+    """Client endpoints of answering nodes, the leader first."""
+    o = p.observed
+    leaders = {n.leader for n in o.nodes.values()}
+    order = sorted(
+        o.nodes, key=lambda pod: (o.node_keys.get(pod) not in leaders, -o.nodes[pod].height, pod)
+    )
+    out = []
+    for pod in order:
+        ep = nodes.endpoint(o.pods[pod], p.names, p.owner.namespace, p.env.settings)
+        if ep is not None:
+            out.append(ep)
+    return out
+
+
+Act = Callable[[Pass, Any], Awaitable[str | None]]
+# one function per action type; Wait, Blocked and Converged do nothing
+ACTIONS: dict[type, Act] = {
+    plan.CreateAdminKey: create_admin_key,
+    plan.CreateNodeKeys: create_node_keys,
+    plan.WriteGenesis: write_genesis,
+    plan.AddValidator: change_membership,
+    plan.RemoveValidator: change_membership,
+    plan.AddOrganization: change_membership,
+}
+
+__all__ = ["Env", "Events", "Outcome", "Pass", "Subject", "delete", "reconcile", "timer"]

@@ -1,0 +1,239 @@
+"""The reconcile pass (consortium_operator.reconcile) over an in-memory Kube: a committed
+membership change is remembered in the object's annotation and awaited by requeueing, never
+by waiting inside the pass (the per-object lock is free as soon as the pass returns); and the
+shape rules of the operator package: handlers.py holds only kopf-decorated functions, no
+function takes more than 6 parameters, the status timer follows CONSORTIUM_STATUS_SECONDS."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from consortium_operator import nodes, plan, reconcile
+from consortium_operator.kube import Kube
+from consortium_operator.model import (
+    PENDING_ANNOTATION,
+    ConsortiumSpec,
+    Names,
+    NodeStatus,
+    Observed,
+    Owner,
+    PodState,
+    StatefulSetState,
+)
+from consortium_operator.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+PACKAGE = Path(__file__).resolve().parents[3] / "operator" / "consortium_operator"
+N = Names("c")
+OWNER = Owner("c", "ns", "uid-1")
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+SPEC = {
+    "chainId": "test",
+    "consensus": {"type": "raft"},
+    "organizations": [{"name": "a", "validators": 3}],
+    "security": {"tls": False},
+}
+
+
+def key(pod: str) -> bytes:
+    return pod.encode().ljust(32, b"\0")
+
+
+class MemoryKube(Kube):
+    """Kube's public surface over dicts: what the pass reads and writes, nothing more."""
+
+    def __init__(self, observed: Observed) -> None:
+        self.observed = observed
+        self.observe_calls = 0
+        self.applied: list[dict[str, Any]] = []
+        self.statuses: list[Mapping[str, Any]] = []
+        self.annotations: dict[str, str | None] = {}
+
+    async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
+        self.observe_calls += 1
+        return self.observed
+
+    async def apply(self, manifests: Any) -> None:
+        self.applied.extend(manifests)
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.statuses.append(status)
+
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        self.annotations.update(annotations)
+
+    async def read_admin_key(self, namespace: str, names: Names) -> str:
+        return "admin key file"
+
+
+class Chain:
+    """What the nodes answer: the validator set, changed by `commit`."""
+
+    def __init__(self, validators: list[str]) -> None:
+        self.validators = validators
+        self.committed: list[plan.Action] = []
+
+    async def statuses(self, pods: Mapping[str, PodState], *_: Any) -> dict[str, NodeStatus]:
+        vset = tuple((key(p), "a") for p in self.validators)
+        return {p: NodeStatus(10, "follower", key("c-a-0"), vset, "synced") for p in pods}
+
+    async def governance(self, eps: Any, chain_id: str, admin: str, action: Any, *_: Any) -> str:
+        self.committed.append(action)
+        return "ab" * 32
+
+
+def world() -> Observed:
+    pods = {
+        p: PodState(p, "a", i, True, "r1", "10.0.0.1")
+        for i, p in enumerate(("c-a-0", "c-a-1", "c-a-2"))
+    }
+    sp = ConsortiumSpec.parse(SPEC)
+    org = sp.org("a")
+    assert org is not None
+    sts = StatefulSetState("a", 3, 0, sp.pod_fingerprint(org, Settings().node_image), "r1", 3, 1, 1)
+    return Observed(
+        admin_public=b"\x09" * 32,
+        node_keys={p: key(p) for p in pods},
+        genesis_validators=((key("c-a-0"), "a"), (key("c-a-1"), "a")),
+        genesis_hash="ab" * 32,
+        statefulsets={"a": sts},
+        pods=pods,
+    )
+
+
+def subject(annotations: Mapping[str, str] | None = None) -> reconcile.Subject:
+    return reconcile.Subject(OWNER, SPEC, annotations=dict(annotations or {}), generation=1)
+
+
+def events() -> reconcile.Events:
+    return reconcile.Events(lambda r, m: None, lambda r, m: None)
+
+
+@pytest.fixture
+def chain(monkeypatch: pytest.MonkeyPatch) -> Chain:
+    c = Chain(["c-a-0", "c-a-1"])
+    monkeypatch.setattr(nodes, "statuses", c.statuses)
+    monkeypatch.setattr(nodes, "governance", c.governance)
+    return c
+
+
+def test_a_membership_change_is_awaited_by_requeueing_not_inside_the_pass(chain: Chain) -> None:
+    kube = MemoryKube(world())
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+
+    # pass 1: c-a-2 has caught up -> AddValidator, committed; the pass returns at once
+    out = asyncio.run(reconcile.reconcile(env, subject(), events()))
+    assert chain.committed == [plan.AddValidator("c-a-2", "a", key("c-a-2"))]
+    assert out.requeue == 0.5 and out.message == "add validator c-a-2 (a)"
+    assert kube.observe_calls == 1  # no polling inside the pass (it used to observe 20x)
+    assert not env.lock(OWNER).locked()
+    pending = kube.annotations[PENDING_ANNOTATION]
+    assert pending is not None
+    change = json.loads(pending)
+    assert change["kind"] == "add-validator" and change["subject"] == key("c-a-2").hex()
+    assert change["until"] == NOW.timestamp() + Settings().governance_timeout
+
+    # pass 2: the chain has not applied it yet -> wait (requeue), never plan it again
+    out = asyncio.run(reconcile.reconcile(env, subject({PENDING_ANNOTATION: pending}), events()))
+    assert len(chain.committed) == 1
+    assert out.requeue == reconcile.MEMBERSHIP_POLL
+    assert out.message.startswith("waiting for the chain to apply add validator")
+    assert kube.statuses[-1]["conditions"][1]["reason"] == "WaitingForMembership"
+
+    # pass 3: the chain shows it -> the annotation is cleared and the plan moves on
+    chain.validators.append("c-a-2")
+    out = asyncio.run(reconcile.reconcile(env, subject({PENDING_ANNOTATION: pending}), events()))
+    assert kube.annotations[PENDING_ANNOTATION] is None
+    assert out.requeue is None and len(chain.committed) == 1  # converged
+
+
+def test_an_expired_pending_change_is_no_longer_awaited(chain: Chain) -> None:
+    kube = MemoryKube(world())
+    stale = reconcile.Env(Settings(), kube, clock=lambda: NOW + dt.timedelta(seconds=60))
+    change = {"kind": "add-validator", "subject": key("c-a-2").hex(), "tx": "ab", "until": 1.0}
+    out = asyncio.run(
+        reconcile.reconcile(stale, subject({PENDING_ANNOTATION: json.dumps(change)}), events())
+    )
+    # planned afresh (the change was lost, e.g. the chain refused it): AddValidator again
+    assert chain.committed == [plan.AddValidator("c-a-2", "a", key("c-a-2"))]
+    assert out.requeue == 0.5
+
+
+def test_the_timer_skips_an_object_whose_pass_holds_the_lock(chain: Chain) -> None:
+    kube = MemoryKube(world())
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+
+    async def run() -> reconcile.Outcome | None:
+        async with env.lock(OWNER):
+            return await reconcile.timer(env, subject(), events())
+
+    assert asyncio.run(run()) is None and kube.observe_calls == 0
+
+
+def test_an_invalid_spec_is_permanent_and_written_as_failed(chain: Chain) -> None:
+    kube = MemoryKube(world())
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+    bad = reconcile.Subject(OWNER, {**SPEC, "chainId": "Bad Id"})
+    out = asyncio.run(reconcile.reconcile(env, bad, events()))
+    assert out.permanent and "chainId" in out.message
+    assert kube.statuses[-1]["phase"] == "Failed" and kube.observe_calls == 0
+
+
+# --------------------------------------------------------------------------- shape rules
+
+
+def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def test_handlers_holds_only_kopf_decorated_functions() -> None:
+    tree = ast.parse((PACKAGE / "handlers.py").read_text())
+    top = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    assert top, "no handlers?"
+    for fn in top:
+        decorators = [ast.unparse(d) for d in fn.decorator_list]
+        assert decorators and all(d.startswith("kopf.") for d in decorators), fn.name
+    assert not [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    nested = {f.name for f in _functions(tree)} - {f.name for f in top}
+    assert not nested, nested
+
+
+def test_no_operator_function_takes_more_than_six_parameters() -> None:
+    wide = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for fn in _functions(ast.parse(path.read_text())):
+            a = fn.args
+            params = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+            params = [p for p in params if p not in ("self", "cls")]
+            if len(params) > 6:
+                wide.append(f"{path.name}:{fn.lineno} {fn.name}({len(params)})")
+    assert wide == []
+
+
+def test_the_status_timer_follows_consortium_status_seconds() -> None:
+    """The Helm value operator.statusSeconds -> CONSORTIUM_STATUS_SECONDS -> the kopf timer's
+    interval (it was a fixed 10 s whatever the value)."""
+    code = (
+        "import kopf, consortium_operator.handlers as h\n"
+        "t = [x for x in kopf.get_default_registry()._spawning.get_all_handlers()]\n"
+        "print([(x.id, x.interval, x.initial_delay) for x in t])\n"
+    )
+    env = {**os.environ, "CONSORTIUM_STATUS_SECONDS": "3.5"}
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[('report', 3.5, 3.5)]"
