@@ -78,6 +78,8 @@ def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None:
+    """The main table, then each section the document holds: ratios, BFT scale, operator,
+    targets."""
     con = console or Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     res = doc.get("results") or {}
     t = Table(
@@ -88,8 +90,14 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     for row in main_rows(doc):
         t.add_row(*(escape(c) for c in row))
     con.print(t)
+    _print_ratios(con, res.get("raft"))
+    _print_scale(con, res.get("scale"))
+    if isinstance(op := res.get("operator"), Mapping):
+        _print_operator(con, op, op_count(doc))
+    _print_targets(con, doc.get("targets") or [])
 
-    raft = res.get("raft")
+
+def _print_ratios(con: Console, raft: Any) -> None:
     ratios = _get(raft, "ratios") or {}
     if ratios:
         con.print(
@@ -97,73 +105,78 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
             f"ours/PySyncObj = {ratios.get('ours_over_pysyncobj')}"
         )
 
-    scale = res.get("scale")
+
+def _print_scale(con: Console, scale: Any) -> None:
     if (st := _status(scale)) is not None:
         con.print(f"scale: {st}")
-    elif isinstance(scale, Mapping) and scale.get("points"):
-        s = Table(title="BFT scale (one run per point)", title_justify="left")
-        for col in (
-            "validators",
-            "size B",
-            "tx/s",
-            "vs first N",
-            "p50 ms",
-            "light p50 ms",
-            "CPU s/1000 tx",
-        ):
-            s.add_column(col, justify="right")
-        for q in scale["points"]:
-            s.add_row(
-                str(q["validators"]),
-                str(q["size"]),
-                f"{q['tx_per_s']:,.0f}",
-                str(q.get("tx_per_s_vs_first_n")),
-                f"{q.get('p50_ms') or 0:.1f}",
-                f"{q.get('light_p50_ms') or 0:.1f}",
-                str(q.get("cpu_s_per_1000_tx")),
-            )
-        con.print(s)
+        return
+    if not (isinstance(scale, Mapping) and scale.get("points")):
+        return
+    s = Table(title="BFT scale (one run per point)", title_justify="left")
+    for col in (
+        "validators",
+        "size B",
+        "tx/s",
+        "vs first N",
+        "p50 ms",
+        "light p50 ms",
+        "CPU s/1000 tx",
+    ):
+        s.add_column(col, justify="right")
+    for q in scale["points"]:
+        s.add_row(
+            str(q["validators"]),
+            str(q["size"]),
+            f"{q['tx_per_s']:,.0f}",
+            str(q.get("tx_per_s_vs_first_n")),
+            f"{q.get('p50_ms') or 0:.1f}",
+            f"{q.get('light_p50_ms') or 0:.1f}",
+            str(q.get("cpu_s_per_1000_tx")),
+        )
+    con.print(s)
 
-    op = res.get("operator")
-    if isinstance(op, Mapping):
-        if (st := _status(op)) is not None:
-            con.print(f"operator: {st}")
-        cp = op.get("control_plane")
-        if (st := _status(cp)) is not None:
-            con.print(f"operator ({op_count(doc)} consortia, kube-apiserver): {st}")
-        elif isinstance(cp, Mapping) and cp:
-            con.print(
-                f"operator, {cp.get('consortia')} consortia on a local kube-apiserver: all "
-                f"reconciled in {cp.get('create_all_reconciled_s')} s, spec change on all in "
-                f"{cp.get('spec_change_all_reconciled_s')} s, peak RSS {cp.get('peak_rss_mib')} "
-                f"MiB, steady CPU {cp.get('steady_cpu_percent')} %"
-            )
-        cl = op.get("cluster")
-        if (st := _status(cl)) is not None:
-            con.print(f"apply -> Ready on the test cluster: {st}")
-        elif isinstance(cl, Mapping) and cl.get("apply_to_ready_s") is not None:
-            con.print(f"apply -> Ready on the test cluster: {cl.get('apply_to_ready_s')} s")
-        elif isinstance(cl, Mapping) and cl:
-            con.print(
-                f"apply -> Ready on the test cluster: not Ready within {cl.get('timeout_s')} s "
-                f"(conditions in the JSON)"
-            )
 
-    tg = doc.get("targets") or []
-    if tg:
-        tt = Table(title="targets (issue 8)", title_justify="left")
-        for col in ("target", "measured", "goal", "met"):
-            tt.add_column(col)
-        for x in tg:
-            v = x.get("value")
-            met = x.get("met")
-            tt.add_row(
-                x["target"],
-                "-" if v is None else f"{v:,.2f}",
-                x["goal"],
-                "not measured" if met is None else ("yes" if met else "NO"),
-            )
-        con.print(tt)
+def _print_operator(con: Console, op: Mapping[str, Any], count: Any) -> None:
+    if (st := _status(op)) is not None:
+        con.print(f"operator: {st}")
+    cp = op.get("control_plane")
+    if (st := _status(cp)) is not None:
+        con.print(f"operator ({count} consortia, kube-apiserver): {st}")
+    elif isinstance(cp, Mapping) and cp:
+        con.print(
+            f"operator, {cp.get('consortia')} consortia on a local kube-apiserver: all "
+            f"reconciled in {cp.get('create_all_reconciled_s')} s, spec change on all in "
+            f"{cp.get('spec_change_all_reconciled_s')} s, peak RSS {cp.get('peak_rss_mib')} "
+            f"MiB, steady CPU {cp.get('steady_cpu_percent')} %"
+        )
+    cl = op.get("cluster")
+    if (st := _status(cl)) is not None:
+        con.print(f"apply -> Ready on the test cluster: {st}")
+    elif isinstance(cl, Mapping) and cl.get("apply_to_ready_s") is not None:
+        con.print(f"apply -> Ready on the test cluster: {cl.get('apply_to_ready_s')} s")
+    elif isinstance(cl, Mapping) and cl:
+        con.print(
+            f"apply -> Ready on the test cluster: not Ready within {cl.get('timeout_s')} s "
+            f"(conditions in the JSON)"
+        )
+
+
+def _print_targets(con: Console, targets: list[Any]) -> None:
+    if not targets:
+        return
+    tt = Table(title="targets (issue 8)", title_justify="left")
+    for col in ("target", "measured", "goal", "met"):
+        tt.add_column(col)
+    for x in targets:
+        v = x.get("value")
+        met = x.get("met")
+        tt.add_row(
+            x["target"],
+            "-" if v is None else f"{v:,.2f}",
+            x["goal"],
+            "not measured" if met is None else ("yes" if met else "NO"),
+        )
+    con.print(tt)
 
 
 def op_count(doc: Mapping[str, Any]) -> Any:

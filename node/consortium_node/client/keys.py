@@ -74,16 +74,18 @@ class Signer(Ed25519Key):
         assert isinstance(key, Signer)
         return key
 
-    # `force` (the CLI's flag) instead of `overwrite`; same file, same write
-    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> None:  # type: ignore[override]
-        """Write the key file (mode 0600, fsynced); refuses to overwrite unless `force`.
-        Parent directories it creates are private (0700)."""
+    def save(
+        self, path: str | os.PathLike[str], overwrite: bool = False, *, force: bool = False
+    ) -> None:
+        """Write the key file (mode 0600, fsynced); refuses to overwrite unless `force` (the
+        CLI's flag) or `overwrite` (the base class's name for it). Parent directories it
+        creates are private (0700)."""
         p = Path(path)
         if p.is_dir():
             raise KeyFileError(f"{p} is a directory", "unwritable")
         try:
             p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            super().save(p, overwrite=force)
+            super().save(p, overwrite=overwrite or force)
         except FileExistsError:
             raise KeyFileError(
                 f"key file {p} already exists (use --force to overwrite)", "exists"

@@ -132,115 +132,147 @@ class _EventLike(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
-def _worker(
-    wid: int,
-    endpoints: list[str],
-    chain_id: str,
-    tag: str,
-    size: int,
-    rate_per_stream: float,
-    batch: int,
-    seeds: list[bytes],
-    plans: list[_Plan],
-    tls: ClientTLS | None,
-    ready: _QueueLike,
-    start: _EventLike,
-    results: _QueueLike,
-) -> None:
+# (tx index, tx id, SignedTx wire bytes), in send order
+_Signed = list[tuple[int, bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What one worker (a thread, or a spawned process: so it pickles) sends: stream k goes
+    to `endpoints[k]` carrying `plans[k]`."""
+
+    wid: int
+    endpoints: list[str]
+    chain_id: str
+    tag: str
+    size: int
+    rate_per_stream: float
+    batch: int
+    seeds: list[bytes]
+    plans: list[_Plan]
+    tls: ClientTLS | None
+
+
+def _sign(job: _Job) -> list[_Signed]:
+    """Every tx of the job's plans, built and signed (not measured: done before `start`)."""
+    signers = [Signer.from_seed(s) for s in job.seeds]
+    value = os.urandom(job.size)
+    signed: list[_Signed] = []
+    for plan in job.plans:
+        out = []
+        for i, slot, nonce in plan:
+            payload = types_pb2.KvPut(key=f"bench/{job.tag}/{i}".encode(), value=value)
+            tx_id, tx = signers[slot].build_tx(job.chain_id, nonce, payload)
+            out.append((i, tx_id, tx.SerializeToString()))
+        signed.append(out)
+    return signed
+
+
+def _pace(rate: float, t0: float, j: int) -> None:
+    """With a rate, holds tx `j` of a stream until its slot `t0 + j / rate`."""
+    if rate > 0:
+        delay = t0 + j / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class _Stream:
+    """One stream's sending: per tx its send time, result code (-1: no answer) and message."""
+
+    def __init__(self, job: _Job, txs: _Signed) -> None:
+        self.job, self.txs = job, txs
+        self.send_ns = [0] * len(txs)
+        self.codes = [-1] * len(txs)
+        self.msgs = [""] * len(txs)
+
+    def _record(self, j: int, res: Any) -> None:
+        self.codes[j] = res.code
+        if res.code:
+            self.msgs[j] = res.message
+
+    def send_batches(self, client: Client) -> None:
+        t0, batch = time.monotonic(), self.job.batch
+        for j in range(0, len(self.txs), batch):
+            _pace(self.job.rate_per_stream, t0, j)
+            chunk = self.txs[j : j + batch]
+            now = time.monotonic_ns()
+            self.send_ns[j : j + len(chunk)] = [now] * len(chunk)
+            for m, res in enumerate(client.submit_raw([t[2] for t in chunk]), j):
+                self._record(m, res)
+
+    def send_stream(self, client: Client) -> None:
+        def gen() -> Iterator[bytes]:
+            t0 = time.monotonic()
+            for j, (_, _, raw) in enumerate(self.txs):
+                _pace(self.job.rate_per_stream, t0, j)
+                self.send_ns[j] = time.monotonic_ns()
+                yield raw
+
+        for j, res in enumerate(client.submit_stream_raw(gen())):
+            if j >= len(self.txs):
+                break
+            self._record(j, res)
+
+    def run(self, endpoint: str) -> tuple[list[_Outcome], str]:
+        """Sends every tx; the outcomes (a tx without an answer counts as UNAVAILABLE) and
+        the stream's error ('' when none)."""
+        client = Client(endpoint, options=[("grpc.use_local_subchannel_pool", 1)], tls=self.job.tls)
+        err = ""
+        try:
+            if self.job.batch:
+                self.send_batches(client)
+            else:
+                self.send_stream(client)
+        except ClientError as e:
+            err = str(e)
+        finally:
+            client.close()
+        outcomes = []
+        for j, (i, tx_id, _) in enumerate(self.txs):
+            code, msg = self.codes[j], self.msgs[j]
+            if code < 0:  # no answer: stream broke
+                code, msg = 14, err or "no result from the node"
+            outcomes.append((i, tx_id, self.send_ns[j], code, msg))
+        return outcomes, err
+
+
+def _worker(job: _Job, ready: _QueueLike, start: _EventLike, results: _QueueLike) -> None:
     """Sign this worker's txs, report ready, wait for `start`, send each plan over its own
     stream, then put `(wid, outcomes, error)` on `results`. Runs in a thread or a process."""
     try:
-        signers = [Signer.from_seed(s) for s in seeds]
-        value = os.urandom(size)
-        signed: list[list[tuple[int, bytes, bytes]]] = []
-        for plan in plans:
-            out = []
-            for i, slot, nonce in plan:
-                payload = types_pb2.KvPut(key=f"bench/{tag}/{i}".encode(), value=value)
-                tx_id, tx = signers[slot].build_tx(chain_id, nonce, payload)
-                out.append((i, tx_id, tx.SerializeToString()))
-            signed.append(out)
+        signed = _sign(job)
     except Exception as e:
-        ready.put((wid, f"{type(e).__name__}: {e}"))
+        ready.put((job.wid, f"{type(e).__name__}: {e}"))
         return
-    ready.put((wid, None))
+    ready.put((job.wid, None))
     start.wait()
 
     outcomes: list[_Outcome] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def pace(t0: float, j: int) -> None:
-        if rate_per_stream > 0:
-            delay = t0 + j / rate_per_stream - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def run_stream(endpoint: str, txs: list[tuple[int, bytes, bytes]]) -> None:
-        n = len(txs)
-        send_ns = [0] * n
-        codes = [-1] * n
-        msgs = [""] * n
-
-        def gen() -> Iterator[bytes]:
-            t0 = time.monotonic()
-            for j, (_, _, raw) in enumerate(txs):
-                pace(t0, j)
-                send_ns[j] = time.monotonic_ns()
-                yield raw
-
-        client = Client(endpoint, options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
-        err = ""
-        try:
-            if batch:
-                t0 = time.monotonic()
-                for j in range(0, n, batch):
-                    pace(t0, j)
-                    now = time.monotonic_ns()
-                    chunk = txs[j : j + batch]
-                    for m in range(j, j + len(chunk)):
-                        send_ns[m] = now
-                    for m, res in enumerate(client.submit_raw([t[2] for t in chunk]), j):
-                        codes[m] = res.code
-                        if res.code:
-                            msgs[m] = res.message
-            else:
-                for j, res in enumerate(client.submit_stream_raw(gen())):
-                    if j >= n:
-                        break
-                    codes[j] = res.code
-                    if res.code:
-                        msgs[j] = res.message
-        except ClientError as e:
-            err = str(e)
-        finally:
-            client.close()
+    def run_stream(endpoint: str, txs: _Signed) -> None:
+        outs, err = _Stream(job, txs).run(endpoint)
         with lock:
             if err:
                 errors.append(err)
-            for j, (i, tx_id, _) in enumerate(txs):
-                code = codes[j]
-                if code < 0:  # no answer: stream broke
-                    code, msg = 14, err or "no result from the node"
-                else:
-                    msg = msgs[j]
-                outcomes.append((i, tx_id, send_ns[j], code, msg))
+            outcomes.extend(outs)
 
     threads = [
         threading.Thread(target=run_stream, args=(ep, s), daemon=True)
-        for ep, s in zip(endpoints, signed, strict=True)
+        for ep, s in zip(job.endpoints, signed, strict=True)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    results.put((wid, outcomes, "; ".join(errors)))
+    results.put((job.wid, outcomes, "; ".join(errors)))
 
 
-def _proc_entry(*args: Any) -> None:
+def _proc_entry(job: _Job, ready: _QueueLike, start: _EventLike, results: _QueueLike) -> None:
     # Ctrl-C goes to the whole process group; the parent handles it and terminates us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker(*args)
+    _worker(job, ready, start, results)
 
 
 # --------------------------------------------------------------------------- driver
@@ -329,60 +361,24 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     follower = _Follower(cfg.endpoint, h0 + 1, cfg.tls)
     follower.start()
 
-    say(f"signing {cfg.txs} txs from {k} keys in {procs} worker(s)")
-    ready: Any
-    results: Any
-    start: Any
-    workers: list[Any] = []
-    if procs == 1:
-        ready, results, start = queue.Queue(), queue.Queue(), threading.Event()
-        workers.append(
-            threading.Thread(
-                target=_worker,
-                args=(
-                    0,
-                    stream_ep,
-                    chain_id,
-                    tag,
-                    cfg.size,
-                    rate_per_stream,
-                    cfg.batch,
-                    seeds,
-                    plans,
-                    cfg.tls,
-                    ready,
-                    start,
-                    results,
-                ),
-                daemon=True,
-            )
+    def job(wid: int, endpoints: list[str], mine: list[_Plan]) -> _Job:
+        return _Job(
+            wid,
+            endpoints,
+            chain_id,
+            tag,
+            cfg.size,
+            rate_per_stream,
+            cfg.batch,
+            seeds,
+            mine,
+            cfg.tls,
         )
-    else:
-        ctx = mp.get_context("spawn")
-        ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
-        for w in range(procs):
-            mine = [plans[s] for s in range(w, cfg.streams, procs)]
-            workers.append(
-                ctx.Process(
-                    target=_proc_entry,
-                    args=(
-                        w,
-                        [stream_ep[s] for s in range(w, cfg.streams, procs)],
-                        chain_id,
-                        tag,
-                        cfg.size,
-                        rate_per_stream,
-                        cfg.batch,
-                        seeds,
-                        mine,
-                        cfg.tls,
-                        ready,
-                        start,
-                        results,
-                    ),
-                    daemon=True,
-                )
-            )
+
+    say(f"signing {cfg.txs} txs from {k} keys in {procs} worker(s)")
+    # worker w carries streams w, w + P, w + 2P, ...
+    jobs = [job(w, stream_ep[w::procs], plans[w::procs]) for w in range(procs)]
+    workers, ready, start, results = _workers(jobs)
     for w in workers:
         w.start()
     try:
@@ -392,6 +388,24 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         for w in workers:
             if isinstance(w, mp.process.BaseProcess) and w.is_alive():
                 w.terminate()
+
+
+def _workers(jobs: list[_Job]) -> tuple[list[Any], Any, Any, Any]:
+    """`(workers, ready, start, results)`, not started: one thread for a single job (no
+    process start-up cost), else one spawned process per job, with queues and the start
+    event of the matching kind."""
+    if len(jobs) == 1:
+        ready, results, start = queue.Queue[Any](), queue.Queue[Any](), threading.Event()
+        thread = threading.Thread(target=_worker, args=(jobs[0], ready, start, results))
+        thread.daemon = True
+        return [thread], ready, start, results
+    ctx = mp.get_context("spawn")
+    mready, mresults, mstart = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=_proc_entry, args=(j, mready, mstart, mresults), daemon=True)
+        for j in jobs
+    ]
+    return list(procs), mready, mstart, mresults
 
 
 def _vouch(c: Client, chain_id: str, admin: Signer, signers: list[Signer], org: str) -> None:

@@ -124,3 +124,8 @@ def test_tls_to_a_plaintext_port_says_so() -> None:
     finally:
         server.stop(0)
     assert "does not speak TLS" in msg and CA_BLAME not in msg
+
+
+def test_a_node_that_requires_a_client_certificate_hints_at_it(tls_node: str) -> None:
+    msg = _failure(tls_node, ClientTLS(CA.cert_pem))
+    assert "it may require a client certificate" in msg and CA_BLAME not in msg

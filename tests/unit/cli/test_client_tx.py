@@ -175,3 +175,18 @@ def test_client_key_files_are_written_by_the_one_durable_implementation(
     assert synced == [str(p), str(p.parent)]
     assert isinstance(s, Ed25519Key)
     assert Ed25519Key.load(p).public == s.public_key
+
+
+def test_every_payload_of_the_wire_oneof_can_be_built() -> None:
+    """A tx type added to TxBody's `payload` oneof must be added to client/tx.py too (else
+    build_body raises TypeError for it)."""
+    import typing
+
+    from consortium_node.client import tx as client_tx
+
+    oneof = types_pb2.TxBody.DESCRIPTOR.oneofs_by_name["payload"]
+    wire = {f.name: f.message_type.name for f in oneof.fields if f.message_type is not None}
+    assert len(wire) == len(oneof.fields)  # every payload is a message
+    built = {field: t.DESCRIPTOR.name for t, field in client_tx._PAYLOAD_FIELD.items()}
+    assert built == wire
+    assert set(typing.get_args(client_tx.Payload)) == set(client_tx._PAYLOAD_FIELD)
