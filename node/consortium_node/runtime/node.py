@@ -69,6 +69,7 @@ class NodeStatus:
     syncing: bool
     mempool_size: int
     organizations: tuple[str, ...] = ()
+    base_height: int = 0  # blocks 1..base_height are not stored here (state snapshot)
 
 
 class PeerNetwork(Protocol):
@@ -583,7 +584,14 @@ class Node:
             syncing=self.syncing,
             mempool_size=len(self.mempool),
             organizations=tuple(sorted(self.organizations)),
+            base_height=self.base_height,
         )
+
+    @property
+    def base_height(self) -> int:
+        """Blocks 1..base_height are not stored here: the node was seeded from a state
+        snapshot after that block (the block store's BASE); 0 when it holds the whole chain."""
+        return self.blocks.base
 
     def close(self) -> None:
         if self.wal is not None:
