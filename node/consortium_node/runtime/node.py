@@ -69,6 +69,7 @@ class NodeStatus:
     syncing: bool
     mempool_size: int
     organizations: tuple[str, ...] = ()
+    base_height: int = 0  # blocks 1..base_height are not stored here (state snapshot)
 
 
 class PeerNetwork(Protocol):
@@ -83,6 +84,9 @@ class Node:
     # client txs to gossip again while pending; created at the first gossiped admission (a
     # class default keeps the constructor as it is)
     _regossip: Regossip | None = None
+    # first height of the committed blocks the block store lost (damage cut at start-up);
+    # None when it holds every block up to `height`
+    repair_from: int | None = None
 
     def __init__(
         self,
@@ -154,9 +158,19 @@ class Node:
                 f"data dir {self.cfg.data_dir} holds another chain (genesis hash differs)"
             )
         if self.blocks.height < meta.height:
-            raise InvariantError(
-                f"block store ends at {self.blocks.height} but state is at {meta.height}: "
-                "committed blocks are missing; restore the data dir or resync from peers"
+            if self.genesis.consensus == "solo":
+                raise InvariantError(
+                    f"block store ends at {self.blocks.height} but state is at {meta.height}: "
+                    "committed blocks are missing and a solo node has no peer to fetch them "
+                    "from; restore the data dir"
+                )
+            # The state applied them, so it knows each one's hash: runtime/repair.py fetches
+            # them from peers and `restore_block` stores each after checking it against that
+            # hash and its commit certificate. Until then the node neither serves nor votes.
+            self.repair_from = self.blocks.height + 1
+            log.error(
+                "committed blocks missing from the block store; fetching them from peers",
+                extra={"fields": {"missing": f"{self.repair_from}..{meta.height}"}},
             )
         self.height, self.last_hash = meta.height, meta.block_hash
         self._lthash, self.state_root = LtHash(meta.lthash), meta.state_root
@@ -426,6 +440,26 @@ class Node:
         self.engine.synced(height, block_hash)
         self.apply_synced(nxt)
 
+    def restore_block(self, block: Block) -> None:
+        """Stores a committed block the block store lost (see `repair_from`). Trust rule: this
+        node's own state applied the block at that height and recorded its hash, so the block
+        must hash to exactly that (the header pins prev_hash, tx_root and state_root), and its
+        commit certificate must verify. Raises TxRejected (untrusted input) otherwise."""
+        if self.repair_from is None or block.height != self.blocks.height + 1:
+            raise TxRejected(Reject.INVALID, f"block {block.height} is not a missing block")
+        if self.state.height_of(block.hash) != block.height:
+            raise TxRejected(
+                Reject.INVALID, f"block {block.height} is not the block this node committed"
+            )
+        why = self.verify_certificate(block)
+        if why is not None:
+            raise TxRejected(Reject.INVALID, f"restored block {block.height}: {why}")
+        self.blocks.append(block)
+        if self.blocks.height >= self.height:
+            self.repair_from = None
+            self._last_time = block.header.time_ms
+            log.info("block store repaired from peers", extra={"fields": {"height": self.height}})
+
     def apply_synced(self, block: Block) -> None:
         """A block fetched by block sync: verified (certificate, linkage), then applied."""
         if block.height <= self.height:
@@ -583,7 +617,14 @@ class Node:
             syncing=self.syncing,
             mempool_size=len(self.mempool),
             organizations=tuple(sorted(self.organizations)),
+            base_height=self.base_height,
         )
+
+    @property
+    def base_height(self) -> int:
+        """Blocks 1..base_height are not stored here: the node was seeded from a state
+        snapshot after that block (the block store's BASE); 0 when it holds the whole chain."""
+        return self.blocks.base
 
     def close(self) -> None:
         if self.wal is not None:

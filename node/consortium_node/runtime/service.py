@@ -23,6 +23,7 @@ from ..transport.peers import PeerHub, PeerServer
 from ..transport.server import ClientServer
 from ..transport.tls import CertStore
 from .node import Node, load_genesis
+from .repair import repair_block_store
 
 log = logging.getLogger("consortium_node")
 
@@ -75,6 +76,10 @@ async def serve(
             tls=tls,
         )
         peer_server = PeerServer(hub, node, cfg.peer_listen, tls)
+        if node.repair_from is not None and not await repair_block_store(node, hub, stop):
+            await hub.stop()  # told to stop before the block store was whole
+            node.close()
+            return
         node.network = hub
         await peer_server.start()
         hub.start()

@@ -9,9 +9,13 @@ After a state-snapshot install at height H (`set_base`), the store holds no bloc
 missing heights return None (the node answers NOT_FOUND; peers still serve them).
 
 At open, every segment is scanned; the first record that is short, fails its CRC, does not
-decode, or breaks the height sequence marks a torn/corrupt tail: the file is truncated there
-(and any later segment removed) so the damaged bytes are never served. `repaired` tells the
-runtime how many bytes were cut so it can log and refetch from peers. Called by runtime only."""
+decode, or breaks the height sequence marks a torn/corrupt tail. Nothing is destroyed before
+a decision: the damaged segment is first copied (and every later segment moved) into
+`damaged/<n>/` beside the segments, then the live file is truncated at the last good record,
+so the damaged bytes are never served but stay on disk for inspection. `repaired` tells the
+runtime how many bytes were cut and `damaged` where they were kept; committed blocks lost
+that way are fetched again from peers and verified (runtime/repair.py). Called by runtime
+only."""
 
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class BlockStore:
         self._base = self._read_base()
         self._tail_size = 0
         self.repaired = 0  # bytes cut from a torn or corrupt tail at open
+        self.damaged: Path | None = None  # where the cut bytes were kept
         self._open()
 
     # -- start-up scan --------------------------------------------------------------------
@@ -95,23 +100,47 @@ class BlockStore:
         return pos
 
     def _cut_from(self, i: int, names: list[Path], offset: int, why: str) -> None:
-        cut = 0
-        if i < len(self._segments):  # truncate this (already opened) segment at `offset`
+        opened = i < len(self._segments)  # segment i is open; cut it at `offset`
+        later = names[i + 1 :] if opened else names[i:]
+        cut = (os.fstat(self._fds[i]).st_size - offset if opened else 0) + sum(
+            p.stat().st_size for p in later
+        )
+        if cut == 0:  # only empty files break the sequence: nothing to keep
+            for p in later:
+                p.unlink()
+            _fsync_dir(self._dir)
+            return
+        aside = self._quarantine()
+        if opened:  # a durable copy of the whole damaged file first, then the cut
+            _copy_durably(names[i], aside / names[i].name)
+        for p in later:
+            os.rename(p, aside / p.name)
+        _fsync_dir(aside)
+        if opened:
             fd = self._fds[i]
-            size = os.fstat(fd).st_size
-            cut += size - offset
             os.ftruncate(fd, offset)
             os.fsync(fd)
             self._tail_size = offset
-            later = names[i + 1 :]
-        else:
-            later = names[i:]
-        for p in later:
-            cut += p.stat().st_size
-            p.unlink()
         _fsync_dir(self._dir)
         self.repaired = cut
-        log.error("block store repaired: %s; cut %d bytes, height now %d", why, cut, self.height)
+        self.damaged = aside
+        log.error(
+            "block store repaired: %s; cut %d bytes (kept in %s), height now %d",
+            why,
+            cut,
+            aside,
+            self.height,
+        )
+
+    def _quarantine(self) -> Path:
+        """A new, empty `damaged/<n>` directory (n = 1, 2, ...: earlier ones are kept)."""
+        root = self._dir / "damaged"
+        root.mkdir(exist_ok=True)
+        n = 1 + max((int(p.name) for p in root.iterdir() if p.name.isdigit()), default=0)
+        aside = root / str(n)
+        aside.mkdir()
+        _fsync_dir(root)
+        return aside
 
     # -- API ------------------------------------------------------------------------------
     def _read_base(self) -> int:
@@ -181,6 +210,14 @@ class BlockStore:
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
+
+
+def _copy_durably(src: Path, dst: Path) -> None:
+    with src.open("rb") as f, dst.open("xb") as g:
+        while chunk := f.read(1 << 20):
+            g.write(chunk)
+        g.flush()
+        os.fsync(g.fileno())
 
 
 def _fsync_dir(d: Path) -> None:

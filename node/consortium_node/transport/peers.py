@@ -448,7 +448,7 @@ class PeerHub:
             await write(peer_pb2.PeerBatch(consensus=msgs, txs=txs))
 
     # -- block sync -------------------------------------------------------------------------
-    async def fetch_blocks(self, peer_id: bytes, from_height: int) -> AsyncIterator[Block]:
+    async def fetch_blocks(self, peer_id: bytes, from_height: int) -> AsyncGenerator[Block, None]:
         link = self.links.get(peer_id)
         if link is None:
             return

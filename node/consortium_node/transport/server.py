@@ -103,6 +103,9 @@ class Status(Protocol):
     @property
     def organizations(self) -> tuple[str, ...]: ...
 
+    @property
+    def base_height(self) -> int: ...
+
 
 class Snapshot(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
@@ -112,6 +115,9 @@ class Snapshot(Protocol):
 class Backend(Protocol):
     @property
     def height(self) -> int: ...
+
+    @property
+    def base_height(self) -> int: ...
 
     def submit(self, raw: bytes) -> Admission: ...
     def submit_many(self, raws: list[bytes]) -> list[Admission]: ...
@@ -177,6 +183,8 @@ class LedgerServicer:
     ) -> types_pb2.Block:
         which = request.WhichOneof("by")
         if which == "height":
+            if 0 < request.height <= self.node.base_height:
+                await context.abort(grpc.StatusCode.OUT_OF_RANGE, self._below_base(request.height))
             block = self.node.block_at(request.height)
             what = f"height {request.height}"
         elif which == "hash":
@@ -191,14 +199,29 @@ class LedgerServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a block height or hash")
         if block is None:
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no block at {what} (height is {self.node.height})"
+                grpc.StatusCode.NOT_FOUND,
+                f"no block at {what} (height is {self.node.height}{self._held()})",
             )
         return codec.block_to_pb(block)
+
+    def _held(self) -> str:
+        base = self.node.base_height
+        return f"; this node holds blocks {base + 1}..{self.node.height} only" if base else ""
+
+    def _below_base(self, height: int) -> str:
+        base = self.node.base_height
+        return (
+            f"block {height} is below this node's base height {base}: it was seeded from a "
+            f"state snapshot and holds blocks {base + 1}..{self.node.height} only; "
+            "ask a node with the full history"
+        )
 
     async def StreamBlocks(
         self, request: ledger_pb2.StreamBlocksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[types_pb2.Block]:
         h = max(1, request.from_height)
+        if h <= self.node.base_height:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, self._below_base(h))
         while True:
             while h <= self.node.height:
                 block = self.node.block_at(h)
@@ -248,6 +271,16 @@ class LedgerServicer:
         await _check_tx_id(request.tx_id, context)
         resp = await self._tx_response(request.tx_id)
         if resp is None:
+            base = self.node.base_height
+            if base:
+                # it may well be committed below the base: "not found" would be a false answer
+                await context.abort(
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"transaction {request.tx_id.hex()} is not in blocks {base + 1}.."
+                    f"{self.node.height}; this node was seeded from a state snapshot after "
+                    f"block {base} and cannot tell whether it was committed before; ask a "
+                    "node with the full history",
+                )
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"transaction {request.tx_id.hex()} is not committed"
             )
@@ -266,7 +299,8 @@ class LedgerServicer:
             if not await self.node.wait_block(h, remaining):
                 await context.abort(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"transaction {request.tx_id.hex()} not committed before the deadline",
+                    f"transaction {request.tx_id.hex()} not committed before the deadline"
+                    + self._held(),
                 )
 
     async def QueryState(
@@ -326,6 +360,7 @@ class LedgerServicer:
             consensus=s.consensus,
             organization=s.organization,
             organizations=list(s.organizations),
+            base_height=s.base_height,
         )
 
     async def ListProposals(
