@@ -19,8 +19,11 @@ import typer
 from consortium_api.v1 import types_pb2
 
 from consortium_node.client.gov import EndorsementFile, gov_action
+from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
 from consortium_node.client.tx import KEY_LEN, Payload
+from consortium_node.ledger.governance import endorsement_message, summarize
+from consortium_node.transport.codec import decode_gov_action
 
 from .common import (
     DEFAULT_TIMEOUT,
@@ -535,12 +538,9 @@ def _sign_new(
     if chain_id is None or config_seq is None or expiry is None:
         with open_client(endpoint, data_dir, node, timeout) as client:
             chain_id, config_seq, expiry = _terms(client, chain_id, config_seq, expiry, ttl)
-    from consortium_node.ledger import governance as gov
-    from consortium_node.transport.codec import decode_gov_action
-
     raw = gov_action(action).SerializeToString()
-    f = EndorsementFile(chain_id, raw, config_seq, expiry, gov.summarize(decode_gov_action(raw)))
-    _write(out, f.signed_by(signer))
+    f = EndorsementFile(chain_id, raw, config_seq, expiry, summarize(decode_gov_action(raw)))
+    _write(out, _endorse(f, signer))
     console.print(
         f"endorsed {f.summary} for {chain_id} (configuration {config_seq}, expires at height "
         f"{expiry}) -> {out}",
@@ -562,6 +562,11 @@ def _terms(
     )
 
 
+def _endorse(f: EndorsementFile, signer: Signer) -> EndorsementFile:
+    """`f` with `signer`'s endorsement of the bytes the chain checks."""
+    return f.signed_by(signer, endorsement_message(*f.terms()))
+
+
 def _write(path: Path, f: EndorsementFile) -> None:
     try:
         path.expanduser().write_text(f.to_json() + "\n")
@@ -580,7 +585,7 @@ def sign_file(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Add your endorsement to FILE (in place): same action, chain, configuration, expiry."""
-    f = EndorsementFile.load(file).signed_by(load_signer(key, data_dir))
+    f = _endorse(EndorsementFile.load(file), load_signer(key, data_dir))
     _write(file, f)
     console.print(f"endorsed {f.summary} ({len(f.endorsements)} endorsements) -> {file}")
 

@@ -1,8 +1,10 @@
 """Governance as a client builds it: a configuration change wrapped as the `GovAction` a
 proposal or endorsement carries, and the detached endorsement file of the offline path.
 
-The bytes an endorsement signs are `ledger.governance.endorsement_message` (pure, the same
-function every node checks with). Used by the CLI (`consortium gov`) and tests."""
+The bytes an endorsement signs are `ledger.governance.endorsement_message` (pure, the one
+function every node checks with); the client room imports only `crypto` of the node, so the
+caller (the CLI) computes them and hands them to `signed_by`. Used by the CLI (`consortium
+gov`) and tests."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from pathlib import Path
 
 from consortium_api.v1 import types_pb2
 
-from ..ledger.governance import endorsement_message
 from .errors import ClientError, one_line
 from .keys import Signer
 from .tx import _PAYLOAD_FIELD, Payload
@@ -44,24 +45,22 @@ class EndorsementFile:
     summary: str = ""
     endorsements: tuple[tuple[bytes, bytes], ...] = ()
 
-    def message(self) -> bytes:
-        return endorsement_message(self.chain_id, self.action, self.config_seq, self.expiry)
+    def terms(self) -> tuple[str, bytes, int, int]:
+        """(chain id, action bytes, configuration sequence, expiry): what is endorsed."""
+        return self.chain_id, self.action, self.config_seq, self.expiry
 
-    def signed_by(self, signer: Signer) -> EndorsementFile:
-        """This file plus `signer`'s endorsement (replacing an earlier one by the same key)."""
+    def signed_by(self, signer: Signer, message: bytes) -> EndorsementFile:
+        """This file plus `signer`'s endorsement of `message` =
+        ledger.governance.endorsement_message(*self.terms()) (replacing an earlier one by
+        the same key)."""
         rest = tuple(e for e in self.endorsements if e[0] != signer.public_key)
-        ends = (*rest, (signer.public_key, signer.sign(self.message())))
+        ends = (*rest, (signer.public_key, signer.sign(message)))
         return EndorsementFile(
             self.chain_id, self.action, self.config_seq, self.expiry, self.summary, ends
         )
 
     def same_terms(self, other: EndorsementFile) -> bool:
-        return (self.chain_id, self.action, self.config_seq, self.expiry) == (
-            other.chain_id,
-            other.action,
-            other.config_seq,
-            other.expiry,
-        )
+        return self.terms() == other.terms()
 
     def merged(self, other: EndorsementFile) -> EndorsementFile:
         if not self.same_terms(other):
