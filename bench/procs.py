@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def parse_proc_stat(text: str) -> tuple[int, int]:

@@ -85,7 +85,7 @@ def main() -> None:
     remaining = [a.writes]
 
     def callback_for(i: int) -> Any:
-        def cb(result: Any, error: Any) -> None:
+        def cb(_result: Any, error: Any) -> None:
             now = time.monotonic_ns()
             with lock:
                 if error == 0:  # FAIL_REASON.SUCCESS

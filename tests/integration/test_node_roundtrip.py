@@ -71,7 +71,8 @@ def test_stream_blocks_follows_new_commits(client: Client, funded: Signer) -> No
     assert heights == list(range(1, len(heights) + 1))
 
 
-def test_status_reports_chain(client: Client, node: NodeProcess) -> None:
+@pytest.mark.usefixtures("node")
+def test_status_reports_chain(client: Client) -> None:
     st = client.status()
     assert st.chain_id == "dev-chain"
     assert st.role == "solo"

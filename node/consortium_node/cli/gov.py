@@ -21,7 +21,7 @@ from consortium_api.v1 import types_pb2
 from consortium_node.client.gov import EndorsementFile, gov_action
 from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
-from consortium_node.client.tx import KEY_LEN, Payload
+from consortium_node.client.tx import KEY_LEN, MAX_UINT64, Payload
 from consortium_node.ledger.governance import endorsement_message, summarize
 from consortium_node.transport.codec import decode_gov_action
 
@@ -345,10 +345,14 @@ for _name, _build in ACTIONS.items():
 
 # --------------------------------------------------------------------------- votes
 
+# proposal ids, heights and sequences are uint64 on the wire: bounded here, so 2^64 is a
+# usage error and not protobuf's ValueError
+ProposalArg = Annotated[int, typer.Argument(min=1, max=MAX_UINT64, help="Proposal id.")]
+
 
 @app.command("vote")
 def vote(
-    proposal: Annotated[int, typer.Argument(min=1, help="Proposal id.")],
+    proposal: ProposalArg,
     choice: Annotated[str, typer.Argument(metavar="yes|no", help="Your organisation's vote.")],
     key: KeyOpt = None,
     no_wait: NoWaitOpt = False,
@@ -377,7 +381,7 @@ def vote(
 
 @app.command("withdraw")
 def withdraw(
-    proposal: Annotated[int, typer.Argument(min=1, help="Proposal id.")],
+    proposal: ProposalArg,
     key: KeyOpt = None,
     no_wait: NoWaitOpt = False,
     wait_timeout: WaitTimeoutOpt = 30.0,
@@ -428,7 +432,7 @@ def list_(
 
 @app.command("show")
 def show(
-    proposal: Annotated[int, typer.Argument(min=1, help="Proposal id.")],
+    proposal: ProposalArg,
     json_: JsonOpt = False,
     endpoint: EndpointOpt = None,
     data_dir: DataDirOpt = None,
@@ -494,6 +498,7 @@ ExpiryOpt = Annotated[
     typer.Option(
         "--expiry",
         min=1,
+        max=MAX_UINT64,
         help="Height from which the endorsements are void (default: now + --ttl).",
     ),
 ]
@@ -503,7 +508,12 @@ ChainIdOpt = Annotated[
 ]
 ConfigSeqOpt = Annotated[
     int | None,
-    typer.Option("--config-seq", min=0, help="Sign without a node: the configuration sequence."),
+    typer.Option(
+        "--config-seq",
+        min=0,
+        max=MAX_UINT64,
+        help="Sign without a node: the configuration sequence.",
+    ),
 ]
 
 _SIGN_OPTIONS: tuple[tuple[str, Any, Any], ...] = (

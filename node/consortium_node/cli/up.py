@@ -117,7 +117,7 @@ def _print_endpoints(net: LocalNet) -> None:
 def _run(net: LocalNet, duration: float | None, load: bool) -> None:
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     # handlers first: a Ctrl-C while nodes start stops them below instead of orphaning them

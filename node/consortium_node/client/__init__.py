@@ -1,6 +1,7 @@
 """The client SDK of a consortium node: what the `consortium` CLI, the operator, `consortium
 up`, the tests and the benchmarks use to talk to a node. It talks gRPC to a node's `Ledger`
-service; of the node it imports only `crypto` (tests/unit/cli/test_client_room.py checks).
+service; of the node it imports only `crypto` and the pure `ledger` core
+(tests/unit/cli/test_client_room.py checks).
 
 One module per job (import from the module, this package re-exports nothing):
 

@@ -287,7 +287,6 @@ class _Follower:
         self.committed: dict[bytes, int] = {}
         self.blocks = 0
         self.last_height = from_height - 1
-        self.last_new_ns = time.monotonic_ns()
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -305,8 +304,6 @@ class _Follower:
                     self.committed.setdefault(i, now)
                 self.blocks += 1
                 self.last_height = b.header_view.height
-                if ids:
-                    self.last_new_ns = now
         except ClientError as e:
             self.error = str(e)
         except ValueError:  # channel closed under us while stopping

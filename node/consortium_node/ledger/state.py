@@ -319,18 +319,8 @@ def check_action_state(reader: StateReader, p: GovAction, height: int | None) ->
         and (why := ca_bundle_problem(p.ca_cert)) is not None
     ):
         return INVALID, why
-    if isinstance(p, AddOrganization):
-        if reader.get(org_key(p.name)) is not None:
-            return INVALID, f"{p.name!r} is already a member organisation"
-        if orgs_mode:
-            if not p.admins:
-                return INVALID, f"organisation {p.name!r} needs at least one admin key"
-            return _admins_free(reader, p.admins, p.name)
-        return OK, ""
-    if isinstance(p, SetOrganizationCA):
-        if reader.get(org_key(p.name)) is None:
-            return INVALID, f"{p.name!r} is not a member organisation"
-        return OK, ""
+    if isinstance(p, AddOrganization | SetOrganizationCA):
+        return _check_org_state(reader, p, orgs_mode)
     if isinstance(p, AddMember):
         if reader.get(org_key(p.organization)) is None:
             return INVALID, f"organization {p.organization!r} is not a member organisation"
@@ -349,6 +339,22 @@ def check_action_state(reader: StateReader, p: GovAction, height: int | None) ->
         why = gov.check_policy(p.action, p.rule)
         return (INVALID, why) if why else (OK, "")
     return _check_governance(reader, p, height)
+
+
+def _check_org_state(
+    reader: StateReader, p: AddOrganization | SetOrganizationCA, orgs_mode: bool
+) -> tuple[int, str]:
+    if isinstance(p, SetOrganizationCA):
+        if reader.get(org_key(p.name)) is None:
+            return INVALID, f"{p.name!r} is not a member organisation"
+        return OK, ""
+    if reader.get(org_key(p.name)) is not None:
+        return INVALID, f"{p.name!r} is already a member organisation"
+    if orgs_mode:
+        if not p.admins:
+            return INVALID, f"organisation {p.name!r} needs at least one admin key"
+        return _admins_free(reader, p.admins, p.name)
+    return OK, ""
 
 
 def _admins_free(reader: StateReader, keys: tuple[bytes, ...], org: str) -> tuple[int, str]:
@@ -513,38 +519,53 @@ def _check_gov_tx(reader: StateReader, tx: Tx, height: int | None) -> tuple[int,
     if not governed_by_organizations(reader):
         return INVALID, LEGACY_REFUSAL
     if isinstance(p, SubmitEndorsed):
-        if config_seq(reader) != p.config_seq:
-            return (
-                INVALID,
-                f"stale endorsements: made at configuration sequence {p.config_seq}, "
-                f"the chain is at {config_seq(reader)}",
-            )
-        if height is not None and height >= p.expiry:
-            return INVALID, f"expired: the endorsements expired at height {p.expiry}"
-        code, why = check_action_state(reader, p.action, height)
-        if code != OK:
-            return code, why
-        code, why, _ = _endorsements(reader, p)
-        return code, why
+        return _check_endorsed(reader, p, height)
     org = admin_organization(reader, tx.sender)
     if org is None:
         return _not_admin(tx.sender)
     if isinstance(p, Propose):
-        if len(_open_ids(reader)) >= gov.MAX_OPEN_PROPOSALS:  # bounds the per-block expiry scan
-            return INVALID, f"too many open proposals (at most {gov.MAX_OPEN_PROPOSALS})"
-        name = gov.ACTION_NAMES[type(p.action)]
-        rule, _ = policy_of(reader, name)
-        if rule == "FORBIDDEN":
-            return UNAUTHORIZED, f"policy not met: {name} is FORBIDDEN on this chain"
-        code, msg = check_action_state(reader, p.action, height)
-        if code != OK:
-            return code, msg
-        t, name, rule = _policy_tally(reader, p.action, {})
-        if t.outcome == "rejected":
-            return UNAUTHORIZED, f"policy not met: {name} needs {rule}, which cannot be met"
-        return OK, ""
+        return _check_propose(reader, p, height)
     if not isinstance(p, Vote | Withdraw):  # GOV_TXS is exhausted above
         raise InvariantError(f"unhandled governance transaction {type(p).__name__}")
+    return _check_ballot(reader, org, p, height)
+
+
+def _check_endorsed(reader: StateReader, p: SubmitEndorsed, height: int | None) -> tuple[int, str]:
+    if config_seq(reader) != p.config_seq:
+        return (
+            INVALID,
+            f"stale endorsements: made at configuration sequence {p.config_seq}, "
+            f"the chain is at {config_seq(reader)}",
+        )
+    if height is not None and height >= p.expiry:
+        return INVALID, f"expired: the endorsements expired at height {p.expiry}"
+    code, why = check_action_state(reader, p.action, height)
+    if code != OK:
+        return code, why
+    code, why, _ = _endorsements(reader, p)
+    return code, why
+
+
+def _check_propose(reader: StateReader, p: Propose, height: int | None) -> tuple[int, str]:
+    if len(_open_ids(reader)) >= gov.MAX_OPEN_PROPOSALS:  # bounds the per-block expiry scan
+        return INVALID, f"too many open proposals (at most {gov.MAX_OPEN_PROPOSALS})"
+    name = gov.ACTION_NAMES[type(p.action)]
+    rule, _ = policy_of(reader, name)
+    if rule == "FORBIDDEN":
+        return UNAUTHORIZED, f"policy not met: {name} is FORBIDDEN on this chain"
+    code, msg = check_action_state(reader, p.action, height)
+    if code != OK:
+        return code, msg
+    t, name, rule = _policy_tally(reader, p.action, {})
+    if t.outcome == "rejected":
+        return UNAUTHORIZED, f"policy not met: {name} needs {rule}, which cannot be met"
+    return OK, ""
+
+
+def _check_ballot(
+    reader: StateReader, org: str, p: Vote | Withdraw, height: int | None
+) -> tuple[int, str]:
+    """A Vote or Withdraw by an admin of `org` on an open proposal."""
     prop = get_proposal(reader, p.proposal)
     if prop is None:
         return NOT_FOUND, f"unknown proposal {p.proposal}"

@@ -7,7 +7,9 @@ SHA-256 of the signed body bytes (never of a re-serialisation)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .certs import ca_bundle_problem
 from .errors import Reject, TxRejected
@@ -293,57 +295,102 @@ def _check_admins(keys: tuple[bytes, ...], allow_empty: bool = False) -> None:
         raise TxRejected(Reject.INVALID, "admin keys must be distinct 32-byte Ed25519 keys")
 
 
+def _refuse_nested(p: Payload) -> None:
+    raise TxRejected(Reject.INVALID, "a governance action cannot nest a proposal or vote")
+
+
+def _check_set_admins(p: SetAdmins) -> None:
+    _check_org(p.organization)
+    _check_admins(p.admins)
+
+
+def _check_set_policy(p: SetPolicy) -> None:
+    if not PARAM_RE.fullmatch(p.action) or not 0 < len(p.rule) <= 32:
+        raise TxRejected(Reject.INVALID, "SetPolicy needs an action name and a rule")
+
+
+def _check_replace_validator(p: ReplaceValidator) -> None:
+    if len(p.old) != 32 or len(p.new) != 32 or p.old == p.new:
+        raise TxRejected(Reject.INVALID, "ReplaceValidator needs two distinct 32-byte keys")
+
+
+def _check_kv(p: KvPut | KvDelete) -> None:
+    if not 0 < len(p.key) <= MAX_KEY_BYTES:
+        raise TxRejected(Reject.INVALID, f"key must be 1..{MAX_KEY_BYTES} bytes")
+    if isinstance(p, KvPut) and len(p.value) > MAX_VALUE_BYTES:
+        raise TxRejected(Reject.INVALID, f"value exceeds {MAX_VALUE_BYTES} bytes")
+
+
+def _check_asset(p: AssetIssue | AssetTransfer) -> None:
+    if not ASSET_RE.fullmatch(p.asset):
+        raise TxRejected(Reject.INVALID, f"asset name {p.asset!r} must match {ASSET_RE.pattern}")
+    if len(p.to) != 32:
+        raise TxRejected(Reject.INVALID, "recipient account must be a 32-byte public key")
+    if not 0 < p.amount <= MAX_AMOUNT:
+        raise TxRejected(Reject.INVALID, f"amount must be 1..{MAX_AMOUNT}")
+
+
+def _check_validator_change(p: AddValidator | RemoveValidator) -> None:
+    if len(p.node_id) != 32:
+        raise TxRejected(Reject.INVALID, "validator node id must be a 32-byte public key")
+    if isinstance(p, AddValidator) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
+        raise TxRejected(Reject.INVALID, f"validator organization must be 1..{MAX_ORG_BYTES} bytes")
+
+
+def _check_member_change(p: AddMember | RemoveMember) -> None:
+    if len(p.key) != 32:
+        raise TxRejected(Reject.INVALID, "member key must be a 32-byte Ed25519 public key")
+    if isinstance(p, AddMember) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
+        raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
+
+
+def _check_org_ca(p: AddOrganization | SetOrganizationCA) -> None:
+    if not 0 < len(p.name.encode()) <= MAX_ORG_BYTES:
+        raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
+    if len(p.ca_cert) > MAX_CA_BYTES:
+        raise TxRejected(Reject.INVALID, f"CA certificate exceeds {MAX_CA_BYTES} bytes")
+    if isinstance(p, SetOrganizationCA) and not p.ca_cert:
+        raise TxRejected(Reject.INVALID, "SetOrganizationCA needs at least one CA certificate")
+    if b"PRIVATE KEY" in p.ca_cert:  # never put a CA's key on chain
+        raise TxRejected(Reject.INVALID, "CA certificate must not contain a private key")
+    if p.ca_cert and (why := ca_bundle_problem(p.ca_cert)) is not None:
+        raise TxRejected(Reject.INVALID, why)
+    if isinstance(p, AddOrganization):
+        _check_admins(p.admins, allow_empty=True)
+
+
+def _check_set_param(p: SetParam) -> None:
+    if not PARAM_RE.fullmatch(p.name):
+        raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")
+
+
+# One stateless check per payload type (exact type: payloads are final frozen dataclasses);
+# a type without an entry has no stateless rule of its own.
+_ACTION_CHECKS: dict[type, Callable[[Any], None]] = {
+    Propose: _refuse_nested,
+    Vote: _refuse_nested,
+    Withdraw: _refuse_nested,
+    SubmitEndorsed: _refuse_nested,
+    MigrateGovernance: _refuse_nested,
+    SetAdmins: _check_set_admins,
+    SetPolicy: _check_set_policy,
+    ReplaceValidator: _check_replace_validator,
+    KvPut: _check_kv,
+    KvDelete: _check_kv,
+    AssetIssue: _check_asset,
+    AssetTransfer: _check_asset,
+    AddValidator: _check_validator_change,
+    RemoveValidator: _check_validator_change,
+    AddMember: _check_member_change,
+    RemoveMember: _check_member_change,
+    AddOrganization: _check_org_ca,
+    SetOrganizationCA: _check_org_ca,
+    SetParam: _check_set_param,
+}
+
+
 def check_action(p: Payload) -> None:
     """Stateless checks of one configuration change (also re-run at execution)."""
-    if isinstance(p, Propose | Vote | Withdraw | SubmitEndorsed | MigrateGovernance):
-        raise TxRejected(Reject.INVALID, "a governance action cannot nest a proposal or vote")
-    if isinstance(p, SetAdmins):
-        _check_org(p.organization)
-        _check_admins(p.admins)
-    elif isinstance(p, SetPolicy):
-        if not PARAM_RE.fullmatch(p.action) or not 0 < len(p.rule) <= 32:
-            raise TxRejected(Reject.INVALID, "SetPolicy needs an action name and a rule")
-    elif isinstance(p, ReplaceValidator):
-        if len(p.old) != 32 or len(p.new) != 32 or p.old == p.new:
-            raise TxRejected(Reject.INVALID, "ReplaceValidator needs two distinct 32-byte keys")
-    elif isinstance(p, KvPut | KvDelete):
-        if not 0 < len(p.key) <= MAX_KEY_BYTES:
-            raise TxRejected(Reject.INVALID, f"key must be 1..{MAX_KEY_BYTES} bytes")
-        if isinstance(p, KvPut) and len(p.value) > MAX_VALUE_BYTES:
-            raise TxRejected(Reject.INVALID, f"value exceeds {MAX_VALUE_BYTES} bytes")
-    elif isinstance(p, AssetIssue | AssetTransfer):
-        if not ASSET_RE.fullmatch(p.asset):
-            raise TxRejected(
-                Reject.INVALID, f"asset name {p.asset!r} must match {ASSET_RE.pattern}"
-            )
-        if len(p.to) != 32:
-            raise TxRejected(Reject.INVALID, "recipient account must be a 32-byte public key")
-        if not 0 < p.amount <= MAX_AMOUNT:
-            raise TxRejected(Reject.INVALID, f"amount must be 1..{MAX_AMOUNT}")
-    elif isinstance(p, AddValidator | RemoveValidator):
-        if len(p.node_id) != 32:
-            raise TxRejected(Reject.INVALID, "validator node id must be a 32-byte public key")
-        if isinstance(p, AddValidator) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
-            raise TxRejected(
-                Reject.INVALID, f"validator organization must be 1..{MAX_ORG_BYTES} bytes"
-            )
-    elif isinstance(p, AddMember | RemoveMember):
-        if len(p.key) != 32:
-            raise TxRejected(Reject.INVALID, "member key must be a 32-byte Ed25519 public key")
-        if isinstance(p, AddMember) and not 0 < len(p.organization.encode()) <= MAX_ORG_BYTES:
-            raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
-    elif isinstance(p, AddOrganization | SetOrganizationCA):
-        if not 0 < len(p.name.encode()) <= MAX_ORG_BYTES:
-            raise TxRejected(Reject.INVALID, f"organization must be 1..{MAX_ORG_BYTES} bytes")
-        if len(p.ca_cert) > MAX_CA_BYTES:
-            raise TxRejected(Reject.INVALID, f"CA certificate exceeds {MAX_CA_BYTES} bytes")
-        if isinstance(p, SetOrganizationCA) and not p.ca_cert:
-            raise TxRejected(Reject.INVALID, "SetOrganizationCA needs at least one CA certificate")
-        if b"PRIVATE KEY" in p.ca_cert:  # never put a CA's key on chain
-            raise TxRejected(Reject.INVALID, "CA certificate must not contain a private key")
-        if p.ca_cert and (why := ca_bundle_problem(p.ca_cert)) is not None:
-            raise TxRejected(Reject.INVALID, why)
-        if isinstance(p, AddOrganization):
-            _check_admins(p.admins, allow_empty=True)
-    elif isinstance(p, SetParam) and not PARAM_RE.fullmatch(p.name):
-        raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")
+    check = _ACTION_CHECKS.get(type(p))
+    if check is not None:
+        check(p)

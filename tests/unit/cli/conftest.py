@@ -138,10 +138,10 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
 
     # RPCs ----------------------------------------------------------------------------------
 
-    def SubmitBatch(self, request: Any, context: Any) -> ledger_pb2.SubmitBatchResponse:
+    def SubmitBatch(self, request: Any, _context: Any) -> ledger_pb2.SubmitBatchResponse:
         return ledger_pb2.SubmitBatchResponse(results=[self._admit(t) for t in request.txs])
 
-    def SubmitStream(self, request_iterator: Any, context: Any) -> Iterator[ledger_pb2.TxResult]:
+    def SubmitStream(self, request_iterator: Any, _context: Any) -> Iterator[ledger_pb2.TxResult]:
         for tx in request_iterator:
             yield self._admit(tx)
 
@@ -214,7 +214,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
                 self.cond.wait(0.05)
         return r
 
-    def QueryState(self, request: Any, context: Any) -> ledger_pb2.QueryStateResponse:
+    def QueryState(self, request: Any, _context: Any) -> ledger_pb2.QueryStateResponse:
         with self.cond:
             height = len(self.blocks)
             q = request.WhichOneof("query")
@@ -229,7 +229,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
             n = self.next_nonce.get(request.nonce_of, 0)
             return ledger_pb2.QueryStateResponse(found=True, amount=n, height=height)
 
-    def GetStatus(self, request: Any, context: Any) -> ledger_pb2.GetStatusResponse:
+    def GetStatus(self, _request: Any, _context: Any) -> ledger_pb2.GetStatusResponse:
         with self.cond:
             last = self.blocks[-1].header_view.hash if self.blocks else b""
             return ledger_pb2.GetStatusResponse(

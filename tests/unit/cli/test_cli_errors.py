@@ -178,6 +178,14 @@ U64_OVER = str(2**64)
         (["query", "block"], ["--", "-5"], "HEIGHT must be between 0 and 18446744073709551615"),
         (["blocks"], ["--from", U64_OVER], "'--from'"),
         (["tx", "issue"], ["gold", "ab" * 32, U64_OVER], "'amount'"),
+        (["gov", "vote"], [U64_OVER, "yes"], "'proposal'"),
+        (["gov", "show"], [U64_OVER], "'proposal'"),
+        (["gov", "withdraw"], [U64_OVER], "'proposal'"),
+        (
+            ["gov", "sign", "set-param"],
+            ["n", "v", "--out", "e.json", "--expiry", U64_OVER],
+            "'--expiry'",
+        ),
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(
@@ -186,7 +194,7 @@ def test_out_of_range_numbers_are_one_line_usage_errors(
     key = tmp_path / "k.json"
     assert runner.invoke(app, ["keys", "new", "--out", str(key)]).exit_code == 0
     options = ["--endpoint", fake_node.endpoint]
-    if command[0] == "tx":
+    if command[0] in ("tx", "gov") and command[1] != "show":
         options += ["--key", str(key)]
     r = runner.invoke(app, [*command, *options, *args])
     line = _one_error_line(r.stderr)

@@ -71,7 +71,7 @@ def test_tampered_proof_fails_verification(fake_node: FakeNode, key: Path) -> No
     assert r.exit_code == 1 and "not found" in r.stderr
 
 
-def test_assets_and_failed_receipt(fake_node: FakeNode, key: Path, tmp_path: Path) -> None:
+def test_assets_and_failed_receipt(fake_node: FakeNode, key: Path) -> None:
     ep = ["--endpoint", fake_node.endpoint]
     me = Signer.load(key).public_key.hex()
     other = Signer.generate().public_key.hex()

@@ -56,7 +56,7 @@ def drops_during_handshake() -> Iterator[str]:
         assert not t.is_alive()
 
 
-def _status(request: Any, context: Any) -> ledger_pb2.GetStatusResponse:
+def _status(_request: Any, _context: Any) -> ledger_pb2.GetStatusResponse:
     return ledger_pb2.GetStatusResponse(chain_id="c")
 
 

@@ -61,7 +61,7 @@ pytestmark = pytest.mark.unit
 CHAIN = "state-test"
 ADMIN = b"\xad" * 32
 ALICE, BOB, CAROL, DAVE = (bytes([c]) * 32 for c in b"ABCD")
-V1, V2, V3, V4, V5 = (bytes([0x10 + i]) * 32 for i in range(5))
+V1, V2, V3 = (bytes([0x10 + i]) * 32 for i in range(3))
 
 
 def make_tx(sender: bytes, nonce: int, payload: Payload) -> Tx:

@@ -312,3 +312,13 @@ def test_names_with_a_trailing_newline_are_invalid(payload: Payload) -> None:
     an asset name: a second asset that displays exactly like GOLD (spoofing in CLIs/explorers).
     Fix: `fullmatch` (or `\\Z`) in tx.py, which genesis.py's account check reuses."""
     assert rejected(good(payload)).reason is Reject.INVALID
+
+
+def test_every_payload_type_has_its_stateless_check() -> None:
+    """check_action dispatches on the exact payload type: a new payload type must be given
+    its entry (or the check would silently skip it)."""
+    import typing
+
+    from consortium_node.ledger import tx as txmod
+
+    assert set(typing.get_args(txmod.Payload)) == set(txmod._ACTION_CHECKS)

@@ -49,6 +49,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def node(tmp_path: Path, clock: Clock) -> Iterator[Node]:
+    del clock  # requested for its side effect: the node below runs on the fake clock
     init_dev(tmp_path, "batch-chain")
     cfg = NodeConfig.load(tmp_path / "config.yaml")
     d = cfg.to_dict()

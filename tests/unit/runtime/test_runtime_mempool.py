@@ -40,7 +40,7 @@ class Verifier:
         self.ok = ok
         self.calls: list[bytes] = []
 
-    def __call__(self, pk: bytes, body: bytes, sig: bytes) -> bool:
+    def __call__(self, _pk: bytes, body: bytes, _sig: bytes) -> bool:
         self.calls.append(sha256(body))
         return self.ok
 
@@ -127,7 +127,7 @@ def test_duplicates(p: Pool) -> None:
     assert p.verifier.calls == [t.id]  # duplicates are never re-verified
 
 
-def test_capacity(p: Pool) -> None:
+def test_capacity() -> None:
     small = Pool(capacity=3)
     for i in range(3):
         small.admit(make_tx(ALICE, i))
