@@ -13,7 +13,7 @@ from ..consensus.bft.engine import BftConfig, BftEngine
 from ..consensus.raft import RaftConfig, RaftEngine
 from ..consensus.solo import SoloEngine
 from ..ledger.errors import InvariantError
-from ..storage.wal import ConsensusWal
+from ..storage.ports import ConsensusLog
 
 BFT_AVAILABLE = True
 COMPACT_EVERY = 512  # raft: keep this many applied entries in the WAL before compacting
@@ -31,7 +31,7 @@ def make_engine(
     cfg: NodeConfig,
     height: int,
     last_hash: bytes,
-    wal: ConsensusWal | None,
+    wal: ConsensusLog | None,
 ) -> Engine:
     c = cfg.consensus
     empty = _ticks(c.empty_block_ms, c.tick_ms) if c.empty_block_ms else None
@@ -73,7 +73,7 @@ def make_engine(
     raise InvariantError(f"unknown consensus {kind!r}")
 
 
-def maybe_compact(engine: Engine, wal: ConsensusWal | None) -> None:
+def maybe_compact(engine: Engine, wal: ConsensusLog | None) -> None:
     """Raft: drop WAL entries whose blocks are in the block store (keeps a tail so slow
     followers can still be fed from the log instead of block sync)."""
     if wal is None or not isinstance(engine, RaftEngine):
@@ -83,7 +83,7 @@ def maybe_compact(engine: Engine, wal: ConsensusWal | None) -> None:
         engine.compact(upto)
 
 
-def after_persist(engine: Engine, wal: ConsensusWal | None) -> None:
+def after_persist(engine: Engine, wal: ConsensusLog | None) -> None:
     """Raft: once a hard state recording a new snapshot point is durable, the WAL may drop the
     entries at or below it. BFT: entries of decided heights (term <= height) are garbage."""
     if wal is None:
