@@ -1,0 +1,1 @@
+"""Shared test support (fakes, wait helpers, harnesses) for every test tier and bench/."""
