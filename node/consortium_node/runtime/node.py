@@ -30,6 +30,8 @@ from typing import Protocol
 from .. import crypto
 from ..config import NodeConfig
 from ..consensus.api import Engine, Envelope, Ready, SyncRequest
+from ..consensus.bft import BftConfig
+from ..consensus.raft import RaftConfig
 from ..ledger.block import Block, BlockHeader, commit_sign_bytes, tx_root
 from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
@@ -95,6 +97,7 @@ class Node:
         storage: NodeStorage | None = None,
         clock: Clock | None = None,
         network: PeerNetwork | None = None,
+        engine_config: RaftConfig | BftConfig | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock: Clock = clock or SystemClock()
@@ -137,6 +140,7 @@ class Node:
             self.height,
             self.last_hash,
             self.wal,
+            engine_config,
         )
         self.syncing = False
         self.sync_requests: list[SyncRequest] = []
@@ -310,9 +314,9 @@ class Node:
                     "discarded consensus message",
                     extra={"fields": {"offender": rej.offender.hex(), "reason": rej.reason}},
                 )
+            if rd.compact_below is not None and self.wal is not None:
+                self.wal.compact(rd.compact_below)  # after persist and apply (engine contract)
             self.engine.advance(rd)
-            if rd.committed:
-                engines.maybe_compact(self.engine, self.wal)
 
     def _check_known(self, block: Block) -> None:
         """A re-delivered committed block (e.g. raft log replay after restart) must be the
@@ -327,7 +331,6 @@ class Node:
         if self.wal is None:
             raise InvariantError("engine asked to persist state but this node has no WAL")
         self.wal.save(rd.hard_state, rd.entries, rd.truncate_from)
-        engines.after_persist(self.engine, self.wal)
 
     def tick(self) -> None:
         self.engine.tick()
