@@ -80,9 +80,16 @@ test: install ## everything: boots the test cluster, runs test-fast (operator ti
 	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then $(MAKE) --no-print-directory cluster-down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
 
+SIM_LONG_SECONDS ?= 3600
+SIM_LONG_TICKS ?= 10000
 .PHONY: test-sim-long
-test-sim-long: install ## the simulation suite with 2,000 seeds per engine
-	$(PY) -m pytest -q -p no:cacheprovider -m sim --sim-seeds 2000 tests/sim
+test-sim-long: install ## engine sims at 2,000 seeds, then whole-node seeds of 10,000 ticks for an hour
+	$(PY) -m pytest -q -p no:cacheprovider -m sim --sim-seeds 2000 tests/sim/test_raft_sim.py tests/sim/test_bft_sim.py
+	$(PY) -m tests.sim.long --seconds $(SIM_LONG_SECONDS) --ticks $(SIM_LONG_TICKS)
+
+.PHONY: sim-mutants
+sim-mutants: install ## plant classic consensus bugs one at a time; each must fail a seed < SIM_SEEDS
+	$(PY) -m tests.sim.mutants --seeds $(SIM_SEEDS)
 
 ##@ Benchmarks
 .PHONY: bench

@@ -20,3 +20,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="replay exactly one simulation seed",
     )
+    group.addoption(
+        "--sim-ticks",
+        type=int,
+        default=0,
+        help="chaos ticks per whole-node simulation seed (0: the test's default; "
+        "make test-sim-long: 10000)",
+    )
+    group.addoption(
+        "--sim-first-seed",
+        type=int,
+        default=0,
+        help="first seed of the --sim-seeds range (tests/sim/mutants.py resumes a search)",
+    )

@@ -24,11 +24,11 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from consortium_node.consensus.api import Entry, Envelope, Ready, Status
 
-from .fakes import FakeApp, Keyring, SafetyViolation, node_id
+from tests.support.engines import FakeApp, Keyring, SafetyViolation, node_id
 
 
 class SimEngine(Protocol):
@@ -341,10 +341,21 @@ class Sim:
         return "\n".join([*self.trace, f"state: {st}"])
 
 
-def run_or_explain(sim_factory: Callable[[], Sim], seed: int, test: str) -> Sim:
-    """Run a simulation; on any failure, fail with the seed, a one-line replay command and the
-    tail of the event trace."""
-    sim: Sim | None = None
+class Runnable(Protocol):
+    """A simulation: `run()` raises on a broken invariant, `dump()` explains the run."""
+
+    def run(self) -> None: ...
+
+    def dump(self) -> str: ...
+
+
+S = TypeVar("S", bound=Runnable)
+
+
+def run_or_explain(sim_factory: Callable[[], S], seed: int, test: str, extra: str = "") -> S:
+    """Run a simulation; on any failure, fail with the seed, a one-line replay command (plus
+    `extra` options, e.g. " --sim-ticks 10000") and the tail of the event trace."""
+    sim: S | None = None
     try:
         sim = sim_factory()
         sim.run()
@@ -353,6 +364,6 @@ def run_or_explain(sim_factory: Callable[[], Sim], seed: int, test: str) -> Sim:
         trace = sim.dump() if sim is not None else ""
         raise AssertionError(
             f"simulation failed: seed={seed}: {type(e).__name__}: {e}\n"
-            f"replay: .venv/bin/python -m pytest -p no:cacheprovider '{test}' --seed {seed}\n"
+            f"replay: .venv/bin/python -m pytest -p no:cacheprovider '{test}' --seed {seed}{extra}\n"
             f"{trace}"
         ) from e

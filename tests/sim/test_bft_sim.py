@@ -11,7 +11,8 @@ import random
 import pytest
 from consortium_node.consensus.bft import BftConfig, BftEngine
 
-from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
+from tests.support.engines import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
+
 from .harness import Sim, SimEngine, SimParams, Stored, run_or_explain
 
 pytestmark = pytest.mark.sim

@@ -9,7 +9,8 @@ import random
 import pytest
 from consortium_node.consensus.raft import RaftConfig, RaftEngine
 
-from .fakes import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
+from tests.support.engines import CHAIN_ID, GENESIS_HASH, FakeApp, node_id
+
 from .harness import Sim, SimEngine, SimNode, SimParams, Stored, run_or_explain
 
 pytestmark = pytest.mark.sim

@@ -7,6 +7,7 @@ and outputs collected by `ready()`. The runtime loop is, in order:
     persist rd.hard_state and rd.entries, fsync      # durability before anything depends on it
     send rd.messages                                  # persist before send
     apply rd.committed blocks, in height order        # apply only committed blocks
+    drop log entries below rd.compact_below           # garbage once persisted and applied
     engine.advance(rd)
 
 Engines never raise on untrusted input: a bad peer message is dropped and reported through
@@ -73,6 +74,9 @@ class Ready:
     committed: tuple[Block, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     sync: tuple[SyncRequest, ...] = ()
+    # once this Ready is persisted, persisted entries with index < this are no longer needed
+    # (their blocks are in the block store): the driver may drop them from its consensus log
+    compact_below: int | None = None
 
     def empty(self) -> bool:
         return not (
@@ -83,6 +87,7 @@ class Ready:
             or self.committed
             or self.rejections
             or self.sync
+            or self.compact_below is not None
         )
 
 

@@ -124,8 +124,12 @@ ADMINS_KEY = b"g/admins"
 VSET_LATEST_KEY = b"g/vset-latest"  # u64 effective height of the newest validator set
 
 
+PARAM_PREFIX = b"p/"
+ORG_PREFIX = b"o/"
+
+
 def param_key(name: str) -> bytes:
-    return b"p/" + name.encode()
+    return PARAM_PREFIX + name.encode()
 
 
 PERMISSIONED_KEY = b"g/permissioned"
@@ -136,7 +140,7 @@ def member_key(sender: bytes) -> bytes:
 
 
 def org_key(organization: str) -> bytes:
-    return b"o/" + organization.encode()
+    return ORG_PREFIX + organization.encode()
 
 
 def is_admin(reader: StateReader, key: bytes) -> bool:

@@ -1,7 +1,8 @@
 """Engine factory: builds (or restores from the consensus WAL) the engine a genesis names.
 
 Called by runtime.node at start-up. Engines are pure; this module owns the glue that maps node
-configuration (milliseconds) onto engine configuration (ticks) and compaction of the WAL."""
+configuration (milliseconds) onto engine configuration (ticks). WAL compaction needs no glue:
+engines say which entries are garbage in `Ready.compact_below`."""
 
 from __future__ import annotations
 
@@ -13,13 +14,29 @@ from ..consensus.bft.engine import BftConfig, BftEngine
 from ..consensus.raft import RaftConfig, RaftEngine
 from ..consensus.solo import SoloEngine
 from ..ledger.errors import InvariantError
-from ..storage.wal import ConsensusWal
+from ..storage.ports import ConsensusLog
 
-COMPACT_EVERY = 512  # raft: keep this many applied entries in the WAL before compacting
+COMPACT_EVERY = 512  # raft: keep this many applied entries in the log (RaftConfig.compact_every)
 
 
 def _ticks(ms: int, tick_ms: int) -> int:
     return max(1, ms // tick_ms)
+
+
+def engine_config(kind: str, cfg: NodeConfig) -> RaftConfig | BftConfig | None:
+    """The engine configuration a node config implies (None for solo)."""
+    c = cfg.consensus
+    empty = _ticks(c.empty_block_ms, c.tick_ms) if c.empty_block_ms else None
+    if kind == "raft":
+        return RaftConfig(
+            election_ticks=c.election_ticks,
+            heartbeat_ticks=c.heartbeat_ticks,
+            empty_block_ticks=empty,
+            compact_every=COMPACT_EVERY,
+        )
+    if kind == "bft":
+        return BftConfig(empty_block_ticks=empty if empty is not None else 1 << 40)
+    return None
 
 
 def make_engine(
@@ -30,21 +47,19 @@ def make_engine(
     cfg: NodeConfig,
     height: int,
     last_hash: bytes,
-    wal: ConsensusWal | None,
+    wal: ConsensusLog | None,
+    config: RaftConfig | BftConfig | None = None,
 ) -> Engine:
+    """`config` overrides `engine_config(kind, cfg)` (tests/sim draws engine tunings)."""
     c = cfg.consensus
-    empty = _ticks(c.empty_block_ms, c.tick_ms) if c.empty_block_ms else None
     rng = random.Random(int.from_bytes(node_id[:8], "big") ^ height)
     if kind == "solo":
+        empty = _ticks(c.empty_block_ms, c.tick_ms) if c.empty_block_ms else None
         return SoloEngine(node_id, chain_id, app, height, last_hash, empty or 0)
     if wal is None:
         raise InvariantError(f"{kind} consensus needs a WAL")
-    if kind == "raft":
-        rc = RaftConfig(
-            election_ticks=c.election_ticks,
-            heartbeat_ticks=c.heartbeat_ticks,
-            empty_block_ticks=empty,
-        )
+    conf = config if config is not None else engine_config(kind, cfg)
+    if kind == "raft" and isinstance(conf, RaftConfig):
         return RaftEngine.restore(
             node_id,
             app,
@@ -54,10 +69,9 @@ def make_engine(
             entries=wal.ordered_entries(),
             last_applied_height=height,
             last_block_hash=last_hash,
-            config=rc,
+            config=conf,
         )
-    if kind == "bft":
-        bc = BftConfig(empty_block_ticks=empty if empty is not None else 1 << 40)
+    if kind == "bft" and isinstance(conf, BftConfig):
         return BftEngine.restore(
             node_id,
             app,
@@ -67,33 +81,6 @@ def make_engine(
             entries=wal.ordered_entries(),
             last_applied_height=height,
             last_block_hash=last_hash,
-            config=bc,
+            config=conf,
         )
-    raise InvariantError(f"unknown consensus {kind!r}")
-
-
-def maybe_compact(engine: Engine, wal: ConsensusWal | None) -> None:
-    """Raft: drop WAL entries whose blocks are in the block store (keeps a tail so slow
-    followers can still be fed from the log instead of block sync)."""
-    if wal is None or not isinstance(engine, RaftEngine):
-        return
-    upto = engine.applied_index - COMPACT_EVERY
-    if upto > engine.log.snap_index + COMPACT_EVERY:
-        engine.compact(upto)
-
-
-def after_persist(engine: Engine, wal: ConsensusWal | None) -> None:
-    """Raft: once a hard state recording a new snapshot point is durable, the WAL may drop the
-    entries at or below it. BFT: entries of decided heights (term <= height) are garbage."""
-    if wal is None:
-        return
-    if isinstance(engine, RaftEngine):
-        wal.compact(engine.log.snap_index + 1)
-    elif isinstance(engine, BftEngine) and wal.entries:
-        height = engine.status().height
-        done = [e.index for e in wal.entries.values() if e.term <= height]
-        live = [e.index for e in wal.entries.values() if e.term > height]
-        if done:
-            below = max(done) + 1
-            if not live or min(live) >= below:
-                wal.compact(below)
+    raise InvariantError(f"unknown consensus {kind!r} (or a config of another engine)")

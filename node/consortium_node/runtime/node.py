@@ -10,13 +10,17 @@ Commit path of one block (one fsync per step, one state transaction per block):
   2. execute_block       -> writes, receipts, new LtHash (pure)
   3. StateStore.commit   -> one LMDB write transaction (fsync on commit)
 Restart: blocks in the segment files beyond the state's height are re-executed, so the node
-resumes at exactly its last committed block. Created by __main__ (`consortium-node`) and tests."""
+resumes at exactly its last committed block.
+
+Everything outside the process is injected: storage (storage/ports.py: the file adapters by
+default, storage/memory.py in tests/sim), the clock (runtime/clock.py) and the peer network
+(`PeerNetwork`, transport.peers in production). Created by runtime/service.py
+(`consortium-node`), tests/sim (the whole-node simulator) and tests."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,11 +30,15 @@ from typing import Protocol
 from .. import crypto
 from ..config import NodeConfig
 from ..consensus.api import Engine, Envelope, Ready, SyncRequest
+from ..consensus.bft import BftConfig
+from ..consensus.raft import RaftConfig
 from ..ledger.block import Block, BlockHeader, commit_sign_bytes, tx_root
 from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
 from ..ledger.state import (
+    ORG_PREFIX,
+    PARAM_PREFIX,
     PARAMS,
     VSET_PREFIX,
     Receipt,
@@ -43,10 +51,9 @@ from ..ledger.state import (
 )
 from ..ledger.tx import Tx, check_stateless
 from ..metrics import Metrics
-from ..storage.blocks import BlockStore
-from ..storage.state import Snapshot, StateStore
-from ..storage.wal import ConsensusWal
+from ..storage.ports import NodeStorage, StateView, open_files
 from . import engines
+from .clock import Clock, SystemClock
 from .mempool import Mempool
 from .regossip import Regossip
 
@@ -95,18 +102,26 @@ class Node:
         genesis: Genesis,
         decode_tx: TxDecoder,
         metrics: Metrics | None = None,
+        *,
+        storage: NodeStorage | None = None,
+        clock: Clock | None = None,
+        network: PeerNetwork | None = None,
+        engine_config: RaftConfig | BftConfig | None = None,
     ) -> None:
         self.cfg = cfg
+        self.clock: Clock = clock or SystemClock()
         self.key = key
         self.node_id = key.public
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.metrics = metrics or Metrics()
         self._decode = decode_tx
-        self.blocks = BlockStore(cfg.data_dir / "blocks")
-        self.state = StateStore(cfg.data_dir / "state", sync=cfg.fsync)
+        if storage is None:
+            storage = open_files(cfg.data_dir, cfg.fsync, with_wal=genesis.consensus != "solo")
+        self.blocks = storage.blocks
+        self.state = storage.state
         self.mempool = Mempool(self.chain_id, cfg.mempool_size, crypto.verify)
-        self.network: PeerNetwork | None = None
+        self.network: PeerNetwork | None = network
         self._new_block = asyncio.Event()
         self._admitted_at: dict[bytes, float] = {}
         self._batch_since: float | None = None
@@ -122,11 +137,7 @@ class Node:
         self.organizations: dict[str, bytes] = {}
         self.orgs_version = 0
         self._load_organizations()
-        self.wal = (
-            None
-            if genesis.consensus == "solo"
-            else ConsensusWal(cfg.data_dir / "consensus.wal", fsync=cfg.fsync)
-        )
+        self.wal = storage.wal
         if genesis.consensus == "solo" and self.node_id not in self.validators_at(self.height + 1):
             raise InvariantError("this node's key is not the solo validator of the genesis")
         self.engine: Engine = engines.make_engine(
@@ -138,6 +149,7 @@ class Node:
             self.height,
             self.last_hash,
             self.wal,
+            engine_config,
         )
         self.syncing = False
         self.sync_requests: list[SyncRequest] = []
@@ -217,7 +229,7 @@ class Node:
         since = self._batch_since
         return (
             since is not None
-            and (time.monotonic() - since) * 1000 >= self.cfg.consensus.block_interval_ms
+            and (self.clock.monotonic() - since) * 1000 >= self.cfg.consensus.block_interval_ms
         )
 
     def _load_params(self) -> None:
@@ -233,7 +245,7 @@ class Node:
             return None
         header = BlockHeader(
             height=height,
-            time_ms=max(int(time.time() * 1000), self._last_time + 1),
+            time_ms=max(self.clock.wall_ms(), self._last_time + 1),
             prev_hash=prev_hash,
             tx_root=tx_root([t.id for t in txs]),
             state_root=self.state_root,
@@ -321,9 +333,9 @@ class Node:
                     "discarded consensus message",
                     extra={"fields": {"offender": rej.offender.hex(), "reason": rej.reason}},
                 )
+            if rd.compact_below is not None and self.wal is not None:
+                self.wal.compact(rd.compact_below)  # after persist and apply (engine contract)
             self.engine.advance(rd)
-            if rd.committed:
-                engines.maybe_compact(self.engine, self.wal)
 
     def _check_known(self, block: Block) -> None:
         """A re-delivered committed block (e.g. raft log replay after restart) must be the
@@ -338,12 +350,11 @@ class Node:
         if self.wal is None:
             raise InvariantError("engine asked to persist state but this node has no WAL")
         self.wal.save(rd.hard_state, rd.entries, rd.truncate_from)
-        engines.after_persist(self.engine, self.wal)
 
     def tick(self) -> None:
         self.engine.tick()
         self.process_ready()
-        self.regossip_pending(time.monotonic())
+        self.regossip_pending(self.clock.monotonic())
 
     def regossip_pending(self, now: float) -> int:
         """Gossips again the client transactions still pooled past their re-send time (see
@@ -479,11 +490,11 @@ class Node:
         """Persist and execute a committed block (with its certificate)."""
         if block.height != self.height + 1 or block.header.prev_hash != self.last_hash:
             raise InvariantError(f"committed block {block.height} does not extend {self.height}")
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         txs = self._txs_of(block, verify=False)
         self.blocks.append(block)
         self._execute(block, txs)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if txs:
             with self.state.snapshot() as snap:
                 self.mempool.remove_committed(txs, snap)
@@ -515,16 +526,16 @@ class Node:
         self.height, self.last_hash = block.height, block.hash
         self._lthash, self.state_root = LtHash(result.lthash), result.state_root
         self._last_time = block.header.time_ms
-        if any(k.startswith(b"g/vset/") for k in result.writes):
+        if any(k.startswith(VSET_PREFIX) for k in result.writes):
             self._vsets = self.state.validator_history()
-        if any(k.startswith(b"p/") for k in result.writes):
+        if any(k.startswith(PARAM_PREFIX) for k in result.writes):
             self._load_params()
-        if any(k.startswith(b"o/") for k in result.writes):
+        if any(k.startswith(ORG_PREFIX) for k in result.writes):
             self._load_organizations()
 
     def _load_organizations(self) -> None:
         with self.state.snapshot() as snap:
-            orgs = {k[2:].decode(): v for k, v in snap.prefix(b"o/")}
+            orgs = {k[len(ORG_PREFIX) :].decode(): v for k, v in snap.prefix(ORG_PREFIX)}
         if orgs != self.organizations:
             self.organizations = orgs
             self.orgs_version += 1
@@ -537,7 +548,7 @@ class Node:
         """Admits a batch under one state snapshot. Client submissions (gossip=True) are
         forwarded to peers; gossiped ones may be held until a nonce gap fills."""
         out: list[Admission] = []
-        now = time.monotonic()
+        now = self.clock.monotonic()
         max_tx_bytes = self._params["max_tx_bytes"]
         with self.state.snapshot() as snap:
             for raw in raws:
@@ -577,7 +588,7 @@ class Node:
             return None
         return block, Receipt(tx_id, loc.height, loc.index, loc.code, loc.message)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> StateView:
         return self.state.snapshot()
 
     def block_at(self, height: int) -> Block | None:
@@ -589,10 +600,11 @@ class Node:
 
     async def wait_block(self, after_height: int, within: float | None) -> bool:
         """Waits until height > after_height; False on timeout."""
-        deadline = None if within is None else time.monotonic() + within
+        loop = asyncio.get_running_loop()  # an asyncio timeout: the event loop's own clock
+        deadline = None if within is None else loop.time() + within
         while self.height <= after_height:
             ev = self._new_block
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return False
             try:

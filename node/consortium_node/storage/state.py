@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,27 +23,12 @@ import lmdb
 
 from ..ledger.errors import InvariantError
 from ..ledger.state import VSET_PREFIX, BlockResult, Validator, decode_validators
+from .ports import Meta, TxLocation
 
 _U64 = struct.Struct(">Q")
 _TXLOC = struct.Struct(">QIB")
 DEFAULT_MAP_SIZE = 64 * 1024**3  # sparse; grows on demand up to this
-
-
-@dataclass(frozen=True, slots=True)
-class TxLocation:
-    height: int
-    index: int
-    code: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    height: int
-    block_hash: bytes
-    lthash: bytes
-    state_root: bytes
-    genesis_hash: bytes
+__all__ = ["DEFAULT_MAP_SIZE", "Meta", "Snapshot", "StateStore", "TxLocation"]
 
 
 class Snapshot:

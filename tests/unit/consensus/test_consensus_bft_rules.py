@@ -24,7 +24,7 @@ from consortium_node.consensus.bft.codec import NIL, proposal_sign_bytes, vote_s
 from consortium_node.ledger.block import Block, commit_sign_bytes
 from consortium_node.ledger.hashing import sha256
 
-from tests.sim.fakes import CHAIN_ID, GENESIS_HASH, FakeApp, Keyring, certificate_for, node_id
+from tests.support.engines import CHAIN_ID, GENESIS_HASH, FakeApp, Keyring, certificate_for, node_id
 
 pytestmark = pytest.mark.unit
 

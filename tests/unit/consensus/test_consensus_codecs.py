@@ -16,7 +16,7 @@ from consortium_node.consensus.raft import decode as rdecode
 from consortium_node.consensus.raft import encode as rencode
 from consortium_node.ledger.errors import DecodeError
 
-from tests.sim.fakes import GENESIS_HASH, FakeApp, Keyring, certificate_for, node_id
+from tests.support.engines import GENESIS_HASH, FakeApp, Keyring, certificate_for, node_id
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from consortium_node.consensus.raft import encode as rencode
 from consortium_node.consensus.raft.log import decode_entry, encode_entry
 from consortium_node.ledger.block import Block, commit_sign_bytes
 
-from tests.sim.fakes import CHAIN_ID, GENESIS_HASH, FakeApp, Keyring, node_id
+from tests.support.engines import CHAIN_ID, GENESIS_HASH, FakeApp, Keyring, node_id
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from consortium_node.consensus.api import Envelope
 from consortium_node.consensus.raft import Message, MsgType, RaftEngine
 from consortium_node.consensus.raft import decode as rdecode
 
-from tests.sim.fakes import FakeApp
+from tests.support.engines import FakeApp
 from tests.unit.consensus.test_consensus_raft_rules import A, B, deliver, elect, make
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,6 @@
 """Node batching (runtime/node.py `has_pending`): a non-full block is cut block_interval_ms
 after the previous commit, and at once when the chain was idle for longer — on a real solo
-node (files in a temp dir, fsync off) with the clock the node reads replaced by a fake."""
+node (files in a temp dir, fsync off) with a fake clock injected into the node."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from consortium_node.__main__ import init_dev
 from consortium_node.client.keys import Signer
 from consortium_node.config import NodeConfig
 from consortium_node.crypto import Ed25519Key
-from consortium_node.runtime import node as node_mod
 from consortium_node.runtime.node import Node, load_genesis
 from consortium_node.transport import codec
 
@@ -22,41 +21,38 @@ pytestmark = pytest.mark.unit
 
 
 class Clock:
+    """The clock injected into the node (runtime/clock.py): monotonic time set by the test."""
+
     def __init__(self) -> None:
         self.t = 1000.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
         return self.t
 
-
-class _FakeTime:
-    """Stands in for the `time` module inside runtime/node.py only."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.monotonic = clock
-        self.time = time.time
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(time, name)
+    def wall_ms(self) -> int:
+        return int(time.time() * 1000)
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(node_mod, "time", _FakeTime(c))
-    return c
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
 def node(tmp_path: Path, clock: Clock) -> Iterator[Node]:
-    del clock  # requested for its side effect: the node below runs on the fake clock
     init_dev(tmp_path, "batch-chain")
     cfg = NodeConfig.load(tmp_path / "config.yaml")
     d = cfg.to_dict()
     d["fsync"] = False
     d["consensus"]["block_interval_ms"] = 50
     cfg = NodeConfig.from_dict(d, tmp_path)
-    n = Node(cfg, Ed25519Key.load(cfg.key_file), load_genesis(cfg.genesis_file), codec.decode_tx)
+    n = Node(
+        cfg,
+        Ed25519Key.load(cfg.key_file),
+        load_genesis(cfg.genesis_file),
+        codec.decode_tx,
+        clock=clock,
+    )
     try:
         yield n
     finally:

@@ -244,6 +244,7 @@ class BftEngine:
         self._hs_dirty = False
         self._frozen_hs: bytes | None = None  # hard state of a decided, not yet applied height
         self._next_entry = 1
+        self._compact_reported = 1  # compact_below last emitted in a Ready
         self._last_decision: Block | None = None
         self._decision_sent: dict[bytes, int] = {}  # peer -> tick we last sent it a DECISION
         self._sync_asked = -(10**9)
@@ -370,13 +371,19 @@ class BftEngine:
         self._raw = None
 
     def ready(self) -> Ready:
+        frozen = self._frozen_hs is not None
         if self._frozen_hs is not None:
             hs: bytes | None = self._frozen_hs
             self._frozen_hs = None
         else:
             hs = self._hard_state().encode() if self._hs_dirty else None
             self._hs_dirty = False
+        below: int | None = None
+        # entries of decided heights are garbage once this height's hard state is persisted
+        if hs is not None and not frozen and self._height_first_entry > self._compact_reported:
+            below = self._compact_reported = self._height_first_entry
         rd = Ready(
+            compact_below=below,
             hard_state=hs,
             entries=tuple(self._entries),
             messages=tuple(self._msgs),
@@ -410,6 +417,7 @@ class BftEngine:
     def _new_height(self, height: int) -> None:
         """Reset per-height state (L11-L21 initial values)."""
         self.height = height
+        self._height_first_entry = self._next_entry  # entries below are of decided heights
         self.round = 0
         self.phase = Step.PROPOSE
         self.locked_round = -1

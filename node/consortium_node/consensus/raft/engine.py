@@ -91,6 +91,9 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     sync_retry_ticks: int = 20
+    # keep this many applied entries in the log for slow followers, compact the rest once
+    # twice as many are applied (None: only when the driver calls compact)
+    compact_every: int | None = None
 
 
 class Role(enum.Enum):
@@ -198,6 +201,7 @@ class RaftEngine:
         self.commit = 0
         # Applied = handed to the driver in Ready.committed and acknowledged by advance().
         self.applied_index = 0
+        self._compact_reported = 1  # compact_below last emitted in a Ready
         self.applied_height = applied_height
         self.applied_hash = applied_hash
         # Emitted = put into a Ready (not yet advanced). Blocks <= emitted_height are skipped.
@@ -274,6 +278,7 @@ class RaftEngine:
         eng.commit = hs.commit
         eng.applied_index = eng._emitted_index = hs.snap_index
         eng._persisted_last = eng.log.last_index
+        eng._compact_reported = hs.snap_index + 1
         return eng
 
     # ------------------------------------------------------------------ Engine protocol
@@ -317,7 +322,12 @@ class RaftEngine:
         self._unstable_from = None
         self._truncate = None
         committed = self._take_committed()
+        below: int | None = None
+        if hs is not None and self.log.snap_index + 1 > self._compact_reported:
+            # the hard state recording the snapshot point is persisted with this Ready
+            below = self._compact_reported = self.log.snap_index + 1
         rd = Ready(
+            compact_below=below,
             hard_state=hs,
             entries=entries,
             truncate_from=trunc,
@@ -337,6 +347,11 @@ class RaftEngine:
             if last.height > self.applied_height:
                 self.applied_height, self.applied_hash = last.height, last.hash
         self.applied_index = max(self.applied_index, self._emitted_index)
+        keep = self.cfg.compact_every
+        if keep is not None and rd.committed:
+            upto = self.applied_index - keep
+            if upto > self.log.snap_index + keep:
+                self.compact(upto)
         if self.role is Role.LEADER:
             if not self._may_lead():
                 self._become_follower(self.term, None)  # removed from the set: step down

@@ -1,7 +1,8 @@
 """Deterministic fakes for consensus tests: a keyring with fast keyed-hash signatures and an
 in-memory `Application` whose state is a hash chain over applied blocks.
 
-Used by tests/sim (the multi-node simulator) and tests/unit/consensus (golden scenarios).
+Used by tests/sim (the engine-level simulator) and tests/unit/consensus (golden scenarios);
+it lives in tests/support so unit tests need not import tests/sim (issue 12 item 3).
 Signatures are BLAKE2b keyed by a per-node secret: deterministic (like Ed25519) and unforgeable
 by anyone without the secret, which is all the engines rely on; a Twins clone shares its secret.
 """
