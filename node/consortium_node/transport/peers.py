@@ -390,9 +390,30 @@ class PeerHub:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.message)
             return _batch(item)
 
-        task = asyncio.current_task()
-        assert task is not None  # grpc.aio runs each handler in its own task
-        await self._run_link(link, read, context.write, first, _Stream(task.cancel))
+        # A newer stream for this peer id closes this one: the link runs in a task of its
+        # own, and this handler ends the call with a status the dialler sees (ABORTED: it
+        # redials). Cancelling the handler task itself does not reliably end the call: the
+        # dialler could keep waiting on a stream that no longer carries anything.
+        replaced = asyncio.Event()
+        run = asyncio.create_task(
+            self._run_link(link, read, context.write, first, _Stream(replaced.set))
+        )
+        superseded = asyncio.create_task(replaced.wait())
+        try:
+            await asyncio.wait({run, superseded}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            return  # grpc cancelled the call (server stopping, client gone): nothing to answer
+        finally:
+            superseded.cancel()
+            if not run.done():
+                run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        if replaced.is_set():
+            await context.abort(
+                grpc.StatusCode.ABORTED, "replaced by a newer stream for this peer id"
+            )
+        run.result()  # re-raises what ended the link (the call's own error)
 
     # -- a live stream ----------------------------------------------------------------------
     async def _run_link(
