@@ -16,7 +16,9 @@ from pathlib import Path
 
 from consortium_node.localnet import init_data_dir, parse_manifest
 
-from .localnets import running, wait_for
+from tests.support.wait import wait_for
+
+from .localnets import running
 from .test_peer_reconnect import MANIFEST, Commits, _all_linked
 
 
