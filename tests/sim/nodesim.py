@@ -343,14 +343,14 @@ class NodeSim:
         already holds and no peer can give them back yet. Any other refusal to start fails
         the run: committed chain state must never make a node unstartable."""
         try:
-            return self._build(sn)
+            node = self._build(sn)
         except InvariantError as e:
-            if "committed blocks are missing" not in str(e):
-                raise SimFailure(f"{sn.name} cannot start: {e}") from e
-            if not self._repair(sn):
-                self._log(f"{sn.name} cannot start yet (no peer to repair from): {e}")
-                return None
-        return self._build(sn)
+            raise SimFailure(f"{sn.name} cannot start: {e}") from e
+        if node.repair_from is not None and not self._repair(sn, node):
+            self._log(f"{sn.name} cannot start yet (no peer to repair from up to {node.height})")
+            node.close()
+            return None
+        return node
 
     def _build(self, sn: SimNode) -> Node:
         return Node(
@@ -381,30 +381,29 @@ class NodeSim:
             )
         return base
 
-    def _repair(self, sn: SimNode) -> bool:
-        """A block-store scan cut blocks the state already holds (a flipped bit): refetch them
-        from a peer, each verified against this node's own block-hash index (the state store
-        records every committed block's hash), the way an operator restores a data dir.
-        Stands in for the runtime's own repair from peers (issue 13, defect 4)."""
-        disk = sn.disk
-        state = MemoryStateStore(disk)
-        meta = state.meta()
-        blocks = MemoryBlockLog(disk)
-        assert meta is not None
-        peers = [p for p in self.nodes.values() if p.node is not None and p.honest]
-        for h in range(blocks.height + 1, meta.height + 1):
-            got = None
+    def _repair(self, sn: SimNode, node: Node) -> bool:
+        """A block-store scan cut blocks the state already holds (a flipped bit), so the node
+        came up with `repair_from` set: before it is driven (it neither serves nor votes),
+        fetch each missing block from an honest peer and hand it to the runtime's own
+        `Node.restore_block`, which checks it against this node's recorded hash and its
+        commit certificate — what runtime/repair.py does over SyncBlocks (issue 13, defect 4)."""
+        peers = [p for p in self.nodes.values() if p.node is not None and p.honest and p is not sn]
+        while node.repair_from is not None:
+            h = node.blocks.height + 1
             for p in peers:
                 assert p.node is not None
                 b = p.node.block_at(h)
-                if b is not None and state.height_of(b.hash) == h:
-                    got = b
-                    break
-            if got is None:
+                if b is None:
+                    continue
+                try:
+                    node.restore_block(b)
+                except TxRejected:
+                    continue  # that peer's copy does not match what this node committed
+                break
+            else:
                 return False
-            blocks.append(got)
         self.stats["repairs"] += 1
-        self._log(f"{sn.name}: block store repaired from peers up to {meta.height}")
+        self._log(f"{sn.name}: block store repaired from peers up to {node.height}")
         return True
 
     def crash(self, sn: SimNode, why: str) -> None:
