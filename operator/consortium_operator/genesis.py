@@ -27,9 +27,27 @@ def build(
     time_ms: int,
     ca_certs: Mapping[str, bytes] | None = None,
 ) -> Genesis:
-    """The genesis of a new chain; `node_keys` maps pod name -> public key and must cover
-    `initial_members` (KeyError naming the pod otherwise)."""
+    """The genesis of a legacy single-admin chain (`admin_public` the one admin); `node_keys`
+    maps pod name -> public key and must cover `initial_members` (KeyError naming the pod
+    otherwise)."""
     keys = core.GenesisKeys(dict(node_keys), admin_public, dict(ca_certs or {}))
+    return core.build(spec, names.pod, keys, time_ms)
+
+
+def build_governed(
+    spec: ConsortiumSpec,
+    names: Names,
+    node_keys: Mapping[str, bytes],
+    org_admins: Mapping[str, bytes],
+    time_ms: int,
+    ca_certs: Mapping[str, bytes] | None = None,
+) -> Genesis:
+    """The genesis of a chain governed by its organisations (what the operator makes): each
+    organisation lists its own admin key (`org_admins`: organisation -> key) and there is no
+    consortium admin. `node_keys` as for `build`."""
+    keys = core.GenesisKeys(
+        dict(node_keys), b"", dict(ca_certs or {}), {o: (k,) for o, k in org_admins.items()}
+    )
     return core.build(spec, names.pod, keys, time_ms)
 
 

@@ -252,6 +252,16 @@ class Kube:
             raise KubeError(404, f"Secret {names.admin_secret} has no {ADMIN_KEY_FILE}")
         return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
 
+    async def read_org_admin_key(self, namespace: str, names: Names, org: str) -> str:
+        """Organisation `org`'s own admin key file text (its Secret only), for signing that
+        organisation's proposal or vote. Never log it."""
+        secret = names.org_admin_secret(org)
+        s = await self.get("Secret", namespace, secret)
+        data = (s or {}).get("data") or {}
+        if ADMIN_KEY_FILE not in data:
+            raise KubeError(404, f"Secret {secret} has no {ADMIN_KEY_FILE}")
+        return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
+
     async def patch_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
@@ -305,8 +315,18 @@ class Kube:
             self.list_objects("Pod", namespace, names.selector()),
             *(self.get("Secret", namespace, names.keys_secret(o)) for o in orgs),
             *(self.get("StatefulSet", namespace, names.statefulset(o)) for o in orgs),
+            *(self.get("Secret", namespace, names.org_admin_secret(o)) for o in orgs),
         )
-        key_secrets, statefulsets = rest[: len(orgs)], rest[len(orgs) :]
+        n = len(orgs)
+        key_secrets, statefulsets, admin_secrets = rest[:n], rest[n : 2 * n], rest[2 * n :]
+
+        org_admins: dict[str, bytes] = {}
+        for org, secret in zip(orgs, admin_secrets, strict=True):
+            b64 = ((secret or {}).get("data") or {}).get(ADMIN_KEY_FILE)
+            if b64 is not None:
+                org_admins[org] = pki.public_key_of(
+                    base64.b64decode(b64).decode(), f"Secret {names.org_admin_secret(org)}"
+                )
 
         admin_public = None
         if admin_s is not None and ADMIN_KEY_FILE in (admin_s.get("data") or {}):
@@ -327,6 +347,7 @@ class Kube:
         genesis_validators = None
         genesis_hash = ""
         genesis_orgs: tuple[str, ...] = ()
+        org_governance = False
         if genesis_cm is not None:
             text = (genesis_cm.get("data") or {}).get("genesis.json", "")
             try:
@@ -336,6 +357,7 @@ class Kube:
             genesis_validators = tuple((v.node_id, v.organization) for v in g.validators)
             genesis_orgs = tuple(o.name for o in g.organizations)
             genesis_hash = g.hash.hex()
+            org_governance = g.governed_by_organizations
 
         sts_states: dict[str, StatefulSetState] = {}
         for org, sts in zip(orgs, statefulsets, strict=True):
@@ -381,6 +403,8 @@ class Kube:
             genesis_validators=genesis_validators,
             genesis_hash=genesis_hash,
             genesis_organizations=genesis_orgs,
+            org_admins=org_admins,
+            org_governance=org_governance,
             statefulsets=sts_states,
             pods=pod_states,
         )
@@ -406,6 +430,7 @@ class Kube:
             *(("Secret", names.client_secret(o)) for o in orgs),
             ("Secret", names.operator_client_secret),
             ("Secret", names.admin_secret),
+            *(("Secret", names.org_admin_secret(o)) for o in orgs),
         ]
         # StatefulSets of organisations no longer in the spec (cannot happen through the CRD,
         # but a stale object must not survive its consortium)

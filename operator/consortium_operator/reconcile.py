@@ -5,15 +5,19 @@ decorators), which turns the returned `Outcome` into kopf's retry/permanent-erro
 
 - parse: the spec (provision.spec via model); an invalid spec writes a Failed status and
   ends the pass for good (`Outcome.permanent`).
-- observe: Kubernetes objects and TLS material (kube), node statuses (nodes), the pending
-  membership change (the object's annotation, dropped once its deadline passed).
+- observe: Kubernetes objects and TLS material (kube), node statuses (nodes), the chain's
+  recent proposals (nodes; governance by organisations only), the pending membership change
+  (the object's annotation, dropped once its deadline passed).
 - plan: `plan.next_step` (pure) — workload targets and at most one complete action.
 - apply: the certificate phase (certplan: ensure each CA, then each leaf; issuing is the only
   randomness, injected through `Env.tls_key`/`Env.serial`), then the rendered workloads.
 - act: the step's action, one function per action type (`ACTIONS`). A committed membership
   change is written to the annotation and awaited by requeueing — never by waiting in the
-  pass, so the per-object lock is never held while the chain catches up.
-- write status: status.build (pure), a kopf event when the phase changes.
+  pass, so the per-object lock is never held while the chain catches up. A proposal or vote
+  is signed with the key of the organisation it names, read from that organisation's own
+  Secret and checked against the admin key observed for it (never another's).
+- write status: status.build (pure), a kopf event when the phase changes and one for each
+  change of a proposal (opened, voted, closed) between the status written and the new one.
 
 Level-triggered: nothing is remembered between passes but the cluster itself (the pending
 change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
@@ -318,6 +322,8 @@ async def write_status(p: Pass, error: str | None = None) -> None:
     )
     new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
     await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
+    for reason, message in status.proposal_events(current.get("proposals"), p.observed):
+        p.events.info(reason, message)
     if new["phase"] != current.get("phase"):
         post = p.events.warn if new["phase"] in ("Degraded", "Failed") else p.events.info
         post(f"Phase{new['phase']}", new["message"] or new["phase"])
@@ -346,7 +352,11 @@ async def observe_world(p: Pass) -> Observed:
         log.debug("%s/%s: not asking nodes: %s", ns, p.owner.name, e)
         return observed
     statuses = await nodes.statuses(observed.pods, p.names, ns, p.env.settings, tls)
-    return replace(observed, nodes=statuses)
+    observed = replace(observed, nodes=statuses)
+    if observed.org_governance and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    return observed
 
 
 class NoClientTLS(Exception):
@@ -394,10 +404,16 @@ async def _issue_ca(p: Pass, org: str) -> None:
     p.cas[org] = (await p.env.kube.read_ca(p.owner.namespace, p.names, org)).cert_pem
 
 
-async def create_admin_key(p: Pass, _: plan.CreateAdminKey) -> str:
-    if await p.env.kube.create(p.renderer.admin_secret(pki.key_file(pki.new_key()))):
-        p.events.info("KeysCreated", f"admin key in Secret {p.names.admin_secret}")
-    return "create the governance admin key"
+async def create_admin_key(p: Pass, a: plan.CreateAdminKey) -> str:
+    """An organisation's own admin key in its own Secret (create-if-absent: a key that
+    exists is never replaced); `a.org` "" is a legacy chain's consortium admin key."""
+    if not a.org:
+        manifest = p.renderer.admin_secret(pki.key_file(pki.new_key()))
+    else:
+        manifest = p.renderer.org_admin_secret(a.org, pki.key_file(pki.new_key()))
+    if await p.env.kube.create(manifest):
+        p.events.info("KeysCreated", f"{a} in Secret {manifest['metadata']['name']}")
+    return str(a)
 
 
 async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
@@ -412,9 +428,24 @@ async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
 
 
 async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
-    g = genesis.build(
-        p.desired, p.names, dict(a.validators), a.admin, p.subject.creation_ms(), dict(a.ca_certs)
-    )
+    if a.org_admins:
+        g = genesis.build_governed(
+            p.desired,
+            p.names,
+            dict(a.validators),
+            dict(a.org_admins),
+            p.subject.creation_ms(),
+            dict(a.ca_certs),
+        )
+    else:  # (the planner writes no legacy genesis any more; kept for a complete action)
+        g = genesis.build(
+            p.desired,
+            p.names,
+            dict(a.validators),
+            a.admin,
+            p.subject.creation_ms(),
+            dict(a.ca_certs),
+        )
     cm = p.renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
     if await p.env.kube.create(cm):
         p.events.info(
@@ -437,7 +468,7 @@ async def add_organization(p: Pass, a: plan.AddOrganization) -> str:
     return await _govern(p, a, PendingChange("add-organization", a.org, "", 0.0))
 
 
-async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:
+async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:  # legacy
     """Commit the governance change, then remember it (the annotation, with its tx and
     deadline filled in) so that the next passes wait for the chain to apply it instead of
     planning it again."""
@@ -455,14 +486,46 @@ async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:
     return str(a)
 
 
+async def propose(p: Pass, a: plan.Propose) -> str:
+    """Open the proposal for what the spec asks, as organisation `a.org` (its yes vote)."""
+    tx = await _as_org(p, a, a.org)
+    p.events.info("ProposalSubmitted", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def vote(p: Pass, a: plan.Vote) -> str:
+    """Organisation `a.org`'s yes vote (an `approve: auto` organisation, as planned)."""
+    tx = await _as_org(p, a, a.org)
+    p.events.info("ProposalVoted", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def _as_org(p: Pass, a: plan.Propose | plan.Vote, org: str) -> str:
+    """Submit `a` signed with `org`'s key — read from `org`'s own Secret and checked to be the
+    admin key observed for `org` (nodes.signer_for) — and wait for its commit."""
+    expected = p.observed.org_admins.get(org)
+    if expected is None:
+        raise GovernanceError(
+            f"{a}: no admin key of {org} (Secret {p.names.org_admin_secret(org)})"
+        )
+    text = await p.env.kube.read_org_admin_key(p.owner.namespace, p.names, org)
+    nodes.signer_for(text, org, expected)
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        raise GovernanceError(f"{a}: {e}") from None
+    eps = governance_endpoints(p)
+    return await nodes.governance(eps, p.desired.chain_id, text, a, p.env.settings, tls)
+
+
 async def _set_pending(p: Pass, change: PendingChange | None) -> None:
     value = None if change is None else change.to_json()
     await p.env.kube.patch_annotations(p.owner.namespace, p.owner.name, {PENDING_ANNOTATION: value})
 
 
-def governance_endpoints(p: Pass) -> list[nodes.Endpoint]:
+def governance_endpoints(p: Pass, observed: Observed | None = None) -> list[nodes.Endpoint]:
     """Client endpoints of answering nodes, the leader first."""
-    o = p.observed
+    o = p.observed if observed is None else observed
     leaders = {n.leader for n in o.nodes.values()}
     order = sorted(
         o.nodes, key=lambda pod: (o.node_keys.get(pod) not in leaders, -o.nodes[pod].height, pod)
@@ -484,6 +547,8 @@ ACTIONS: dict[type, Act] = {
     plan.AddValidator: add_validator,
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
+    plan.Propose: propose,
+    plan.Vote: vote,
 }
 
 __all__ = ["Env", "Events", "Outcome", "Pass", "Subject", "delete", "reconcile", "timer"]

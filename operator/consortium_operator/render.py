@@ -211,6 +211,17 @@ class Renderer:
             **self._common(),
         )
 
+    def org_admin_secret(self, org: str, key_file: str) -> Manifest:
+        """Organisation `org`'s own governance admin key: one key, one organisation."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.org_admin_secret(org),
+            labels=self.names.labels("admin-key", org),
+            immutable=True,
+            data={ADMIN_KEY_FILE: _b64(key_file)},
+            **self._common(),
+        )
+
     def genesis_configmap(self, genesis_json: str, genesis_hash: str) -> Manifest:
         return self._one(
             "configmap.yaml.j2",
