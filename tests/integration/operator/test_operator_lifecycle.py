@@ -1,5 +1,6 @@
 """The operator (a real `consortium-operator` process) against a real kube-apiserver: a new
-Consortium gets its admin and node keys in Secrets, its genesis in an immutable ConfigMap, and
+Consortium gets one admin key per organisation (each in that organisation's own Secret) and its
+node keys in Secrets, its genesis in an immutable ConfigMap, and
 only then its StatefulSets, Services and PDB, all owned by the Consortium; status conditions
 are written; restarting the operator and changing the spec never changes keys or genesis; a
 template change holds every pod until the rollout gets to it; deletion removes everything and
@@ -30,7 +31,8 @@ from .conftest import Kubectl, OperatorProcess, eventually
 pytestmark = pytest.mark.integration
 
 OWNED = [
-    ("secret", "{n}-admin"),
+    ("secret", "{n}-acme-admin"),
+    ("secret", "{n}-beta-admin"),
     ("secret", "{n}-acme-keys"),
     ("secret", "{n}-beta-keys"),
     ("secret", "{n}-acme-ca"),
@@ -157,13 +159,33 @@ def test_consortium_gets_keys_genesis_workloads_and_status(
     g = Genesis.from_json(gcm["data"]["genesis.json"])
     assert g.chain_id == f"{name}-chain" and g.consensus == "bft"
     assert {v.node_id.hex() for v in g.validators} == pubs
-    admin = json.loads(secret_entries(objs[f"secret/{name}-admin"])["admin.json"])
-    assert g.admins == (bytes.fromhex(admin["public_key"]),)
+    # governance by organisations (issue 14): each organisation's own admin key, in its own
+    # Secret, is what genesis lists for it; there is no consortium admin key at all
+    admins = {
+        org: json.loads(secret_entries(objs[f"secret/{name}-{org}-admin"])["admin.json"])
+        for org in ("acme", "beta")
+    }
+    for org, admin in admins.items():
+        assert set(secret_entries(objs[f"secret/{name}-{org}-admin"])) == {"admin.json"}
+        assert objs[f"secret/{name}-{org}-admin"]["immutable"] is True
+        listed = {o.name: o.admins for o in g.organizations}
+        assert listed[org] == (bytes.fromhex(admin["public_key"]),)
+    assert admins["acme"]["public_key"] != admins["beta"]["public_key"]
+    assert g.admins == () and g.governed_by_organizations
+    assert kubectl.get("secret", f"{name}-admin", ns) is None
+    # no Secret holds two organisations' admin keys, nor any admin key but its own Secret
+    secrets = json.loads(kubectl.run("get", "secrets", "-n", ns, "-o", "json").stdout)["items"]
+    for sec in secrets:
+        text = json.dumps(secret_entries(sec))
+        holds = [org for org, a in admins.items() if a["private_key"] in text]
+        own = [org for org in admins if sec["metadata"]["name"] == f"{name}-{org}-admin"]
+        assert holds == own, sec["metadata"]["name"]
     assert g.accounts[0].amount == 1000
     # no key material in ConfigMaps
     for cm in ("genesis", "config"):
         text = json.dumps(objs[f"configmap/{name}-{cm}"]["data"])
-        assert "private_key" not in text and admin["private_key"] not in text
+        assert "private_key" not in text
+        assert all(a["private_key"] not in text for a in admins.values())
         assert "PRIVATE KEY" not in text
     # TLS: one CA per organisation, listed in genesis; a certificate per node binding its key
     for org, keys in (("acme", acme), ("beta", beta)):
@@ -237,7 +259,7 @@ def test_rerunning_never_changes_keys_or_genesis(
 
     def snapshot(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
-            "admin": objs[f"secret/{name}-admin"]["data"],
+            "admins": [objs[f"secret/{name}-{o}-admin"]["data"] for o in ("acme", "beta")],
             "acme": objs[f"secret/{name}-acme-keys"]["data"],
             "beta": objs[f"secret/{name}-beta-keys"]["data"],
             "genesis": objs[f"configmap/{name}-genesis"]["data"],
