@@ -39,7 +39,7 @@ from .model import (
     StatefulSetState,
 )
 from .pki import Issued
-from .render import ADMIN_KEY_FILE, FINGERPRINT, Manifest
+from .render import ADMIN_KEY_FILE, FINGERPRINT, LEDGER_CLAIM, Manifest
 
 log = logging.getLogger("consortium_operator.kube")
 FIELD_MANAGER = "consortium-operator"
@@ -309,10 +309,11 @@ class Kube:
 
     async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
         """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
-        admin_s, genesis_cm, pods, *rest = await asyncio.gather(
+        admin_s, genesis_cm, pods, pvcs, *rest = await asyncio.gather(
             self.get("Secret", namespace, names.admin_secret),
             self.get("ConfigMap", namespace, names.genesis_configmap),
             self.list_objects("Pod", namespace, names.selector()),
+            self.list_objects("PersistentVolumeClaim", namespace, names.selector()),
             *(self.get("Secret", namespace, names.keys_secret(o)) for o in orgs),
             *(self.get("StatefulSet", namespace, names.statefulset(o)) for o in orgs),
             *(self.get("Secret", namespace, names.org_admin_secret(o)) for o in orgs),
@@ -405,6 +406,12 @@ class Kube:
             genesis_organizations=genesis_orgs,
             org_admins=org_admins,
             org_governance=org_governance,
+            volumes=frozenset(
+                claim.removeprefix(LEDGER_CLAIM)
+                for p in pvcs
+                if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
+                and not p["metadata"].get("deletionTimestamp")
+            ),
             statefulsets=sts_states,
             pods=pod_states,
         )

@@ -354,6 +354,8 @@ class Observed:
     org_admins: Mapping[str, bytes] = field(default_factory=dict)
     org_governance: bool = False
     proposals: tuple[ProposalView, ...] | None = None
+    # pods whose ledger volume (PVC data-<pod>) exists: old data a new key must never meet
+    volumes: frozenset[str] = frozenset()
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

@@ -248,6 +248,9 @@ def next_step(
                 if names.pod(org.name, i) not in observed.node_keys
             )
             if missing:
+                refused = _refuse_new_keys(observed, names, org.name, missing)
+                if refused is not None:
+                    return Step(refused, phase="Degraded")
                 return Step(CreateNodeKeys(org.name, missing), phase="Genesis")
         cas_wait = _cas_missing(desired, observed, [o.name for o in desired.organizations])
         if cas_wait is not None:
@@ -301,6 +304,40 @@ def next_step(
         waiting = ", ".join(not_ready) or f"{expected - len(observed.pods)} pod(s) to appear"
         return Step(Wait("PodsNotReady", f"waiting for {waiting}"), targets, "Creating")
     return Step(Converged(), targets, "Running")
+
+
+def _refuse_new_keys(
+    observed: Observed, names: Names, org: str, pods: tuple[str, ...]
+) -> Blocked | None:
+    """Why no new node key may be minted for `pods` now, if so (the quorum-kubernetes
+    incident: restarted pods minted new keys over old data and halted a production network).
+    A new key is refused while (1) a pod's ledger volume exists — it holds a chain (an earlier
+    consortium of this name, or this pod's own) that a new identity must never take over — or
+    (2) the chain records a validator of `org` whose key is not in the organisation's key
+    Secret: a key was lost, and the pod that would get a new one may be that validator's.
+    Either way a person decides: restore the key Secret from a backup, or delete the volume;
+    a lost validator is replaced by its organisation (ReplaceValidator), not by a new key."""
+    secret = names.keys_secret(org)
+    old = [p for p in pods if p in observed.volumes]
+    if old:
+        return Blocked(
+            "OldDataExists",
+            f"not creating a new key for {', '.join(old)}: its ledger volume "
+            f"({', '.join('data-' + p for p in old)}) exists but Secret {secret} has no key "
+            "for it; restore the key from a backup, or delete the volume if its data is not "
+            "this chain's",
+        )
+    held = set(observed.node_keys.values())
+    vset = observed.validator_set() if observed.has_genesis else None
+    lost = sorted(k.hex()[:16] for k, o in vset or () if o == org and k not in held)
+    if lost:
+        return Blocked(
+            "KeyLost",
+            f"not creating a new key for {', '.join(pods)}: the chain lists validator(s) "
+            f"{', '.join(lost)} of {org} whose key is not in Secret {secret}; restore it from "
+            "a backup (a lost validator is replaced by its organisation with ReplaceValidator)",
+        )
+    return None
 
 
 def _cas_missing(desired: ConsortiumSpec, observed: Observed, orgs: list[str]) -> Wait | None:
@@ -531,6 +568,9 @@ class _Ctx:
             if len(members) == t.replicas and t.replicas < want:
                 pod = self.names.pod(org.name, t.replicas)
                 if pod not in self.o.node_keys:
+                    refused = _refuse_new_keys(self.o, self.names, org.name, (pod,))
+                    if refused is not None:
+                        return Step(refused, targets, "Degraded")
                     return Step(CreateNodeKeys(org.name, (pod,)), targets, "Scaling")
                 targets[org.name] = OrgTarget(t.replicas + 1, t.partition)
                 return Step(Wait("Scaling", f"starting {pod}"), targets, "Scaling")

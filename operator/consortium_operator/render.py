@@ -46,6 +46,8 @@ GENESIS_PATH = "/etc/consortium/genesis.json"
 FINGERPRINT = "consortium.dev/pod-fingerprint"
 GENESIS_HASH = "consortium.dev/genesis-hash"
 ADMIN_KEY_FILE = "admin.json"
+# the StatefulSet's volumeClaimTemplates name is "data": pod P's ledger volume is PVC data-P
+LEDGER_CLAIM = "data-"
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes

@@ -447,3 +447,41 @@ def test_a_lost_ca_secret_is_not_replaced_by_an_untrusted_ca(
     assert kubectl.get("secret", f"{name}-acme-ca", ns) is None
     client = kubectl.get("secret", f"{name}-acme-client", ns)
     assert client is not None and secret_entries(client) == client_before
+
+
+def test_no_new_key_over_a_retained_ledger_volume(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """A consortium deleted with deletionPolicy Retain leaves its ledger PVCs; one created
+    again under the same name must not mint new node keys over that old data (the
+    quorum-kubernetes incident): Degraded with OldDataExists until a person deletes it."""
+    ns, name = namespace, "again"
+    assert kubectl.apply(pvc(f"data-{name}-acme-1", name, "acme"), ns).returncode == 0
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+
+    def refused() -> dict[str, Any] | None:
+        st = status_of(kubectl, ns, name)
+        d = conditions(st).get("Degraded") or {}
+        return st if d.get("reason") == "OldDataExists" else None
+
+    st = eventually(refused, timeout=60, what="OldDataExists", on_fail=operator.tail)
+    assert f"data-{name}-acme-1" in conditions(st)["Degraded"]["message"]
+    assert st["phase"] == "Degraded"
+    keys = kubectl.get("secret", f"{name}-acme-keys", ns)
+    assert keys is None or f"{name}-acme-1.json" not in (keys.get("data") or {})
+    assert kubectl.get("configmap", f"{name}-genesis", ns) is None
+    # the person decides the old data is not this chain's: the consortium is created
+    kubectl.run("delete", "pvc", f"data-{name}-acme-1", "-n", ns, "--wait=false")
+    kubectl.run(
+        "patch",
+        "pvc",
+        f"data-{name}-acme-1",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+        check=False,
+    )
+    objs = wait_created(kubectl, ns, name, operator)
+    assert f"{name}-acme-1.json" in objs[f"secret/{name}-acme-keys"]["data"]
