@@ -237,6 +237,16 @@ def next_step(
 ) -> Step:
     # 1. genesis phase
     if not observed.has_genesis:
+        if desired.genesis.admins:
+            return Step(
+                Blocked(
+                    "GenesisAdminsUnsupported",
+                    "spec.genesis.admins are single-admin governance, which new chains do not "
+                    "use: each organisation gets its own admin key (Secret "
+                    f"{names.org_admin_secret('<org>')}); re-create the Consortium without them",
+                ),
+                phase="Degraded",
+            )
         # a new chain is governed by its organisations: each gets its own admin key first
         for org in desired.organizations:
             if org.name not in observed.org_admins:

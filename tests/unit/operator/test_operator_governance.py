@@ -451,3 +451,18 @@ def test_a_secret_holding_another_organisation_s_key_is_refused(gchain: GovChain
     with pytest.raises(GovernanceError):
         nodes.signer_for(KEYS["a"], "b", PUBLIC["b"])
     assert nodes.signer_for(KEYS["b"], "b", PUBLIC["b"]).public_key == PUBLIC["b"]
+
+
+def test_a_new_chain_with_legacy_genesis_admins_is_refused_not_silently_changed() -> None:
+    raw = {
+        "chainId": "test",
+        "organizations": [{"name": "a", "validators": 4}],
+        "genesis": {"admins": ["ab" * 32]},
+    }
+    sp = ConsortiumSpec.parse(raw)
+    s = plan.next_step(sp, Observed(), N, IMAGE)
+    assert isinstance(s.action, plan.Blocked) and s.action.reason == "GenesisAdminsUnsupported"
+    assert s.phase == "Degraded"
+    # an existing (legacy) chain with them keeps working: the refusal is for new genesis only
+    w = World(sp, {"a": 4})
+    assert isinstance(plan.next_step(sp, w.observed(), N, IMAGE).action, plan.Converged)
