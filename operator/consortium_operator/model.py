@@ -60,6 +60,7 @@ __all__ = [
     "KIND",
     "MAX_AMOUNT",
     "MAX_NAME_LEN",
+    "MEMBER_ANNOTATION",
     "METRICS_PORT",
     "NODE_UID",
     "ORG_NAME_RE",
@@ -162,7 +163,8 @@ class Names:
 
     def client_secret(self, org: str) -> str:
         """A client TLS directory of the organisation (ca.pem, client.pem, client.key), for its
-        users: `consortium --tls-dir` reads exactly these files."""
+        users: `consortium --tls-dir` reads exactly these files; with the organisation's
+        memberKey also its member key (key.json), which `context from-cluster` takes."""
         return f"{self.consortium}-{org}-client"
 
     @property
@@ -322,6 +324,9 @@ class ProposalView:
 
 
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
+# on an organisation's client Secret: the member key (hex) the chain vouches for (AddMember
+# committed, or refused as already a member) — the cluster remembers it, not the operator
+MEMBER_ANNOTATION = f"{GROUP}/member-registered"
 PENDING_KINDS = ("add-validator", "remove-validator", "add-organization")
 
 
@@ -356,6 +361,11 @@ class Observed:
     proposals: tuple[ProposalView, ...] | None = None
     # pods whose ledger volume (PVC data-<pod>) exists: old data a new key must never meet
     volumes: frozenset[str] = frozenset()
+    # organisation -> public key of the member key in its client Secret (key.json), and the
+    # key the Secret's annotation MEMBER_ANNOTATION says is vouched for on chain
+    member_keys: Mapping[str, bytes] = field(default_factory=dict)
+    registered_members: Mapping[str, bytes] = field(default_factory=dict)
+    genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

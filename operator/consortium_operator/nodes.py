@@ -30,7 +30,15 @@ from consortium_node.client.rpc import Client
 from google.protobuf.message import DecodeError
 
 from .model import CLIENT_PORT, Names, NodeStatus, PodState, ProposalView
-from .plan import AddOrganization, AddValidator, Change, Propose, RemoveValidator, Vote
+from .plan import (
+    AddOrganization,
+    AddValidator,
+    Change,
+    Propose,
+    RegisterMember,
+    RemoveValidator,
+    Vote,
+)
 from .settings import Settings
 
 __all__ = [
@@ -47,7 +55,7 @@ __all__ = [
 log = logging.getLogger("consortium_operator.nodes")
 
 TX_OK = 0
-Governance = AddValidator | RemoveValidator | AddOrganization | Propose | Vote
+Governance = AddValidator | RemoveValidator | AddOrganization | Propose | Vote | RegisterMember
 PROPOSALS_LISTED = 50  # recent proposals read per pass (newest first)
 
 
@@ -164,7 +172,10 @@ def _payload(
     | types_pb2.AddOrganization
     | types_pb2.Propose
     | types_pb2.Vote
+    | types_pb2.AddMember
 ):
+    if isinstance(action, RegisterMember):
+        return types_pb2.AddMember(key=action.key, organization=action.org)
     if isinstance(action, Propose):
         body = gov_action(change_payload(action.change)).SerializeToString()
         return types_pb2.Propose(action=body, ttl=ttl)

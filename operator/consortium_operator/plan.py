@@ -98,6 +98,7 @@ class WriteGenesis:
     admin: bytes = b""
     ca_certs: tuple[tuple[str, bytes], ...] = ()
     org_admins: tuple[tuple[str, bytes], ...] = ()  # organisation -> its admin key
+    members: tuple[tuple[str, bytes], ...] = ()  # organisation -> its member key (memberKey)
 
     def __str__(self) -> str:
         return "write the genesis"
@@ -175,6 +176,30 @@ class Vote:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateMemberKey:
+    """A member (sender) key for the users of `org` (an organisation with memberKey), in its
+    client Secret; never replaced once there."""
+
+    org: str
+
+    def __str__(self) -> str:
+        return f"create the member key of {self.org}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMember:
+    """AddMember{key, org}: `org` vouches for its member key on a permissioned chain, signed
+    with `org`'s own admin key (policy SELF: no other organisation decides who its members
+    are); on a legacy chain with the consortium admin key."""
+
+    org: str
+    key: bytes
+
+    def __str__(self) -> str:
+        return f"vouch for the member key {self.key.hex()[:16]} of {self.org}"
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Progressing: something is under way; look again later."""
 
@@ -211,6 +236,8 @@ Action = (
     | AddOrganization
     | Propose
     | Vote
+    | CreateMemberKey
+    | RegisterMember
     | Wait
     | Blocked
     | Converged
@@ -251,6 +278,10 @@ def next_step(
         for org in desired.organizations:
             if org.name not in observed.org_admins:
                 return Step(CreateAdminKey(org.name), phase="Genesis")
+        # and, with memberKey, a member key its users write with (vouched for in genesis)
+        for org in desired.organizations:
+            if org.member_key and org.name not in observed.member_keys:
+                return Step(CreateMemberKey(org.name), phase="Genesis")
         for org in desired.organizations:
             missing = tuple(
                 names.pod(org.name, i)
@@ -272,6 +303,11 @@ def next_step(
                 b"",
                 tuple(sorted(observed.ca_certs.items())) if desired.security.tls else (),
                 tuple((o.name, observed.org_admins[o.name]) for o in desired.organizations),
+                tuple(
+                    (o.name, observed.member_keys[o.name])
+                    for o in desired.organizations
+                    if o.member_key
+                ),
             ),
             phase="Genesis",
         )
@@ -305,6 +341,11 @@ def next_step(
 
     # 4. membership
     step = ctx.membership(targets)
+    if step is not None:
+        return step
+
+    # 5. member keys of organisations that ask for one (issue 20): a user's first write
+    step = ctx.member_keys(targets)
     if step is not None:
         return step
 
@@ -610,6 +651,37 @@ class _Ctx:
                         Blocked("QuorumAtRisk", f"not removing {pod}: {block}"), targets, "Degraded"
                     )
                 return self.govern(RemoveValidator(pod, org.name, self.o.node_keys[pod]), targets)
+        return None
+
+    # ----------------------------------------------------------------------- member keys
+
+    def member_keys(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """For each member organisation with memberKey: its key exists, then the chain
+        vouches for it (permissioned chains; an open chain takes any sender), signed by the
+        organisation itself — its own admin key, which the operator must hold."""
+        members = self.members()
+        for org in self.d.organizations:
+            if not org.member_key or org.name not in members:
+                continue
+            key = self.o.member_keys.get(org.name)
+            if key is None:
+                return Step(CreateMemberKey(org.name), targets, "Creating")
+            if self.d.genesis.membership != "permissioned":
+                continue
+            if key in self.o.genesis_members or self.o.registered_members.get(org.name) == key:
+                continue
+            signer = org.name in self.o.org_admins if self.o.org_governance else True
+            if not signer:
+                return Step(
+                    Blocked(
+                        "NoAdminKey",
+                        f"cannot vouch for the member key of {org.name}: the operator holds "
+                        f"no admin key of {org.name} (Secret {self.names.org_admin_secret(org.name)})",
+                    ),
+                    targets,
+                    "Degraded",
+                )
+            return Step(RegisterMember(org.name, key), targets, "Creating")
         return None
 
     # ----------------------------------------------------------------------- governance

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import certplan, genesis, nodes, pki, plan, status
 from .kube import Conflict, Kube, KubeError
 from .model import (
+    MEMBER_ANNOTATION,
     PENDING_ANNOTATION,
     ConsortiumSpec,
     Names,
@@ -433,7 +434,7 @@ async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
             p.desired,
             p.names,
             dict(a.validators),
-            dict(a.org_admins),
+            genesis.OrgKeys(dict(a.org_admins), dict(a.members)),
             p.subject.creation_ms(),
             dict(a.ca_certs),
         )
@@ -500,7 +501,47 @@ async def vote(p: Pass, a: plan.Vote) -> str:
     return str(a)
 
 
-async def _as_org(p: Pass, a: plan.Propose | plan.Vote, org: str) -> str:
+async def create_member_key(p: Pass, a: plan.CreateMemberKey) -> str | None:
+    """The organisation's member key, added to its client Secret if that has none."""
+    manifest = p.renderer.member_key_secret(a.org, pki.key_file(pki.new_key()))
+    added = await p.env.kube.add_secret_entries(manifest)
+    if added is True:
+        p.events.info("KeysCreated", f"{a} in Secret {p.names.client_secret(a.org)}")
+    return None if isinstance(added, Conflict) else str(a)
+
+
+async def register_member(p: Pass, a: plan.RegisterMember) -> str:
+    """AddMember signed by the organisation itself (its own admin key; on a legacy chain the
+    consortium admin key), then the client Secret's annotation records the vouched key. A
+    refusal because the key is a member already (an earlier pass committed it but did not
+    get to the annotation) counts as done."""
+    try:
+        if p.observed.org_governance:
+            tx = await _as_org(p, a, a.org)
+        else:
+            tx = await _legacy_admin_tx(p, a)
+    except GovernanceError as e:
+        if "already a member" not in str(e):
+            raise
+        tx = "(already a member)"
+    await p.env.kube.annotate_secret(
+        p.owner.namespace, p.names.client_secret(a.org), {MEMBER_ANNOTATION: a.key.hex()}
+    )
+    p.events.info("MemberRegistered", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def _legacy_admin_tx(p: Pass, a: nodes.Governance) -> str:
+    admin_key = await p.env.kube.read_admin_key(p.owner.namespace, p.names)
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        raise GovernanceError(f"{a}: {e}") from None
+    eps = governance_endpoints(p)
+    return await nodes.governance(eps, p.desired.chain_id, admin_key, a, p.env.settings, tls)
+
+
+async def _as_org(p: Pass, a: plan.Propose | plan.Vote | plan.RegisterMember, org: str) -> str:
     """Submit `a` signed with `org`'s key — read from `org`'s own Secret and checked to be the
     admin key observed for `org` (nodes.signer_for) — and wait for its commit."""
     expected = p.observed.org_admins.get(org)
@@ -549,6 +590,8 @@ ACTIONS: dict[type, Act] = {
     plan.AddOrganization: add_organization,
     plan.Propose: propose,
     plan.Vote: vote,
+    plan.CreateMemberKey: create_member_key,
+    plan.RegisterMember: register_member,
 }
 
 __all__ = ["Env", "Events", "Outcome", "Pass", "Subject", "delete", "reconcile", "timer"]

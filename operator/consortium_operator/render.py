@@ -48,6 +48,7 @@ GENESIS_HASH = "consortium.dev/genesis-hash"
 ADMIN_KEY_FILE = "admin.json"
 # the StatefulSet's volumeClaimTemplates name is "data": pod P's ledger volume is PVC data-P
 LEDGER_CLAIM = "data-"
+MEMBER_KEY_FILE = "key.json"  # an organisation's member key, in its client Secret
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
@@ -186,6 +187,18 @@ class Renderer:
                 "client.pem": _b64b(issued.cert_pem),
                 "client.key": _b64b(issued.key_pem),
             },
+            **self._common(),
+        )
+
+    def member_key_secret(self, org: str, key_file: str) -> Manifest:
+        """The organisation's member key as an entry of its client Secret (merged in: the
+        TLS entries are the certificate phase's)."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.client_secret(org),
+            labels=self.names.labels("client-tls", org),
+            immutable=False,
+            data={MEMBER_KEY_FILE: _b64(key_file)},
             **self._common(),
         )
 

@@ -107,6 +107,10 @@ class OrganizationSpec:
     # with this organisation's own admin key when a proposal is what the spec asks) or
     # `manual` (a person votes with the CLI through the organisation's client context)
     approve: str = "auto"
+    # the operator generates a member (sender) key for this organisation, vouched for on
+    # chain by the organisation's own admin key, in its client Secret (key.json): what
+    # `consortium context from-cluster` gives a user to write with
+    member_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)
