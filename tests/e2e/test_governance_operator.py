@@ -1,4 +1,5 @@
-"""Governance by organisations through the operator, on a real cluster (issue 14): three
+"""Governance by organisations through the operator, on a real cluster (issue 14), and a
+cluster user's first write with the member key of a context (issue 20): three
 organisations, each with its own admin key in its own Secret; a spec change that adds a
 validator becomes a proposal, which stays `WaitingForApprovals` until a second organisation's
 vote — cast by a person with the CLI through that organisation's client context — and then
@@ -44,7 +45,7 @@ def manifest() -> str:
                 "chainId": "gov-e2e",
                 "consensus": {"type": "raft"},
                 "organizations": [
-                    {"name": "acme", "validators": 1},
+                    {"name": "acme", "validators": 1, "memberKey": True},
                     {"name": "globex", "validators": 1, "approve": "manual"},
                     {"name": "initech", "validators": 1, "approve": "manual"},
                 ],
@@ -72,21 +73,26 @@ def gov(installed: Installed, node_image: str) -> Chain:  # noqa: F811
     return c
 
 
-def use_org_context(c: Chain, org: str) -> None:
-    """What `consortium context from-cluster ORG --consortium gov --org ORG --key K` writes
-    (the same `save_context`, into a scratch directory), placed in the client pod as ORG's
-    person's ~/.consortium: ORG's client TLS directory, ORG's own admin key, the endpoint."""
+def use_org_context(c: Chain, org: str, admin: bool = True) -> None:
+    """What `consortium context from-cluster ORG --consortium gov --org ORG [--key K]`
+    writes (the same `save_context`, into a scratch directory), placed in the client pod as
+    ORG's person's ~/.consortium: ORG's client TLS directory, the endpoint, and as signing
+    key ORG's own admin key (`admin`) or else the member key the Secret carries."""
     with tempfile.TemporaryDirectory() as tmp:
         contexts = Path(tmp) / "contexts.yaml"
         endpoint = f"{NAME}-client:{CLIENT_PORT}"
         tls = c.secret(f"{NAME}-{org}-client")
-        save_context(org, endpoint, tls, Path(f"{CTX_DIR}/{org}-admin.json"), path=contexts)
+        key = Path(f"{CTX_DIR}/{org}-admin.json") if admin else None
+        save_context(org, endpoint, tls, key, path=contexts)
         doc = yaml.safe_load(contexts.read_text())
-        assert doc["contexts"][org]["key"] == f"{CTX_DIR}/{org}-admin.json"
+        want = f"{CTX_DIR}/{org}-admin.json" if admin else f"contexts/{org}/key.json"
+        assert doc["contexts"][org]["key"] == want
         files = {"contexts.yaml": contexts.read_bytes()}
     c.put_files(CTX_DIR, files)
     c.put_files(f"{CTX_DIR}/contexts/{org}", tls)
-    c.put_files(CTX_DIR, {f"{org}-admin.json": c.secret(f"{NAME}-{org}-admin")["admin.json"]})
+    if admin:
+        admin_key = c.secret(f"{NAME}-{org}-admin")["admin.json"]
+        c.put_files(CTX_DIR, {f"{org}-admin.json": admin_key})
 
 
 def cli_as(c: Chain, org: str, *args: str) -> Any:
@@ -184,3 +190,15 @@ def test_adding_a_validator_waits_for_a_manual_organisation_s_cli_vote(
     signers = {v["organization"]: v["signer"] for v in shown_p["votes"]}
     admin = json.loads(gov.secret(f"{NAME}-globex-admin")["admin.json"])
     assert signers["globex"] == admin["public_key"], signers
+
+
+def test_a_cluster_user_writes_with_the_member_key_of_the_context(gov: Chain) -> None:
+    """Issue 20: acme declares memberKey; its client Secret carries the key the operator
+    vouched for, and the context made from that Secret writes with no key file of its own."""
+    use_org_context(gov, "acme", admin=False)
+    out = cli_as(gov, "acme", "tx", "put", "greeting", "hello", "--wait", "--json")
+    assert out.returncode == 0, f"{out.stdout}{out.stderr}"
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result.get("committed") is True and result.get("receipt_status") == "OK", result
+    got = cli_as(gov, "acme", "query", "get", "greeting", "--json")
+    assert got.returncode == 0 and json.loads(got.stdout.splitlines()[-1])["value"] == "hello"

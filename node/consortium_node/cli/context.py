@@ -86,6 +86,12 @@ def save_context(
     missing = [f for f in TLS_FILES if not tls_files.get(f)]
     if missing:
         raise ClientError(f"TLS material lacks {', '.join(missing)}")
+    member = tls_files.get(MEMBER_KEY_FILE) or None  # checked before anything is written
+    if member is not None and key is None:
+        try:
+            Signer.from_json(member.decode(), "the member key of the Secret")
+        except (KeyFileError, UnicodeDecodeError) as e:
+            raise ClientError(f"the Secret's {MEMBER_KEY_FILE} is not a key file: {e}") from None
     path = path or contexts_file()
     doc = _load(path)
     tls_dir = path.parent / "contexts" / name
@@ -95,12 +101,7 @@ def save_context(
     entry: dict[str, str] = {"endpoint": endpoint, "tls_dir": f"contexts/{name}"}
     if key is not None:
         entry["key"] = str(key.expanduser().resolve())
-    elif tls_files.get(MEMBER_KEY_FILE):
-        member = tls_files[MEMBER_KEY_FILE]
-        try:
-            Signer.from_json(member.decode(), "the member key of the Secret")
-        except (KeyFileError, UnicodeDecodeError) as e:
-            raise ClientError(f"the Secret's {MEMBER_KEY_FILE} is not a key file: {e}") from None
+    elif member is not None:
         _write_atomic(tls_dir / MEMBER_KEY_FILE, member, 0o600)
         entry["key"] = f"contexts/{name}/{MEMBER_KEY_FILE}"
     doc["contexts"][name] = entry

@@ -485,3 +485,49 @@ def test_no_new_key_over_a_retained_ledger_volume(
     )
     objs = wait_created(kubectl, ns, name, operator)
     assert f"{name}-acme-1.json" in objs[f"secret/{name}-acme-keys"]["data"]
+
+
+def test_member_key_in_the_client_secret_vouched_for_in_genesis_and_taken_by_the_context(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Issue 20: beta declares memberKey: its client Secret carries a member key (key.json)
+    that the genesis lists as beta's member; `consortium context from-cluster` makes it the
+    context's signing key. acme (no memberKey) gets none; no Secret holds another
+    organisation's member key."""
+    ns, name = namespace, "member"
+    orgs = [{"name": "acme", "validators": 2}, {"name": "beta", "validators": 2, "memberKey": True}]
+    assert kubectl.apply(consortium(name, organizations=orgs), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    beta = secret_entries(objs[f"secret/{name}-beta-client"])
+    assert set(beta) == {"ca.pem", "client.pem", "client.key", "key.json"}
+    member = json.loads(beta["key.json"])
+    assert "key.json" not in secret_entries(objs[f"secret/{name}-acme-client"])
+    g = Genesis.from_json(objs[f"configmap/{name}-genesis"]["data"]["genesis.json"])
+    listed = {o.name: o.members for o in g.organizations}
+    assert listed == {"acme": (), "beta": (bytes.fromhex(member["public_key"]),)}
+    secrets = json.loads(kubectl.run("get", "secrets", "-n", ns, "-o", "json").stdout)["items"]
+    holders = [
+        s["metadata"]["name"]
+        for s in secrets
+        if member["private_key"] in json.dumps(secret_entries(s))
+    ]
+    assert holders == [f"{name}-beta-client"]
+    # the context signs with it, no --key
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubectl.kubeconfig),
+        "CONSORTIUM_CONTEXTS": str(tmp_path / "contexts.yaml"),
+        "HOME": str(tmp_path),
+    }
+    for var in ("CONSORTIUM_TLS_DIR", "CONSORTIUM_KEY", "CONSORTIUM_CONTEXT"):
+        env.pop(var, None)
+    cli = [str(Path(sys.executable).parent / "consortium")]
+    args = ["context", "from-cluster", "beta", "--consortium", name, "--org", "beta", "-n", ns]
+    proc = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "signing key: the member key of beta" in proc.stdout
+    doc = yaml.safe_load((tmp_path / "contexts.yaml").read_text())
+    assert doc["contexts"]["beta"]["key"] == "contexts/beta/key.json"
+    got = json.loads((tmp_path / "contexts" / "beta" / "key.json").read_text())
+    assert got["public_key"] == member["public_key"]
+    assert (tmp_path / "contexts" / "beta" / "key.json").stat().st_mode & 0o077 == 0

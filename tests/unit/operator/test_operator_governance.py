@@ -348,7 +348,7 @@ class GovChain:
         org = self.org_of(signer)
         if isinstance(action, plan.Propose):
             self.proposals.append(proposal(len(self.proposals) + 1, votes=((org, True),)))
-        else:
+        elif isinstance(action, plan.Vote):
             self.vote(action.proposal, org)
         return "cd" * 32
 
@@ -466,3 +466,104 @@ def test_a_new_chain_with_legacy_genesis_admins_is_refused_not_silently_changed(
     # an existing (legacy) chain with them keeps working: the refusal is for new genesis only
     w = World(sp, {"a": 4})
     assert isinstance(plan.next_step(sp, w.observed(), N, IMAGE).action, plan.Converged)
+
+
+# --------------------------------------------------------------------------- member keys (issue 20)
+
+
+def mspec(membership: str = "permissioned") -> ConsortiumSpec:
+    return ConsortiumSpec.parse(
+        {
+            "chainId": "test",
+            "consensus": {"type": "raft"},
+            "organizations": [
+                {"name": "a", "validators": 3},
+                {"name": "b", "validators": 1, "memberKey": True},
+                {"name": "c", "validators": 1},
+            ],
+            "genesis": {"membership": membership},
+            "security": {"tls": False},
+        }
+    )
+
+
+MEMBER_B = b"\x42" * 32
+
+
+def test_a_member_key_is_created_before_the_genesis_which_vouches_for_it() -> None:
+    sp = mspec()
+    admins = {o: admin_of(o) for o in ORGS}
+    s = plan.next_step(sp, Observed(org_admins=admins), N, IMAGE)
+    assert s.action == plan.CreateMemberKey("b") and s.phase == "Genesis"
+    pods = ("c-a-0", "c-a-1", "c-a-2", "c-b-0", "c-c-0")
+    full = Observed(
+        org_admins=admins, member_keys={"b": MEMBER_B}, node_keys={p: key(p) for p in pods}
+    )
+    s = plan.next_step(sp, full, N, IMAGE)
+    assert isinstance(s.action, plan.WriteGenesis) and s.action.members == (("b", MEMBER_B),)
+
+
+def test_a_member_key_not_in_genesis_is_vouched_for_by_its_own_organisation() -> None:
+    sp = mspec()
+    done = governed(sp, validators={"c-a-0", "c-a-1", "c-a-2", "c-b-0", "c-c-0"})
+    # memberKey turned on after genesis: the key, then AddMember signed by b itself
+    assert next_action(sp, done) == plan.CreateMemberKey("b")
+    with_key = replace(done, member_keys={"b": MEMBER_B})
+    assert next_action(sp, with_key) == plan.RegisterMember("b", MEMBER_B)
+    # recorded as registered (the Secret's annotation), or vouched for in genesis: converged
+    for o in (
+        replace(with_key, registered_members={"b": MEMBER_B}),
+        replace(with_key, genesis_members=frozenset({MEMBER_B})),
+    ):
+        assert isinstance(next_action(sp, o), plan.Converged)
+    # an annotation naming an older key does not count for the current one
+    stale = replace(with_key, registered_members={"b": b"\x01" * 32})
+    assert next_action(sp, stale) == plan.RegisterMember("b", MEMBER_B)
+    # an open chain takes any sender: nothing to vouch for
+    open_sp = mspec("open")
+    assert isinstance(next_action(open_sp, replace(with_key)), plan.Converged)
+    # without b's own admin key nobody may vouch for b's member: Degraded, not another's key
+    no_b = replace(with_key, org_admins={k: v for k, v in with_key.org_admins.items() if k != "b"})
+    a = next_action(sp, no_b)
+    assert isinstance(a, plan.Blocked) and a.reason == "NoAdminKey"
+
+
+def test_reconcile_vouches_for_the_member_key_with_its_organisation_s_key(
+    gchain: GovChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = {
+        "chainId": "test",
+        "consensus": {"type": "raft"},
+        "organizations": [
+            {"name": "a", "validators": 3},
+            {"name": "b", "validators": 1, "memberKey": True},
+            {"name": "c", "validators": 1},
+        ],
+        "security": {"tls": False},
+    }
+    gchain.validators.append("c-a-2")
+    world = replace(_world({}), member_keys={"b": MEMBER_B})
+    annotated: list[tuple[str, Mapping[str, str | None]]] = []
+
+    class Annotating(OrgKube):
+        async def annotate_secret(
+            self, namespace: str, name: str, annotations: Mapping[str, str | None]
+        ) -> None:
+            annotated.append((name, annotations))
+
+    kube = Annotating(world, KEYS)
+    env = reconcile.Env(SETTINGS, kube, clock=lambda: NOW)
+    subject = reconcile.Subject(OWNER, raw, generation=1)
+    out = asyncio.run(reconcile.reconcile(env, subject, _events()[0]))
+    assert out.message == f"vouch for the member key {MEMBER_B.hex()[:16]} of b"
+    ((signer, action),) = gchain.signed
+    assert gchain.org_of(signer) == "b" and action == plan.RegisterMember("b", MEMBER_B)
+    assert annotated == [("c-b-client", {"consortium.dev/member-registered": MEMBER_B.hex()})]
+
+    # the chain says it is a member already (an earlier pass committed it): recorded as done
+    async def refused(*_: Any) -> str:
+        raise GovernanceError("vouch for ...: refused: 4242424242424242... is already a member key")
+
+    monkeypatch.setattr(nodes, "governance", refused)
+    out = asyncio.run(reconcile.reconcile(env, subject, _events()[0]))
+    assert len(annotated) == 2 and out.requeue == 0.5
