@@ -6,8 +6,9 @@ the targets, performs the action, and comes back later; the plan is level-trigge
 restarted operator simply recomputes where it is.
 
 Order of business:
-  1. genesis phase (gated): admin key -> node keys of the genesis validators -> genesis
-     ConfigMap. No workload exists before the genesis does.
+  1. genesis phase (gated): each organisation's admin key -> member keys (memberKey) ->
+     node keys of the genesis validators -> genesis ConfigMap. No workload exists before the
+     genesis does; no node key is minted over an existing ledger volume (_refuse_new_keys).
   2. workloads exist with the current membership (never more pods than keys).
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
@@ -17,6 +18,9 @@ Order of business:
      its CA, so every node trusts its certificates before its first pod starts);
      scale up = key -> pod -> caught up -> AddValidator; scale down = RemoveValidator ->
      confirmed -> pod removed.
+  5. member keys (organizations[].memberKey): the key in the organisation's client Secret
+     (before the genesis, which then vouches for it; or later), and an AddMember signed by
+     the organisation itself when the genesis does not list it.
 
 Governance by organisations (chains whose genesis lists organizations[].admins — every chain
 this operator creates; `Observed.org_governance`). Each organisation has its own admin key in
