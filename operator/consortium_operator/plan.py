@@ -96,10 +96,11 @@ class CreateNodeKeys:
 @dataclass(frozen=True, slots=True)
 class WriteGenesis:
     """Everything the genesis needs but the creation time (a property of the object): the
-    genesis validators' keys (pod -> node id), the admin key, the organisations' CAs."""
+    genesis validators' keys (pod -> node id), the organisations' CAs, each organisation's
+    own admin key and (memberKey) member key. A new chain is always governed by its
+    organisations: there is no consortium admin key to list."""
 
     validators: tuple[tuple[str, bytes], ...] = ()
-    admin: bytes = b""
     ca_certs: tuple[tuple[str, bytes], ...] = ()
     org_admins: tuple[tuple[str, bytes], ...] = ()  # organisation -> its admin key
     members: tuple[tuple[str, bytes], ...] = ()  # organisation -> its member key (memberKey)
@@ -304,7 +305,6 @@ def next_step(
         return Step(
             WriteGenesis(
                 tuple((p, observed.node_keys[p]) for p in members),
-                b"",
                 tuple(sorted(observed.ca_certs.items())) if desired.security.tls else (),
                 tuple((o.name, observed.org_admins[o.name]) for o in desired.organizations),
                 tuple(

@@ -429,24 +429,14 @@ async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
 
 
 async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
-    if a.org_admins:
-        g = genesis.build_governed(
-            p.desired,
-            p.names,
-            dict(a.validators),
-            genesis.OrgKeys(dict(a.org_admins), dict(a.members)),
-            p.subject.creation_ms(),
-            dict(a.ca_certs),
-        )
-    else:  # (the planner writes no legacy genesis any more; kept for a complete action)
-        g = genesis.build(
-            p.desired,
-            p.names,
-            dict(a.validators),
-            a.admin,
-            p.subject.creation_ms(),
-            dict(a.ca_certs),
-        )
+    g = genesis.build_governed(
+        p.desired,
+        p.names,
+        dict(a.validators),
+        genesis.OrgKeys(dict(a.org_admins), dict(a.members)),
+        p.subject.creation_ms(),
+        dict(a.ca_certs),
+    )
     cm = p.renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
     if await p.env.kube.create(cm):
         p.events.info(
@@ -520,14 +510,15 @@ async def register_member(p: Pass, a: plan.RegisterMember) -> str:
             tx = await _as_org(p, a, a.org)
         else:
             tx = await _legacy_admin_tx(p, a)
+        done = f"tx {tx[:16]} committed"
     except GovernanceError as e:
         if "already a member" not in str(e):
             raise
-        tx = "(already a member)"
+        done = "the chain has it as a member already"
     await p.env.kube.annotate_secret(
         p.owner.namespace, p.names.client_secret(a.org), {MEMBER_ANNOTATION: a.key.hex()}
     )
-    p.events.info("MemberRegistered", f"{a}: tx {tx[:16]} committed")
+    p.events.info("MemberRegistered", f"{a}: {done}")
     return str(a)
 
 

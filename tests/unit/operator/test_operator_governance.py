@@ -567,3 +567,47 @@ def test_reconcile_vouches_for_the_member_key_with_its_organisation_s_key(
     monkeypatch.setattr(nodes, "governance", refused)
     out = asyncio.run(reconcile.reconcile(env, subject, _events()[0]))
     assert len(annotated) == 2 and out.requeue == 0.5
+
+
+def test_on_a_legacy_chain_the_member_key_is_vouched_for_with_the_consortium_admin_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    legacy_key = pki.key_file(pki.new_key())
+    signed: list[tuple[bytes, Any]] = []
+
+    async def governance(eps: Any, chain_id: str, text: str, action: Any, *_: Any) -> str:
+        signed.append((Signer.from_json(text).public_key, action))
+        return "ef" * 32
+
+    chain = GovChain()
+    chain.validators.append("c-a-2")
+    monkeypatch.setattr(nodes, "statuses", chain.statuses)
+    monkeypatch.setattr(nodes, "governance", governance)
+
+    class Legacy(OrgKube):
+        async def read_admin_key(self, namespace: str, names: Names) -> str:
+            return legacy_key
+
+        async def read_org_admin_key(self, namespace: str, names: Names, org: str) -> str:
+            raise AssertionError("a legacy chain has no organisation admin keys")
+
+        async def annotate_secret(self, *_: Any) -> None:
+            pass
+
+    raw = dict(_subject({}).spec)
+    raw["organizations"] = [
+        {"name": "a", "validators": 3},
+        {"name": "b", "validators": 1, "memberKey": True},
+        {"name": "c", "validators": 1},
+    ]
+    world = replace(
+        _world({}),
+        org_governance=False,
+        org_admins={},
+        admin_public=Signer.from_json(legacy_key).public_key,
+        member_keys={"b": MEMBER_B},
+    )
+    env = reconcile.Env(SETTINGS, Legacy(world, {}), clock=lambda: NOW)
+    out = asyncio.run(reconcile.reconcile(env, reconcile.Subject(OWNER, raw), _events()[0]))
+    assert out.message == f"vouch for the member key {MEMBER_B.hex()[:16]} of b"
+    assert signed == [(Signer.from_json(legacy_key).public_key, plan.RegisterMember("b", MEMBER_B))]

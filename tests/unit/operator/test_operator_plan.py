@@ -167,7 +167,7 @@ def test_genesis_phase_is_gated_admin_key_then_node_keys_then_genesis() -> None:
     assert isinstance(s.action, plan.WriteGenesis) and s.targets is None
     assert s.phase == "Genesis"
     # the genesis lists each organisation's own admin key and no consortium admin
-    assert s.action.org_admins == (("a", ADMIN), ("b", ADMIN_B)) and s.action.admin == b""
+    assert s.action.org_admins == (("a", ADMIN), ("b", ADMIN_B))
     # a legacy consortium admin key left from an older operator does not stand in for them
     s = plan.next_step(sp, Observed(admin_public=ADMIN), N, IMAGE)
     assert s.action == plan.CreateAdminKey("a")
@@ -558,7 +558,7 @@ def test_with_tls_the_genesis_waits_for_every_ca_then_lists_them() -> None:
     s = plan.next_step(sp, replace(full, ca_certs={"a": CA_A, "b": CA_B}), N, IMAGE)
     # a complete action: the executor needs nothing but the object's creation time
     assert s.action == plan.WriteGenesis(
-        tuple((p, key(p)) for p in pods), b"", (("a", CA_A), ("b", CA_B)), tuple(admins.items())
+        tuple((p, key(p)) for p in pods), (("a", CA_A), ("b", CA_B)), tuple(admins.items())
     )
 
 
