@@ -31,6 +31,8 @@ from kubernetes import config as k8s_config
 from . import pki
 from .model import (
     GROUP,
+    HEX32_RE,
+    MEMBER_ANNOTATION,
     PLURAL,
     VERSION,
     Names,
@@ -39,7 +41,7 @@ from .model import (
     StatefulSetState,
 )
 from .pki import Issued
-from .render import ADMIN_KEY_FILE, FINGERPRINT, Manifest
+from .render import ADMIN_KEY_FILE, FINGERPRINT, LEDGER_CLAIM, MEMBER_KEY_FILE, Manifest
 
 log = logging.getLogger("consortium_operator.kube")
 FIELD_MANAGER = "consortium-operator"
@@ -252,6 +254,27 @@ class Kube:
             raise KubeError(404, f"Secret {names.admin_secret} has no {ADMIN_KEY_FILE}")
         return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
 
+    async def read_org_admin_key(self, namespace: str, names: Names, org: str) -> str:
+        """Organisation `org`'s own admin key file text (its Secret only), for signing that
+        organisation's proposal or vote. Never log it."""
+        secret = names.org_admin_secret(org)
+        s = await self.get("Secret", namespace, secret)
+        data = (s or {}).get("data") or {}
+        if ADMIN_KEY_FILE not in data:
+            raise KubeError(404, f"Secret {secret} has no {ADMIN_KEY_FILE}")
+        return base64.b64decode(data[ADMIN_KEY_FILE]).decode()
+
+    async def annotate_secret(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Merge-patch a Secret's annotations (None removes one); its entries are untouched."""
+        await self._call(
+            "PATCH",
+            _path("Secret", namespace, name),
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type="application/merge-patch+json",
+        )
+
     async def patch_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
@@ -299,14 +322,40 @@ class Kube:
 
     async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
         """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
-        admin_s, genesis_cm, pods, *rest = await asyncio.gather(
+        admin_s, genesis_cm, pods, pvcs, *rest = await asyncio.gather(
             self.get("Secret", namespace, names.admin_secret),
             self.get("ConfigMap", namespace, names.genesis_configmap),
             self.list_objects("Pod", namespace, names.selector()),
+            self.list_objects("PersistentVolumeClaim", namespace, names.selector()),
             *(self.get("Secret", namespace, names.keys_secret(o)) for o in orgs),
             *(self.get("StatefulSet", namespace, names.statefulset(o)) for o in orgs),
+            *(self.get("Secret", namespace, names.org_admin_secret(o)) for o in orgs),
+            *(self.get("Secret", namespace, names.client_secret(o)) for o in orgs),
         )
-        key_secrets, statefulsets = rest[: len(orgs)], rest[len(orgs) :]
+        n = len(orgs)
+        key_secrets, statefulsets = rest[:n], rest[n : 2 * n]
+        admin_secrets, client_secrets = rest[2 * n : 3 * n], rest[3 * n :]
+
+        member_keys: dict[str, bytes] = {}
+        registered: dict[str, bytes] = {}
+        for org, secret in zip(orgs, client_secrets, strict=True):
+            b64 = ((secret or {}).get("data") or {}).get(MEMBER_KEY_FILE)
+            if b64 is None:
+                continue
+            member_keys[org] = pki.public_key_of(
+                base64.b64decode(b64).decode(), f"Secret {names.client_secret(org)}"
+            )
+            mark = (secret["metadata"].get("annotations") or {}).get(MEMBER_ANNOTATION, "")
+            if HEX32_RE.match(mark):
+                registered[org] = bytes.fromhex(mark)
+
+        org_admins: dict[str, bytes] = {}
+        for org, secret in zip(orgs, admin_secrets, strict=True):
+            b64 = ((secret or {}).get("data") or {}).get(ADMIN_KEY_FILE)
+            if b64 is not None:
+                org_admins[org] = pki.public_key_of(
+                    base64.b64decode(b64).decode(), f"Secret {names.org_admin_secret(org)}"
+                )
 
         admin_public = None
         if admin_s is not None and ADMIN_KEY_FILE in (admin_s.get("data") or {}):
@@ -327,6 +376,8 @@ class Kube:
         genesis_validators = None
         genesis_hash = ""
         genesis_orgs: tuple[str, ...] = ()
+        org_governance = False
+        genesis_members: frozenset[bytes] = frozenset()
         if genesis_cm is not None:
             text = (genesis_cm.get("data") or {}).get("genesis.json", "")
             try:
@@ -336,6 +387,8 @@ class Kube:
             genesis_validators = tuple((v.node_id, v.organization) for v in g.validators)
             genesis_orgs = tuple(o.name for o in g.organizations)
             genesis_hash = g.hash.hex()
+            org_governance = g.governed_by_organizations
+            genesis_members = frozenset(k for o in g.organizations for k in o.members)
 
         sts_states: dict[str, StatefulSetState] = {}
         for org, sts in zip(orgs, statefulsets, strict=True):
@@ -381,6 +434,17 @@ class Kube:
             genesis_validators=genesis_validators,
             genesis_hash=genesis_hash,
             genesis_organizations=genesis_orgs,
+            org_admins=org_admins,
+            org_governance=org_governance,
+            member_keys=member_keys,
+            registered_members=registered,
+            genesis_members=genesis_members,
+            volumes=frozenset(
+                claim.removeprefix(LEDGER_CLAIM)
+                for p in pvcs
+                if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
+                and not p["metadata"].get("deletionTimestamp")
+            ),
             statefulsets=sts_states,
             pods=pod_states,
         )
@@ -406,6 +470,7 @@ class Kube:
             *(("Secret", names.client_secret(o)) for o in orgs),
             ("Secret", names.operator_client_secret),
             ("Secret", names.admin_secret),
+            *(("Secret", names.org_admin_secret(o)) for o in orgs),
         ]
         # StatefulSets of organisations no longer in the spec (cannot happen through the CRD,
         # but a stale object must not survive its consortium)
@@ -434,5 +499,6 @@ class Kube:
 
 
 def _public(entries: Mapping[str, bytes]) -> dict[str, bytes]:
-    """Secret entries with every private key (`*.key`) reduced to its presence (b"")."""
-    return {k: b"" if k.endswith(".key") else v for k, v in entries.items()}
+    """Secret entries with every private key (`*.key`, a member key file) reduced to its
+    presence (b"")."""
+    return {k: b"" if k.endswith(".key") or k == MEMBER_KEY_FILE else v for k, v in entries.items()}

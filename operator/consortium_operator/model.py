@@ -60,6 +60,7 @@ __all__ = [
     "KIND",
     "MAX_AMOUNT",
     "MAX_NAME_LEN",
+    "MEMBER_ANNOTATION",
     "METRICS_PORT",
     "NODE_UID",
     "ORG_NAME_RE",
@@ -82,6 +83,7 @@ __all__ = [
     "Owner",
     "PendingChange",
     "PodState",
+    "ProposalView",
     "ResourcesSpec",
     "SecuritySpec",
     "SpecError",
@@ -136,7 +138,13 @@ class Names:
 
     @property
     def admin_secret(self) -> str:
+        """The one consortium admin key of a legacy (single-admin) chain."""
         return f"{self.consortium}-admin"
+
+    def org_admin_secret(self, org: str) -> str:
+        """The organisation's own governance admin key (admin.json). Invariant: it holds
+        that organisation's key only; the operator signs for `org` with nothing else."""
+        return f"{self.consortium}-{org}-admin"
 
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
@@ -155,7 +163,8 @@ class Names:
 
     def client_secret(self, org: str) -> str:
         """A client TLS directory of the organisation (ca.pem, client.pem, client.key), for its
-        users: `consortium --tls-dir` reads exactly these files."""
+        users: `consortium --tls-dir` reads exactly these files; with the organisation's
+        memberKey also its member key (key.json), which `context from-cluster` takes."""
         return f"{self.consortium}-{org}-client"
 
     @property
@@ -280,7 +289,44 @@ class PendingChange:
         return f"{self.kind.replace('-', ' ')} {what} (tx {self.tx[:16]})"
 
 
+@dataclass(frozen=True, slots=True)
+class ProposalView:
+    """A governance proposal as a node reports it (ListProposals), reduced to what the planner
+    and the status need. `change`: (action, subject) — what the proposal does, in the terms
+    the planner uses to match it with the change the spec asks for: ("add_validator", node
+    id hex), ("remove_validator", node id hex), ("add_organization", name), else (action
+    name, the organisation it concerns). `votes`: (organisation, approve) in casting order;
+    `members`: the member organisations it is counted over."""
+
+    id: int
+    state: str  # PENDING | EXECUTED | FAILED | REJECTED | EXPIRED | ABORTED | WITHDRAWN
+    change: tuple[str, str]
+    summary: str
+    proposer: str
+    votes: tuple[tuple[str, bool], ...]
+    members: tuple[str, ...]
+    yes: int
+    needed: int
+    expiry_height: int
+    closed_height: int = 0
+    reason: str = ""
+
+    def voted(self, org: str) -> bool:
+        return any(o == org for o, _ in self.votes)
+
+    def waiting_for(self) -> tuple[str, ...]:
+        """Member organisations that have not voted yet."""
+        return tuple(o for o in self.members if not self.voted(o))
+
+    def approvals(self) -> str:
+        """e.g. `1/3, need 2`: yes votes / member organisations, and what the policy needs."""
+        return f"{self.yes}/{len(self.members)}, need {self.needed}"
+
+
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
+# on an organisation's client Secret: the member key (hex) the chain vouches for (AddMember
+# committed, or refused as already a member) — the cluster remembers it, not the operator
+MEMBER_ANNOTATION = f"{GROUP}/member-registered"
 PENDING_KINDS = ("add-validator", "remove-validator", "add-organization")
 
 
@@ -306,6 +352,20 @@ class Observed:
     tls_entries: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     client_dirs: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
     pending: PendingChange | None = None  # a committed membership change not yet awaited
+    # governance by organisations: organisation -> the public key of its own admin Secret;
+    # whether the genesis lists organisations' admins (then every configuration change is a
+    # proposal; False: a legacy single-admin chain, changed directly with the admin key);
+    # the chain's recent proposals, newest first (None: unknown, no node answered)
+    org_admins: Mapping[str, bytes] = field(default_factory=dict)
+    org_governance: bool = False
+    proposals: tuple[ProposalView, ...] | None = None
+    # pods whose ledger volume (PVC data-<pod>) exists: old data a new key must never meet
+    volumes: frozenset[str] = frozenset()
+    # organisation -> public key of the member key in its client Secret (key.json), and the
+    # key the Secret's annotation MEMBER_ANNOTATION says is vouched for on chain
+    member_keys: Mapping[str, bytes] = field(default_factory=dict)
+    registered_members: Mapping[str, bytes] = field(default_factory=dict)
+    genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

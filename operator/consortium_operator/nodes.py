@@ -1,6 +1,9 @@
 """gRPC to node pods: read each node's status (height, role, leader, validator set, sync
-state, organisations) and submit governance transactions (AddValidator / RemoveValidator /
-AddOrganization) signed with the consortium's admin key, waiting until the chain commits them.
+state, organisations) and the chain's recent proposals, and submit governance transactions,
+waiting until the chain commits them: on a legacy chain AddValidator / RemoveValidator /
+AddOrganization signed with the consortium's admin key; under governance by organisations
+Propose / Vote, each signed with the key of the one organisation it names (reconcile reads
+that organisation's own Secret, and `governance` refuses a key that is not its admin key).
 
 Uses the synchronous client of consortium_node.client in threads. A node that does not answer
 is simply absent from the result: plan treats it as not caught up.
@@ -21,19 +24,39 @@ from typing import NamedTuple
 from consortium_api.v1 import types_pb2
 from consortium_node.client.discovery import ClientTLS
 from consortium_node.client.errors import ClientError
+from consortium_node.client.gov import gov_action
 from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
+from google.protobuf.message import DecodeError
 
-from .model import CLIENT_PORT, Names, NodeStatus, PodState
-from .plan import AddOrganization, AddValidator, RemoveValidator
+from .model import CLIENT_PORT, Names, NodeStatus, PodState, ProposalView
+from .plan import (
+    AddOrganization,
+    AddValidator,
+    Change,
+    Propose,
+    RegisterMember,
+    RemoveValidator,
+    Vote,
+)
 from .settings import Settings
 
-__all__ = ["ClientError", "ClientTLS", "Endpoint", "GovernanceError", "governance", "statuses"]
+__all__ = [
+    "ClientError",
+    "ClientTLS",
+    "Endpoint",
+    "GovernanceError",
+    "governance",
+    "proposals",
+    "signer_for",
+    "statuses",
+]
 
 log = logging.getLogger("consortium_operator.nodes")
 
 TX_OK = 0
-Governance = AddValidator | RemoveValidator | AddOrganization
+Governance = AddValidator | RemoveValidator | AddOrganization | Propose | Vote | RegisterMember
+PROPOSALS_LISTED = 50  # recent proposals read per pass (newest first)
 
 
 class GovernanceError(Exception):
@@ -109,14 +132,8 @@ def _governance(
     tls: ClientTLS | None,
 ) -> str:
     timeout, rpc_timeout = settings.governance_timeout, settings.rpc_timeout
-    signer = Signer.from_json(admin_key, "the consortium admin key")
-    payload: types_pb2.AddValidator | types_pb2.RemoveValidator | types_pb2.AddOrganization
-    if isinstance(action, AddValidator):
-        payload = types_pb2.AddValidator(node_id=action.node_id, organization=action.org)
-    elif isinstance(action, RemoveValidator):
-        payload = types_pb2.RemoveValidator(node_id=action.node_id)
-    else:
-        payload = types_pb2.AddOrganization(name=action.org, ca_cert=action.ca_cert)
+    signer = Signer.from_json(admin_key, "the admin key")
+    payload = _payload(action, settings.proposal_ttl)
     errors = []
     for ep in endpoints:
         try:
@@ -135,6 +152,103 @@ def _governance(
     raise GovernanceError(f"{action}: no node accepted it ({'; '.join(errors) or 'no nodes'})")
 
 
+def change_payload(
+    change: Change,
+) -> types_pb2.AddValidator | types_pb2.RemoveValidator | types_pb2.AddOrganization:
+    if isinstance(change, AddValidator):
+        return types_pb2.AddValidator(node_id=change.node_id, organization=change.org)
+    if isinstance(change, RemoveValidator):
+        return types_pb2.RemoveValidator(node_id=change.node_id)
+    return types_pb2.AddOrganization(
+        name=change.org, ca_cert=change.ca_cert, admins=list(change.admins)
+    )
+
+
+def _payload(
+    action: Governance, ttl: int
+) -> (
+    types_pb2.AddValidator
+    | types_pb2.RemoveValidator
+    | types_pb2.AddOrganization
+    | types_pb2.Propose
+    | types_pb2.Vote
+    | types_pb2.AddMember
+):
+    if isinstance(action, RegisterMember):
+        return types_pb2.AddMember(key=action.key, organization=action.org)
+    if isinstance(action, Propose):
+        body = gov_action(change_payload(action.change)).SerializeToString()
+        return types_pb2.Propose(action=body, ttl=ttl)
+    if isinstance(action, Vote):
+        return types_pb2.Vote(proposal=action.proposal, approve=True)
+    return change_payload(action)
+
+
+def signer_for(admin_key: str, org: str, expected: bytes) -> Signer:
+    """The signer of `org`'s proposal or vote, from the text of `org`'s own admin Secret;
+    GovernanceError unless its public key is `expected` (the admin key the operator observed
+    for `org`): whatever a Secret holds, the operator signs for an organisation with that
+    organisation's key only."""
+    signer = Signer.from_json(admin_key, f"the admin key of {org}")
+    if signer.public_key != expected:
+        raise GovernanceError(f"the key read for {org} is not {org}'s admin key: not signing")
+    return signer
+
+
+_STATES = {v: k.removeprefix("PROPOSAL_STATE_") for k, v in types_pb2.ProposalState.items()}
+
+
+def proposal_view(p: types_pb2.Proposal) -> ProposalView:
+    """A node's Proposal as the planner matches it (model.ProposalView.change)."""
+    change = (p.action, p.subject)
+    try:
+        a = types_pb2.GovAction.FromString(p.action_bytes)
+    except DecodeError:
+        a = types_pb2.GovAction()
+    which = a.WhichOneof("action")
+    if which == "add_validator":
+        change = ("add_validator", a.add_validator.node_id.hex())
+    elif which == "remove_validator":
+        change = ("remove_validator", a.remove_validator.node_id.hex())
+    elif which == "add_organization":
+        change = ("add_organization", a.add_organization.name)
+    return ProposalView(
+        id=int(p.id),
+        state=_STATES.get(p.state, "UNSPECIFIED"),
+        change=change,
+        summary=p.summary,
+        proposer=p.proposer,
+        votes=tuple((v.organization, v.approve) for v in p.votes),
+        members=tuple(p.members),
+        yes=int(p.yes),
+        needed=int(p.needed),
+        expiry_height=int(p.expiry_height),
+        closed_height=int(p.closed_height),
+        reason=p.reason,
+    )
+
+
+def _proposals(
+    endpoints: Sequence[Endpoint], timeout: float, tls: ClientTLS | None
+) -> tuple[ProposalView, ...] | None:
+    for ep in endpoints:
+        try:
+            with _client(ep, timeout, tls) as c:
+                got = c.list_proposals(open_only=False, limit=PROPOSALS_LISTED)
+            return tuple(proposal_view(p) for p in got.proposals)
+        except ClientError as e:
+            log.debug("node %s did not list proposals: %s", ep, e)
+    return None
+
+
+async def proposals(
+    endpoints: Sequence[Endpoint], settings: Settings, tls: ClientTLS | None
+) -> tuple[ProposalView, ...] | None:
+    """The chain's recent proposals (newest first) from the first node that answers, the
+    freshest first; None if none answers."""
+    return await asyncio.to_thread(_proposals, endpoints, settings.rpc_timeout, tls)
+
+
 async def governance(
     endpoints: Sequence[Endpoint],
     chain_id: str,
@@ -143,9 +257,9 @@ async def governance(
     settings: Settings,
     tls: ClientTLS | None,
 ) -> str:
-    """Submit the governance change (validator set, organisation admission) to the first node
-    that takes it and wait for its commit; returns the tx id (hex). The admin key text is
-    never logged."""
+    """Submit the governance transaction (a direct change on a legacy chain; a proposal or a
+    vote under governance by organisations) to the first node that takes it and wait for its
+    commit; returns the tx id (hex). The admin key text is never logged."""
     return await asyncio.to_thread(
         _governance,
         endpoints,

@@ -6,8 +6,9 @@ the targets, performs the action, and comes back later; the plan is level-trigge
 restarted operator simply recomputes where it is.
 
 Order of business:
-  1. genesis phase (gated): admin key -> node keys of the genesis validators -> genesis
-     ConfigMap. No workload exists before the genesis does.
+  1. genesis phase (gated): each organisation's admin key -> member keys (memberKey) ->
+     node keys of the genesis validators -> genesis ConfigMap. No workload exists before the
+     genesis does; no node key is minted over an existing ledger volume (_refuse_new_keys).
   2. workloads exist with the current membership (never more pods than keys).
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
@@ -17,13 +18,35 @@ Order of business:
      its CA, so every node trusts its certificates before its first pod starts);
      scale up = key -> pod -> caught up -> AddValidator; scale down = RemoveValidator ->
      confirmed -> pod removed.
+  5. member keys (organizations[].memberKey): the key in the organisation's client Secret
+     (before the genesis, which then vouches for it; or later), and an AddMember signed by
+     the organisation itself when the genesis does not list it.
+
+Governance by organisations (chains whose genesis lists organizations[].admins — every chain
+this operator creates; `Observed.org_governance`). Each organisation has its own admin key in
+its own Secret (genesis phase: one CreateAdminKey(org) per organisation, before the genesis).
+A membership change is then not sent directly but becomes a proposal (`_Ctx.govern`):
+  - no proposal for it on chain (or only EXPIRED/ABORTED ones, or an EXECUTED one older than
+    EXECUTED_WINDOW blocks): Propose, signed by the organisation the change concerns if it
+    approves automatically, else by the first member organisation that does (none does:
+    wait for a person to propose it);
+  - PENDING: Vote yes for the first member organisation with `approve: auto` that has not
+    voted — signed with that organisation's key, one vote per pass; when only `manual`
+    organisations can still vote, wait (WaitingForApprovals, "1/3, need 2");
+  - EXECUTED within EXECUTED_WINDOW blocks: wait for the chain to apply it;
+  - REJECTED / FAILED / WITHDRAWN: Blocked — the organisations refused what the spec asks.
+Chains made before (a genesis without organisation admins) keep the single consortium admin
+key and direct transactions; `consortium gov migrate` moves them to organisations.
 
 Invariants (tests/unit/operator/test_plan.py):
   - never more than one membership change or one restarting pod at a time;
   - a RemoveValidator or a restart is only planned if the validators left live still make a
     quorum of the validator set both before and after the change;
   - bft never goes below 4 validators, raft never below 1;
-  - existing keys and an existing genesis are never replaced."""
+  - existing keys and an existing genesis are never replaced;
+  - under governance by organisations, every Propose and Vote names the organisation whose
+    own key signs it, and that organisation is the one the vote is counted for: the operator
+    never votes for an organisation with `approve: manual`, nor twice for one."""
 
 from __future__ import annotations
 
@@ -31,7 +54,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import certplan, genesis
-from .model import ConsortiumSpec, Names, Observed
+from .model import ConsortiumSpec, Names, Observed, ProposalView
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +73,15 @@ class OrgTarget:
 
 @dataclass(frozen=True, slots=True)
 class CreateAdminKey:
+    """An organisation's own admin key (its Secret <consortium>-<org>-admin); `org` ""
+    is the single consortium admin key of a legacy chain (never created for a new one)."""
+
+    org: str = ""
+
     def __str__(self) -> str:
-        return "create the governance admin key"
+        if not self.org:
+            return "create the governance admin key"
+        return f"create the admin key of {self.org}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +96,14 @@ class CreateNodeKeys:
 @dataclass(frozen=True, slots=True)
 class WriteGenesis:
     """Everything the genesis needs but the creation time (a property of the object): the
-    genesis validators' keys (pod -> node id), the admin key, the organisations' CAs."""
+    genesis validators' keys (pod -> node id), the organisations' CAs, each organisation's
+    own admin key and (memberKey) member key. A new chain is always governed by its
+    organisations: there is no consortium admin key to list."""
 
     validators: tuple[tuple[str, bytes], ...] = ()
-    admin: bytes = b""
     ca_certs: tuple[tuple[str, bytes], ...] = ()
+    org_admins: tuple[tuple[str, bytes], ...] = ()  # organisation -> its admin key
+    members: tuple[tuple[str, bytes], ...] = ()  # organisation -> its member key (memberKey)
 
     def __str__(self) -> str:
         return "write the genesis"
@@ -103,9 +136,72 @@ class AddOrganization:
 
     org: str
     ca_cert: bytes = b""
+    admins: tuple[bytes, ...] = ()  # its admin keys (governance by organisations)
 
     def __str__(self) -> str:
         return f"admit organisation {self.org}"
+
+
+Change = AddValidator | RemoveValidator | AddOrganization
+EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
+
+
+def change_key(change: Change) -> tuple[str, str]:
+    """What a proposal must do to be the proposal for `change` (`ProposalView.change`)."""
+    if isinstance(change, AddValidator):
+        return ("add_validator", change.node_id.hex())
+    if isinstance(change, RemoveValidator):
+        return ("remove_validator", change.node_id.hex())
+    return ("add_organization", change.org)
+
+
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """Open a proposal for `change`, signed with `org`'s own admin key (whose organisation
+    thereby votes yes)."""
+
+    change: Change
+    org: str
+
+    def __str__(self) -> str:
+        return f"propose to {self.change} (as {self.org})"
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """Vote yes on proposal `proposal` (which does `change`), signed with `org`'s own admin
+    key — only ever for an organisation with `approve: auto`."""
+
+    proposal: int
+    org: str
+    change: Change
+
+    def __str__(self) -> str:
+        return f"vote yes on proposal {self.proposal} ({self.change}) as {self.org}"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateMemberKey:
+    """A member (sender) key for the users of `org` (an organisation with memberKey), in its
+    client Secret; never replaced once there."""
+
+    org: str
+
+    def __str__(self) -> str:
+        return f"create the member key of {self.org}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMember:
+    """AddMember{key, org}: `org` vouches for its member key on a permissioned chain, signed
+    with `org`'s own admin key (policy SELF: no other organisation decides who its members
+    are); on a legacy chain with the consortium admin key."""
+
+    org: str
+    key: bytes
+
+    def __str__(self) -> str:
+        return f"vouch for the member key {self.key.hex()[:16]} of {self.org}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +239,10 @@ Action = (
     | AddValidator
     | RemoveValidator
     | AddOrganization
+    | Propose
+    | Vote
+    | CreateMemberKey
+    | RegisterMember
     | Wait
     | Blocked
     | Converged
@@ -169,8 +269,24 @@ def next_step(
 ) -> Step:
     # 1. genesis phase
     if not observed.has_genesis:
-        if observed.admin_public is None:
-            return Step(CreateAdminKey(), phase="Genesis")
+        if desired.genesis.admins:
+            return Step(
+                Blocked(
+                    "GenesisAdminsUnsupported",
+                    "spec.genesis.admins are single-admin governance, which new chains do not "
+                    "use: each organisation gets its own admin key (Secret "
+                    f"{names.org_admin_secret('<org>')}); re-create the Consortium without them",
+                ),
+                phase="Degraded",
+            )
+        # a new chain is governed by its organisations: each gets its own admin key first
+        for org in desired.organizations:
+            if org.name not in observed.org_admins:
+                return Step(CreateAdminKey(org.name), phase="Genesis")
+        # and, with memberKey, a member key its users write with (vouched for in genesis)
+        for org in desired.organizations:
+            if org.member_key and org.name not in observed.member_keys:
+                return Step(CreateMemberKey(org.name), phase="Genesis")
         for org in desired.organizations:
             missing = tuple(
                 names.pod(org.name, i)
@@ -178,17 +294,24 @@ def next_step(
                 if names.pod(org.name, i) not in observed.node_keys
             )
             if missing:
+                refused = _refuse_new_keys(observed, names, org.name, missing)
+                if refused is not None:
+                    return Step(refused, phase="Degraded")
                 return Step(CreateNodeKeys(org.name, missing), phase="Genesis")
         cas_wait = _cas_missing(desired, observed, [o.name for o in desired.organizations])
         if cas_wait is not None:
             return Step(cas_wait, phase="Genesis")
         members = [p for p, _ in genesis.initial_members(desired, names)]
-        assert observed.admin_public is not None  # the first gate above
         return Step(
             WriteGenesis(
                 tuple((p, observed.node_keys[p]) for p in members),
-                observed.admin_public,
                 tuple(sorted(observed.ca_certs.items())) if desired.security.tls else (),
+                tuple((o.name, observed.org_admins[o.name]) for o in desired.organizations),
+                tuple(
+                    (o.name, observed.member_keys[o.name])
+                    for o in desired.organizations
+                    if o.member_key
+                ),
             ),
             phase="Genesis",
         )
@@ -225,12 +348,51 @@ def next_step(
     if step is not None:
         return step
 
+    # 5. member keys of organisations that ask for one (issue 20): a user's first write
+    step = ctx.member_keys(targets)
+    if step is not None:
+        return step
+
     not_ready = sorted(p.name for p in observed.pods.values() if not p.ready)
     expected = sum(t.replicas for t in targets.values())
     if not_ready or len(observed.pods) < expected:
         waiting = ", ".join(not_ready) or f"{expected - len(observed.pods)} pod(s) to appear"
         return Step(Wait("PodsNotReady", f"waiting for {waiting}"), targets, "Creating")
     return Step(Converged(), targets, "Running")
+
+
+def _refuse_new_keys(
+    observed: Observed, names: Names, org: str, pods: tuple[str, ...]
+) -> Blocked | None:
+    """Why no new node key may be minted for `pods` now, if so (the quorum-kubernetes
+    incident: restarted pods minted new keys over old data and halted a production network).
+    A new key is refused while (1) a pod's ledger volume exists — it holds a chain (an earlier
+    consortium of this name, or this pod's own) that a new identity must never take over — or
+    (2) the chain records a validator of `org` whose key is not in the organisation's key
+    Secret: a key was lost, and the pod that would get a new one may be that validator's.
+    Either way a person decides: restore the key Secret from a backup, or delete the volume;
+    a lost validator is replaced by its organisation (ReplaceValidator), not by a new key."""
+    secret = names.keys_secret(org)
+    old = [p for p in pods if p in observed.volumes]
+    if old:
+        return Blocked(
+            "OldDataExists",
+            f"not creating a new key for {', '.join(old)}: its ledger volume "
+            f"({', '.join('data-' + p for p in old)}) exists but Secret {secret} has no key "
+            "for it; restore the key from a backup, or delete the volume if its data is not "
+            "this chain's",
+        )
+    held = set(observed.node_keys.values())
+    vset = observed.validator_set() if observed.has_genesis else None
+    lost = sorted(k.hex()[:16] for k, o in vset or () if o == org and k not in held)
+    if lost:
+        return Blocked(
+            "KeyLost",
+            f"not creating a new key for {', '.join(pods)}: the chain lists validator(s) "
+            f"{', '.join(lost)} of {org} whose key is not in Secret {secret}; restore it from "
+            "a backup (a lost validator is replaced by its organisation with ReplaceValidator)",
+        )
+    return None
 
 
 def _cas_missing(desired: ConsortiumSpec, observed: Observed, orgs: list[str]) -> Wait | None:
@@ -423,11 +585,15 @@ class _Ctx:
                 cas_wait = _cas_missing(self.d, self.o, [org.name])
                 if cas_wait is not None:
                     return Step(cas_wait, targets, "Scaling")
-                return Step(
-                    AddOrganization(org.name, self.o.ca_certs.get(org.name, b"")),
-                    targets,
-                    "Scaling",
-                )
+                if not self.o.org_governance:
+                    ca = self.o.ca_certs.get(org.name, b"")
+                    return Step(AddOrganization(org.name, ca), targets, "Scaling")
+                # admitted with its own admin key, which it then governs alone (SELF)
+                admin = self.o.org_admins.get(org.name)
+                if admin is None:
+                    return Step(CreateAdminKey(org.name), targets, "Scaling")
+                ca = self.o.ca_certs.get(org.name, b"")
+                return self.govern(AddOrganization(org.name, ca, (admin,)), targets)
             want = org.validators
             members = [
                 i
@@ -452,11 +618,14 @@ class _Ctx:
                     return Step(
                         Blocked("QuorumAtRisk", f"not adding {pod}: {block}"), targets, "Degraded"
                     )
-                return Step(AddValidator(pod, org.name, key), targets, "Scaling")
+                return self.govern(AddValidator(pod, org.name, key), targets)
             # (b) scale up: the next pod (its key first, so the pod finds it when it starts)
             if len(members) == t.replicas and t.replicas < want:
                 pod = self.names.pod(org.name, t.replicas)
                 if pod not in self.o.node_keys:
+                    refused = _refuse_new_keys(self.o, self.names, org.name, (pod,))
+                    if refused is not None:
+                        return Step(refused, targets, "Degraded")
                     return Step(CreateNodeKeys(org.name, (pod,)), targets, "Scaling")
                 targets[org.name] = OrgTarget(t.replicas + 1, t.partition)
                 return Step(Wait("Scaling", f"starting {pod}"), targets, "Scaling")
@@ -485,7 +654,129 @@ class _Ctx:
                     return Step(
                         Blocked("QuorumAtRisk", f"not removing {pod}: {block}"), targets, "Degraded"
                     )
-                return Step(
-                    RemoveValidator(pod, org.name, self.o.node_keys[pod]), targets, "Scaling"
-                )
+                return self.govern(RemoveValidator(pod, org.name, self.o.node_keys[pod]), targets)
         return None
+
+    # ----------------------------------------------------------------------- member keys
+
+    def member_keys(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """For each member organisation with memberKey: its key exists, then the chain
+        vouches for it (permissioned chains; an open chain takes any sender), signed by the
+        organisation itself — its own admin key, which the operator must hold."""
+        members = self.members()
+        for org in self.d.organizations:
+            if not org.member_key or org.name not in members:
+                continue
+            key = self.o.member_keys.get(org.name)
+            if key is None:
+                return Step(CreateMemberKey(org.name), targets, "Creating")
+            if self.d.genesis.membership != "permissioned":
+                continue
+            if key in self.o.genesis_members or self.o.registered_members.get(org.name) == key:
+                continue
+            signer = org.name in self.o.org_admins if self.o.org_governance else True
+            if not signer:
+                return Step(
+                    Blocked(
+                        "NoAdminKey",
+                        f"cannot vouch for the member key of {org.name}: the operator holds "
+                        f"no admin key of {org.name} (Secret {self.names.org_admin_secret(org.name)})",
+                    ),
+                    targets,
+                    "Degraded",
+                )
+            return Step(RegisterMember(org.name, key), targets, "Creating")
+        return None
+
+    # ----------------------------------------------------------------------- governance
+
+    def govern(self, change: Change, targets: dict[str, OrgTarget]) -> Step:
+        """The step that moves `change` forward: the change itself on a legacy chain (one
+        admin key, direct transaction); under governance by organisations its proposal —
+        opened, voted for by the organisations that approve automatically, awaited while
+        manual organisations decide (see the module docstring)."""
+        if not self.o.org_governance:
+            return Step(change, targets, "Scaling")
+        proposals = self.o.proposals
+        if proposals is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's proposals"),
+                targets,
+                "Scaling",
+            )
+        key = change_key(change)
+        latest = next((p for p in proposals if p.change == key), None)  # newest first
+        if latest is not None and latest.state == "PENDING":
+            return self.approve(latest, change, targets)
+        executed = latest is not None and latest.state == "EXECUTED"
+        if (
+            latest is not None
+            and executed
+            and latest.closed_height + EXECUTED_WINDOW >= self.height
+        ):
+            return Step(
+                Wait(
+                    "WaitingForMembership",
+                    f"waiting for the chain to apply proposal {latest.id} ({change})",
+                ),
+                targets,
+                "Scaling",
+            )
+        if latest is not None and latest.state in ("REJECTED", "FAILED", "WITHDRAWN"):
+            why = f": {latest.reason}" if latest.reason else ""
+            return Step(
+                Blocked(
+                    "ProposalRefused",
+                    f"proposal {latest.id} to {change} was {latest.state.lower()}{why}; "
+                    "change the spec, or propose it again with `consortium gov propose`",
+                ),
+                targets,
+                "Degraded",
+            )
+        proposer = self.proposer(change)
+        if proposer is None:
+            return Step(
+                Wait(
+                    "WaitingForApprovals",
+                    f"{change}: no member organisation approves automatically; "
+                    "propose it with `consortium gov propose`",
+                ),
+                targets,
+                "Scaling",
+            )
+        return Step(Propose(change, proposer), targets, "Scaling")
+
+    def members(self) -> tuple[str, ...]:
+        """Member organisations on chain (the genesis ones until a node reports them)."""
+        on_chain = self.o.chain_organizations()
+        return tuple(on_chain) if on_chain is not None else self.o.genesis_organizations
+
+    def auto(self, org: str) -> bool:
+        """`org` approves automatically and the operator holds its own admin key."""
+        spec = self.d.org(org)
+        return spec is not None and spec.approve == "auto" and org in self.o.org_admins
+
+    def proposer(self, change: Change) -> str | None:
+        """The organisation the change concerns if it is a member approving automatically,
+        else the first such member organisation in spec order; None if there is none."""
+        members = self.members()
+        concerned = None if isinstance(change, AddOrganization) else change.org
+        order = [concerned] if concerned is not None else []
+        order += [o.name for o in self.d.organizations]
+        return next((o for o in order if o in members and self.auto(o)), None)
+
+    def approve(self, p: ProposalView, change: Change, targets: dict[str, OrgTarget]) -> Step:
+        """A pending proposal for what the spec asks: the next automatic yes vote (one per
+        pass, each signed by its own organisation), or wait for the manual ones."""
+        for org in self.d.organizations:
+            if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
+                return Step(Vote(p.id, org.name, change), targets, "Scaling")
+        waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"
+        return Step(
+            Wait(
+                "WaitingForApprovals",
+                f"proposal {p.id} to {change}: {p.approvals()}; waiting for {waiting}",
+            ),
+            targets,
+            "Scaling",
+        )

@@ -5,15 +5,19 @@ decorators), which turns the returned `Outcome` into kopf's retry/permanent-erro
 
 - parse: the spec (provision.spec via model); an invalid spec writes a Failed status and
   ends the pass for good (`Outcome.permanent`).
-- observe: Kubernetes objects and TLS material (kube), node statuses (nodes), the pending
-  membership change (the object's annotation, dropped once its deadline passed).
+- observe: Kubernetes objects and TLS material (kube), node statuses (nodes), the chain's
+  recent proposals (nodes; governance by organisations only), the pending membership change
+  (the object's annotation, dropped once its deadline passed).
 - plan: `plan.next_step` (pure) — workload targets and at most one complete action.
 - apply: the certificate phase (certplan: ensure each CA, then each leaf; issuing is the only
   randomness, injected through `Env.tls_key`/`Env.serial`), then the rendered workloads.
 - act: the step's action, one function per action type (`ACTIONS`). A committed membership
   change is written to the annotation and awaited by requeueing — never by waiting in the
-  pass, so the per-object lock is never held while the chain catches up.
-- write status: status.build (pure), a kopf event when the phase changes.
+  pass, so the per-object lock is never held while the chain catches up. A proposal or vote
+  is signed with the key of the organisation it names, read from that organisation's own
+  Secret and checked against the admin key observed for it (never another's).
+- write status: status.build (pure), a kopf event when the phase changes and one for each
+  change of a proposal (opened, voted, closed) between the status written and the new one.
 
 Level-triggered: nothing is remembered between passes but the cluster itself (the pending
 change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
@@ -34,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from . import certplan, genesis, nodes, pki, plan, status
 from .kube import Conflict, Kube, KubeError
 from .model import (
+    MEMBER_ANNOTATION,
     PENDING_ANNOTATION,
     ConsortiumSpec,
     Names,
@@ -318,6 +323,8 @@ async def write_status(p: Pass, error: str | None = None) -> None:
     )
     new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
     await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
+    for reason, message in status.proposal_events(current.get("proposals"), p.observed):
+        p.events.info(reason, message)
     if new["phase"] != current.get("phase"):
         post = p.events.warn if new["phase"] in ("Degraded", "Failed") else p.events.info
         post(f"Phase{new['phase']}", new["message"] or new["phase"])
@@ -346,7 +353,11 @@ async def observe_world(p: Pass) -> Observed:
         log.debug("%s/%s: not asking nodes: %s", ns, p.owner.name, e)
         return observed
     statuses = await nodes.statuses(observed.pods, p.names, ns, p.env.settings, tls)
-    return replace(observed, nodes=statuses)
+    observed = replace(observed, nodes=statuses)
+    if observed.org_governance and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    return observed
 
 
 class NoClientTLS(Exception):
@@ -394,10 +405,16 @@ async def _issue_ca(p: Pass, org: str) -> None:
     p.cas[org] = (await p.env.kube.read_ca(p.owner.namespace, p.names, org)).cert_pem
 
 
-async def create_admin_key(p: Pass, _: plan.CreateAdminKey) -> str:
-    if await p.env.kube.create(p.renderer.admin_secret(pki.key_file(pki.new_key()))):
-        p.events.info("KeysCreated", f"admin key in Secret {p.names.admin_secret}")
-    return "create the governance admin key"
+async def create_admin_key(p: Pass, a: plan.CreateAdminKey) -> str:
+    """An organisation's own admin key in its own Secret (create-if-absent: a key that
+    exists is never replaced); `a.org` "" is a legacy chain's consortium admin key."""
+    if not a.org:
+        manifest = p.renderer.admin_secret(pki.key_file(pki.new_key()))
+    else:
+        manifest = p.renderer.org_admin_secret(a.org, pki.key_file(pki.new_key()))
+    if await p.env.kube.create(manifest):
+        p.events.info("KeysCreated", f"{a} in Secret {manifest['metadata']['name']}")
+    return str(a)
 
 
 async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
@@ -412,8 +429,13 @@ async def create_node_keys(p: Pass, a: plan.CreateNodeKeys) -> str | None:
 
 
 async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
-    g = genesis.build(
-        p.desired, p.names, dict(a.validators), a.admin, p.subject.creation_ms(), dict(a.ca_certs)
+    g = genesis.build_governed(
+        p.desired,
+        p.names,
+        dict(a.validators),
+        genesis.OrgKeys(dict(a.org_admins), dict(a.members)),
+        p.subject.creation_ms(),
+        dict(a.ca_certs),
     )
     cm = p.renderer.genesis_configmap(genesis.canonical_json(g), g.hash.hex())
     if await p.env.kube.create(cm):
@@ -437,7 +459,7 @@ async def add_organization(p: Pass, a: plan.AddOrganization) -> str:
     return await _govern(p, a, PendingChange("add-organization", a.org, "", 0.0))
 
 
-async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:
+async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:  # legacy
     """Commit the governance change, then remember it (the annotation, with its tx and
     deadline filled in) so that the next passes wait for the chain to apply it instead of
     planning it again."""
@@ -455,14 +477,87 @@ async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:
     return str(a)
 
 
+async def propose(p: Pass, a: plan.Propose) -> str:
+    """Open the proposal for what the spec asks, as organisation `a.org` (its yes vote)."""
+    tx = await _as_org(p, a, a.org)
+    p.events.info("ProposalSubmitted", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def vote(p: Pass, a: plan.Vote) -> str:
+    """Organisation `a.org`'s yes vote (an `approve: auto` organisation, as planned)."""
+    tx = await _as_org(p, a, a.org)
+    p.events.info("ProposalVoted", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def create_member_key(p: Pass, a: plan.CreateMemberKey) -> str | None:
+    """The organisation's member key, added to its client Secret if that has none."""
+    manifest = p.renderer.member_key_secret(a.org, pki.key_file(pki.new_key()))
+    added = await p.env.kube.add_secret_entries(manifest)
+    if added is True:
+        p.events.info("KeysCreated", f"{a} in Secret {p.names.client_secret(a.org)}")
+    return None if isinstance(added, Conflict) else str(a)
+
+
+async def register_member(p: Pass, a: plan.RegisterMember) -> str:
+    """AddMember signed by the organisation itself (its own admin key; on a legacy chain the
+    consortium admin key), then the client Secret's annotation records the vouched key. A
+    refusal because the key is a member already (an earlier pass committed it but did not
+    get to the annotation) counts as done."""
+    try:
+        if p.observed.org_governance:
+            tx = await _as_org(p, a, a.org)
+        else:
+            tx = await _legacy_admin_tx(p, a)
+        done = f"tx {tx[:16]} committed"
+    except GovernanceError as e:
+        if "already a member" not in str(e):
+            raise
+        done = "the chain has it as a member already"
+    await p.env.kube.annotate_secret(
+        p.owner.namespace, p.names.client_secret(a.org), {MEMBER_ANNOTATION: a.key.hex()}
+    )
+    p.events.info("MemberRegistered", f"{a}: {done}")
+    return str(a)
+
+
+async def _legacy_admin_tx(p: Pass, a: nodes.Governance) -> str:
+    admin_key = await p.env.kube.read_admin_key(p.owner.namespace, p.names)
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        raise GovernanceError(f"{a}: {e}") from None
+    eps = governance_endpoints(p)
+    return await nodes.governance(eps, p.desired.chain_id, admin_key, a, p.env.settings, tls)
+
+
+async def _as_org(p: Pass, a: plan.Propose | plan.Vote | plan.RegisterMember, org: str) -> str:
+    """Submit `a` signed with `org`'s key — read from `org`'s own Secret and checked to be the
+    admin key observed for `org` (nodes.signer_for) — and wait for its commit."""
+    expected = p.observed.org_admins.get(org)
+    if expected is None:
+        raise GovernanceError(
+            f"{a}: no admin key of {org} (Secret {p.names.org_admin_secret(org)})"
+        )
+    text = await p.env.kube.read_org_admin_key(p.owner.namespace, p.names, org)
+    nodes.signer_for(text, org, expected)
+    try:
+        tls = await operator_tls(p)
+    except NoClientTLS as e:
+        raise GovernanceError(f"{a}: {e}") from None
+    eps = governance_endpoints(p)
+    return await nodes.governance(eps, p.desired.chain_id, text, a, p.env.settings, tls)
+
+
 async def _set_pending(p: Pass, change: PendingChange | None) -> None:
     value = None if change is None else change.to_json()
     await p.env.kube.patch_annotations(p.owner.namespace, p.owner.name, {PENDING_ANNOTATION: value})
 
 
-def governance_endpoints(p: Pass) -> list[nodes.Endpoint]:
+def governance_endpoints(p: Pass, observed: Observed | None = None) -> list[nodes.Endpoint]:
     """Client endpoints of answering nodes, the leader first."""
-    o = p.observed
+    o = p.observed if observed is None else observed
     leaders = {n.leader for n in o.nodes.values()}
     order = sorted(
         o.nodes, key=lambda pod: (o.node_keys.get(pod) not in leaders, -o.nodes[pod].height, pod)
@@ -484,6 +579,10 @@ ACTIONS: dict[type, Act] = {
     plan.AddValidator: add_validator,
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
+    plan.Propose: propose,
+    plan.Vote: vote,
+    plan.CreateMemberKey: create_member_key,
+    plan.RegisterMember: register_member,
 }
 
 __all__ = ["Env", "Events", "Outcome", "Pass", "Subject", "delete", "reconcile", "timer"]

@@ -46,6 +46,9 @@ GENESIS_PATH = "/etc/consortium/genesis.json"
 FINGERPRINT = "consortium.dev/pod-fingerprint"
 GENESIS_HASH = "consortium.dev/genesis-hash"
 ADMIN_KEY_FILE = "admin.json"
+# the StatefulSet's volumeClaimTemplates name is "data": pod P's ledger volume is PVC data-P
+LEDGER_CLAIM = "data-"
+MEMBER_KEY_FILE = "key.json"  # an organisation's member key, in its client Secret
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
@@ -187,6 +190,18 @@ class Renderer:
             **self._common(),
         )
 
+    def member_key_secret(self, org: str, key_file: str) -> Manifest:
+        """The organisation's member key as an entry of its client Secret (merged in: the
+        TLS entries are the certificate phase's)."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.client_secret(org),
+            labels=self.names.labels("client-tls", org),
+            immutable=False,
+            data={MEMBER_KEY_FILE: _b64(key_file)},
+            **self._common(),
+        )
+
     def node_dns_names(self, pod: str) -> list[str]:
         """What a node pod's certificate must name: every form of its peer address and of the
         client Service a client in the cluster may dial (short, namespaced, fully qualified)."""
@@ -206,6 +221,17 @@ class Renderer:
             "secret.yaml.j2",
             name=self.names.admin_secret,
             labels=self.names.labels("admin-key"),
+            immutable=True,
+            data={ADMIN_KEY_FILE: _b64(key_file)},
+            **self._common(),
+        )
+
+    def org_admin_secret(self, org: str, key_file: str) -> Manifest:
+        """Organisation `org`'s own governance admin key: one key, one organisation."""
+        return self._one(
+            "secret.yaml.j2",
+            name=self.names.org_admin_secret(org),
+            labels=self.names.labels("admin-key", org),
             immutable=True,
             data={ADMIN_KEY_FILE: _b64(key_file)},
             **self._common(),

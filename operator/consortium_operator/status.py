@@ -1,9 +1,12 @@
 """Pure: the `status` of a Consortium from (desired, observed, planned step).
 
 Made for `kubectl wait --for=condition=Ready consortium/NAME`: conditions GenesisReady, Ready,
-Progressing and Degraded (reasons CamelCase, messages name nodes), observedGeneration, phase,
-height, leader, ready validators, per-node entries and the client endpoint. A condition's
-lastTransitionTime only moves when its status changes."""
+Progressing, Degraded and WaitingForApprovals (reasons CamelCase, messages name nodes),
+observedGeneration, phase, height, leader, ready validators, per-node entries, the client
+endpoint, the chain's governance mode and its open proposals (votes, approvals, who has not
+voted). A condition's lastTransitionTime only moves when its status changes.
+`proposal_events` (also pure) names what changed between the proposals of the status last
+written and the ones observed now; reconcile posts them as events."""
 
 from __future__ import annotations
 
@@ -11,21 +14,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed
+from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
     Blocked,
     Converged,
     CreateAdminKey,
+    CreateMemberKey,
     CreateNodeKeys,
+    Propose,
+    RegisterMember,
     RemoveValidator,
     Step,
+    Vote,
     Wait,
     WriteGenesis,
 )
 
-CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded")
+CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
 
 
@@ -40,6 +47,10 @@ def _reason(step: Step) -> str:
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
         AddOrganization: "AdmittingOrganization",
+        Propose: "Proposing",
+        CreateMemberKey: "CreatingKeys",
+        RegisterMember: "RegisteringMember",
+        Vote: "Voting",
         Converged: "Converged",
     }[type(a)]
 
@@ -142,6 +153,10 @@ def build(
         else:
             conds["Degraded"] = ("False", "AsExpected", "all nodes healthy")
         error = message
+    if step is not None and isinstance(step.action, Wait) and step.action.reason == _APPROVALS:
+        conds[_APPROVALS] = ("True", _APPROVALS, step.action.message)
+    else:
+        conds[_APPROVALS] = ("False", "NotWaiting", "no proposal of the operator waits for votes")
 
     prev = {c.get("type"): c for c in previous}
     conditions = []
@@ -196,4 +211,72 @@ def build(
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)
+    if not observed.has_genesis:
+        out["governance"] = ""
+    else:
+        out["governance"] = "organizations" if observed.org_governance else "legacy"
+    if observed.proposals is not None:
+        out["proposals"] = [proposal_entry(p) for p in observed.proposals if p.state == "PENDING"]
+    elif not observed.org_governance:
+        out["proposals"] = []  # (unknown under governance: the last written value stays)
+    return out
+
+
+_APPROVALS = "WaitingForApprovals"
+
+
+def _votes(p: ProposalView) -> list[str]:
+    return [f"{org}={'yes' if yes else 'no'}" for org, yes in p.votes]
+
+
+def proposal_entry(p: ProposalView) -> dict[str, Any]:
+    """One open proposal in status.proposals."""
+    return {
+        "id": p.id,
+        "action": p.change[0],
+        "summary": p.summary,
+        "proposer": p.proposer,
+        "votes": _votes(p),
+        "approvals": p.approvals(),
+        "waitingFor": list(p.waiting_for()),
+        "expiryHeight": p.expiry_height,
+    }
+
+
+def proposal_events(
+    previous: Sequence[Mapping[str, Any]] | None, observed: Observed
+) -> list[tuple[str, str]]:
+    """(reason, message) for every change between the open proposals of the status last
+    written (`previous`) and the proposals observed now: ProposalOpened, ProposalVoted (its
+    votes changed), ProposalClosed (no longer open: its terminal state). Nothing while the
+    proposals are unknown (no node answered)."""
+    if observed.proposals is None:
+        return []
+    before = {int(e.get("id", -1)): e for e in previous or () if isinstance(e, Mapping)}
+    now = {p.id: p for p in observed.proposals}
+    out: list[tuple[str, str]] = []
+    for p in sorted(observed.proposals, key=lambda p: p.id):
+        if p.state != "PENDING":
+            continue
+        if p.id not in before:
+            out.append(
+                (
+                    "ProposalOpened",
+                    f"proposal {p.id} by {p.proposer}: {p.summary} ({p.approvals()})",
+                )
+            )
+        elif list(before[p.id].get("votes") or []) != _votes(p):
+            out.append(
+                (
+                    "ProposalVoted",
+                    f"proposal {p.id}: {', '.join(_votes(p))} ({p.approvals()})",
+                )
+            )
+    for pid in sorted(before):
+        closed = now.get(pid)
+        if closed is None:
+            out.append(("ProposalClosed", f"proposal {pid} is no longer open"))
+        elif closed.state != "PENDING":
+            why = f": {closed.reason}" if closed.reason else ""
+            out.append(("ProposalClosed", f"proposal {pid} {closed.state}: {closed.summary}{why}"))
     return out

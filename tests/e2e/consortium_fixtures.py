@@ -284,10 +284,12 @@ class Chain:
         )
 
     def vouch_client(self, organization: str) -> None:
-        """AddMember for the client pod's key, signed with the consortium's admin key (read
-        from its Secret into the pod's /tmp, never printed): permissioned chains refuse
-        transactions from keys no member organisation vouches for."""
-        data = self.json("get", "secret", f"{self.name}-admin")["data"]["admin.json"]
+        """AddMember for the client pod's key, signed with `organization`'s own admin key
+        (read from its Secret <consortium>-<org>-admin into the pod's /tmp, never printed; an
+        organisation vouches for its own members alone, policy SELF): permissioned chains
+        refuse transactions from keys no member organisation vouches for."""
+        secret = f"{self.name}-{organization}-admin"
+        data = self.json("get", "secret", secret)["data"]["admin.json"]
         self.kube.run(
             *("--namespace", self.namespace, "exec", "-i", self.client_pod, "--"),
             *("sh", "-c", "umask 077 && cat > /tmp/admin.json"),

@@ -163,14 +163,18 @@ def test_example_becomes_ready(chain: Chain) -> None:
         "Ready": "True",
         "Progressing": "False",
         "Degraded": "False",
+        "WaitingForApprovals": "False",
     }
+    assert status["governance"] == "organizations" and status["proposals"] == []
     pods = chain.pods()
     assert len(pods) == 4
     for pod in pods:
         sc = pod["spec"]["containers"][0]["securityContext"]
         assert sc.get("readOnlyRootFilesystem") is True
     names = {s["metadata"]["name"] for s in chain.json("get", "secrets")["items"]}
-    assert {f"{chain.name}-admin", f"{chain.name}-acme-keys", f"{chain.name}-globex-keys"} <= names
+    # governance by organisations: each organisation's own admin key, no consortium admin key
+    own = {f"{chain.name}-{o}-{kind}" for o in ("acme", "globex") for kind in ("admin", "keys")}
+    assert own <= names and f"{chain.name}-admin" not in names
     chain.k("get", "service", f"{chain.name}-client")
     chain.k("get", "pdb", f"{chain.name}-quorum")
     # the printer columns answer `kubectl get consortia`

@@ -4,7 +4,10 @@ TLS on by default costs a cluster user no flags after one `context from-cluster`
   from-cluster NAME --consortium C --org O   copy the operator's `<C>-<O>-client` Secret (a TLS
                                              directory: ca.pem, client.pem, client.key) to
                                              ~/.consortium/contexts/NAME/ and add context NAME
-                                             (endpoint: the Consortium's status.endpoint)
+                                             (endpoint: the Consortium's status.endpoint); with
+                                             the organisation's member key in the Secret
+                                             (key.json, spec memberKey) and no --key, that key
+                                             is the context's signing key: it can write
   use NAME / list                            pick or list contexts
 
 The contexts file (~/.consortium/contexts.yaml or $CONSORTIUM_CONTEXTS) is the one
@@ -24,11 +27,14 @@ import yaml
 
 from consortium_node.client.discovery import DEFAULT_CONTEXTS, ClientTLS
 from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
+from consortium_node.crypto import KeyFileError
 
 app = typer.Typer(no_args_is_help=True, help="Contexts for consortia in a cluster.")
 
 CLIENT_PORT = 7050
 TLS_FILES = ("ca.pem", "client.pem", "client.key")
+MEMBER_KEY_FILE = "key.json"  # the organisation's member key the operator vouched for
 
 
 def contexts_file() -> Path:
@@ -80,6 +86,12 @@ def save_context(
     missing = [f for f in TLS_FILES if not tls_files.get(f)]
     if missing:
         raise ClientError(f"TLS material lacks {', '.join(missing)}")
+    member = tls_files.get(MEMBER_KEY_FILE) or None  # checked before anything is written
+    if member is not None and key is None:
+        try:
+            Signer.from_json(member.decode(), "the member key of the Secret")
+        except (KeyFileError, UnicodeDecodeError) as e:
+            raise ClientError(f"the Secret's {MEMBER_KEY_FILE} is not a key file: {e}") from None
     path = path or contexts_file()
     doc = _load(path)
     tls_dir = path.parent / "contexts" / name
@@ -89,6 +101,9 @@ def save_context(
     entry: dict[str, str] = {"endpoint": endpoint, "tls_dir": f"contexts/{name}"}
     if key is not None:
         entry["key"] = str(key.expanduser().resolve())
+    elif member is not None:
+        _write_atomic(tls_dir / MEMBER_KEY_FILE, member, 0o600)
+        entry["key"] = f"contexts/{name}/{MEMBER_KEY_FILE}"
     doc["contexts"][name] = entry
     if make_current or not doc.get("current"):
         doc["current"] = name
@@ -182,6 +197,8 @@ def from_cluster(
     ep = endpoint or status_endpoint or f"{consortium}-client.{ns}.svc:{CLIENT_PORT}"
     tls_dir = save_context(name, ep, data, key)
     typer.echo(f"context {name}: {ep}, TLS from Secret {ns}/{consortium}-{org}-client in {tls_dir}")
+    if key is None and data.get(MEMBER_KEY_FILE):
+        typer.echo(f"signing key: the member key of {org} ({tls_dir / MEMBER_KEY_FILE})")
 
 
 @app.command("use")

@@ -50,6 +50,9 @@ class GenesisKeys:
     # organisation -> its admin keys: governance by organisations (ledger/governance.py);
     # then `admin` and spec.genesis.admins are not genesis admins (the modes are exclusive)
     org_admins: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    # organisation -> member (sender) keys the executor generated for it, vouched for in
+    # genesis besides spec.genesis.members (the operator's memberKey)
+    org_members: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: int) -> Genesis:
@@ -84,7 +87,16 @@ def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: in
                 o.name,
                 keys.ca_certs.get(o.name, b""),
                 tuple(
-                    bytes.fromhex(m.key) for m in spec.genesis.members if m.organization == o.name
+                    dict.fromkeys(
+                        (
+                            *(
+                                bytes.fromhex(m.key)
+                                for m in spec.genesis.members
+                                if m.organization == o.name
+                            ),
+                            *keys.org_members.get(o.name, ()),
+                        )
+                    )
                 ),
                 tuple(keys.org_admins.get(o.name, ())),
             )

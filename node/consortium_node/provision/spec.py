@@ -33,6 +33,7 @@ QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
+APPROVE_MODES = ("auto", "manual")
 
 
 class SpecError(ValueError):
@@ -102,6 +103,14 @@ class OrganizationSpec:
     storage: StorageSpec = field(default_factory=StorageSpec)
     node_selector: Mapping[str, str] | None = None
     tolerations: tuple[Toleration, ...] = ()
+    # how this organisation's governance votes are cast: `auto` (the operator votes yes
+    # with this organisation's own admin key when a proposal is what the spec asks) or
+    # `manual` (a person votes with the CLI through the organisation's client context)
+    approve: str = "auto"
+    # the operator generates a member (sender) key for this organisation, vouched for on
+    # chain by the organisation's own admin key, in its client Secret (key.json): what
+    # `consortium context from-cluster` gives a user to write with
+    member_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +214,7 @@ class ConsortiumSpec:
                 raise SpecError(f"organization names must be unique ({org.name!r} repeats)")
             seen.add(org.name)
             _range(f"{where}.validators", org.validators, 0, 32)
+            _one_of(f"{where}.approve", org.approve, APPROVE_MODES)
             if not QUANTITY_RE.match(org.storage.size):
                 raise SpecError(f"{where}.storage.size must be a quantity such as 512Mi or 10Gi")
         if self.total_validators < 1:

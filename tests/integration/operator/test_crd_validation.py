@@ -59,6 +59,8 @@ def test_defaults_are_filled_in(kubectl: Kubectl, namespace: str) -> None:
     assert spec["genesis"] == {"maxTxBytes": 131072, "membership": "permissioned"}
     assert spec["security"]["tls"] is True and spec["security"]["certRenewBeforeDays"] == 30
     assert spec["organizations"][0]["storage"] == {"size": "1Gi"}
+    # how each organisation's governance votes are cast: auto unless it says manual
+    assert [o["approve"] for o in spec["organizations"]] == ["auto", "auto"]
     # short name and printer columns work
     out = kubectl.run("get", "cons", "-n", namespace).stdout
     assert out.split()[:6] == ["NAME", "PHASE", "HEIGHT", "READY", "CONSENSUS", "AGE"]
@@ -102,6 +104,16 @@ INVALID = [
         "electionTimeoutMs must be at least twice",
     ),
     ("bad-enum", {"consensus": {"type": "pbft"}}, "Unsupported value"),
+    (
+        "bad-approve",
+        {
+            "organizations": [
+                {"name": "acme", "validators": 2, "approve": "sometimes"},
+                {"name": "beta", "validators": 2},
+            ]
+        },
+        "Unsupported value",
+    ),
     (
         "bad-size",
         {"organizations": [{"name": "acme", "validators": 4, "storage": {"size": "lots"}}]},
@@ -213,3 +225,21 @@ def test_crd_file_is_plain_yaml() -> None:
     assert "{{" not in text
     (doc,) = list(yaml.safe_load_all(text))
     assert doc["kind"] == "CustomResourceDefinition"
+
+
+def test_approve_manual_is_accepted_and_kept(kubectl: Kubectl, namespace: str) -> None:
+    orgs = [
+        {"name": "acme", "validators": 2},
+        {"name": "beta", "validators": 1, "approve": "manual"},
+        {"name": "gamma", "validators": 1, "approve": "auto"},
+    ]
+    assert kubectl.apply(manifest("votes", organizations=orgs), namespace).returncode == 0
+    obj = kubectl.get("consortium", "votes", namespace)
+    assert obj is not None
+    assert [o["approve"] for o in obj["spec"]["organizations"]] == ["auto", "manual", "auto"]
+    # and may change later (it decides future votes, not the chain)
+    patch = [{"op": "replace", "path": "/spec/organizations/1/approve", "value": "auto"}]
+    p = kubectl.run(
+        "patch", "consortium", "votes", "-n", namespace, "--type=json", "-p", json.dumps(patch)
+    )
+    assert p.returncode == 0, p.stderr

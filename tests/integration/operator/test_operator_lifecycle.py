@@ -1,5 +1,6 @@
 """The operator (a real `consortium-operator` process) against a real kube-apiserver: a new
-Consortium gets its admin and node keys in Secrets, its genesis in an immutable ConfigMap, and
+Consortium gets one admin key per organisation (each in that organisation's own Secret) and its
+node keys in Secrets, its genesis in an immutable ConfigMap, and
 only then its StatefulSets, Services and PDB, all owned by the Consortium; status conditions
 are written; restarting the operator and changing the spec never changes keys or genesis; a
 template change holds every pod until the rollout gets to it; deletion removes everything and
@@ -30,7 +31,8 @@ from .conftest import Kubectl, OperatorProcess, eventually
 pytestmark = pytest.mark.integration
 
 OWNED = [
-    ("secret", "{n}-admin"),
+    ("secret", "{n}-acme-admin"),
+    ("secret", "{n}-beta-admin"),
     ("secret", "{n}-acme-keys"),
     ("secret", "{n}-beta-keys"),
     ("secret", "{n}-acme-ca"),
@@ -157,13 +159,33 @@ def test_consortium_gets_keys_genesis_workloads_and_status(
     g = Genesis.from_json(gcm["data"]["genesis.json"])
     assert g.chain_id == f"{name}-chain" and g.consensus == "bft"
     assert {v.node_id.hex() for v in g.validators} == pubs
-    admin = json.loads(secret_entries(objs[f"secret/{name}-admin"])["admin.json"])
-    assert g.admins == (bytes.fromhex(admin["public_key"]),)
+    # governance by organisations (issue 14): each organisation's own admin key, in its own
+    # Secret, is what genesis lists for it; there is no consortium admin key at all
+    admins = {
+        org: json.loads(secret_entries(objs[f"secret/{name}-{org}-admin"])["admin.json"])
+        for org in ("acme", "beta")
+    }
+    for org, admin in admins.items():
+        assert set(secret_entries(objs[f"secret/{name}-{org}-admin"])) == {"admin.json"}
+        assert objs[f"secret/{name}-{org}-admin"]["immutable"] is True
+        listed = {o.name: o.admins for o in g.organizations}
+        assert listed[org] == (bytes.fromhex(admin["public_key"]),)
+    assert admins["acme"]["public_key"] != admins["beta"]["public_key"]
+    assert g.admins == () and g.governed_by_organizations
+    assert kubectl.get("secret", f"{name}-admin", ns) is None
+    # no Secret holds two organisations' admin keys, nor any admin key but its own Secret
+    secrets = json.loads(kubectl.run("get", "secrets", "-n", ns, "-o", "json").stdout)["items"]
+    for sec in secrets:
+        text = json.dumps(secret_entries(sec))
+        holds = [org for org, a in admins.items() if a["private_key"] in text]
+        own = [org for org in admins if sec["metadata"]["name"] == f"{name}-{org}-admin"]
+        assert holds == own, sec["metadata"]["name"]
     assert g.accounts[0].amount == 1000
     # no key material in ConfigMaps
     for cm in ("genesis", "config"):
         text = json.dumps(objs[f"configmap/{name}-{cm}"]["data"])
-        assert "private_key" not in text and admin["private_key"] not in text
+        assert "private_key" not in text
+        assert all(a["private_key"] not in text for a in admins.values())
         assert "PRIVATE KEY" not in text
     # TLS: one CA per organisation, listed in genesis; a certificate per node binding its key
     for org, keys in (("acme", acme), ("beta", beta)):
@@ -237,7 +259,7 @@ def test_rerunning_never_changes_keys_or_genesis(
 
     def snapshot(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
-            "admin": objs[f"secret/{name}-admin"]["data"],
+            "admins": [objs[f"secret/{name}-{o}-admin"]["data"] for o in ("acme", "beta")],
             "acme": objs[f"secret/{name}-acme-keys"]["data"],
             "beta": objs[f"secret/{name}-beta-keys"]["data"],
             "genesis": objs[f"configmap/{name}-genesis"]["data"],
@@ -425,3 +447,87 @@ def test_a_lost_ca_secret_is_not_replaced_by_an_untrusted_ca(
     assert kubectl.get("secret", f"{name}-acme-ca", ns) is None
     client = kubectl.get("secret", f"{name}-acme-client", ns)
     assert client is not None and secret_entries(client) == client_before
+
+
+def test_no_new_key_over_a_retained_ledger_volume(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """A consortium deleted with deletionPolicy Retain leaves its ledger PVCs; one created
+    again under the same name must not mint new node keys over that old data (the
+    quorum-kubernetes incident): Degraded with OldDataExists until a person deletes it."""
+    ns, name = namespace, "again"
+    assert kubectl.apply(pvc(f"data-{name}-acme-1", name, "acme"), ns).returncode == 0
+    assert kubectl.apply(consortium(name), ns).returncode == 0
+
+    def refused() -> dict[str, Any] | None:
+        st = status_of(kubectl, ns, name)
+        d = conditions(st).get("Degraded") or {}
+        return st if d.get("reason") == "OldDataExists" else None
+
+    st = eventually(refused, timeout=60, what="OldDataExists", on_fail=operator.tail)
+    assert f"data-{name}-acme-1" in conditions(st)["Degraded"]["message"]
+    assert st["phase"] == "Degraded"
+    keys = kubectl.get("secret", f"{name}-acme-keys", ns)
+    assert keys is None or f"{name}-acme-1.json" not in (keys.get("data") or {})
+    assert kubectl.get("configmap", f"{name}-genesis", ns) is None
+    # the person decides the old data is not this chain's: the consortium is created
+    kubectl.run("delete", "pvc", f"data-{name}-acme-1", "-n", ns, "--wait=false")
+    kubectl.run(
+        "patch",
+        "pvc",
+        f"data-{name}-acme-1",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+        check=False,
+    )
+    objs = wait_created(kubectl, ns, name, operator)
+    assert f"{name}-acme-1.json" in objs[f"secret/{name}-acme-keys"]["data"]
+
+
+def test_member_key_in_the_client_secret_vouched_for_in_genesis_and_taken_by_the_context(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Issue 20: beta declares memberKey: its client Secret carries a member key (key.json)
+    that the genesis lists as beta's member; `consortium context from-cluster` makes it the
+    context's signing key. acme (no memberKey) gets none; no Secret holds another
+    organisation's member key."""
+    ns, name = namespace, "member"
+    orgs = [{"name": "acme", "validators": 2}, {"name": "beta", "validators": 2, "memberKey": True}]
+    assert kubectl.apply(consortium(name, organizations=orgs), ns).returncode == 0
+    objs = wait_created(kubectl, ns, name, operator)
+    beta = secret_entries(objs[f"secret/{name}-beta-client"])
+    assert set(beta) == {"ca.pem", "client.pem", "client.key", "key.json"}
+    member = json.loads(beta["key.json"])
+    assert "key.json" not in secret_entries(objs[f"secret/{name}-acme-client"])
+    g = Genesis.from_json(objs[f"configmap/{name}-genesis"]["data"]["genesis.json"])
+    listed = {o.name: o.members for o in g.organizations}
+    assert listed == {"acme": (), "beta": (bytes.fromhex(member["public_key"]),)}
+    secrets = json.loads(kubectl.run("get", "secrets", "-n", ns, "-o", "json").stdout)["items"]
+    holders = [
+        s["metadata"]["name"]
+        for s in secrets
+        if member["private_key"] in json.dumps(secret_entries(s))
+    ]
+    assert holders == [f"{name}-beta-client"]
+    # the context signs with it, no --key
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubectl.kubeconfig),
+        "CONSORTIUM_CONTEXTS": str(tmp_path / "contexts.yaml"),
+        "HOME": str(tmp_path),
+    }
+    for var in ("CONSORTIUM_TLS_DIR", "CONSORTIUM_KEY", "CONSORTIUM_CONTEXT"):
+        env.pop(var, None)
+    cli = [str(Path(sys.executable).parent / "consortium")]
+    args = ["context", "from-cluster", "beta", "--consortium", name, "--org", "beta", "-n", ns]
+    proc = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "signing key: the member key of beta" in proc.stdout
+    doc = yaml.safe_load((tmp_path / "contexts.yaml").read_text())
+    assert doc["contexts"]["beta"]["key"] == "contexts/beta/key.json"
+    got = json.loads((tmp_path / "contexts" / "beta" / "key.json").read_text())
+    assert got["public_key"] == member["public_key"]
+    assert (tmp_path / "contexts" / "beta" / "key.json").stat().st_mode & 0o077 == 0

@@ -94,3 +94,30 @@ def test_from_cluster_without_kubeconfig_is_one_line(
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
     assert not contexts.exists()
     assert os.environ.get("CONSORTIUM_TLS_DIR") is None
+
+
+def test_a_member_key_in_the_secret_becomes_the_context_s_signing_key(contexts: Path) -> None:
+    """Issue 20: the organisation's client Secret carries the member key the operator vouched
+    for (key.json, spec memberKey): the context signs with it, no --key, no ~/.consortium/
+    key.json — what makes `consortium tx put greeting hello --wait` work for a cluster user."""
+    from consortium_node.cli.common import load_signer
+    from consortium_node.client.keys import Signer
+
+    member = Signer.generate()
+    files = {**tls_files(), "key.json": member.to_json().encode()}
+    tls_dir = save_context("prod", "demo-client.chains.svc:7050", files)
+    assert (tls_dir / "key.json").stat().st_mode & 0o777 == 0o600
+    doc = yaml.safe_load(contexts.read_text())
+    assert doc["contexts"]["prod"]["key"] == "contexts/prod/key.json"  # relative, movable
+    assert load_signer(None, None).public_key == member.public_key
+    # an explicit --key wins over the Secret's member key
+    mine = contexts.parent / "mine.json"
+    other = Signer.generate()
+    mine.write_text(other.to_json())
+    save_context("own", "demo-client.chains.svc:7050", files, mine)
+    assert load_signer(None, None).public_key == other.public_key
+    # a damaged member key writes nothing and says so in one line
+    with pytest.raises(ClientError, match=r"key\.json is not a key file"):
+        save_context("bad", "x:7050", {**files, "key.json": b"{not json"})
+    assert "bad" not in yaml.safe_load(contexts.read_text())["contexts"]
+    assert not (contexts.parent / "contexts" / "bad").exists()

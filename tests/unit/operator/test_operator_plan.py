@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
 N = Names("c")
 IMAGE = "consortium/node:test"
 ADMIN = b"\xaa" * 32
+ADMIN_B = b"\xbb" * 32
 
 
 def key(pod: str) -> bytes:
@@ -146,20 +147,30 @@ def partitions(s: plan.Step) -> dict[str, int]:
 
 
 def test_genesis_phase_is_gated_admin_key_then_node_keys_then_genesis() -> None:
+    """Issue 14: a new chain is governed by its organisations — one admin key per
+    organisation (in its own Secret) before anything else; no consortium admin key."""
     sp = spec()
     s = plan.next_step(sp, Observed(), N, IMAGE)
-    assert isinstance(s.action, plan.CreateAdminKey) and s.targets is None
-    s = plan.next_step(sp, Observed(admin_public=ADMIN), N, IMAGE)
+    assert s.action == plan.CreateAdminKey("a") and s.targets is None
+    s = plan.next_step(sp, Observed(org_admins={"a": ADMIN}), N, IMAGE)
+    assert s.action == plan.CreateAdminKey("b") and s.targets is None
+    admins = {"a": ADMIN, "b": ADMIN_B}
+    s = plan.next_step(sp, Observed(org_admins=admins), N, IMAGE)
     assert s.action == plan.CreateNodeKeys("a", ("c-a-0", "c-a-1")) and s.targets is None
-    half = Observed(admin_public=ADMIN, node_keys={"c-a-0": key("c-a-0"), "c-a-1": key("c-a-1")})
+    half = Observed(org_admins=admins, node_keys={"c-a-0": key("c-a-0"), "c-a-1": key("c-a-1")})
     s = plan.next_step(sp, half, N, IMAGE)
     assert s.action == plan.CreateNodeKeys("b", ("c-b-0", "c-b-1")) and s.targets is None
     full = Observed(
-        admin_public=ADMIN, node_keys={p: key(p) for p in ("c-a-0", "c-a-1", "c-b-0", "c-b-1")}
+        org_admins=admins, node_keys={p: key(p) for p in ("c-a-0", "c-a-1", "c-b-0", "c-b-1")}
     )
     s = plan.next_step(sp, full, N, IMAGE)
     assert isinstance(s.action, plan.WriteGenesis) and s.targets is None
     assert s.phase == "Genesis"
+    # the genesis lists each organisation's own admin key and no consortium admin
+    assert s.action.org_admins == (("a", ADMIN), ("b", ADMIN_B))
+    # a legacy consortium admin key left from an older operator does not stand in for them
+    s = plan.next_step(sp, Observed(admin_public=ADMIN), N, IMAGE)
+    assert s.action == plan.CreateAdminKey("a")
 
 
 def test_workloads_start_with_the_genesis_members_not_the_current_spec() -> None:
@@ -540,13 +551,14 @@ CA_A, CA_B, CA_C = b"-----BEGIN CERTIFICATE-----a", b"-----BEGIN CERTIFICATE----
 def test_with_tls_the_genesis_waits_for_every_ca_then_lists_them() -> None:
     sp = spec(tls=True)
     pods = ("c-a-0", "c-a-1", "c-b-0", "c-b-1")
-    full = Observed(admin_public=ADMIN, node_keys={p: key(p) for p in pods}, ca_certs={"a": CA_A})
+    admins = {"a": ADMIN, "b": ADMIN_B}
+    full = Observed(org_admins=admins, node_keys={p: key(p) for p in pods}, ca_certs={"a": CA_A})
     s = plan.next_step(sp, full, N, IMAGE)
     assert s.action == plan.Wait("IssuingCertificates", "waiting for the CA of b")
     s = plan.next_step(sp, replace(full, ca_certs={"a": CA_A, "b": CA_B}), N, IMAGE)
     # a complete action: the executor needs nothing but the object's creation time
     assert s.action == plan.WriteGenesis(
-        tuple((p, key(p)) for p in pods), ADMIN, (("a", CA_A), ("b", CA_B))
+        tuple((p, key(p)) for p in pods), (("a", CA_A), ("b", CA_B)), tuple(admins.items())
     )
 
 
