@@ -17,12 +17,7 @@ CHAOS_TICKS = 600
 # Seeds that fail on today's code at the default tick count, each a defect this simulator
 # found (reported to the lead). Strict: when the defect is fixed the seed passes and the test
 # fails, asking for the entry to be removed.
-KNOWN = {
-    ("raft", 102): "raft, one validator adds a second by AddValidator: the new member's own "
-    "log still says it is no voter, so it never campaigns; its election timer resets without "
-    "clearing `lead`, so it stays 'in lease' and ignores the old leader's (pre-)votes after "
-    "that leader restarts: the 2-member chain stalls for good",
-}
+KNOWN: dict[tuple[str, int], str] = {}
 
 
 def _run(consensus: str, seed: int, sim_ticks: int) -> None:

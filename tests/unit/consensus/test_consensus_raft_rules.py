@@ -263,6 +263,23 @@ def test_non_voter_never_campaigns() -> None:
     assert eng.ready().messages == ()
 
 
+def test_non_voters_lease_on_a_silent_leader_expires() -> None:
+    """Thesis §4.2.3 with §4.1 (etcd's tickElection): the lease that makes a follower ignore
+    (pre-)votes lasts one election timeout after it last heard from the leader — also for a
+    node that may not campaign itself (a joiner whose log does not list it yet). Its timer
+    must keep running, or a chain whose only other member restarted can never elect again."""
+    eng, _ = make(C, ids=(A, B))
+    deliver(eng, A, Message(MsgType.HEARTBEAT, 1))
+    for _ in range(CFG.election_ticks):  # the leader fell silent: the lease runs out
+        eng.tick()
+        eng.advance(eng.ready())
+    for _ in range(4 * CFG.election_ticks):  # and stays out, at every tick from then on
+        eng.tick()
+        eng.advance(eng.ready())
+        rd = deliver(eng, B, Message(MsgType.PREVOTE, 2, index=0, log_term=0))
+        assert [m.type for _, m in sent(rd)] == [MsgType.PREVOTE_RESP]
+
+
 def test_follower_behind_compacted_log_syncs_blocks_then_resumes() -> None:
     """Thesis §5 (log compaction / InstallSnapshot), adapted: the leader's SNAP names the
     block height the follower must reach by block sync (Ready.sync); once synced the follower

@@ -544,7 +544,12 @@ class RaftEngine:
 
     def _tick_follower(self) -> None:
         self._election_elapsed += 1
-        if self._election_elapsed >= self._timeout:
+        # etcd's tickElection: only a node that may lead resets its timer by campaigning.
+        # A non-voter (e.g. a joiner whose log does not list it yet) must let the elapsed
+        # time run on, so its CheckQuorum lease on a dead leader expires and it grants
+        # (pre-)votes again; resetting it here kept the lease alive forever (a 2-member
+        # chain whose leader restarted stalled for good: whole-node sim, raft seed 102).
+        if self._election_elapsed >= self._timeout and self._may_lead():
             self._election_elapsed = 0
             self._campaign(pre=self.cfg.pre_vote)
         snap = self._pending_snap
