@@ -227,7 +227,8 @@ def test_nodes_speak_mutual_tls_only(chain: Chain) -> None:
     assert ok.returncode == 0, ok.stderr
     # the node pods run with their certificates: config and arguments say so
     cfg = chain.json("get", "configmap", f"{chain.name}-config")
-    assert "tls: {cert_file:" in cfg["data"]["acme.yaml"]
+    node_cfg = yaml.safe_load(cfg["data"]["acme.yaml"])
+    assert node_cfg["tls"]["cert_file"] and node_cfg["tls"]["key_file"], node_cfg
 
 
 def test_cli_context_from_cluster_through_port_forward(chain: Chain, tmp_path: Path) -> None:
