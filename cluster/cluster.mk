@@ -15,11 +15,12 @@ OPERATOR_IMAGE ?= consortium/operator:$(IMAGE_TAG)
 KIND ?=
 KIND_CLUSTER ?= consortium
 KIND_KUBECONFIG ?= $(CONSORTIUM_CACHE)/state/kind-$(KIND_CLUSTER).kubeconfig
+KIND_PEER ?= consortium-b
 E2E_PYTEST_FLAGS ?=
 export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER KIND_NODE_IMAGE
 
 ##@ Cluster
-.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up kind-down kind-kubeconfig kind-load test-e2e e2e e2e-kind
+.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up kind-down kind-kubeconfig kind-load test-e2e e2e e2e-kind e2e-kind-pair
 
 control-plane-bins: ## build/install kube-apiserver + etcd for the operator tier (no cluster is booted)
 	cluster/deps.sh
@@ -74,4 +75,16 @@ e2e-kind: install ## the e2e tier on kind: kind-up (images loaded), test-e2e, th
 	E2E_KUBECONFIG=$(KIND_KUBECONFIG) $(MAKE) --no-print-directory test-e2e || rc=$$?; \
 	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then $(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	echo "e2e-kind: exit $$rc in $$(( $$(date +%s) - t0 ))s" >&2; \
+	exit $$rc
+
+e2e-kind-pair: install cluster-tools ## two kind clusters side by side ($(KIND_CLUSTER), $(KIND_PEER)): a pod in one reaches a NodePort of the other; both down after
+	@rc=0; \
+	$(MAKE) --no-print-directory kind-up >/dev/null && \
+	KIND_CLUSTER=$(KIND_PEER) $(MAKE) --no-print-directory kind-up >/dev/null && \
+	KUBECONFIG=$(KIND_KUBECONFIG) E2E_KIND_PEER_KUBECONFIG=$(CONSORTIUM_CACHE)/state/kind-$(KIND_PEER).kubeconfig \
+		$(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e/test_kind_pair.py || rc=$$?; \
+	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then \
+		KIND_CLUSTER=$(KIND_PEER) $(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
+		$(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
+	fi; \
 	exit $$rc

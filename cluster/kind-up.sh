@@ -23,22 +23,32 @@ NODE="$KIND_CLUSTER-control-plane"
 KUBECONFIG_FILE="$(kind_kubeconfig "$KIND_CLUSTER")"
 mkdir -p "$STATE_DIR"
 
+mode="${KIND_NODE_IMAGE:-}"
+if [ -z "$mode" ]; then
+	# No engine running: cluster/docker.sh starts ours, i.e. this kind of machine.
+	if ! docker info >/dev/null 2>&1 || [ "$(docker info --format '{{.DefaultRuntime}}')" = "$DOCKER_RUNTIME" ]; then
+		mode=local
+	else
+		mode=stock
+	fi
+fi
+if [ "$mode" = local ]; then
+	need_root
+	"$CLUSTER_DIR/deps.sh"
+fi
 "$CLUSTER_DIR/docker.sh" start
 KIND="${KIND:-$("$CLUSTER_DIR/kind-install.sh")}"
 "$CLUSTER_DIR/install-tools.sh"
 
-mode="${KIND_NODE_IMAGE:-}"
-if [ -z "$mode" ]; then
-	if [ "$(docker info --format '{{.DefaultRuntime}}')" = "$DOCKER_RUNTIME" ]; then mode=local; else mode=stock; fi
-fi
-
 if [ "$mode" = local ]; then
-	need_root
 	[ "$(docker info --format '{{.DefaultRuntime}}')" = "$DOCKER_RUNTIME" ] \
 		|| die "the running Docker engine's default runtime is not '$DOCKER_RUNTIME' (kind cannot pass --runtime); stop it or start dockerd via cluster/docker.sh"
-	"$CLUSTER_DIR/deps.sh"
+	# The node root filesystem (network and disk bound) is made while Go compiles (CPU bound).
+	"$CLUSTER_DIR/rootfs.sh" node >"$STATE_DIR/rootfs-node.out" 2>"$STATE_DIR/rootfs-node.log" &
+	rootfs_pid=$!
 	"$CLUSTER_DIR/build-k8s.sh" all
 	"$CLUSTER_DIR/build-k8s.sh" etcd
+	wait "$rootfs_pid" || { cat "$STATE_DIR/rootfs-node.log" >&2; die "building the node root filesystem failed"; }
 	node_image="$("$CLUSTER_DIR/kind-node-image.sh")"
 	image_args=(--image "$node_image")
 	# Our node image's boot files handle this host; the patches make kubeadm fit them:
@@ -102,9 +112,8 @@ if [ "$#" -gt 0 ]; then CLUSTER_NAME="$KIND_CLUSTER" "$CLUSTER_DIR/load.sh" "$@"
 
 if [ "$mode" = local ]; then
 	# Acceptance, as for the test cluster: DNS, a StatefulSet with volumes, egress rules.
-	CLUSTER_NAME="$KIND_CLUSTER" "$CLUSTER_DIR/load.sh" "$DEBIAN_IMAGE" 2>/dev/null \
-		|| { docker tag "$(cat "$STATE_DIR/rootfs-base.out" 2>/dev/null || "$CLUSTER_DIR/rootfs.sh" base)" "$DEBIAN_IMAGE" \
-			&& CLUSTER_NAME="$KIND_CLUSTER" "$CLUSTER_DIR/load.sh" "$DEBIAN_IMAGE"; }
+	docker tag "$("$CLUSTER_DIR/rootfs.sh" base)" "$DEBIAN_IMAGE"
+	CLUSTER_NAME="$KIND_CLUSTER" "$CLUSTER_DIR/load.sh" "$DEBIAN_IMAGE"
 	KUBECONFIG_PATH="$KUBECONFIG_FILE" BRIDGE_NAME="$KIND_BRIDGE" EGRESS_CHAIN="$KIND_EGRESS_CHAIN" "$CLUSTER_DIR/check.sh"
 	sysctls_now="$(host_sysctls)"
 	[ "$sysctls_now" = "$(cat "$STATE_DIR/kind-sysctls")" ] \
