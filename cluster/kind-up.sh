@@ -8,7 +8,8 @@
 #           network $KIND_NETWORK (own bridge, no NAT, egress REJECTed except to the host,
 #           link-local included), the node resolver points at loopback and CoreDNS
 #           forwards nowhere: no packet and no DNS lookup leaves this machine.
-#   <ref>   that image (e.g. kind's own kindest/node:...), kind's defaults otherwise.
+#   stock   kind's own default node image and kind's defaults (network "kind", its CNI).
+#   <ref>   that image (e.g. kindest/node:...), kind's defaults otherwise.
 #   unset   local when the Docker engine is the one cluster/docker.sh starts (this kind
 #           of machine: no registry), kind's own default image otherwise (a laptop).
 # kind: $KIND if set, else the pinned $KIND_VERSION installed by cluster/kind-install.sh.
