@@ -2,7 +2,9 @@
 # Build the Kubernetes binaries (from the Go module k8s.io/kubernetes pinned in
 # cluster/k8s/go.mod), CoreDNS, the pause binary and the volume provisioner
 # (cluster/coredns, cluster/pause, cluster/provisioner) into
-# $CACHE_DIR/{k8s,coredns,pause,provisioner}/<version>/bin. A finished build is reused.
+# $CACHE_DIR/{k8s,coredns,pause,provisioner}/<version>/bin, and (`etcd`, for the kind node
+# image only) etcd from cluster/etcd into $CACHE_DIR/etcd/<version>/bin. A finished build
+# is reused.
 set -euo pipefail
 # shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -36,8 +38,10 @@ build_k8s() {
 	log "kubernetes $K8S_VERSION built in $((SECONDS - t0))s"
 }
 
-build_simple() { # name version moddir out pkg...
+build_simple() { # name version moddir out pkg...   (OUT_NAME=file: one package, named so)
 	local name=$1 version=$2 moddir=$3 out=$4; shift 4
+	local dest="$out.tmp/"
+	[ -z "${OUT_NAME:-}" ] || dest="$out.tmp/$OUT_NAME"
 	if [ -f "$out/.complete" ]; then
 		log "$name $version cached in $out"
 		return
@@ -45,7 +49,7 @@ build_simple() { # name version moddir out pkg...
 	log "building $name $version"
 	rm -rf "$out.tmp"; mkdir -p "$out.tmp"
 	local t0=$SECONDS
-	(cd "$moddir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags="-s -w" -o "$out.tmp/" "$@")
+	(cd "$moddir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags="-s -w" -o "$dest" "$@")
 	touch "$out.tmp/.complete"
 	rm -rf "$out"; mv "$out.tmp" "$out"
 	log "$name $version built in $((SECONDS - t0))s"
@@ -57,11 +61,12 @@ case "$what" in
 	coredns) build_simple coredns "$COREDNS_BUILD" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" . ;;
 	pause) build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" . ;;
 	provisioner) build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" . ;;
+	etcd) OUT_NAME=etcd build_simple etcd "$ETCD_VERSION" "$CLUSTER_DIR/etcd" "$ETCD_BIN_DIR" go.etcd.io/etcd/server/v3 ;;
 	all)
 		build_simple pause "$PAUSE_VERSION" "$CLUSTER_DIR/pause" "$PAUSE_BIN_DIR" .
 		build_simple coredns "$COREDNS_BUILD" "$CLUSTER_DIR/coredns" "$COREDNS_BIN_DIR" .
 		build_k8s
 		build_simple provisioner "$PROVISIONER_VERSION" "$CLUSTER_DIR/provisioner" "$PROVISIONER_BIN_DIR" .
 		;;
-	*) die "usage: $0 [k8s|coredns|pause|provisioner|all]" ;;
+	*) die "usage: $0 [k8s|coredns|pause|provisioner|etcd|all]" ;;
 esac

@@ -11,13 +11,16 @@ CLUSTER_KUBECONFIG ?= $(CONSORTIUM_CACHE)/state/kubeconfig
 IMAGE_TAG ?= dev
 NODE_IMAGE ?= consortium/node:$(IMAGE_TAG)
 OPERATOR_IMAGE ?= consortium/operator:$(IMAGE_TAG)
-KIND ?= kind
+# kind: empty = the pinned one cluster/kind-install.sh installs into the cache.
+KIND ?=
 KIND_CLUSTER ?= consortium
+KIND_KUBECONFIG ?= $(CONSORTIUM_CACHE)/state/kind-$(KIND_CLUSTER).kubeconfig
+KIND_PEER ?= consortium-b
 E2E_PYTEST_FLAGS ?=
-export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER
+export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER KIND_NODE_IMAGE
 
 ##@ Cluster
-.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up test-e2e e2e
+.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up kind-down kind-kubeconfig kind-load test-e2e e2e e2e-kind e2e-kind-pair
 
 control-plane-bins: ## build/install kube-apiserver + etcd for the operator tier (no cluster is booted)
 	cluster/deps.sh
@@ -42,10 +45,18 @@ images: install ## build the node and operator images locally (debootstrap base,
 cluster-load: images ## load the node and operator images into the test cluster's containerd
 	cluster/load.sh $(NODE_IMAGE) $(OPERATOR_IMAGE)
 
-kind-up: ## create a kind cluster and load the images into it (needs kind)
-	@command -v $(KIND) >/dev/null 2>&1 || { echo "error: kind is not installed; 'make kind-up' needs it (use 'make cluster-up' for the built-in test cluster)" >&2; exit 1; }
-	@$(MAKE) --no-print-directory images
+kind-up: images ## create kind cluster $(KIND_CLUSTER) (pinned kind; offline node image here) with the images loaded; prints its kubeconfig
 	cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE)
+
+kind-load: images ## (re)load the node and operator images into kind cluster $(KIND_CLUSTER)
+	CLUSTER_NAME=$(KIND_CLUSTER) cluster/load.sh $(NODE_IMAGE) $(OPERATOR_IMAGE)
+
+kind-down: ## delete kind cluster $(KIND_CLUSTER); the last one also takes its network, iptables rules and our dockerd
+	cluster/kind-down.sh
+
+kind-kubeconfig: ## print kind cluster $(KIND_CLUSTER)'s kubeconfig path (fails if it is not up)
+	@test -f $(KIND_KUBECONFIG) || { echo "error: no kubeconfig at $(KIND_KUBECONFIG); run 'make kind-up'" >&2; exit 1; }
+	@echo $(KIND_KUBECONFIG)
 
 test-e2e: install cluster-tools ## run the e2e tier (pytest -m e2e) against the running test cluster
 	KUBECONFIG=$${E2E_KUBECONFIG:-$(CLUSTER_KUBECONFIG)} $(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e
@@ -56,4 +67,24 @@ e2e: install ## CI's cluster tier: cluster-up, images, cluster-load, test-e2e, t
 	$(MAKE) --no-print-directory cluster-load && \
 	$(MAKE) --no-print-directory test-e2e || rc=$$?; \
 	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then $(MAKE) --no-print-directory cluster-down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
+	exit $$rc
+
+e2e-kind: install ## the e2e tier on kind: kind-up (images loaded), test-e2e, then kind-down (KEEP_CLUSTER=1 keeps it)
+	@rc=0; t0=$$(date +%s); \
+	$(MAKE) --no-print-directory kind-up >/dev/null && \
+	E2E_KUBECONFIG=$(KIND_KUBECONFIG) $(MAKE) --no-print-directory test-e2e || rc=$$?; \
+	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then $(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
+	echo "e2e-kind: exit $$rc in $$(( $$(date +%s) - t0 ))s" >&2; \
+	exit $$rc
+
+e2e-kind-pair: install cluster-tools ## two kind clusters side by side ($(KIND_CLUSTER), $(KIND_PEER)): a pod in one reaches a NodePort of the other; both down after
+	@rc=0; \
+	$(MAKE) --no-print-directory kind-up >/dev/null && \
+	KIND_CLUSTER=$(KIND_PEER) $(MAKE) --no-print-directory kind-up >/dev/null && \
+	KUBECONFIG=$(KIND_KUBECONFIG) E2E_KIND_PEER_KUBECONFIG=$(CONSORTIUM_CACHE)/state/kind-$(KIND_PEER).kubeconfig \
+		$(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e/test_kind_pair.py || rc=$$?; \
+	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then \
+		KIND_CLUSTER=$(KIND_PEER) $(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
+		$(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
+	fi; \
 	exit $$rc

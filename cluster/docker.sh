@@ -10,7 +10,8 @@
 # ip_forward alone (cluster/up.sh adds the few rules it needs and removes them), and
 # registers the runtime $DOCKER_RUNTIME: a runc wrapper that removes CAP_SYS_RESOURCE
 # from the OCI spec, because root on these machines lacks it and `docker run
-# --privileged` would otherwise fail.
+# --privileged` would otherwise fail. It is also the default runtime: kind cannot pass
+# `--runtime` to the node containers it creates (cluster/kind-up.sh).
 set -euo pipefail
 # shellcheck source=cluster/lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -71,7 +72,7 @@ start() {
 		--host unix:///var/run/docker.sock \
 		--bridge none --iptables=false --ip-forward=false --ip-masq=false \
 		--oom-score-adjust 0 \
-		--add-runtime "$DOCKER_RUNTIME=$WRAPPER" \
+		--add-runtime "$DOCKER_RUNTIME=$WRAPPER" --default-runtime "$DOCKER_RUNTIME" \
 		--log-level warn \
 		</dev/null >"$STATE_DIR/dockerd.log" 2>&1 &
 	for _ in $(seq 1 60); do

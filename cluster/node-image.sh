@@ -15,19 +15,8 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-scratch_image() { # image binary-path entrypoint-name
-	local image=$1 bin=$2 name=$3
-	if docker image inspect "$image" >/dev/null 2>&1; then return; fi
-	log "building $image"
-	local ctx="$tmp/$name"
-	mkdir -p "$ctx"
-	cp "$bin" "$ctx/$name"
-	printf 'FROM scratch\nCOPY %s /%s\nENTRYPOINT ["/%s"]\n' "$name" "$name" "$name" >"$ctx/Dockerfile"
-	docker build -q -t "$image" "$ctx" >/dev/null
-}
-
-scratch_image "$PAUSE_IMAGE" "$PAUSE_BIN_DIR/pause" pause
-scratch_image "$COREDNS_IMAGE" "$COREDNS_BIN_DIR/coredns" coredns
+scratch_image "$PAUSE_IMAGE" "$PAUSE_BIN_DIR/pause" pause "$tmp"
+scratch_image "$COREDNS_IMAGE" "$COREDNS_BIN_DIR/coredns" coredns "$tmp"
 
 base="$("$CLUSTER_DIR/rootfs.sh" node)"
 base_id="$(docker image inspect -f '{{.Id}}' "$base")"

@@ -26,12 +26,18 @@ PAUSE_BIN_DIR="$CACHE_DIR/pause/$PAUSE_VERSION/bin"
 # The volume provisioner is ours too (cluster/provisioner).
 PROVISIONER_VERSION="$(cat "$CLUSTER_DIR/provisioner/go.mod" "$CLUSTER_DIR/provisioner/go.sum" "$CLUSTER_DIR/provisioner/main.go" | sha256sum | cut -c1-12)"
 PROVISIONER_BIN_DIR="$CACHE_DIR/provisioner/$PROVISIONER_VERSION/bin"
+# etcd for the kind node image's static pod (the version kubeadm expects), from cluster/etcd.
+ETCD_VERSION="$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$CLUSTER_DIR/etcd/go.mod")"
+ETCD_BIN_DIR="$CACHE_DIR/etcd/$ETCD_VERSION/bin"
+# kind itself, pinned; installed from the Go module proxy (cluster/kind-install.sh).
+KIND_VERSION="${KIND_VERSION:-v0.33.0}"
+KIND_BIN_DIR="$CACHE_DIR/kind/$KIND_VERSION/bin"
 
 # Cluster identity. The kubeconfig context name is what tests/e2e/conftest.py checks.
 CLUSTER_NAME="${CLUSTER_NAME:-consortium-test}"
 NODE_CONTAINER="${CLUSTER_NAME}-control-plane"
 DOCKER_NETWORK="${CLUSTER_NAME}-net"
-KUBECONFIG_PATH="$STATE_DIR/kubeconfig"
+KUBECONFIG_PATH="${KUBECONFIG_PATH:-$STATE_DIR/kubeconfig}"
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -47,6 +53,16 @@ docker() { "$DOCKER" "$@"; }
 # Images the cluster itself runs, all built locally (cluster/node-image.sh).
 PAUSE_IMAGE="consortium/pause:$PAUSE_VERSION"
 COREDNS_IMAGE="consortium/coredns:$COREDNS_BUILD"
+scratch_image() { # image binary-path name workdir: a FROM-scratch image running /name
+	local image=$1 bin=$2 name=$3 work=$4
+	if docker image inspect "$image" >/dev/null 2>&1; then return; fi
+	log "building $image"
+	local ctx="$work/$name"
+	mkdir -p "$ctx"
+	cp "$bin" "$ctx/$name"
+	printf 'FROM scratch\nCOPY %s /%s\nENTRYPOINT ["/%s"]\n' "$name" "$name" "$name" >"$ctx/Dockerfile"
+	docker build -q -t "$image" "$ctx" >/dev/null
+}
 # Full names as containerd records them after `ctr images import`.
 ctr_name() { case "$1" in */*/*) echo "$1" ;; */*) echo "docker.io/$1" ;; *) echo "docker.io/library/$1" ;; esac; }
 
@@ -55,7 +71,7 @@ CLUSTER_SUBNET="${CLUSTER_SUBNET:-172.29.213.0/24}"
 CLUSTER_GATEWAY="${CLUSTER_SUBNET%.*}.1"
 NODE_IP="${CLUSTER_SUBNET%.*}.2"
 BRIDGE_NAME="${BRIDGE_NAME:-consortium0}"
-EGRESS_CHAIN="CONSORTIUM-EGRESS"
+EGRESS_CHAIN="${EGRESS_CHAIN:-CONSORTIUM-EGRESS}"
 CONTAINERD_VOLUME="${CLUSTER_NAME}-containerd"
 KUBECTL="${KUBECTL:-$BIN_DIR/kubectl}"
 kctl() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
@@ -91,3 +107,15 @@ egress_rules() { # add|del
 		_egress_rules_one ip6tables "$1" 2>/dev/null || log "warning: ip6tables rules not applied (no IPv6 netfilter here?)"
 	fi
 }
+
+# kind clusters (cluster/kind-up.sh): every cluster made here joins one Docker network of
+# our own (no NAT, egress rejected like the test cluster's), so clusters side by side
+# reach each other's nodes. The kubeconfig of cluster NAME is $STATE_DIR/kind-NAME.kubeconfig.
+KIND_NETWORK="${KIND_NETWORK:-consortium-kind}"
+KIND_SUBNET="${KIND_SUBNET:-172.29.214.0/24}"
+KIND_BRIDGE="${KIND_BRIDGE:-consortiumk0}"
+KIND_EGRESS_CHAIN="CONSORTIUM-KIND-EGRESS"
+kind_kubeconfig() { echo "$STATE_DIR/kind-$1.kubeconfig"; }
+# The host sysctls kubelet would like to change: they must come out of a cluster untouched.
+HOST_SYSCTL_KEYS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/ipv4/ip_forward)
+host_sysctls() { local k; for k in "${HOST_SYSCTL_KEYS[@]}"; do printf '%s=%s ' "$k" "$(cat "/proc/sys/$k" 2>/dev/null)"; done; }

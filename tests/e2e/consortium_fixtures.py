@@ -105,8 +105,9 @@ def install_crds(kube: Kube, helm: Sequence[str]) -> None:
 
 
 def load_image(kube: Kube, source: str, target: str) -> None:
-    """`docker tag source target` and load `target` into the test cluster (built-in cluster:
-    cluster/load.sh; kind: `kind load docker-image`)."""
+    """`docker tag source target` and load `target` into the test cluster with
+    cluster/load.sh (`ctr images import` in the node container; a kind cluster's node is
+    `<name>-control-plane`, as the built-in cluster's, so CLUSTER_NAME=<name> names it)."""
     docker = shutil.which("docker")
     if docker is None:
         _cannot(f"docker is not available to build the image tag {target}")
@@ -115,12 +116,11 @@ def load_image(kube: Kube, source: str, target: str) -> None:
     )
     if tagged.returncode != 0:
         _cannot(f"docker tag {source} {target}: {tagged.stderr.strip()}")
+    env = None
     if kube.context.startswith("kind-"):
-        kind = os.environ.get("KIND", "kind")
-        cmd = [kind, "load", "docker-image", target, "--name", kube.context[len("kind-") :]]
-    else:
-        cmd = [str(ROOT / "cluster" / "load.sh"), target]
-    loaded = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        env = {**os.environ, "CLUSTER_NAME": kube.context.removeprefix("kind-")}
+    cmd = [str(ROOT / "cluster" / "load.sh"), target]
+    loaded = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
     if loaded.returncode != 0:
         _cannot(f"{' '.join(cmd)} failed: {loaded.stdout}{loaded.stderr}")
 
