@@ -54,11 +54,12 @@ verify: install ## regenerate generated code and fail if it differs from what is
 		| grep -v '^Only in $(PROTO_DIR)' | grep . && { echo "error: generated code is stale, run 'make proto'"; exit 1; } || echo "generated code up to date"
 
 .PHONY: lint
-lint: install ## ruff, mypy --strict, import-linter contracts
+lint: install ## ruff (incl. unused args, complexity), mypy --strict, import-linter allowlists, vulture
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	PYTHONPATH=. $(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture
 
 .PHONY: fmt
 fmt: install ## auto-format with ruff

@@ -320,7 +320,9 @@ class Kube:
             raise KubeError(404, f"Secret {names.ca_secret(org)} lacks ca.pem/ca.key")
         return Issued(data["ca.pem"], data["ca.key"])
 
-    async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
+    async def observe(  # noqa: C901 -- one read per kind of object
+        self, namespace: str, names: Names, orgs: tuple[str, ...]
+    ) -> Observed:
         """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
         admin_s, genesis_cm, pods, pvcs, *rest = await asyncio.gather(
             self.get("Secret", namespace, names.admin_secret),
@@ -402,7 +404,6 @@ class Kube:
                 partition=int(ru.get("partition", 0)),
                 fingerprint=(sts["metadata"].get("annotations") or {}).get(FINGERPRINT, ""),
                 update_revision=str(status.get("updateRevision", "")),
-                ready_replicas=int(status.get("readyReplicas", 0)),
                 generation=int(sts["metadata"].get("generation", 1)),
                 observed_generation=int(status.get("observedGeneration", 0)),
             )

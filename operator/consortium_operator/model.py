@@ -244,7 +244,6 @@ class StatefulSetState:
     partition: int
     fingerprint: str  # consortium.dev/pod-fingerprint annotation of the template
     update_revision: str = ""
-    ready_replicas: int = 0
     generation: int = 1
     observed_generation: int = 0  # of the StatefulSet controller; < generation = stale status
 

@@ -79,7 +79,7 @@ def _rendered_kinds() -> set[str]:
     return kinds
 
 
-def required_permissions() -> Perms:
+def required_permissions() -> Perms:  # noqa: C901 -- one walk over every API call shape
     paths = _paths()
     perms: Perms = defaultdict(set)
     unattributed: list[str] = []

@@ -101,6 +101,7 @@ def cli_as(c: Chain, org: str, *args: str) -> Any:
     return c.kube.run(
         *("--namespace", c.namespace, "exec", c.client_pod, "--"),
         *("env", "-u", "CONSORTIUM_TLS_DIR", f"CONSORTIUM_CONTEXTS={CTX_DIR}/contexts.yaml"),
+        f"CONSORTIUM_CONTEXT={org}",
         *("consortium", *args),
         check=False,
         timeout=90,

@@ -122,7 +122,7 @@ class Load:
             t.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=30)

@@ -110,7 +110,7 @@ class Commits:
             t.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=70)

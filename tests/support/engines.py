@@ -78,7 +78,6 @@ class FakeApp:
         self.state_root = sha256(b"sim-state-0")
         self.state_roots: list[bytes] = [self.state_root]
         self.mempool: dict[bytes, None] = {}
-        self.validated = 0
 
     # ---- helpers for tests
     @property
@@ -155,7 +154,6 @@ class FakeApp:
         return bool(self.mempool)
 
     def validate_block(self, block: Block) -> str | None:
-        self.validated += 1
         h = block.header
         if h.height != self.height + 1:
             return f"height {h.height}, expected {self.height + 1}"

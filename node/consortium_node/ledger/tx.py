@@ -295,7 +295,7 @@ def _check_admins(keys: tuple[bytes, ...], allow_empty: bool = False) -> None:
         raise TxRejected(Reject.INVALID, "admin keys must be distinct 32-byte Ed25519 keys")
 
 
-def _refuse_nested(p: Payload) -> None:
+def _refuse_nested(_p: Payload) -> None:
     raise TxRejected(Reject.INVALID, "a governance action cannot nest a proposal or vote")
 
 

@@ -373,7 +373,7 @@ class Node:
             self.engine.step(Envelope(sender, self.node_id, p))
         self.process_ready()
 
-    def on_peer_txs(self, sender: bytes, txs: list[bytes]) -> None:
+    def on_peer_txs(self, _sender: bytes, txs: list[bytes]) -> None:
         self.submit_many(txs, gossip=False)
 
     def verify_certificate(self, block: Block) -> str | None:

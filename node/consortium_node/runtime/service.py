@@ -33,7 +33,7 @@ CERT_RELOAD_S = 5.0
 OBSERVER_POLL_S = 0.5
 
 
-async def serve(
+async def serve(  # noqa: C901 -- the process wiring, in start-up order
     cfg: NodeConfig,
     stop: asyncio.Event,
     ready_file: Path | None = None,

@@ -42,7 +42,7 @@ class StateView(Protocol):
     def __enter__(self) -> StateView: ...
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None: ...
 
 

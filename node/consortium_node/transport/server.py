@@ -343,7 +343,9 @@ class LedgerServicer:
         )
 
     async def GetStatus(
-        self, request: ledger_pb2.GetStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: ledger_pb2.GetStatusRequest,  # noqa: ARG002 -- gRPC servicer signature
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 -- gRPC servicer signature
     ) -> ledger_pb2.GetStatusResponse:
         s = self.node.status()
         return ledger_pb2.GetStatusResponse(
@@ -364,7 +366,9 @@ class LedgerServicer:
         )
 
     async def ListProposals(
-        self, request: ledger_pb2.ListProposalsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: ledger_pb2.ListProposalsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 -- gRPC servicer signature
     ) -> ledger_pb2.ListProposalsResponse:
         snap = self.node.snapshot()
         try:
@@ -385,7 +389,9 @@ class LedgerServicer:
         return found
 
     async def GetGovernance(
-        self, request: ledger_pb2.GetGovernanceRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: ledger_pb2.GetGovernanceRequest,  # noqa: ARG002 -- gRPC servicer signature
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 -- gRPC servicer signature
     ) -> ledger_pb2.GetGovernanceResponse:
         snap = self.node.snapshot()
         try:

@@ -173,7 +173,10 @@ class OperatorProcess:
 
 @pytest.fixture
 def operator(
-    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
+    control_plane: ControlPlane,
+    kubectl: Kubectl,  # noqa: ARG001 -- requested first: the CRD is installed before the operator starts
+    namespace: str,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     op = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path / "operator.log").start()
     try:

@@ -575,7 +575,7 @@ def test_on_a_legacy_chain_the_member_key_is_vouched_for_with_the_consortium_adm
     legacy_key = pki.key_file(pki.new_key())
     signed: list[tuple[bytes, Any]] = []
 
-    async def governance(eps: Any, chain_id: str, text: str, action: Any, *_: Any) -> str:
+    async def governance(_eps: Any, _chain_id: str, text: str, action: Any, *_: Any) -> str:
         signed.append((Signer.from_json(text).public_key, action))
         return "ef" * 32
 

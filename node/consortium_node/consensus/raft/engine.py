@@ -699,7 +699,7 @@ class RaftEngine:
 
     # ------------------------------------------------------------------ step
 
-    def _step(self, frm: bytes, m: Message) -> None:
+    def _step(self, frm: bytes, m: Message) -> None:  # noqa: C901 -- §5.1 term rules, then one branch per message type (etcd's Step)
         t = m.type
         if m.term > self.term:
             if t in (MsgType.PREVOTE, MsgType.VOTE):
