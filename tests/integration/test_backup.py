@@ -41,6 +41,7 @@ from consortium_node.ledger.block import Block
 from consortium_node.ledger.lthash import LtHash
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 from consortium_node.storage.blocks import frame, read_records
+from consortium_node.storage.state import StateStore
 from consortium_node.transport.codec import decode_tx
 from typer.testing import CliRunner
 
@@ -265,9 +266,10 @@ def test_resealed_forgeries_are_refused_by_the_chain_rules(chain: Chain, tmp_pat
 
 
 def test_the_cli_verifies_lists_and_refuses_in_one_line(chain: Chain, tmp_path: Path) -> None:
-    r = CliRunner().invoke(app, ["backup", "verify", str(chain.backup)])
-    assert r.exit_code == 0, r.output
-    assert r.stdout.startswith("ok: ") and f"height {chain.manifest.height}" in r.stdout
+    for extra in ([], ["--replay"]):
+        r = CliRunner().invoke(app, ["backup", "verify", str(chain.backup), *extra])
+        assert r.exit_code == 0, r.output
+        assert r.stdout.startswith("ok: ") and f"height {chain.manifest.height}" in r.stdout
     d = _copy(chain, tmp_path)
     (d / STATE).write_bytes((d / STATE).read_bytes()[:-7])
     r = CliRunner().invoke(app, ["backup", "verify", str(d)])
@@ -314,6 +316,14 @@ def test_restore_refuses_another_chain_and_newer_data_and_a_wiped_node_syncs_for
     shutil.rmtree(cfg.data_dir)
     r = restore_backup(chain.backup, cfg.data_dir, cfg.genesis_file)
     assert r.moved_aside is None and existing_ledger(cfg.data_dir).height == m.height
+    store = StateStore(cfg.data_dir / "state", readonly=True)
+    try:  # the replayed state is the backup's certified state, tx index included
+        meta = store.meta()
+        assert meta is not None and (meta.height, meta.state_root) == (m.height, m.state_root)
+        below_h = [t for t, h in dict(chain.load.acked).items() if h <= m.height]
+        assert all(store.tx_location(t) is not None for t in below_h)
+    finally:
+        store.close()
     victim.start()
     victim.wait_ready(time.monotonic() + 60)
     target = _height(net, net.nodes[0])

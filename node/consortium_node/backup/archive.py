@@ -34,6 +34,7 @@ from .format import (
     Manifest,
     check_seal,
 )
+from .replay import replay
 
 _SEGMENT = re.compile(r"blocks/seg-\d{12}\.blk")
 _NAMES = {SEAL, MANIFEST, GENESIS, STATE, CERTIFIER}
@@ -133,7 +134,9 @@ def _records(path: Path, name: str, size: int) -> Iterator[bytes]:
         raise BackupError(f"{name}: damaged record at byte {used}")
 
 
-def verify_dir(root: Path) -> Manifest:
+def verify_dir(root: Path, replay_into: Path | None = None) -> Manifest:
+    """All checks of a backup directory; with `replay_into` (a path that must not exist) also
+    the deep check, re-executing every block into a new state store there (backup/replay.py)."""
     m = read_manifest(root)
     _check_files(root, m)
     v = ChainVerifier(m, (root / GENESIS).read_bytes(), crypto.verify, _decode_tx)
@@ -148,13 +151,19 @@ def verify_dir(root: Path) -> Manifest:
         raise BackupError(f"{CERTIFIER} must hold exactly one block")
     v.certifier(certifier[0])
     v.done()
+    if replay_into is not None:
+        replay(root, m, v.genesis, replay_into, _decode_tx)
     return m
 
 
-def verify_backup(path: Path) -> Manifest:
-    """Verifies the backup at `path` (directory or tar) offline; its manifest, or BackupError."""
+def verify_backup(path: Path, deep: bool = False) -> Manifest:
+    """Verifies the backup at `path` (directory or tar) offline; its manifest, or BackupError.
+    `deep`: also replay every block from the genesis (in a temporary directory)."""
     with opened(path) as root:
-        return verify_dir(root)
+        if not deep:
+            return verify_dir(root)
+        with tempfile.TemporaryDirectory(prefix="consortium-replay-") as tmp:
+            return verify_dir(root, Path(tmp) / "state")
 
 
 def list_backups(directory: Path) -> list[tuple[Path, Manifest | None, str]]:

@@ -7,19 +7,21 @@ A data directory holding older data of the same chain is not destroyed: its bloc
 and consensus.wal are moved into `pre-restore/<n>/` first.
 
 What is written: the backup's block segments become the node's blocks/ (same record format;
-the node's BlockStore checks every record again at open). The state is NOT copied: at start
-the node initialises the state from its genesis and re-executes blocks 1..H (runtime/node.py
-`_recover`), which rebuilds the world state, every receipt and the tx index exactly as the
-chain decided them; the backup's certified state root is what that replay must reach
-(`consortium backup restore` prints it; tests compare it). Consensus starts fresh at H (no
-WAL); the node then syncs blocks above H from its peers, if any are ahead. Called by
-cli/backup.py and cli/up.py."""
+the node's BlockStore checks every record again at open), and the node's state/ is built by
+the deep verification itself (backup/replay.py: blocks 1..H re-executed from the genesis,
+every header's state root checked, the end state equal to the backup's certified one), so
+the world state, every receipt and the tx index are exactly what the chain decided. Commit
+order: blocks.restoring -> blocks, then state.restoring -> state; a crash between the two
+leaves blocks without a state, which the node rebuilds by replay at start. Consensus starts
+fresh at H (no WAL); the node then syncs blocks above H from its peers, if any are ahead.
+Called by cli/backup.py and cli/up.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +107,12 @@ def restore_many(backup: Path, targets: list[tuple[Path, Path | None]]) -> list[
     """Restores the backup at `backup` (directory or tar) into each (data_dir, genesis_file).
     The backup is verified once and every target checked before any is changed, so a refusal
     (BackupError, one line) leaves all of them as they were."""
-    with opened(backup) as root:
-        m = verify_dir(root)
+    with opened(backup) as root, tempfile.TemporaryDirectory(prefix="consortium-restore-") as t:
+        replayed = Path(t) / "state"
+        m = verify_dir(root, replayed)
         for data_dir, genesis_file in targets:
             check_target(m, data_dir, genesis_file)
-        return [_write(root, m, data_dir) for data_dir, _ in targets]
+        return [_write(root, m, replayed, data_dir) for data_dir, _ in targets]
 
 
 def restore_backup(backup: Path, data_dir: Path, genesis_file: Path | None) -> RestoreResult:
@@ -117,7 +120,7 @@ def restore_backup(backup: Path, data_dir: Path, genesis_file: Path | None) -> R
     return restore_many(backup, [(data_dir, genesis_file)])[0]
 
 
-def _write(root: Path, m: Manifest, data_dir: Path) -> RestoreResult:
+def _write(root: Path, m: Manifest, replayed: Path, data_dir: Path) -> RestoreResult:
     data_dir.mkdir(parents=True, exist_ok=True)
     aside = _move_aside(data_dir)
     staging = data_dir / "blocks.restoring"
@@ -130,7 +133,17 @@ def _write(root: Path, m: Manifest, data_dir: Path) -> RestoreResult:
         with dst.open("rb") as f:
             os.fsync(f.fileno())
     _fsync_dir(staging)
-    os.rename(staging, data_dir / "blocks")  # the restore's commit point
+    os.rename(staging, data_dir / "blocks")  # from here the node can start (it replays)
+    _fsync_dir(data_dir)
+    state = data_dir / "state.restoring"
+    if state.exists():
+        shutil.rmtree(state)
+    shutil.copytree(replayed, state)  # another file system, maybe: copy, then rename
+    for p in state.iterdir():
+        with p.open("rb") as f:
+            os.fsync(f.fileno())
+    _fsync_dir(state)
+    os.rename(state, data_dir / "state")
     _fsync_dir(data_dir)
     return RestoreResult(data_dir, m, aside)
 

@@ -109,11 +109,19 @@ def create(
 
 def verify(
     path: Annotated[Path, typer.Argument(help="Backup directory or tar file.")],
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Also re-execute every block from the genesis and check each header's state "
+            "root (what restore does; slower).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify a backup offline: checksums, hash chain, every commit certificate, state root."""
     try:
-        m = verify_backup(path)
+        m = verify_backup(path, deep=replay)
     except BackupError as e:
         raise fail(f"{path}: {e}") from None
     if json_out:
@@ -181,7 +189,7 @@ def restore(
         kept = f"; older data kept in {r.moved_aside}" if r.moved_aside else ""
         console.print(
             f"restored {r.data_dir} to height {r.manifest.height} "
-            f"(state root {r.manifest.state_root.hex()[:16]} after replay){kept}",
+            f"(state root {r.manifest.state_root.hex()[:16]}, replayed from the genesis){kept}",
             markup=False,
         )
 

@@ -218,5 +218,9 @@ class StateStore:
                 for k, v in snap.prefix(VSET_PREFIX)
             ]
 
+    def flush(self) -> None:
+        """Forces everything committed to disk (for a store opened with sync=False)."""
+        self._env.sync(True)
+
     def close(self) -> None:
         self._env.close()
