@@ -375,3 +375,14 @@ def test_disaster_recovery_restores_every_node_and_the_chain_continues_from_h(
             assert c.wait_tx(tx_id, timeout=30).receipt.height > m.height
     finally:
         dr.stop()
+
+
+def test_up_with_a_backup_of_another_chain_refuses_before_starting_anything(
+    chain: Chain, tmp_path: Path
+) -> None:
+    d = tmp_path / "other"
+    init_data_dir(parse_manifest(_manifest("other2")), d, fsync=False)
+    r = CliRunner().invoke(app, ["up", "-d", str(d), "--no-fsync", "--restore", str(chain.backup)])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.count("\n") == 1 and "another chain" in r.stderr, r.stderr
+    assert not list(d.glob("nodes/*/ready.json")) and not list(d.glob("nodes/*/ledger"))
