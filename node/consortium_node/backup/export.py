@@ -58,6 +58,7 @@ class ExportResult:
     manifest: Manifest
     bytes: int
     seconds: float
+    waited: float  # of `seconds`, waiting for the node to store the certifying block H+1
 
 
 class _HashingFile:
@@ -124,7 +125,7 @@ def export_backup(
     work.mkdir(parents=True)
     (work / BLOCKS).mkdir()
     try:
-        manifest = _write(
+        manifest, waited = _write(
             work, blocks_dir, state_dir, genesis, genesis_bytes, certifier_timeout, segment_bytes
         )
         raw = manifest.encode()
@@ -142,7 +143,7 @@ def export_backup(
         shutil.rmtree(work, ignore_errors=True)
         raise
     size = sum(f.bytes for f in manifest.files.values())
-    return ExportResult(out, manifest, size, time.monotonic() - t0)
+    return ExportResult(out, manifest, size, time.monotonic() - t0, waited)
 
 
 def _write(
@@ -153,7 +154,7 @@ def _write(
     genesis_bytes: bytes,
     certifier_timeout: float,
     segment_bytes: int,
-) -> Manifest:
+) -> tuple[Manifest, float]:
     files: dict[str, FileEntry] = {}
     files[GENESIS] = _write_file(work / GENESIS, genesis_bytes)
     try:
@@ -179,10 +180,11 @@ def _write(
     finally:
         store.close()
     files.update(_copy_blocks(blocks_dir, work, height, block_hash, segment_bytes))
-    files[CERTIFIER] = _write_file(
-        work / CERTIFIER, frame(_await_block(blocks_dir, height + 1, certifier_timeout))
-    )
-    return Manifest(
+    t_wait = time.monotonic()
+    certifier = _await_block(blocks_dir, height + 1, certifier_timeout)
+    waited = time.monotonic() - t_wait
+    files[CERTIFIER] = _write_file(work / CERTIFIER, frame(certifier))
+    manifest = Manifest(
         chain_id=genesis.chain_id,
         consensus=genesis.consensus,
         genesis_hash=genesis.hash,
@@ -194,6 +196,7 @@ def _write(
         created_unix=created,
         files=files,
     )
+    return manifest, waited
 
 
 def _meta(snap: Snapshot, key: bytes) -> bytes:
