@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,8 @@ from consortium_node.cli import app
 from consortium_node.client.errors import ClientError
 from consortium_node.client.keys import Signer
 from consortium_node.config import NodeConfig
-from consortium_node.ledger.block import Block
+from consortium_node.crypto import Ed25519Key
+from consortium_node.ledger.block import Block, CommitCertificate, commit_sign_bytes, tx_root
 from consortium_node.ledger.lthash import LtHash
 from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_manifest
 from consortium_node.storage.blocks import frame, read_records
@@ -263,6 +264,52 @@ def test_resealed_forgeries_are_refused_by_the_chain_rules(chain: Chain, tmp_pat
         acc.add(k, v)
     _reseal(d, m, lthash=acc.lanes(), state_root=acc.digest())
     assert "certifies another state root" in _refused(d)
+
+
+def test_a_chain_re_signed_by_a_quorum_with_a_changed_tx_fails_only_the_replay(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """A forger holding every validator key changes one committed tx (re-signed by its
+    sender) and re-certifies every block from there, keeping the headers' state roots: all
+    signatures and certificates verify, so only re-executing the blocks can tell."""
+    m, net = chain.manifest, chain.net
+    vkeys = [Ed25519Key.from_json((n.directory / "key.json").read_text()) for n in net.nodes]
+    client = Signer.load(net.data_dir / "keys" / "client.json")
+    d = _copy(chain, tmp_path)
+    segs = sorted((d / "blocks").glob("seg-*.blk"))
+    blocks = [Block.decode(p) for seg in segs for p in read_records(seg)]
+    blocks.append(Block.decode(next(read_records(d / CERTIFIER))))
+    k = max(b.height for b in blocks if b.txs and b.height < m.height)
+    prev = blocks[k - 2].hash
+    forged: list[Block] = blocks[: k - 1]
+    for b in blocks[k - 1 :]:
+        txs = b.txs
+        header = replace(b.header, prev_hash=prev)
+        if b.height == k:
+            old = decode_tx(txs[0])
+            _, tx = client.build_tx(
+                m.chain_id, old.nonce, types_pb2.KvPut(key=b"forged", value=b"x")
+            )
+            txs = (tx.SerializeToString(), *txs[1:])
+            header = replace(header, tx_root=tx_root([decode_tx(r).id for r in txs]))
+        h = header.hash
+        msg = commit_sign_bytes(m.chain_id, b.height, 0, h)
+        cert = CommitCertificate(b.height, 0, h, tuple((v.public, v.sign(msg)) for v in vkeys))
+        forged.append(Block(header, txs, cert))
+        prev = h
+    by_seg = {}
+    for seg in segs:
+        first = int(seg.stem.split("-")[1])
+        by_seg[seg] = [b for b in forged[:-1] if b.height >= first]
+    for seg, bs in by_seg.items():
+        later = [f for f in by_seg if int(f.stem.split("-")[1]) > int(seg.stem.split("-")[1])]
+        stop = min((int(f.stem.split("-")[1]) for f in later), default=m.height + 1)
+        seg.write_bytes(b"".join(frame(b.encode()) for b in bs if b.height < stop))
+    (d / CERTIFIER).write_bytes(frame(forged[-1].encode()))
+    _reseal(d, m, block_hash=forged[m.height - 1].hash)
+    assert verify_backup(d) is not None  # every certificate is a valid quorum
+    with pytest.raises(BackupError, match=f"replay: block {k + 1} carries another state root"):
+        verify_backup(d, deep=True)
 
 
 def test_the_cli_verifies_lists_and_refuses_in_one_line(chain: Chain, tmp_path: Path) -> None:
