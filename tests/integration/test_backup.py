@@ -363,6 +363,11 @@ def test_restore_refuses_another_chain_and_newer_data_and_a_wiped_node_syncs_for
     shutil.rmtree(cfg.data_dir)
     r = restore_backup(chain.backup, cfg.data_dir, cfg.genesis_file)
     assert r.moved_aside is None and existing_ledger(cfg.data_dir).height == m.height
+    # restoring again over data of the same chain not above H keeps that data aside
+    again = restore_backup(chain.backup, cfg.data_dir, cfg.genesis_file)
+    assert again.moved_aside == cfg.data_dir / "pre-restore" / "1"
+    assert {p.name for p in again.moved_aside.iterdir()} == {"blocks", "state"}
+    assert existing_ledger(again.moved_aside).height == m.height
     store = StateStore(cfg.data_dir / "state", readonly=True)
     try:  # the replayed state is the backup's certified state, tx index included
         meta = store.meta()
