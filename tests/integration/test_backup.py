@@ -322,14 +322,17 @@ def test_the_cli_verifies_lists_and_refuses_in_one_line(chain: Chain, tmp_path: 
     r = CliRunner().invoke(app, ["backup", "verify", str(d)])
     assert r.exit_code == 1
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "state.bin" in r.stderr
-    r = CliRunner().invoke(app, ["backup", "list", str(tmp_path)])
-    assert r.exit_code == 0 and "copy" in r.stdout and f"height {chain.manifest.height}" in r.stdout
     tar = tmp_path / "b.tar"
-    cfg = _ledger(chain.net.nodes[1])
     r = CliRunner().invoke(app, ["backup", "create", str(tar), "-c", str(cfg_path(chain, 1))])
     assert r.exit_code == 0, r.output
-    assert verify_backup(tar).genesis_hash == chain.manifest.genesis_hash
-    assert cfg.data_dir.exists()
+    later = verify_backup(tar)  # taken later, from another node, as a tar
+    assert later.genesis_hash == chain.manifest.genesis_hash
+    assert later.height > chain.manifest.height
+    r = CliRunner().invoke(app, ["backup", "list", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rows = r.stdout.splitlines()
+    assert rows[0].startswith("b.tar ") and f"height {later.height}" in rows[0]
+    assert rows[1].startswith("copy ") and f"height {chain.manifest.height}" in rows[1]
 
 
 def cfg_path(chain: Chain, i: int) -> Path:
