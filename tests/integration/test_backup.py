@@ -459,9 +459,15 @@ def test_a_wiped_raft_follower_restored_from_a_backup_rejoins_and_syncs_forward(
     net.start()
     try:
         signer = Signer.load(net.data_dir / "keys" / "client.json")
+        with net.client(0, 10.0) as c:
+            wait_for(lambda: c.status().leader, 30, "a raft leader")
+            leader = c.status().leader.hex()
+        lead = next(n for n in net.nodes if n.node_id == leader)
 
         def put(key: bytes) -> tuple[bytes, int]:
-            with net.client(0, 10.0) as c:
+            # through the leader: the restored node answers next_nonce from height H until
+            # it has synced (any lagging node does), which would reuse a committed nonce
+            with net.client(lead, 10.0) as c:
                 nonce = c.next_nonce(signer.public_key)
                 tx_id, tx = signer.build_tx(
                     net.chain_id, nonce, types_pb2.KvPut(key=key, value=b"v")
@@ -470,11 +476,9 @@ def test_a_wiped_raft_follower_restored_from_a_backup_rejoins_and_syncs_forward(
                 return tx_id, int(c.wait_tx(tx_id, timeout=20).receipt.height)
 
         before = put(b"before")
-        cfg0 = _ledger(net.nodes[0])
+        cfg0 = _ledger(lead)  # holds every block put() saw committed
         m = export_backup(cfg0.data_dir, cfg0.genesis_file, tmp_path / "b").manifest
         assert before[1] <= m.height
-        with net.client(0, 10.0) as c:
-            leader = c.status().leader.hex()
         follower = next(n for n in net.nodes if n.node_id != leader)
         cfg = _ledger(follower)
         after = put(b"after")
@@ -492,3 +496,15 @@ def test_a_wiped_raft_follower_restored_from_a_backup_rejoins_and_syncs_forward(
                 assert got is not None and got.receipt.height == h
     finally:
         net.stop()
+
+
+def test_restore_into_a_data_dir_with_an_unreadable_state_is_refused_unchanged(
+    chain: Chain, tmp_path: Path
+) -> None:
+    d = tmp_path / "ledger"
+    (d / "state").mkdir(parents=True)
+    (d / "state" / "data.mdb").write_bytes(b"not an lmdb file" * 512)
+    before = _listing(d)
+    with pytest.raises(BackupError, match="cannot read the state"):
+        restore_backup(chain.backup, d, None)
+    assert _listing(d) == before

@@ -68,7 +68,17 @@ def existing_ledger(data_dir: Path) -> _Existing:
     """The chain (genesis hash) and height a data directory holds now (None, 0 when empty)."""
     genesis_hash, height = None, 0
     if (data_dir / "state" / "data.mdb").exists():
-        store = StateStore(data_dir / "state", readonly=True)
+        lock = data_dir / "state" / "lock.mdb"
+        ours = not lock.exists()  # LMDB creates its reader table on open: ours to remove
+        try:
+            store = StateStore(data_dir / "state", readonly=True)
+        except Exception as e:  # lmdb.Error: damaged or foreign files
+            raise BackupError(
+                f"cannot read the state in {data_dir}: {e} (nothing changed; move it aside)"
+            ) from None
+        finally:
+            if ours:
+                lock.unlink(missing_ok=True)
         try:
             with store.snapshot() as snap:
                 if (raw := snap.meta(b"height")) is not None:
