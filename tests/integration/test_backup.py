@@ -8,8 +8,11 @@ every transaction committed at or below H and continues the chain from H."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -394,6 +397,13 @@ def test_restore_refuses_another_chain_and_newer_data_and_a_wiped_node_syncs_for
         assert c.get_block(m.height).header == mine.header
 
 
+def test_backup_restore_refuses_a_running_local_consortium(chain: Chain) -> None:
+    r = CliRunner().invoke(
+        app, ["backup", "restore", str(chain.backup), "-d", str(chain.net.data_dir)]
+    )
+    assert r.exit_code == 1 and "in use" in r.stderr and r.stderr.count("\n") == 1, r.output
+
+
 def test_disaster_recovery_restores_every_node_and_the_chain_continues_from_h(
     chain: Chain, tmp_path: Path
 ) -> None:
@@ -405,12 +415,35 @@ def test_disaster_recovery_restores_every_node_and_the_chain_continues_from_h(
     lost_volumes = [_ledger(n).data_dir for n in net.nodes]
     for d in lost_volumes:
         shutil.rmtree(d)
-    r = CliRunner().invoke(app, ["backup", "restore", str(chain.backup), "-d", str(net.data_dir)])
-    assert r.exit_code == 0, r.output
-    assert r.stdout.count(f"to height {m.height}") == len(net.nodes)
-    dr = LocalNet(net.data_dir)
-    dr.start()
+    # the README drill: `consortium up -d DIR --restore BACKUP`, a real process until SIGTERM
+    (net.data_dir / "endpoints.json").unlink()
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from consortium_node.cli import main; main()",
+            "up",
+            "-d",
+            str(net.data_dir),
+            "--no-fsync",
+            "--restore",
+            str(chain.backup),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+        wait_for(
+            lambda: up.poll() is not None or (net.data_dir / "endpoints.json").exists(),
+            90,
+            "'consortium up --restore' serving",
+        )
+        assert up.poll() is None, (tmp_path / "up.log").read_text()
+        text = (tmp_path / "up.log").read_text()
+        assert text.count(f"to height {m.height}") == len(net.nodes), text
+        dr = LocalNet(net.data_dir)
         wait_for(
             lambda: min(_height(dr, n) for n in dr.nodes) > m.height + 2,
             90,
@@ -421,6 +454,9 @@ def test_disaster_recovery_restores_every_node_and_the_chain_continues_from_h(
                 if h <= m.height:
                     got = c.get_tx(tx_id)
                     assert got is not None and got.receipt.height == h
+            # after H: not on the restored chain until its sender submits it again
+            lost = [t for t, h in acked.items() if h > m.height]
+            assert lost and c.get_tx(lost[-1]) is None
             signer = Signer.load(net.data_dir / "keys" / "client.json")
             nonce = c.next_nonce(signer.public_key)
             tx_id, tx = signer.build_tx(
@@ -429,7 +465,10 @@ def test_disaster_recovery_restores_every_node_and_the_chain_continues_from_h(
             assert c.submit([tx])[0].code == 0
             assert c.wait_tx(tx_id, timeout=30).receipt.height > m.height
     finally:
-        dr.stop()
+        if up.poll() is None:
+            os.kill(up.pid, signal.SIGTERM)
+        assert up.wait(60) == 0, (tmp_path / "up.log").read_text()
+        log.close()
 
 
 def test_up_with_a_backup_of_another_chain_refuses_before_starting_anything(
