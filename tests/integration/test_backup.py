@@ -223,6 +223,10 @@ def test_every_flipped_byte_truncation_and_odd_file_is_refused_with_one_line(
     assert "unexpected file notes.txt" in _refused(d)
 
 
+def seg_of(d: Path, i: int) -> Path:
+    return sorted((d / "blocks").glob("seg-*.blk"))[i]
+
+
 def _reseal(d: Path, m: Manifest, **changes: object) -> None:
     """Re-computes every checksum, the manifest and the seal: a forger's consistent backup."""
     files = {}
@@ -255,6 +259,50 @@ def test_resealed_forgeries_are_refused_by_the_chain_rules(chain: Chain, tmp_pat
     seg.write_bytes(b"".join(frame(p) for p in records))
     _reseal(d, m)
     assert "has a bad signature" in _refused(d)
+    shutil.rmtree(d)
+    # a certificate cut below a BFT quorum (2 of 4 signatures left)
+    d = _copy(chain, tmp_path)
+    records = list(read_records(seg_of(d, 0)))
+    b = Block.decode(records[2])
+    assert b.certificate is not None
+    weak = replace(b.certificate, signatures=b.certificate.signatures[:2])
+    records[2] = Block(b.header, b.txs, weak).encode()
+    seg_of(d, 0).write_bytes(b"".join(frame(p) for p in records))
+    _reseal(d, m)
+    assert "2 valid validator signatures, needs 3" in _refused(d)
+    shutil.rmtree(d)
+    # two blocks swapped: the heights and the hash chain no longer follow
+    d = _copy(chain, tmp_path)
+    records = list(read_records(seg_of(d, 0)))
+    records[1], records[2] = records[2], records[1]
+    seg_of(d, 0).write_bytes(b"".join(frame(p) for p in records))
+    _reseal(d, m)
+    assert "where 2 belongs" in _refused(d)
+    shutil.rmtree(d)
+    # a lower height claimed in the manifest (the last blocks then exceed it)
+    d = _copy(chain, tmp_path)
+    _reseal(d, m, height=m.height - 1)
+    assert "above the backup height" in _refused(d)
+    shutil.rmtree(d)
+    # a transaction replaced by another one its sender validly signed, header untouched
+    d = _copy(chain, tmp_path)
+    client = Signer.load(chain.net.data_dir / "keys" / "client.json")
+    records = list(read_records(seg_of(d, 0)))
+    i = next(j for j, p in enumerate(records) if Block.decode(p).txs)
+    b = Block.decode(records[i])
+    _, other = client.build_tx(m.chain_id, 10**9, types_pb2.KvPut(key=b"swap", value=b"x"))
+    records[i] = Block(b.header, (other.SerializeToString(), *b.txs[1:]), b.certificate).encode()
+    seg_of(d, 0).write_bytes(b"".join(frame(p) for p in records))
+    _reseal(d, m)
+    assert "tx_root does not match its txs" in _refused(d)
+    shutil.rmtree(d)
+    # a state value changed, the manifest's root left as it was
+    d = _copy(chain, tmp_path)
+    entries = [decode_entry(p) for p in read_records(d / STATE)]
+    entries[0] = (entries[0][0], entries[0][1] + b"!")
+    (d / STATE).write_bytes(b"".join(frame(encode_entry(k, v)) for k, v in entries))
+    _reseal(d, m)
+    assert "does not hash to the manifest's state root" in _refused(d)
     shutil.rmtree(d)
     # a state value changed, its root and lanes in the manifest recomputed to match
     d = _copy(chain, tmp_path)
@@ -313,6 +361,39 @@ def test_a_chain_re_signed_by_a_quorum_with_a_changed_tx_fails_only_the_replay(
     assert verify_backup(d) is not None  # every certificate is a valid quorum
     with pytest.raises(BackupError, match=f"replay: block {k + 1} carries another state root"):
         verify_backup(d, deep=True)
+
+
+def _validator_keys(net: LocalNet) -> list[Ed25519Key]:
+    return [Ed25519Key.from_json((n.directory / "key.json").read_text()) for n in net.nodes]
+
+
+def _recertified(b: Block, chain_id: str, keys: list[Ed25519Key], **header: object) -> Block:
+    """Block `b` with header fields changed and a fresh quorum certificate over the result."""
+    h = replace(b.header, **header)  # type: ignore[arg-type]
+    msg = commit_sign_bytes(chain_id, b.height, 0, h.hash)
+    cert = CommitCertificate(b.height, 0, h.hash, tuple((k.public, k.sign(msg)) for k in keys))
+    return Block(h, b.txs, cert)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("prev_hash", b"\x07" * 32, "block 3 does not link to its predecessor"),
+        ("validators_hash", b"\x07" * 32, "block 3 validators_hash is not its validator set"),
+    ],
+)
+def test_a_header_re_certified_by_every_validator_must_still_link_and_name_its_set(
+    chain: Chain, tmp_path: Path, field: str, value: bytes, why: str
+) -> None:
+    m = chain.manifest
+    d = _copy(chain, tmp_path)
+    records = list(read_records(seg_of(d, 0)))
+    b = Block.decode(records[2])
+    assert b.height == 3
+    records[2] = _recertified(b, m.chain_id, _validator_keys(chain.net), **{field: value}).encode()
+    seg_of(d, 0).write_bytes(b"".join(frame(p) for p in records))
+    _reseal(d, m)
+    assert why in _refused(d)
 
 
 def test_the_cli_verifies_lists_and_refuses_in_one_line(chain: Chain, tmp_path: Path) -> None:
