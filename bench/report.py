@@ -94,6 +94,8 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     _print_scale(con, res.get("scale"))
     if isinstance(op := res.get("operator"), Mapping):
         _print_operator(con, op, op_count(doc))
+    if isinstance(bk := res.get("backup"), Mapping):
+        _print_backup(con, bk)
     _print_targets(con, doc.get("targets") or [])
 
 
@@ -134,6 +136,35 @@ def _print_scale(con: Console, scale: Any) -> None:
             str(q.get("cpu_s_per_1000_tx")),
         )
     con.print(s)
+
+
+def _print_backup(con: Console, bk: Mapping[str, Any]) -> None:
+    """Issue 17: export / verify --replay / restore throughput and peak RSS per chain size."""
+    if (st := _status(bk)) is not None:
+        con.print(f"backup: {st}")
+        return
+    t = Table(title="backup (issue 17): one Raft node, online export", title_justify="left")
+    for col in ("chain", "step", "MiB/s", "blocks/s", "tx/s", "peak RSS MiB", "anon MiB"):
+        t.add_column(col, justify="left" if col in ("chain", "step") else "right")
+    for name in ("small", "large"):
+        stage = bk.get(name)
+        if not isinstance(stage, Mapping):
+            continue
+        label = f"{stage.get('committed_txs')} tx / {stage.get('blocks')} blocks"
+        for step in ("export", "verify_replay", "restore"):
+            r = stage.get(step) or {}
+            t.add_row(
+                label,
+                step,
+                *(str(r.get(k, "-")) for k in ("mib_per_s", "blocks_per_s", "tx_per_s")),
+                str(r.get("peak_rss_mib", "-")),
+                str(r.get("anon_rss_mib", "-")),
+            )
+    con.print(t)
+    con.print(
+        "export memory, large/small chain: peak RSS (with mapped LMDB pages) "
+        f"{bk.get('export_peak_rss_mib_growth')}, own heap {bk.get('export_anon_rss_mib_growth')}"
+    )
 
 
 def _print_operator(con: Console, op: Mapping[str, Any], count: Any) -> None:

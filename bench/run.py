@@ -26,13 +26,14 @@ from typing import Any
 
 from . import etcd as etcd_mod
 from . import operator_scale, ours, pysyncobj_peer
+from .backup import bench_backup
 from .procs import Procs
 from .report import print_report
 from .stats import median_of, ratio, summarize_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
-SECTIONS = ("bft", "raft", "scale", "operator")
+SECTIONS = ("bft", "raft", "scale", "operator", "backup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Profile:
     scale_light_s: float = 2.0
     operator_consortia: int = 100
     operator_steady_s: int = 20
+    backup_txs: int = 100_000  # chain length of the backup/restore figures (issue 17)
 
 
 FULL = Profile("full")
@@ -74,6 +76,7 @@ QUICK = Profile(
     scale_light_s=1.0,
     operator_consortia=10,
     operator_steady_s=5,
+    backup_txs=5_000,
 )
 
 
@@ -442,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             _section(res, "scale", lambda: bench_scale(p, work))
         if "operator" in only:
             _section(res, "operator", lambda: bench_operator(p, work, procs))
+        if "backup" in only:
+            _section(res, "backup", lambda: bench_backup(p.backup_txs, work))
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         doc["meta"]["interrupted"] = True

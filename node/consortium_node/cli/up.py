@@ -34,6 +34,7 @@ from consortium_node.localnet import (
     parse_manifest,
 )
 
+from .backup import restore_local
 from .common import console, fail
 
 FileOpt = Annotated[
@@ -205,12 +206,24 @@ def up(
             "(DIR/keys/admin-ORG.json), changes by 'consortium gov' proposals and votes.",
         ),
     ] = False,
+    restore: Annotated[
+        Path | None,
+        typer.Option(
+            "--restore",
+            help="Before starting, restore every node's ledger from this verified backup "
+            "(disaster recovery: DIR keeps its keys and genesis; see 'consortium backup').",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a whole consortium locally as processes (no cluster) until Ctrl-C."""
     try:
         init_data_dir(_plan(file), data_dir, fsync=not no_fsync, org_governance=org_governance)
     except ManifestError as e:
         raise fail(str(e)) from None
+    if restore is not None:
+        for r in restore_local(data_dir, restore):
+            console.print(f"restored {r.data_dir} to height {r.manifest.height}", markup=False)
     _run(LocalNet(data_dir), None, load=False)
 
 

@@ -8,6 +8,7 @@ is agreed on), runtime (block building) and transport (pb <-> domain)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from .errors import DecodeError, InvariantError
@@ -101,6 +102,35 @@ def commit_sign_bytes(chain_id: str, height: int, rnd: int, block_hash: bytes) -
         + _U64.pack(rnd)
         + block_hash
     )
+
+
+def quorum(n_validators: int, bft: bool) -> int:
+    """Signatures a commit certificate needs: a BFT quorum (> 2/3) for bft, one validator for
+    raft and solo (crash-fault model)."""
+    return 2 * n_validators // 3 + 1 if bft else 1
+
+
+def certificate_problem(
+    block: Block,
+    chain_id: str,
+    validators: Collection[bytes],
+    bft: bool,
+    verify: Callable[[bytes, bytes, bytes], bool],
+) -> str | None:
+    """None if `block`'s commit certificate is for this block and signed by a quorum of
+    `validators` (the set of its height); else why not. `verify(public_key, data, signature)`
+    is the Ed25519 check, injected (this module stays pure). The one certificate check: the
+    runtime (synced and repaired blocks) and backup verification both call it."""
+    cert = block.certificate
+    if cert is None or cert.height != block.height or cert.block_hash != block.hash:
+        return "missing or mismatched commit certificate"
+    vals = set(validators)
+    msg = commit_sign_bytes(chain_id, cert.height, cert.round, cert.block_hash)
+    signers = {s for s, sig in cert.signatures if s in vals and verify(s, msg, sig)}
+    need = quorum(len(vals), bft)
+    if len(signers) < need:
+        return f"certificate has {len(signers)} valid validator signatures, needs {need}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from ..config import NodeConfig
 from ..consensus.api import Engine, Envelope, Ready, SyncRequest
 from ..consensus.bft import BftConfig
 from ..consensus.raft import RaftConfig
-from ..ledger.block import Block, BlockHeader, commit_sign_bytes, tx_root
+from ..ledger.block import Block, BlockHeader, certificate_problem, commit_sign_bytes, tx_root
 from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
@@ -379,16 +379,13 @@ class Node:
     def verify_certificate(self, block: Block) -> str | None:
         """None if the block's commit certificate is signed by enough validators of its
         height: a BFT quorum (> 2/3) for bft, one validator for raft (crash-fault model)."""
-        cert = block.certificate
-        if cert is None or cert.height != block.height or cert.block_hash != block.hash:
-            return "missing or mismatched commit certificate"
-        vals = set(self.validators_at(block.height))
-        msg = commit_sign_bytes(self.chain_id, cert.height, cert.round, cert.block_hash)
-        signers = {s for s, sig in cert.signatures if s in vals and crypto.verify(s, msg, sig)}
-        need = 2 * len(vals) // 3 + 1 if self.genesis.consensus == "bft" else 1
-        if len(signers) < need:
-            return f"certificate has {len(signers)} valid validator signatures, needs {need}"
-        return None
+        return certificate_problem(
+            block,
+            self.chain_id,
+            self.validators_at(block.height),
+            self.genesis.consensus == "bft",
+            crypto.verify,
+        )
 
     def install_snapshot(
         self,

@@ -23,6 +23,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,19 +179,19 @@ class BlockStore:
         if not self._segments or self._tail_size >= self._segment_bytes:
             self._new_segment(block.height)
         fd = self._fds[-1]
-        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-        written = os.pwrite(fd, frame, self._tail_size)
-        if written != len(frame):
+        record = frame(payload)
+        written = os.pwrite(fd, record, self._tail_size)
+        if written != len(record):
             raise InvariantError(f"short write to {self._segments[-1]}")
         os.fdatasync(fd)
         self._index[block.height] = _Loc(
             len(self._segments) - 1, self._tail_size + _FRAME.size, len(payload)
         )
         self._height = block.height
-        self._tail_size += len(frame)
+        self._tail_size += len(record)
 
     def _new_segment(self, first: int) -> None:
-        path = self._dir / f"seg-{first:012d}.blk"
+        path = self._dir / segment_name(first)
         self._segments.append(path)
         self._fds.append(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640))
         self._tail_size = 0
@@ -210,6 +211,31 @@ class BlockStore:
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
+
+
+def segment_name(first: int) -> str:
+    """The file name of the segment whose first record is block `first`."""
+    return f"seg-{first:012d}.blk"
+
+
+def frame(payload: bytes) -> bytes:
+    """One record as segments hold it: u32 length | u32 CRC-32 | payload."""
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def read_records(path: Path) -> Iterator[bytes]:
+    """The payloads of one segment file in order, read one record at a time (memory bounded
+    by the largest record) and without opening it for writing, so another process may read a
+    live node's segments. Stops silently at the first short record or CRC mismatch: that is
+    the tail a live writer has not finished (callers needing a given height check they got
+    it). Used by backup/ to export and verify."""
+    with path.open("rb") as f:
+        while len(head := f.read(_FRAME.size)) == _FRAME.size:
+            length, crc = _FRAME.unpack(head)
+            payload = f.read(length)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                return
+            yield payload
 
 
 def _copy_durably(src: Path, dst: Path) -> None:

@@ -89,15 +89,30 @@ def _required(txn: Any, key: bytes) -> bytes:
 
 
 class StateStore:
-    def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE, sync: bool = True) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: Path,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
+        readonly: bool = False,
+    ) -> None:
+        """`readonly`: open an existing store without write access, e.g. from another process
+        while the node runs (LMDB readers never block its writer); backup/ exports that way."""
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
         self._env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=8, sync=sync, metasync=sync, readahead=False
+            str(path),
+            map_size=map_size,
+            max_dbs=8,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+            readonly=readonly,
         )
-        self._state = self._env.open_db(b"state")
-        self._txs = self._env.open_db(b"txs")
-        self._hashes = self._env.open_db(b"hashes")
-        self._meta = self._env.open_db(b"meta")
+        self._state = self._env.open_db(b"state", create=not readonly)
+        self._txs = self._env.open_db(b"txs", create=not readonly)
+        self._hashes = self._env.open_db(b"hashes", create=not readonly)
+        self._meta = self._env.open_db(b"meta", create=not readonly)
 
     def meta(self) -> Meta | None:
         with self._env.begin(db=self._meta) as txn:
@@ -186,6 +201,10 @@ class StateStore:
                 (int(_U64.unpack(k[len(VSET_PREFIX) :])[0]), decode_validators(v))
                 for k, v in snap.prefix(VSET_PREFIX)
             ]
+
+    def flush(self) -> None:
+        """Forces everything committed to disk (for a store opened with sync=False)."""
+        self._env.sync(True)
 
     def close(self) -> None:
         self._env.close()

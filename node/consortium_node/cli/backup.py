@@ -1,0 +1,233 @@
+"""`consortium backup create|verify|list|restore`: thin commands over consortium_node.backup.
+
+The node to export from or restore into is named by its config (`--config node.yaml`: its
+data_dir and genesis_file) or, for a local consortium, by `--data-dir DIR [--node NAME]`
+(create: the named node, default the first; restore: the named node, default every node).
+`restore_local` is also what `consortium up --restore` calls. Every refusal is one line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consortium_node.backup.archive import list_backups, verify_backup
+from consortium_node.backup.export import export_backup
+from consortium_node.backup.format import BackupError, Manifest
+from consortium_node.backup.restore import RestoreResult, restore_backup, restore_many
+from consortium_node.config import NodeConfig
+from consortium_node.localnet import LocalNet
+
+from .common import JsonOpt, console, fail
+
+app = typer.Typer(
+    no_args_is_help=True, help="Back up, verify and restore a chain (offline-verifiable files)."
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The node's config file (its data_dir and genesis).",
+        show_default=False,
+    ),
+]
+LocalOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Directory of a local consortium ('consortium up').",
+        show_default=False,
+    ),
+]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option("--node", help="With --data-dir: the node, by name.", show_default=False),
+]
+
+
+def _node_config(config: Path | None, local: Path | None, node: str | None) -> NodeConfig:
+    if (config is None) == (local is None):
+        raise typer.BadParameter("give either --config or --data-dir")
+    if config is None:
+        assert local is not None
+        names = (
+            sorted(p.name for p in (local / "nodes").iterdir())
+            if (local / "nodes").is_dir()
+            else []
+        )
+        if not names:
+            raise fail(f"{local} is not a local consortium (no nodes/)")
+        config = local / "nodes" / (node or names[0]) / "config.yaml"
+    if not config.exists():
+        raise fail(f"{config}: no such node config")
+    return NodeConfig.load(config)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _describe(m: Manifest) -> str:
+    size = sum(f.bytes for f in m.files.values())
+    return (
+        f"chain {m.chain_id!r} ({m.consensus}) at height {m.height}, block "
+        f"{m.block_hash.hex()[:16]}, state root {m.state_root.hex()[:16]}, "
+        f"{m.state_entries} state entries, {_mib(size)}"
+    )
+
+
+def create(
+    out: Annotated[Path, typer.Argument(help="Backup to write: a directory, or FILE.tar.")],
+    config: ConfigOpt = None,
+    data_dir: LocalOpt = None,
+    node: NodeOpt = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the block that certifies the state.")
+    ] = 30.0,
+) -> None:
+    """Back up a running (or stopped) node's chain at its committed height; no key is read."""
+    cfg = _node_config(config, data_dir, node)
+    try:
+        r = export_backup(cfg.data_dir, cfg.genesis_file, out, certifier_timeout=timeout)
+    except BackupError as e:
+        raise fail(str(e)) from None
+    rate = r.bytes / 2**20 / max(r.seconds, 1e-9)
+    console.print(
+        f"backup {out}: {_describe(r.manifest)}; {r.seconds:.1f}s ({rate:.1f} MiB/s)",
+        markup=False,
+    )
+
+
+def verify(
+    path: Annotated[Path, typer.Argument(help="Backup directory or tar file.")],
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Also re-execute every block from the genesis and check each header's state "
+            "root (what restore does; slower).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a backup offline: checksums, hash chain, every commit certificate, state root."""
+    try:
+        m = verify_backup(path, deep=replay)
+    except BackupError as e:
+        raise fail(f"{path}: {e}") from None
+    if json_out:
+        console.print_json(json.dumps(_summary(path, m)))
+    else:
+        console.print(f"ok: {path}: {_describe(m)}", markup=False)
+
+
+def _summary(path: Path, m: Manifest) -> dict[str, object]:
+    return {
+        "path": str(path),
+        "chain_id": m.chain_id,
+        "consensus": m.consensus,
+        "height": m.height,
+        "block_hash": m.block_hash.hex(),
+        "state_root": m.state_root.hex(),
+        "created": dt.datetime.fromtimestamp(m.created_unix, dt.UTC).isoformat(),
+        "bytes": sum(f.bytes for f in m.files.values()),
+    }
+
+
+def list_(
+    directory: Annotated[Path, typer.Argument(help="Directory holding backups.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """List the backups in a directory, newest height first (manifests only: see 'verify')."""
+    if not directory.is_dir():
+        raise fail(f"{directory}: not a directory")
+    found = list_backups(directory)
+    found.sort(key=lambda t: -(t[1].height if t[1] is not None else -1))
+    if json_out:
+        docs = [_summary(p, m) if m else {"path": str(p), "error": why} for p, m, why in found]
+        console.print_json(json.dumps(docs))
+        return
+    if not found:
+        console.print(f"no backups in {directory}")
+    for p, m, why in found:
+        if m is None:
+            console.print(f"{p.name}  unreadable: {why}", markup=False)
+            continue
+        s = _summary(p, m)
+        console.print(
+            f"{p.name}  {m.chain_id}  height {m.height}  {s['created']}  "
+            f"{_mib(int(str(s['bytes'])))}",
+            markup=False,
+        )
+
+
+def restore(
+    path: Annotated[Path, typer.Argument(help="Backup directory or tar file.")],
+    config: ConfigOpt = None,
+    data_dir: LocalOpt = None,
+    node: NodeOpt = None,
+) -> None:
+    """Restore a stopped node (or every node of a local consortium) from a verified backup."""
+    if data_dir is not None and config is None:
+        results = restore_local(data_dir, path, node)
+    else:
+        cfg = _node_config(config, data_dir, node)
+        try:
+            results = [restore_backup(path, cfg.data_dir, cfg.genesis_file)]
+        except BackupError as e:
+            raise fail(str(e)) from None
+    for r in results:
+        kept = f"; older data kept in {r.moved_aside}" if r.moved_aside else ""
+        console.print(
+            f"restored {r.data_dir} to height {r.manifest.height} "
+            f"(state root {r.manifest.state_root.hex()[:16]}, replayed from the genesis){kept}",
+            markup=False,
+        )
+
+
+@contextmanager
+def _stopped(local: Path) -> Iterator[LocalNet]:
+    """The local consortium, held (its up.lock) so that no 'consortium up' starts meanwhile;
+    refused if it or any of its nodes runs."""
+    if not (local / "consortium.json").exists():
+        raise fail(f"{local} is not a local consortium (no consortium.json)")
+    net = LocalNet(local)
+    with (local / "up.lock").open("ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise fail(f"{local} is in use: 'consortium up' runs on it; stop it first") from None
+        why = net.busy_nodes()
+        if why is not None:
+            raise fail(f"{local} is in use: {why}")
+        yield net
+
+
+def restore_local(local: Path, backup: Path, node: str | None = None) -> list[RestoreResult]:
+    """Restores `node` (default: every node) of the local consortium in `local` from `backup`,
+    with the directory's existing keys and genesis. Every node's data is checked before any
+    is changed, so a refusal leaves all of them as they were."""
+    with _stopped(local) as net:
+        nodes = [n for n in net.nodes if node is None or n.name == node]
+        if not nodes:
+            raise fail(f"no node {node!r} in {local}")
+        cfgs = [NodeConfig.load(n.directory / "config.yaml") for n in nodes]
+        try:
+            return restore_many(backup, [(c.data_dir, c.genesis_file) for c in cfgs])
+        except BackupError as e:
+            raise fail(str(e)) from None
+
+
+app.command("create")(create)
+app.command("verify")(verify)
+app.command("list")(list_)
+app.command("restore")(restore)
