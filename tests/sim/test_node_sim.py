@@ -17,12 +17,14 @@ CHAOS_TICKS = 600
 # Seeds that fail on today's code at the default tick count, each a defect this simulator
 # found (reported to the lead). Strict: when the defect is fixed the seed passes and the test
 # fails, asking for the entry to be removed.
-KNOWN = {
-    ("raft", 102): "raft, one validator adds a second by AddValidator: the new member's own "
-    "log still says it is no voter, so it never campaigns; its election timer resets without "
-    "clearing `lead`, so it stays 'in lease' and ignores the old leader's (pre-)votes after "
-    "that leader restarts: the 2-member chain stalls for good",
-}
+_RAFT_1_TO_2 = (
+    "raft, one validator adds a second by AddValidator: the new member's own log still says "
+    "it is no voter, so it never campaigns; its election timer resets without clearing "
+    "`lead`, so it stays 'in lease' and ignores the old leader's (pre-)votes once that leader "
+    "restarts or loses leadership: the 2-member chain stalls for good "
+    "(consensus/raft/engine.py _tick_follower / _step in_lease)"
+)
+KNOWN = {("raft", 25): _RAFT_1_TO_2, ("raft", 195): _RAFT_1_TO_2, ("raft", 197): _RAFT_1_TO_2}
 
 
 def _run(consensus: str, seed: int, sim_ticks: int) -> None:
