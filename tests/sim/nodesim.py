@@ -9,8 +9,11 @@ fsyncs) and a `PeerNetwork` that queues messages through the simulator. A crash 
 
 Swarm testing: `Swarm.draw(rng)` picks this seed's parameters (validators 1-7 for raft, 4-7 for
 bft; drop, duplicate and delay rates; partition shapes and symmetry; crash, restart and storage
-fault rates; a Byzantine Twin or not), so the seeds together cover far more than any fixed
-scenario. The workload is real Ed25519-signed transactions from several clients (KvPut with a
+fault rates; a Byzantine Twin or not; engine tunings such as raft's append size and bft's round
+timeouts), so the seeds together cover far more than any fixed scenario. Besides random
+faults, two nemeses strike at the moments that matter: the partition follows the leader (it is
+cut off right after it wins an election or commits, so its next messages are lost: the moves of
+Raft's Figure 8), and a node may crash right after it persisted and sent a vote. The workload is real Ed25519-signed transactions from several clients (KvPut with a
 unique key each) plus an admin adding and removing validators by governance transactions.
 
 Invariants (checked after every call into a node, and at the end):
@@ -23,6 +26,7 @@ Invariants (checked after every call into a node, and at the end):
               commits new blocks and every client transaction commits, within
               `liveness_ticks`
   startable   a node always restarts from what its disk kept (rule 2 of the house style)
+  bounded     fewer than MAX_IN_FLIGHT_MESSAGES messages in flight (no message storm)
 
 Service-loop duties that live in runtime/service.py (block sync on an engine's request,
 observers polling a peer) are reproduced here, driving the same `Node` methods
@@ -69,6 +73,10 @@ OBSERVER_POLL_TICKS = 20  # runtime/service.py OBSERVER_POLL_S at 10 ms a tick
 SYNC_BATCH = 64  # blocks per simulated fetch_blocks stream
 RESUBMIT_TICKS = 60  # a client re-sends a transaction not committed after this long
 MAX_IN_FLIGHT = 3  # per client
+# Bounded work: a healthy cluster has at most a few hundred messages in flight (measured: the
+# first 60 raft / 30 bft seeds peak at 242 / 613); more means nodes answer messages with ever
+# more messages.
+MAX_IN_FLIGHT_MESSAGES = 5_000
 
 
 class SimFailure(AssertionError):
@@ -105,14 +113,18 @@ class Swarm:
     max_append_bytes: int = 4 << 20
     bft_timeouts: tuple[int, int, int, int, int] = (30, 10, 10, 5, 20)  # + rebroadcast
     leader_nemesis: float = 0.0  # share of partitions and crashes aimed at the leader
-    # per tick: cut the current leader off from everyone, reconnecting whoever was cut off
-    # before (the partition follows the leader: the choreography of Raft's Figure 8)
+    # each time a node becomes leader or a leader commits (the moments its next messages
+    # matter most), cut it off from everyone right after, reconnecting whoever was cut off
+    # before: the partition follows the leader (the choreography of Raft's Figure 8)
     follow_leader: float = 0.0
+    # after a call in which a node persisted consensus state (a vote, a log entry) and sent
+    # what depends on it, crash it at once: what it sent must be what it remembers
+    crash_after_persist: float = 0.0
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
         bft = consensus == "bft"
-        n = rng.randint(4, 7) if bft else rng.choice([1, 2, 3, 3, 4, 5, 5, 6, 7])
+        n = rng.randint(4, 7) if bft else rng.choice([1, 2, 3, 3, 3, 4, 5, 5, 6, 7])
         twin = bft and rng.random() < 0.6
         faulty_disk = rng.random() < 0.6
         return cls(
@@ -141,7 +153,8 @@ class Swarm:
             max_append_bytes=rng.choice([1, 4 << 20]),
             bft_timeouts=rng.choice([(30, 10, 10, 5, 20), (6, 3, 3, 2, 8)]),
             leader_nemesis=rng.choice([0.0, 0.3, 0.7]),
-            follow_leader=rng.choice([0.0, 0.0, 0.05, 0.15]),
+            follow_leader=rng.choice([0.0, 0.3, 0.5]),
+            crash_after_persist=rng.choice([0.0, 0.0, 0.02, 0.1]),
         )
 
     def describe(self) -> str:
@@ -246,6 +259,7 @@ class NodeSim:
         self.roots: dict[int, bytes] = {}
         self.tx_height: dict[bytes, int] = {}
         self.seen: dict[bytes, Seen] = {}
+        self.armed_chaos = True  # network nemeses act (off after the final heal)
         self.damaged: set[str] = set()  # flipped a bit in its block store, not started since
         self.stats = {"delivered": 0, "crashes": 0, "restarts": 0, "repairs": 0, "syncs": 0}
 
@@ -416,6 +430,8 @@ class NodeSim:
         """Calls into a node; a power loss or failed fsync kills it (fail-stop); afterwards
         the node's new blocks are checked against the global record."""
         assert callable(fn)
+        before = self._leading(sn)
+        wal_records = len(sn.disk.wal.records)
         try:
             out = fn(*args)
         except PowerLoss:
@@ -430,7 +446,30 @@ class NodeSim:
                 return None
             raise SimFailure(f"{sn.name} stopped on an invariant: {e}") from e
         self._check(sn)
+        self._follow_leader(sn, before)
+        if (
+            self.armed_chaos
+            and sn.node is not None
+            and len(sn.disk.wal.records) > wal_records
+            and self.rng.random() < self.p.crash_after_persist
+        ):
+            self.crash(sn, "right after persisting and sending")
         return out
+
+    def _leading(self, sn: SimNode) -> tuple[int, bool]:
+        node = sn.node
+        return (0, False) if node is None else (node.height, node.engine.status().role == "leader")
+
+    def _follow_leader(self, sn: SimNode, before: tuple[int, bool]) -> None:
+        now = self._leading(sn)
+        if not self.armed_chaos or not now[1] or now == before:
+            return
+        if self.p.follow_leader and self.rng.random() < self.p.follow_leader:
+            names = sorted(self.nodes)
+            self.blocked = {
+                (a, b) for a in names for b in names if (a == sn.name) != (b == sn.name)
+            }
+            self._log(f"partition follows the leader: isolate {sn.name} at h={now[0]}")
 
     # ------------------------------------------------------------------ invariants
 
@@ -672,13 +711,6 @@ class NodeSim:
 
     def _chaos(self) -> None:
         p, rng = self.p, self.rng
-        if p.follow_leader and rng.random() < p.follow_leader:
-            cut = [n for n in self._leaders() if n not in self._isolated()]
-            if cut:
-                lone = rng.choice(cut)
-                names = sorted(self.nodes)
-                self.blocked = {(a, b) for a in names for b in names if (a == lone) != (b == lone)}
-                self._log(f"partition follows the leader: isolate {lone}")
         if rng.random() < p.partition_rate:
             if self.blocked and rng.random() < 0.5:
                 self.blocked = set()
@@ -707,14 +739,6 @@ class NodeSim:
                 self.stats["restarts"] += 1
                 self._start(sn)
 
-    def _isolated(self) -> set[str]:
-        """Nodes nobody can reach in the current partition."""
-        return {
-            n
-            for n in self.nodes
-            if all((m, n) in self.blocked for m in self.nodes if m != n) and len(self.nodes) > 1
-        }
-
     def _leaders(self) -> list[str]:
         return sorted(
             n
@@ -724,6 +748,8 @@ class NodeSim:
 
     def tick(self, chaos: bool) -> None:
         self.now += 1
+        if len(self._queue) > MAX_IN_FLIGHT_MESSAGES:
+            raise SimFailure(f"message storm: {len(self._queue)} messages in flight")
         self._deliver()
         if chaos:
             self._chaos()
@@ -779,6 +805,7 @@ class NodeSim:
             self.tick(chaos=True)
         self.blocked = set()
         self.drop = 0.0
+        self.armed_chaos = False
         for sn in self.nodes.values():
             sn.disk.armed = False
         for sn in self.nodes.values():
