@@ -55,6 +55,7 @@ __all__ = [
 log = logging.getLogger("consortium_operator.nodes")
 
 TX_OK = 0
+TX_KNOWN = 6  # ALREADY_EXISTS: the node has this very transaction (pooled or committed)
 Governance = AddValidator | RemoveValidator | AddOrganization | Propose | Vote | RegisterMember
 PROPOSALS_LISTED = 50  # recent proposals read per pass (newest first)
 
@@ -135,13 +136,19 @@ def _governance(
     signer = Signer.from_json(admin_key, "the admin key")
     payload = _payload(action, settings.proposal_ttl)
     errors = []
+    # One signed transaction, built once and offered to each node in turn: a node that took it
+    # but did not confirm (its WaitTx failed) may still commit it, so a retry must send the
+    # same bytes (a node that has them answers ALREADY_EXISTS) — re-signing with the next nonce
+    # opened a second proposal for one change.
+    signed: tuple[bytes, types_pb2.SignedTx] | None = None
     for ep in endpoints:
         try:
             with _client(ep, rpc_timeout, tls) as c:
-                nonce = c.next_nonce(signer.public_key)
-                tx_id, tx = signer.build_tx(chain_id, nonce, payload)
+                if signed is None:
+                    signed = signer.build_tx(chain_id, c.next_nonce(signer.public_key), payload)
+                tx_id, tx = signed
                 (result,) = c.submit([tx])
-                if result.code != TX_OK:
+                if result.code not in (TX_OK, TX_KNOWN):
                     raise GovernanceError(f"{action} refused by {ep}: {result.message}")
                 got = c.wait_tx(tx_id, timeout)
                 if got.receipt.code != TX_OK:

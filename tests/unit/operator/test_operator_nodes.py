@@ -66,6 +66,9 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
             body = types_pb2.TxBody.FromString(tx.body)
             VerifyKey(body.sender).verify(tx.body, tx.signature)
             with self.lock:
+                if tx_id in self.receipts:
+                    results.append(ledger_pb2.TxResult(tx_id=tx_id, code=6, message="known"))
+                    continue
                 if body.sender != self.admin or body.nonce != self.nonce or body.chain_id != "test":
                     results.append(ledger_pb2.TxResult(tx_id=tx_id, code=3, message="refused"))
                     continue
@@ -162,6 +165,43 @@ async def test_governance_add_then_remove(node: tuple[FakeNode, str, str]) -> No
         None,
     )
     assert new not in fake.validators and fake.nonce == 2
+
+
+class _LostConfirmation(FakeNode):
+    """The same node state behind a second endpoint whose WaitTx fails after the submit went
+    through: the client cannot tell whether the tx committed."""
+
+    def __init__(self, inner: FakeNode) -> None:
+        self.__dict__ = inner.__dict__  # one node, two endpoints
+
+    def WaitTx(self, request: Any, context: Any) -> ledger_pb2.GetTxResponse:
+        context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        raise AssertionError("unreachable")
+
+
+async def test_governance_retries_the_same_signed_tx_on_the_next_node(
+    node: tuple[FakeNode, str, str],
+) -> None:
+    """A node that took the tx but lost the confirmation: the next node gets the same bytes
+    (ALREADY_EXISTS, then its receipt), never a second tx with the next nonce (which opened a
+    duplicate proposal in the e2e run)."""
+    fake, ep, admin_key = node
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    ledger_pb2_grpc.add_LedgerServicer_to_server(_LostConfirmation(fake), server)
+    flaky = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        tx = await nodes.governance(
+            [nodes.Endpoint(flaky, ""), nodes.Endpoint(ep, "")],
+            "test",
+            admin_key,
+            plan.AddValidator("c-a-1", "a", b"\x04" * 32),
+            Settings(rpc_timeout=2.0, governance_timeout=5.0),
+            None,
+        )
+    finally:
+        server.stop(None)
+    assert fake.nonce == 1 and len(fake.receipts) == 1 and bytes.fromhex(tx) in fake.receipts
 
 
 async def test_governance_reports_refusal_without_key_material(
