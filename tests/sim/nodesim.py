@@ -38,6 +38,7 @@ import dataclasses
 import heapq
 import logging
 import random
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from consortium_node import crypto
 from consortium_node.config import ConsensusConfig, NodeConfig
 from consortium_node.consensus.api import Envelope
 from consortium_node.consensus.bft import BftConfig
+from consortium_node.consensus.bft import codec as bft_codec
 from consortium_node.consensus.raft import RaftConfig
 from consortium_node.ledger.block import Block
 from consortium_node.ledger.errors import InvariantError, TxRejected
@@ -77,6 +79,7 @@ MAX_IN_FLIGHT = 3  # per client
 # first 60 raft / 30 bft seeds peak at 242 / 613); more means nodes answer messages with ever
 # more messages.
 MAX_IN_FLIGHT_MESSAGES = 5_000
+_VOTE_HEAD = struct.Struct(">BBQI")  # bft codec: version, kind, height, round
 
 
 class SimFailure(AssertionError):
@@ -120,6 +123,11 @@ class Swarm:
     # after a call in which a node persisted consensus state (a vote, a log entry) and sent
     # what depends on it, crash it at once: what it sent must be what it remembers
     crash_after_persist: float = 0.0
+    # bft: the share of (validator, height, round) whose precommits reach one peer only, the
+    # witness, which is then cut off once it commits — the other validators time out into a
+    # new round without seeing the decision (the setting in which Tendermint's lock rule,
+    # Alg. 1 l.22, is what prevents a second block at that height)
+    lone_witness: float = 0.0
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
@@ -155,6 +163,8 @@ class Swarm:
             leader_nemesis=rng.choice([0.0, 0.3, 0.7]),
             follow_leader=rng.choice([0.0, 0.3, 0.5]),
             crash_after_persist=rng.choice([0.0, 0.0, 0.02, 0.1]),
+            # drawn last, so every earlier parameter of a seed stays what it was
+            lone_witness=rng.choice([0.0, 0.0, 0.3, 0.7]) if bft else 0.0,
         )
 
     def describe(self) -> str:
@@ -228,7 +238,10 @@ class SimNetwork:
         self._src = src
 
     def send(self, env: Envelope) -> None:
+        witness = self._sim.precommit_witness(self._src, env.payload)
         for dst in self._sim.by_id.get(env.to, ()):
+            if witness is not None and dst.name != witness:
+                continue  # this precommit reaches the lone witness only
             self._sim.enqueue(self._src, dst.name, "msg", env.payload)
 
     def gossip(self, raw_tx: bytes) -> None:
@@ -260,6 +273,7 @@ class NodeSim:
         self.tx_height: dict[bytes, int] = {}
         self.seen: dict[bytes, Seen] = {}
         self.armed_chaos = True  # network nemeses act (off after the final heal)
+        self._witness: dict[tuple[str, int, int], str | None] = {}  # see precommit_witness
         self.damaged: set[str] = set()  # flipped a bit in its block store, not started since
         self.stats = {"delivered": 0, "crashes": 0, "restarts": 0, "repairs": 0, "syncs": 0}
 
@@ -447,6 +461,7 @@ class NodeSim:
             raise SimFailure(f"{sn.name} stopped on an invariant: {e}") from e
         self._check(sn)
         self._follow_leader(sn, before)
+        self._cut_off_witness(sn, before)
         if (
             self.armed_chaos
             and sn.node is not None
@@ -455,6 +470,35 @@ class NodeSim:
         ):
             self.crash(sn, "right after persisting and sending")
         return out
+
+    def precommit_witness(self, src: str, payload: bytes) -> str | None:
+        """The one peer a BFT precommit of `src` may reach (None: it goes to all): decided
+        once per (validator, height, round), while the network nemeses act."""
+        if (
+            not self.armed_chaos
+            or not self.p.lone_witness
+            or len(payload) < _VOTE_HEAD.size
+            or payload[1] != bft_codec.Kind.PRECOMMIT
+        ):
+            return None
+        _, _, height, rnd = _VOTE_HEAD.unpack_from(payload)
+        key = (src, height, rnd)
+        if key not in self._witness:
+            others = sorted(n for n in self.nodes if n != src)
+            lone = others and self.rng.random() < self.p.lone_witness
+            self._witness[key] = self.rng.choice(others) if lone else None
+        return self._witness[key]
+
+    def _cut_off_witness(self, sn: SimNode, before: tuple[int, bool]) -> None:
+        """A lone witness that just committed is isolated, so its decision does not spread."""
+        node = sn.node
+        if node is None or not self.armed_chaos or node.height <= before[0]:
+            return
+        if not any(w == sn.name for (_, h, _), w in self._witness.items() if h == node.height):
+            return
+        names = sorted(self.nodes)
+        self.blocked = {(a, b) for a in names for b in names if (a == sn.name) != (b == sn.name)}
+        self._log(f"lone witness {sn.name} committed h={node.height}: isolated")
 
     def _leading(self, sn: SimNode) -> tuple[int, bool]:
         node = sn.node
