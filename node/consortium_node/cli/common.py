@@ -7,11 +7,13 @@ Used by the command modules of `consortium_node.cli` only."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from consortium_api.v1 import types_pb2
@@ -161,3 +163,33 @@ def print_json(obj: Any) -> None:
 def fail(message: str) -> ClientError:
     """An error to raise: the CLI prints `error: <message>` and exits 1."""
     return ClientError(message)
+
+
+def register_payload_command(
+    target: typer.Typer,
+    name: str,
+    build: Callable[..., Any],
+    options: tuple[tuple[str, Any, Any], ...],
+    run: Callable[..., None],
+) -> None:
+    """Register `build`'s own arguments plus the shared `options` ((name, annotation,
+    default)) as `target NAME`; the command calls run(build(**own), **options). `build` turns
+    arguments into a payload, `run` submits it; `build`'s docstring is the help. Used by
+    `consortium tx` and `consortium gov`, whose commands share their submission options."""
+    hints = get_type_hints(build, include_extras=True)
+    own = [
+        p.replace(annotation=hints[p.name]) for p in inspect.signature(build).parameters.values()
+    ]
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+        for n, a, d in options
+    ]
+
+    def command(**kwargs: Any) -> None:
+        opts = {n: kwargs.pop(n) for n, _, _ in options}
+        run(build(**kwargs), **opts)
+
+    command.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    command.__doc__ = build.__doc__
+    command.__name__ = build.__name__
+    target.command(name)(command)

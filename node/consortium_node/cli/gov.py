@@ -10,10 +10,9 @@ one line naming the problem as the chain words it: "not an admin", "already vote
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 import typer
 from consortium_api.v1 import types_pb2
@@ -39,6 +38,7 @@ from .common import (
     load_signer,
     open_client,
     print_json,
+    register_payload_command,
 )
 
 app = typer.Typer(
@@ -181,34 +181,6 @@ def _print(obj: dict[str, Any], line: str, json_: bool) -> None:
         console.print(line, markup=False)
 
 
-def _command(
-    target: typer.Typer,
-    name: str,
-    build: Callable[..., Any],
-    options: tuple[tuple[str, Any, Any], ...],
-    run: Callable[..., None],
-) -> None:
-    """Register `build`'s arguments plus `options` as `target NAME`; the command calls
-    run(build(**own), **options). `build`'s docstring is the help."""
-    hints = get_type_hints(build, include_extras=True)
-    own = [
-        p.replace(annotation=hints[p.name]) for p in inspect.signature(build).parameters.values()
-    ]
-    extra = [
-        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
-        for n, a, d in options
-    ]
-
-    def command(**kwargs: Any) -> None:
-        opts = {n: kwargs.pop(n) for n, _, _ in options}
-        run(build(**kwargs), **opts)
-
-    command.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
-    command.__doc__ = build.__doc__
-    command.__name__ = build.__name__
-    target.command(name)(command)
-
-
 # --------------------------------------------------------------------------- actions
 
 AdminsOpt = Annotated[
@@ -334,7 +306,7 @@ def _propose(action: Payload, *, ttl: int, **opts: Any) -> None:
 
 
 for _name, _build in ACTIONS.items():
-    _command(
+    register_payload_command(
         propose_app,
         _name,
         _build,
@@ -350,59 +322,23 @@ for _name, _build in ACTIONS.items():
 ProposalArg = Annotated[int, typer.Argument(min=1, max=MAX_UINT64, help="Proposal id.")]
 
 
-@app.command("vote")
 def vote(
     proposal: ProposalArg,
     choice: Annotated[str, typer.Argument(metavar="yes|no", help="Your organisation's vote.")],
-    key: KeyOpt = None,
-    no_wait: NoWaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Vote yes or no on PROPOSAL for your organisation (one vote per organisation)."""
     if choice.lower() not in ("yes", "no"):
         raise typer.BadParameter(f"vote must be yes or no, got {choice!r}", param_hint="yes|no")
-    send(
-        types_pb2.Vote(proposal=proposal, approve=choice.lower() == "yes"),
-        key=key,
-        no_wait=no_wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-    )
+    return types_pb2.Vote(proposal=proposal, approve=choice.lower() == "yes")
 
 
-@app.command("withdraw")
-def withdraw(
-    proposal: ProposalArg,
-    key: KeyOpt = None,
-    no_wait: NoWaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+def withdraw(proposal: ProposalArg) -> Payload:
     """Withdraw PROPOSAL (only the proposer's organisation may)."""
-    send(
-        types_pb2.Withdraw(proposal=proposal),
-        key=key,
-        no_wait=no_wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-    )
+    return types_pb2.Withdraw(proposal=proposal)
+
+
+register_payload_command(app, "vote", vote, _SUBMIT_OPTIONS, send)
+register_payload_command(app, "withdraw", withdraw, _SUBMIT_OPTIONS, send)
 
 
 # --------------------------------------------------------------------------- queries
@@ -585,7 +521,7 @@ def _write(path: Path, f: EndorsementFile) -> None:
 
 
 for _name, _build in ACTIONS.items():
-    _command(sign_app, _name, _build, _SIGN_OPTIONS, _sign_new)
+    register_payload_command(sign_app, _name, _build, _SIGN_OPTIONS, _sign_new)
 
 
 @sign_app.command("file")
@@ -600,51 +536,23 @@ def sign_file(
     console.print(f"endorsed {f.summary} ({len(f.endorsements)} endorsements) -> {file}")
 
 
-@app.command("submit")
 def submit(
     files: Annotated[list[Path], typer.Argument(help="Endorsement files of one action.")],
-    key: KeyOpt = None,
-    no_wait: NoWaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Submit the endorsements in FILES (merged) as one transaction; the chain counts them
     by organisation with the action's policy and executes it when met."""
     merged = EndorsementFile.load(files[0])
     for path in files[1:]:
         merged = merged.merged(EndorsementFile.load(path))
-    send(
-        merged.payload(),
-        key=key,
-        no_wait=no_wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-    )
+    return merged.payload()
 
 
-@app.command("migrate")
 def migrate(
     admin: Annotated[
         list[str],
         typer.Option("--admin", help="ORG=KEY (hex): an admin key of a member organisation."),
     ],
-    key: KeyOpt = None,
-    no_wait: NoWaitOpt = False,
-    wait_timeout: WaitTimeoutOpt = 30.0,
-    json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-) -> None:
+) -> Payload:
     """Legacy single-admin chains: with a genesis admin key, give every organisation its
     admin keys and move the chain to governance by organisations (once, irreversibly)."""
     by_org: dict[str, list[bytes]] = {}
@@ -653,19 +561,12 @@ def migrate(
         if not sep or not org:
             raise typer.BadParameter(f"expected ORG=KEY, got {item!r}", param_hint="--admin")
         by_org.setdefault(org, []).append(_key(hexkey, f"--admin {org}"))
-    m = types_pb2.MigrateGovernance(
+    return types_pb2.MigrateGovernance(
         organizations=[
             types_pb2.OrganizationAdmins(organization=o, admins=ks) for o, ks in by_org.items()
         ]
     )
-    send(
-        m,
-        key=key,
-        no_wait=no_wait,
-        wait_timeout=wait_timeout,
-        json_=json_,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        node=node,
-        timeout=timeout,
-    )
+
+
+register_payload_command(app, "submit", submit, _SUBMIT_OPTIONS, send)
+register_payload_command(app, "migrate", migrate, _SUBMIT_OPTIONS, send)

@@ -6,10 +6,9 @@ Flow: load the key, ask the node for its chain id (GetStatus) and the sender's n
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 import typer
 from consortium_api.v1 import types_pb2
@@ -30,6 +29,7 @@ from .common import (
     load_signer,
     open_client,
     print_json,
+    register_payload_command,
     status_name,
     tx_code_name,
 )
@@ -135,24 +135,7 @@ def _tx_command(name: str) -> Callable[[Callable[..., Payload]], Callable[..., P
     submission options of every tx command; its docstring is the command's help."""
 
     def register(build: Callable[..., Payload]) -> Callable[..., Payload]:
-        hints = get_type_hints(build, include_extras=True)
-        own = [
-            p.replace(annotation=hints[p.name])
-            for p in inspect.signature(build).parameters.values()
-        ]
-        common = [
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
-            for n, a, d in _COMMON_OPTIONS
-        ]
-
-        def command(**kwargs: Any) -> None:
-            options = {n: kwargs.pop(n) for n, _, _ in _COMMON_OPTIONS}
-            submit(build(**kwargs), **options)
-
-        command.__signature__ = inspect.Signature([*own, *common])  # type: ignore[attr-defined]
-        command.__doc__ = build.__doc__
-        command.__name__ = build.__name__
-        app.command(name)(command)
+        register_payload_command(app, name, build, _COMMON_OPTIONS, submit)
         return build
 
     return register
