@@ -50,3 +50,25 @@ def gauge(node: LocalNode, series: str) -> float:
     m = re.search("^" + series + r" (\S+)$", metrics(node), re.MULTILINE)
     assert m, f"no metric {series}"
     return float(m.group(1))
+
+
+def fast_raft_manifest(name: str) -> dict[str, object]:
+    """A 3-validator Raft consortium (two organisations) on 5 ms ticks and blocks: the shape
+    the crash and repair tests run, named `name` (also its chain id)."""
+    return {
+        "kind": "Consortium",
+        "metadata": {"name": name},
+        "spec": {
+            "chainId": name,
+            "consensus": {
+                "type": "raft",
+                "tickMs": 5,
+                "blockIntervalMs": 5,
+                "emptyBlockIntervalMs": 20,
+            },
+            "organizations": [
+                {"name": "org1", "validators": 2},
+                {"name": "org2", "validators": 1},
+            ],
+        },
+    }

@@ -20,24 +20,11 @@ from consortium_node.localnet import LocalNet, LocalNode, init_data_dir, parse_m
 
 from tests.support.wait import wait_for
 
-from .localnets import running
+from .localnets import fast_raft_manifest, running
 
 pytestmark = pytest.mark.integration
 
-MANIFEST = {
-    "kind": "Consortium",
-    "metadata": {"name": "reseed"},
-    "spec": {
-        "chainId": "reseed",
-        "consensus": {
-            "type": "raft",
-            "tickMs": 5,
-            "blockIntervalMs": 5,
-            "emptyBlockIntervalMs": 20,
-        },
-        "organizations": [{"name": "org1", "validators": 2}, {"name": "org2", "validators": 1}],
-    },
-}
+MANIFEST = fast_raft_manifest("reseed")
 
 
 @pytest.fixture
