@@ -270,8 +270,12 @@ class LedgerServicer:
     ) -> ledger_pb2.GetTxResponse:
         await _check_tx_id(request.tx_id, context)
         resp = await self._tx_response(request.tx_id)
+        base = self.node.base_height
+        if resp is not None and resp.receipt.height <= base:
+            # blocks up to the base are not this node's to serve (GetBlock says the same), even
+            # where some are still on disk from a block sync before the snapshot
+            resp = None
         if resp is None:
-            base = self.node.base_height
             if base:
                 # it may well be committed below the base: "not found" would be a false answer
                 await context.abort(
