@@ -744,9 +744,16 @@ def init_org_dir(
     ips = tuple(dict.fromkeys(("127.0.0.1", *([host] if _is_ip(host) else []))))
     for due in pki_plan.node_certs_due(org, {}, members, lambda _: dns, window):
         issued = pki.issue_node_cert(
-            ca, org, due.member, due.node_id, material.now(), material.tls_key(),
-            material.serial(), dns_names=due.dns_names, ips=ips,
-        )  # fmt: skip
+            ca,
+            org,
+            due.member,
+            due.node_id,
+            material.now(),
+            material.tls_key(),
+            material.serial(),
+            dns_names=due.dns_names,
+            ips=ips,
+        )
         _write_node_tls(data_dir / "nodes" / due.member, issued)
     tls_dir = data_dir / "tls"
     wanted = [pki_plan.ClientCert(str(tls_dir), org, "client", client.public)]
