@@ -15,3 +15,6 @@ $(CONTRACTS_STAMP): $(CONTRACTS_DIR)/package.json $(CONTRACTS_DIR)/package-lock.
 .PHONY: contracts
 contracts: install $(CONTRACTS_STAMP) ## build the example contracts (AssemblyScript + WAT) into examples/contracts/wasm/
 	$(PY) $(CONTRACTS_DIR)/build.py
+
+# tests/unit/contracts/test_build.py rebuilds the examples with the pinned compiler
+test-fast: $(CONTRACTS_STAMP)
