@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..ledger.contracts import CONTRACTS_ENGINE
 from ..ledger.genesis import Account, Genesis, Organization
 from ..ledger.state import Validator
 from .spec import ConsortiumSpec
@@ -103,6 +104,7 @@ def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: in
             for o in spec.organizations
         ),
         permissioned=spec.genesis.membership == "permissioned",
+        contracts_engine=CONTRACTS_ENGINE,
     )
     g.validate()
     return g
