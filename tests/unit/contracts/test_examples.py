@@ -1,7 +1,8 @@
 """The example contracts of examples/contracts/ behave as their headers say: the token's
 mint, transfers, allowances and events; the escrow's release on both approvals, refund from
-the deadline height, and its refusals; the WAT counter. Run on the test harness
-(tests/support/contract_harness.py) over the committed builds."""
+the deadline height, and its refusals; the WAT counter. Run through the ledger's call
+path on the node's engine (tests/support/contract_harness.py) over the committed builds; a
+contract's abort shows as the reason "aborted: <its message>"."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_token_init_mints_to_the_deployer_or_a_named_holder() -> None:
     assert named.call("init", BOB + u64(7), caller=ALICE).ok
     assert balance(named, BOB) == 7 and balance(named, ALICE) == 0
     bad = Harness(example("token")).call("init", b"\x01\x02")
-    assert not bad.ok and bad.reason == "init: expected supply:u64 or holder:32 supply:u64"
+    assert not bad.ok and bad.reason == "aborted: init: expected supply:u64 or holder:32 supply:u64"
 
 
 def test_token_transfer_moves_balance_and_emits() -> None:
@@ -56,10 +57,10 @@ def test_token_transfer_over_balance_fails_and_keeps_nothing() -> None:
     t = token(10)
     before = dict(t.state)
     out = t.call("transfer", BOB + u64(11), caller=ALICE)
-    assert (out.ok, out.reason, out.events) == (False, "insufficient balance", ())
+    assert (out.ok, out.reason, out.events) == (False, "aborted: insufficient balance", ())
     assert t.state == before
     short = t.call("transfer", BOB, caller=ALICE)
-    assert short.reason == "transfer: expected to:32 amount:u64"
+    assert short.reason == "aborted: transfer: expected to:32 amount:u64"
 
 
 def test_token_allowances() -> None:
@@ -68,10 +69,11 @@ def test_token_allowances() -> None:
     assert out.ok and out.events == ((b"approval", ALICE + BOB + u64(50)),)
     assert t.call("allowance", ALICE + BOB).result == u64(50)
     over = t.call("transfer_from", ALICE + CAROL + u64(51), caller=BOB)
-    assert (over.ok, over.reason) == (False, "allowance exceeded")
+    assert (over.ok, over.reason) == (False, "aborted: allowance exceeded")
     # a spender without allowance, even the owner's own other key, cannot move funds
     assert (
-        t.call("transfer_from", ALICE + CAROL + u64(1), caller=CAROL).reason == "allowance exceeded"
+        t.call("transfer_from", ALICE + CAROL + u64(1), caller=CAROL).reason
+        == "aborted: allowance exceeded"
     )
     moved = t.call("transfer_from", ALICE + CAROL + u64(20), caller=BOB)
     assert moved.ok and moved.events == ((b"transfer", ALICE + CAROL + u64(20)),)
@@ -105,9 +107,9 @@ def test_escrow_releases_once_both_parties_approved() -> None:
     first = e.call("approve", u64(1), caller=BOB, height=11)
     assert first.ok and first.events == ((b"approved", u64(1) + BOB),)
     assert balance(e, BOB) == 0
-    assert e.call("approve", u64(1), caller=BOB, height=12).reason == "already approved"
+    assert e.call("approve", u64(1), caller=BOB, height=12).reason == "aborted: already approved"
     assert e.call("approve", u64(1), caller=CAROL, height=12).reason == (
-        "only the payer or the payee may approve"
+        "aborted: only the payer or the payee may approve"
     )
     second = e.call("approve", u64(1), caller=ALICE, height=13)
     assert second.ok
@@ -118,7 +120,7 @@ def test_escrow_releases_once_both_parties_approved() -> None:
     assert (balance(e, ALICE), balance(e, BOB)) == (300, 200)
     record = e.call("escrow", u64(1)).result
     assert record == ALICE + BOB + u64(200) + u64(50) + bytes([1, 3])
-    assert e.call("refund", u64(1), height=60).reason == "escrow 1 is already settled"
+    assert e.call("refund", u64(1), height=60).reason == "aborted: escrow 1 is already settled"
 
 
 def test_escrow_refunds_the_payer_from_the_deadline_height() -> None:
@@ -126,9 +128,9 @@ def test_escrow_refunds_the_payer_from_the_deadline_height() -> None:
     assert e.call("open", open_args(7, BOB, 100, 20), caller=ALICE, height=5).ok
     assert e.call("approve", u64(7), caller=BOB, height=6).ok
     early = e.call("refund", u64(7), caller=ALICE, height=19)
-    assert early.reason == "refund: the deadline (height 20) is not reached"
+    assert early.reason == "aborted: refund: the deadline (height 20) is not reached"
     late = e.call("approve", u64(7), caller=ALICE, height=20)
-    assert late.reason == "deadline passed: the escrow can only be refunded"
+    assert late.reason == "aborted: deadline passed: the escrow can only be refunded"
     out = e.call("refund", u64(7), caller=CAROL, height=20)
     assert out.ok and out.events == ((b"refunded", u64(7) + ALICE + u64(100)),)
     assert (balance(e, ALICE), balance(e, BOB)) == (100, 0)
@@ -145,12 +147,12 @@ def test_escrow_refusals_keep_state() -> None:
         (b"short", ALICE, 5, "open: expected id:u64 payee:32 amount:u64 deadline:u64"),
     ]:
         out = e.call("open", args, caller=caller, height=height)
-        assert (out.ok, out.reason) == (False, reason)
+        assert (out.ok, out.reason) == (False, "aborted: " + reason)
         assert e.state == before
     assert e.call("open", open_args(1, BOB, 10, 20), caller=ALICE, height=5).ok
     again = e.call("open", open_args(1, BOB, 10, 20), caller=ALICE, height=5)
-    assert again.reason == "escrow 1 exists"
-    assert e.call("approve", u64(9), caller=ALICE).reason == "unknown escrow 9"
+    assert again.reason == "aborted: escrow 1 exists"
+    assert e.call("approve", u64(9), caller=ALICE).reason == "aborted: unknown escrow 9"
 
 
 def test_counter_in_wat() -> None:
@@ -159,6 +161,6 @@ def test_counter_in_wat() -> None:
     out = c.call("increment")
     assert out.ok and out.result == u64(42) and out.events == ((b"incremented", u64(42)),)
     assert c.call("value").result == u64(42)
-    assert c.call("increment", b"x").reason == "input: expected nothing or a u64"
-    assert c.call("increment", u64(2**64 - 1)).reason == "counter overflow"
+    assert c.call("increment", b"x").reason == "aborted: input: expected nothing or a u64"
+    assert c.call("increment", u64(2**64 - 1)).reason == "aborted: counter overflow"
     assert c.call("value").result == u64(42)
