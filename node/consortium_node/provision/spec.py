@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from consortium_node.ledger.tx import CONTRACT_RE
+
 CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 ORG_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
@@ -34,7 +36,6 @@ CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
-CONTRACT_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 CONFIGMAP_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 CONFIGMAP_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 HEX_RE = re.compile(r"^([0-9a-f]{2})*$")
@@ -319,10 +320,10 @@ def _validate_contracts(contracts: tuple[ContractSpec, ...]) -> None:
     seen: set[str] = set()
     for i, c in enumerate(contracts):
         where = f"spec.contracts[{i}]"
-        if not CONTRACT_NAME_RE.match(c.name):
+        if not CONTRACT_RE.fullmatch(c.name):
             raise SpecError(
-                f"{where}.name {c.name!r} must be 1-64 lowercase letters, digits, '_' or '-', "
-                "starting with a letter"
+                f"{where}.name {c.name!r} must be 1-64 lowercase letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
             )
         if c.name in seen:
             raise SpecError(f"contract names must be unique ({c.name!r} repeats)")
