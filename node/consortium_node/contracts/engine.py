@@ -221,6 +221,10 @@ class WasmEngine:
         self._modules[code_hash] = m
         return m
 
+    def load_cached(self, code_hash: bytes) -> bool:
+        """Is there a cached artefact of `code_hash` that this node wrote (MAC checks)?"""
+        return self._load(code_hash) is not None
+
     def _path(self, code_hash: bytes) -> Path | None:
         if self._cache_dir is None:
             return None

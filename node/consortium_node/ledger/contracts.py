@@ -272,15 +272,15 @@ def contract_code(reader: Reader, info: ContractInfo) -> bytes:
 
 class PrefixReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
-    def entries(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 def list_contracts(reader: PrefixReader) -> list[ContractInfo]:
-    out = []
-    for k, v in reader.entries():
-        if k.startswith(CONTRACT_PREFIX):
-            out.append(ContractInfo.decode(k[len(CONTRACT_PREFIX) :].decode(), v))
-    return out
+    """Every deployed contract, by name."""
+    return [
+        ContractInfo.decode(k[len(CONTRACT_PREFIX) :].decode(), v)
+        for k, v in reader.prefix(CONTRACT_PREFIX)
+    ]
 
 
 # -- receipts ------------------------------------------------------------------------------
