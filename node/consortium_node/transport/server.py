@@ -580,6 +580,14 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
         "ListProposals": unary(svc.ListProposals, L.ListProposalsRequest, L.ListProposalsResponse),
         "GetProposal": unary(svc.GetProposal, L.GetProposalRequest, T.Proposal),
         "GetGovernance": unary(svc.GetGovernance, L.GetGovernanceRequest, L.GetGovernanceResponse),
+        "QueryContract": unary(svc.QueryContract, L.QueryContractRequest, L.QueryContractResponse),
+        "ListContracts": unary(svc.ListContracts, L.ListContractsRequest, L.ListContractsResponse),
+        "GetContract": unary(svc.GetContract, L.GetContractRequest, T.ContractInfo),
+        "StreamEvents": grpc.unary_stream_rpc_method_handler(
+            _guard_stream(svc.StreamEvents),
+            request_deserializer=_lenient(L.StreamEventsRequest.FromString),
+            response_serializer=L.ContractEventRecord.SerializeToString,
+        ),
     }
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
