@@ -24,6 +24,7 @@ from consortium_node.provision.spec import (
     QUANTITY_RE,
     ConsensusSpec,
     ConsortiumSpec,
+    ContractSpec,
     GenesisAccount,
     GenesisKV,
     GenesisMember,
@@ -72,6 +73,8 @@ __all__ = [
     "VERSION",
     "ConsensusSpec",
     "ConsortiumSpec",
+    "ContractSpec",
+    "ContractView",
     "GenesisAccount",
     "GenesisKV",
     "GenesisMember",
@@ -322,6 +325,16 @@ class ProposalView:
         return f"{self.yes}/{len(self.members)}, need {self.needed}"
 
 
+@dataclass(frozen=True, slots=True)
+class ContractView:
+    """A contract as a node reports it (contract list): the deployed code's SHA-256 and its
+    version (1 at deployment, +1 per upgrade)."""
+
+    name: str
+    code_hash: bytes
+    version: int
+
+
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
 # on an organisation's client Secret: the member key (hex) the chain vouches for (AddMember
 # committed, or refused as already a member) — the cluster remembers it, not the operator
@@ -365,6 +378,11 @@ class Observed:
     member_keys: Mapping[str, bytes] = field(default_factory=dict)
     registered_members: Mapping[str, bytes] = field(default_factory=dict)
     genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
+    # contracts (spec.contracts): the chain's deployed contracts by name (None: unknown, no
+    # node answered), and each spec contract's module as read from its ConfigMap — the
+    # module's bytes, or a sentence saying why it cannot be read (no such ConfigMap or key)
+    contracts: Mapping[str, ContractView] | None = None
+    contract_modules: Mapping[str, bytes | str] = field(default_factory=dict)
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

@@ -50,6 +50,7 @@ Invariants (tests/unit/operator/test_plan.py):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -142,7 +143,40 @@ class AddOrganization:
         return f"admit organisation {self.org}"
 
 
-Change = AddValidator | RemoveValidator | AddOrganization
+@dataclass(frozen=True, slots=True)
+class DeployContract:
+    """Install contract `name` from its ConfigMap's module (spec.contracts), its init run
+    with `init_input`. `code_hash` (SHA-256 of `code`) names the proposal: a refused deploy of
+    one module does not block a corrected one."""
+
+    name: str
+    code: bytes = field(repr=False)
+    code_hash: bytes
+    init_input: bytes = b""
+
+    def __str__(self) -> str:
+        return f"deploy contract {self.name} (code {self.code_hash.hex()[:16]})"
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeContract:
+    """Replace contract `name`'s code with its ConfigMap's module: the spec raised its
+    version above the deployed one (`from_version`) and the module differs."""
+
+    name: str
+    code: bytes = field(repr=False)
+    code_hash: bytes
+    from_version: int
+
+    def __str__(self) -> str:
+        return (
+            f"upgrade contract {self.name} from version {self.from_version} "
+            f"(code {self.code_hash.hex()[:16]})"
+        )
+
+
+Change = AddValidator | RemoveValidator | AddOrganization | DeployContract | UpgradeContract
+ContractChange = DeployContract | UpgradeContract
 EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
 
 
@@ -152,7 +186,16 @@ def change_key(change: Change) -> tuple[str, str]:
         return ("add_validator", change.node_id.hex())
     if isinstance(change, RemoveValidator):
         return ("remove_validator", change.node_id.hex())
+    if isinstance(change, DeployContract):
+        return ("deploy_contract", contract_subject(change.name, change.code_hash))
+    if isinstance(change, UpgradeContract):
+        return ("upgrade_contract", contract_subject(change.name, change.code_hash))
     return ("add_organization", change.org)
+
+
+def contract_subject(name: str, code_hash: bytes) -> str:
+    """The subject a contract proposal is matched by: the name and the module's hash."""
+    return f"{name}@{code_hash.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +282,8 @@ Action = (
     | AddValidator
     | RemoveValidator
     | AddOrganization
+    | DeployContract
+    | UpgradeContract
     | Propose
     | Vote
     | CreateMemberKey
@@ -350,6 +395,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
 
     # 5. member keys of organisations that ask for one (issue 20): a user's first write
     step = ctx.member_keys(targets)
+    if step is not None:
+        return step
+
+    # 6. contracts of spec.contracts: deployed, or upgraded when the spec raises the version
+    step = ctx.contracts(targets)
     if step is not None:
         return step
 
@@ -688,26 +738,75 @@ class _Ctx:
             return Step(RegisterMember(org.name, key), targets, "Creating")
         return None
 
+    # ----------------------------------------------------------------------- contracts
+
+    def contracts(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """spec.contracts, one at a time in spec order: a contract the chain lacks is
+        deployed, one whose module differs from the deployed code is upgraded when the spec
+        raised its version above the deployed one (without a raised version the difference
+        is only reported in status: the spec's version is the deliberate gate). Both go
+        through governance like every configuration change."""
+        if not self.d.contracts:
+            return None
+        if not self.o.org_governance:
+            return Step(
+                Blocked(
+                    "ContractsNeedGovernance",
+                    "spec.contracts are deployed by the organisations' vote, which this legacy "
+                    "single-admin chain does not have: move it to governance by organisations "
+                    "with `consortium gov migrate`",
+                ),
+                targets,
+                "Degraded",
+            )
+        deployed = self.o.contracts
+        if deployed is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's contracts"),
+                targets,
+                "Deploying",
+            )
+        for c in self.d.contracts:
+            module = self.o.contract_modules.get(c.name)
+            if not isinstance(module, bytes):
+                why = module or f"ConfigMap {c.config_map} was not read"
+                return Step(
+                    Blocked("ContractSourceMissing", f"contract {c.name}: {why}"),
+                    targets,
+                    "Degraded",
+                )
+            code_hash = hashlib.sha256(module).digest()
+            on_chain = deployed.get(c.name)
+            change: ContractChange
+            if on_chain is None:
+                change = DeployContract(c.name, module, code_hash, bytes.fromhex(c.init_input))
+            elif on_chain.code_hash != code_hash and c.version > on_chain.version:
+                change = UpgradeContract(c.name, module, code_hash, on_chain.version)
+            else:
+                continue
+            return self.govern(change, targets, "Deploying")
+        return None
+
     # ----------------------------------------------------------------------- governance
 
-    def govern(self, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def govern(self, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling") -> Step:
         """The step that moves `change` forward: the change itself on a legacy chain (one
         admin key, direct transaction); under governance by organisations its proposal —
         opened, voted for by the organisations that approve automatically, awaited while
         manual organisations decide (see the module docstring)."""
         if not self.o.org_governance:
-            return Step(change, targets, "Scaling")
+            return Step(change, targets, phase)
         proposals = self.o.proposals
         if proposals is None:
             return Step(
                 Wait("WaitingForNodes", "waiting for a node to report the chain's proposals"),
                 targets,
-                "Scaling",
+                phase,
             )
         key = change_key(change)
         latest = next((p for p in proposals if p.change == key), None)  # newest first
         if latest is not None and latest.state == "PENDING":
-            return self.approve(latest, change, targets)
+            return self.approve(latest, change, targets, phase)
         executed = latest is not None and latest.state == "EXECUTED"
         if (
             latest is not None
@@ -720,7 +819,7 @@ class _Ctx:
                     f"waiting for the chain to apply proposal {latest.id} ({change})",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
         if latest is not None and latest.state in ("REJECTED", "FAILED", "WITHDRAWN"):
             why = f": {latest.reason}" if latest.reason else ""
@@ -742,9 +841,9 @@ class _Ctx:
                     "propose it with `consortium gov propose`",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
-        return Step(Propose(change, proposer), targets, "Scaling")
+        return Step(Propose(change, proposer), targets, phase)
 
     def members(self) -> tuple[str, ...]:
         """Member organisations on chain (the genesis ones until a node reports them)."""
@@ -760,17 +859,23 @@ class _Ctx:
         """The organisation the change concerns if it is a member approving automatically,
         else the first such member organisation in spec order; None if there is none."""
         members = self.members()
-        concerned = None if isinstance(change, AddOrganization) else change.org
+        concerned = (
+            None
+            if isinstance(change, AddOrganization | DeployContract | UpgradeContract)
+            else change.org
+        )
         order = [concerned] if concerned is not None else []
         order += [o.name for o in self.d.organizations]
         return next((o for o in order if o in members and self.auto(o)), None)
 
-    def approve(self, p: ProposalView, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def approve(
+        self, p: ProposalView, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling"
+    ) -> Step:
         """A pending proposal for what the spec asks: the next automatic yes vote (one per
         pass, each signed by its own organisation), or wait for the manual ones."""
         for org in self.d.organizations:
             if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
-                return Step(Vote(p.id, org.name, change), targets, "Scaling")
+                return Step(Vote(p.id, org.name, change), targets, phase)
         waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"
         return Step(
             Wait(
@@ -778,5 +883,5 @@ class _Ctx:
                 f"proposal {p.id} to {change}: {p.approvals()}; waiting for {waiting}",
             ),
             targets,
-            "Scaling",
+            phase,
         )

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from consortium_node.ledger.tx import CONTRACT_RE
+
 CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 ORG_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
@@ -34,6 +36,11 @@ CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
+CONFIGMAP_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+CONFIGMAP_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+HEX_RE = re.compile(r"^([0-9a-f]{2})*$")
+MAX_CONTRACTS = 32
+MAX_INIT_INPUT_HEX = 8192
 
 
 class SpecError(ValueError):
@@ -152,6 +159,22 @@ class SecuritySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ContractSpec:
+    """A contract the consortium runs: its module is entry `key` of ConfigMap `config_map`
+    (binaryData, or data holding base64). The operator proposes DeployContract through
+    governance when the chain has no contract `name`, and UpgradeContract when the module's
+    code hash differs from the deployed one and `version` is above the deployed version (a
+    new module without a version bump is not proposed: status says so). `init_input`: hex
+    bytes handed to the module's `init` at deployment."""
+
+    name: str
+    config_map: str
+    key: str = "contract.wasm"
+    version: int = 1
+    init_input: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ConsortiumSpec:
     chain_id: str
     organizations: tuple[OrganizationSpec, ...]
@@ -161,6 +184,7 @@ class ConsortiumSpec:
     genesis: GenesisSpec = field(default_factory=GenesisSpec)
     deletion_policy: str = "Retain"
     security: SecuritySpec = field(default_factory=SecuritySpec)
+    contracts: tuple[ContractSpec, ...] = ()
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -262,6 +286,7 @@ class ConsortiumSpec:
         for i, cidr in enumerate(sec.client_cidrs):
             if not CIDR_RE.match(cidr):
                 raise SpecError(f"spec.security.clientCidrs[{i}] must be a CIDR such as 10.0.0.0/8")
+        _validate_contracts(self.contracts)
 
     @property
     def total_validators(self) -> int:
@@ -286,6 +311,33 @@ class ConsortiumSpec:
         }
         raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _validate_contracts(contracts: tuple[ContractSpec, ...]) -> None:
+    """spec.contracts: the CRD's rules again (see the module docstring)."""
+    if len(contracts) > MAX_CONTRACTS:
+        raise SpecError(f"spec.contracts takes at most {MAX_CONTRACTS} contracts")
+    seen: set[str] = set()
+    for i, c in enumerate(contracts):
+        where = f"spec.contracts[{i}]"
+        if not CONTRACT_RE.fullmatch(c.name):
+            raise SpecError(
+                f"{where}.name {c.name!r} must be 1-64 lowercase letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        if c.name in seen:
+            raise SpecError(f"contract names must be unique ({c.name!r} repeats)")
+        seen.add(c.name)
+        if not CONFIGMAP_NAME_RE.match(c.config_map):
+            raise SpecError(f"{where}.configMap must be a ConfigMap name (got {c.config_map!r})")
+        if not CONFIGMAP_KEY_RE.match(c.key):
+            raise SpecError(f"{where}.key must be a ConfigMap key (got {c.key!r})")
+        _range(f"{where}.version", c.version, 1, 1_000_000)
+        if len(c.init_input) > MAX_INIT_INPUT_HEX or not HEX_RE.match(c.init_input):
+            raise SpecError(
+                f"{where}.initInput must be lowercase hex bytes, at most "
+                f"{MAX_INIT_INPUT_HEX} characters"
+            )
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
