@@ -24,11 +24,14 @@ from consortium_node.provision.spec import (
     QUANTITY_RE,
     ConsensusSpec,
     ConsortiumSpec,
+    ExposeSpec,
     GenesisAccount,
     GenesisKV,
     GenesisMember,
     GenesisSpec,
     OrganizationSpec,
+    RemoteOrganization,
+    RemoteValidator,
     ResourcesSpec,
     SecuritySpec,
     SpecError,
@@ -72,6 +75,7 @@ __all__ = [
     "VERSION",
     "ConsensusSpec",
     "ConsortiumSpec",
+    "ExposeSpec",
     "GenesisAccount",
     "GenesisKV",
     "GenesisMember",
@@ -84,6 +88,8 @@ __all__ = [
     "PendingChange",
     "PodState",
     "ProposalView",
+    "RemoteOrganization",
+    "RemoteValidator",
     "ResourcesSpec",
     "SecuritySpec",
     "SpecError",
@@ -148,6 +154,10 @@ class Names:
 
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
+
+    def external_service(self, pod: str) -> str:
+        """The per-pod Service exposing `pod`'s peer port to other clusters (federation)."""
+        return f"{pod}-ext"
 
     @property
     def network_policy(self) -> str:

@@ -197,8 +197,11 @@ async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
     """Removes workloads, Services, ConfigMaps, Secrets, and the ledger PVCs if
     deletionPolicy is Delete (kopf keeps its finalizer until this returns None)."""
     raw = subject.spec
+    local = raw.get("localOrganizations") or []
     orgs = tuple(
-        str(o.get("name")) for o in raw.get("organizations") or [] if isinstance(o, Mapping)
+        str(o.get("name"))
+        for o in raw.get("organizations") or []
+        if isinstance(o, Mapping) and (not local or o.get("name") in local)
     )
     delete_volumes = raw.get("deletionPolicy", "Retain") == "Delete"
     owner = subject.owner
@@ -269,7 +272,14 @@ async def apply_certificates(p: Pass) -> None:
     window = core_pki.Window(p.env.clock(), dt.timedelta(days=spec.security.cert_renew_before_days))
     issuers: dict[str, pki.Issued] = {}
     renderer = p.renderer
-    due = certplan.node_certs(spec, o, p.names, renderer.node_dns_names, p.cas, window)
+    due = certplan.node_certs(
+        spec,
+        o,
+        p.names,
+        lambda pod: (renderer.node_dns_names(pod, spec), renderer.node_ips(spec, pod)),
+        p.cas,
+        window,
+    )
     for org in dict.fromkeys(c.org for c in due):
         ca = issuers.setdefault(org, await p.env.kube.read_ca(p.owner.namespace, p.names, org))
         issued = {c.member: pki.node_tls(ca, c, _issue(p)) for c in due if c.org == org}
@@ -336,7 +346,7 @@ async def write_status(p: Pass, error: str | None = None) -> None:
 async def observe_world(p: Pass) -> Observed:
     """Kubernetes objects, TLS material (with TLS) and the answering nodes' statuses."""
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
-    orgs = tuple(o.name for o in spec.organizations)
+    orgs = tuple(o.name for o in spec.local)  # a remote organisation has nothing here
     observed = await kube.observe(ns, p.names, orgs)
     if spec.security.tls:
         t = await kube.observe_tls(ns, p.names, orgs)
