@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from consortium_node.provision import ceremony
+
 # The spec model lives in the provisioning core (consortium_node.provision.spec), shared with
 # `consortium up` and `consortium-node dev`; re-exported here for the operator's modules.
 from consortium_node.provision.spec import (
@@ -22,10 +24,12 @@ from consortium_node.provision.spec import (
     MAX_NAME_LEN,
     ORG_NAME_RE,
     QUANTITY_RE,
+    CeremonySpec,
     ConsensusSpec,
     ConsortiumSpec,
     ExposeSpec,
     GenesisAccount,
+    GenesisFromSpec,
     GenesisKV,
     GenesisMember,
     GenesisSpec,
@@ -73,12 +77,16 @@ __all__ = [
     "PLURAL",
     "QUANTITY_RE",
     "VERSION",
+    "CeremonyFile",
+    "CeremonySpec",
     "ConsensusSpec",
     "ConsortiumSpec",
     "ExposeSpec",
     "GenesisAccount",
+    "GenesisFromSpec",
     "GenesisKV",
     "GenesisMember",
+    "GenesisSource",
     "GenesisSpec",
     "Names",
     "NodeStatus",
@@ -332,6 +340,34 @@ class ProposalView:
         return f"{self.yes}/{len(self.members)}, need {self.needed}"
 
 
+@dataclass(frozen=True, slots=True)
+class CeremonyFile:
+    """spec.ceremony's ConfigMap as observed: its ceremony.json, or why it cannot be used."""
+
+    raw: bytes = b""
+    problem: str = ""
+
+    @property
+    def id(self) -> str:
+        """The ceremony id (sha256 of the file), "" when the file is not usable."""
+        if self.problem or not self.raw:
+            return ""
+        try:
+            return ceremony.parse_ceremony(self.raw).id
+        except ceremony.CeremonyError:
+            return ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisSource:
+    """spec.genesisFrom's ConfigMaps as observed: genesis.json, the signature files (entry
+    name -> bytes), or why they cannot be read yet (a ConfigMap missing)."""
+
+    genesis: bytes = b""
+    signatures: tuple[tuple[str, bytes], ...] = ()
+    problem: str = ""
+
+
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
 # on an organisation's client Secret: the member key (hex) the chain vouches for (AddMember
 # committed, or refused as already a member) — the cluster remembers it, not the operator
@@ -375,6 +411,9 @@ class Observed:
     member_keys: Mapping[str, bytes] = field(default_factory=dict)
     registered_members: Mapping[str, bytes] = field(default_factory=dict)
     genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
+    # federation, before the genesis: spec.ceremony's file, spec.genesisFrom's files
+    ceremony: CeremonyFile | None = None
+    genesis_source: GenesisSource | None = None
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

@@ -50,10 +50,11 @@ Invariants (tests/unit/operator/test_plan.py):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import certplan, genesis
+from . import certplan, federation, genesis
 from .model import ConsortiumSpec, Names, Observed, ProposalView
 
 
@@ -107,6 +108,17 @@ class WriteGenesis:
 
     def __str__(self) -> str:
         return "write the genesis"
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptGenesis:
+    """Federation: write the ceremony's genesis (verified: hash, every organisation's
+    signature, this cluster's and the spec's parts) into the genesis ConfigMap."""
+
+    genesis: bytes
+
+    def __str__(self) -> str:
+        return f"adopt the ceremony's genesis {hashlib.sha256(self.genesis).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +248,7 @@ Action = (
     CreateAdminKey
     | CreateNodeKeys
     | WriteGenesis
+    | AdoptGenesis
     | AddValidator
     | RemoveValidator
     | AddOrganization
@@ -302,18 +315,8 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
         cas_wait = _cas_missing(desired, observed, [o.name for o in desired.local])
         if cas_wait is not None:
             return Step(cas_wait, phase="Genesis")
-        if desired.federated:
-            # no operator holds every organisation's keys: the genesis is assembled from every
-            # organisation's contribution by the ceremony, never written here alone
-            return Step(
-                Wait(
-                    "WaitingForCeremony",
-                    "a federated consortium takes its genesis from the ceremony: export this "
-                    "cluster's contribution (status.contribution) with `consortium ceremony "
-                    "contribute --from-cluster`",
-                ),
-                phase="Genesis",
-            )
+        if desired.federated or desired.genesis_from is not None:
+            return _federated_genesis(desired, observed, names)
         members = [p for p, _ in genesis.initial_members(desired, names)]
         return Step(
             WriteGenesis(
@@ -372,6 +375,28 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
         waiting = ", ".join(not_ready) or f"{expected - len(observed.pods)} pod(s) to appear"
         return Step(Wait("PodsNotReady", f"waiting for {waiting}"), targets, "Creating")
     return Step(Converged(), targets, "Running")
+
+
+def _federated_genesis(desired: ConsortiumSpec, observed: Observed, names: Names) -> Step:
+    """No operator holds every organisation's keys: the genesis is assembled from every
+    organisation's contribution by the ceremony, never written here alone; it is adopted by
+    reference (spec.genesisFrom) once it verifies (federation.adopt)."""
+    if desired.genesis_from is None:
+        return Step(
+            Wait(
+                "WaitingForCeremony",
+                "waiting for the ceremony's genesis (spec.genesisFrom): export this cluster's "
+                "contributions (status.contributions) with `consortium ceremony contribute "
+                "--from-cluster`",
+            ),
+            phase="Genesis",
+        )
+    verdict = federation.adopt(desired, observed, names)
+    if isinstance(verdict, federation.Adopt):
+        return Step(AdoptGenesis(verdict.genesis), phase="Genesis")
+    if verdict.reason == "WaitingForGenesis":
+        return Step(Wait(verdict.reason, verdict.message), phase="Genesis")
+    return Step(Blocked(verdict.reason, verdict.message), phase="Degraded")
 
 
 def _refuse_new_keys(

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import federation
 from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
+    AdoptGenesis,
     Blocked,
     Converged,
     CreateAdminKey,
@@ -44,6 +46,7 @@ def _reason(step: Step) -> str:
         CreateAdminKey: "CreatingKeys",
         CreateNodeKeys: "CreatingKeys",
         WriteGenesis: "WritingGenesis",
+        AdoptGenesis: "AdoptingGenesis",
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
         AddOrganization: "AdmittingOrganization",
@@ -208,6 +211,12 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
+    # federation (spec.ceremony): what this cluster contributes, until the genesis exists
+    out["contributions"] = (
+        federation.contributions(desired, observed, names, namespace)
+        if desired is not None and not observed.has_genesis
+        else []
+    )
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)

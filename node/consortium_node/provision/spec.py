@@ -138,6 +138,28 @@ class RemoteOrganization:
 
 
 @dataclass(frozen=True, slots=True)
+class CeremonySpec:
+    """Federation: the genesis ceremony this Consortium takes part in — a ConfigMap holding
+    its ceremony.json (from `consortium ceremony init`). The operator publishes its local
+    organisations' contributions in status for `consortium ceremony contribute
+    --from-cluster` to export, signed."""
+
+    config_map: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisFromSpec:
+    """Federation: the chain's genesis applied by reference — ConfigMap `config_map` holds
+    genesis.json (from `consortium ceremony assemble`), `signatures_config_map` every
+    organisation's genesis-<org>.sig; nodes start only when the genesis hashes to `sha256`
+    and every organisation it lists signed it with one of its own admin keys."""
+
+    config_map: str
+    sha256: str
+    signatures_config_map: str
+
+
+@dataclass(frozen=True, slots=True)
 class OrganizationSpec:
     name: str
     validators: int
@@ -210,6 +232,8 @@ class ConsortiumSpec:
     # federation: the organisations this operator runs (keys, certificates, Secrets, pods,
     # votes); empty = every organisation (one operator hosts the whole consortium)
     local_organizations: tuple[str, ...] = ()
+    ceremony: CeremonySpec | None = None
+    genesis_from: GenesisFromSpec | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -323,6 +347,13 @@ class ConsortiumSpec:
                 )
         if len(set(self.local_organizations)) != len(self.local_organizations):
             raise SpecError("spec.localOrganizations must not repeat an organization")
+        if self.federated and self.ceremony is None and self.genesis_from is None:
+            raise SpecError(
+                "a federated consortium (spec.localOrganizations) takes its genesis from a "
+                "ceremony: set spec.ceremony (and, once assembled and signed, spec.genesisFrom)"
+            )
+        if self.genesis_from is not None and not HEX32_RE.match(self.genesis_from.sha256):
+            raise SpecError("spec.genesisFrom.sha256 must be 64 lowercase hex characters")
         for i, org in enumerate(self.organizations):
             where = f"spec.organizations[{i}]"
             local = self.is_local(org.name)

@@ -37,13 +37,14 @@ def federated(**over: Any) -> dict[str, Any]:
     """acme local (2 validators, NodePort on 172.18.0.2), beta remote (2)."""
     body: dict[str, Any] = {
         "localOrganizations": ["acme"],
+        "ceremony": {"configMap": "fed-ceremony"},
         "organizations": [
             {"name": "acme", "validators": 2, "expose": {"address": "172.18.0.2"}},
             {"name": "beta", "validators": 2, "remote": remote()},
         ],
     }
     body.update(over)
-    return body
+    return {k: v for k, v in body.items() if v is not None}
 
 
 def test_a_federated_spec_is_accepted_and_defaulted(kubectl: Kubectl, namespace: str) -> None:
@@ -54,7 +55,9 @@ def test_a_federated_spec_is_accepted_and_defaulted(kubectl: Kubectl, namespace:
     acme, beta = obj["spec"]["organizations"]
     assert acme["expose"] == {"address": "172.18.0.2", "type": "NodePort", "port": 30751}
     assert beta["remote"]["validators"][1]["address"] == "172.18.0.3:30751"
-    patch = [{"op": "replace", "path": "/spec/localOrganizations", "value": ["acme", "beta"]}]
+    patch: list[dict[str, Any]] = [
+        {"op": "replace", "path": "/spec/localOrganizations", "value": ["acme", "beta"]}
+    ]
     p = kubectl.run(
         "patch",
         "consortium",
@@ -67,6 +70,34 @@ def test_a_federated_spec_is_accepted_and_defaulted(kubectl: Kubectl, namespace:
         check=False,
     )
     assert p.returncode != 0 and "localOrganizations is immutable" in p.stderr, p.stderr
+    # genesisFrom may be added once the ceremony is done, and never changed after
+    pin: dict[str, str] = {"configMap": "g", "sha256": "ab" * 32, "signaturesConfigMap": "s"}
+    patch = [{"op": "add", "path": "/spec/genesisFrom", "value": pin}]
+    p = kubectl.run(
+        "patch",
+        "consortium",
+        "fed",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    patch = [{"op": "replace", "path": "/spec/genesisFrom/sha256", "value": "cd" * 32}]
+    p = kubectl.run(
+        "patch",
+        "consortium",
+        "fed",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+    assert p.returncode != 0 and "genesisFrom is set once" in p.stderr, p.stderr
 
 
 def orgs(acme: dict[str, Any], beta: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +152,16 @@ INVALID = [
             },
         ),
         "a remote validator's address must be host:port",
+    ),
+    (
+        "no-ceremony",
+        {"ceremony": None},
+        "a federated consortium (localOrganizations) takes its genesis from a",
+    ),
+    (
+        "bad-genesis-sha",
+        {"genesisFrom": {"configMap": "g", "sha256": "xyz", "signaturesConfigMap": "s"}},
+        "genesisFrom.sha256 must be 64 lowercase hex characters",
     ),
     (
         "nodeport-range",

@@ -11,15 +11,29 @@ Worlds come from test_operator_plan.World."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import random
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
+from consortium_node import pki as x509pki
+from consortium_node.crypto import Ed25519Key
+from consortium_node.provision import ceremony as cer
 from consortium_node.provision import pki as core_pki
 from consortium_node.provision.spec import SpecError
-from consortium_operator import certplan, plan
-from consortium_operator.model import ConsortiumSpec, Names, Observed, Owner, ProposalView
+from consortium_operator import certplan, federation, plan
+from consortium_operator.model import (
+    CeremonyFile,
+    ConsortiumSpec,
+    GenesisSource,
+    Names,
+    Observed,
+    Owner,
+    ProposalView,
+)
 from consortium_operator.plan import OrgTarget
 from consortium_operator.render import Renderer
 from consortium_operator.settings import Settings
@@ -55,6 +69,7 @@ def raw(**over: Any) -> dict[str, Any]:
         "chainId": "fed",
         "consensus": {"type": "raft"},
         "localOrganizations": ["a"],
+        "ceremony": {"configMap": "fed-ceremony"},
         "organizations": [
             {"name": "a", "validators": 2, "expose": {"address": "172.18.0.2"}},
             {"name": "b", "validators": 1, "remote": remote("b", ADMIN_B)},
@@ -391,3 +406,201 @@ def test_the_node_certificate_names_the_external_address() -> None:
         core_pki.Window(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.timedelta(days=1)),
     )
     assert due.ips == ("127.0.0.1", "172.18.0.2")
+
+
+# --------------------------------------------------------------------------- the ceremony
+
+SEED = 1515
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class Party:
+    """One organisation of the ceremony with its own keys (seeded)."""
+
+    def __init__(self, name: str, rng: random.Random, validators: int) -> None:
+        self.name = name
+        self.admin = Ed25519Key(rng.randbytes(32))
+        self.ca = x509pki.new_ca(
+            name, NOW, x509pki.new_private_key(), rng.getrandbits(62) + 1
+        ).cert_pem
+        self.nodes = [Ed25519Key(rng.randbytes(32)).public for _ in range(validators)]
+
+    def validators(self) -> list[cer.Validator]:
+        return [
+            cer.Validator(f"c-{self.name}-{i}", n, f"172.18.0.9:{30751 + i}")
+            for i, n in enumerate(self.nodes)
+        ]
+
+    def remote(self) -> dict[str, Any]:
+        return {
+            "caCert": self.ca.decode(),
+            "admins": [self.admin.public.hex()],
+            "validators": [
+                {"name": v.name, "nodeId": v.node_id.hex(), "address": v.address}
+                for v in self.validators()
+            ],
+        }
+
+
+class Ceremony:
+    """Organisation a runs here (2 validators); b and c elsewhere (1 each). The ceremony is
+    run through: a's contribution from what this cluster publishes, b and c's from their own
+    keys, assembled, signed by each."""
+
+    def __init__(self) -> None:
+        print(f"seed {SEED}")
+        rng = random.Random(SEED)
+        self.a, self.b, self.cc = (Party(n, rng, v) for n, v in (("a", 2), ("b", 1), ("c", 1)))
+        self.file = cer.init("fed", ["a", "b", "c"], {"type": "raft"}, {}, 1_767_225_600)
+        self.spec_raw = raw(
+            ceremony={"configMap": "fed-ceremony"},
+            organizations=[
+                {"name": "a", "validators": 2, "expose": {"address": "172.18.0.2"}},
+                {"name": "b", "validators": 1, "remote": self.b.remote()},
+                {"name": "c", "validators": 1, "remote": self.cc.remote()},
+            ],
+        )
+        self.observed = Observed(
+            org_admins={"a": self.a.admin.public},
+            node_keys={"c-a-0": self.a.nodes[0], "c-a-1": self.a.nodes[1]},
+            ca_certs={"a": self.a.ca},
+            ceremony=CeremonyFile(raw=self.file),
+        )
+        (published,) = federation.contributions(self.spec(), self.observed, N, "fed")
+        self.published = published
+        # what `ceremony contribute --from-cluster` does with it: a's admin signs it
+        contrib_a = cer.contribute(
+            self.file,
+            "a",
+            published["ca"].encode(),
+            [bytes.fromhex(k) for k in published["admins"]],
+            [bytes.fromhex(k) for k in published["members"]],
+            [
+                cer.Validator(v["name"], bytes.fromhex(v["nodeId"]), v["address"])
+                for v in published["validators"]
+            ],
+            self.a.admin,
+        )
+        self.contribs = {
+            "a": contrib_a,
+            **{
+                p.name: cer.contribute(
+                    self.file, p.name, p.ca, [p.admin.public], [], p.validators(), p.admin
+                )
+                for p in (self.b, self.cc)
+            },
+        }
+        self.genesis = cer.assemble(self.file, list(self.contribs.values()))
+        self.sigs = {
+            p.name: cer.sign(self.genesis, p.name, self.contribs[p.name], p.admin, self.file)
+            for p in (self.a, self.b, self.cc)
+        }
+        self.sha = hashlib.sha256(self.genesis).hexdigest()
+
+    def spec(self, sha: str | None = None, **over: Any) -> ConsortiumSpec:
+        body = dict(self.spec_raw)
+        if sha is not None:
+            body["genesisFrom"] = {
+                "configMap": "fed-genesis",
+                "sha256": sha,
+                "signaturesConfigMap": "fed-sigs",
+            }
+        body.update(over)
+        return ConsortiumSpec.parse(body)
+
+    def with_source(
+        self, genesis: bytes | None = None, sigs: dict[str, bytes] | None = None, **over: Any
+    ) -> Observed:
+        s = self.sigs if sigs is None else sigs
+        src = GenesisSource(
+            self.genesis if genesis is None else genesis,
+            tuple(sorted((f"genesis-{o}.sig", v) for o, v in s.items())),
+        )
+        return replace(self.observed, genesis_source=src, **over)
+
+
+@pytest.fixture(scope="module")
+def cer_world() -> Ceremony:
+    return Ceremony()
+
+
+def test_the_published_contribution_is_this_clusters_own_part(cer_world: Ceremony) -> None:
+    w = cer_world
+    p = w.published
+    assert p["ceremony"] == hashlib.sha256(w.file).hexdigest() and p["organization"] == "a"
+    assert p["ca"] == w.a.ca.decode() and p["admins"] == [w.a.admin.public.hex()]
+    assert p["validators"] == [
+        {"name": "c-a-0", "nodeId": w.a.nodes[0].hex(), "address": "172.18.0.2:30751"},
+        {"name": "c-a-1", "nodeId": w.a.nodes[1].hex(), "address": "172.18.0.2:30752"},
+    ]
+    # no contribution before every key and the CA exist
+    partial = replace(w.observed, node_keys={"c-a-0": w.a.nodes[0]})
+    assert federation.contributions(w.spec(), partial, N, "fed") == []
+    assert federation.contributions(w.spec(), replace(w.observed, ca_certs={}), N, "fed") == []
+
+
+def test_without_genesis_from_the_operator_waits_for_the_ceremony(cer_world: Ceremony) -> None:
+    a = nxt(cer_world.spec(), cer_world.observed)
+    assert isinstance(a, plan.Wait) and a.reason == "WaitingForCeremony"
+
+
+def test_the_signed_genesis_is_adopted_byte_for_byte(cer_world: Ceremony) -> None:
+    w = cer_world
+    a = nxt(w.spec(w.sha), w.with_source())
+    assert a == plan.AdoptGenesis(w.genesis)
+    assert str(a) == f"adopt the ceremony's genesis {w.sha[:16]}"
+
+
+def test_a_missing_configmap_is_waited_for(cer_world: Ceremony) -> None:
+    w = cer_world
+    o = replace(w.observed, genesis_source=GenesisSource(problem="ConfigMap fed-genesis not found"))
+    a = nxt(w.spec(w.sha), o)
+    assert isinstance(a, plan.Wait) and a.reason == "WaitingForGenesis"
+
+
+def refused(sp: ConsortiumSpec, o: Observed) -> plan.Blocked:
+    s = plan.next_step(sp, o, N, IMAGE)
+    assert isinstance(s.action, plan.Blocked), s.action
+    assert s.targets is None and s.phase == "Degraded"  # no workload: no node starts
+    return s.action
+
+
+def test_a_genesis_with_another_hash_is_refused(cer_world: Ceremony) -> None:
+    w = cer_world
+    b = refused(w.spec("00" * 32), w.with_source())
+    assert b.reason == "GenesisMismatch" and "sha256" in b.message
+
+
+def test_a_missing_or_foreign_signature_is_refused(cer_world: Ceremony) -> None:
+    w = cer_world
+    without_c = {o: s for o, s in w.sigs.items() if o != "c"}
+    b = refused(w.spec(w.sha), w.with_source(sigs=without_c))
+    assert b.reason == "BadSignature" and "not signed by c" in b.message
+    # c's signature made with a's admin key: a forged vote for c
+    forged = json.loads(w.sigs["c"])
+    body = cer.canonical({"genesis": w.sha, "organization": "c"})
+    forged.update(key=w.a.admin.public.hex(), sig=w.a.admin.sign(body).hex())
+    b = refused(w.spec(w.sha), w.with_source(sigs={**w.sigs, "c": cer.canonical(forged)}))
+    assert b.reason == "BadSignature" and "by an admin of a" in b.message
+
+
+def test_a_genesis_with_another_ca_for_a_local_organisation_is_refused(cer_world: Ceremony) -> None:
+    w = cer_world
+    other = replace(w.with_source(), ca_certs={"a": w.b.ca})
+    b = refused(w.spec(w.sha), other)
+    assert b.reason == "ForeignCertificate" and "Secret c-a-ca" in b.message
+
+
+def test_a_spec_with_another_ca_for_a_remote_organisation_is_refused(cer_world: Ceremony) -> None:
+    w = cer_world
+    orgs = [dict(o) for o in w.spec_raw["organizations"]]
+    orgs[1] = {**orgs[1], "remote": {**orgs[1]["remote"], "caCert": w.cc.ca.decode()}}
+    b = refused(w.spec(w.sha, organizations=orgs), w.with_source())
+    assert b.reason == "ForeignCertificate" and "b" in b.message
+
+
+def test_a_genesis_without_this_clusters_validators_is_refused(cer_world: Ceremony) -> None:
+    w = cer_world
+    o = w.with_source(node_keys={"c-a-0": w.a.nodes[0], "c-a-1": w.b.nodes[0]})
+    b = refused(w.spec(w.sha), o)
+    assert b.reason == "GenesisMismatch" and "Secret c-a-keys" in b.message
