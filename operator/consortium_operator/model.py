@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from consortium_node.provision import ceremony
+
 # The spec model lives in the provisioning core (consortium_node.provision.spec), shared with
 # `consortium up` and `consortium-node dev`; re-exported here for the operator's modules.
 from consortium_node.provision.spec import (
@@ -22,14 +24,19 @@ from consortium_node.provision.spec import (
     MAX_NAME_LEN,
     ORG_NAME_RE,
     QUANTITY_RE,
+    CeremonySpec,
     ConsensusSpec,
     ConsortiumSpec,
     ContractSpec,
+    ExposeSpec,
     GenesisAccount,
+    GenesisFromSpec,
     GenesisKV,
     GenesisMember,
     GenesisSpec,
     OrganizationSpec,
+    RemoteOrganization,
+    RemoteValidator,
     ResourcesSpec,
     SecuritySpec,
     SpecError,
@@ -71,13 +78,18 @@ __all__ = [
     "PLURAL",
     "QUANTITY_RE",
     "VERSION",
+    "CeremonyFile",
+    "CeremonySpec",
     "ConsensusSpec",
     "ConsortiumSpec",
     "ContractSpec",
     "ContractView",
+    "ExposeSpec",
     "GenesisAccount",
+    "GenesisFromSpec",
     "GenesisKV",
     "GenesisMember",
+    "GenesisSource",
     "GenesisSpec",
     "Names",
     "NodeStatus",
@@ -87,6 +99,8 @@ __all__ = [
     "PendingChange",
     "PodState",
     "ProposalView",
+    "RemoteOrganization",
+    "RemoteValidator",
     "ResourcesSpec",
     "SecuritySpec",
     "SpecError",
@@ -151,6 +165,10 @@ class Names:
 
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
+
+    def external_service(self, pod: str) -> str:
+        """The per-pod Service exposing `pod`'s peer port to other clusters (federation)."""
+        return f"{pod}-ext"
 
     @property
     def network_policy(self) -> str:
@@ -335,6 +353,34 @@ class ContractView:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class CeremonyFile:
+    """spec.ceremony's ConfigMap as observed: its ceremony.json, or why it cannot be used."""
+
+    raw: bytes = b""
+    problem: str = ""
+
+    @property
+    def id(self) -> str:
+        """The ceremony id (sha256 of the file), "" when the file is not usable."""
+        if self.problem or not self.raw:
+            return ""
+        try:
+            return ceremony.parse_ceremony(self.raw).id
+        except ceremony.CeremonyError:
+            return ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisSource:
+    """spec.genesisFrom's ConfigMaps as observed: genesis.json, the signature files (entry
+    name -> bytes), or why they cannot be read yet (a ConfigMap missing)."""
+
+    genesis: bytes = b""
+    signatures: tuple[tuple[str, bytes], ...] = ()
+    problem: str = ""
+
+
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
 # on an organisation's client Secret: the member key (hex) the chain vouches for (AddMember
 # committed, or refused as already a member) — the cluster remembers it, not the operator
@@ -383,6 +429,9 @@ class Observed:
     # module's bytes, or a sentence saying why it cannot be read (no such ConfigMap or key)
     contracts: Mapping[str, ContractView] | None = None
     contract_modules: Mapping[str, bytes | str] = field(default_factory=dict)
+    # federation, before the genesis: spec.ceremony's file, spec.genesisFrom's files
+    ceremony: CeremonyFile | None = None
+    genesis_source: GenesisSource | None = None
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

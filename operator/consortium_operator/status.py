@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import federation
 from .model import CLIENT_PORT, ConsortiumSpec, ContractSpec, Names, Observed, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
+    AdoptGenesis,
     Blocked,
     Converged,
     CreateAdminKey,
@@ -48,6 +50,7 @@ def _reason(step: Step) -> str:
         CreateAdminKey: "CreatingKeys",
         CreateNodeKeys: "CreatingKeys",
         WriteGenesis: "WritingGenesis",
+        AdoptGenesis: "AdoptingGenesis",
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
         AddOrganization: "AdmittingOrganization",
@@ -214,6 +217,12 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
+    # federation (spec.ceremony): what this cluster contributes, until the genesis exists
+    out["contributions"] = (
+        federation.contributions(desired, observed, names, namespace)
+        if desired is not None and not observed.has_genesis
+        else []
+    )
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)
