@@ -29,6 +29,7 @@ from consortium_node.provision.spec import (
     GenesisMember,
     GenesisSpec,
     OrganizationSpec,
+    ParametersSpec,
     ResourcesSpec,
     SecuritySpec,
     SpecError,
@@ -81,6 +82,7 @@ __all__ = [
     "Observed",
     "OrganizationSpec",
     "Owner",
+    "ParametersSpec",
     "PendingChange",
     "PodState",
     "ProposalView",
@@ -293,7 +295,8 @@ class ProposalView:
     """A governance proposal as a node reports it (ListProposals), reduced to what the planner
     and the status need. `change`: (action, subject) — what the proposal does, in the terms
     the planner uses to match it with the change the spec asks for: ("add_validator", node
-    id hex), ("remove_validator", node id hex), ("add_organization", name), else (action
+    id hex), ("remove_validator", node id hex), ("add_organization", name), ("set_param",
+    "<name>=<value>"), else (action
     name, the organisation it concerns). `votes`: (organisation, approve) in casting order;
     `members`: the member organisations it is counted over."""
 
@@ -365,6 +368,9 @@ class Observed:
     member_keys: Mapping[str, bytes] = field(default_factory=dict)
     registered_members: Mapping[str, bytes] = field(default_factory=dict)
     genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
+    # the chain's committed parameters (GetGovernance), name -> value; None: not asked (the
+    # spec sets no parameters) or no node answered
+    chain_params: Mapping[str, int] | None = None
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

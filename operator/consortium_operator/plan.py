@@ -21,6 +21,9 @@ Order of business:
   5. member keys (organizations[].memberKey): the key in the organisation's client Secret
      (before the genesis, which then vouches for it; or later), and an AddMember signed by
      the organisation itself when the genesis does not list it.
+  6. chain parameters (spec.parameters): a value that differs from the chain's becomes a
+     SetParam — a proposal like a membership change (phase Configuring), one per pass, in
+     parameter-name order; nothing is asked while no node reports the chain's parameters.
 
 Governance by organisations (chains whose genesis lists organizations[].admins — every chain
 this operator creates; `Observed.org_governance`). Each organisation has its own admin key in
@@ -142,7 +145,20 @@ class AddOrganization:
         return f"admit organisation {self.org}"
 
 
-Change = AddValidator | RemoveValidator | AddOrganization
+@dataclass(frozen=True, slots=True)
+class SetParam:
+    """Set chain parameter `name` (ledger/state.py PARAMS) to `value`, as spec.parameters
+    asks. It concerns no one organisation (`org` is ""): any auto organisation proposes it."""
+
+    name: str
+    value: int
+    org: str = ""
+
+    def __str__(self) -> str:
+        return f"set {self.name} to {self.value}"
+
+
+Change = AddValidator | RemoveValidator | AddOrganization | SetParam
 EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
 
 
@@ -152,6 +168,8 @@ def change_key(change: Change) -> tuple[str, str]:
         return ("add_validator", change.node_id.hex())
     if isinstance(change, RemoveValidator):
         return ("remove_validator", change.node_id.hex())
+    if isinstance(change, SetParam):
+        return ("set_param", f"{change.name}={change.value}")
     return ("add_organization", change.org)
 
 
@@ -239,6 +257,7 @@ Action = (
     | AddValidator
     | RemoveValidator
     | AddOrganization
+    | SetParam
     | Propose
     | Vote
     | CreateMemberKey
@@ -350,6 +369,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
 
     # 5. member keys of organisations that ask for one (issue 20): a user's first write
     step = ctx.member_keys(targets)
+    if step is not None:
+        return step
+
+    # 6. chain parameters
+    step = ctx.parameters(targets)
     if step is not None:
         return step
 
@@ -688,26 +712,45 @@ class _Ctx:
             return Step(RegisterMember(org.name, key), targets, "Creating")
         return None
 
+    # ----------------------------------------------------------------------- parameters
+
+    def parameters(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """The first chain parameter whose committed value is not what spec.parameters asks:
+        its SetParam, through governance like a membership change."""
+        wanted = self.d.parameters.chain_values()
+        if not wanted:
+            return None
+        if self.o.chain_params is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's parameters"),
+                targets,
+                "Configuring",
+            )
+        for name, value in sorted(wanted.items()):
+            if self.o.chain_params.get(name) != value:
+                return self.govern(SetParam(name, value), targets, "Configuring")
+        return None
+
     # ----------------------------------------------------------------------- governance
 
-    def govern(self, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def govern(self, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling") -> Step:
         """The step that moves `change` forward: the change itself on a legacy chain (one
         admin key, direct transaction); under governance by organisations its proposal —
         opened, voted for by the organisations that approve automatically, awaited while
         manual organisations decide (see the module docstring)."""
         if not self.o.org_governance:
-            return Step(change, targets, "Scaling")
+            return Step(change, targets, phase)
         proposals = self.o.proposals
         if proposals is None:
             return Step(
                 Wait("WaitingForNodes", "waiting for a node to report the chain's proposals"),
                 targets,
-                "Scaling",
+                phase,
             )
         key = change_key(change)
         latest = next((p for p in proposals if p.change == key), None)  # newest first
         if latest is not None and latest.state == "PENDING":
-            return self.approve(latest, change, targets)
+            return self.approve(latest, change, targets, phase)
         executed = latest is not None and latest.state == "EXECUTED"
         if (
             latest is not None
@@ -720,7 +763,7 @@ class _Ctx:
                     f"waiting for the chain to apply proposal {latest.id} ({change})",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
         if latest is not None and latest.state in ("REJECTED", "FAILED", "WITHDRAWN"):
             why = f": {latest.reason}" if latest.reason else ""
@@ -742,9 +785,9 @@ class _Ctx:
                     "propose it with `consortium gov propose`",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
-        return Step(Propose(change, proposer), targets, "Scaling")
+        return Step(Propose(change, proposer), targets, phase)
 
     def members(self) -> tuple[str, ...]:
         """Member organisations on chain (the genesis ones until a node reports them)."""
@@ -760,17 +803,19 @@ class _Ctx:
         """The organisation the change concerns if it is a member approving automatically,
         else the first such member organisation in spec order; None if there is none."""
         members = self.members()
-        concerned = None if isinstance(change, AddOrganization) else change.org
+        concerned = None if isinstance(change, AddOrganization | SetParam) else change.org
         order = [concerned] if concerned is not None else []
         order += [o.name for o in self.d.organizations]
         return next((o for o in order if o in members and self.auto(o)), None)
 
-    def approve(self, p: ProposalView, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def approve(
+        self, p: ProposalView, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling"
+    ) -> Step:
         """A pending proposal for what the spec asks: the next automatic yes vote (one per
         pass, each signed by its own organisation), or wait for the manual ones."""
         for org in self.d.organizations:
             if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
-                return Step(Vote(p.id, org.name, change), targets, "Scaling")
+                return Step(Vote(p.id, org.name, change), targets, phase)
         waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"
         return Step(
             Wait(
@@ -778,5 +823,5 @@ class _Ctx:
                 f"proposal {p.id} to {change}: {p.approvals()}; waiting for {waiting}",
             ),
             targets,
-            "Scaling",
+            phase,
         )

@@ -357,6 +357,11 @@ async def observe_world(p: Pass) -> Observed:
     if observed.org_governance and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    if spec.parameters.chain_values() and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed, chain_params=await nodes.chain_params(eps, p.env.settings, tls)
+        )
     return observed
 
 
@@ -477,6 +482,15 @@ async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:  
     return str(a)
 
 
+async def set_param(p: Pass, a: plan.SetParam) -> str:  # legacy: a direct SetParam
+    """The chain parameter set with the consortium admin key (a legacy chain; under
+    governance by organisations the planner proposes it instead); the next pass reads the
+    committed value, so nothing is remembered."""
+    tx = await _legacy_admin_tx(p, a)
+    p.events.info("ParameterSet", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
 async def propose(p: Pass, a: plan.Propose) -> str:
     """Open the proposal for what the spec asks, as organisation `a.org` (its yes vote)."""
     tx = await _as_org(p, a, a.org)
@@ -579,6 +593,7 @@ ACTIONS: dict[type, Act] = {
     plan.AddValidator: add_validator,
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
+    plan.SetParam: set_param,
     plan.Propose: propose,
     plan.Vote: vote,
     plan.CreateMemberKey: create_member_key,
