@@ -371,6 +371,10 @@ class Observed:
     # the chain's committed parameters (GetGovernance), name -> value; None: not asked (the
     # spec sets no parameters) or no node answered
     chain_params: Mapping[str, int] | None = None
+    # a lost validator's replacement, as declared (the annotation replace.ANNOTATION, None:
+    # none); pod -> creationTimestamp (RFC 3339) of its ledger PVC
+    replacement: str | None = None
+    volume_created: Mapping[str, str] = field(default_factory=dict)
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

@@ -37,6 +37,7 @@ from .plan import (
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
     SetParam,
     Vote,
 )
@@ -170,7 +171,10 @@ def change_payload(
     | types_pb2.RemoveValidator
     | types_pb2.AddOrganization
     | types_pb2.SetParam
+    | types_pb2.ReplaceValidator
 ):
+    if isinstance(change, ReplaceValidator):
+        return types_pb2.ReplaceValidator(old=change.old, new=change.new)
     if isinstance(change, SetParam):
         return types_pb2.SetParam(name=change.name, value=str(change.value))
     if isinstance(change, AddValidator):
@@ -189,6 +193,7 @@ def _payload(
     | types_pb2.RemoveValidator
     | types_pb2.AddOrganization
     | types_pb2.SetParam
+    | types_pb2.ReplaceValidator
     | types_pb2.Propose
     | types_pb2.Vote
     | types_pb2.AddMember
@@ -233,6 +238,9 @@ def proposal_view(p: types_pb2.Proposal) -> ProposalView:
         change = ("add_organization", a.add_organization.name)
     elif which == "set_param":
         change = ("set_param", f"{a.set_param.name}={a.set_param.value}")
+    elif which == "replace_validator":
+        r = a.replace_validator
+        change = ("replace_validator", f"{r.old.hex()}>{r.new.hex()}")
     return ProposalView(
         id=int(p.id),
         state=_STATES.get(p.state, "UNSPECIFIED"),

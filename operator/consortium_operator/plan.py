@@ -10,6 +10,8 @@ Order of business:
      node keys of the genesis validators -> genesis ConfigMap. No workload exists before the
      genesis does; no node key is minted over an existing ledger volume (_refuse_new_keys).
   2. workloads exist with the current membership (never more pods than keys).
+  2b. a lost validator a person declared (annotation consortium.dev/replace-validator) is
+     replaced by its own organisation: replace.py, one step per pass.
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
   4. membership, one member per pass, each awaited (by requeueing: the pending change is
@@ -56,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import certplan, genesis
+from . import certplan, genesis, replace
 from .model import ConsortiumSpec, Names, Observed, ProposalView
 
 
@@ -146,6 +148,20 @@ class AddOrganization:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceValidator:
+    """Swap the chain's lost validator `old` of `org` for `new`, the key of `pod` (policy
+    SELF: `org` alone decides; replace.py plans it from a person's declaration)."""
+
+    pod: str
+    org: str
+    old: bytes
+    new: bytes
+
+    def __str__(self) -> str:
+        return f"replace validator {self.old.hex()[:16]} of {self.org} by {self.pod}"
+
+
+@dataclass(frozen=True, slots=True)
 class SetParam:
     """Set chain parameter `name` (ledger/state.py PARAMS) to `value`, as spec.parameters
     asks. It concerns no one organisation (`org` is ""): any auto organisation proposes it."""
@@ -158,7 +174,7 @@ class SetParam:
         return f"set {self.name} to {self.value}"
 
 
-Change = AddValidator | RemoveValidator | AddOrganization | SetParam
+Change = AddValidator | RemoveValidator | AddOrganization | SetParam | ReplaceValidator
 EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
 
 
@@ -170,6 +186,8 @@ def change_key(change: Change) -> tuple[str, str]:
         return ("remove_validator", change.node_id.hex())
     if isinstance(change, SetParam):
         return ("set_param", f"{change.name}={change.value}")
+    if isinstance(change, ReplaceValidator):
+        return ("replace_validator", f"{change.old.hex()}>{change.new.hex()}")
     return ("add_organization", change.org)
 
 
@@ -258,6 +276,9 @@ Action = (
     | RemoveValidator
     | AddOrganization
     | SetParam
+    | ReplaceValidator
+    | replace.Declare
+    | replace.Finish
     | Propose
     | Vote
     | CreateMemberKey
@@ -356,6 +377,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
             targets,
             "Scaling",
         )
+
+    # a lost validator declared for replacement (replace.py): before anything else moves
+    step = replace.step(ctx, targets)
+    if step is not None:
+        return step
 
     # 3. rollout (one pod at a time across the whole consortium)
     step = ctx.rollout(targets)
@@ -805,7 +831,8 @@ class _Ctx:
         members = self.members()
         concerned = None if isinstance(change, AddOrganization | SetParam) else change.org
         order = [concerned] if concerned is not None else []
-        order += [o.name for o in self.d.organizations]
+        if not isinstance(change, ReplaceValidator):  # SELF: its own organisation only
+            order += [o.name for o in self.d.organizations]
         return next((o for o in order if o in members and self.auto(o)), None)
 
     def approve(
@@ -814,6 +841,8 @@ class _Ctx:
         """A pending proposal for what the spec asks: the next automatic yes vote (one per
         pass, each signed by its own organisation), or wait for the manual ones."""
         for org in self.d.organizations:
+            if isinstance(change, ReplaceValidator) and org.name != change.org:
+                continue  # SELF: no other organisation's vote is asked for or cast
             if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
                 return Step(Vote(p.id, org.name, change), targets, phase)
         waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"

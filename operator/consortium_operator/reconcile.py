@@ -36,6 +36,7 @@ from consortium_node.provision import pki as core_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import certplan, genesis, nodes, pki, plan, status
+from . import replace as replace_plan
 from .kube import Conflict, Kube, KubeError
 from .model import (
     MEMBER_ANNOTATION,
@@ -238,7 +239,11 @@ def parse(p: Pass) -> None:
 
 async def observe(p: Pass) -> None:
     p.observed = await observe_world(p)
-    p.observed = replace(p.observed, pending=_pending(p))
+    p.observed = replace(
+        p.observed,
+        pending=_pending(p),
+        replacement=p.subject.annotations.get(replace_plan.ANNOTATION),
+    )
 
 
 def plan_step(p: Pass) -> None:
@@ -491,6 +496,26 @@ async def set_param(p: Pass, a: plan.SetParam) -> str:  # legacy: a direct SetPa
     return str(a)
 
 
+async def declare_replacement(p: Pass, a: replace_plan.Declare) -> str:
+    """Accept a lost validator's replacement: stamp the declaration with the time now."""
+    stamp = p.env.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = replace(a.declaration, at=stamp).text()
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: text}
+    )
+    p.events.info("ReplacementDeclared", f"{a} (accepted at {stamp})")
+    return str(a)
+
+
+async def finish_replacement(p: Pass, a: replace_plan.Finish) -> str:
+    """The chain lists the new key: the declaration is done with."""
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: None}
+    )
+    p.events.info("ValidatorReplaced", str(a))
+    return str(a)
+
+
 async def propose(p: Pass, a: plan.Propose) -> str:
     """Open the proposal for what the spec asks, as organisation `a.org` (its yes vote)."""
     tx = await _as_org(p, a, a.org)
@@ -594,6 +619,8 @@ ACTIONS: dict[type, Act] = {
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
     plan.SetParam: set_param,
+    replace_plan.Declare: declare_replacement,
+    replace_plan.Finish: finish_replacement,
     plan.Propose: propose,
     plan.Vote: vote,
     plan.CreateMemberKey: create_member_key,

@@ -26,11 +26,14 @@ from .plan import (
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetParam,
     Step,
     Vote,
     Wait,
     WriteGenesis,
 )
+from .replace import Declare, Finish
 
 CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
@@ -51,6 +54,10 @@ def _reason(step: Step) -> str:
         CreateMemberKey: "CreatingKeys",
         RegisterMember: "RegisteringMember",
         Vote: "Voting",
+        SetParam: "SettingParameter",
+        ReplaceValidator: "ReplacingValidator",
+        Declare: "ReplacingValidator",
+        Finish: "ReplacingValidator",
         Converged: "Converged",
     }[type(a)]
 
