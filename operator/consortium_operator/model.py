@@ -372,7 +372,7 @@ class Observed:
     # spec sets no parameters) or no node answered
     chain_params: Mapping[str, int] | None = None
     # a lost validator's replacement, as declared (the annotation replace.ANNOTATION, None:
-    # none); pod -> creationTimestamp (RFC 3339) of its ledger PVC
+    # none); pod -> creationTimestamp (RFC 3339) of its ledger PVC, terminating ones included
     replacement: str | None = None
     volume_created: Mapping[str, str] = field(default_factory=dict)
 

@@ -149,8 +149,9 @@ def step(ctx: _Ctx, targets: dict[str, OrgTarget]) -> Step | None:  # noqa: C901
             )
         return plan.Step(Declare(d, org), targets, PHASE)
     if new is None:
+        # a claim still terminating counts: its old data is there until it is gone
         created = o.volume_created.get(d.pod)
-        if d.pod in o.volumes and (created is None or created < d.at):
+        if (created is not None and created < d.at) or (d.pod in o.volumes and created is None):
             return blocked(
                 "OldDataExists",
                 f"not creating a new key for {d.pod}: its ledger volume data-{d.pod} is older "

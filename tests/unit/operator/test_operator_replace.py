@@ -100,6 +100,10 @@ def test_a_volume_older_than_the_declaration_is_never_given_a_new_key() -> None:
     fresh = replace(old, volume_created={"c-a-1": "2026-03-01T00:00:05Z"})
     assert next_action(sp, fresh) == plan.CreateNodeKeys("a", ("c-a-1",))
     assert next_action(sp, lost(sp, STAMPED)) == plan.CreateNodeKeys("a", ("c-a-1",))  # none
+    # the old claim deleted but still terminating (its pod still runs on it): still old data
+    terminating = replace(old, volumes=frozenset())
+    a = next_action(sp, terminating)
+    assert isinstance(a, plan.Blocked) and a.reason == "OldDataExists", a
 
 
 def test_the_new_node_syncs_as_a_follower_before_it_is_swapped_in() -> None:
