@@ -35,6 +35,7 @@ from consortium_node.provision.spec import (
     GenesisMember,
     GenesisSpec,
     OrganizationSpec,
+    ParametersSpec,
     RemoteOrganization,
     RemoteValidator,
     ResourcesSpec,
@@ -96,6 +97,7 @@ __all__ = [
     "Observed",
     "OrganizationSpec",
     "Owner",
+    "ParametersSpec",
     "PendingChange",
     "PodState",
     "ProposalView",
@@ -314,7 +316,8 @@ class ProposalView:
     """A governance proposal as a node reports it (ListProposals), reduced to what the planner
     and the status need. `change`: (action, subject) — what the proposal does, in the terms
     the planner uses to match it with the change the spec asks for: ("add_validator", node
-    id hex), ("remove_validator", node id hex), ("add_organization", name), else (action
+    id hex), ("remove_validator", node id hex), ("add_organization", name), ("set_param",
+    "<name>=<value>"), else (action
     name, the organisation it concerns). `votes`: (organisation, approve) in casting order;
     `members`: the member organisations it is counted over."""
 
@@ -432,6 +435,13 @@ class Observed:
     # federation, before the genesis: spec.ceremony's file, spec.genesisFrom's files
     ceremony: CeremonyFile | None = None
     genesis_source: GenesisSource | None = None
+    # the chain's committed parameters (GetGovernance), name -> value; None: not asked (the
+    # spec sets no parameters) or no node answered
+    chain_params: Mapping[str, int] | None = None
+    # a lost validator's replacement, as declared (the annotation replace.ANNOTATION, None:
+    # none); pod -> creationTimestamp (RFC 3339) of its ledger PVC, terminating ones included
+    replacement: str | None = None
+    volume_created: Mapping[str, str] = field(default_factory=dict)
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

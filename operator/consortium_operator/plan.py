@@ -10,6 +10,8 @@ Order of business:
      node keys of the genesis validators -> genesis ConfigMap. No workload exists before the
      genesis does; no node key is minted over an existing ledger volume (_refuse_new_keys).
   2. workloads exist with the current membership (never more pods than keys).
+  2b. a lost validator a person declared (annotation consortium.dev/replace-validator) is
+     replaced by its own organisation: replace.py, one step per pass.
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
   4. membership, one member per pass, each awaited (by requeueing: the pending change is
@@ -21,6 +23,9 @@ Order of business:
   5. member keys (organizations[].memberKey): the key in the organisation's client Secret
      (before the genesis, which then vouches for it; or later), and an AddMember signed by
      the organisation itself when the genesis does not list it.
+  6. chain parameters (spec.parameters): a value that differs from the chain's becomes a
+     SetParam — a proposal like a membership change (phase Configuring), one per pass, in
+     parameter-name order; nothing is asked while no node reports the chain's parameters.
 
 Governance by organisations (chains whose genesis lists organizations[].admins — every chain
 this operator creates; `Observed.org_governance`). Each organisation has its own admin key in
@@ -54,7 +59,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import certplan, federation, genesis
+from . import certplan, federation, genesis, replace
 from .model import ConsortiumSpec, Names, Observed, ProposalView
 
 
@@ -186,7 +191,42 @@ class UpgradeContract:
         )
 
 
-Change = AddValidator | RemoveValidator | AddOrganization | DeployContract | UpgradeContract
+@dataclass(frozen=True, slots=True)
+class ReplaceValidator:
+    """Swap the chain's lost validator `old` of `org` for `new`, the key of `pod` (policy
+    SELF: `org` alone decides; replace.py plans it from a person's declaration)."""
+
+    pod: str
+    org: str
+    old: bytes
+    new: bytes
+
+    def __str__(self) -> str:
+        return f"replace validator {self.old.hex()[:16]} of {self.org} by {self.pod}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetParam:
+    """Set chain parameter `name` (ledger/state.py PARAMS) to `value`, as spec.parameters
+    asks. It concerns no one organisation (`org` is ""): any auto organisation proposes it."""
+
+    name: str
+    value: int
+    org: str = ""
+
+    def __str__(self) -> str:
+        return f"set {self.name} to {self.value}"
+
+
+Change = (
+    AddValidator
+    | RemoveValidator
+    | AddOrganization
+    | DeployContract
+    | UpgradeContract
+    | SetParam
+    | ReplaceValidator
+)
 ContractChange = DeployContract | UpgradeContract
 EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
 
@@ -201,6 +241,10 @@ def change_key(change: Change) -> tuple[str, str]:
         return ("deploy_contract", contract_subject(change.name, change.code_hash))
     if isinstance(change, UpgradeContract):
         return ("upgrade_contract", contract_subject(change.name, change.code_hash))
+    if isinstance(change, SetParam):
+        return ("set_param", f"{change.name}={change.value}")
+    if isinstance(change, ReplaceValidator):
+        return ("replace_validator", f"{change.old.hex()}>{change.new.hex()}")
     return ("add_organization", change.org)
 
 
@@ -296,6 +340,10 @@ Action = (
     | AddOrganization
     | DeployContract
     | UpgradeContract
+    | SetParam
+    | ReplaceValidator
+    | replace.Declare
+    | replace.Finish
     | Propose
     | Vote
     | CreateMemberKey
@@ -398,6 +446,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
             "Scaling",
         )
 
+    # a lost validator declared for replacement (replace.py): before anything else moves
+    step = replace.step(ctx, targets)
+    if step is not None:
+        return step
+
     # 3. rollout (one pod at a time across the whole consortium)
     step = ctx.rollout(targets)
     if step is not None:
@@ -415,6 +468,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
 
     # 6. contracts of spec.contracts: deployed, or upgraded when the spec raises the version
     step = ctx.contracts(targets)
+    if step is not None:
+        return step
+
+    # 7. chain parameters
+    step = ctx.parameters(targets)
     if step is not None:
         return step
 
@@ -841,6 +899,25 @@ class _Ctx:
             return self.govern(change, targets, "Deploying")
         return None
 
+    # ----------------------------------------------------------------------- parameters
+
+    def parameters(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """The first chain parameter whose committed value is not what spec.parameters asks:
+        its SetParam, through governance like a membership change."""
+        wanted = self.d.parameters.chain_values()
+        if not wanted:
+            return None
+        if self.o.chain_params is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's parameters"),
+                targets,
+                "Configuring",
+            )
+        for name, value in sorted(wanted.items()):
+            if self.o.chain_params.get(name) != value:
+                return self.govern(SetParam(name, value), targets, "Configuring")
+        return None
+
     # ----------------------------------------------------------------------- governance
 
     def govern(self, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling") -> Step:
@@ -921,11 +998,12 @@ class _Ctx:
         members = self.members()
         concerned = (
             None
-            if isinstance(change, AddOrganization | DeployContract | UpgradeContract)
+            if isinstance(change, AddOrganization | DeployContract | UpgradeContract | SetParam)
             else change.org
         )
         order = [concerned] if concerned is not None else []
-        order += [o.name for o in self.d.organizations]
+        if not isinstance(change, ReplaceValidator):  # SELF: its own organisation only
+            order += [o.name for o in self.d.organizations]
         return next((o for o in order if o in members and self.auto(o)), None)
 
     def approve(
@@ -934,6 +1012,8 @@ class _Ctx:
         """A pending proposal for what the spec asks: the next automatic yes vote (one per
         pass, each signed by its own organisation), or wait for the manual ones."""
         for org in self.d.organizations:
+            if isinstance(change, ReplaceValidator) and org.name != change.org:
+                continue  # SELF: no other organisation's vote is asked for or cast
             if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
                 return Step(Vote(p.id, org.name, change), targets, phase)
         waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"

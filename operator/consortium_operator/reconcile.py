@@ -39,6 +39,7 @@ from consortium_node.provision import pki as core_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import certplan, genesis, nodes, pki, plan, status
+from . import replace as replace_plan
 from .kube import Conflict, Kube, KubeError
 from .model import (
     MEMBER_ANNOTATION,
@@ -246,7 +247,11 @@ def parse(p: Pass) -> None:
 
 async def observe(p: Pass) -> None:
     p.observed = await observe_world(p)
-    p.observed = replace(p.observed, pending=_pending(p))
+    p.observed = replace(
+        p.observed,
+        pending=_pending(p),
+        replacement=p.subject.annotations.get(replace_plan.ANNOTATION),
+    )
 
 
 def plan_step(p: Pass) -> None:
@@ -374,6 +379,11 @@ async def observe_world(p: Pass) -> Observed:
     if observed.org_governance and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    if spec.parameters.chain_values() and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed, chain_params=await nodes.chain_params(eps, p.env.settings, tls)
+        )
     return observed
 
 
@@ -549,6 +559,35 @@ async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:  
     return str(a)
 
 
+async def set_param(p: Pass, a: plan.SetParam) -> str:  # legacy: a direct SetParam
+    """The chain parameter set with the consortium admin key (a legacy chain; under
+    governance by organisations the planner proposes it instead); the next pass reads the
+    committed value, so nothing is remembered."""
+    tx = await _legacy_admin_tx(p, a)
+    p.events.info("ParameterSet", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def declare_replacement(p: Pass, a: replace_plan.Declare) -> str:
+    """Accept a lost validator's replacement: stamp the declaration with the time now."""
+    stamp = p.env.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = replace(a.declaration, at=stamp).text()
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: text}
+    )
+    p.events.info("ReplacementDeclared", f"{a} (accepted at {stamp})")
+    return str(a)
+
+
+async def finish_replacement(p: Pass, a: replace_plan.Finish) -> str:
+    """The chain lists the new key: the declaration is done with."""
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: None}
+    )
+    p.events.info("ValidatorReplaced", str(a))
+    return str(a)
+
+
 async def propose(p: Pass, a: plan.Propose) -> str:
     """Open the proposal for what the spec asks, as organisation `a.org` (its yes vote)."""
     tx = await _as_org(p, a, a.org)
@@ -652,6 +691,9 @@ ACTIONS: dict[type, Act] = {
     plan.AddValidator: add_validator,
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
+    plan.SetParam: set_param,
+    replace_plan.Declare: declare_replacement,
+    replace_plan.Finish: finish_replacement,
     plan.Propose: propose,
     plan.Vote: vote,
     plan.CreateMemberKey: create_member_key,

@@ -30,6 +30,8 @@ from .plan import (
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetParam,
     Step,
     UpgradeContract,
     Vote,
@@ -37,6 +39,7 @@ from .plan import (
     WriteGenesis,
     contract_subject,
 )
+from .replace import Declare, Finish
 
 CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
@@ -60,6 +63,10 @@ def _reason(step: Step) -> str:
         CreateMemberKey: "CreatingKeys",
         RegisterMember: "RegisteringMember",
         Vote: "Voting",
+        SetParam: "SettingParameter",
+        ReplaceValidator: "ReplacingValidator",
+        Declare: "ReplacingValidator",
+        Finish: "ReplacingValidator",
         Converged: "Converged",
     }[type(a)]
 

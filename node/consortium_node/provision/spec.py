@@ -218,6 +218,22 @@ class GenesisSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ParametersSpec:
+    """The chain parameters the consortium wants now (ledger/state.py PARAMS). Unset: keep
+    what the chain has. A new chain's genesis takes them (over consensus.maxBlockTxs and
+    genesis.maxTxBytes); on a running chain a change becomes a SetParam proposal that the
+    organisations vote on (policy set_param)."""
+
+    max_block_txs: int | None = None
+    max_tx_bytes: int | None = None
+
+    def chain_values(self) -> dict[str, int]:
+        """On-chain parameter name -> the value asked for (set fields only)."""
+        out = {"max_block_txs": self.max_block_txs, "max_tx_bytes": self.max_tx_bytes}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class SecuritySpec:
     tls: bool = True
     public_reads: bool = False
@@ -258,6 +274,7 @@ class ConsortiumSpec:
     local_organizations: tuple[str, ...] = ()
     ceremony: CeremonySpec | None = None
     genesis_from: GenesisFromSpec | None = None
+    parameters: ParametersSpec = field(default_factory=ParametersSpec)
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -352,6 +369,11 @@ class ConsortiumSpec:
                 )
         if len({m.key for m in g.members}) != len(g.members):
             raise SpecError("spec.genesis.members: a key may be vouched for only once")
+        prm = self.parameters
+        if prm.max_block_txs is not None:
+            _range("spec.parameters.maxBlockTxs", prm.max_block_txs, 1, 100_000)
+        if prm.max_tx_bytes is not None:
+            _range("spec.parameters.maxTxBytes", prm.max_tx_bytes, 1024, 4 * 1024 * 1024)
         sec = self.security
         _range("spec.security.certValidityDays", sec.cert_validity_days, 1, 3650)
         _range("spec.security.certRenewBeforeDays", sec.cert_renew_before_days, 0, 3649)
@@ -453,6 +475,15 @@ class ConsortiumSpec:
     def federated(self) -> bool:
         """Some organisation is run elsewhere: no executor here holds every key."""
         return bool(self.remote)
+
+    def genesis_params(self) -> dict[str, int]:
+        """The parameters a new chain starts with: spec.parameters where set, else the
+        genesis-time fields consensus.maxBlockTxs and genesis.maxTxBytes."""
+        return {
+            "max_block_txs": self.consensus.max_block_txs,
+            "max_tx_bytes": self.genesis.max_tx_bytes,
+            **self.parameters.chain_values(),
+        }
 
     @property
     def total_validators(self) -> int:
