@@ -3,6 +3,11 @@
 The node to export from or restore into is named by its config (`--config node.yaml`: its
 data_dir and genesis_file) or, for a local consortium, by `--data-dir DIR [--node NAME]`
 (create: the named node, default the first; restore: the named node, default every node).
+`create --from-node ADDRESS` asks a running node over gRPC instead (ExportBackup: no access
+to its volume needed), checks the stream and verifies the backup before it takes its name;
+with OUT an existing directory it names the file `<chain>-<UTC time>-h<height>.tar`, and
+`--keep N` then deletes that chain's older backups there (backup/retention.py), `--report
+FILE` writes one JSON line of the outcome (the operator's CronJob: /dev/termination-log).
 `restore_local` is also what `consortium up --restore` calls. Every refusal is one line."""
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +29,10 @@ from consortium_node.backup.archive import list_backups, verify_backup
 from consortium_node.backup.export import export_backup
 from consortium_node.backup.format import BackupError, Manifest
 from consortium_node.backup.restore import RestoreResult, restore_backup, restore_many
+from consortium_node.backup.retention import Held, to_prune
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 from consortium_node.config import NodeConfig
 from consortium_node.localnet import LocalNet
 
@@ -86,25 +98,165 @@ def _describe(m: Manifest) -> str:
 
 
 def create(
-    out: Annotated[Path, typer.Argument(help="Backup to write: a directory, or FILE.tar.")],
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="Backup to write: a directory, or FILE.tar (with --from-node: FILE.tar, or an "
+            "existing directory to name a file in)."
+        ),
+    ],
     config: ConfigOpt = None,
     data_dir: LocalOpt = None,
     node: NodeOpt = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the block that certifies the state.")
     ] = 30.0,
+    from_node: Annotated[
+        str | None,
+        typer.Option(
+            "--from-node",
+            help="Export from this running node over gRPC (HOST:PORT) instead of a data dir.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-dir",
+            help="With --from-node: client TLS directory (default: $CONSORTIUM_TLS_DIR).",
+            show_default=False,
+        ),
+    ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--server-name", help="With --from-node: the name the node's certificate shows."
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="With --from-node into a directory: keep this chain's newest N backups there.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write the outcome as one JSON line here.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Back up a running (or stopped) node's chain at its committed height; no key is read."""
-    cfg = _node_config(config, data_dir, node)
+    if from_node is None:
+        if keep is not None:
+            raise typer.BadParameter("--keep goes with --from-node")
+        cfg = _node_config(config, data_dir, node)
+        try:
+            r = export_backup(cfg.data_dir, cfg.genesis_file, out, certifier_timeout=timeout)
+        except BackupError as e:
+            raise _reported(report, str(e)) from None
+        rate = r.bytes / 2**20 / max(r.seconds, 1e-9)
+        _report(report, {"name": out.name, "height": r.manifest.height, "bytes": r.bytes})
+        console.print(
+            f"backup {out}: {_describe(r.manifest)}; {r.seconds:.1f}s ({rate:.1f} MiB/s)",
+            markup=False,
+        )
+        return
+    if config is not None or data_dir is not None:
+        raise typer.BadParameter("--from-node goes without --config/--data-dir")
+    into_dir = out.is_dir()
+    if keep is not None and not into_dir:
+        raise typer.BadParameter("--keep needs OUT to be a directory")
+    if not into_dir and not out.name.endswith(".tar"):
+        raise typer.BadParameter("with --from-node, OUT is FILE.tar or an existing directory")
+    t0 = time.monotonic()
     try:
-        r = export_backup(cfg.data_dir, cfg.genesis_file, out, certifier_timeout=timeout)
-    except BackupError as e:
-        raise fail(str(e)) from None
-    rate = r.bytes / 2**20 / max(r.seconds, 1e-9)
+        doc = pull(from_node, out, tls_dir, server_name, keep, timeout)
+    except (BackupError, ClientError) as e:
+        raise _reported(report, str(e)) from None
+    _report(report, doc)
+    secs = time.monotonic() - t0
     console.print(
-        f"backup {out}: {_describe(r.manifest)}; {r.seconds:.1f}s ({rate:.1f} MiB/s)",
+        f"backup {doc['path']} from {from_node}: height {doc['height']}, "
+        f"{_mib(int(str(doc['bytes'])))}; {secs:.1f}s"
+        + (f"; pruned {len(list(doc['pruned']))} older" if doc.get("pruned") else ""),  # type: ignore[call-overload]
         markup=False,
     )
+
+
+def pull(
+    address: str,
+    out: Path,
+    tls_dir: Path | None,
+    server_name: str | None,
+    keep: int | None,
+    timeout: float,
+) -> dict[str, object]:
+    """Streams the node's backup into OUT (a .tar path, or a new name in directory OUT),
+    verifies it (checksums, hash chain, every certificate, the state root) before renaming it
+    into place, then prunes to `keep`. Raises BackupError/ClientError (one line)."""
+    tls = ClientTLS.from_dir(tls_dir) if tls_dir is not None else ClientTLS.discover()
+    if tls is not None and server_name:
+        tls = ClientTLS(tls.ca_pem, tls.cert_pem, tls.key_pem, server_name)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    partial = (
+        (out / f".incoming-{stamp}.tar") if out.is_dir() else out.with_name(out.name + ".partial")
+    )
+    if not out.is_dir() and out.exists():
+        raise BackupError(f"{out} already exists (nothing overwritten)")
+    try:
+        # the certifying block H+1 may be a couple of seconds away on an idle chain
+        with Client(address, timeout, tls=tls) as c, partial.open("wb") as f:
+            got = c.export_backup(f, timeout=max(timeout, 30.0) + 600.0)
+            f.flush()
+            os.fsync(f.fileno())
+        m = verify_backup(partial)
+        if m.height != got.height:
+            raise BackupError(
+                f"the node announced height {got.height}, the backup holds {m.height}"
+            )
+        final = out / f"{m.chain_id}-{stamp}-h{m.height}.tar" if out.is_dir() else out
+        if final.exists():
+            raise BackupError(f"{final} already exists (nothing overwritten)")
+        os.rename(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    pruned: list[str] = []
+    if keep is not None:
+        held = [
+            Held(p.name, hm.genesis_hash, hm.height, hm.created_unix)
+            for p, hm, _ in list_backups(out)
+            if hm is not None
+        ]
+        for name in to_prune(held, m.genesis_hash, keep, protect=final.name):
+            victim = out / name
+            shutil.rmtree(victim) if victim.is_dir() else victim.unlink()
+            pruned.append(name)
+    return {
+        "path": str(final),
+        "name": final.name,
+        "chain_id": m.chain_id,
+        "height": m.height,
+        "bytes": got.bytes,
+        "created": m.created_unix,
+        "source": address,
+        "pruned": pruned,
+    }
+
+
+def _report(report: Path | None, doc: dict[str, object]) -> None:
+    if report is not None:
+        report.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def _reported(report: Path | None, message: str) -> ClientError:
+    """The CLI's one-line failure, also written to the report (where the operator reads it)."""
+    _report(report, {"error": message[:1500]})
+    return fail(message)
 
 
 def verify(

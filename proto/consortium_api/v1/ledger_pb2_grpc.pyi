@@ -46,6 +46,10 @@ class LedgerStub:
     """Governance by organisations: proposals with their votes and state; policies and admins."""
     GetProposal: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]
     GetGovernance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]
+    ExportBackup: _grpc.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]
+    """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+    height, streamed in chunks; needs a client certificate (refused on the public port).
+    """
 
 @_typing.type_check_only
 class LedgerAsyncStub(LedgerStub):
@@ -64,6 +68,10 @@ class LedgerAsyncStub(LedgerStub):
     """Governance by organisations: proposals with their votes and state; policies and admins."""
     GetProposal: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]  # type: ignore[assignment]
     GetGovernance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]  # type: ignore[assignment]
+    ExportBackup: _aio.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]  # type: ignore[assignment]
+    """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+    height, streamed in chunks; needs a client certificate (refused on the public port).
+    """
 
 class LedgerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -145,5 +153,15 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetGovernanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetGovernanceResponse, _abc.Awaitable[_ledger_pb2.GetGovernanceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportBackup(
+        self,
+        request: _ledger_pb2.ExportBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ledger_pb2.BackupChunk], _abc.AsyncIterator[_ledger_pb2.BackupChunk]]:
+        """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+        height, streamed in chunks; needs a client certificate (refused on the public port).
+        """
 
 def add_LedgerServicer_to_server(servicer: LedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
