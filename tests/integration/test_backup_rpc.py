@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc
 from consortium_node.backup.archive import list_backups, opened, verify_backup
 from consortium_node.backup.format import BLOCKS
+from consortium_node.backup.restore import existing_ledger
 from consortium_node.cli import app
+from consortium_node.config import NodeConfig
 from consortium_node.ledger.block import Block
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
 from consortium_node.storage.blocks import read_records
@@ -43,12 +47,14 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet,
         net.stop()
 
 
-def _create(net: LocalNet, out: Path, *extra: str) -> tuple[int, str, dict[str, object]]:
+def _create(
+    net: LocalNet, out: Path, *extra: str, node: str = ""
+) -> tuple[int, str, dict[str, object]]:
     report = out.parent / "report.json"
     r = CliRunner().invoke(
         app,
         [
-            "backup", "create", str(out), "--from-node", net.nodes[1].endpoint,
+            "backup", "create", str(out), "--from-node", node or net.nodes[1].endpoint,
             "--tls-dir", str(net.data_dir / "tls"), "--report", str(report), *extra,
         ],
     )  # fmt: skip
@@ -97,9 +103,14 @@ def test_a_refused_export_is_one_line_and_reported(
     code, out, doc = _create(net, dest)
     assert code == 1 and "already exists" in out and len(out.strip().splitlines()) == 1
     assert "already exists" in str(doc["error"]) and dest.read_bytes() == b"someone's file"
-    bad = tmp_path / "nowhere"
-    code, out, _ = _create(net, bad)
-    assert code != 0
+    # the first address does not answer: the next one exports (the operator lists several)
+    dead = "127.0.0.1:1"
+    code, out, doc = _create(net, tmp_path / "d", node=f"{dead},{net.nodes[2].endpoint}")
+    assert code == 0, out
+    assert doc["source"] == net.nodes[2].endpoint
+    code, out, doc = _create(net, tmp_path / "e", node=dead)
+    assert code == 1 and len(out.strip().splitlines()) == 1 and dead in str(doc["error"])
+    assert not list((tmp_path / "e").iterdir())
 
 
 def test_the_rpc_needs_a_client_certificate(loaded: tuple[LocalNet, Load]) -> None:
@@ -115,3 +126,39 @@ def test_the_rpc_needs_a_client_certificate(loaded: tuple[LocalNet, Load]) -> No
         assert e.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         ch.close()
+
+
+def test_restore_once_is_what_an_init_step_runs_on_every_start(
+    loaded: tuple[LocalNet, Load], tmp_path: Path
+) -> None:
+    """First start: verify + restore, RESTORED.json names the backup; later starts: nothing
+    to do; another (older) backup into the same volume: refused, reported, nothing changed."""
+    net, _ = loaded
+    dest = tmp_path / "backups"
+    _, out1, older = _create(net, dest)
+    _, out2, newer = _create(net, dest)
+    assert int(str(newer["height"])) > int(str(older["height"])), (out1, out2)
+    cfg = NodeConfig.load(net.nodes[0].directory / "config.yaml")
+    mine = replace(cfg, data_dir=tmp_path / "pod-data")
+    conf = tmp_path / "pod.yaml"
+    conf.write_text(yaml.safe_dump(mine.to_dict()))
+    report = tmp_path / "restore.json"
+
+    def restore(name: str) -> tuple[int, str, dict[str, object]]:
+        r = CliRunner().invoke(
+            app,
+            ["backup", "restore", str(dest / name), "--config", str(conf), "--once",
+             "--report", str(report)],
+        )  # fmt: skip
+        return r.exit_code, r.output, json.loads(report.read_text())
+
+    code, out, doc = restore(str(newer["name"]))
+    assert code == 0, out
+    assert doc == {"restored": newer["name"], "height": newer["height"]}
+    assert existing_ledger(mine.data_dir).height == newer["height"]
+    code, out, doc = restore(str(newer["name"]))
+    assert code == 0 and "nothing to do" in out and doc["skip"] is True
+    code, out, doc = restore(str(older["name"]))
+    assert code == 1 and len(out.strip().splitlines()) == 1
+    assert "restore refused" in str(doc["error"]) and "newer data" in str(doc["error"])
+    assert existing_ledger(mine.data_dir).height == newer["height"]

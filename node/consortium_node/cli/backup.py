@@ -5,9 +5,12 @@ data_dir and genesis_file) or, for a local consortium, by `--data-dir DIR [--nod
 (create: the named node, default the first; restore: the named node, default every node).
 `create --from-node ADDRESS` asks a running node over gRPC instead (ExportBackup: no access
 to its volume needed), checks the stream and verifies the backup before it takes its name;
-with OUT an existing directory it names the file `<chain>-<UTC time>-h<height>.tar`, and
+with OUT a directory (not ending in .tar; created if absent) it names the file `<chain>-<UTC time>-h<height>.tar`, and
 `--keep N` then deletes that chain's older backups there (backup/retention.py), `--report
 FILE` writes one JSON line of the outcome (the operator's CronJob: /dev/termination-log).
+`--from-node` takes several addresses, comma-separated: tried in order until one exports.
+`restore --once --config` is a pod's init step: it restores once (RESTORED.json in the data
+dir names the backup) and does nothing on later starts.
 `restore_local` is also what `consortium up --restore` calls. Every refusal is one line."""
 
 from __future__ import annotations
@@ -101,8 +104,8 @@ def create(
     out: Annotated[
         Path,
         typer.Argument(
-            help="Backup to write: a directory, or FILE.tar (with --from-node: FILE.tar, or an "
-            "existing directory to name a file in)."
+            help="Backup to write: a directory, or FILE.tar (with --from-node: FILE.tar, or a "
+            "directory, created if absent, to name a file in)."
         ),
     ],
     config: ConfigOpt = None,
@@ -167,20 +170,29 @@ def create(
         return
     if config is not None or data_dir is not None:
         raise typer.BadParameter("--from-node goes without --config/--data-dir")
-    into_dir = out.is_dir()
+    into_dir = not out.name.endswith(".tar")  # else: a directory, created if absent
     if keep is not None and not into_dir:
         raise typer.BadParameter("--keep needs OUT to be a directory")
-    if not into_dir and not out.name.endswith(".tar"):
-        raise typer.BadParameter("with --from-node, OUT is FILE.tar or an existing directory")
+    if into_dir:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _reported(report, f"cannot make directory {out}: {e.strerror}") from None
     t0 = time.monotonic()
-    try:
-        doc = pull(from_node, out, tls_dir, server_name, keep, timeout)
-    except (BackupError, ClientError) as e:
-        raise _reported(report, str(e)) from None
+    tried: list[str] = []
+    doc: dict[str, object] | None = None
+    for address in [a.strip() for a in from_node.split(",") if a.strip()]:
+        try:
+            doc = pull(address, out, tls_dir, server_name, keep, timeout)
+            break
+        except (BackupError, ClientError) as e:
+            tried.append(str(e))
+    if doc is None:
+        raise _reported(report, "; ".join(tried) or "--from-node names no address")
     _report(report, doc)
     secs = time.monotonic() - t0
     console.print(
-        f"backup {doc['path']} from {from_node}: height {doc['height']}, "
+        f"backup {doc['path']} from {doc['source']}: height {doc['height']}, "
         f"{_mib(int(str(doc['bytes'])))}; {secs:.1f}s"
         + (f"; pruned {len(list(doc['pruned']))} older" if doc.get("pruned") else ""),  # type: ignore[call-overload]
         markup=False,
@@ -322,21 +334,58 @@ def list_(
         )
 
 
+RESTORED_MARK = "RESTORED.json"  # in a data dir: which backup `restore --once` restored
+
+
 def restore(
     path: Annotated[Path, typer.Argument(help="Backup directory or tar file.")],
     config: ConfigOpt = None,
     data_dir: LocalOpt = None,
     node: NodeOpt = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="With --config: do nothing if this backup was restored here already (the "
+            "data dir's RESTORED.json names it): what a pod's init step runs on every start.",
+        ),
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write the outcome as one JSON line here.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Restore a stopped node (or every node of a local consortium) from a verified backup."""
     if data_dir is not None and config is None:
+        if once:
+            raise typer.BadParameter("--once goes with --config")
         results = restore_local(data_dir, path, node)
     else:
         cfg = _node_config(config, data_dir, node)
+        mark = cfg.data_dir / RESTORED_MARK
+        if once and mark.exists():
+            try:
+                done = json.loads(mark.read_text())
+            except (OSError, ValueError) as e:
+                raise _reported(report, f"{mark} is unreadable ({e}): move it aside") from None
+            if done.get("backup") == path.name:
+                msg = f"already restored from {path.name} at height {done.get('height')}"
+                _report(report, {"restored": path.name, "height": done.get("height"), "skip": True})
+                console.print(f"{msg}: nothing to do", markup=False)
+                return
         try:
             results = [restore_backup(path, cfg.data_dir, cfg.genesis_file)]
         except BackupError as e:
-            raise fail(str(e)) from None
+            raise _reported(report, f"restore refused: {e}") from None
+        if once:
+            m = results[0].manifest
+            doc = {"backup": path.name, "height": m.height, "genesis": m.genesis_hash.hex()}
+            tmp = mark.with_name(mark.name + ".tmp")
+            tmp.write_text(json.dumps(doc, sort_keys=True) + "\n")
+            os.replace(tmp, mark)
+        _report(report, {"restored": path.name, "height": results[0].manifest.height})
     for r in results:
         kept = f"; older data kept in {r.moved_aside}" if r.moved_aside else ""
         console.print(
