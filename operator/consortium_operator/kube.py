@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from . import pki
+from .backupplan import BackupRun, RestoreRefusal, parse_report, run_of
 from .model import (
     GROUP,
     HEX32_RE,
@@ -56,6 +58,7 @@ _PATHS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"),
     "Consortium": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
@@ -456,6 +459,44 @@ class Kube:
             pods=pod_states,
         )
 
+    async def observe_backups(
+        self, namespace: str, names: Names, orgs: tuple[str, ...]
+    ) -> tuple[list[BackupRun], list[RestoreRefusal]]:
+        """Finished backup pods (their termination messages) and node pods whose restore init
+        step refused its backup (the refusal's termination message)."""
+        backup_pods, node_pods = await asyncio.gather(
+            self.list_objects("Pod", namespace, names.backup_selector()),
+            self.list_objects("Pod", namespace, names.selector()),
+        )
+        runs = []
+        for pod in backup_pods:
+            for c in (pod.get("status") or {}).get("containerStatuses") or []:
+                t = (c.get("state") or {}).get("terminated")
+                if c.get("name") == "backup" and t:
+                    runs.append(
+                        run_of(
+                            pod["metadata"]["name"],
+                            _unix(t.get("finishedAt")),
+                            int(t.get("exitCode", 1)),
+                            str(t.get("message") or t.get("reason") or ""),
+                        )
+                    )
+        refusals = []
+        for pod in node_pods:
+            parsed = names.parse_pod(pod["metadata"]["name"], orgs)
+            if parsed is None:
+                continue
+            for c in (pod.get("status") or {}).get("initContainerStatuses") or []:
+                if c.get("name") != "restore":
+                    continue
+                st = c.get("state") or {}
+                t = st.get("terminated") or (c.get("lastState") or {}).get("terminated")
+                if t and int(t.get("exitCode", 0)) != 0 and not st.get("running"):
+                    doc = parse_report(str(t.get("message") or ""))
+                    why = str(doc.get("error") or t.get("message") or t.get("reason") or "")
+                    refusals.append(RestoreRefusal(pod["metadata"]["name"], parsed[0], why[:500]))
+        return runs, refusals
+
     # ----------------------------------------------------------------------- deletion
 
     async def delete_consortium(
@@ -503,6 +544,16 @@ class Kube:
                 if await self.delete("PersistentVolumeClaim", namespace, pvc["metadata"]["name"]):
                     deleted.append(f"PersistentVolumeClaim/{pvc['metadata']['name']}")
         return deleted
+
+
+def _unix(ts: object) -> int:
+    """An RFC 3339 time of the API (e.g. 2026-12-01T03:00:07Z) as unix seconds; 0 if absent."""
+    if not isinstance(ts, str) or not ts:
+        return 0
+    try:
+        return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 def _public(entries: Mapping[str, bytes]) -> dict[str, bytes]:
