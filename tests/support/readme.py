@@ -74,9 +74,10 @@ class Block:
     fails_with: str | None = None
     cleanup: bool = False
     after_ctrl_c: bool = False
+    source: str = "README.md"
 
     def where(self) -> str:
-        return f"README.md:{self.line} <!-- {self.marker} -->"
+        return f"{self.source}:{self.line} <!-- {self.marker} -->"
 
 
 def parse_marker(text: str, line: int) -> dict[str, object]:
@@ -151,6 +152,42 @@ def section(text: str, title: str) -> str:
     if m is None:
         raise ReadmeError(f"README.md has no '## {title}' section")
     return m.group(1)
+
+
+_NOTES_COMMAND = re.compile(r"^\s{2,}((?:kubectl|helm|consortium)\s.*?)\s*$")
+
+
+def notes_blocks(text: str, source: str, replace: Mapping[str, str] | None = None) -> list[Block]:
+    """The commands of a chart's rendered NOTES.txt (`helm get notes`) as cluster blocks, one
+    per indented `kubectl|helm|consortium` line, in order; `replace` fills placeholders such
+    as `<org>`. A line ending in `&` is a `kubectl port-forward`, run in the background until
+    it shows "Forwarding from"."""
+    found = []
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _NOTES_COMMAND.match(line)
+        if m is None:
+            continue
+        code = m.group(1)
+        for old, new in (replace or {}).items():
+            code = code.replace(old, new)
+        until = None
+        if code.endswith("&"):
+            if "port-forward" not in code:
+                raise ReadmeError(f"{source}:{n}: only kubectl port-forward runs in the background")
+            code, until = code[:-1].rstrip(), "Forwarding from"
+        if "<" in code:
+            raise ReadmeError(f"{source}:{n}: a placeholder left in {code!r}")
+        found.append(
+            Block(
+                line=n,
+                marker="notes",
+                code=code + "\n",
+                tier="cluster",
+                background_until=until,
+                source=source,
+            )
+        )
+    return found
 
 
 # --------------------------------------------------------------------------- running
