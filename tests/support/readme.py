@@ -338,6 +338,7 @@ class Journey:
             raise self._failure(bg.block, why, bg.out) from None
         finally:
             self.background.remove(bg)
+        _stop(bg.proc)  # anything the block left behind in its group
         self.log.append(f"{bg.block.where()} stopped by Ctrl-C\n{_tail(bg.out)}")
 
     def stop_background(self) -> None:

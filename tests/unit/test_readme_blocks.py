@@ -4,11 +4,22 @@ parser's own rules, on small made-up READMEs."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.support.readme import README, ROOT, ReadmeError, blocks, parse, section
+from tests.support.readme import (
+    README,
+    ROOT,
+    Journey,
+    ReadmeError,
+    blocks,
+    notes_blocks,
+    parse,
+    section,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -114,3 +125,81 @@ def test_markers_and_their_options_parse() -> None:
     assert got[1].cleanup and not got[2].cleanup
     assert got[3].fails_with == "policy not met"
     assert got[4].after_ctrl_c
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def _journey(tmp_path: Path) -> Journey:
+    return Journey(cwd=tmp_path, env={"PATH": os.environ["PATH"]}, timeout=20)
+
+
+def test_the_runner_runs_blocks_in_order_and_shows_a_failing_block_with_its_output(
+    tmp_path: Path,
+) -> None:
+    got = parse(
+        "<!-- run: local -->\n```sh\necho one > f\n```\n"
+        "<!-- run: local -->\n```sh\ncat f\necho two\nfalse\necho never\n```\n"
+    )
+    with _journey(tmp_path) as j:
+        assert j.run(got[0]) == ""
+        with pytest.raises(ReadmeError) as e:
+            j.run(got[1])
+    text = str(e.value)
+    assert "README.md:6 <!-- run: local -->: exit 1" in text
+    assert "one\ntwo\n" in text and "never" not in text.split("--- output ---")[1]
+
+
+def test_background_ctrl_c_fails_with_and_cleanup_blocks(tmp_path: Path) -> None:
+    got = parse(
+        "<!-- run: local, background until: ready -->\n```sh\n"
+        # a server standing in for `consortium up`: idles until Ctrl-C
+        "trap 'echo stopped > stopped; exit 0' INT\necho ready\nwhile :; do sleep 0.1; done\n```\n"
+        "<!-- run: local, fails with: No such -->\n```sh\nls no-such-file\n```\n"
+        "<!-- run: local, after ctrl-c -->\n```sh\ncat stopped\n```\n"
+        "<!-- run: local, cleanup -->\n```sh\necho cleaned > cleaned\n```\n"
+        "<!-- run: local -->\n```sh\nfalse\n```\n"
+    )
+    todo = [b for b in got if not b.cleanup] + [b for b in got if b.cleanup]
+    with _journey(tmp_path) as j, pytest.raises(ReadmeError, match=r"README.md:20 .*exit 1"):
+        j.run_all(todo)
+    assert (tmp_path / "stopped").read_text() == "stopped\n"  # Ctrl-C reached the block
+    assert (tmp_path / "cleaned").exists()  # the cleanup ran although a block failed
+    with _journey(tmp_path) as j, pytest.raises(ReadmeError, match="succeeded, but"):
+        j.run(parse("<!-- run: local, fails with: x -->\n```sh\ntrue\n```\n")[0])
+
+
+def test_a_background_block_that_exits_or_stays_silent_fails(tmp_path: Path) -> None:
+    exits, silent = parse(
+        "<!-- run: local, background until: ready -->\n```sh\necho nope\n```\n"
+        "<!-- run: local, background until: ready -->\n```sh\nexec tail -f /dev/null\n```\n"
+    )
+    with _journey(tmp_path) as j:
+        with pytest.raises(ReadmeError, match=r"exited \(0\) before showing 'ready'"):
+            j.run(exits)
+        with pytest.raises(ReadmeError, match=r"did not show 'ready' within 0\.5s"):
+            j.run(silent, timeout=0.5)
+        pids = [bg.proc.pid for bg in j.background]
+    for pid in pids:  # stopped with the journey: the whole process group is gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+
+def test_notes_commands_become_blocks() -> None:
+    text = (
+        "1. Check:\n\n     kubectl -n x rollout status deployment/op\n"
+        "   prose `kubectl get`\n     kubectl port-forward service/demo-client 17050:7050 &\n"
+        "     consortium context from-cluster demo --org <org>\n"
+    )
+    got = notes_blocks(text, "NOTES.txt", {"<org>": "acme"})
+    assert [b.code for b in got] == [
+        "kubectl -n x rollout status deployment/op\n",
+        "kubectl port-forward service/demo-client 17050:7050\n",
+        "consortium context from-cluster demo --org acme\n",
+    ]
+    assert (
+        got[1].background_until == "Forwarding from"
+        and got[0].where() == "NOTES.txt:3 <!-- notes -->"
+    )
+    with pytest.raises(ReadmeError, match="placeholder"):
+        notes_blocks(text, "NOTES.txt")
