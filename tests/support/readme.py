@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -346,7 +347,11 @@ class Journey:
             _stop(self.background.pop().proc)
 
     def close(self) -> None:
+        """Stops what runs in the background and removes the blocks' output files."""
         self.stop_background()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
