@@ -14,7 +14,8 @@ timeouts), so the seeds together cover far more than any fixed scenario. Besides
 faults, two nemeses strike at the moments that matter: the partition follows the leader (it is
 cut off right after it wins an election or commits, so its next messages are lost: the moves of
 Raft's Figure 8), and a node may crash right after it persisted and sent a vote. The workload is real Ed25519-signed transactions from several clients (KvPut with a
-unique key each) plus an admin adding and removing validators by governance transactions.
+unique key each) plus an admin adding and removing validators by governance transactions, and contract
+invocations (the admin deploys a WAT counter; clients call its `incr`).
 
 Invariants (checked after every call into a node, and at the end):
   agreement   honest nodes hold the same block hash at every height and the same state root
@@ -27,6 +28,8 @@ Invariants (checked after every call into a node, and at the end):
               `liveness_ticks`
   startable   a node always restarts from what its disk kept (rule 2 of the house style)
   bounded     fewer than MAX_IN_FLIGHT_MESSAGES messages in flight (no message storm)
+  contracts   the counter contract's value is the number of its invocations clients saw
+              succeed, on every honest node (receipts are state: agreement covers them)
 
 Service-loop duties that live in runtime/service.py (block sync on an engine's request,
 observers polling a peer) are reproduced here, driving the same `Node` methods
@@ -50,6 +53,8 @@ from consortium_node.consensus.api import Envelope
 from consortium_node.consensus.bft import BftConfig
 from consortium_node.consensus.bft import codec as bft_codec
 from consortium_node.consensus.raft import RaftConfig
+from consortium_node.contracts import WasmEngine
+from consortium_node.ledger import contracts as cx
 from consortium_node.ledger.block import Block
 from consortium_node.ledger.errors import InvariantError, TxRejected
 from consortium_node.ledger.genesis import Genesis
@@ -67,6 +72,7 @@ from consortium_node.storage.memory import (
 from consortium_node.storage.ports import NodeStorage
 from consortium_node.transport import codec
 
+from tests.support import wat
 from tests.support.engines import SafetyViolation
 
 TICK_MS = 10
@@ -294,7 +300,16 @@ class NodeSim:
             validators=vals,
             admins=(self.admin.key.public,),
             consensus=swarm.consensus,
+            contracts_engine=cx.CONTRACTS_ENGINE,
         )
+        # contracts in the workload: the admin deploys the WAT counter first (a direct
+        # DeployContract: single-admin governance), then clients invoke its `incr` among
+        # their KvPuts. Drawn from their own generator, so every other draw of a seed is the
+        # one it was without contracts. One engine serves every node (calls are sequential).
+        self.vm = WasmEngine()
+        self.crng = random.Random(f"contracts/{seed}")
+        self.deploy_tx: bytes | None = None
+        self.invokes: set[bytes] = set()
         self.genesis.validate()
         self.twin = self.rng.choice(names) if swarm.twin else None
         self.victim = (
@@ -313,7 +328,7 @@ class NodeSim:
             self.nodes[name] = sn
             self.by_id.setdefault(sn.nid, []).append(sn)
         self._skew = {n: self.rng.randint(-50, 50) for n in self.nodes}
-        self.governance: list[tuple[int, str]] = []  # (tick, what) planned admin txs
+        self.governance: list[tuple[int, str]] = [(0, "deploy")]  # (tick, what) admin txs
         if self.joiner is not None:
             self.governance.append((swarm.chaos_ticks // 5, "add"))
         if self.victim is not None:
@@ -390,6 +405,7 @@ class NodeSim:
             clock=FakeClock(self, self._skew[sn.name]),
             network=SimNetwork(self, sn.name),
             engine_config=self._engine_config(self._config(sn)),
+            contract_vm=self.vm,
         )
 
     def _engine_config(self, cfg: NodeConfig) -> RaftConfig | BftConfig | None:
@@ -548,6 +564,22 @@ class NodeSim:
                         f"tx {tid.hex()[:12]} committed twice: {self.tx_height[tid]} and {h}"
                     )
 
+    def _deployed(self) -> bool:
+        s = None if self.deploy_tx is None else self.seen.get(self.deploy_tx)
+        return s is not None and s.code == OK
+
+    def _check_counter(self, sn: SimNode, node: Node) -> None:
+        """contracts: the counter counts exactly the invocations clients saw succeed (each
+        one's receipt is in the state every node agrees on), on every honest node."""
+        if self._left_behind(sn):
+            return
+        ok = sum(1 for t in self.invokes if (s := self.seen.get(t)) is not None and s.code == OK)
+        with node.snapshot() as snap:
+            raw = snap.get(cx.state_key("counter", b"n"))
+        got = 0 if raw is None else int.from_bytes(raw, "little")
+        if got != ok:
+            raise SafetyViolation(f"{sn.name}: counter is {got}, {ok} invocations succeeded")
+
     def final_checks(self) -> None:
         for sn in self.nodes.values():
             node = sn.node
@@ -566,6 +598,7 @@ class NodeSim:
                     with node.snapshot() as snap:
                         if snap.get(kv_key(s.key)) != s.value:
                             raise SafetyViolation(f"{sn.name}: value of {s.key!r} is wrong")
+            self._check_counter(sn, node)
 
     # ------------------------------------------------------------------ network
 
@@ -735,9 +768,18 @@ class NodeSim:
                 k = b"%s/%d" % (c.name.encode(), c.nonce)
                 t = self._new_tx(c, kv_put=types_pb2.KvPut(key=k, value=self.rng.randbytes(8)))
                 self._submit(c, [t])
+            if len(c.outstanding) < MAX_IN_FLIGHT and self._deployed() and self.crng.random() < 0.5:
+                inv = types_pb2.Invoke(contract="counter", method="incr", fuel_limit=100_000)
+                t = self._new_tx(c, invoke=inv)
+                self.invokes.add(t.tx_id)
+                self._submit(c, [t])
         while self.governance and self.governance[0][0] <= self.now:
             _, what = self.governance.pop(0)
-            if what == "add":
+            if what == "deploy":
+                d = types_pb2.DeployContract(name="counter", code=wat.counter())
+                t = self._new_tx(self.admin, deploy_contract=d)
+                self.deploy_tx = t.tx_id
+            elif what == "add":
                 assert self.joiner is not None
                 nid = self.nodes[self.joiner].nid
                 p = types_pb2.AddValidator(node_id=nid, organization="org-joiner")

@@ -114,7 +114,10 @@ class Node:
         self.cfg = cfg
         # the contract engine (injected into execute_block); a node whose engine differs
         # from the chain's halts at the first block that runs contract code (`halted`)
-        self.vm: ContractVM = contract_vm or WasmEngine(cache_dir=cfg.data_dir / "contracts")
+        # (compiled modules are cached on disk only beside real files: injected storage, as
+        # in the simulator, means nothing under data_dir may be touched)
+        cache = cfg.data_dir / "contracts" if storage is None else None
+        self.vm: ContractVM = contract_vm or WasmEngine(cache_dir=cache)
         self.halted: str | None = None
         self.clock: Clock = clock or SystemClock()
         self.key = key
