@@ -472,6 +472,12 @@ class Kube:
                 if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
                 and not p["metadata"].get("deletionTimestamp")
             ),
+            # terminating claims too: their data is still there until they are gone
+            volume_created={
+                claim.removeprefix(LEDGER_CLAIM): str(p["metadata"].get("creationTimestamp", ""))
+                for p in pvcs
+                if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
+            },
             statefulsets=sts_states,
             pods=pod_states,
         )

@@ -39,6 +39,8 @@ from .plan import (
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetParam,
     UpgradeContract,
     Vote,
     contract_subject,
@@ -50,6 +52,7 @@ __all__ = [
     "ClientTLS",
     "Endpoint",
     "GovernanceError",
+    "chain_params",
     "contracts",
     "governance",
     "proposals",
@@ -61,7 +64,9 @@ log = logging.getLogger("consortium_operator.nodes")
 
 TX_OK = 0
 TX_KNOWN = 6  # ALREADY_EXISTS: the node has this very transaction (pooled or committed)
-Governance = AddValidator | RemoveValidator | AddOrganization | Propose | Vote | RegisterMember
+Governance = (
+    AddValidator | RemoveValidator | AddOrganization | SetParam | Propose | Vote | RegisterMember
+)
 PROPOSALS_LISTED = 50  # recent proposals read per pass (newest first)
 
 
@@ -168,12 +173,18 @@ ChangeMessage = (
     types_pb2.AddValidator
     | types_pb2.RemoveValidator
     | types_pb2.AddOrganization
+    | types_pb2.SetParam
+    | types_pb2.ReplaceValidator
     | types_pb2.DeployContract
     | types_pb2.UpgradeContract
 )
 
 
 def change_payload(change: Change) -> ChangeMessage:
+    if isinstance(change, ReplaceValidator):
+        return types_pb2.ReplaceValidator(old=change.old, new=change.new)
+    if isinstance(change, SetParam):
+        return types_pb2.SetParam(name=change.name, value=str(change.value))
     if isinstance(change, AddValidator):
         return types_pb2.AddValidator(node_id=change.node_id, organization=change.org)
     if isinstance(change, RemoveValidator):
@@ -233,6 +244,11 @@ def proposal_view(p: types_pb2.Proposal) -> ProposalView:
     elif which in ("deploy_contract", "upgrade_contract"):
         c = getattr(a, which)
         change = (which, contract_subject(c.name, hashlib.sha256(c.code).digest()))
+    elif which == "set_param":
+        change = ("set_param", f"{a.set_param.name}={a.set_param.value}")
+    elif which == "replace_validator":
+        r = a.replace_validator
+        change = ("replace_validator", f"{r.old.hex()}>{r.new.hex()}")
     return ProposalView(
         id=int(p.id),
         state=_STATES.get(p.state, "UNSPECIFIED"),
@@ -292,6 +308,27 @@ async def contracts(
     """The chain's deployed contracts by name from the first node that answers (the
     freshest first); None if none answers."""
     return await asyncio.to_thread(_contracts, endpoints, settings.rpc_timeout, tls)
+
+
+def _chain_params(
+    endpoints: Sequence[Endpoint], timeout: float, tls: ClientTLS | None
+) -> dict[str, int] | None:
+    for ep in endpoints:
+        try:
+            with _client(ep, timeout, tls) as c:
+                got = c.governance()
+            return {p.name: int(p.value) for p in got.params}
+        except ClientError as e:
+            log.debug("node %s did not report the chain's parameters: %s", ep, e)
+    return None
+
+
+async def chain_params(
+    endpoints: Sequence[Endpoint], settings: Settings, tls: ClientTLS | None
+) -> dict[str, int] | None:
+    """The chain's committed parameters (GetGovernance) from the first node that answers;
+    None if none answers."""
+    return await asyncio.to_thread(_chain_params, endpoints, settings.rpc_timeout, tls)
 
 
 async def governance(

@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import federation
 from .model import CLIENT_PORT, ConsortiumSpec, ContractSpec, Names, Observed, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
+    AdoptGenesis,
     Blocked,
     Converged,
     CreateAdminKey,
@@ -28,6 +30,8 @@ from .plan import (
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetParam,
     Step,
     UpgradeContract,
     Vote,
@@ -35,6 +39,7 @@ from .plan import (
     WriteGenesis,
     contract_subject,
 )
+from .replace import Declare, Finish
 
 CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
@@ -48,6 +53,7 @@ def _reason(step: Step) -> str:
         CreateAdminKey: "CreatingKeys",
         CreateNodeKeys: "CreatingKeys",
         WriteGenesis: "WritingGenesis",
+        AdoptGenesis: "AdoptingGenesis",
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
         AddOrganization: "AdmittingOrganization",
@@ -57,6 +63,10 @@ def _reason(step: Step) -> str:
         CreateMemberKey: "CreatingKeys",
         RegisterMember: "RegisteringMember",
         Vote: "Voting",
+        SetParam: "SettingParameter",
+        ReplaceValidator: "ReplacingValidator",
+        Declare: "ReplacingValidator",
+        Finish: "ReplacingValidator",
         Converged: "Converged",
     }[type(a)]
 
@@ -214,6 +224,12 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
+    # federation (spec.ceremony): what this cluster contributes, until the genesis exists
+    out["contributions"] = (
+        federation.contributions(desired, observed, names, namespace)
+        if desired is not None and not observed.has_genesis
+        else []
+    )
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +19,8 @@ from prometheus_client import Gauge, start_http_server
 from ..config import ConfigError, NodeConfig
 from ..crypto import Ed25519Key, verify
 from ..ledger.errors import DecodeError, TxRejected
+from ..provision.ceremony import CeremonyError
+from ..provision.ceremony import verify as verify_genesis
 from ..transport import codec
 from ..transport.peers import PeerHub, PeerServer
 from ..transport.server import ClientServer
@@ -33,6 +36,29 @@ CERT_RELOAD_S = 5.0
 OBSERVER_POLL_S = 0.5
 
 
+def check_genesis_reference(cfg: NodeConfig) -> None:
+    """A federated node's genesis by reference: the file must hash to `genesis_sha256` and,
+    with signature files, carry every organisation's signature (provision.ceremony.verify).
+    Raises ConfigError (one line; the node exits before it opens or writes any state)."""
+    if cfg.genesis_sha256 is None:
+        return
+    try:
+        data = cfg.genesis_file.read_bytes()
+        sigs = [p.read_bytes() for p in cfg.genesis_signatures]
+    except OSError as e:
+        raise ConfigError(f"genesis refused: cannot read {e.filename}: {e.strerror}") from None
+    try:
+        if cfg.genesis_signatures:
+            verify_genesis(data, sigs, cfg.genesis_sha256)
+        elif hashlib.sha256(data).hexdigest() != cfg.genesis_sha256:
+            raise CeremonyError(
+                f"genesis sha256 is {hashlib.sha256(data).hexdigest()}, the configuration "
+                f"expects {cfg.genesis_sha256}"
+            )
+    except CeremonyError as e:
+        raise ConfigError(f"genesis refused: {e}") from None
+
+
 async def serve(  # noqa: C901 -- the process wiring, in start-up order
     cfg: NodeConfig,
     stop: asyncio.Event,
@@ -42,6 +68,7 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
     """`config_path`: re-read every few seconds for peer list changes (the operator updates
     the mounted ConfigMap when membership changes; no restart needed)."""
     key = Ed25519Key.load(cfg.key_file)
+    check_genesis_reference(cfg)  # before anything is opened or written
     genesis = load_genesis(cfg.genesis_file)
     node = Node(cfg, key, genesis, codec.decode_tx)
     tls: CertStore | None = None

@@ -120,6 +120,7 @@ INVALID = [
         {"organizations": [{"name": "acme", "validators": 4, "storage": {"size": "lots"}}]},
         "storage.size must be a quantity",
     ),
+    ("bad-param", {"parameters": {"maxTxBytes": 10}}, "spec.parameters.maxTxBytes"),
 ]
 
 
@@ -287,3 +288,18 @@ def test_contracts_are_defaulted_and_their_version_never_goes_down(
     assert patch_version(3).returncode == 0  # an upgrade is asked for
     p = patch_version(2)
     assert p.returncode != 0 and "a contract's version cannot go down" in p.stderr, p.stderr
+
+
+def test_parameters_may_change_after_creation(kubectl: Kubectl, namespace: str) -> None:
+    """spec.parameters is the chain's live configuration (a change becomes a SetParam
+    proposal), unlike consensus.maxBlockTxs, which is fixed at genesis."""
+    assert kubectl.apply(manifest("params"), namespace).returncode == 0
+    obj = kubectl.get("consortium", "params", namespace)
+    assert obj is not None and obj["spec"]["parameters"] == {}
+    patch = [{"op": "add", "path": "/spec/parameters/maxBlockTxs", "value": 500}]
+    p = kubectl.run(
+        "patch", "consortium", "params", "-n", namespace, "--type=json", "-p", json.dumps(patch)
+    )
+    assert p.returncode == 0, p.stderr
+    obj = kubectl.get("consortium", "params", namespace)
+    assert obj is not None and obj["spec"]["parameters"] == {"maxBlockTxs": 500}
