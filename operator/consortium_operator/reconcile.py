@@ -385,6 +385,13 @@ async def observe_world(p: Pass) -> Observed:
     if observed.org_governance and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    if spec.contracts and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed,
+            contracts=await nodes.contracts(eps, p.env.settings, tls),
+            contract_modules=await kube.contract_modules(ns, spec.contracts),
+        )
     if spec.parameters.chain_values() and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(
