@@ -100,6 +100,14 @@ def test_a_federated_spec_is_accepted_and_defaulted(kubectl: Kubectl, namespace:
     assert p.returncode != 0 and "genesisFrom is set once" in p.stderr, p.stderr
 
 
+def test_genesis_from_cannot_name_the_operators_own_genesis(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    pin = {"configMap": "own-genesis", "sha256": "ab" * 32, "signaturesConfigMap": "s"}
+    p = kubectl.apply(manifest("own", **federated(genesisFrom=pin)), namespace)
+    assert p.returncode != 0 and "must not be <name>-genesis" in p.stderr, p.stderr
+
+
 def orgs(acme: dict[str, Any], beta: dict[str, Any]) -> dict[str, Any]:
     return {"organizations": [{"name": "acme", "validators": 2, **acme}, {"name": "beta", **beta}]}
 

@@ -604,3 +604,23 @@ def test_a_genesis_without_this_clusters_validators_is_refused(cer_world: Ceremo
     o = w.with_source(node_keys={"c-a-0": w.a.nodes[0], "c-a-1": w.b.nodes[0]})
     b = refused(w.spec(w.sha), o)
     assert b.reason == "GenesisMismatch" and "Secret c-a-keys" in b.message
+
+
+def test_nodes_never_run_on_a_genesis_configmap_that_is_not_the_pinned_one(
+    cer_world: Ceremony,
+) -> None:
+    w = cer_world
+    sp = w.spec(w.sha)
+    o = replace(running(sp, ("a", "b", "c")), genesis_hash="ab" * 32)  # someone else's genesis
+    s = plan.next_step(sp, o, N, IMAGE)
+    assert isinstance(s.action, plan.Blocked) and s.action.reason == "GenesisMismatch"
+    assert s.targets is None
+    assert isinstance(nxt(sp, replace(o, genesis_hash=w.sha)), plan.Converged)
+
+
+def test_genesis_from_must_not_name_the_operators_own_configmap(cer_world: Ceremony) -> None:
+    w = cer_world
+    body = dict(w.spec_raw)
+    body["genesisFrom"] = {"configMap": "c-genesis", "sha256": w.sha, "signaturesConfigMap": "s"}
+    b = refused(ConsortiumSpec.parse(body), w.with_source())
+    assert b.reason == "GenesisMismatch" and "operator's own genesis ConfigMap" in b.message
