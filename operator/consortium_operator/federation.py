@@ -192,7 +192,7 @@ def _remote_problem(spec: ConsortiumSpec, g: Genesis) -> Refuse | None:
     by_name = {o.name: o for o in g.organizations}
     for org in spec.remote:
         r = org.remote
-        assert r is not None
+        assert r is not None, "spec validation: a remote organisation is described with genesisFrom"
         part = by_name[org.name]
         if spec.security.tls and part.ca_cert_pem != r.ca_cert.encode():
             return Refuse(

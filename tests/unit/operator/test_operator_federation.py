@@ -77,7 +77,7 @@ def raw(**over: Any) -> dict[str, Any]:
         ],
     }
     body.update(over)
-    return body
+    return {k: v for k, v in body.items() if v is not None}
 
 
 def fed(**over: Any) -> ConsortiumSpec:
@@ -107,8 +107,18 @@ def test_federated_spec_parses() -> None:
         ({"localOrganizations": ["a", "zz"]}, "localOrganizations[1] 'zz' is not one of"),
         ({"localOrganizations": ["a", "a"]}, "must not repeat"),
         (
-            {"organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}]},
+            {
+                "organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}],
+                "genesisFrom": {"configMap": "g", "sha256": "ab" * 32, "signaturesConfigMap": "s"},
+            },
             "'b' is not in spec.localOrganizations, so it is remote",
+        ),
+        (
+            {
+                "organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}],
+                "ceremony": None,
+            },
+            "takes its genesis from a ceremony",
         ),
         (
             {
@@ -200,6 +210,15 @@ def test_bad_federation_specs_are_refused(case: dict[str, Any], needle: str) -> 
     with pytest.raises(SpecError) as e:
         ConsortiumSpec.parse(spec)
     assert needle in str(e.value)
+
+
+def test_during_the_ceremony_a_remote_organisation_is_a_name_and_a_count() -> None:
+    sp = fed(organizations=[{"name": "a", "validators": 2}, {"name": "b", "validators": 2}])
+    assert [o.name for o in sp.remote] == ["b"] and sp.remote[0].remote is None
+    # rendering and planning cope: no peer for b yet, nothing proposed for it
+    keys = {"c-a-0": key("c-a-0"), "c-a-1": key("c-a-1")}
+    ms = Renderer(Settings(), Names("c"), OWNER).workloads(sp, {"a": OrgTarget(2)}, keys, "")
+    assert [m["metadata"]["name"] for m in ms if m["kind"] == "StatefulSet"] == ["c-a"]
 
 
 def test_remote_ca_is_not_needed_without_tls() -> None:
