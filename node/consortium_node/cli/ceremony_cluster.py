@@ -1,6 +1,8 @@
 """`consortium ceremony contribute-from-cluster`: an organisation's contribution to the genesis
 ceremony, exported from the cluster where its operator runs (a federated Consortium with
-spec.ceremony) and signed there with the organisation's own admin key.
+spec.ceremony) and signed there with the organisation's own admin key; and `consortium
+ceremony remote-org`: another organisation's contribution as the spec.organizations[] entry
+that describes it as remote (what each cluster adds with spec.genesisFrom).
 
 What it reads, all in the ONE cluster of the organisation (the kubeconfig's context or
 --kube-context): the Consortium's status.contributions entry for the organisation (CA, admin
@@ -15,6 +17,7 @@ Registered on the `consortium ceremony` app by cli/app.py (`register`). Errors a
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,8 +118,43 @@ def contribution_from_cluster(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `contribute-from-cluster` to the `consortium ceremony` app (cli/app.py)."""
+    """Add `contribute-from-cluster` and `remote-org` to the `consortium ceremony` app
+    (cli/app.py)."""
     app.command("contribute-from-cluster")(contribute_from_cluster)
+    app.command("remote-org")(remote_org)
+
+
+def remote_entry(contribution: bytes) -> dict[str, Any]:
+    """The spec.organizations[] entry of a remote organisation, from its contribution (its
+    signature checked): name, validator count, remote {caCert, admins, validators}."""
+    c = cer.parse_contribution(contribution)
+    return {
+        "name": c.organization,
+        "validators": len(c.validators),
+        "remote": {
+            "caCert": c.ca_pem.decode("ascii"),
+            "admins": sorted(a.hex() for a in c.admins),
+            "validators": [
+                {"name": v.name, "nodeId": v.node_id.hex(), "address": v.address}
+                for v in c.validators
+            ],
+        },
+    }
+
+
+def remote_org(
+    contribution: Annotated[
+        Path, typer.Argument(help="contribution-ORG.json of the other organisation.")
+    ],
+) -> None:
+    """Print (JSON) the spec.organizations[] entry describing ORG as remote."""
+    try:
+        entry = remote_entry(contribution.read_bytes())
+    except OSError as e:
+        raise fail(f"cannot read {contribution}: {e.strerror}") from None
+    except cer.CeremonyError as e:
+        raise fail(str(e)) from None
+    typer.echo(json.dumps(entry, sort_keys=True))
 
 
 def contribute_from_cluster(

@@ -164,6 +164,12 @@ def test_the_ceremony_with_the_cli_and_kubectl(
     )
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "no contribution of beta" in p.stderr
 
+    # what a person adds to the spec for another organisation: its contribution as an entry
+    (tmp_path / "contribution-beta.json").write_bytes(beta.contribution(ceremony))
+    p = cli(kubectl, tmp_path, "ceremony", "remote-org", str(tmp_path / "contribution-beta.json"))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == beta.spec()
+
     genesis = cer.assemble(
         ceremony,
         [gamma.contribution(ceremony), contrib_acme.read_bytes(), beta.contribution(ceremony)],
