@@ -440,10 +440,14 @@ class ConsortiumSpec:
                     f"{where}.remote: {org.name!r} is a local organization (listed in "
                     "spec.localOrganizations); only the others are described as remote"
                 )
-            if not local and org.remote is None:
+            # during a ceremony a remote organisation is a name and a validator count; its
+            # description (from its contribution) comes with the genesis (genesisFrom)
+            in_ceremony = self.ceremony is not None and self.genesis_from is None
+            if not local and org.remote is None and not in_ceremony:
                 raise SpecError(
                     f"{where}: {org.name!r} is not in spec.localOrganizations, so it is remote: "
-                    "describe it in .remote (caCert, admins, validators)"
+                    "describe it in .remote (caCert, admins, validators: from its contribution) "
+                    "once the genesis is applied (genesisFrom) or without a ceremony"
                 )
             if not local and org.expose is not None:
                 raise SpecError(f"{where}.expose: only a local organization's nodes are exposed")
