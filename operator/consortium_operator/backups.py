@@ -60,6 +60,7 @@ class View:
     refusals: list[RestoreRefusal] = field(default_factory=list)
     sources: Sources = field(default_factory=lambda: Sources(()))
     refused: dict[str, dict[str, str]] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # org -> replicas once released
 
 
 async def observe(p: Pass) -> View:
@@ -81,12 +82,25 @@ async def observe(p: Pass) -> View:
 
 def hold_refused(p: Pass, view: View) -> None:
     """Organisations with a refused restore run no pods (targets replicas 0) until their
-    restore source changes; the refusal stays in status.restore meanwhile."""
+    restore source changes (the refusal and the replicas to come back to stay in
+    status.restore meanwhile); one released runs its remembered replicas again."""
     step = p.step
-    if step is None or step.targets is None or not view.refused:
+    if step is None or step.targets is None:
+        return
+    planned = {org: t.replicas for org, t in step.targets.items()}
+    desired = {o.name: o.validators for o in p.desired.organizations}
+    held, released = backupplan.holds(
+        view.refused, p.subject.status.get("restore"), planned, desired
+    )
+    view.held = held
+    if not held and not released:
         return
     targets = dict(step.targets)
-    for org in view.refused:
+    for org, n in released.items():
+        if org in targets and targets[org].replicas == 0:
+            targets[org] = OrgTarget(replicas=n, partition=0)
+            p.events.info("RestoreReleased", f"{org}: restoreFrom changed, {n} pods again")
+    for org in held:
         if org in targets:
             targets[org] = OrgTarget(replicas=0, partition=0)
     p.step = dataclasses.replace(step, targets=targets)
@@ -136,7 +150,7 @@ def extend_status(p: Pass, view: View, new: dict[str, Any]) -> dict[str, Any]:
     restore = backupplan.restore_condition(spec, view.refused)
     if restore is not None:
         mine[backupplan.RESTORE_CONDITION] = restore
-        new["restore"] = {"refused": backupplan.refused_entries(view.refused)}
+        new["restore"] = {"refused": backupplan.refused_entries(view.refused, view.held)}
     elif p.subject.status.get("restore"):
         new["restore"] = None
     if mine:

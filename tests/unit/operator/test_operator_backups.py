@@ -208,13 +208,21 @@ def test_a_refusal_is_remembered_for_its_source_and_forgotten_when_the_source_ch
         }
     }
     # the pods are gone (held at 0): the status remembers
-    entries = backupplan.refused_entries(refused)
-    assert entries == [{"organization": "a", **refused["a"]}]
+    want = {"a": 3, "b": 2}
+    held, released = backupplan.holds(refused, None, {"a": 2, "b": 2}, want)
+    assert (held, released) == ({"a": 2}, {})
+    entries = backupplan.refused_entries(refused, held)
+    assert entries == [{"organization": "a", **refused["a"], "replicas": 2}]
+    # held at 0 now: the count to come back to is the remembered one, not the planned 0
+    assert backupplan.holds(refused, {"refused": entries}, {"a": 0, "b": 2}, want) == ({"a": 2}, {})
+    # a status read older than the hold (kopf's copy) and held at 0 already: the spec's count
+    assert backupplan.holds(refused, None, {"a": 0, "b": 2}, want) == ({"a": 3}, {})
     assert backupplan.refused_orgs(s, [], {"refused": entries}) == refused
     cond = backupplan.restore_condition(s, refused)
     assert cond is not None and cond.status == "True" and "another chain" in cond.message
     moved = spec(restoreFrom={**R, "backup": "x-h50.tar"})
     assert backupplan.refused_orgs(moved, [], {"refused": entries}) == {}
+    assert backupplan.holds({}, {"refused": entries}, {"a": 0, "b": 2}, want) == ({}, {"a": 2})
     cond = backupplan.restore_condition(moved, {})
     assert cond is not None and cond.status == "False"
     assert backupplan.restore_condition(spec(), {}) is None  # no restoreFrom: no condition
@@ -304,7 +312,7 @@ def test_the_backup_status_and_conditions_fit_the_crd_status_schema() -> None:
     refused = {"a": {"source": "b/x", "pod": "c-a-0", "message": "m"}}
     st = {
         "backup": section,
-        "restore": {"refused": backupplan.refused_entries(refused)},
+        "restore": {"refused": backupplan.refused_entries(refused, {"a": 2})},
         "conditions": backupplan.conditions([], conds, "2026-01-01T00:00:00Z", 2),
     }
     _fits(st, schema, "status")
