@@ -3,8 +3,9 @@ reconcile.py at four points of the pass:
 
 - `observe` (after the world is observed): the finished backup pods and refused restores
   (kube), read into a `View` with the pure decisions of backupplan.py;
-- `hold_refused` (after planning): an organisation whose restore was refused gets 0
-  replicas, so its pods stop instead of crash-looping on the same refusal;
+- `require_chain` and `hold_refused` (after planning): a Consortium restored from a backup
+  waits for the chain's own genesis (never writes a new one); an organisation whose restore
+  was refused gets 0 replicas, so its pods stop instead of crash-looping on the refusal;
 - `apply` (after the workloads): the CronJob rendered and applied, or deleted when
   spec.backup is gone;
 - `extend_status` (before status is written): status.backup, status.restore and the
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Gauge
 
-from . import backupplan
+from . import backupplan, plan
 from .backupplan import BackupRun, RestoreRefusal, Sources
 from .plan import OrgTarget
 
@@ -78,6 +79,24 @@ async def observe(p: Pass) -> View:
         if known.get(org) != r:  # an event once per refusal, not every pass
             p.events.warn("RestoreRefused", f"{org}: {r['message']} ({r['pod']})")
     return View(runs, refusals, src, refused)
+
+
+def require_chain(p: Pass) -> None:
+    """A Consortium restored from a backup (spec.restoreFrom) needs the chain's own genesis and
+    keys — re-applied from the key backup (README, "Backup and restore in the cluster") —
+    never a new genesis: the restore would refuse it as another chain, and new node keys are
+    not the chain's validators. Until the genesis ConfigMap is there, the pass is Blocked."""
+    if p.desired.restore_from is None or p.observed.has_genesis:
+        return
+    p.step = plan.Step(
+        plan.Blocked(
+            "RestoreNeedsGenesis",
+            f"restoreFrom: the chain's genesis ConfigMap {p.names.genesis_configmap} is "
+            "missing; apply it and the key Secrets from the key backup (a new genesis would "
+            "be another chain)",
+        ),
+        phase="Degraded",
+    )
 
 
 def hold_refused(p: Pass, view: View) -> None:

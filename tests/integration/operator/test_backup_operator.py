@@ -286,3 +286,24 @@ def test_a_refused_restore_holds_the_organisation_and_a_new_source_releases_it(
     st = status_of(kubectl, ns, "rs")
     assert conditions(st)["RestoreFailed"]["status"] == "False"
     assert st["restore"]["refused"] == []
+
+
+def test_a_consortium_restored_from_a_backup_waits_for_its_own_genesis(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """Never a new genesis or new keys for a restored chain: they would be another chain."""
+    ns = namespace
+    src = {"claimName": "backups", "backup": "dr-chain-h41.tar"}
+    assert kubectl.apply(consortium("dr", restoreFrom=src), ns).returncode == 0
+
+    def blocked() -> dict[str, Any] | None:
+        s = status_of(kubectl, ns, "dr")
+        return (
+            s if conditions(s).get("Degraded", {}).get("reason") == "RestoreNeedsGenesis" else None
+        )
+
+    st = eventually(blocked, 60, "RestoreNeedsGenesis", operator.tail)
+    assert "dr-genesis is missing" in conditions(st)["Degraded"]["message"]
+    for kind, name in (("configmap", "dr-genesis"), ("secret", "dr-acme-admin"),
+                       ("secret", "dr-acme-keys"), ("statefulset", "dr-acme")):  # fmt: skip
+        assert kubectl.get(kind, name, ns) is None, f"{kind}/{name} was created"
