@@ -318,3 +318,60 @@ def test_the_backup_status_and_conditions_fit_the_crd_status_schema() -> None:
     _fits(st, schema, "status")
     for k in ("lastName", "lastHeight", "lastBytes", "lastTimeUnix", "lastError", "sources"):
         assert k in section
+
+
+# --------------------------------------------------------------------------- the phase
+
+
+def _pass(s: ConsortiumSpec, status: dict[str, Any] | None = None) -> Any:
+    import datetime as dt
+
+    from consortium_operator import reconcile
+
+    no_kube: Any = None  # the phase's pure parts never call Kubernetes
+    env = reconcile.Env(Settings(), no_kube, clock=lambda: dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    subj = reconcile.Subject(OWNER, {}, status or {}, {}, 3, "2026-11-30T00:00:00Z")
+    p = reconcile.Pass(env, subj, reconcile.Events(lambda r, m: None, lambda r, m: None))
+    p.spec = s
+    return p
+
+
+def test_extend_status_sets_the_gauges_and_appends_the_conditions() -> None:
+    from consortium_operator import backups
+
+    p = _pass(spec())
+    view = backups.View(runs=[ok("p", 1_764_547_000, 9)], sources=Sources(("c-a-1",)))
+    new = backups.extend_status(p, view, {"conditions": [{"type": "Ready", "status": "True"}]})
+    assert new["backup"]["lastHeight"] == 9
+    assert [c["type"] for c in new["conditions"]] == ["Ready", "BackupFailed", "BackupStale"]
+    assert backups.LAST_HEIGHT.labels("ns", "c")._value.get() == 9
+    assert backups.LAST_BYTES.labels("ns", "c")._value.get() == 900
+    assert backups.FAILED.labels("ns", "c")._value.get() == 0
+    # without spec.backup (and none before) nothing is added
+    plain = backups.extend_status(_pass(spec(backup=None)), backups.View(), {"conditions": []})
+    assert "backup" not in plain and plain["conditions"] == []
+    # spec.backup removed: the section is removed (merge patch null)
+    gone = backups.extend_status(
+        _pass(spec(backup=None), {"backup": {"lastHeight": 9}}), backups.View(), {}
+    )
+    assert gone["backup"] is None
+
+
+def test_hold_and_release_change_only_the_refused_organisation_s_targets() -> None:
+    from consortium_operator import backups, plan
+
+    s = spec(organizations=[
+        {"name": "a", "validators": 2, "restoreFrom": R}, {"name": "b", "validators": 2},
+    ])  # fmt: skip
+    p = _pass(s)
+    p.step = plan.Step(plan.Converged(), {"a": OrgTarget(2, 0), "b": OrgTarget(2, 0)}, "Running")
+    refused = {"a": {"source": "backups/x-h41.tar", "pod": "c-a-0", "message": "m"}}
+    view = backups.View(refused=refused)
+    backups.hold_refused(p, view)
+    assert p.step.targets == {"a": OrgTarget(0, 0), "b": OrgTarget(2, 0)} and view.held == {"a": 2}
+    # released: the remembered count again
+    entries = backupplan.refused_entries(refused, view.held)
+    p = _pass(s, {"restore": {"refused": entries}})
+    p.step = plan.Step(plan.Converged(), {"a": OrgTarget(0, 0), "b": OrgTarget(2, 0)}, "Running")
+    backups.hold_refused(p, backups.View())
+    assert p.step.targets == {"a": OrgTarget(2, 0), "b": OrgTarget(2, 0)}
