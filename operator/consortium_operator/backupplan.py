@@ -227,9 +227,39 @@ def refused_orgs(
     return out
 
 
-def refused_entries(refused: Mapping[str, Mapping[str, str]]) -> list[dict[str, str]]:
-    """status.restore.refused: one entry per organisation, by name."""
-    return [{"organization": org, **refused[org]} for org in sorted(refused)]
+def holds(
+    refused: Mapping[str, Mapping[str, str]],
+    previous: Mapping[str, Any] | None,
+    planned: Mapping[str, int],
+    desired: Mapping[str, int],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(held, released): organisation -> the replicas it runs once released, for each one
+    held at 0 now (remembered from status.restore.refused, else what was planned, else —
+    planned 0: held already, and the status read was older than the hold — its validators
+    in the spec), and organisation -> replicas to run again for each one held before and
+    refused no longer. The count must be remembered: the planner keeps a StatefulSet's
+    replicas as observed."""
+    remembered: dict[str, int] = {}
+    entries = (previous or {}).get("refused") or []
+    for r in entries if isinstance(entries, list) else []:
+        if isinstance(r, Mapping) and _int(r.get("replicas")) > 0:
+            remembered[str(r.get("organization", ""))] = _int(r.get("replicas"))
+    held = {
+        org: remembered.get(org) or planned.get(org, 0) or desired.get(org, 0) for org in refused
+    }
+    released = {org: n for org, n in remembered.items() if org not in refused}
+    return held, released
+
+
+def refused_entries(
+    refused: Mapping[str, Mapping[str, str]], held: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """status.restore.refused: one entry per organisation, by name, with the replicas it
+    runs again once released."""
+    return [
+        {"organization": org, **refused[org], "replicas": held.get(org, 0)}
+        for org in sorted(refused)
+    ]
 
 
 def restore_condition(

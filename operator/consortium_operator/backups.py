@@ -3,8 +3,9 @@ reconcile.py at four points of the pass:
 
 - `observe` (after the world is observed): the finished backup pods and refused restores
   (kube), read into a `View` with the pure decisions of backupplan.py;
-- `hold_refused` (after planning): an organisation whose restore was refused gets 0
-  replicas, so its pods stop instead of crash-looping on the same refusal;
+- `require_chain` and `hold_refused` (after planning): a Consortium restored from a backup
+  waits for the chain's own genesis (never writes a new one); an organisation whose restore
+  was refused gets 0 replicas, so its pods stop instead of crash-looping on the refusal;
 - `apply` (after the workloads): the CronJob rendered and applied, or deleted when
   spec.backup is gone;
 - `extend_status` (before status is written): status.backup, status.restore and the
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Gauge
 
-from . import backupplan
+from . import backupplan, plan
 from .backupplan import BackupRun, RestoreRefusal, Sources
 from .plan import OrgTarget
 
@@ -60,6 +61,7 @@ class View:
     refusals: list[RestoreRefusal] = field(default_factory=list)
     sources: Sources = field(default_factory=lambda: Sources(()))
     refused: dict[str, dict[str, str]] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # org -> replicas once released
 
 
 async def observe(p: Pass) -> View:
@@ -79,14 +81,45 @@ async def observe(p: Pass) -> View:
     return View(runs, refusals, src, refused)
 
 
+def require_chain(p: Pass) -> None:
+    """A Consortium restored from a backup (spec.restoreFrom) needs the chain's own genesis and
+    keys — re-applied from the key backup (README, "Backup and restore in the cluster") —
+    never a new genesis: the restore would refuse it as another chain, and new node keys are
+    not the chain's validators. Until the genesis ConfigMap is there, the pass is Blocked."""
+    if p.desired.restore_from is None or p.observed.has_genesis:
+        return
+    p.step = plan.Step(
+        plan.Blocked(
+            "RestoreNeedsGenesis",
+            f"restoreFrom: the chain's genesis ConfigMap {p.names.genesis_configmap} is "
+            "missing; apply it and the key Secrets from the key backup (a new genesis would "
+            "be another chain)",
+        ),
+        phase="Degraded",
+    )
+
+
 def hold_refused(p: Pass, view: View) -> None:
     """Organisations with a refused restore run no pods (targets replicas 0) until their
-    restore source changes; the refusal stays in status.restore meanwhile."""
+    restore source changes (the refusal and the replicas to come back to stay in
+    status.restore meanwhile); one released runs its remembered replicas again."""
     step = p.step
-    if step is None or step.targets is None or not view.refused:
+    if step is None or step.targets is None:
+        return
+    planned = {org: t.replicas for org, t in step.targets.items()}
+    desired = {o.name: o.validators for o in p.desired.organizations}
+    held, released = backupplan.holds(
+        view.refused, p.subject.status.get("restore"), planned, desired
+    )
+    view.held = held
+    if not held and not released:
         return
     targets = dict(step.targets)
-    for org in view.refused:
+    for org, n in released.items():
+        if org in targets and targets[org].replicas == 0:
+            targets[org] = OrgTarget(replicas=n, partition=0)
+            p.events.info("RestoreReleased", f"{org}: restoreFrom changed, {n} pods again")
+    for org in held:
         if org in targets:
             targets[org] = OrgTarget(replicas=0, partition=0)
     p.step = dataclasses.replace(step, targets=targets)
@@ -136,7 +169,7 @@ def extend_status(p: Pass, view: View, new: dict[str, Any]) -> dict[str, Any]:
     restore = backupplan.restore_condition(spec, view.refused)
     if restore is not None:
         mine[backupplan.RESTORE_CONDITION] = restore
-        new["restore"] = {"refused": backupplan.refused_entries(view.refused)}
+        new["restore"] = {"refused": backupplan.refused_entries(view.refused, view.held)}
     elif p.subject.status.get("restore"):
         new["restore"] = None
     if mine:

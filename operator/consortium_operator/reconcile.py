@@ -259,6 +259,7 @@ async def observe(p: Pass) -> None:
 def plan_step(p: Pass) -> None:
     s = p.env.settings
     p.step = plan.next_step(p.desired, p.observed, p.names, s.node_image, s.max_lag)
+    backups.require_chain(p)  # restored from a backup: the chain's own genesis, never a new one
     backups.hold_refused(p, p.backups)  # a refused restore: that organisation runs no pods
 
 

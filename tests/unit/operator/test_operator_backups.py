@@ -208,13 +208,21 @@ def test_a_refusal_is_remembered_for_its_source_and_forgotten_when_the_source_ch
         }
     }
     # the pods are gone (held at 0): the status remembers
-    entries = backupplan.refused_entries(refused)
-    assert entries == [{"organization": "a", **refused["a"]}]
+    want = {"a": 3, "b": 2}
+    held, released = backupplan.holds(refused, None, {"a": 2, "b": 2}, want)
+    assert (held, released) == ({"a": 2}, {})
+    entries = backupplan.refused_entries(refused, held)
+    assert entries == [{"organization": "a", **refused["a"], "replicas": 2}]
+    # held at 0 now: the count to come back to is the remembered one, not the planned 0
+    assert backupplan.holds(refused, {"refused": entries}, {"a": 0, "b": 2}, want) == ({"a": 2}, {})
+    # a status read older than the hold (kopf's copy) and held at 0 already: the spec's count
+    assert backupplan.holds(refused, None, {"a": 0, "b": 2}, want) == ({"a": 3}, {})
     assert backupplan.refused_orgs(s, [], {"refused": entries}) == refused
     cond = backupplan.restore_condition(s, refused)
     assert cond is not None and cond.status == "True" and "another chain" in cond.message
     moved = spec(restoreFrom={**R, "backup": "x-h50.tar"})
     assert backupplan.refused_orgs(moved, [], {"refused": entries}) == {}
+    assert backupplan.holds({}, {"refused": entries}, {"a": 0, "b": 2}, want) == ({}, {"a": 2})
     cond = backupplan.restore_condition(moved, {})
     assert cond is not None and cond.status == "False"
     assert backupplan.restore_condition(spec(), {}) is None  # no restoreFrom: no condition
@@ -304,9 +312,66 @@ def test_the_backup_status_and_conditions_fit_the_crd_status_schema() -> None:
     refused = {"a": {"source": "b/x", "pod": "c-a-0", "message": "m"}}
     st = {
         "backup": section,
-        "restore": {"refused": backupplan.refused_entries(refused)},
+        "restore": {"refused": backupplan.refused_entries(refused, {"a": 2})},
         "conditions": backupplan.conditions([], conds, "2026-01-01T00:00:00Z", 2),
     }
     _fits(st, schema, "status")
     for k in ("lastName", "lastHeight", "lastBytes", "lastTimeUnix", "lastError", "sources"):
         assert k in section
+
+
+# --------------------------------------------------------------------------- the phase
+
+
+def _pass(s: ConsortiumSpec, status: dict[str, Any] | None = None) -> Any:
+    import datetime as dt
+
+    from consortium_operator import reconcile
+
+    no_kube: Any = None  # the phase's pure parts never call Kubernetes
+    env = reconcile.Env(Settings(), no_kube, clock=lambda: dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    subj = reconcile.Subject(OWNER, {}, status or {}, {}, 3, "2026-11-30T00:00:00Z")
+    p = reconcile.Pass(env, subj, reconcile.Events(lambda r, m: None, lambda r, m: None))
+    p.spec = s
+    return p
+
+
+def test_extend_status_sets_the_gauges_and_appends_the_conditions() -> None:
+    from consortium_operator import backups
+
+    p = _pass(spec())
+    view = backups.View(runs=[ok("p", 1_764_547_000, 9)], sources=Sources(("c-a-1",)))
+    new = backups.extend_status(p, view, {"conditions": [{"type": "Ready", "status": "True"}]})
+    assert new["backup"]["lastHeight"] == 9
+    assert [c["type"] for c in new["conditions"]] == ["Ready", "BackupFailed", "BackupStale"]
+    assert backups.LAST_HEIGHT.labels("ns", "c")._value.get() == 9
+    assert backups.LAST_BYTES.labels("ns", "c")._value.get() == 900
+    assert backups.FAILED.labels("ns", "c")._value.get() == 0
+    # without spec.backup (and none before) nothing is added
+    plain = backups.extend_status(_pass(spec(backup=None)), backups.View(), {"conditions": []})
+    assert "backup" not in plain and plain["conditions"] == []
+    # spec.backup removed: the section is removed (merge patch null)
+    gone = backups.extend_status(
+        _pass(spec(backup=None), {"backup": {"lastHeight": 9}}), backups.View(), {}
+    )
+    assert gone["backup"] is None
+
+
+def test_hold_and_release_change_only_the_refused_organisation_s_targets() -> None:
+    from consortium_operator import backups, plan
+
+    s = spec(organizations=[
+        {"name": "a", "validators": 2, "restoreFrom": R}, {"name": "b", "validators": 2},
+    ])  # fmt: skip
+    p = _pass(s)
+    p.step = plan.Step(plan.Converged(), {"a": OrgTarget(2, 0), "b": OrgTarget(2, 0)}, "Running")
+    refused = {"a": {"source": "backups/x-h41.tar", "pod": "c-a-0", "message": "m"}}
+    view = backups.View(refused=refused)
+    backups.hold_refused(p, view)
+    assert p.step.targets == {"a": OrgTarget(0, 0), "b": OrgTarget(2, 0)} and view.held == {"a": 2}
+    # released: the remembered count again
+    entries = backupplan.refused_entries(refused, view.held)
+    p = _pass(s, {"restore": {"refused": entries}})
+    p.step = plan.Step(plan.Converged(), {"a": OrgTarget(0, 0), "b": OrgTarget(2, 0)}, "Running")
+    backups.hold_refused(p, backups.View())
+    assert p.step.targets == {"a": OrgTarget(2, 0), "b": OrgTarget(2, 0)}
