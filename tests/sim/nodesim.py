@@ -300,10 +300,10 @@ class NodeSim:
         self.admin = Client("admin", key())
         self.clients = [Client(f"c{i}", key()) for i in range(swarm.clients)]
         vals = tuple(Validator(keys[n].public, f"org{i}") for i, n in enumerate(names))
-        # governance seeds draw their admins' keys after everything above (other seeds are
-        # unchanged); the genesis then has organisation admins and no consortium admin
+        # governance seeds: organisation admins (keys and workload from their own stream) and
+        # no consortium admin in the genesis
         self.gov = (
-            GovernanceLoad.create(self, [v.organization for v in vals], key)
+            GovernanceLoad.create(self, [v.organization for v in vals])
             if swarm.governance
             else None
         )
