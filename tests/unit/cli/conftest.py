@@ -33,6 +33,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
     ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
     GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
     GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+    ExportBackup = ledger_pb2_grpc.LedgerServicer.ExportBackup  # (backups: not faked either)
 
     def __init__(self, chain_id: str = "test-chain", block_ms: int = 10) -> None:
         self.chain_id = chain_id

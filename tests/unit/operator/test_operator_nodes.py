@@ -33,6 +33,7 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
     ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
     GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
     GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+    ExportBackup = ledger_pb2_grpc.LedgerServicer.ExportBackup  # (backups: not faked either)
 
     def __init__(self, admin: bytes) -> None:
         self.admin = admin
