@@ -73,8 +73,7 @@ async def observe(p: Pass) -> View:
     runs, refusals = await p.env.kube.observe_backups(p.owner.namespace, p.names, orgs)
     # the job writes into <consortium>/ of the claim: names as restoreFrom.backup takes them
     runs = [
-        dataclasses.replace(r, name=f"{p.names.consortium}/{r.name}") if r.name else r
-        for r in runs
+        dataclasses.replace(r, name=f"{p.names.consortium}/{r.name}") if r.name else r for r in runs
     ]
     src = backupplan.sources(spec, p.observed, p.env.settings.max_lag)
     before = p.subject.status.get("restore")

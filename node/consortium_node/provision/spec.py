@@ -34,7 +34,9 @@ CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
 # the same patterns are in the CRD (charts/consortium-crds), so kubectl apply refuses first
 CRON_RE = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly|annually)|([^ ]+ +){4}[^ ]+)$")
 CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})?$")
+BACKUP_NAME_RE = re.compile(
+    r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})?$"
+)
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
