@@ -37,6 +37,7 @@ from .model import (
     MEMBER_ANNOTATION,
     PLURAL,
     VERSION,
+    ContractSpec,
     Names,
     Observed,
     PodState,
@@ -229,6 +230,31 @@ class Kube:
         if s is None:
             return None
         return {k: base64.b64decode(v) for k, v in (s.get("data") or {}).items()}
+
+    async def contract_modules(
+        self, namespace: str, contracts: Iterable[ContractSpec]
+    ) -> dict[str, bytes | str]:
+        """Each spec contract's module from its ConfigMap — the entry `key` of binaryData, or
+        of data holding the module in base64 — or a sentence saying why it cannot be read."""
+        maps: dict[str, dict[str, Any] | None] = {}
+        out: dict[str, bytes | str] = {}
+        for c in contracts:
+            if c.config_map not in maps:
+                maps[c.config_map] = await self.get("ConfigMap", namespace, c.config_map)
+            cm = maps[c.config_map]
+            if cm is None:
+                out[c.name] = f"ConfigMap {c.config_map} does not exist"
+                continue
+            binary, text = cm.get("binaryData") or {}, cm.get("data") or {}
+            raw = binary.get(c.key, text.get(c.key))
+            if raw is None:
+                out[c.name] = f"ConfigMap {c.config_map} has no key {c.key}"
+                continue
+            try:
+                out[c.name] = base64.b64decode(raw, validate=True)
+            except (ValueError, TypeError):
+                out[c.name] = f"ConfigMap {c.config_map} entry {c.key} is not base64"
+        return out
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(
@@ -449,6 +475,12 @@ class Kube:
                 if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
                 and not p["metadata"].get("deletionTimestamp")
             ),
+            # terminating claims too: their data is still there until they are gone
+            volume_created={
+                claim.removeprefix(LEDGER_CLAIM): str(p["metadata"].get("creationTimestamp", ""))
+                for p in pvcs
+                if (claim := str(p["metadata"]["name"])).startswith(LEDGER_CLAIM)
+            },
             statefulsets=sts_states,
             pods=pod_states,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -206,14 +207,39 @@ class Renderer:
             **self._common(),
         )
 
-    def node_dns_names(self, pod: str) -> list[str]:
+    def node_dns_names(self, pod: str, spec: ConsortiumSpec | None = None) -> list[str]:
         """What a node pod's certificate must name: every form of its peer address and of the
-        client Service a client in the cluster may dial (short, namespaced, fully qualified)."""
+        client Service a client in the cluster may dial (short, namespaced, fully qualified),
+        and (federation) the external host name other clusters dial it at."""
         ns, domain = self.owner.namespace, self.settings.cluster_domain
         out = []
         for host in (f"{pod}.{self.names.peers_service}", self.names.client_service):
             out += [host, f"{host}.{ns}", f"{host}.{ns}.svc", f"{host}.{ns}.svc.{domain}"]
+        external = self.external_host(spec, pod) if spec is not None else None
+        if external is not None and not _is_ip(external):
+            out.append(external)
         return [*out, "localhost"]
+
+    def node_ips(self, spec: ConsortiumSpec, pod: str) -> list[str]:
+        """IP addresses a node pod's certificate names besides 127.0.0.1: the external IP
+        other clusters dial it at, when its organisation is exposed by address."""
+        host = self.external_host(spec, pod)
+        return [host] if host is not None and _is_ip(host) else []
+
+    def external_host(self, spec: ConsortiumSpec, pod: str) -> str | None:
+        """The host other clusters dial `pod` at (its organisation's expose.address)."""
+        parsed = self.names.parse_pod(pod, tuple(o.name for o in spec.local))
+        org = spec.org(parsed[0]) if parsed is not None else None
+        return org.expose.address if org is not None and org.expose is not None else None
+
+    def external_address(self, spec: ConsortiumSpec, pod: str) -> str | None:
+        """host:port other clusters dial `pod` at (published in the contribution), if its
+        organisation is exposed."""
+        parsed = self.names.parse_pod(pod, tuple(o.name for o in spec.local))
+        org = spec.org(parsed[0]) if parsed is not None else None
+        if org is None or org.expose is None or parsed is None:
+            return None
+        return org.expose.endpoint(parsed[1])
 
     def server_name(self, pod: str) -> str:
         """The name the operator checks a node's certificate against when it dials the pod's
@@ -264,12 +290,20 @@ class Renderer:
         """The consortium-node config YAML of organisation `org`: the provisioning core's
         NodeConfig document (`NodeConfig.to_dict()`), every pod of the organisation reads it
         and gets its name, key and certificate from --name/--key-file/--tls-*-file. Peers:
-        every pod of every organisation the targets run (that has a key), in a stable order."""
+        every pod of every local organisation the targets run (that has a key), in a stable
+        order, dialled inside the cluster; then every validator of each remote organisation
+        (federation), dialled at the external address its own cluster publishes."""
         peers = [
             Peer(node_keys[pod], self.peer_address(pod))
-            for o in spec.organizations
+            for o in spec.local
             for pod in (self.names.pod(o.name, i) for i in range(targets[o.name].replicas))
             if pod in node_keys
+        ]
+        peers += [
+            Peer(bytes.fromhex(v.node_id), v.address)
+            for o in spec.remote
+            if o.remote is not None
+            for v in o.remote.validators
         ]
         first = self.names.pod(org, 0)  # every pod overrides these paths with its own
         layout = Layout(
@@ -311,7 +345,7 @@ class Renderer:
                 immutable=False,
                 data={
                     f"{o.name}.yaml": self.node_config(spec, o.name, targets, node_keys)
-                    for o in spec.organizations
+                    for o in spec.local
                 },
                 **self._common(),
             )
@@ -343,8 +377,39 @@ class Renderer:
             )
         )
         out.append(self.network_policy(spec, self.operator_namespace))
-        for org in spec.organizations:
+        out.extend(self.external_services(spec, targets))
+        for org in spec.local:
             out.append(self.statefulset(spec, org.name, targets[org.name], genesis_hash))
+        return out
+
+    def external_services(
+        self, spec: ConsortiumSpec, targets: Mapping[str, OrgTarget]
+    ) -> list[Manifest]:
+        """Federation: one Service per pod of each exposed local organisation (its peer
+        port: NodePort expose.port+i, or a LoadBalancer on expose.port+i). A pod scaled away
+        keeps its Service until the Consortium is deleted (owner reference): harmless, it
+        selects no pod, and its port stays reserved for that ordinal."""
+        out: list[Manifest] = []
+        for o in spec.local:
+            if o.expose is None:
+                continue
+            for i in range(targets[o.name].replicas):
+                pod = self.names.pod(o.name, i)
+                out.append(
+                    self._one(
+                        "external-service.yaml.j2",
+                        name=self.names.external_service(pod),
+                        labels=self.names.labels("external", o.name),
+                        selector={
+                            **self.names.org_selector(o.name),
+                            "statefulset.kubernetes.io/pod-name": pod,
+                        },
+                        type=o.expose.type,
+                        port=o.expose.port + i,
+                        peer_port=PEER_PORT,
+                        **self._common(),
+                    )
+                )
         return out
 
     def network_policy(self, spec: ConsortiumSpec, operator_namespace: str | None) -> Manifest:
@@ -379,6 +444,7 @@ class Renderer:
             metrics_port=METRICS_PORT,
             health_port=HEALTH_PORT,
             client_from=client_from,
+            peers_from_anywhere=any(o.expose is not None for o in spec.local),
             **self._common(),
         )
 
@@ -480,6 +546,14 @@ def public_port(spec: ConsortiumSpec) -> int | None:
     """The read-only port without client certificates, when the nodes serve it
     (provision.nodeconfig decides whether they do)."""
     return PUBLIC_PORT if nodeconfig.serves_public_reads(spec) else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _b64b(data: bytes) -> str:

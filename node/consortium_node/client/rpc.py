@@ -23,7 +23,7 @@ import grpc
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 
 from .discovery import ClientTLS, Context, DataDir
-from .errors import ClientError, NodeUnavailable, status_code_of, translate_rpc_error
+from .errors import ClientError, NodeUnavailable, one_line, status_code_of, translate_rpc_error
 
 DEFAULT_ENDPOINT = "127.0.0.1:7050"
 DEFAULT_TIMEOUT = 5.0
@@ -243,6 +243,73 @@ class Client:
 
     def next_nonce(self, sender: bytes) -> int:
         return int(self.query(ledger_pb2.QueryStateRequest(nonce_of=sender)).amount)
+
+    # contracts (client/contracts.py builds their transactions) ------------------------------
+
+    def _contract_call(self, name: str, fn: Any, req: Any) -> Any:
+        try:
+            return fn(req, timeout=self.timeout)
+        except grpc.RpcError as e:
+            code = status_code_of(e)
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise ClientError(one_line(e.details() or name), code) from None
+            raise self._error(e, self.timeout) from None
+
+    def query_contract(
+        self,
+        contract: str,
+        method: str,
+        input: bytes = b"",
+        *,
+        fuel_limit: int = 0,
+        caller: bytes = b"",
+    ) -> ledger_pb2.QueryContractResponse:
+        """A read-only call answered by this node (writes discarded; fuel capped by the
+        chain's contract_query_fuel). `.receipt.ok/.reason/.fuel_used/.result/.events`."""
+        req = ledger_pb2.QueryContractRequest(
+            contract=contract, method=method, input=input, fuel_limit=fuel_limit, caller=caller
+        )
+        out: ledger_pb2.QueryContractResponse = self._contract_call(
+            contract, self._stub.QueryContract, req
+        )
+        return out
+
+    def list_contracts(self) -> ledger_pb2.ListContractsResponse:
+        out: ledger_pb2.ListContractsResponse = self._contract_call(
+            "contracts", self._stub.ListContracts, ledger_pb2.ListContractsRequest()
+        )
+        return out
+
+    def get_contract(self, name: str) -> types_pb2.ContractInfo:
+        """ClientError "unknown contract 'x'" (NOT_FOUND) if there is none by that name."""
+        out: types_pb2.ContractInfo = self._contract_call(
+            name, self._stub.GetContract, ledger_pb2.GetContractRequest(name=name)
+        )
+        return out
+
+    def stream_events(
+        self,
+        contract: str = "",
+        topic: bytes = b"",
+        from_height: int = 1,
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[ledger_pb2.ContractEventRecord]:
+        """Contract events from `from_height` on, filtered by contract and topic (empty:
+        any); with `follow`, keeps yielding those of new blocks."""
+        req = ledger_pb2.StreamEventsRequest(
+            contract=contract, topic=topic, from_height=from_height, follow=follow
+        )
+        call = self._stub.StreamEvents(req, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            if status_code_of(e) is grpc.StatusCode.CANCELLED:
+                return
+            raise self._error(e, timeout) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]
 
     # streaming RPCs ------------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ Payload: TypeAlias = (
     | types_pb2.Withdraw
     | types_pb2.SubmitEndorsed
     | types_pb2.MigrateGovernance
+    | types_pb2.DeployContract
+    | types_pb2.UpgradeContract
+    | types_pb2.Invoke
 )
 
 # payload message type -> name of its field in the `TxBody.payload` oneof
@@ -73,6 +76,9 @@ _PAYLOAD_FIELD: dict[type[Any], str] = {
     types_pb2.Withdraw: "withdraw",
     types_pb2.SubmitEndorsed: "submit_endorsed",
     types_pb2.MigrateGovernance: "migrate_governance",
+    types_pb2.DeployContract: "deploy_contract",
+    types_pb2.UpgradeContract: "upgrade_contract",
+    types_pb2.Invoke: "invoke",
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import governance as gov
 from .certs import ca_bundle_problem
+from .contracts import ENGINE_KEY, ENGINE_RE
 from .errors import DecodeError
 from .hashing import sha256
 from .lthash import LtHash
@@ -77,6 +78,9 @@ class Genesis:
     organizations: tuple[Organization, ...] = ()
     permissioned: bool = False
     policies: dict[str, str] = field(default_factory=dict)  # action -> rule (else default)
+    # the WebAssembly engine the chain's contracts run on (ledger/contracts.py); empty: a
+    # chain without contracts (genesis made before them)
+    contracts_engine: str = ""
 
     @property
     def governed_by_organizations(self) -> bool:
@@ -105,6 +109,8 @@ class Genesis:
         }
         if self.policies:  # absent when empty: a legacy genesis keeps its exact hash
             d["policies"] = dict(sorted(self.policies.items()))
+        if self.contracts_engine:  # likewise: a genesis from before contracts keeps its hash
+            d["contracts_engine"] = self.contracts_engine
         return d
 
     def ca_certs(self) -> dict[str, bytes]:
@@ -149,6 +155,7 @@ class Genesis:
                 ),
                 permissioned=_bool(d.get("permissioned", False)),
                 policies={str(k): str(v) for k, v in _mapping(d.get("policies", {})).items()},
+                contracts_engine=str(d.get("contracts_engine", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"invalid genesis: {e!r}") from e
@@ -196,6 +203,8 @@ class Genesis:
         for name, value in self.params.items():
             if name not in PARAMS or not PARAMS[name][1] <= value <= PARAMS[name][2]:
                 raise DecodeError(f"invalid genesis parameter {name}={value}")
+        if self.contracts_engine and not ENGINE_RE.fullmatch(self.contracts_engine):
+            raise DecodeError(f"invalid genesis contracts_engine {self.contracts_engine!r}")
         self._validate_organizations()
 
     def _validate_organizations(self) -> None:
@@ -284,6 +293,8 @@ class Genesis:
                 w[member_key(m)] = o.name.encode()
         if self.permissioned:
             w[PERMISSIONED_KEY] = b"1"
+        if self.contracts_engine:
+            w[ENGINE_KEY] = self.contracts_engine.encode()
         if self.governed_by_organizations:  # nothing new on a legacy chain: same state root
             w[gov.GOV_ORGS_KEY] = b"1"
             w[gov.ORGS_KEY] = gov.encode_orgs([o.name for o in self.organizations])

@@ -45,6 +45,7 @@ from .tx import (
     AddMember,
     AddOrganization,
     AddValidator,
+    DeployContract,
     GovAction,
     RemoveMember,
     RemoveValidator,
@@ -53,6 +54,7 @@ from .tx import (
     SetOrganizationCA,
     SetParam,
     SetPolicy,
+    UpgradeContract,
 )
 
 _U64 = struct.Struct(">Q")
@@ -68,6 +70,8 @@ ACTION_NAMES: dict[type, str] = {
     RemoveMember: "remove_member",
     SetAdmins: "set_admins",
     SetPolicy: "set_policy",
+    DeployContract: "deploy_contract",
+    UpgradeContract: "upgrade_contract",
 }
 ACTIONS = tuple(sorted(ACTION_NAMES.values()))
 # Actions that concern one organisation (and so may be governed by SELF).
@@ -88,6 +92,8 @@ DEFAULT_POLICIES: dict[str, str] = {
     "remove_validator": "MAJORITY",
     "set_param": "MAJORITY",
     "set_policy": "MAJORITY",
+    "deploy_contract": "MAJORITY",
+    "upgrade_contract": "MAJORITY",
     "set_organization_ca": "SELF",
     "add_member": "SELF",
     "remove_member": "SELF",
@@ -456,4 +462,7 @@ def summarize(action: GovAction) -> str:
         return f"remove member {action.key.hex()[:16]}"
     if isinstance(action, SetAdmins):
         return f"set the {len(action.admins)} admin keys of {action.organization}"
+    if isinstance(action, DeployContract | UpgradeContract):
+        verb = "deploy" if isinstance(action, DeployContract) else "upgrade"
+        return f"{verb} contract {action.name} (code {sha256(action.code).hex()[:16]})"
     return f"set the policy of {action.action} to {action.rule}"

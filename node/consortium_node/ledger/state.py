@@ -47,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from . import contracts as cx
 from . import governance as gov
 from .certs import ca_bundle_problem
 from .errors import DecodeError, InvariantError, Reject, TxRejected
@@ -62,7 +63,9 @@ from .tx import (
     AddValidator,
     AssetIssue,
     AssetTransfer,
+    DeployContract,
     GovAction,
+    Invoke,
     KvDelete,
     KvPut,
     MigrateGovernance,
@@ -76,6 +79,7 @@ from .tx import (
     SetPolicy,
     SubmitEndorsed,
     Tx,
+    UpgradeContract,
     Vote,
     Withdraw,
     check_action,
@@ -87,11 +91,13 @@ VALIDATOR_CHANGE_DELAY = 2  # a change executed in block h decides heights >= h 
 
 # Receipt codes, equal to the TxCode enum in types.proto.
 OK, INSUFFICIENT_BALANCE, UNAUTHORIZED, INVALID, NOT_FOUND = 0, 1, 2, 3, 4
+CONTRACT_FAILED = 5  # the contract call ran and failed (trap, fuel, abort): ledger/contracts.py
 
 PARAMS: dict[str, tuple[int, int, int]] = {
     # name: (default, min, max)
     "max_block_txs": (2000, 1, 100_000),
     "max_tx_bytes": (128 * 1024, 1024, 4 * 1024 * 1024),
+    **cx.CONTRACT_PARAMS,
 }
 
 
@@ -252,10 +258,13 @@ def latest_validators(reader: StateReader) -> tuple[int, tuple[Validator, ...]]:
     return eff, decode_validators(raw)
 
 
-def preflight(reader: StateReader, tx: Tx) -> None:
+def preflight(reader: StateReader, tx: Tx, vm: cx.ContractVM | None = None) -> None:
     """Admission checks against committed state (nonce excluded: the mempool tracks pending
-    nonces). Raises TxRejected for what would certainly fail at execution."""
+    nonces). Raises TxRejected for what would certainly fail at execution. With the node's
+    contract engine `vm`, contract code is validated and an Invoke's method checked too."""
     code, msg = _check(reader, tx)
+    if code == OK:
+        code, msg = _preflight_contract(reader, tx, vm)
     if code == INSUFFICIENT_BALANCE:
         raise TxRejected(Reject.INSUFFICIENT_BALANCE, msg)
     if code == UNAUTHORIZED:
@@ -289,6 +298,8 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
             return UNAUTHORIZED, f"only the issuer {issuer.hex()[:16]}... may issue {p.asset}"
         if u64(reader.get(balance_key(p.asset, p.to))) + p.amount > MAX_AMOUNT:
             return INVALID, "balance would overflow"
+    elif isinstance(p, Invoke):
+        return _check_invoke(reader, p)
     elif isinstance(p, GOV_TXS):
         return _check_gov_tx(reader, tx, height)
     elif isinstance(p, GOVERNANCE):
@@ -301,6 +312,59 @@ def _check(reader: StateReader, tx: Tx, height: int | None = None) -> tuple[int,
         ):
             return INVALID, LEGACY_REFUSAL
         return check_action_state(reader, p, height)
+    return OK, ""
+
+
+def _preflight_contract(reader: StateReader, tx: Tx, vm: cx.ContractVM | None) -> tuple[int, str]:
+    """Admission only: what needs the engine (the same is decided again at execution)."""
+    p = tx.payload
+    action = p.action if isinstance(p, Propose | SubmitEndorsed) else p
+    if not isinstance(action, DeployContract | UpgradeContract | Invoke):
+        return OK, ""
+    if vm is None or (cx.chain_engine(reader) or vm.engine) != vm.engine:
+        return INVALID, "this node cannot run the chain's contracts (see its log)"
+    if isinstance(action, Invoke):
+        info = cx.contract_info(reader, action.contract)
+        if info is not None and action.method not in info.exports:
+            return NOT_FOUND, f"contract {action.contract} has no method {action.method!r}"
+        return OK, ""
+    why = vm.check_code(action.code, cx.limits_of(reader, 0))
+    return (INVALID, why) if why else (OK, "")
+
+
+def _check_invoke(reader: StateReader, p: Invoke) -> tuple[int, str]:
+    if cx.chain_engine(reader) is None:
+        return INVALID, NO_CONTRACTS
+    info = cx.contract_info(reader, p.contract)
+    if info is None:
+        return NOT_FOUND, f"unknown contract {p.contract!r}"
+    cap = cx.param_of(reader, "contract_max_fuel")
+    if p.fuel_limit > cap:
+        return INVALID, f"fuel limit {p.fuel_limit} exceeds the chain's contract_max_fuel {cap}"
+    return OK, ""
+
+
+NO_CONTRACTS = (
+    "this chain has no contracts: its genesis records no contracts_engine "
+    "(made before contracts existed)"
+)
+
+
+def _check_contract_action(
+    reader: StateReader, p: DeployContract | UpgradeContract
+) -> tuple[int, str]:
+    """What a deploy/upgrade needs of the state (the code itself is checked by the engine
+    when it executes, identically on every node, and at admission)."""
+    if cx.chain_engine(reader) is None:
+        return INVALID, NO_CONTRACTS
+    cap = cx.param_of(reader, "contract_max_code_bytes")
+    if len(p.code) > cap:
+        return INVALID, f"contract code is {len(p.code)} bytes, limit {cap}"
+    exists = reader.get(cx.contract_key(p.name)) is not None
+    if isinstance(p, DeployContract) and exists:
+        return INVALID, f"contract {p.name!r} already exists (upgrade it instead)"
+    if isinstance(p, UpgradeContract) and not exists:
+        return NOT_FOUND, f"unknown contract {p.name!r}"
     return OK, ""
 
 
@@ -342,6 +406,8 @@ def check_action_state(reader: StateReader, p: GovAction, height: int | None) ->
     if isinstance(p, SetPolicy):
         why = gov.check_policy(p.action, p.rule)
         return (INVALID, why) if why else (OK, "")
+    if isinstance(p, DeployContract | UpgradeContract):
+        return _check_contract_action(reader, p)
     return _check_governance(reader, p, height)
 
 
@@ -645,6 +711,8 @@ def apply_action(st: Overlay, p: GovAction, height: int) -> None:
     it always did; under governance by organisations it also bumps the configuration
     sequence and aborts the open proposals the change made stale."""
     orgs_mode = governed_by_organizations(st)
+    if isinstance(p, DeployContract | UpgradeContract):  # they run code: _contract_action
+        raise InvariantError("a contract action reached apply_action")
     if isinstance(p, SetParam):
         st.put(param_key(p.name), p.value.encode())
     elif isinstance(p, AddMember):
@@ -692,9 +760,67 @@ def _abort_stale(st: Overlay, height: int) -> None:
             _save(st, prop.close(gov.ABORTED, height, f"the policy of {prop.action} changed"))
 
 
-def _decide(st: Overlay, prop: gov.Proposal, action: GovAction, height: int) -> gov.Proposal:
+def _contract_action(
+    st: Overlay,
+    p: DeployContract | UpgradeContract,
+    height: int,
+    vm: cx.ContractVM | None,
+    caller: bytes,
+    tx_id: bytes,
+) -> tuple[int, str]:
+    """Executes a checked deploy/upgrade: validates the code with the engine, runs its
+    `init` (deploy) or `upgrade` export if it has one, then stores code and record. On
+    failure nothing but the call's receipt (x/r/<tx id>) is written."""
+    vm = cx.require_engine(st, vm)
+    limits = cx.limits_of(st, cx.param_of(st, "contract_max_fuel"))
+    why = vm.check_code(p.code, limits)
+    if why is not None:
+        return INVALID, why
+    info = cx.new_info(vm, p.name, p.code, height, cx.contract_info(st, p.name))
+    export = "init" if isinstance(p, DeployContract) else "upgrade"
+    if vm.has_export(info.code_hash, p.code, export):
+        arg = p.init_input if isinstance(p, DeployContract) else b""
+        out, writes = cx.run_call(st, vm, info, p.code, export, arg, caller, height, limits.fuel)
+        st.put(cx.receipt_key(tx_id), cx.ContractReceipt(p.name, export, out).encode())
+        if not out.ok:
+            return CONTRACT_FAILED, f"{export} failed: {out.reason}"
+        cx.merge(st, writes)
+    st.put(cx.code_key(info.code_hash), p.code)
+    st.put(cx.contract_key(p.name), info.encode())
+    if governed_by_organizations(st):
+        _bump(st, gov.CONFIG_SEQ_KEY)
+    return OK, ""
+
+
+def _invoke(
+    st: Overlay, tx: Tx, p: Invoke, height: int, vm: cx.ContractVM | None
+) -> tuple[int, str]:
+    """Executes a checked Invoke: the call's writes are kept only if it succeeds; its
+    receipt (status, reason, fuel, result, events) is state at x/r/<tx id> either way."""
+    vm = cx.require_engine(st, vm)
+    info = cx.contract_info(st, p.contract)
+    if info is None:  # _check_invoke ran on this same state
+        raise InvariantError(f"contract {p.contract} vanished between check and execution")
+    code = cx.contract_code(st, info)
+    out, writes = cx.run_call(
+        st, vm, info, code, p.method, p.input, tx.sender, height, p.fuel_limit
+    )
+    cx.merge(st, writes)
+    st.put(cx.receipt_key(tx.id), cx.ContractReceipt(p.contract, p.method, out).encode())
+    return (OK, "") if out.ok else (CONTRACT_FAILED, out.reason)
+
+
+def _decide(
+    st: Overlay,
+    prop: gov.Proposal,
+    action: GovAction,
+    height: int,
+    vm: cx.ContractVM | None = None,
+    tx_id: bytes = b"",
+) -> gov.Proposal:
     """Closes `prop` if its tally is decided: runs the action (EXECUTED or FAILED) when the
-    policy is met, REJECTED when it no longer can be. Saves the record."""
+    policy is met, REJECTED when it no longer can be. Saves the record. A contract action
+    runs code (its init/upgrade), so it can still fail here: FAILED with the reason."""
     outcome = prop.tally().outcome
     if outcome == "rejected":
         prop = prop.close(gov.REJECTED, height, "the policy can no longer be met")
@@ -704,6 +830,12 @@ def _decide(st: Overlay, prop: gov.Proposal, action: GovAction, height: int) -> 
         ):  # never reached: stale proposals are aborted when the change executes
             raise InvariantError(f"proposal {prop.id} is stale but still open")
         code, why = _action_valid(st, action, height)
+        if code == OK and isinstance(action, DeployContract | UpgradeContract):
+            code, why = _contract_action(st, action, height, vm, prop.proposer_key, tx_id)
+            if code == OK:  # executed: code, record and config sequence are written
+                prop = prop.close(gov.EXECUTED, height)
+                _save(st, prop)
+                return prop
         if code != OK:
             prop = prop.close(gov.FAILED, height, why)
         else:
@@ -749,7 +881,9 @@ def _new_proposal(
     )
 
 
-def _apply_gov(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
+def _apply_gov(
+    st: Overlay, tx: Tx, height: int, vm: cx.ContractVM | None = None
+) -> tuple[int, str]:
     """Executes a checked Propose/Vote/Withdraw/SubmitEndorsed/MigrateGovernance."""
     p = tx.payload
     if isinstance(p, MigrateGovernance):
@@ -760,7 +894,7 @@ def _apply_gov(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
             _set_org_admins(st, name, keys)
         return OK, f"governance by organisations: {', '.join(sorted(o for o, _ in p.admins))}"
     if isinstance(p, SubmitEndorsed):
-        return _apply_endorsed(st, tx, p, height)
+        return _apply_endorsed(st, tx, p, height, vm)
     org = admin_organization(st, tx.sender)
     if org is None:  # _check_gov_tx ran on this same state
         raise InvariantError("governance transaction passed its check without an admin")
@@ -768,7 +902,7 @@ def _apply_gov(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         new = _new_proposal(st, tx, p.action, p.action_bytes, org, height, p.ttl)
         new = new.with_vote(gov.CastVote(org, True, tx.sender, height))
         _set_open(st, [*_open_ids(st), new.id])
-        return OK, _decide(st, new, p.action, height).status_line()
+        return OK, _decide(st, new, p.action, height, vm, tx.id).status_line()
     if not isinstance(p, Vote | Withdraw):  # GOV_TXS is exhausted above
         raise InvariantError(f"unhandled governance transaction {type(p).__name__}")
     prop = get_proposal(st, p.proposal)
@@ -780,7 +914,7 @@ def _apply_gov(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         return OK, prop.status_line()
     action = _decode_action_of(prop)
     prop = prop.with_vote(gov.CastVote(org, p.approve, tx.sender, height))
-    prop = _decide(st, prop, action, height)
+    prop = _decide(st, prop, action, height, vm, tx.id)
     return OK, prop.status_line()
 
 
@@ -810,7 +944,9 @@ def _endorsements(reader: StateReader, p: SubmitEndorsed) -> tuple[int, str, dic
     return OK, "", signers
 
 
-def _apply_endorsed(st: Overlay, tx: Tx, p: SubmitEndorsed, height: int) -> tuple[int, str]:
+def _apply_endorsed(
+    st: Overlay, tx: Tx, p: SubmitEndorsed, height: int, vm: cx.ContractVM | None
+) -> tuple[int, str]:
     code, msg, signers = _endorsements(st, p)
     if code != OK:  # _check_gov_tx ran _endorsements on this same state
         raise InvariantError(f"endorsed submission passed its check but not now: {msg}")
@@ -818,7 +954,7 @@ def _apply_endorsed(st: Overlay, tx: Tx, p: SubmitEndorsed, height: int) -> tupl
     prop = _new_proposal(st, tx, p.action, p.action_bytes, first, height, p.expiry - height)
     votes = tuple(gov.CastVote(o, True, k, height) for o, k in signers.items())
     prop = replace(prop, offline=True, votes=votes)
-    return OK, _decide(st, prop, p.action, height).status_line()
+    return OK, _decide(st, prop, p.action, height, vm, tx.id).status_line()
 
 
 def expire_proposals(st: Overlay, height: int) -> None:
@@ -834,7 +970,7 @@ def expire_proposals(st: Overlay, height: int) -> None:
             _save(st, prop.close(gov.EXPIRED, height, f"expired at height {prop.expiry}"))
 
 
-def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
+def _apply(st: Overlay, tx: Tx, height: int, vm: cx.ContractVM | None = None) -> tuple[int, str]:
     """Executes one tx whose nonce is already checked; returns (code, message)."""
     code, msg = _check(st, tx, height)
     if code != OK:
@@ -854,13 +990,17 @@ def _apply(st: Overlay, tx: Tx, height: int) -> tuple[int, str]:
         src, dst = balance_key(p.asset, tx.sender), balance_key(p.asset, p.to)
         st.put(src, pack_u64(u64(st.get(src)) - p.amount))
         st.put(dst, pack_u64(u64(st.get(dst)) + p.amount))
+    elif isinstance(p, Invoke):
+        return _invoke(st, tx, p, height, vm)
     else:
         try:  # the stateless checks again: block txs from peers skip admission
             check_payload(p)
         except TxRejected as e:
             return INVALID, e.message
         if isinstance(p, GOV_TXS):
-            return _apply_gov(st, tx, height)
+            return _apply_gov(st, tx, height, vm)
+        if isinstance(p, DeployContract | UpgradeContract):
+            return _contract_action(st, p, height, vm, tx.sender, tx.id)
         apply_action(st, p, height)
     return OK, ""
 
@@ -878,16 +1018,24 @@ def check_nonces(reader: StateReader, txs: Sequence[Tx]) -> str | None:
     return None
 
 
-def execute_block(reader: StateReader, acc: LtHash, height: int, txs: Sequence[Tx]) -> BlockResult:
+def execute_block(
+    reader: StateReader,
+    acc: LtHash,
+    height: int,
+    txs: Sequence[Tx],
+    vm: cx.ContractVM | None = None,
+) -> BlockResult:
     """Runs `txs` (already validated: signatures, chain id, nonce sequence) in order. A tx that
-    fails (balance, authorisation) still consumes its nonce and gets a failing receipt."""
+    fails (balance, authorisation, a failed contract call) still consumes its nonce and gets a
+    failing receipt. `vm` is the contract engine; a block that runs contract code on a node
+    without the chain's engine raises cx.ContractsUnavailable (nothing is written)."""
     st = Overlay(reader)
     expire_proposals(st, height)
     receipts = []
     for i, tx in enumerate(txs):
         nk = nonce_key(tx.sender)
         st.put(nk, pack_u64(u64(st.get(nk)) + 1))
-        code, msg = _apply(st, tx, height)
+        code, msg = _apply(st, tx, height, vm)
         receipts.append(Receipt(tx.id, height, i, code, msg))
     h = acc.copy()
     for key, new in st.writes.items():

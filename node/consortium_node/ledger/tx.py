@@ -21,6 +21,11 @@ MAX_AMOUNT = (1 << 63) - 1
 MAX_ORG_BYTES = 255  # the validator-set encoding stores the length in one byte
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 PARAM_RE = re.compile(r"^[a-z_]{1,64}$")
+# contracts (ledger/contracts.py, docs/CONTRACTS.md): a contract's name and a method's name
+CONTRACT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+METHOD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+RESERVED_METHODS = frozenset({"init", "upgrade"})  # called by deploy/upgrade, never by Invoke
+MAX_FUEL = 10**12  # the hard ceiling of any fuel limit (the chain's own cap is a parameter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,35 @@ class ReplaceValidator:
     new: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DeployContract:
+    """Install a new WebAssembly contract `name` (governance: `deploy_contract`, MAJORITY by
+    default); its `init` export, if any, runs once with `init_input`."""
+
+    name: str
+    code: bytes
+    init_input: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeContract:
+    """Replace contract `name`'s code, keeping its state (governance: `upgrade_contract`);
+    the new code's `upgrade` export, if any, runs once."""
+
+    name: str
+    code: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """Call `method` of contract `contract` with `input`, metered up to `fuel_limit`."""
+
+    contract: str
+    method: str
+    input: bytes
+    fuel_limit: int
+
+
 # The configuration changes a proposal, an endorsed submission or (when its policy is met by
 # the sender's organisation alone) a direct transaction can carry.
 GovAction = (
@@ -134,6 +168,8 @@ GovAction = (
     | SetOrganizationCA
     | SetAdmins
     | SetPolicy
+    | DeployContract
+    | UpgradeContract
 )
 
 
@@ -213,6 +249,9 @@ Payload = (
     | Withdraw
     | SubmitEndorsed
     | MigrateGovernance
+    | DeployContract
+    | UpgradeContract
+    | Invoke
 )
 GOVERNANCE = (
     AddValidator,
@@ -225,6 +264,8 @@ GOVERNANCE = (
     SetAdmins,
     SetPolicy,
     ReplaceValidator,
+    DeployContract,
+    UpgradeContract,
 )
 GOV_TXS = (Propose, Vote, Withdraw, SubmitEndorsed, MigrateGovernance)
 
@@ -359,6 +400,31 @@ def _check_org_ca(p: AddOrganization | SetOrganizationCA) -> None:
         _check_admins(p.admins, allow_empty=True)
 
 
+def _check_contract_name(name: str) -> None:
+    if not CONTRACT_RE.fullmatch(name):
+        raise TxRejected(Reject.INVALID, f"contract name {name!r} must match {CONTRACT_RE.pattern}")
+
+
+def _check_contract_code(p: DeployContract | UpgradeContract) -> None:
+    _check_contract_name(p.name)
+    if not p.code:
+        raise TxRejected(Reject.INVALID, "contract code is empty")
+    if isinstance(p, DeployContract) and len(p.init_input) > MAX_VALUE_BYTES:
+        raise TxRejected(Reject.INVALID, f"init input exceeds {MAX_VALUE_BYTES} bytes")
+
+
+def _check_invoke(p: Invoke) -> None:
+    _check_contract_name(p.contract)
+    if not METHOD_RE.fullmatch(p.method):
+        raise TxRejected(Reject.INVALID, f"method name {p.method!r} must match {METHOD_RE.pattern}")
+    if p.method in RESERVED_METHODS:
+        raise TxRejected(Reject.INVALID, f"{p.method} runs only at deploy/upgrade, not by Invoke")
+    if len(p.input) > MAX_VALUE_BYTES:
+        raise TxRejected(Reject.INVALID, f"call input exceeds {MAX_VALUE_BYTES} bytes")
+    if not 0 < p.fuel_limit <= MAX_FUEL:
+        raise TxRejected(Reject.INVALID, f"fuel limit must be 1..{MAX_FUEL}")
+
+
 def _check_set_param(p: SetParam) -> None:
     if not PARAM_RE.fullmatch(p.name):
         raise TxRejected(Reject.INVALID, f"parameter name {p.name!r} must match {PARAM_RE.pattern}")
@@ -386,6 +452,9 @@ _ACTION_CHECKS: dict[type, Callable[[Any], None]] = {
     AddOrganization: _check_org_ca,
     SetOrganizationCA: _check_org_ca,
     SetParam: _check_set_param,
+    DeployContract: _check_contract_code,
+    UpgradeContract: _check_contract_code,
+    Invoke: _check_invoke,
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from ..ledger.contracts import ContractVM
 from ..ledger.errors import Reject, TxRejected
 from ..ledger.state import StateReader, nonce_key, preflight, u64
 from ..ledger.tx import Tx, check_stateless
@@ -29,8 +30,10 @@ class Mempool:
         chain_id: str,
         capacity: int,
         verify: Callable[[bytes, bytes, bytes], bool],
+        vm: ContractVM | None = None,
     ) -> None:
         self.chain_id = chain_id
+        self._vm = vm  # the contract engine: deploys' code and Invoke methods are checked
         self.capacity = capacity
         self._verify = verify
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order
@@ -83,7 +86,7 @@ class Mempool:
             raise TxRejected(Reject.MEMPOOL_FULL, f"mempool is full ({self.capacity} txs)")
         if not self._verify(tx.sender, tx.body, tx.signature):
             raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
-        preflight(state, tx)
+        preflight(state, tx, self._vm)
         self._pool(tx)
         self._promote(tx.sender, state)
 
@@ -128,7 +131,7 @@ class Mempool:
             tx = held.pop(want)
             self._future_count -= 1
             try:
-                preflight(state, tx)
+                preflight(state, tx, self._vm)
             except TxRejected:
                 break
             self._pool(tx)

@@ -32,7 +32,9 @@ from ..config import NodeConfig
 from ..consensus.api import Engine, Envelope, Ready, SyncRequest
 from ..consensus.bft import BftConfig
 from ..consensus.raft import RaftConfig
+from ..contracts import WasmEngine
 from ..ledger.block import Block, BlockHeader, certificate_problem, commit_sign_bytes, tx_root
+from ..ledger.contracts import ContractsUnavailable, ContractVM
 from ..ledger.errors import Admission, DecodeError, InvariantError, Reject, TxRejected
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
@@ -58,6 +60,10 @@ from .mempool import Mempool
 from .regossip import Regossip
 
 log = logging.getLogger(__name__)
+
+# A validator that applied no block for this long also polls peers for committed blocks (see
+# Node.wants_blocks), at most once per this period.
+FOLLOW_STALL_S = 2.0
 TxDecoder = Callable[[bytes], Tx]
 
 
@@ -107,8 +113,16 @@ class Node:
         clock: Clock | None = None,
         network: PeerNetwork | None = None,
         engine_config: RaftConfig | BftConfig | None = None,
+        contract_vm: ContractVM | None = None,
     ) -> None:
         self.cfg = cfg
+        # the contract engine (injected into execute_block); a node whose engine differs
+        # from the chain's halts at the first block that runs contract code (`halted`)
+        # (compiled modules are cached on disk only beside real files: injected storage, as
+        # in the simulator, means nothing under data_dir may be touched)
+        cache = cfg.data_dir / "contracts" if storage is None else None
+        self.vm: ContractVM = contract_vm or WasmEngine(cache_dir=cache)
+        self.halted: str | None = None
         self.clock: Clock = clock or SystemClock()
         self.key = key
         self.node_id = key.public
@@ -120,12 +134,13 @@ class Node:
             storage = open_files(cfg.data_dir, cfg.fsync, with_wal=genesis.consensus != "solo")
         self.blocks = storage.blocks
         self.state = storage.state
-        self.mempool = Mempool(self.chain_id, cfg.mempool_size, crypto.verify)
+        self.mempool = Mempool(self.chain_id, cfg.mempool_size, crypto.verify, self.vm)
         self.network: PeerNetwork | None = network
         self._new_block = asyncio.Event()
         self._admitted_at: dict[bytes, float] = {}
         self._batch_since: float | None = None
         self._last_commit: float | None = None
+        self._follow_polled = self.clock.monotonic()  # last stalled-validator poll (or start)
         self._commit_times: deque[tuple[float, int]] = deque()
         self._validated: tuple[bytes, list[Tx]] = (b"", [])  # last block validate_block passed
         self._params: dict[str, int] = {}
@@ -195,7 +210,11 @@ class Node:
         for h in range(self.height + 1, self.blocks.height + 1):
             block = self.blocks.get(h)
             assert block is not None
-            self._execute(block, [self._decode(raw) for raw in block.txs])
+            try:
+                self._execute(block, [self._decode(raw) for raw in block.txs])
+            except ContractsUnavailable as e:
+                self._halt(block.height, str(e))
+                break
         if replay:
             log.info("replayed %d stored blocks into state", replay)
         self.metrics.height.set(self.height)
@@ -311,8 +330,16 @@ class Node:
         return crypto.verify(signer, data, signature)
 
     # -- driver ---------------------------------------------------------------------------
+    def _halt(self, height: int, why: str) -> None:
+        """Stop applying blocks (and so voting) without writing anything: this node cannot
+        execute block `height` the way its peers do. It keeps serving reads at its height."""
+        self.halted = f"block {height} runs contract code this node cannot execute: {why}"
+        log.error("node halted", extra={"fields": {"height": height, "reason": self.halted}})
+
     def process_ready(self) -> None:
         """Drain the engine: persist, send, apply, advance — until it has nothing to do."""
+        if self.halted is not None:
+            return
         while True:
             rd = self.engine.ready()
             if rd.empty():
@@ -325,7 +352,11 @@ class Node:
                 if block.height <= self.height:
                     self._check_known(block)
                     continue
-                self.apply(block)
+                try:
+                    self.apply(block)
+                except ContractsUnavailable as e:  # nothing of the block reached the state
+                    self._halt(block.height, str(e))
+                    return
             self.sync_requests.extend(rd.sync)
             for rej in rd.rejections:
                 self.metrics.consensus_rejections.labels(rej.reason.split(":")[0]).inc()
@@ -366,6 +397,23 @@ class Node:
         for tx in txs:
             self.network.gossip(tx.raw)
         return len(txs)
+
+    def wants_blocks(self) -> bool:
+        """Whether the driver should poll a peer for committed blocks now (runtime/service.py
+        and tests/sim ask at their observer-poll cadence). Always outside the validator set of
+        the next height: an observer gets no consensus traffic. And, at most every
+        FOLLOW_STALL_S, a validator that applied no block for that long: one governance
+        removed at a height above its own gets no consensus traffic either (the others no
+        longer count it, nor answer a height that old) and can learn that it is an observer
+        only from the blocks it lacks, so without this it never caught up (issue 13, found by
+        tests/sim/nodesim.py). A poll of a peer with nothing newer costs one empty stream."""
+        if self.node_id not in self.validators_at(self.height + 1):
+            return True
+        now = self.clock.monotonic()
+        if now - max(self._last_commit or 0.0, self._follow_polled) < FOLLOW_STALL_S:
+            return False
+        self._follow_polled = now
+        return True
 
     def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
         """One inbound batch: step every message, then drain Ready once (amortised)."""
@@ -439,7 +487,7 @@ class Node:
         self._vsets = self.state.validator_history()
         self._load_params()
         self._load_organizations()
-        self.mempool = Mempool(self.chain_id, self.cfg.mempool_size, crypto.verify)
+        self.mempool = Mempool(self.chain_id, self.cfg.mempool_size, crypto.verify, self.vm)
         self._validated = (b"", [])
         log.info(
             "installed state snapshot",
@@ -518,7 +566,7 @@ class Node:
 
     def _execute(self, block: Block, txs: Sequence[Tx]) -> None:
         with self.state.snapshot() as snap:
-            result = execute_block(snap, self._lthash, block.height, txs)
+            result = execute_block(snap, self._lthash, block.height, txs, self.vm)
         self.state.commit_block(block.height, block.hash, result)
         self.height, self.last_hash = block.height, block.hash
         self._lthash, self.state_root = LtHash(result.lthash), result.state_root

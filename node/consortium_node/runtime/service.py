@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +20,8 @@ from prometheus_client import Gauge, start_http_server
 from ..config import ConfigError, NodeConfig
 from ..crypto import Ed25519Key, verify
 from ..ledger.errors import DecodeError, TxRejected
+from ..provision.ceremony import CeremonyError
+from ..provision.ceremony import verify as verify_genesis
 from ..transport import codec
 from ..transport.peers import PeerHub, PeerServer
 from ..transport.server import BackupExports, ClientServer, Exporter
@@ -34,6 +37,29 @@ CERT_RELOAD_S = 5.0
 OBSERVER_POLL_S = 0.5
 
 
+def check_genesis_reference(cfg: NodeConfig) -> None:
+    """A federated node's genesis by reference: the file must hash to `genesis_sha256` and,
+    with signature files, carry every organisation's signature (provision.ceremony.verify).
+    Raises ConfigError (one line; the node exits before it opens or writes any state)."""
+    if cfg.genesis_sha256 is None:
+        return
+    try:
+        data = cfg.genesis_file.read_bytes()
+        sigs = [p.read_bytes() for p in cfg.genesis_signatures]
+    except OSError as e:
+        raise ConfigError(f"genesis refused: cannot read {e.filename}: {e.strerror}") from None
+    try:
+        if cfg.genesis_signatures:
+            verify_genesis(data, sigs, cfg.genesis_sha256)
+        elif hashlib.sha256(data).hexdigest() != cfg.genesis_sha256:
+            raise CeremonyError(
+                f"genesis sha256 is {hashlib.sha256(data).hexdigest()}, the configuration "
+                f"expects {cfg.genesis_sha256}"
+            )
+    except CeremonyError as e:
+        raise ConfigError(f"genesis refused: {e}") from None
+
+
 async def serve(  # noqa: C901 -- the process wiring, in start-up order
     cfg: NodeConfig,
     stop: asyncio.Event,
@@ -45,6 +71,7 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
     the mounted ConfigMap when membership changes; no restart needed). `exporter`: serves
     ExportBackup for the node it is given (a tar made in <data_dir>/exports, one at a time)."""
     key = Ed25519Key.load(cfg.key_file)
+    check_genesis_reference(cfg)  # before anything is opened or written
     genesis = load_genesis(cfg.genesis_file)
     node = Node(cfg, key, genesis, codec.decode_tx)
     tls: CertStore | None = None
@@ -161,11 +188,12 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
                 node.sync_requests.clear()
                 sync_task = asyncio.create_task(_sync(node, hub, req.peer, req.from_height))
             elif hub is not None and idle and time.monotonic() >= next_observe:
-                # A node outside the validator set gets no consensus traffic: it follows the
-                # chain by polling a connected peer for committed blocks.
+                # A node outside the validator set (or one removed from it above its own
+                # height: stalled) gets no consensus traffic: it follows the chain by polling
+                # a connected peer for committed blocks.
                 next_observe = time.monotonic() + OBSERVER_POLL_S
                 peers = hub.connected()
-                if peers and node.node_id not in node.validators_at(node.height + 1):
+                if peers and node.wants_blocks():
                     peer = peers[observe_turn % len(peers)]
                     observe_turn += 1
                     sync_task = asyncio.create_task(_sync(node, hub, peer, node.height + 1))

@@ -11,6 +11,7 @@ from consortium_api.v1 import types_pb2
 from google.protobuf.message import DecodeError as PbDecodeError
 
 from .. import crypto
+from ..ledger import contracts as cx
 from ..ledger import governance as gov
 from ..ledger.block import Block, BlockHeader, CommitCertificate
 from ..ledger.errors import Reject, TxRejected
@@ -22,8 +23,10 @@ from ..ledger.tx import (
     AddValidator,
     AssetIssue,
     AssetTransfer,
+    DeployContract,
     Endorsement,
     GovAction,
+    Invoke,
     KvDelete,
     KvPut,
     MigrateGovernance,
@@ -38,6 +41,7 @@ from ..ledger.tx import (
     SetPolicy,
     SubmitEndorsed,
     Tx,
+    UpgradeContract,
     Vote,
     Withdraw,
 )
@@ -65,6 +69,9 @@ def decode_tx(raw: bytes) -> Tx:
         payload = Propose(
             decode_gov_action(body.propose.action), body.propose.action, body.propose.ttl
         )
+    elif which == "invoke":
+        i = body.invoke
+        payload = Invoke(i.contract, i.method, i.input, i.fuel_limit)
     elif which == "vote":
         payload = Vote(body.vote.proposal, body.vote.approve)
     elif which == "withdraw":
@@ -116,6 +123,10 @@ def _action(m: Any) -> GovAction:
         return SetAdmins(m.organization, tuple(m.admins))
     if isinstance(m, types_pb2.SetPolicy):
         return SetPolicy(m.action, m.rule)
+    if isinstance(m, types_pb2.DeployContract):
+        return DeployContract(m.name, m.code, m.init_input)
+    if isinstance(m, types_pb2.UpgradeContract):
+        return UpgradeContract(m.name, m.code)
     raise TxRejected(Reject.UNKNOWN_TYPE, f"{type(m).__name__} is not a governance action")
 
 
@@ -146,6 +157,12 @@ def gov_action_to_pb(a: GovAction) -> types_pb2.GovAction:
         m.set_admins.CopyFrom(
             types_pb2.SetAdmins(organization=a.organization, admins=list(a.admins))
         )
+    elif isinstance(a, DeployContract):
+        m.deploy_contract.CopyFrom(
+            types_pb2.DeployContract(name=a.name, code=a.code, init_input=a.init_input)
+        )
+    elif isinstance(a, UpgradeContract):
+        m.upgrade_contract.CopyFrom(types_pb2.UpgradeContract(name=a.name, code=a.code))
     else:
         m.set_policy.CopyFrom(types_pb2.SetPolicy(action=a.action, rule=a.rule))
     return m
@@ -279,3 +296,27 @@ def receipt_to_pb(r: Receipt) -> types_pb2.Receipt:
 
 def validator_to_pb(v: Validator) -> types_pb2.Validator:
     return types_pb2.Validator(node_id=v.node_id, organization=v.organization)
+
+
+def contract_receipt_to_pb(r: cx.ContractReceipt) -> types_pb2.ContractReceipt:
+    o = r.outcome
+    return types_pb2.ContractReceipt(
+        contract=r.contract,
+        method=r.method,
+        ok=o.ok,
+        reason=o.reason,
+        fuel_used=o.fuel_used,
+        result=o.result,
+        events=[types_pb2.ContractEvent(topic=e.topic, data=e.data) for e in o.events],
+    )
+
+
+def contract_info_to_pb(c: cx.ContractInfo) -> types_pb2.ContractInfo:
+    return types_pb2.ContractInfo(
+        name=c.name,
+        code_hash=c.code_hash,
+        version=c.version,
+        deployed_height=c.deployed,
+        upgraded_height=c.upgraded,
+        methods=list(c.exports),
+    )

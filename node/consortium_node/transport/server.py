@@ -20,7 +20,7 @@ import hashlib
 import logging
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,11 +34,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..ledger.block import Block
+from ..ledger.contracts import ContractVM
 from ..ledger.errors import Admission, Reject
 from ..ledger.hashing import merkle_proof
 from ..ledger.state import Receipt, Validator, balance_key, kv_key, nonce_key, u64
 from ..ledger.tx import MAX_KEY_BYTES
 from . import codec
+from . import contracts as contract_queries
 from . import governance as gov_queries
 from .guard import MalformedGuard, server_options
 from .tls import CertStore, has_client_cert
@@ -115,6 +117,7 @@ class Status(Protocol):
 
 class Snapshot(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
+    def prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
     def close(self) -> None: ...
 
 
@@ -132,6 +135,10 @@ class Backend(Protocol):
     def block_by_hash(self, block_hash: bytes) -> Block | None: ...
     def receipt(self, tx_id: bytes) -> tuple[Block, Receipt] | None: ...
     def snapshot(self) -> Snapshot: ...
+
+    @property
+    def vm(self) -> ContractVM: ...
+
     async def wait_block(self, after_height: int, within: float | None) -> bool: ...
 
 
@@ -161,6 +168,12 @@ def tx_result(a: Admission) -> ledger_pb2.TxResult:
     code = grpc.StatusCode.OK if a.reject is None else STATUS_OF[a.reject]
     return ledger_pb2.TxResult(tx_id=a.tx_id, code=code.value[0], message=a.message)
 
+
+QUERY_STATUS = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "unavailable": grpc.StatusCode.FAILED_PRECONDITION,
+}
 
 WRITE_REFUSED = (
     "write methods need a client certificate issued by a member organisation's CA "
@@ -289,10 +302,13 @@ class LedgerServicer:
         snap = self.node.snapshot()
         try:  # a governance tx's receipt carries its proposal's current status
             prop = gov_queries.receipt_proposal(snap, codec.decode_tx(block.txs[receipt.index]))
+            contract = contract_queries.receipt_contract(snap, tx_id)
         finally:
             snap.close()
         if prop is not None:
             receipt_pb.proposal.CopyFrom(prop)
+        if contract is not None:
+            receipt_pb.contract.CopyFrom(contract)
         return ledger_pb2.GetTxResponse(
             tx=types_pb2.SignedTx.FromString(block.txs[receipt.index]),
             receipt=receipt_pb,
@@ -464,6 +480,70 @@ class LedgerServicer:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown proposal {request.id}")
         return found
 
+    async def QueryContract(
+        self, request: ledger_pb2.QueryContractRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.QueryContractResponse:
+        snap = self.node.snapshot()
+        try:
+            return contract_queries.query(snap, self.node.vm, self.node.height, request)
+        except contract_queries.QueryError as e:
+            await context.abort(QUERY_STATUS[e.kind], e.message)
+        finally:
+            snap.close()
+
+    async def ListContracts(
+        self,
+        request: ledger_pb2.ListContractsRequest,  # noqa: ARG002 -- gRPC servicer signature
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 -- gRPC servicer signature
+    ) -> ledger_pb2.ListContractsResponse:
+        snap = self.node.snapshot()
+        try:
+            return contract_queries.list_contracts(snap, self.node.height)
+        finally:
+            snap.close()
+
+    async def GetContract(
+        self, request: ledger_pb2.GetContractRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> types_pb2.ContractInfo:
+        snap = self.node.snapshot()
+        try:
+            return contract_queries.get_contract(snap, request.name)
+        except contract_queries.QueryError as e:
+            await context.abort(QUERY_STATUS[e.kind], e.message)
+        finally:
+            snap.close()
+
+    async def StreamEvents(
+        self, request: ledger_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[ledger_pb2.ContractEventRecord]:
+        """Events of committed contract calls from `from_height` on, in chain order; with
+        `follow`, then those of each new block as it commits."""
+        if request.contract and not contract_queries.CONTRACT_RE.fullmatch(request.contract):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"contract name {request.contract!r} is not valid"
+            )
+        h = max(1, request.from_height)
+        if h <= self.node.base_height:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, self._below_base(h))
+        while True:
+            while h <= self.node.height:
+                block = self.node.block_at(h)
+                if block is None:  # pragma: no cover - height advanced past the store: invariant
+                    await context.abort(grpc.StatusCode.INTERNAL, f"block {h} missing")
+                snap = self.node.snapshot()
+                try:
+                    records = list(
+                        contract_queries.block_events(snap, block, request.contract, request.topic)
+                    )
+                finally:
+                    snap.close()
+                for r in records:
+                    yield r
+                h += 1
+            if not request.follow:
+                return
+            await self.node.wait_block(h - 1, None)
+
     async def GetGovernance(
         self,
         request: ledger_pb2.GetGovernanceRequest,  # noqa: ARG002 -- gRPC servicer signature
@@ -581,6 +661,14 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
         "ListProposals": unary(svc.ListProposals, L.ListProposalsRequest, L.ListProposalsResponse),
         "GetProposal": unary(svc.GetProposal, L.GetProposalRequest, T.Proposal),
         "GetGovernance": unary(svc.GetGovernance, L.GetGovernanceRequest, L.GetGovernanceResponse),
+        "QueryContract": unary(svc.QueryContract, L.QueryContractRequest, L.QueryContractResponse),
+        "ListContracts": unary(svc.ListContracts, L.ListContractsRequest, L.ListContractsResponse),
+        "GetContract": unary(svc.GetContract, L.GetContractRequest, T.ContractInfo),
+        "StreamEvents": grpc.unary_stream_rpc_method_handler(
+            _guard_stream(svc.StreamEvents),
+            request_deserializer=_lenient(L.StreamEventsRequest.FromString),
+            response_serializer=L.ContractEventRecord.SerializeToString,
+        ),
         "ExportBackup": grpc.unary_stream_rpc_method_handler(
             _guard_stream(svc.ExportBackup),
             request_deserializer=_lenient(L.ExportBackupRequest.FromString),

@@ -477,6 +477,7 @@ class GetGovernanceResponse(_message.Message):
     ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     ORGS_VERSION_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """organizations | legacy"""
     config_seq: _builtins.int
@@ -487,6 +488,10 @@ class GetGovernanceResponse(_message.Message):
     def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]: ...
     @_builtins.property
     def organizations(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.OrganizationAdmins]: ...
+    @_builtins.property
+    def params(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChainParam]:
+        """every chain parameter (SetParam), sorted by name"""
+
     def __init__(
         self,
         *,
@@ -496,14 +501,243 @@ class GetGovernanceResponse(_message.Message):
         organizations: _abc.Iterable[_types_pb2.OrganizationAdmins] | None = ...,
         height: _builtins.int = ...,
         orgs_version: _builtins.int = ...,
+        params: _abc.Iterable[Global___ChainParam] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_seq", b"config_seq", "height", b"height", "mode", b"mode", "organizations", b"organizations", "orgs_version", b"orgs_version", "policies", b"policies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_seq", b"config_seq", "height", b"height", "mode", b"mode", "organizations", b"organizations", "orgs_version", b"orgs_version", "params", b"params", "policies", b"policies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetGovernanceResponse: _TypeAlias = GetGovernanceResponse  # noqa: Y015
+
+@_typing.final
+class QueryContractRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    FUEL_LIMIT_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    contract: _builtins.str
+    method: _builtins.str
+    input: _builtins.bytes
+    fuel_limit: _builtins.int
+    """0: the chain's contract_query_fuel (also the cap)"""
+    caller: _builtins.bytes
+    """what `caller` reports: 32 bytes, or empty for all zeros"""
+    def __init__(
+        self,
+        *,
+        contract: _builtins.str = ...,
+        method: _builtins.str = ...,
+        input: _builtins.bytes = ...,
+        fuel_limit: _builtins.int = ...,
+        caller: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "contract", b"contract", "fuel_limit", b"fuel_limit", "input", b"input", "method", b"method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryContractRequest: _TypeAlias = QueryContractRequest  # noqa: Y015
+
+@_typing.final
+class QueryContractResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    height: _builtins.int
+    """the committed height the call read"""
+    @_builtins.property
+    def receipt(self) -> _types_pb2.ContractReceipt:
+        """ok, reason, fuel used, result, events (nothing is kept)"""
+
+    def __init__(
+        self,
+        *,
+        receipt: _types_pb2.ContractReceipt | None = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryContractResponse: _TypeAlias = QueryContractResponse  # noqa: Y015
+
+@_typing.final
+class ListContractsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContractsRequest: _TypeAlias = ListContractsRequest  # noqa: Y015
+
+@_typing.final
+class ListContractsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACTS_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    engine: _builtins.str
+    """the chain's contracts engine (genesis contracts_engine); empty: none"""
+    height: _builtins.int
+    @_builtins.property
+    def contracts(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.ContractInfo]: ...
+    def __init__(
+        self,
+        *,
+        contracts: _abc.Iterable[_types_pb2.ContractInfo] | None = ...,
+        engine: _builtins.str = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contracts", b"contracts", "engine", b"engine", "height", b"height"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContractsResponse: _TypeAlias = ListContractsResponse  # noqa: Y015
+
+@_typing.final
+class GetContractRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContractRequest: _TypeAlias = GetContractRequest  # noqa: Y015
+
+@_typing.final
+class StreamEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    FROM_HEIGHT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    contract: _builtins.str
+    """empty: every contract"""
+    topic: _builtins.bytes
+    """empty: every topic"""
+    from_height: _builtins.int
+    """0 or 1: from the first block this node has"""
+    follow: _builtins.bool
+    """keep the stream open for events of new blocks"""
+    def __init__(
+        self,
+        *,
+        contract: _builtins.str = ...,
+        topic: _builtins.bytes = ...,
+        from_height: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "follow", b"follow", "from_height", b"from_height", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamEventsRequest: _TypeAlias = StreamEventsRequest  # noqa: Y015
+
+@_typing.final
+class ContractEventRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    TX_ID_FIELD_NUMBER: _builtins.int
+    TX_INDEX_FIELD_NUMBER: _builtins.int
+    EVENT_INDEX_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    height: _builtins.int
+    tx_id: _builtins.bytes
+    tx_index: _builtins.int
+    """the tx's index in its block"""
+    event_index: _builtins.int
+    """the event's index in its call"""
+    contract: _builtins.str
+    method: _builtins.str
+    topic: _builtins.bytes
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        height: _builtins.int = ...,
+        tx_id: _builtins.bytes = ...,
+        tx_index: _builtins.int = ...,
+        event_index: _builtins.int = ...,
+        contract: _builtins.str = ...,
+        method: _builtins.str = ...,
+        topic: _builtins.bytes = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "data", b"data", "event_index", b"event_index", "height", b"height", "method", b"method", "topic", b"topic", "tx_id", b"tx_id", "tx_index", b"tx_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContractEventRecord: _TypeAlias = ContractEventRecord  # noqa: Y015
+
+@_typing.final
+class ChainParam(_message.Message):
+    """A chain parameter (ledger/state.py PARAMS), changed only by SetParam (policy set_param)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.int
+    is_default: _builtins.bool
+    """no SetParam or genesis value: the built-in default"""
+    min: _builtins.int
+    max: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.int = ...,
+        is_default: _builtins.bool = ...,
+        min: _builtins.int = ...,
+        max: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_default", b"is_default", "max", b"max", "min", b"min", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainParam: _TypeAlias = ChainParam  # noqa: Y015
 
 @_typing.final
 class ExportBackupRequest(_message.Message):

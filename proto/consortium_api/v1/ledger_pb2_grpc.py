@@ -90,6 +90,26 @@ class LedgerStub:
                 request_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
                 response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
                 _registered_method=True)
+        self.QueryContract = channel.unary_unary(
+                '/consortium.v1.Ledger/QueryContract',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.QueryContractRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.QueryContractResponse.FromString,
+                _registered_method=True)
+        self.ListContracts = channel.unary_unary(
+                '/consortium.v1.Ledger/ListContracts',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.ListContractsRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ListContractsResponse.FromString,
+                _registered_method=True)
+        self.GetContract = channel.unary_unary(
+                '/consortium.v1.Ledger/GetContract',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetContractRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_types__pb2.ContractInfo.FromString,
+                _registered_method=True)
+        self.StreamEvents = channel.unary_stream(
+                '/consortium.v1.Ledger/StreamEvents',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.FromString,
+                _registered_method=True)
         self.ExportBackup = channel.unary_stream(
                 '/consortium.v1.Ledger/ExportBackup',
                 request_serializer=consortium__api_dot_v1_dot_ledger__pb2.ExportBackupRequest.SerializeToString,
@@ -169,6 +189,33 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryContract(self, request, context):
+        """WebAssembly contracts (docs/CONTRACTS.md): a read-only call answered by this node alone
+        (its writes are discarded; fuel capped by contract_query_fuel), the deployed contracts,
+        and their events from a height on, filtered by contract and topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContracts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContract(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportBackup(self, request, context):
         """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
         height, streamed in chunks; needs a client certificate (refused on the public port).
@@ -234,6 +281,26 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetGovernance,
                     request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.FromString,
                     response_serializer=consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.SerializeToString,
+            ),
+            'QueryContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryContract,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.QueryContractRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.QueryContractResponse.SerializeToString,
+            ),
+            'ListContracts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContracts,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ListContractsRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.ListContractsResponse.SerializeToString,
+            ),
+            'GetContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContract,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.GetContractRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_types__pb2.ContractInfo.SerializeToString,
+            ),
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.SerializeToString,
             ),
             'ExportBackup': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportBackup,
@@ -538,6 +605,114 @@ class Ledger:
             '/consortium.v1.Ledger/GetGovernance',
             consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
             consortium__api_dot_v1_dot_ledger__pb2.GetGovernanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/QueryContract',
+            consortium__api_dot_v1_dot_ledger__pb2.QueryContractRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.QueryContractResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContracts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/ListContracts',
+            consortium__api_dot_v1_dot_ledger__pb2.ListContractsRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.ListContractsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consortium.v1.Ledger/GetContract',
+            consortium__api_dot_v1_dot_ledger__pb2.GetContractRequest.SerializeToString,
+            consortium__api_dot_v1_dot_types__pb2.ContractInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/consortium.v1.Ledger/StreamEvents',
+            consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,14 @@ class LedgerStub:
     """Governance by organisations: proposals with their votes and state; policies and admins."""
     GetProposal: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]
     GetGovernance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]
+    QueryContract: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.QueryContractRequest, _ledger_pb2.QueryContractResponse]
+    """WebAssembly contracts (docs/CONTRACTS.md): a read-only call answered by this node alone
+    (its writes are discarded; fuel capped by contract_query_fuel), the deployed contracts,
+    and their events from a height on, filtered by contract and topic.
+    """
+    ListContracts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListContractsRequest, _ledger_pb2.ListContractsResponse]
+    GetContract: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetContractRequest, _types_pb2.ContractInfo]
+    StreamEvents: _grpc.UnaryStreamMultiCallable[_ledger_pb2.StreamEventsRequest, _ledger_pb2.ContractEventRecord]
     ExportBackup: _grpc.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]
     """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
     height, streamed in chunks; needs a client certificate (refused on the public port).
@@ -68,6 +76,14 @@ class LedgerAsyncStub(LedgerStub):
     """Governance by organisations: proposals with their votes and state; policies and admins."""
     GetProposal: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProposalRequest, _types_pb2.Proposal]  # type: ignore[assignment]
     GetGovernance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetGovernanceRequest, _ledger_pb2.GetGovernanceResponse]  # type: ignore[assignment]
+    QueryContract: _aio.UnaryUnaryMultiCallable[_ledger_pb2.QueryContractRequest, _ledger_pb2.QueryContractResponse]  # type: ignore[assignment]
+    """WebAssembly contracts (docs/CONTRACTS.md): a read-only call answered by this node alone
+    (its writes are discarded; fuel capped by contract_query_fuel), the deployed contracts,
+    and their events from a height on, filtered by contract and topic.
+    """
+    ListContracts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListContractsRequest, _ledger_pb2.ListContractsResponse]  # type: ignore[assignment]
+    GetContract: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetContractRequest, _types_pb2.ContractInfo]  # type: ignore[assignment]
+    StreamEvents: _aio.UnaryStreamMultiCallable[_ledger_pb2.StreamEventsRequest, _ledger_pb2.ContractEventRecord]  # type: ignore[assignment]
     ExportBackup: _aio.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]  # type: ignore[assignment]
     """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
     height, streamed in chunks; needs a client certificate (refused on the public port).
@@ -153,6 +169,38 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetGovernanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetGovernanceResponse, _abc.Awaitable[_ledger_pb2.GetGovernanceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def QueryContract(
+        self,
+        request: _ledger_pb2.QueryContractRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.QueryContractResponse, _abc.Awaitable[_ledger_pb2.QueryContractResponse]]:
+        """WebAssembly contracts (docs/CONTRACTS.md): a read-only call answered by this node alone
+        (its writes are discarded; fuel capped by contract_query_fuel), the deployed contracts,
+        and their events from a height on, filtered by contract and topic.
+        """
+
+    @_abc_1.abstractmethod
+    def ListContracts(
+        self,
+        request: _ledger_pb2.ListContractsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListContractsResponse, _abc.Awaitable[_ledger_pb2.ListContractsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetContract(
+        self,
+        request: _ledger_pb2.GetContractRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ContractInfo, _abc.Awaitable[_types_pb2.ContractInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def StreamEvents(
+        self,
+        request: _ledger_pb2.StreamEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ledger_pb2.ContractEventRecord], _abc.AsyncIterator[_ledger_pb2.ContractEventRecord]]: ...
 
     @_abc_1.abstractmethod
     def ExportBackup(

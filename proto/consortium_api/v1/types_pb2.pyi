@@ -37,6 +37,8 @@ class _TxCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TxCode.ValueTy
     TX_CODE_UNAUTHORIZED: _TxCode.ValueType  # 2
     TX_CODE_INVALID: _TxCode.ValueType  # 3
     TX_CODE_NOT_FOUND: _TxCode.ValueType  # 4
+    TX_CODE_CONTRACT_FAILED: _TxCode.ValueType  # 5
+    """the contract call ran and failed: see Receipt.contract"""
 
 class TxCode(_TxCode, metaclass=_TxCodeEnumTypeWrapper): ...
 
@@ -45,6 +47,8 @@ TX_CODE_INSUFFICIENT_BALANCE: TxCode.ValueType  # 1
 TX_CODE_UNAUTHORIZED: TxCode.ValueType  # 2
 TX_CODE_INVALID: TxCode.ValueType  # 3
 TX_CODE_NOT_FOUND: TxCode.ValueType  # 4
+TX_CODE_CONTRACT_FAILED: TxCode.ValueType  # 5
+"""the contract call ran and failed: see Receipt.contract"""
 Global___TxCode: _TypeAlias = TxCode  # noqa: Y015
 
 class _ProposalState:
@@ -448,6 +452,8 @@ class GovAction(_message.Message):
     SET_ORGANIZATION_CA_FIELD_NUMBER: _builtins.int
     SET_ADMINS_FIELD_NUMBER: _builtins.int
     SET_POLICY_FIELD_NUMBER: _builtins.int
+    DEPLOY_CONTRACT_FIELD_NUMBER: _builtins.int
+    UPGRADE_CONTRACT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def add_validator(self) -> Global___AddValidator: ...
     @_builtins.property
@@ -468,6 +474,10 @@ class GovAction(_message.Message):
     def set_admins(self) -> Global___SetAdmins: ...
     @_builtins.property
     def set_policy(self) -> Global___SetPolicy: ...
+    @_builtins.property
+    def deploy_contract(self) -> Global___DeployContract: ...
+    @_builtins.property
+    def upgrade_contract(self) -> Global___UpgradeContract: ...
     def __init__(
         self,
         *,
@@ -481,12 +491,14 @@ class GovAction(_message.Message):
         set_organization_ca: Global___SetOrganizationCA | None = ...,
         set_admins: Global___SetAdmins | None = ...,
         set_policy: Global___SetPolicy | None = ...,
+        deploy_contract: Global___DeployContract | None = ...,
+        upgrade_contract: Global___UpgradeContract | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "deploy_contract", b"deploy_contract", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "upgrade_contract", b"upgrade_contract"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "deploy_contract", b"deploy_contract", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "upgrade_contract", b"upgrade_contract"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["add_validator", "remove_validator", "replace_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy"]  # noqa: Y015
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["add_validator", "remove_validator", "replace_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy", "deploy_contract", "upgrade_contract"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
@@ -699,6 +711,9 @@ class TxBody(_message.Message):
     WITHDRAW_FIELD_NUMBER: _builtins.int
     SUBMIT_ENDORSED_FIELD_NUMBER: _builtins.int
     MIGRATE_GOVERNANCE_FIELD_NUMBER: _builtins.int
+    DEPLOY_CONTRACT_FIELD_NUMBER: _builtins.int
+    UPGRADE_CONTRACT_FIELD_NUMBER: _builtins.int
+    INVOKE_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     sender: _builtins.bytes
     """32-byte Ed25519 public key"""
@@ -742,6 +757,16 @@ class TxBody(_message.Message):
     def submit_endorsed(self) -> Global___SubmitEndorsed: ...
     @_builtins.property
     def migrate_governance(self) -> Global___MigrateGovernance: ...
+    @_builtins.property
+    def deploy_contract(self) -> Global___DeployContract:
+        """governance action (docs/CONTRACTS.md)"""
+
+    @_builtins.property
+    def upgrade_contract(self) -> Global___UpgradeContract:
+        """governance action"""
+
+    @_builtins.property
+    def invoke(self) -> Global___Invoke: ...
     def __init__(
         self,
         *,
@@ -767,12 +792,15 @@ class TxBody(_message.Message):
         withdraw: Global___Withdraw | None = ...,
         submit_endorsed: Global___SubmitEndorsed | None = ...,
         migrate_governance: Global___MigrateGovernance | None = ...,
+        deploy_contract: Global___DeployContract | None = ...,
+        upgrade_contract: Global___UpgradeContract | None = ...,
+        invoke: Global___Invoke | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "deploy_contract", b"deploy_contract", "invoke", b"invoke", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "upgrade_contract", b"upgrade_contract", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "nonce", b"nonce", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "sender", b"sender", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_member", b"add_member", "add_organization", b"add_organization", "add_validator", b"add_validator", "asset_issue", b"asset_issue", "asset_transfer", b"asset_transfer", "chain_id", b"chain_id", "deploy_contract", b"deploy_contract", "invoke", b"invoke", "kv_delete", b"kv_delete", "kv_put", b"kv_put", "migrate_governance", b"migrate_governance", "nonce", b"nonce", "payload", b"payload", "propose", b"propose", "remove_member", b"remove_member", "remove_validator", b"remove_validator", "replace_validator", b"replace_validator", "sender", b"sender", "set_admins", b"set_admins", "set_organization_ca", b"set_organization_ca", "set_param", b"set_param", "set_policy", b"set_policy", "submit_endorsed", b"submit_endorsed", "upgrade_contract", b"upgrade_contract", "vote", b"vote", "withdraw", b"withdraw"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy", "replace_validator", "propose", "vote", "withdraw", "submit_endorsed", "migrate_governance"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["kv_put", "kv_delete", "asset_issue", "asset_transfer", "add_validator", "remove_validator", "set_param", "add_member", "remove_member", "add_organization", "set_organization_ca", "set_admins", "set_policy", "replace_validator", "propose", "vote", "withdraw", "submit_endorsed", "migrate_governance", "deploy_contract", "upgrade_contract", "invoke"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -952,6 +980,7 @@ class Receipt(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     PROPOSAL_FIELD_NUMBER: _builtins.int
+    CONTRACT_FIELD_NUMBER: _builtins.int
     tx_id: _builtins.bytes
     height: _builtins.int
     index: _builtins.int
@@ -962,6 +991,10 @@ class Receipt(_message.Message):
     def proposal(self) -> Global___Proposal:
         """the proposal this tx opened or acted on, as of the answer"""
 
+    @_builtins.property
+    def contract(self) -> Global___ContractReceipt:
+        """set when the tx ran contract code (Invoke, deploy init)"""
+
     def __init__(
         self,
         *,
@@ -971,10 +1004,11 @@ class Receipt(_message.Message):
         code: Global___TxCode.ValueType = ...,
         message: _builtins.str = ...,
         proposal: Global___Proposal | None = ...,
+        contract: Global___ContractReceipt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "proposal", b"proposal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "height", b"height", "index", b"index", "message", b"message", "proposal", b"proposal", "tx_id", b"tx_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "contract", b"contract", "height", b"height", "index", b"index", "message", b"message", "proposal", b"proposal", "tx_id", b"tx_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1148,3 +1182,192 @@ class Validator(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Validator: _TypeAlias = Validator  # noqa: Y015
+
+@_typing.final
+class DeployContract(_message.Message):
+    """-- WebAssembly contracts (docs/CONTRACTS.md) ------------------------------------------
+
+    Install contract `name` (a governance action: policy deploy_contract, MAJORITY by default).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    INIT_INPUT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """^[a-z0-9][a-z0-9._-]{0,63}$"""
+    code: _builtins.bytes
+    """a core WebAssembly module (the contract ABI)"""
+    init_input: _builtins.bytes
+    """input of its `init` export, if it has one"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        code: _builtins.bytes = ...,
+        init_input: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "init_input", b"init_input", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeployContract: _TypeAlias = DeployContract  # noqa: Y015
+
+@_typing.final
+class UpgradeContract(_message.Message):
+    """Replace contract `name`'s code, keeping its state (policy upgrade_contract)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    code: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        code: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpgradeContract: _TypeAlias = UpgradeContract  # noqa: Y015
+
+@_typing.final
+class Invoke(_message.Message):
+    """Call a method: an ordinary signed transaction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    FUEL_LIMIT_FIELD_NUMBER: _builtins.int
+    contract: _builtins.str
+    method: _builtins.str
+    """^[a-z_][a-z0-9_]{0,63}$, not init/upgrade"""
+    input: _builtins.bytes
+    fuel_limit: _builtins.int
+    """1..the chain's contract_max_fuel"""
+    def __init__(
+        self,
+        *,
+        contract: _builtins.str = ...,
+        method: _builtins.str = ...,
+        input: _builtins.bytes = ...,
+        fuel_limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "fuel_limit", b"fuel_limit", "input", b"input", "method", b"method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Invoke: _TypeAlias = Invoke  # noqa: Y015
+
+@_typing.final
+class ContractEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    topic: _builtins.bytes
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        topic: _builtins.bytes = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContractEvent: _TypeAlias = ContractEvent  # noqa: Y015
+
+@_typing.final
+class ContractReceipt(_message.Message):
+    """What a contract call did (for a failed call: reason and fuel used, nothing else)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTRACT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FUEL_USED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    contract: _builtins.str
+    method: _builtins.str
+    ok: _builtins.bool
+    reason: _builtins.str
+    fuel_used: _builtins.int
+    result: _builtins.bytes
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContractEvent]: ...
+    def __init__(
+        self,
+        *,
+        contract: _builtins.str = ...,
+        method: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        fuel_used: _builtins.int = ...,
+        result: _builtins.bytes = ...,
+        events: _abc.Iterable[Global___ContractEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract", b"contract", "events", b"events", "fuel_used", b"fuel_used", "method", b"method", "ok", b"ok", "reason", b"reason", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContractReceipt: _TypeAlias = ContractReceipt  # noqa: Y015
+
+@_typing.final
+class ContractInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CODE_HASH_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DEPLOYED_HEIGHT_FIELD_NUMBER: _builtins.int
+    UPGRADED_HEIGHT_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    code_hash: _builtins.bytes
+    """SHA-256 of the code"""
+    version: _builtins.int
+    """1 at deploy, +1 per upgrade"""
+    deployed_height: _builtins.int
+    upgraded_height: _builtins.int
+    """0: never upgraded"""
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        code_hash: _builtins.bytes = ...,
+        version: _builtins.int = ...,
+        deployed_height: _builtins.int = ...,
+        upgraded_height: _builtins.int = ...,
+        methods: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_hash", b"code_hash", "deployed_height", b"deployed_height", "methods", b"methods", "name", b"name", "upgraded_height", b"upgraded_height", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContractInfo: _TypeAlias = ContractInfo  # noqa: Y015
