@@ -103,6 +103,7 @@ bench: install bench-deps ## run the benchmarks; results in bench/results/latest
 -include operator/operator.mk
 -include bench/bench.mk
 -include charts/charts.mk
+-include examples/contracts/contracts.mk
 
 # The chart tests in test-fast need helm; cluster-tools installs it (from npm). The operator
 # tier needs kube-apiserver and etcd binaries (no running cluster): control-plane-bins.

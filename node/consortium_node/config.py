@@ -62,6 +62,11 @@ class NodeConfig:
     tls: TlsConfig | None = None
     public_listen: str | None = None  # opt-in read-only client API without client certificate
     health_listen: str | None = None  # plaintext grpc.health.v1 only (kubelet probes)
+    # a federated chain's genesis by reference (provision/ceremony.py): the node starts only
+    # when the genesis file hashes to this (hex sha256) and, with signature files, every
+    # organisation of the genesis signed exactly that hash with one of its own admin keys
+    genesis_sha256: str | None = None
+    genesis_signatures: tuple[Path, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -118,6 +123,8 @@ class NodeConfig:
                 tls=_tls(d.get("tls", False), base),
                 public_listen=d.get("public_listen"),
                 health_listen=d.get("health_listen"),
+                genesis_sha256=_sha256(d.get("genesis_sha256")),
+                genesis_signatures=_paths(d.get("genesis_signatures"), base),
             )
         except KeyError as e:
             raise ConfigError(f"config lacks required key {e.args[0]!r}") from e
@@ -151,6 +158,8 @@ class NodeConfig:
             raise ConfigError("log_format must be json or text")
         if self.public_listen is not None and self.tls is None:
             raise ConfigError("public_listen is a TLS-only option (without tls, listen is open)")
+        if self.genesis_signatures and self.genesis_sha256 is None:
+            raise ConfigError("genesis_signatures need genesis_sha256 (the hash they sign)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +189,14 @@ class NodeConfig:
             },
             "public_listen": self.public_listen,
             "health_listen": self.health_listen,
+            **(
+                {
+                    "genesis_sha256": self.genesis_sha256,
+                    "genesis_signatures": [str(p) for p in self.genesis_signatures],
+                }
+                if self.genesis_sha256 is not None
+                else {}
+            ),
         }
 
 
@@ -202,6 +219,22 @@ def _tls(raw: Any, base: Path) -> TlsConfig | None:
     return TlsConfig(
         base / raw["cert_file"], base / raw["key_file"], None if ca is None else base / ca
     )
+
+
+def _sha256(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+        raise ConfigError("genesis_sha256 must be 64 lower-case hex characters")
+    return raw
+
+
+def _paths(raw: Any, base: Path) -> tuple[Path, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        raise ConfigError("genesis_signatures must be a list of file paths")
+    return tuple(base / p for p in raw)
 
 
 def _is_hostport(addr: str) -> bool:

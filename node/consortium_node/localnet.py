@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
+import ipaddress
 import json
 import os
 import signal
@@ -48,8 +49,8 @@ from .client.rpc import Client
 from .client.tx import Payload
 from .config import NodeConfig, Peer
 from .crypto import Ed25519Key
+from .provision import ceremony, local, nodeconfig
 from .provision import genesis as provision_genesis
-from .provision import local, nodeconfig
 from .provision import pki as pki_plan
 from .provision.spec import ConsortiumSpec, OrganizationSpec, SpecError
 
@@ -459,6 +460,12 @@ class LocalNet:
             )
 
     @property
+    def admin_key(self) -> str:
+        """The admin key file, relative to DIR: an organisation directory's own admin key."""
+        org = (org_meta(self.data_dir) or {}).get("organization")
+        return f"keys/admin-{org}.json" if org else "keys/admin.json"
+
+    @property
     def tls(self) -> ClientTLS | None:
         """The client TLS material (CA bundle, client certificate) of this consortium."""
         return ClientTLS.from_dir(self.data_dir / "tls") if self.tls_enabled else None
@@ -604,7 +611,7 @@ class LocalNet:
             "chain_id": self.chain_id,
             "consensus": self.consensus,
             "client_key": "keys/client.json",
-            "admin_key": "keys/admin.json",
+            "admin_key": self.admin_key,
             **({"tls_dir": "tls"} if self.tls_enabled else {}),
             "nodes": [
                 {
@@ -664,3 +671,233 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --------------------------------------------------------------------------- federated: one organisation
+# `consortium up --org ORG` runs one organisation of a federated consortium in its own data
+# directory: only that organisation's keys (its CA, its admin key, its nodes' keys, a client
+# key it vouches for) ever exist there; the other organisations are known by their ceremony
+# contributions (provision/ceremony.py) and dialled at the addresses those list. The steps:
+#   init_org_dir (`up --org ORG --ceremony-init ceremony.json`)
+#   -> org_contribution (`ceremony contribute -d DIR`) -> assemble and sign (`ceremony ...`)
+#   -> install_genesis (`up --org ORG --genesis genesis.json`: verified, then the node configs)
+# Layout of DIR (besides what LocalNet reads): ceremony.json (the ceremony's exact bytes),
+# nodes/<n>/addresses.json (the ports chosen at init), signatures/genesis-<org>.sig.
+
+CEREMONY_FILE = "ceremony.json"
+ADDRESSES_FILE = "addresses.json"
+
+
+def org_meta(data_dir: Path) -> dict[str, Any] | None:
+    """DIR/consortium.json of an organisation directory (None: not one, or not initialised)."""
+    try:
+        meta = json.loads((data_dir / "consortium.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("organization") else None
+
+
+def init_org_dir(
+    ceremony_bytes: bytes,
+    org: str,
+    data_dir: Path,
+    validators: int = 1,
+    host: str = "127.0.0.1",
+    fsync: bool = True,
+    material: Material = SYSTEM,
+) -> bool:
+    """Creates organisation `org`'s directory for the ceremony once: its CA, admin key
+    (keys/admin-<org>.json), client key and client TLS directory, `validators` node keys,
+    certificates and addresses on `host`. Returns False if DIR was initialised already for
+    this ceremony and organisation (nothing changed); ManifestError if for another one."""
+    c = ceremony.parse_ceremony(ceremony_bytes)
+    if org not in c.organizations:
+        raise ManifestError(
+            f"{org} is not an organisation of the ceremony ({', '.join(c.organizations)})"
+        )
+    meta = org_meta(data_dir)
+    if meta is not None:
+        if meta["organization"] != org or meta.get("ceremony") != c.id:
+            raise ManifestError(
+                f"{data_dir} holds organisation {meta['organization']} of ceremony "
+                f"{str(meta.get('ceremony'))[:16]}…: use another directory"
+            )
+        return False
+    if (data_dir / "consortium.json").exists() or (data_dir / "genesis.json").exists():
+        raise ManifestError(f"{data_dir} holds a whole local consortium: use another directory")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        # keys are never overwritten: an interrupted initialisation is removed by hand
+        raise ManifestError(f"{data_dir} is not empty: give a new directory for {org}")
+    if not 1 <= validators <= ceremony.MAX_VALIDATORS:
+        raise ManifestError(f"--validators must be 1..{ceremony.MAX_VALIDATORS}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names = [node_name(org, i) for i in range(validators)]
+    keys = {n: material.ed25519() for n in names}
+    for n, k in keys.items():
+        k.save(data_dir / "nodes" / n / "key.json")
+    material.ed25519().save(data_dir / "keys" / f"admin-{org}.json")
+    client = material.ed25519()
+    client.save(data_dir / "keys" / "client.json")
+    ca = pki.new_ca(org, material.now(), material.tls_key(), material.serial())
+    _write_secret(data_dir / "ca" / org / "ca.key", ca.key_pem)
+    (data_dir / "ca" / org / "ca.pem").write_bytes(ca.cert_pem)
+    window = pki_plan.Window(material.now(), dt.timedelta(0))
+    members = {n: k.public for n, k in keys.items()}
+    dns = tuple(dict.fromkeys((*LOCAL_NAMES, *([] if _is_ip(host) else [host]))))
+    ips = tuple(dict.fromkeys(("127.0.0.1", *([host] if _is_ip(host) else []))))
+    for due in pki_plan.node_certs_due(org, {}, members, lambda _: dns, window):
+        issued = pki.issue_node_cert(
+            ca,
+            org,
+            due.member,
+            due.node_id,
+            material.now(),
+            material.tls_key(),
+            material.serial(),
+            dns_names=due.dns_names,
+            ips=ips,
+        )
+        _write_node_tls(data_dir / "nodes" / due.member, issued)
+    tls_dir = data_dir / "tls"
+    wanted = [pki_plan.ClientCert(str(tls_dir), org, "client", client.public)]
+    for cc in pki_plan.client_certs_due(wanted, {}, {org: ca.cert_pem}, window):
+        _write_client_tls(tls_dir, _issue_client(ca, cc, material, 365))
+    _write_atomic(tls_dir / "ca.pem", pki_plan.trust_bundle({org: ca.cert_pem}))
+    ports = _free_ports(3 * len(names))
+    for i, n in enumerate(names):
+        client_port, peer_port, metrics_port = ports[3 * i : 3 * i + 3]
+        addresses = {
+            "listen": f"{host}:{client_port}",
+            "peer_listen": f"{host}:{peer_port}",
+            "metrics_listen": f"{host}:{metrics_port}",
+        }
+        (data_dir / "nodes" / n / ADDRESSES_FILE).write_text(json.dumps(addresses))
+    (data_dir / CEREMONY_FILE).write_bytes(ceremony_bytes)
+    # last: consortium.json marks the organisation directory as initialised
+    (data_dir / "consortium.json").write_text(
+        json.dumps(
+            {
+                "name": c.chain_id,
+                "chain_id": c.chain_id,
+                "consensus": str(c.consensus.get("type", "bft")),
+                "tls": True,
+                "organization": org,
+                "ceremony": c.id,
+                "fsync": fsync,
+            }
+        )
+    )
+    return True
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _org_dir(data_dir: Path) -> tuple[dict[str, Any], bytes]:
+    meta = org_meta(data_dir)
+    if meta is None:
+        raise ManifestError(
+            f"{data_dir} is not an organisation directory (create it with "
+            "'consortium up --org ORG --ceremony-init ceremony.json -d DIR')"
+        )
+    return meta, (data_dir / CEREMONY_FILE).read_bytes()
+
+
+def _org_nodes(data_dir: Path) -> list[tuple[str, Ed25519Key, dict[str, str]]]:
+    out = []
+    for d in sorted((data_dir / "nodes").iterdir()):
+        addresses = json.loads((d / ADDRESSES_FILE).read_text())
+        out.append((d.name, Ed25519Key.load(d / "key.json"), addresses))
+    return out
+
+
+def org_contribution(data_dir: Path) -> bytes:
+    """The organisation directory's contribution to its ceremony, signed by its admin key:
+    its CA, admin key, client key (as its one member) and every node with its peer address.
+    Deterministic (Ed25519 signatures are): the same directory gives the same bytes."""
+    meta, cer = _org_dir(data_dir)
+    org = str(meta["organization"])
+    admin = Ed25519Key.load(data_dir / "keys" / f"admin-{org}.json")
+    client = Ed25519Key.load(data_dir / "keys" / "client.json")
+    return ceremony.contribute(
+        cer,
+        org,
+        (data_dir / "ca" / org / "ca.pem").read_bytes(),
+        [admin.public],
+        [client.public],
+        [ceremony.Validator(n, k.public, a["peer_listen"]) for n, k, a in _org_nodes(data_dir)],
+        admin,
+    )
+
+
+def install_genesis(data_dir: Path, genesis_file: Path) -> list[str]:
+    """Checks the genesis `genesis_file` against the ceremony files beside it and installs
+    it in organisation directory DIR: every organisation's signature (genesis-*.sig) must
+    verify, this organisation's part must be exactly its contribution, and every validator
+    must have an address in a contribution (contribution-*.json) of this ceremony. Then the
+    genesis and signatures are copied into DIR and each node's config is written, pinning the
+    genesis sha256 and listing the signature files (the node checks them again at every
+    start). Returns the organisations that signed. Raises CeremonyError or ManifestError."""
+    meta, cer = _org_dir(data_dir)
+    org = str(meta["organization"])
+    folder = genesis_file.parent
+    try:
+        genesis_bytes = genesis_file.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"cannot read {genesis_file}: {e.strerror}") from None
+    sigs = {p.name: p.read_bytes() for p in sorted(folder.glob("genesis-*.sig"))}
+    g = ceremony.verify(genesis_bytes, list(sigs.values()))
+    mine = org_contribution(data_dir)
+    if (why := ceremony.own_part_problem(genesis_bytes, mine)) is not None:
+        raise ceremony.CeremonyError(f"refusing the genesis: {why}")
+    contributions = [
+        ceremony.parse_contribution(p.read_bytes(), cer)
+        for p in sorted(folder.glob("contribution-*.json"))
+    ]
+    contributions = [ceremony.parse_contribution(mine, cer)] + [
+        c for c in contributions if c.organization != org
+    ]
+    # the genesis must be exactly what the ceremony and these contributions assemble to
+    if ceremony.assemble(cer, contributions) != genesis_bytes:
+        raise ceremony.CeremonyError(
+            f"refusing the genesis: it is not what {CEREMONY_FILE} and the contributions "
+            f"beside {genesis_file} assemble to"
+        )
+    spec = ceremony.spec(cer, contributions)
+    where = ceremony.peers(contributions)
+    missing = [v.node_id.hex()[:16] for v in g.validators if v.node_id not in where]
+    if missing:
+        raise ManifestError(f"no contribution beside {genesis_file} gives an address of {missing}")
+    existing = data_dir / "genesis.json"
+    if existing.exists() and existing.read_bytes() != genesis_bytes:
+        raise ManifestError(f"{data_dir} already runs another genesis; refusing to replace it")
+    sig_dir = data_dir / "signatures"
+    sig_dir.mkdir(exist_ok=True)
+    for name, raw in sigs.items():
+        _write_atomic(sig_dir / name, raw)
+    digest = ceremony.sha256hex(genesis_bytes)
+    fsync = bool(meta.get("fsync", True))
+    for n, k, addresses in _org_nodes(data_dir):
+        layout = nodeconfig.Layout(
+            data_dir="ledger",
+            key_file="key.json",
+            genesis_file="../../genesis.json",
+            listen=addresses["listen"],
+            peer_listen=addresses["peer_listen"],
+            metrics_listen=addresses["metrics_listen"],
+            fsync=fsync,
+            genesis_signature_files=tuple(f"../../signatures/{s}" for s in sigs),
+        )
+        peers = [
+            Peer(v.node_id, where[v.node_id][1]) for v in g.validators if v.node_id != k.public
+        ]
+        cfg = nodeconfig.node_config(spec, (n, org), layout, peers, genesis_sha256=digest)
+        _write_config(data_dir / "nodes" / n, cfg)
+    _write_atomic(data_dir / "tls" / "ca.pem", pki_plan.trust_bundle(g.ca_certs()))
+    _write_atomic(existing, genesis_bytes)  # last: the directory can start now
+    return sorted({ceremony.parse_signature(s).organization for s in sigs.values()})

@@ -11,6 +11,7 @@ Called by reconcile."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from consortium_node.provision import pki as core
@@ -29,7 +30,7 @@ def ca_decisions(spec: ConsortiumSpec, observed: Observed) -> dict[str, core.CaD
             o.name in observed.ca_certs or o.name in observed.ca_incomplete,
             observed.ca_trusted_on_chain(o.name),
         )
-        for o in spec.organizations
+        for o in spec.local  # a remote organisation's CA is its own (spec .remote.caCert)
     }
 
 
@@ -37,13 +38,14 @@ def node_certs(
     spec: ConsortiumSpec,
     observed: Observed,
     names: Names,
-    dns_names: Callable[[str], Sequence[str]],
+    sans: Callable[[str], tuple[Sequence[str], Sequence[str]]],
     cas: Mapping[str, bytes],
     window: core.Window,
 ) -> tuple[core.NodeCert, ...]:
-    """The node certificates due, for every keyed pod of each organisation with a CA (`cas`:
-    the CAs held after this pass's CA step)."""
-    orgs = tuple(o.name for o in spec.organizations)
+    """The node certificates due, for every keyed pod of each local organisation with a CA
+    (`cas`: the CAs held after this pass's CA step); `sans(pod)`: the DNS names and the IP
+    addresses besides 127.0.0.1 (an exposed organisation's external IP) it must name."""
+    orgs = tuple(o.name for o in spec.local)
     due: list[core.NodeCert] = []
     for org in orgs:
         if org not in cas:
@@ -53,7 +55,9 @@ def node_certs(
             for pod, key in observed.node_keys.items()
             if (parsed := names.parse_pod(pod, orgs)) is not None and parsed[0] == org
         }
-        due += core.node_certs_due(org, observed.tls_entries.get(org, {}), pods, dns_names, window)
+        entries = observed.tls_entries.get(org, {})
+        certs = core.node_certs_due(org, entries, pods, lambda pod: sans(pod)[0], window)
+        due += [dataclasses.replace(c, ips=(*c.ips, *sans(c.member)[1])) for c in certs]
     return tuple(due)
 
 
@@ -68,9 +72,8 @@ def client_certs(
     a CA and the operator's `<consortium>-operator-client` (first organisation's CA), each
     when missing, near expiry, issued by another CA, or its trust bundle (every CA) changed."""
     wanted = [
-        core.ClientCert(names.client_secret(o.name), o.name, f"{o.name}-client")
-        for o in spec.organizations
+        core.ClientCert(names.client_secret(o.name), o.name, f"{o.name}-client") for o in spec.local
     ]
-    first = spec.organizations[0].name
+    first = spec.local[0].name
     wanted.append(core.ClientCert(names.operator_client_secret, first, OPERATOR_CLIENT_NAME))
     return core.client_certs_due(wanted, observed.client_dirs, cas, window)

@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from consortium_node.provision import ceremony
+
 # The spec model lives in the provisioning core (consortium_node.provision.spec), shared with
 # `consortium up` and `consortium-node dev`; re-exported here for the operator's modules.
 from consortium_node.provision.spec import (
@@ -22,13 +24,20 @@ from consortium_node.provision.spec import (
     MAX_NAME_LEN,
     ORG_NAME_RE,
     QUANTITY_RE,
+    CeremonySpec,
     ConsensusSpec,
     ConsortiumSpec,
+    ContractSpec,
+    ExposeSpec,
     GenesisAccount,
+    GenesisFromSpec,
     GenesisKV,
     GenesisMember,
     GenesisSpec,
     OrganizationSpec,
+    ParametersSpec,
+    RemoteOrganization,
+    RemoteValidator,
     ResourcesSpec,
     SecuritySpec,
     SpecError,
@@ -70,20 +79,30 @@ __all__ = [
     "PLURAL",
     "QUANTITY_RE",
     "VERSION",
+    "CeremonyFile",
+    "CeremonySpec",
     "ConsensusSpec",
     "ConsortiumSpec",
+    "ContractSpec",
+    "ContractView",
+    "ExposeSpec",
     "GenesisAccount",
+    "GenesisFromSpec",
     "GenesisKV",
     "GenesisMember",
+    "GenesisSource",
     "GenesisSpec",
     "Names",
     "NodeStatus",
     "Observed",
     "OrganizationSpec",
     "Owner",
+    "ParametersSpec",
     "PendingChange",
     "PodState",
     "ProposalView",
+    "RemoteOrganization",
+    "RemoteValidator",
     "ResourcesSpec",
     "SecuritySpec",
     "SpecError",
@@ -149,6 +168,10 @@ class Names:
     def keys_secret(self, org: str) -> str:
         return f"{self.consortium}-{org}-keys"
 
+    def external_service(self, pod: str) -> str:
+        """The per-pod Service exposing `pod`'s peer port to other clusters (federation)."""
+        return f"{pod}-ext"
+
     @property
     def network_policy(self) -> str:
         return f"{self.consortium}-nodes"
@@ -175,6 +198,27 @@ class Names:
     @property
     def pdb(self) -> str:
         return f"{self.consortium}-quorum"
+
+    @property
+    def backup_cronjob(self) -> str:
+        """The scheduled backup (spec.backup)."""
+        return f"{self.consortium}-backup"
+
+    def backup_selector(self) -> dict[str, str]:
+        """Labels selecting the backup Jobs' pods — never the node selector's name label, so
+        that a backup pod is never taken for a node."""
+        return {
+            "app.kubernetes.io/name": "consortium-backup",
+            "app.kubernetes.io/instance": self.consortium,
+        }
+
+    def backup_labels(self) -> dict[str, str]:
+        return {
+            **self.backup_selector(),
+            "app.kubernetes.io/component": "backup",
+            "app.kubernetes.io/part-of": "consortium",
+            "app.kubernetes.io/managed-by": "consortium-operator",
+        }
 
     def selector(self) -> dict[str, str]:
         """Labels selecting every node pod of the consortium."""
@@ -293,7 +337,8 @@ class ProposalView:
     """A governance proposal as a node reports it (ListProposals), reduced to what the planner
     and the status need. `change`: (action, subject) — what the proposal does, in the terms
     the planner uses to match it with the change the spec asks for: ("add_validator", node
-    id hex), ("remove_validator", node id hex), ("add_organization", name), else (action
+    id hex), ("remove_validator", node id hex), ("add_organization", name), ("set_param",
+    "<name>=<value>"), else (action
     name, the organisation it concerns). `votes`: (organisation, approve) in casting order;
     `members`: the member organisations it is counted over."""
 
@@ -320,6 +365,44 @@ class ProposalView:
     def approvals(self) -> str:
         """e.g. `1/3, need 2`: yes votes / member organisations, and what the policy needs."""
         return f"{self.yes}/{len(self.members)}, need {self.needed}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractView:
+    """A contract as a node reports it (contract list): the deployed code's SHA-256 and its
+    version (1 at deployment, +1 per upgrade)."""
+
+    name: str
+    code_hash: bytes
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyFile:
+    """spec.ceremony's ConfigMap as observed: its ceremony.json, or why it cannot be used."""
+
+    raw: bytes = b""
+    problem: str = ""
+
+    @property
+    def id(self) -> str:
+        """The ceremony id (sha256 of the file), "" when the file is not usable."""
+        if self.problem or not self.raw:
+            return ""
+        try:
+            return ceremony.parse_ceremony(self.raw).id
+        except ceremony.CeremonyError:
+            return ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisSource:
+    """spec.genesisFrom's ConfigMaps as observed: genesis.json, the signature files (entry
+    name -> bytes), or why they cannot be read yet (a ConfigMap missing)."""
+
+    genesis: bytes = b""
+    signatures: tuple[tuple[str, bytes], ...] = ()
+    problem: str = ""
 
 
 PENDING_ANNOTATION = f"{GROUP}/membership-pending"
@@ -365,6 +448,21 @@ class Observed:
     member_keys: Mapping[str, bytes] = field(default_factory=dict)
     registered_members: Mapping[str, bytes] = field(default_factory=dict)
     genesis_members: frozenset[bytes] = frozenset()  # member keys the genesis vouches for
+    # contracts (spec.contracts): the chain's deployed contracts by name (None: unknown, no
+    # node answered), and each spec contract's module as read from its ConfigMap — the
+    # module's bytes, or a sentence saying why it cannot be read (no such ConfigMap or key)
+    contracts: Mapping[str, ContractView] | None = None
+    contract_modules: Mapping[str, bytes | str] = field(default_factory=dict)
+    # federation, before the genesis: spec.ceremony's file, spec.genesisFrom's files
+    ceremony: CeremonyFile | None = None
+    genesis_source: GenesisSource | None = None
+    # the chain's committed parameters (GetGovernance), name -> value; None: not asked (the
+    # spec sets no parameters) or no node answered
+    chain_params: Mapping[str, int] | None = None
+    # a lost validator's replacement, as declared (the annotation replace.ANNOTATION, None:
+    # none); pod -> creationTimestamp (RFC 3339) of its ledger PVC, terminating ones included
+    replacement: str | None = None
+    volume_created: Mapping[str, str] = field(default_factory=dict)
 
     def pending_reflected(self) -> bool:
         """Whether the chain shows the pending change (True when there is none; False while

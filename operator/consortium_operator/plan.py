@@ -10,6 +10,8 @@ Order of business:
      node keys of the genesis validators -> genesis ConfigMap. No workload exists before the
      genesis does; no node key is minted over an existing ledger volume (_refuse_new_keys).
   2. workloads exist with the current membership (never more pods than keys).
+  2b. a lost validator a person declared (annotation consortium.dev/replace-validator) is
+     replaced by its own organisation: replace.py, one step per pass.
   3. a rollout in progress continues: one pod at a time (StatefulSet partition), the next
      only after the restarted pod is Ready AND caught up with the chain's height.
   4. membership, one member per pass, each awaited (by requeueing: the pending change is
@@ -21,6 +23,9 @@ Order of business:
   5. member keys (organizations[].memberKey): the key in the organisation's client Secret
      (before the genesis, which then vouches for it; or later), and an AddMember signed by
      the organisation itself when the genesis does not list it.
+  6. chain parameters (spec.parameters): a value that differs from the chain's becomes a
+     SetParam — a proposal like a membership change (phase Configuring), one per pass, in
+     parameter-name order; nothing is asked while no node reports the chain's parameters.
 
 Governance by organisations (chains whose genesis lists organizations[].admins — every chain
 this operator creates; `Observed.org_governance`). Each organisation has its own admin key in
@@ -50,10 +55,11 @@ Invariants (tests/unit/operator/test_plan.py):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import certplan, genesis
+from . import certplan, federation, genesis, replace
 from .model import ConsortiumSpec, Names, Observed, ProposalView
 
 
@@ -110,6 +116,17 @@ class WriteGenesis:
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptGenesis:
+    """Federation: write the ceremony's genesis (verified: hash, every organisation's
+    signature, this cluster's and the spec's parts) into the genesis ConfigMap."""
+
+    genesis: bytes
+
+    def __str__(self) -> str:
+        return f"adopt the ceremony's genesis {hashlib.sha256(self.genesis).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
 class AddValidator:
     pod: str
     org: str
@@ -142,7 +159,75 @@ class AddOrganization:
         return f"admit organisation {self.org}"
 
 
-Change = AddValidator | RemoveValidator | AddOrganization
+@dataclass(frozen=True, slots=True)
+class DeployContract:
+    """Install contract `name` from its ConfigMap's module (spec.contracts), its init run
+    with `init_input`. `code_hash` (SHA-256 of `code`) names the proposal: a refused deploy of
+    one module does not block a corrected one."""
+
+    name: str
+    code: bytes = field(repr=False)
+    code_hash: bytes
+    init_input: bytes = b""
+
+    def __str__(self) -> str:
+        return f"deploy contract {self.name} (code {self.code_hash.hex()[:16]})"
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeContract:
+    """Replace contract `name`'s code with its ConfigMap's module: the spec raised its
+    version above the deployed one (`from_version`) and the module differs."""
+
+    name: str
+    code: bytes = field(repr=False)
+    code_hash: bytes
+    from_version: int
+
+    def __str__(self) -> str:
+        return (
+            f"upgrade contract {self.name} from version {self.from_version} "
+            f"(code {self.code_hash.hex()[:16]})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceValidator:
+    """Swap the chain's lost validator `old` of `org` for `new`, the key of `pod` (policy
+    SELF: `org` alone decides; replace.py plans it from a person's declaration)."""
+
+    pod: str
+    org: str
+    old: bytes
+    new: bytes
+
+    def __str__(self) -> str:
+        return f"replace validator {self.old.hex()[:16]} of {self.org} by {self.pod}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetParam:
+    """Set chain parameter `name` (ledger/state.py PARAMS) to `value`, as spec.parameters
+    asks. It concerns no one organisation (`org` is ""): any auto organisation proposes it."""
+
+    name: str
+    value: int
+    org: str = ""
+
+    def __str__(self) -> str:
+        return f"set {self.name} to {self.value}"
+
+
+Change = (
+    AddValidator
+    | RemoveValidator
+    | AddOrganization
+    | DeployContract
+    | UpgradeContract
+    | SetParam
+    | ReplaceValidator
+)
+ContractChange = DeployContract | UpgradeContract
 EXECUTED_WINDOW = 20  # blocks: an executed change is awaited this long before it is re-proposed
 
 
@@ -152,7 +237,20 @@ def change_key(change: Change) -> tuple[str, str]:
         return ("add_validator", change.node_id.hex())
     if isinstance(change, RemoveValidator):
         return ("remove_validator", change.node_id.hex())
+    if isinstance(change, DeployContract):
+        return ("deploy_contract", contract_subject(change.name, change.code_hash))
+    if isinstance(change, UpgradeContract):
+        return ("upgrade_contract", contract_subject(change.name, change.code_hash))
+    if isinstance(change, SetParam):
+        return ("set_param", f"{change.name}={change.value}")
+    if isinstance(change, ReplaceValidator):
+        return ("replace_validator", f"{change.old.hex()}>{change.new.hex()}")
     return ("add_organization", change.org)
+
+
+def contract_subject(name: str, code_hash: bytes) -> str:
+    """The subject a contract proposal is matched by: the name and the module's hash."""
+    return f"{name}@{code_hash.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,9 +334,16 @@ Action = (
     CreateAdminKey
     | CreateNodeKeys
     | WriteGenesis
+    | AdoptGenesis
     | AddValidator
     | RemoveValidator
     | AddOrganization
+    | DeployContract
+    | UpgradeContract
+    | SetParam
+    | ReplaceValidator
+    | replace.Declare
+    | replace.Finish
     | Propose
     | Vote
     | CreateMemberKey
@@ -280,14 +385,15 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
                 phase="Degraded",
             )
         # a new chain is governed by its organisations: each gets its own admin key first
-        for org in desired.organizations:
+        # (federation: only the local ones — a remote organisation's keys live elsewhere)
+        for org in desired.local:
             if org.name not in observed.org_admins:
                 return Step(CreateAdminKey(org.name), phase="Genesis")
         # and, with memberKey, a member key its users write with (vouched for in genesis)
-        for org in desired.organizations:
+        for org in desired.local:
             if org.member_key and org.name not in observed.member_keys:
                 return Step(CreateMemberKey(org.name), phase="Genesis")
-        for org in desired.organizations:
+        for org in desired.local:
             missing = tuple(
                 names.pod(org.name, i)
                 for i in range(org.validators)
@@ -298,9 +404,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
                 if refused is not None:
                     return Step(refused, phase="Degraded")
                 return Step(CreateNodeKeys(org.name, missing), phase="Genesis")
-        cas_wait = _cas_missing(desired, observed, [o.name for o in desired.organizations])
+        cas_wait = _cas_missing(desired, observed, [o.name for o in desired.local])
         if cas_wait is not None:
             return Step(cas_wait, phase="Genesis")
+        if desired.federated or desired.genesis_from is not None:
+            return _federated_genesis(desired, observed, names)
         members = [p for p, _ in genesis.initial_members(desired, names)]
         return Step(
             WriteGenesis(
@@ -316,6 +424,17 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
             phase="Genesis",
         )
 
+    pinned = desired.genesis_from
+    if pinned is not None and observed.genesis_hash != pinned.sha256:
+        # the genesis ConfigMap the nodes mount is not the one the organisations signed
+        return Step(
+            Blocked(
+                "GenesisMismatch",
+                f"ConfigMap {names.genesis_configmap} holds genesis {observed.genesis_hash[:16]}…, "
+                f"spec.genesisFrom.sha256 is {pinned.sha256[:16]}…: not running nodes on it",
+            ),
+            phase="Degraded",
+        )
     ctx = _Ctx(desired, observed, names, default_image, max_lag)
     targets = ctx.base_targets()
     if any(not sts.settled for sts in observed.statefulsets.values()):
@@ -327,7 +446,7 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
 
     # 2. workloads: a StatefulSet that does not exist yet is created now (with its genesis
     # members); wait for the pods before anything else.
-    if any(org.name not in observed.statefulsets for org in desired.organizations):
+    if any(org.name not in observed.statefulsets for org in desired.local):
         return Step(Wait("Creating", "creating node workloads"), targets, "Creating")
 
     # a committed membership change is awaited (by requeueing) before anything else moves
@@ -337,6 +456,11 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
             targets,
             "Scaling",
         )
+
+    # a lost validator declared for replacement (replace.py): before anything else moves
+    step = replace.step(ctx, targets)
+    if step is not None:
+        return step
 
     # 3. rollout (one pod at a time across the whole consortium)
     step = ctx.rollout(targets)
@@ -353,12 +477,44 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
     if step is not None:
         return step
 
+    # 6. contracts of spec.contracts: deployed, or upgraded when the spec raises the version
+    step = ctx.contracts(targets)
+    if step is not None:
+        return step
+
+    # 7. chain parameters
+    step = ctx.parameters(targets)
+    if step is not None:
+        return step
+
     not_ready = sorted(p.name for p in observed.pods.values() if not p.ready)
     expected = sum(t.replicas for t in targets.values())
     if not_ready or len(observed.pods) < expected:
         waiting = ", ".join(not_ready) or f"{expected - len(observed.pods)} pod(s) to appear"
         return Step(Wait("PodsNotReady", f"waiting for {waiting}"), targets, "Creating")
     return Step(Converged(), targets, "Running")
+
+
+def _federated_genesis(desired: ConsortiumSpec, observed: Observed, names: Names) -> Step:
+    """No operator holds every organisation's keys: the genesis is assembled from every
+    organisation's contribution by the ceremony, never written here alone; it is adopted by
+    reference (spec.genesisFrom) once it verifies (federation.adopt)."""
+    if desired.genesis_from is None:
+        return Step(
+            Wait(
+                "WaitingForCeremony",
+                "waiting for the ceremony's genesis (spec.genesisFrom): export this cluster's "
+                "contributions (status.contributions) with `consortium ceremony contribute "
+                "--from-cluster`",
+            ),
+            phase="Genesis",
+        )
+    verdict = federation.adopt(desired, observed, names)
+    if isinstance(verdict, federation.Adopt):
+        return Step(AdoptGenesis(verdict.genesis), phase="Genesis")
+    if verdict.reason == "WaitingForGenesis":
+        return Step(Wait(verdict.reason, verdict.message), phase="Genesis")
+    return Step(Blocked(verdict.reason, verdict.message), phase="Degraded")
 
 
 def _refuse_new_keys(
@@ -439,7 +595,7 @@ class _Ctx:
             if self.o.pod_of_key(node_id) is not None:
                 genesis_count[member_org] = genesis_count.get(member_org, 0) + 1
         out: dict[str, OrgTarget] = {}
-        for org in self.d.organizations:
+        for org in self.d.local:  # remote organisations' nodes run in their own clusters
             sts = self.o.statefulsets.get(org.name)
             if sts is None:
                 out[org.name] = OrgTarget(genesis_count.get(org.name, 0), 0)
@@ -467,9 +623,16 @@ class _Ctx:
         return dict(self.vset or ())
 
     def live_validators(self, exclude: str | None = None) -> int:
-        """Validators of the current set whose pod is caught up (minus `exclude`)."""
+        """Validators of the current set whose pod is caught up (minus `exclude`). A
+        validator of a remote organisation (federation) cannot be observed from here and is
+        counted as live: its own operator guards its restarts the same way, and the chain
+        itself refuses nothing for it — so in a federation this check protects against our
+        own moves only."""
         n = 0
-        for node_id in self.validators():
+        for node_id, org in self.validators().items():
+            if not self.d.is_local(org):
+                n += 1
+                continue
             pod = self.o.pod_of_key(node_id)
             if pod is not None and pod != exclude and self.caught_up(pod):
                 n += 1
@@ -502,7 +665,7 @@ class _Ctx:
         """One pod at a time across the consortium, highest ordinal first."""
         n = len(self.validators())
         # (1) continue the rollout under way (at most one organisation is mid-rollout)
-        for org in self.d.organizations:
+        for org in self.d.local:
             sts = self.o.statefulsets[org.name]
             t = targets[org.name]
             if sts.fingerprint != self.fingerprint(org.name) or t.replicas == 0:
@@ -537,7 +700,7 @@ class _Ctx:
         # (2) templates that change this pass are held; start them next pass
         changing = [
             o.name
-            for o in self.d.organizations
+            for o in self.d.local
             if self.o.statefulsets[o.name].fingerprint != self.fingerprint(o.name)
         ]
         if changing:
@@ -547,7 +710,7 @@ class _Ctx:
                 "Upgrading",
             )
         # (3) start the next held organisation: its highest ordinal first
-        for org in self.d.organizations:
+        for org in self.d.local:
             sts = self.o.statefulsets[org.name]
             t = targets[org.name]
             if t.replicas == 0 or t.partition < t.replicas:
@@ -579,6 +742,16 @@ class _Ctx:
         n = len(vals)
         on_chain = self.o.chain_organizations()
         for org in self.d.organizations:
+            if not self.d.is_local(org.name):
+                # a remote organisation: admitted with its own CA and admins from the spec;
+                # its validators are its own operator's business
+                if on_chain is not None and org.name not in on_chain and org.remote:
+                    r = org.remote
+                    change = AddOrganization(
+                        org.name, r.ca_cert.encode(), tuple(bytes.fromhex(k) for k in r.admins)
+                    )
+                    return self.govern(change, targets)
+                continue
             t = targets[org.name]
             # an organisation new to the chain: admitted before it gets a key or a pod
             if on_chain is not None and org.name not in on_chain:
@@ -664,7 +837,7 @@ class _Ctx:
         vouches for it (permissioned chains; an open chain takes any sender), signed by the
         organisation itself — its own admin key, which the operator must hold."""
         members = self.members()
-        for org in self.d.organizations:
+        for org in self.d.local:
             if not org.member_key or org.name not in members:
                 continue
             key = self.o.member_keys.get(org.name)
@@ -688,26 +861,94 @@ class _Ctx:
             return Step(RegisterMember(org.name, key), targets, "Creating")
         return None
 
+    # ----------------------------------------------------------------------- contracts
+
+    def contracts(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """spec.contracts, one at a time in spec order: a contract the chain lacks is
+        deployed, one whose module differs from the deployed code is upgraded when the spec
+        raised its version above the deployed one (without a raised version the difference
+        is only reported in status: the spec's version is the deliberate gate). Both go
+        through governance like every configuration change."""
+        if not self.d.contracts:
+            return None
+        if not self.o.org_governance:
+            return Step(
+                Blocked(
+                    "ContractsNeedGovernance",
+                    "spec.contracts are deployed by the organisations' vote, which this legacy "
+                    "single-admin chain does not have: move it to governance by organisations "
+                    "with `consortium gov migrate`",
+                ),
+                targets,
+                "Degraded",
+            )
+        deployed = self.o.contracts
+        if deployed is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's contracts"),
+                targets,
+                "Deploying",
+            )
+        for c in self.d.contracts:
+            module = self.o.contract_modules.get(c.name)
+            if not isinstance(module, bytes):
+                why = module or f"ConfigMap {c.config_map} was not read"
+                return Step(
+                    Blocked("ContractSourceMissing", f"contract {c.name}: {why}"),
+                    targets,
+                    "Degraded",
+                )
+            code_hash = hashlib.sha256(module).digest()
+            on_chain = deployed.get(c.name)
+            change: ContractChange
+            if on_chain is None:
+                change = DeployContract(c.name, module, code_hash, bytes.fromhex(c.init_input))
+            elif on_chain.code_hash != code_hash and c.version > on_chain.version:
+                change = UpgradeContract(c.name, module, code_hash, on_chain.version)
+            else:
+                continue
+            return self.govern(change, targets, "Deploying")
+        return None
+
+    # ----------------------------------------------------------------------- parameters
+
+    def parameters(self, targets: dict[str, OrgTarget]) -> Step | None:
+        """The first chain parameter whose committed value is not what spec.parameters asks:
+        its SetParam, through governance like a membership change."""
+        wanted = self.d.parameters.chain_values()
+        if not wanted:
+            return None
+        if self.o.chain_params is None:
+            return Step(
+                Wait("WaitingForNodes", "waiting for a node to report the chain's parameters"),
+                targets,
+                "Configuring",
+            )
+        for name, value in sorted(wanted.items()):
+            if self.o.chain_params.get(name) != value:
+                return self.govern(SetParam(name, value), targets, "Configuring")
+        return None
+
     # ----------------------------------------------------------------------- governance
 
-    def govern(self, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def govern(self, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling") -> Step:
         """The step that moves `change` forward: the change itself on a legacy chain (one
         admin key, direct transaction); under governance by organisations its proposal —
         opened, voted for by the organisations that approve automatically, awaited while
         manual organisations decide (see the module docstring)."""
         if not self.o.org_governance:
-            return Step(change, targets, "Scaling")
+            return Step(change, targets, phase)
         proposals = self.o.proposals
         if proposals is None:
             return Step(
                 Wait("WaitingForNodes", "waiting for a node to report the chain's proposals"),
                 targets,
-                "Scaling",
+                phase,
             )
         key = change_key(change)
         latest = next((p for p in proposals if p.change == key), None)  # newest first
         if latest is not None and latest.state == "PENDING":
-            return self.approve(latest, change, targets)
+            return self.approve(latest, change, targets, phase)
         executed = latest is not None and latest.state == "EXECUTED"
         if (
             latest is not None
@@ -720,7 +961,7 @@ class _Ctx:
                     f"waiting for the chain to apply proposal {latest.id} ({change})",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
         if latest is not None and latest.state in ("REJECTED", "FAILED", "WITHDRAWN"):
             why = f": {latest.reason}" if latest.reason else ""
@@ -742,9 +983,9 @@ class _Ctx:
                     "propose it with `consortium gov propose`",
                 ),
                 targets,
-                "Scaling",
+                phase,
             )
-        return Step(Propose(change, proposer), targets, "Scaling")
+        return Step(Propose(change, proposer), targets, phase)
 
     def members(self) -> tuple[str, ...]:
         """Member organisations on chain (the genesis ones until a node reports them)."""
@@ -752,25 +993,40 @@ class _Ctx:
         return tuple(on_chain) if on_chain is not None else self.o.genesis_organizations
 
     def auto(self, org: str) -> bool:
-        """`org` approves automatically and the operator holds its own admin key."""
+        """`org` is local, approves automatically and the operator holds its own admin key
+        (a remote organisation votes in its own cluster, with its own key)."""
         spec = self.d.org(org)
-        return spec is not None and spec.approve == "auto" and org in self.o.org_admins
+        return (
+            spec is not None
+            and self.d.is_local(org)
+            and spec.approve == "auto"
+            and org in self.o.org_admins
+        )
 
     def proposer(self, change: Change) -> str | None:
         """The organisation the change concerns if it is a member approving automatically,
         else the first such member organisation in spec order; None if there is none."""
         members = self.members()
-        concerned = None if isinstance(change, AddOrganization) else change.org
+        concerned = (
+            None
+            if isinstance(change, AddOrganization | DeployContract | UpgradeContract | SetParam)
+            else change.org
+        )
         order = [concerned] if concerned is not None else []
-        order += [o.name for o in self.d.organizations]
+        if not isinstance(change, ReplaceValidator):  # SELF: its own organisation only
+            order += [o.name for o in self.d.organizations]
         return next((o for o in order if o in members and self.auto(o)), None)
 
-    def approve(self, p: ProposalView, change: Change, targets: dict[str, OrgTarget]) -> Step:
+    def approve(
+        self, p: ProposalView, change: Change, targets: dict[str, OrgTarget], phase: str = "Scaling"
+    ) -> Step:
         """A pending proposal for what the spec asks: the next automatic yes vote (one per
         pass, each signed by its own organisation), or wait for the manual ones."""
         for org in self.d.organizations:
+            if isinstance(change, ReplaceValidator) and org.name != change.org:
+                continue  # SELF: no other organisation's vote is asked for or cast
             if org.name in p.members and not p.voted(org.name) and self.auto(org.name):
-                return Step(Vote(p.id, org.name, change), targets, "Scaling")
+                return Step(Vote(p.id, org.name, change), targets, phase)
         waiting = ", ".join(p.waiting_for()) or "nobody (the policy can no longer be met)"
         return Step(
             Wait(
@@ -778,5 +1034,5 @@ class _Ctx:
                 f"proposal {p.id} to {change}: {p.approvals()}; waiting for {waiting}",
             ),
             targets,
-            "Scaling",
+            phase,
         )

@@ -26,21 +26,27 @@ timer skips an object whose lock is held."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from consortium_node.ledger.genesis import Genesis
 from consortium_node.provision import pki as core_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import certplan, genesis, nodes, pki, plan, status
+from . import backups, certplan, genesis, nodes, pki, plan, status
+from . import replace as replace_plan
 from .kube import Conflict, Kube, KubeError
 from .model import (
     MEMBER_ANNOTATION,
     PENDING_ANNOTATION,
+    CeremonyFile,
     ConsortiumSpec,
+    GenesisSource,
     Names,
     Observed,
     Owner,
@@ -141,6 +147,7 @@ class Pass:
     step: plan.Step | None = None
     cas: dict[str, bytes] = field(default_factory=dict)  # after the certificate phase
     done: str | None = None  # what the act phase did
+    backups: backups.View = field(default_factory=backups.View)  # backups.py's phase
 
     @property
     def names(self) -> Names:
@@ -197,8 +204,11 @@ async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
     """Removes workloads, Services, ConfigMaps, Secrets, and the ledger PVCs if
     deletionPolicy is Delete (kopf keeps its finalizer until this returns None)."""
     raw = subject.spec
+    local = raw.get("localOrganizations") or []
     orgs = tuple(
-        str(o.get("name")) for o in raw.get("organizations") or [] if isinstance(o, Mapping)
+        str(o.get("name"))
+        for o in raw.get("organizations") or []
+        if isinstance(o, Mapping) and (not local or o.get("name") in local)
     )
     delete_volumes = raw.get("deletionPolicy", "Retain") == "Delete"
     owner = subject.owner
@@ -238,12 +248,19 @@ def parse(p: Pass) -> None:
 
 async def observe(p: Pass) -> None:
     p.observed = await observe_world(p)
-    p.observed = replace(p.observed, pending=_pending(p))
+    p.observed = replace(
+        p.observed,
+        pending=_pending(p),
+        replacement=p.subject.annotations.get(replace_plan.ANNOTATION),
+    )
+    p.backups = await backups.observe(p)
 
 
 def plan_step(p: Pass) -> None:
     s = p.env.settings
     p.step = plan.next_step(p.desired, p.observed, p.names, s.node_image, s.max_lag)
+    backups.require_chain(p)  # restored from a backup: the chain's own genesis, never a new one
+    backups.hold_refused(p, p.backups)  # a refused restore: that organisation runs no pods
 
 
 async def apply_certificates(p: Pass) -> None:
@@ -269,7 +286,14 @@ async def apply_certificates(p: Pass) -> None:
     window = core_pki.Window(p.env.clock(), dt.timedelta(days=spec.security.cert_renew_before_days))
     issuers: dict[str, pki.Issued] = {}
     renderer = p.renderer
-    due = certplan.node_certs(spec, o, p.names, renderer.node_dns_names, p.cas, window)
+    due = certplan.node_certs(
+        spec,
+        o,
+        p.names,
+        lambda pod: (renderer.node_dns_names(pod, spec), renderer.node_ips(spec, pod)),
+        p.cas,
+        window,
+    )
     for org in dict.fromkeys(c.org for c in due):
         ca = issuers.setdefault(org, await p.env.kube.read_ca(p.owner.namespace, p.names, org))
         issued = {c.member: pki.node_tls(ca, c, _issue(p)) for c in due if c.org == org}
@@ -297,6 +321,7 @@ async def apply_workloads(p: Pass) -> None:
         await p.env.kube.apply(
             p.renderer.workloads(p.desired, p.step.targets, o.node_keys, o.genesis_hash)
         )
+    await backups.apply(p, p.backups)
 
 
 async def act(p: Pass) -> None:
@@ -322,6 +347,8 @@ async def write_status(p: Pass, error: str | None = None) -> None:
         p.env.settings.max_lag,
     )
     new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
+    if error is None:
+        new = backups.extend_status(p, p.backups, new)
     await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
     for reason, message in status.proposal_events(current.get("proposals"), p.observed):
         p.events.info(reason, message)
@@ -336,8 +363,10 @@ async def write_status(p: Pass, error: str | None = None) -> None:
 async def observe_world(p: Pass) -> Observed:
     """Kubernetes objects, TLS material (with TLS) and the answering nodes' statuses."""
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
-    orgs = tuple(o.name for o in spec.organizations)
+    orgs = tuple(o.name for o in spec.local)  # a remote organisation has nothing here
     observed = await kube.observe(ns, p.names, orgs)
+    if not observed.has_genesis:
+        observed = replace(observed, **await observe_ceremony(p))
     if spec.security.tls:
         t = await kube.observe_tls(ns, p.names, orgs)
         observed = replace(
@@ -357,7 +386,60 @@ async def observe_world(p: Pass) -> Observed:
     if observed.org_governance and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    if spec.contracts and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed,
+            contracts=await nodes.contracts(eps, p.env.settings, tls),
+            contract_modules=await kube.contract_modules(ns, spec.contracts),
+        )
+    if spec.parameters.chain_values() and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed, chain_params=await nodes.chain_params(eps, p.env.settings, tls)
+        )
     return observed
+
+
+async def observe_ceremony(p: Pass) -> dict[str, Any]:
+    """Federation, before the genesis: spec.ceremony's ceremony.json and spec.genesisFrom's
+    genesis.json and signature files (every entry of its ConfigMap), as Observed fields."""
+    spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
+    out: dict[str, Any] = {}
+    if spec.ceremony is not None:
+        data = await _configmap_data(kube, ns, spec.ceremony.config_map)
+        name = f"ConfigMap {spec.ceremony.config_map}"
+        if data is None:
+            out["ceremony"] = CeremonyFile(problem=f"{name} not found")
+        elif "ceremony.json" not in data:
+            out["ceremony"] = CeremonyFile(problem=f"{name} has no ceremony.json")
+        else:
+            out["ceremony"] = CeremonyFile(raw=data["ceremony.json"])
+    g = spec.genesis_from
+    if g is not None:
+        genesis = await _configmap_data(kube, ns, g.config_map)
+        sigs = await _configmap_data(kube, ns, g.signatures_config_map)
+        if genesis is None or "genesis.json" not in genesis:
+            problem = f"ConfigMap {g.config_map} with genesis.json not found"
+            out["genesis_source"] = GenesisSource(problem=problem)
+        elif sigs is None:
+            problem = f"ConfigMap {g.signatures_config_map} (signatures) not found"
+            out["genesis_source"] = GenesisSource(problem=problem)
+        else:
+            out["genesis_source"] = GenesisSource(
+                genesis["genesis.json"], tuple(sorted(sigs.items()))
+            )
+    return out
+
+
+async def _configmap_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes] | None:
+    """A ConfigMap's entries as bytes (data as UTF-8, binaryData decoded); None if absent."""
+    cm = await kube.get("ConfigMap", namespace, name)
+    if cm is None:
+        return None
+    out = {k: str(v).encode() for k, v in (cm.get("data") or {}).items()}
+    out.update({k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()})
+    return out
 
 
 class NoClientTLS(Exception):
@@ -447,6 +529,20 @@ async def write_genesis(p: Pass, a: plan.WriteGenesis) -> str:
     return str(a)
 
 
+async def adopt_genesis(p: Pass, a: plan.AdoptGenesis) -> str:
+    """The ceremony's verified genesis, byte for byte, into the genesis ConfigMap the nodes
+    mount (create-if-absent: a chain's genesis never changes)."""
+    g = Genesis.from_json(a.genesis)
+    cm = p.renderer.genesis_configmap(a.genesis.decode(), g.hash.hex())
+    if await p.env.kube.create(cm):
+        p.events.info(
+            "GenesisAdopted",
+            f"the ceremony's genesis {hashlib.sha256(a.genesis).hexdigest()[:16]} "
+            f"(every organisation's signature verified) in ConfigMap {p.names.genesis_configmap}",
+        )
+    return str(a)
+
+
 async def add_validator(p: Pass, a: plan.AddValidator) -> str:
     return await _govern(p, a, PendingChange("add-validator", a.node_id.hex(), "", 0.0))
 
@@ -474,6 +570,35 @@ async def _govern(p: Pass, a: nodes.Governance, change: PendingChange) -> str:  
     p.events.info(reason, f"{a}: tx {tx[:16]} committed")
     until = p.env.clock().timestamp() + p.env.settings.governance_timeout
     await _set_pending(p, replace(change, tx=tx, until=until))
+    return str(a)
+
+
+async def set_param(p: Pass, a: plan.SetParam) -> str:  # legacy: a direct SetParam
+    """The chain parameter set with the consortium admin key (a legacy chain; under
+    governance by organisations the planner proposes it instead); the next pass reads the
+    committed value, so nothing is remembered."""
+    tx = await _legacy_admin_tx(p, a)
+    p.events.info("ParameterSet", f"{a}: tx {tx[:16]} committed")
+    return str(a)
+
+
+async def declare_replacement(p: Pass, a: replace_plan.Declare) -> str:
+    """Accept a lost validator's replacement: stamp the declaration with the time now."""
+    stamp = p.env.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = replace(a.declaration, at=stamp).text()
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: text}
+    )
+    p.events.info("ReplacementDeclared", f"{a} (accepted at {stamp})")
+    return str(a)
+
+
+async def finish_replacement(p: Pass, a: replace_plan.Finish) -> str:
+    """The chain lists the new key: the declaration is done with."""
+    await p.env.kube.patch_annotations(
+        p.owner.namespace, p.owner.name, {replace_plan.ANNOTATION: None}
+    )
+    p.events.info("ValidatorReplaced", str(a))
     return str(a)
 
 
@@ -576,9 +701,13 @@ ACTIONS: dict[type, Act] = {
     plan.CreateAdminKey: create_admin_key,
     plan.CreateNodeKeys: create_node_keys,
     plan.WriteGenesis: write_genesis,
+    plan.AdoptGenesis: adopt_genesis,
     plan.AddValidator: add_validator,
     plan.RemoveValidator: remove_validator,
     plan.AddOrganization: add_organization,
+    plan.SetParam: set_param,
+    replace_plan.Declare: declare_replacement,
+    replace_plan.Finish: finish_replacement,
     plan.Propose: propose,
     plan.Vote: vote,
     plan.CreateMemberKey: create_member_key,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .model import (
     PEER_PORT,
     ConsortiumSpec,
     Names,
+    OrganizationSpec,
     Owner,
     to_json,
 )
@@ -52,6 +54,9 @@ MEMBER_KEY_FILE = "key.json"  # an organisation's member key, in its client Secr
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
+BACKUP_DIR = "/backups"  # the backup destination claim in the backup pod (<consortium>/ in it)
+RESTORE_DIR = "/restore"  # the restoreFrom claim in a node pod's restore init step
+BACKUP_DEADLINE_SECONDS = 3600  # one backup run at most
 
 Manifest = dict[str, Any]
 # libyaml's safe loader when PyYAML has it (the pure-Python one dominated a pass's CPU)
@@ -202,14 +207,39 @@ class Renderer:
             **self._common(),
         )
 
-    def node_dns_names(self, pod: str) -> list[str]:
+    def node_dns_names(self, pod: str, spec: ConsortiumSpec | None = None) -> list[str]:
         """What a node pod's certificate must name: every form of its peer address and of the
-        client Service a client in the cluster may dial (short, namespaced, fully qualified)."""
+        client Service a client in the cluster may dial (short, namespaced, fully qualified),
+        and (federation) the external host name other clusters dial it at."""
         ns, domain = self.owner.namespace, self.settings.cluster_domain
         out = []
         for host in (f"{pod}.{self.names.peers_service}", self.names.client_service):
             out += [host, f"{host}.{ns}", f"{host}.{ns}.svc", f"{host}.{ns}.svc.{domain}"]
+        external = self.external_host(spec, pod) if spec is not None else None
+        if external is not None and not _is_ip(external):
+            out.append(external)
         return [*out, "localhost"]
+
+    def node_ips(self, spec: ConsortiumSpec, pod: str) -> list[str]:
+        """IP addresses a node pod's certificate names besides 127.0.0.1: the external IP
+        other clusters dial it at, when its organisation is exposed by address."""
+        host = self.external_host(spec, pod)
+        return [host] if host is not None and _is_ip(host) else []
+
+    def external_host(self, spec: ConsortiumSpec, pod: str) -> str | None:
+        """The host other clusters dial `pod` at (its organisation's expose.address)."""
+        parsed = self.names.parse_pod(pod, tuple(o.name for o in spec.local))
+        org = spec.org(parsed[0]) if parsed is not None else None
+        return org.expose.address if org is not None and org.expose is not None else None
+
+    def external_address(self, spec: ConsortiumSpec, pod: str) -> str | None:
+        """host:port other clusters dial `pod` at (published in the contribution), if its
+        organisation is exposed."""
+        parsed = self.names.parse_pod(pod, tuple(o.name for o in spec.local))
+        org = spec.org(parsed[0]) if parsed is not None else None
+        if org is None or org.expose is None or parsed is None:
+            return None
+        return org.expose.endpoint(parsed[1])
 
     def server_name(self, pod: str) -> str:
         """The name the operator checks a node's certificate against when it dials the pod's
@@ -260,12 +290,20 @@ class Renderer:
         """The consortium-node config YAML of organisation `org`: the provisioning core's
         NodeConfig document (`NodeConfig.to_dict()`), every pod of the organisation reads it
         and gets its name, key and certificate from --name/--key-file/--tls-*-file. Peers:
-        every pod of every organisation the targets run (that has a key), in a stable order."""
+        every pod of every local organisation the targets run (that has a key), in a stable
+        order, dialled inside the cluster; then every validator of each remote organisation
+        (federation), dialled at the external address its own cluster publishes."""
         peers = [
             Peer(node_keys[pod], self.peer_address(pod))
-            for o in spec.organizations
+            for o in spec.local
             for pod in (self.names.pod(o.name, i) for i in range(targets[o.name].replicas))
             if pod in node_keys
+        ]
+        peers += [
+            Peer(bytes.fromhex(v.node_id), v.address)
+            for o in spec.remote
+            if o.remote is not None
+            for v in o.remote.validators
         ]
         first = self.names.pod(org, 0)  # every pod overrides these paths with its own
         layout = Layout(
@@ -307,7 +345,7 @@ class Renderer:
                 immutable=False,
                 data={
                     f"{o.name}.yaml": self.node_config(spec, o.name, targets, node_keys)
-                    for o in spec.organizations
+                    for o in spec.local
                 },
                 **self._common(),
             )
@@ -339,8 +377,39 @@ class Renderer:
             )
         )
         out.append(self.network_policy(spec, self.operator_namespace))
-        for org in spec.organizations:
+        out.extend(self.external_services(spec, targets))
+        for org in spec.local:
             out.append(self.statefulset(spec, org.name, targets[org.name], genesis_hash))
+        return out
+
+    def external_services(
+        self, spec: ConsortiumSpec, targets: Mapping[str, OrgTarget]
+    ) -> list[Manifest]:
+        """Federation: one Service per pod of each exposed local organisation (its peer
+        port: NodePort expose.port+i, or a LoadBalancer on expose.port+i). A pod scaled away
+        keeps its Service until the Consortium is deleted (owner reference): harmless, it
+        selects no pod, and its port stays reserved for that ordinal."""
+        out: list[Manifest] = []
+        for o in spec.local:
+            if o.expose is None:
+                continue
+            for i in range(targets[o.name].replicas):
+                pod = self.names.pod(o.name, i)
+                out.append(
+                    self._one(
+                        "external-service.yaml.j2",
+                        name=self.names.external_service(pod),
+                        labels=self.names.labels("external", o.name),
+                        selector={
+                            **self.names.org_selector(o.name),
+                            "statefulset.kubernetes.io/pod-name": pod,
+                        },
+                        type=o.expose.type,
+                        port=o.expose.port + i,
+                        peer_port=PEER_PORT,
+                        **self._common(),
+                    )
+                )
         return out
 
     def network_policy(self, spec: ConsortiumSpec, operator_namespace: str | None) -> Manifest:
@@ -352,6 +421,8 @@ class Renderer:
         if sec.client_cidrs:
             client_from = [{"ipBlock": {"cidr": c}} for c in sec.client_cidrs]
             client_from.append({"podSelector": {"matchLabels": self.names.selector()}})
+            # the scheduled backup's pods (ExportBackup)
+            client_from.append({"podSelector": {"matchLabels": self.names.backup_selector()}})
             if operator_namespace:
                 client_from.append(
                     {
@@ -373,6 +444,7 @@ class Renderer:
             metrics_port=METRICS_PORT,
             health_port=HEALTH_PORT,
             client_from=client_from,
+            peers_from_anywhere=any(o.expose is not None for o in spec.local),
             **self._common(),
         )
 
@@ -423,6 +495,49 @@ class Renderer:
             pvc_labels=self.names.labels("ledger", org),
             storage_size=o.storage.size,
             storage_class=o.storage.class_name or "",
+            restore=self._restore(spec, o),
+            **self._common(),
+        )
+
+    def _restore(self, spec: ConsortiumSpec, org: OrganizationSpec) -> dict[str, Any] | None:
+        """The restore init step of `org`'s pods (spec restoreFrom), None without one."""
+        r = spec.restore_source(org)
+        if r is None:
+            return None
+        command = [
+            "consortium", "backup", "restore", f"{RESTORE_DIR}/{r.backup}",
+            "--config", CONFIG_PATH, "--once", "--report", "/dev/termination-log",
+        ]  # fmt: skip
+        return {"claim_name": r.claim_name, "command": command}
+
+    def backup_cronjob(self, spec: ConsortiumSpec, sources: Sequence[str]) -> Manifest:
+        """The scheduled backup (spec.backup): exports from `sources` in order (pods; none:
+        the CronJob is suspended, see backupplan.sources)."""
+        b = spec.backup
+        assert b is not None, "only with spec.backup"
+        ns = self.owner.namespace
+        addresses = ",".join(
+            f"{p}.{self.names.peers_service}.{ns}.svc:{CLIENT_PORT}" for p in sources
+        )
+        command = [
+            "consortium", "backup", "create", f"{BACKUP_DIR}/{self.names.consortium}",
+            "--from-node", addresses or "none", "--keep", str(b.retention),
+            "--report", "/dev/termination-log",
+        ]  # fmt: skip
+        return self._one(
+            "backup-cronjob.yaml.j2",
+            name=self.names.backup_cronjob,
+            labels=self.names.labels("backup"),
+            pod_labels=self.names.backup_labels(),
+            schedule=b.schedule,
+            suspend=b.suspend or not sources,
+            deadline_seconds=BACKUP_DEADLINE_SECONDS,
+            uid=NODE_UID,
+            image=spec.image_or(self.settings.node_image),
+            image_pull_policy=spec.image_pull_policy,
+            command=command,
+            tls_secret=self.names.operator_client_secret if spec.security.tls else "",
+            claim_name=b.claim_name,
             **self._common(),
         )
 
@@ -431,6 +546,14 @@ def public_port(spec: ConsortiumSpec) -> int | None:
     """The read-only port without client certificates, when the nodes serve it
     (provision.nodeconfig decides whether they do)."""
     return PUBLIC_PORT if nodeconfig.serves_public_reads(spec) else None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _b64b(data: bytes) -> str:

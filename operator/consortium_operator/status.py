@@ -4,33 +4,42 @@ Made for `kubectl wait --for=condition=Ready consortium/NAME`: conditions Genesi
 Progressing, Degraded and WaitingForApprovals (reasons CamelCase, messages name nodes),
 observedGeneration, phase, height, leader, ready validators, per-node entries, the client
 endpoint, the chain's governance mode and its open proposals (votes, approvals, who has not
-voted). A condition's lastTransitionTime only moves when its status changes.
+voted), and per spec contract its deployed version and code hash and any open proposal. A condition's lastTransitionTime only moves when its status changes.
 `proposal_events` (also pure) names what changed between the proposals of the status last
 written and the ones observed now; reconcile posts them as events."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import CLIENT_PORT, ConsortiumSpec, Names, Observed, ProposalView
+from . import federation
+from .model import CLIENT_PORT, ConsortiumSpec, ContractSpec, Names, Observed, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
+    AdoptGenesis,
     Blocked,
     Converged,
     CreateAdminKey,
     CreateMemberKey,
     CreateNodeKeys,
+    DeployContract,
     Propose,
     RegisterMember,
     RemoveValidator,
+    ReplaceValidator,
+    SetParam,
     Step,
+    UpgradeContract,
     Vote,
     Wait,
     WriteGenesis,
+    contract_subject,
 )
+from .replace import Declare, Finish
 
 CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
@@ -44,13 +53,20 @@ def _reason(step: Step) -> str:
         CreateAdminKey: "CreatingKeys",
         CreateNodeKeys: "CreatingKeys",
         WriteGenesis: "WritingGenesis",
+        AdoptGenesis: "AdoptingGenesis",
         AddValidator: "AddingValidator",
         RemoveValidator: "RemovingValidator",
         AddOrganization: "AdmittingOrganization",
+        DeployContract: "DeployingContract",
+        UpgradeContract: "UpgradingContract",
         Propose: "Proposing",
         CreateMemberKey: "CreatingKeys",
         RegisterMember: "RegisteringMember",
         Vote: "Voting",
+        SetParam: "SettingParameter",
+        ReplaceValidator: "ReplacingValidator",
+        Declare: "ReplacingValidator",
+        Finish: "ReplacingValidator",
         Converged: "Converged",
     }[type(a)]
 
@@ -208,6 +224,12 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
+    # federation (spec.ceremony): what this cluster contributes, until the genesis exists
+    out["contributions"] = (
+        federation.contributions(desired, observed, names, namespace)
+        if desired is not None and not observed.has_genesis
+        else []
+    )
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)
@@ -219,6 +241,9 @@ def build(
         out["proposals"] = [proposal_entry(p) for p in observed.proposals if p.state == "PENDING"]
     elif not observed.org_governance:
         out["proposals"] = []  # (unknown under governance: the last written value stays)
+    if desired is not None and (observed.contracts is not None or not desired.contracts):
+        # (unknown while no node answers: the last written value stays)
+        out["contracts"] = [contract_entry(c, observed) for c in desired.contracts]
     return out
 
 
@@ -241,6 +266,57 @@ def proposal_entry(p: ProposalView) -> dict[str, Any]:
         "waitingFor": list(p.waiting_for()),
         "expiryHeight": p.expiry_height,
     }
+
+
+def contract_entry(c: ContractSpec, observed: Observed) -> dict[str, Any]:
+    """One spec contract in status.contracts: what the chain runs (deployed version and code
+    hash), the module the spec points at, and where getting there stands — Deployed (the
+    chain runs the module), Proposed (a proposal for it is open: approvals and who has not
+    voted), ModuleChanged (the module differs but the spec's version is not above the
+    deployed one), NotDeployed (no proposal yet) or SourceMissing (the ConfigMap or key
+    cannot be read)."""
+    on_chain = (observed.contracts or {}).get(c.name)
+    module = observed.contract_modules.get(c.name)
+    entry: dict[str, Any] = {
+        "name": c.name,
+        "version": on_chain.version if on_chain else 0,
+        "codeHash": on_chain.code_hash.hex() if on_chain else "",
+        "desiredVersion": c.version,
+    }
+    if not isinstance(module, bytes):
+        entry.update(state="SourceMissing", message=module or f"ConfigMap {c.config_map} not read")
+        return entry
+    code_hash = hashlib.sha256(module).digest()
+    entry["moduleHash"] = code_hash.hex()
+    if on_chain is not None and on_chain.code_hash == code_hash:
+        entry["state"] = "Deployed"
+        return entry
+    subject = contract_subject(c.name, code_hash)
+    open_ = next(
+        (
+            p
+            for p in observed.proposals or ()
+            if p.state == "PENDING"
+            and p.change in (("deploy_contract", subject), ("upgrade_contract", subject))
+        ),
+        None,
+    )
+    if open_ is not None:
+        entry.update(
+            state="Proposed",
+            proposal=open_.id,
+            approvals=open_.approvals(),
+            waitingFor=list(open_.waiting_for()),
+        )
+    elif on_chain is not None and c.version <= on_chain.version:
+        entry.update(
+            state="ModuleChanged",
+            message=f"the module differs from version {on_chain.version}'s code: raise "
+            f"version above {on_chain.version} to propose the upgrade",
+        )
+    else:
+        entry["state"] = "NotDeployed" if on_chain is None else "UpgradePending"
+    return entry
 
 
 def proposal_events(

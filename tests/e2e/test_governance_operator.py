@@ -213,3 +213,71 @@ def test_a_cluster_user_writes_with_the_member_key_of_the_context(gov: Chain) ->
         "the greeting to be readable through the client Service",
     )
     assert json.loads(got.stdout.splitlines()[-1])["value"] == "hello"
+
+
+def test_a_lost_validator_is_replaced_by_its_own_organisation_with_no_other_vote(
+    gov: Chain, request: pytest.FixtureRequest
+) -> None:
+    """acme's second validator (gov-acme-1, added above) is lost for good: its key entry, its
+    ledger volume and its pod are deleted. A person of acme declares it with the annotation
+    consortium.dev/replace-validator; the operator stamps the declaration, mints a key for the
+    new pod only once its volume is younger than the stamp, lets it sync as a follower, and
+    proposes ReplaceValidator as acme — policy SELF: executed with acme's vote alone, while
+    globex and initech (manual) cast none. The chain keeps committing throughout (3 of 4
+    raft validators are a quorum)."""
+    pod = f"{NAME}-acme-1"
+    gov.wait_ready(300, validators="4/4")
+    old = json.loads(gov.secret(f"{NAME}-acme-keys")[f"{pod}.json"])["public_key"]
+    t0 = time.monotonic()
+    h0 = int(gov.get()["status"]["height"])
+
+    # lost: the key is gone from acme's key Secret ...
+    gov.k(
+        *("patch", "secret", f"{NAME}-acme-keys", "--type=json"),
+        *("-p", json.dumps([{"op": "remove", "path": f"/data/{pod}.json"}])),
+    )
+    # ... a person of acme declares the replacement ...
+    gov.k("annotate", "consortium", NAME, f"consortium.dev/replace-validator={pod}={old}")
+
+    def stamped() -> str | None:
+        ann = gov.get()["metadata"].get("annotations") or {}
+        value = ann.get("consortium.dev/replace-validator", "")
+        return value if "@" in value else None
+
+    gov.wait("the declaration to be accepted (stamped)", stamped, 120)
+    # ... and deletes the volume and the pod (the StatefulSet makes a new, empty claim)
+    gov.k("delete", "pvc", f"data-{pod}", "--wait=false")
+    gov.k("delete", "pod", pod, "--wait=false")
+
+    heights: list[tuple[str, int]] = []
+
+    def replaced() -> dict[str, Any] | None:
+        obj = gov.get()
+        st = obj.get("status") or {}
+        heights.append((str(st.get("phase")), int(st.get("height") or 0)))
+        ann = obj["metadata"].get("annotations") or {}
+        if "consortium.dev/replace-validator" in ann:
+            return None
+        return obj if ready_now(obj) and st.get("readyValidators") == "4/4" else None
+
+    gov.wait("the lost validator replaced and 4/4 Ready", replaced, 600)
+    report(request.config, f"lost validator replaced: {time.monotonic() - t0:.1f}s")
+    new = json.loads(gov.secret(f"{NAME}-acme-keys")[f"{pod}.json"])["public_key"]
+    assert new != old
+    # every step showed in status, and the chain kept committing while it ran
+    assert "Replacing" in {phase for phase, _ in heights}, heights
+    during = [h for phase, h in heights if phase == "Replacing"]
+    assert during and max(during) > h0, (h0, heights)
+    assert int(gov.get()["status"]["height"]) > h0 + 5
+    reasons = {e["reason"] for e in gov.json("get", "events")["items"]}
+    assert {"ReplacementDeclared", "KeysCreated", "ValidatorReplaced"} <= reasons, reasons
+    # the chain's proposal: acme's vote alone executed it
+    use_org_context(gov, "globex")
+    out = cli_as(gov, "globex", "gov", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    (p,) = [p for p in json.loads(out.stdout)["proposals"] if p["action"] == "replace_validator"]
+    assert p["state"] == "EXECUTED" and p["proposer"] == "acme", p
+    assert [(v["organization"], v["vote"]) for v in p["votes"]] == [("acme", "yes")], p
+    status = json.loads(cli_as(gov, "globex", "status", "--json").stdout)
+    ids = {v["node_id"] for v in status["validators"]}
+    assert new in ids and old not in ids, (old, new, ids)

@@ -145,6 +145,11 @@ def test_adding_a_fourth_organisation_needs_two_organisations(net: LocalNet) -> 
         3,
         True,
     )
+    # the chain's parameters over gRPC (GetGovernance.params) and the CLI: the SetParam ran
+    shown = ok(gov(net, None, "params", "--json"))
+    assert shown["params"] == {"max_block_txs": 500, "max_tx_bytes": 131072}
+    r = gov(net, None, "params")
+    assert r.exit_code == 0 and "max_block_txs = 500  [1..100000]" in r.stdout, r.output
 
 
 def test_a_proposal_expires_at_its_height(net: LocalNet) -> None:

@@ -75,6 +75,8 @@ from consortium_node.transport import codec
 from tests.support import wat
 from tests.support.engines import SafetyViolation
 
+from .govload import GovernanceLoad
+
 TICK_MS = 10
 GENESIS_MS = 1_700_000_000_000
 OBSERVER_POLL_TICKS = 20  # runtime/service.py OBSERVER_POLL_S at 10 ms a tick
@@ -134,6 +136,9 @@ class Swarm:
     # new round without seeing the decision (the setting in which Tendermint's lock rule,
     # Alg. 1 l.22, is what prevents a second block at that height)
     lone_witness: float = 0.0
+    # governance by organisations (tests/sim/govload.py): one organisation per genesis
+    # validator, its admin proposing, voting, withdrawing; validator changes are proposals
+    governance: bool = False
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
@@ -171,6 +176,7 @@ class Swarm:
             crash_after_persist=rng.choice([0.0, 0.0, 0.02, 0.1]),
             # drawn last, so every earlier parameter of a seed stays what it was
             lone_witness=rng.choice([0.0, 0.0, 0.3, 0.7]) if bft else 0.0,
+            governance=rng.random() < 0.5,  # (after every other draw: they stay unchanged)
         )
 
     def describe(self) -> str:
@@ -294,13 +300,21 @@ class NodeSim:
         self.admin = Client("admin", key())
         self.clients = [Client(f"c{i}", key()) for i in range(swarm.clients)]
         vals = tuple(Validator(keys[n].public, f"org{i}") for i, n in enumerate(names))
+        # governance seeds draw their admins' keys after everything above (other seeds are
+        # unchanged); the genesis then has organisation admins and no consortium admin
+        self.gov = (
+            GovernanceLoad.create(self, [v.organization for v in vals], key)
+            if swarm.governance
+            else None
+        )
         self.genesis = Genesis(
             chain_id=f"sim-{seed}",
             time_ms=GENESIS_MS,
             validators=vals,
-            admins=(self.admin.key.public,),
+            admins=() if self.gov else (self.admin.key.public,),
             consensus=swarm.consensus,
             contracts_engine=cx.CONTRACTS_ENGINE,
+            organizations=self.gov.organizations() if self.gov else (),
         )
         # contracts in the workload: the admin deploys the WAT counter first (a direct
         # DeployContract: single-admin governance), then clients invoke its `incr` among
@@ -581,6 +595,10 @@ class NodeSim:
             raise SafetyViolation(f"{sn.name}: counter is {got}, {ok} invocations succeeded")
 
     def final_checks(self) -> None:
+        if self.gov is not None:
+            for sn in self._up_honest():
+                self.stats.update({f"gov {k}": v for k, v in self.gov.check(sn).items()})
+            self.stats.update({f"gov sent {k}": v for k, v in self.gov.stats.items()})
         for sn in self.nodes.values():
             node = sn.node
             if not sn.honest or node is None:
@@ -773,12 +791,21 @@ class NodeSim:
                 t = self._new_tx(c, invoke=inv)
                 self.invokes.add(t.tx_id)
                 self._submit(c, [t])
+        if self.gov is not None and new_txs:
+            self.gov.tick()
         while self.governance and self.governance[0][0] <= self.now:
             _, what = self.governance.pop(0)
             if what == "deploy":
+                if self.gov is not None:
+                    # organisation-governed seeds: a deployment is a proposal (not drawn
+                    # here); the invocation workload runs in the other half of the seeds
+                    continue
                 d = types_pb2.DeployContract(name="counter", code=wat.counter())
                 t = self._new_tx(self.admin, deploy_contract=d)
                 self.deploy_tx = t.tx_id
+            elif self.gov is not None:
+                self._gov_membership(what)
+                continue
             elif what == "add":
                 assert self.joiner is not None
                 nid = self.nodes[self.joiner].nid
@@ -792,6 +819,18 @@ class NodeSim:
             self._submit(self.admin, [t])
         for c in (*self.clients, self.admin):
             self._poll(c)
+
+    def _gov_membership(self, what: str) -> None:
+        """Governance seeds: the planned validator change as a proposal (govload.py) of the
+        organisation it concerns — the joiner joins org0, the victim leaves its own."""
+        assert self.gov is not None
+        if what == "add":
+            assert self.joiner is not None
+            self.gov.membership("add", self.nodes[self.joiner].nid, "org0")
+        else:
+            assert self.victim is not None
+            org = f"org{int(self.victim[1:])}"
+            self.gov.membership("remove", self.nodes[self.victim].nid, org)
 
     # ------------------------------------------------------------------ driving
 

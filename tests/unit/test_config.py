@@ -234,3 +234,29 @@ def test_type_confused_values_are_config_errors(extra: dict[str, Any]) -> None:
         NodeConfig.from_dict(minimal(**extra))
     assert type(e.value) is ConfigError
     assert next(iter(extra)) in str(e.value)
+
+
+def test_genesis_reference_is_parsed_relative_and_round_trips(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    cfg = NodeConfig.from_dict(
+        minimal(genesis_sha256=digest, genesis_signatures=["sigs/a.sig", "sigs/b.sig"]),
+        base=tmp_path,
+    )
+    assert cfg.genesis_sha256 == digest
+    assert cfg.genesis_signatures == (tmp_path / "sigs/a.sig", tmp_path / "sigs/b.sig")
+    assert NodeConfig.from_dict(cfg.to_dict()) == cfg
+    assert "genesis_sha256" not in NodeConfig.from_dict(minimal()).to_dict()  # legacy unchanged
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"genesis_sha256": "AB" * 32}, "64 lower-case hex"),
+        ({"genesis_sha256": "ab" * 31}, "64 lower-case hex"),
+        ({"genesis_sha256": "ab" * 32, "genesis_signatures": "a.sig"}, "list of file paths"),
+        ({"genesis_signatures": ["a.sig"]}, "need genesis_sha256"),
+    ],
+)
+def test_bad_genesis_reference_is_one_config_error(extra: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        NodeConfig.from_dict(minimal(**extra))

@@ -22,7 +22,20 @@ from typer.core import TyperGroup
 from consortium_node.client.errors import ClientError
 from consortium_node.crypto import KeyFileError
 
-from . import backup, bench, chain, context, gov, keys, query, tx, up
+from . import (
+    backup,
+    bench,
+    ceremony,
+    ceremony_cluster,
+    chain,
+    context,
+    contract,
+    gov,
+    keys,
+    query,
+    tx,
+    up,
+)
 
 
 def _err(message: str) -> None:
@@ -182,7 +195,10 @@ app.add_typer(tx.app, name="tx")
 app.add_typer(query.app, name="query")
 app.add_typer(context.app, name="context")
 app.add_typer(gov.app, name="gov")
+app.add_typer(contract.app, name="contract")
 app.add_typer(backup.app, name="backup")
+ceremony_cluster.register(ceremony.app)  # `ceremony contribute-from-cluster`
+app.add_typer(ceremony.app, name="ceremony")
 app.command("status")(chain.status)
 app.command("blocks")(chain.blocks)
 app.command("bench")(bench.bench)

@@ -426,6 +426,26 @@ def policies(
         console.print(f"  {o.organization}: {len(o.admins)} admin key(s)", markup=False)
 
 
+@app.command("params")
+def params(
+    json_: JsonOpt = False,
+    endpoint: EndpointOpt = None,
+    data_dir: DataDirOpt = None,
+    node: NodeOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """The chain's parameters with their committed values (changed by `gov propose set-param`)."""
+    with open_client(endpoint, data_dir, node, timeout) as client:
+        g = client.governance()
+    if json_:
+        print_json({"height": g.height, "params": {p.name: p.value for p in g.params}})
+        return
+    console.print(f"chain parameters at height {g.height}", markup=False)
+    for p in g.params:
+        default = " (default)" if p.is_default else ""
+        console.print(f"  {p.name} = {p.value}{default}  [{p.min}..{p.max}]", markup=False)
+
+
 # --------------------------------------------------------------------------- offline path
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Endorsement file to write.")]

@@ -30,9 +30,13 @@ from consortium_node.localnet import (
     NetPlan,
     NodeStartError,
     init_data_dir,
+    init_org_dir,
+    install_genesis,
     load_manifest,
+    org_meta,
     parse_manifest,
 )
+from consortium_node.provision.ceremony import CeremonyError
 
 from .backup import restore_local
 from .common import console, fail
@@ -215,16 +219,95 @@ def up(
             show_default=False,
         ),
     ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            help="Federated: run only this organisation of a ceremony's consortium in DIR "
+            "(its own keys and nodes; see 'consortium ceremony').",
+            show_default=False,
+        ),
+    ] = None,
+    ceremony_init: Annotated[
+        Path | None,
+        typer.Option(
+            "--ceremony-init",
+            help="With --org: create the organisation's directory for this ceremony.json "
+            "(CA, admin key, node keys and addresses), then exit.",
+            show_default=False,
+        ),
+    ] = None,
+    validators: Annotated[
+        int, typer.Option("--validators", help="With --ceremony-init: the number of nodes.")
+    ] = 1,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="With --ceremony-init: the address the nodes listen on."),
+    ] = "127.0.0.1",
+    genesis: Annotated[
+        Path | None,
+        typer.Option(
+            "--genesis",
+            help="With --org: install this genesis.json, checked against the genesis-*.sig "
+            "and contribution-*.json beside it, then start.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a whole consortium locally as processes (no cluster) until Ctrl-C."""
-    try:
-        init_data_dir(_plan(file), data_dir, fsync=not no_fsync, org_governance=org_governance)
-    except ManifestError as e:
-        raise fail(str(e)) from None
+    if org is not None or ceremony_init is not None or genesis is not None:
+        if _federated(org, data_dir, ceremony_init, validators, host, genesis, not no_fsync):
+            return
+    elif org_meta(data_dir) is not None and not (data_dir / "genesis.json").exists():
+        raise fail(f"{data_dir} is an organisation directory without genesis: give --genesis")
+    else:
+        try:
+            init_data_dir(_plan(file), data_dir, fsync=not no_fsync, org_governance=org_governance)
+        except ManifestError as e:
+            raise fail(str(e)) from None
     if restore is not None:
         for r in restore_local(data_dir, restore):
             console.print(f"restored {r.data_dir} to height {r.manifest.height}", markup=False)
     _run(LocalNet(data_dir), None, load=False)
+
+
+def _federated(
+    org: str | None,
+    data_dir: Path,
+    ceremony_init: Path | None,
+    validators: int,
+    host: str,
+    genesis: Path | None,
+    fsync: bool,
+) -> bool:
+    """`up --org`: initialise (returns True: nothing to start), install a genesis, or just
+    check that DIR is ORG's directory before it starts."""
+    if org is None:
+        raise fail("--ceremony-init and --genesis need --org NAME")
+    try:
+        if ceremony_init is not None:
+            try:
+                raw = ceremony_init.read_bytes()
+            except OSError as e:
+                raise fail(f"cannot read {ceremony_init}: {e.strerror}") from None
+            created = init_org_dir(raw, org, data_dir, validators, host, fsync=fsync)
+            state = "created" if created else "already initialised"
+            console.print(
+                f"{org}: {data_dir} {state}; next: consortium ceremony contribute -d {data_dir}",
+                markup=False,
+            )
+            return True
+        meta = org_meta(data_dir)
+        if meta is None or meta["organization"] != org:
+            raise fail(f"{data_dir} is not organisation {org}'s directory (see --ceremony-init)")
+        if genesis is not None:
+            signed = install_genesis(data_dir, genesis)
+            console.print(f"genesis verified: signed by {', '.join(signed)}", markup=False)
+        elif not (data_dir / "genesis.json").exists():
+            raise fail(f"{data_dir} has no genesis yet: give --genesis genesis.json")
+    except (CeremonyError, ManifestError) as e:
+        raise fail(str(e)) from None
+    return False
 
 
 def demo(

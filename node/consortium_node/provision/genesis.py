@@ -9,7 +9,7 @@ One behaviour for every executor (they used to differ):
   `spec.genesis.members`: an executor that wants a funded client key (`consortium up`, `dev`)
   puts it into the spec first (`provision.local.with_client`), so the spec says it all;
 - the admins are the executor's admin key plus `spec.genesis.admins`, each once;
-- params carry `max_block_txs` and `max_tx_bytes` from the spec;
+- params carry `max_block_txs` and `max_tx_bytes` from the spec (spec.parameters where set);
 - `time_ms` is the consortium's creation time in whole seconds (`creation_time_ms`): the
   operator passes the Consortium's creationTimestamp, `up`/`dev` the moment they initialise
   the data directory. Re-running the generation for the same consortium gives the same chain."""
@@ -78,10 +78,7 @@ def build(spec: ConsortiumSpec, name: MemberName, keys: GenesisKeys, time_ms: in
             Account(a.asset, bytes.fromhex(a.account), a.amount) for a in spec.genesis.accounts
         ),
         kv=tuple((e.key.encode(), e.value.encode()) for e in spec.genesis.kv),
-        params={
-            "max_block_txs": spec.consensus.max_block_txs,
-            "max_tx_bytes": spec.genesis.max_tx_bytes,
-        },
+        params=spec.genesis_params(),
         consensus=spec.consensus.type,
         organizations=tuple(
             Organization(

@@ -35,6 +35,8 @@ class Layout:
     tls_key_file: str = "tls/node.key"
     fsync: bool = True
     log_format: str = "json"
+    # a federated genesis by reference: its organisations' signature files (provision.ceremony)
+    genesis_signature_files: tuple[str, ...] = ()
 
 
 def consensus_config(c: ConsensusSpec) -> ConsensusConfig:
@@ -58,8 +60,10 @@ def node_config(
     member: tuple[str, str],
     layout: Layout,
     peers: Sequence[Peer],
+    genesis_sha256: str | None = None,
 ) -> NodeConfig:
-    """The validated config of node `member` = (name, organisation)."""
+    """The validated config of node `member` = (name, organisation). `genesis_sha256` (with
+    the layout's signature files): the node starts only on exactly that, signed, genesis."""
     name, org = member
     cfg = NodeConfig(
         data_dir=Path(layout.data_dir),
@@ -79,6 +83,8 @@ def node_config(
         else None,
         public_listen=layout.public_listen if serves_public_reads(spec) else None,
         health_listen=layout.health_listen,
+        genesis_sha256=genesis_sha256,
+        genesis_signatures=tuple(Path(p) for p in layout.genesis_signature_files),
     )
     cfg.validate()
     return cfg

@@ -25,15 +25,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from consortium_node.ledger.tx import CONTRACT_RE
+
 CHAIN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 ORG_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 ASSET_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 CIDR_RE = re.compile(r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")
+# host:port of a peer endpoint another cluster dials: a DNS name or IPv4 address and a port
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$")
+PEM_CERT_PREFIX = "-----BEGIN CERTIFICATE-----"
+EXPOSE_TYPES = ("NodePort", "LoadBalancer")
+# the same patterns are in the CRD (charts/consortium-crds), so kubectl apply refuses first
+CRON_RE = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly|annually)|([^ ]+ +){4}[^ ]+)$")
+CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
+CONFIGMAP_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+CONFIGMAP_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+HEX_RE = re.compile(r"^([0-9a-f]{2})*$")
+MAX_CONTRACTS = 32
+MAX_INIT_INPUT_HEX = 8192
 
 
 class SpecError(ValueError):
@@ -96,9 +112,95 @@ class Toleration:
 
 
 @dataclass(frozen=True, slots=True)
+class ExposeSpec:
+    """How a local organisation's nodes are reached from other clusters (federation): one
+    Service per pod — NodePort (pod i on node port `port + i` of every cluster node, dialled
+    at `address`) or LoadBalancer (pod i on `address:port + i`, e.g. a shared MetalLB IP).
+    TLS passes through untouched: the peer checks the node's own certificate."""
+
+    address: str
+    type: str = "NodePort"
+    port: int = 30751
+
+    def endpoint(self, ordinal: int) -> str:
+        """host:port at which pod `ordinal` of the organisation is dialled from outside."""
+        return f"{self.address}:{self.port + ordinal}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteValidator:
+    """A validator of a remote organisation: its node id and the external address its own
+    cluster publishes (what our nodes dial)."""
+
+    name: str
+    node_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOrganization:
+    """An organisation another operator (another cluster) runs: what this one needs to know
+    of it — its CA certificate (PEM; trusted for its nodes' certificates), its admin public
+    keys (hex) and its validators. No key of it is ever held here."""
+
+    ca_cert: str = ""
+    admins: tuple[str, ...] = ()
+    validators: tuple[RemoteValidator, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonySpec:
+    """Federation: the genesis ceremony this Consortium takes part in — a ConfigMap holding
+    its ceremony.json (from `consortium ceremony init`). The operator publishes its local
+    organisations' contributions in status for `consortium ceremony contribute
+    --from-cluster` to export, signed."""
+
+    config_map: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisFromSpec:
+    """Federation: the chain's genesis applied by reference — ConfigMap `config_map` holds
+    genesis.json (from `consortium ceremony assemble`), `signatures_config_map` every
+    organisation's genesis-<org>.sig; nodes start only when the genesis hashes to `sha256`
+    and every organisation it lists signed it with one of its own admin keys."""
+
+    config_map: str
+    sha256: str
+    signatures_config_map: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSpec:
+    """Where a node's ledger comes from on its first start: backup `backup` (a file or
+    directory name) at the top of the PersistentVolumeClaim `claim_name` (the operator's
+    backup destination, or one a person filled)."""
+
+    claim_name: str
+    backup: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSpec:
+    """Scheduled backups (the operator's CronJob): `schedule` in cron syntax, into the
+    PersistentVolumeClaim `claim_name` (a directory per consortium), keeping the newest
+    `retention`; `stale_after_minutes` without a successful backup is the BackupStale alert."""
+
+    schedule: str
+    claim_name: str
+    retention: int = 7
+    suspend: bool = False
+    stale_after_minutes: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
 class OrganizationSpec:
     name: str
     validators: int
+    # federation: reach this (local) organisation's nodes from other clusters
+    expose: ExposeSpec | None = None
+    # federation: an organisation run elsewhere (not in spec.localOrganizations)
+    remote: RemoteOrganization | None = None
     resources: ResourcesSpec | None = None
     storage: StorageSpec = field(default_factory=StorageSpec)
     node_selector: Mapping[str, str] | None = None
@@ -111,6 +213,8 @@ class OrganizationSpec:
     # chain by the organisation's own admin key, in its client Secret (key.json): what
     # `consortium context from-cluster` gives a user to write with
     member_key: bool = False
+    # this organisation's nodes start from a backup (overrides spec.restoreFrom)
+    restore_from: RestoreSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +247,44 @@ class GenesisSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ParametersSpec:
+    """The chain parameters the consortium wants now (ledger/state.py PARAMS). Unset: keep
+    what the chain has. A new chain's genesis takes them (over consensus.maxBlockTxs and
+    genesis.maxTxBytes); on a running chain a change becomes a SetParam proposal that the
+    organisations vote on (policy set_param)."""
+
+    max_block_txs: int | None = None
+    max_tx_bytes: int | None = None
+
+    def chain_values(self) -> dict[str, int]:
+        """On-chain parameter name -> the value asked for (set fields only)."""
+        out = {"max_block_txs": self.max_block_txs, "max_tx_bytes": self.max_tx_bytes}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class SecuritySpec:
     tls: bool = True
     public_reads: bool = False
     client_cidrs: tuple[str, ...] = ()
     cert_validity_days: int = 90
     cert_renew_before_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ContractSpec:
+    """A contract the consortium runs: its module is entry `key` of ConfigMap `config_map`
+    (binaryData, or data holding base64). The operator proposes DeployContract through
+    governance when the chain has no contract `name`, and UpgradeContract when the module's
+    code hash differs from the deployed one and `version` is above the deployed version (a
+    new module without a version bump is not proposed: status says so). `init_input`: hex
+    bytes handed to the module's `init` at deployment."""
+
+    name: str
+    config_map: str
+    key: str = "contract.wasm"
+    version: int = 1
+    init_input: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +297,15 @@ class ConsortiumSpec:
     genesis: GenesisSpec = field(default_factory=GenesisSpec)
     deletion_policy: str = "Retain"
     security: SecuritySpec = field(default_factory=SecuritySpec)
+    contracts: tuple[ContractSpec, ...] = ()
+    # federation: the organisations this operator runs (keys, certificates, Secrets, pods,
+    # votes); empty = every organisation (one operator hosts the whole consortium)
+    local_organizations: tuple[str, ...] = ()
+    ceremony: CeremonySpec | None = None
+    genesis_from: GenesisFromSpec | None = None
+    parameters: ParametersSpec = field(default_factory=ParametersSpec)
+    backup: BackupSpec | None = None
+    restore_from: RestoreSpec | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -217,6 +362,7 @@ class ConsortiumSpec:
             _one_of(f"{where}.approve", org.approve, APPROVE_MODES)
             if not QUANTITY_RE.match(org.storage.size):
                 raise SpecError(f"{where}.storage.size must be a quantity such as 512Mi or 10Gi")
+        self._validate_federation()
         if self.total_validators < 1:
             raise SpecError("the consortium needs at least one validator in total")
         if c.type == "solo" and self.total_validators != 1:
@@ -254,6 +400,11 @@ class ConsortiumSpec:
                 )
         if len({m.key for m in g.members}) != len(g.members):
             raise SpecError("spec.genesis.members: a key may be vouched for only once")
+        prm = self.parameters
+        if prm.max_block_txs is not None:
+            _range("spec.parameters.maxBlockTxs", prm.max_block_txs, 1, 100_000)
+        if prm.max_tx_bytes is not None:
+            _range("spec.parameters.maxTxBytes", prm.max_tx_bytes, 1024, 4 * 1024 * 1024)
         sec = self.security
         _range("spec.security.certValidityDays", sec.cert_validity_days, 1, 3650)
         _range("spec.security.certRenewBeforeDays", sec.cert_renew_before_days, 0, 3649)
@@ -262,6 +413,134 @@ class ConsortiumSpec:
         for i, cidr in enumerate(sec.client_cidrs):
             if not CIDR_RE.match(cidr):
                 raise SpecError(f"spec.security.clientCidrs[{i}] must be a CIDR such as 10.0.0.0/8")
+        _validate_contracts(self.contracts)
+
+    def _validate_federation(self) -> None:
+        """localOrganizations, remote organisations and expose (repeats the CRD's CEL)."""
+        declared = {o.name for o in self.organizations}
+        for i, name in enumerate(self.local_organizations):
+            if name not in declared:
+                raise SpecError(
+                    f"spec.localOrganizations[{i}] {name!r} is not one of spec.organizations"
+                )
+        if len(set(self.local_organizations)) != len(self.local_organizations):
+            raise SpecError("spec.localOrganizations must not repeat an organization")
+        if self.federated and self.ceremony is None and self.genesis_from is None:
+            raise SpecError(
+                "a federated consortium (spec.localOrganizations) takes its genesis from a "
+                "ceremony: set spec.ceremony (and, once assembled and signed, spec.genesisFrom)"
+            )
+        if self.genesis_from is not None and not HEX32_RE.match(self.genesis_from.sha256):
+            raise SpecError("spec.genesisFrom.sha256 must be 64 lowercase hex characters")
+        for i, org in enumerate(self.organizations):
+            where = f"spec.organizations[{i}]"
+            local = self.is_local(org.name)
+            if local and org.remote is not None:
+                raise SpecError(
+                    f"{where}.remote: {org.name!r} is a local organization (listed in "
+                    "spec.localOrganizations); only the others are described as remote"
+                )
+            # during a ceremony a remote organisation is a name and a validator count; its
+            # description (from its contribution) comes with the genesis (genesisFrom)
+            in_ceremony = self.ceremony is not None and self.genesis_from is None
+            if not local and org.remote is None and not in_ceremony:
+                raise SpecError(
+                    f"{where}: {org.name!r} is not in spec.localOrganizations, so it is remote: "
+                    "describe it in .remote (caCert, admins, validators: from its contribution) "
+                    "once the genesis is applied (genesisFrom) or without a ceremony"
+                )
+            if not local and org.expose is not None:
+                raise SpecError(f"{where}.expose: only a local organization's nodes are exposed")
+            if org.expose is not None:
+                e = org.expose
+                _one_of(f"{where}.expose.type", e.type, EXPOSE_TYPES)
+                if not HOST_RE.match(e.address):
+                    raise SpecError(f"{where}.expose.address must be a host name or IP address")
+                lo, hi = (30000, 32767) if e.type == "NodePort" else (1, 65535)
+                _range(f"{where}.expose.port", e.port, lo, hi - 31)
+            if org.remote is not None:
+                self._validate_remote(where, org)
+
+    def _validate_remote(self, where: str, org: OrganizationSpec) -> None:
+        r = org.remote
+        assert r is not None
+        if self.security.tls and not r.ca_cert.startswith(PEM_CERT_PREFIX):
+            raise SpecError(
+                f"{where}.remote.caCert must be the organization's CA certificate (PEM) "
+                "with security.tls"
+            )
+        if not 1 <= len(r.admins) <= 16:
+            raise SpecError(f"{where}.remote.admins needs 1 to 16 admin public keys")
+        for j, k in enumerate(r.admins):
+            if not HEX32_RE.match(k):
+                raise SpecError(f"{where}.remote.admins[{j}] must be 64 lowercase hex characters")
+        if len(r.validators) != org.validators:
+            raise SpecError(
+                f"{where}.validators ({org.validators}) must equal the number of "
+                f"remote.validators ({len(r.validators)})"
+            )
+        for j, v in enumerate(r.validators):
+            if not HEX32_RE.match(v.node_id):
+                raise SpecError(
+                    f"{where}.remote.validators[{j}].nodeId must be 64 lowercase hex characters"
+                )
+            if not ADDRESS_RE.match(v.address):
+                raise SpecError(
+                    f"{where}.remote.validators[{j}].address must be host:port (got {v.address!r})"
+                )
+        ids = [v.node_id for v in r.validators]
+        if len(set(ids)) != len(ids):
+            raise SpecError(f"{where}.remote.validators: a node id may be listed only once")
+
+    def is_local(self, org: str) -> bool:
+        """Whether this executor runs organisation `org` (keys, Secrets, pods, votes)."""
+        return not self.local_organizations or org in self.local_organizations
+
+    @property
+    def local(self) -> tuple[OrganizationSpec, ...]:
+        """The organisations this executor runs, in spec order."""
+        return tuple(o for o in self.organizations if self.is_local(o.name))
+
+    @property
+    def remote(self) -> tuple[OrganizationSpec, ...]:
+        """The organisations other executors run (each with its `remote` description)."""
+        return tuple(o for o in self.organizations if not self.is_local(o.name))
+
+    @property
+    def federated(self) -> bool:
+        """Some organisation is run elsewhere: no executor here holds every key."""
+        return bool(self.remote)
+
+    def genesis_params(self) -> dict[str, int]:
+        """The parameters a new chain starts with: spec.parameters where set, else the
+        genesis-time fields consensus.maxBlockTxs and genesis.maxTxBytes."""
+        return {
+            "max_block_txs": self.consensus.max_block_txs,
+            "max_tx_bytes": self.genesis.max_tx_bytes,
+            **self.parameters.chain_values(),
+        }
+        if (b := self.backup) is not None:
+            if not CRON_RE.match(b.schedule):
+                raise SpecError(
+                    "spec.backup.schedule must be a cron schedule of 5 fields or @hourly, "
+                    f"@daily, @weekly, @monthly, @yearly (got {b.schedule!r})"
+                )
+            _claim("spec.backup.claimName", b.claim_name)
+            _range("spec.backup.retention", b.retention, 1, 1000)
+            _range("spec.backup.staleAfterMinutes", b.stale_after_minutes, 1, 527_040)
+        wheres = [("spec.restoreFrom", self.restore_from)] + [
+            (f"spec.organizations[{i}].restoreFrom", o.restore_from)
+            for i, o in enumerate(self.organizations)
+        ]
+        for where, r in wheres:
+            if r is not None:
+                _claim(f"{where}.claimName", r.claim_name)
+                if not BACKUP_NAME_RE.match(r.backup):
+                    raise SpecError(
+                        f"{where}.backup must be a file or directory name in the claim: 1-200 "
+                        "letters, digits, '.', '_' or '-', not starting with '.' "
+                        f"(got {r.backup!r})"
+                    )
 
     @property
     def total_validators(self) -> int:
@@ -272,6 +551,11 @@ class ConsortiumSpec:
 
     def image_or(self, default: str) -> str:
         return self.image or default
+
+    def restore_source(self, org: OrganizationSpec) -> RestoreSpec | None:
+        """Where `org`'s nodes restore from on first start: its own restoreFrom, else the
+        consortium's."""
+        return org.restore_from or self.restore_from
 
     def pod_fingerprint(self, org: OrganizationSpec, default_image: str) -> str:
         """Hash of everything in an organisation's pod template that the spec controls (not
@@ -284,8 +568,45 @@ class ConsortiumSpec:
             "nodeSelector": _jsonable(org.node_selector),
             "tolerations": _jsonable(org.tolerations),
         }
+        if (restore := self.restore_source(org)) is not None:  # absent: fingerprints unchanged
+            data["restoreFrom"] = _jsonable(restore)
         raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _validate_contracts(contracts: tuple[ContractSpec, ...]) -> None:
+    """spec.contracts: the CRD's rules again (see the module docstring)."""
+    if len(contracts) > MAX_CONTRACTS:
+        raise SpecError(f"spec.contracts takes at most {MAX_CONTRACTS} contracts")
+    seen: set[str] = set()
+    for i, c in enumerate(contracts):
+        where = f"spec.contracts[{i}]"
+        if not CONTRACT_RE.fullmatch(c.name):
+            raise SpecError(
+                f"{where}.name {c.name!r} must be 1-64 lowercase letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        if c.name in seen:
+            raise SpecError(f"contract names must be unique ({c.name!r} repeats)")
+        seen.add(c.name)
+        if not CONFIGMAP_NAME_RE.match(c.config_map):
+            raise SpecError(f"{where}.configMap must be a ConfigMap name (got {c.config_map!r})")
+        if not CONFIGMAP_KEY_RE.match(c.key):
+            raise SpecError(f"{where}.key must be a ConfigMap key (got {c.key!r})")
+        _range(f"{where}.version", c.version, 1, 1_000_000)
+        if len(c.init_input) > MAX_INIT_INPUT_HEX or not HEX_RE.match(c.init_input):
+            raise SpecError(
+                f"{where}.initInput must be lowercase hex bytes, at most "
+                f"{MAX_INIT_INPUT_HEX} characters"
+            )
+
+
+def _claim(where: str, name: str) -> None:
+    if not CLAIM_RE.match(name):
+        raise SpecError(
+            f"{where} must be a PersistentVolumeClaim name (lowercase DNS-1123, at most 63 "
+            f"characters; got {name!r})"
+        )
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:

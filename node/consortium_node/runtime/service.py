@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge, start_http_server
@@ -18,9 +20,11 @@ from prometheus_client import Gauge, start_http_server
 from ..config import ConfigError, NodeConfig
 from ..crypto import Ed25519Key, verify
 from ..ledger.errors import DecodeError, TxRejected
+from ..provision.ceremony import CeremonyError
+from ..provision.ceremony import verify as verify_genesis
 from ..transport import codec
 from ..transport.peers import PeerHub, PeerServer
-from ..transport.server import ClientServer
+from ..transport.server import BackupExports, ClientServer, Exporter
 from ..transport.tls import CertStore
 from .node import Node, load_genesis
 from .repair import repair_block_store
@@ -33,15 +37,41 @@ CERT_RELOAD_S = 5.0
 OBSERVER_POLL_S = 0.5
 
 
+def check_genesis_reference(cfg: NodeConfig) -> None:
+    """A federated node's genesis by reference: the file must hash to `genesis_sha256` and,
+    with signature files, carry every organisation's signature (provision.ceremony.verify).
+    Raises ConfigError (one line; the node exits before it opens or writes any state)."""
+    if cfg.genesis_sha256 is None:
+        return
+    try:
+        data = cfg.genesis_file.read_bytes()
+        sigs = [p.read_bytes() for p in cfg.genesis_signatures]
+    except OSError as e:
+        raise ConfigError(f"genesis refused: cannot read {e.filename}: {e.strerror}") from None
+    try:
+        if cfg.genesis_signatures:
+            verify_genesis(data, sigs, cfg.genesis_sha256)
+        elif hashlib.sha256(data).hexdigest() != cfg.genesis_sha256:
+            raise CeremonyError(
+                f"genesis sha256 is {hashlib.sha256(data).hexdigest()}, the configuration "
+                f"expects {cfg.genesis_sha256}"
+            )
+    except CeremonyError as e:
+        raise ConfigError(f"genesis refused: {e}") from None
+
+
 async def serve(  # noqa: C901 -- the process wiring, in start-up order
     cfg: NodeConfig,
     stop: asyncio.Event,
     ready_file: Path | None = None,
     config_path: Path | None = None,
+    exporter: Callable[[Node], Exporter] | None = None,
 ) -> None:
     """`config_path`: re-read every few seconds for peer list changes (the operator updates
-    the mounted ConfigMap when membership changes; no restart needed)."""
+    the mounted ConfigMap when membership changes; no restart needed). `exporter`: serves
+    ExportBackup for the node it is given (a tar made in <data_dir>/exports, one at a time)."""
     key = Ed25519Key.load(cfg.key_file)
+    check_genesis_reference(cfg)  # before anything is opened or written
     genesis = load_genesis(cfg.genesis_file)
     node = Node(cfg, key, genesis, codec.decode_tx)
     tls: CertStore | None = None
@@ -59,7 +89,8 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
         _export_expiry(tls, cert_expiry)
     else:
         log.warning("TLS is off: every gRPC port is plaintext and unauthenticated (dev only)")
-    server = ClientServer(node, cfg.listen, tls, cfg.public_listen, cfg.health_listen)
+    exports = None if exporter is None else BackupExports(exporter(node), cfg.data_dir / "exports")
+    server = ClientServer(node, cfg.listen, tls, cfg.public_listen, cfg.health_listen, exports)
     hub: PeerHub | None = None
     peer_server: PeerServer | None = None
     if genesis.consensus != "solo":

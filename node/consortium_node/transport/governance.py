@@ -1,5 +1,5 @@
 """Governance queries of the Ledger service: proposals with their votes and state, the
-chain's policies and organisation admins, and a receipt's proposal status.
+chain's policies, organisation admins and parameters, and a receipt's proposal status.
 
 Read-only over one committed-state snapshot (the record formats and rules are in
 ledger/governance.py and ledger/state.py). Called by LedgerServicer in server.py."""
@@ -10,12 +10,15 @@ from consortium_api.v1 import ledger_pb2, types_pb2
 
 from ..ledger import governance as gov
 from ..ledger.state import (
+    PARAMS,
     StateReader,
     config_seq,
     get_proposal,
     governed_by_organizations,
     member_organizations,
     organization_admins,
+    param,
+    param_key,
     policy_of,
     proposal_of_tx,
     u64,
@@ -72,7 +75,23 @@ def governance(snap: StateReader, height: int) -> ledger_pb2.GetGovernanceRespon
         ],
         height=height,
         orgs_version=u64(snap.get(gov.ORGS_VERSION_KEY)),
+        params=chain_params(snap),
     )
+
+
+def chain_params(snap: StateReader) -> list[ledger_pb2.ChainParam]:
+    """Every chain parameter with its committed value (both governance modes: a legacy chain
+    changes them with a direct SetParam), sorted by name."""
+    return [
+        ledger_pb2.ChainParam(
+            name=name,
+            value=param(snap, name),
+            is_default=snap.get(param_key(name)) is None,
+            min=lo,
+            max=hi,
+        )
+        for name, (_default, lo, hi) in sorted(PARAMS.items())
+    ]
 
 
 def receipt_proposal(snap: StateReader, tx: Tx) -> types_pb2.Proposal | None:

@@ -477,6 +477,7 @@ class GetGovernanceResponse(_message.Message):
     ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     ORGS_VERSION_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """organizations | legacy"""
     config_seq: _builtins.int
@@ -487,6 +488,10 @@ class GetGovernanceResponse(_message.Message):
     def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Policy]: ...
     @_builtins.property
     def organizations(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.OrganizationAdmins]: ...
+    @_builtins.property
+    def params(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChainParam]:
+        """every chain parameter (SetParam), sorted by name"""
+
     def __init__(
         self,
         *,
@@ -496,10 +501,11 @@ class GetGovernanceResponse(_message.Message):
         organizations: _abc.Iterable[_types_pb2.OrganizationAdmins] | None = ...,
         height: _builtins.int = ...,
         orgs_version: _builtins.int = ...,
+        params: _abc.Iterable[Global___ChainParam] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_seq", b"config_seq", "height", b"height", "mode", b"mode", "organizations", b"organizations", "orgs_version", b"orgs_version", "policies", b"policies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_seq", b"config_seq", "height", b"height", "mode", b"mode", "organizations", b"organizations", "orgs_version", b"orgs_version", "params", b"params", "policies", b"policies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -698,3 +704,84 @@ class ContractEventRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContractEventRecord: _TypeAlias = ContractEventRecord  # noqa: Y015
+
+@_typing.final
+class ChainParam(_message.Message):
+    """A chain parameter (ledger/state.py PARAMS), changed only by SetParam (policy set_param)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.int
+    is_default: _builtins.bool
+    """no SetParam or genesis value: the built-in default"""
+    min: _builtins.int
+    max: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.int = ...,
+        is_default: _builtins.bool = ...,
+        min: _builtins.int = ...,
+        max: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_default", b"is_default", "max", b"max", "min", b"min", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainParam: _TypeAlias = ChainParam  # noqa: Y015
+
+@_typing.final
+class ExportBackupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportBackupRequest: _TypeAlias = ExportBackupRequest  # noqa: Y015
+
+@_typing.final
+class BackupChunk(_message.Message):
+    """The first chunk carries the backup's height, total size and SHA-256 (of the whole tar);
+    every chunk carries up to 1 MiB of the tar's bytes, in order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    height: _builtins.int
+    total_bytes: _builtins.int
+    sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        height: _builtins.int = ...,
+        total_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "height", b"height", "sha256", b"sha256", "total_bytes", b"total_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackupChunk: _TypeAlias = BackupChunk  # noqa: Y015
