@@ -24,7 +24,6 @@ from typing import Any
 
 from .model import ConsortiumSpec, Observed
 
-BACKUP_CONDITIONS = ("BackupFailed", "BackupStale")
 RESTORE_CONDITION = "RestoreFailed"
 
 

@@ -414,6 +414,7 @@ class ConsortiumSpec:
             if not CIDR_RE.match(cidr):
                 raise SpecError(f"spec.security.clientCidrs[{i}] must be a CIDR such as 10.0.0.0/8")
         _validate_contracts(self.contracts)
+        self._validate_backups()
 
     def _validate_federation(self) -> None:
         """localOrganizations, remote organisations and expose (repeats the CRD's CEL)."""
@@ -519,6 +520,9 @@ class ConsortiumSpec:
             "max_tx_bytes": self.genesis.max_tx_bytes,
             **self.parameters.chain_values(),
         }
+
+    def _validate_backups(self) -> None:
+        """spec.backup and every restoreFrom (repeats the CRD's patterns)."""
         if (b := self.backup) is not None:
             if not CRON_RE.match(b.schedule):
                 raise SpecError(

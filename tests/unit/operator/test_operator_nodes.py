@@ -37,6 +37,7 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
     ListContracts = ledger_pb2_grpc.LedgerServicer.ListContracts
     GetContract = ledger_pb2_grpc.LedgerServicer.GetContract
     StreamEvents = ledger_pb2_grpc.LedgerServicer.StreamEvents
+    ExportBackup = ledger_pb2_grpc.LedgerServicer.ExportBackup
 
     def __init__(self, admin: bytes) -> None:
         self.admin = admin
