@@ -71,6 +71,10 @@ async def observe(p: Pass) -> View:
         return View()
     orgs = tuple(o.name for o in spec.organizations)
     runs, refusals = await p.env.kube.observe_backups(p.owner.namespace, p.names, orgs)
+    # the job writes into <consortium>/ of the claim: names as restoreFrom.backup takes them
+    runs = [
+        dataclasses.replace(r, name=f"{p.names.consortium}/{r.name}") if r.name else r for r in runs
+    ]
     src = backupplan.sources(spec, p.observed, p.env.settings.max_lag)
     before = p.subject.status.get("restore")
     refused = backupplan.refused_orgs(spec, refusals, before)

@@ -94,7 +94,8 @@ def test_scheduled_backup_covers_every_acknowledged_transaction(
 
     b = c.wait(f"a scheduled backup at height >= {top}", covered, 240)
     report(request.config, f"scheduled backup covering height {top}: {time.monotonic() - t0:.1f}s")
-    assert b["lastName"].startswith("bk-chain-") and b["lastName"].endswith(".tar"), b
+    # <consortium>/<file> in the claim: what restoreFrom.backup takes
+    assert b["lastName"].startswith(f"{NAME}/bk-chain-") and b["lastName"].endswith(".tar"), b
     assert b["lastBytes"] > 0 and b["sources"], b
     conds = {x["type"]: x for x in c.get()["status"]["conditions"]}
     assert conds["BackupFailed"]["status"] == "False", conds["BackupFailed"]

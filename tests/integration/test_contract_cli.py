@@ -191,3 +191,22 @@ def test_bad_input_is_one_line(net: LocalNet, tmp_path: Path) -> None:
     assert "--result" in one_error(
         cli(net, None, "contract", "query", "token", "total_supply", "--result", "xml")
     )
+
+
+def test_wat_counter_upgrade_keeps_its_state(net: LocalNet) -> None:
+    org1, org2 = admin(net, "org1"), admin(net, "org2")
+    deploy(net, "counter", "--arg", "u64:41")
+    out = ok(cli(net, org1, "contract", "call", "counter", "increment", "--result", "u64",
+                 "--json"))  # fmt: skip
+    assert out["result"] == "42" and [e["topic"] for e in out["events"]] == ["incremented"]
+    wasm = str(WASM / "counter.wasm")
+    prop = ok(cli(net, org1, "contract", "upgrade", "counter", wasm, "--json"))["proposal"]
+    assert prop["state"] == "PENDING"
+    # not approved yet: still version 1
+    assert ok(cli(net, None, "contract", "show", "counter", "--json"))["version"] == 1
+    voted = ok(cli(net, org2, "gov", "vote", str(prop["id"]), "yes", "--json"))
+    assert voted["proposal"]["state"] == "EXECUTED"
+    shown = ok(cli(net, None, "contract", "show", "counter", "--json"))
+    assert shown["version"] == 2 and shown["upgraded_height"] > shown["deployed_height"]
+    r = cli(net, None, "contract", "query", "counter", "value", "--result", "u64")
+    assert r.stdout.strip() == "42"  # the state survived the upgrade

@@ -7,8 +7,9 @@ genesis validator (org0..org{n-1}), each with one admin key (governance by organ
 consortium admin), and the seed's validator changes (the joiner's AddValidator, the victim's
 RemoveValidator) are proposals too — opened by the organisation they concern, carried by the
 other organisations' yes votes. Besides those, each organisation's admin, at random ticks and
-reading the committed state of an honest node: votes yes or no on an open proposal it has not
-voted on, withdraws one of its own SetParam proposals, or opens a SetParam(max_block_txs)
+reading the committed state of an honest node: votes yes on the seed's validator change if it
+has not yet, else yes or no on an open proposal it has not voted on, withdraws one of its own
+SetParam proposals (not one about to expire), or opens a SetParam(max_block_txs)
 with a TTL of 2..80 blocks (short ones expire). Each admin has at most one transaction in
 flight and takes its nonce from committed state; a transaction the chain refuses (the
 proposal closed meanwhile, a lost pool) is abandoned after RESUBMIT_TICKS, not retried — so
@@ -27,7 +28,7 @@ Invariants at the end, on every honest node, from an independent model of the ru
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,23 +61,22 @@ class Admin:
 
 @dataclass
 class GovernanceLoad:
+    """`rng` is the workload's own stream (`gov:<seed>`): the simulator's stream, which draws
+    the seed's faults, is not consumed by it."""
+
     sim: NodeSim
     admins: dict[str, Admin]
+    rng: random.Random
     stats: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def create(
-        cls, sim: NodeSim, orgs: Sequence[str], key: Callable[[], crypto.Ed25519Key]
-    ) -> GovernanceLoad:
-        return cls(sim, {o: Admin(o, key()) for o in orgs})
+    def create(cls, sim: NodeSim, orgs: Sequence[str]) -> GovernanceLoad:
+        rng = random.Random(f"gov:{sim.seed}")
+        return cls(sim, {o: Admin(o, crypto.Ed25519Key(rng.randbytes(32))) for o in orgs}, rng)
 
     def organizations(self) -> tuple[Organization, ...]:
         """The genesis organisations, each with its admin key."""
         return tuple(Organization(o, admins=(a.key.public,)) for o, a in self.admins.items())
-
-    @property
-    def rng(self) -> random.Random:
-        return self.sim.rng
 
     def _count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -140,16 +140,21 @@ class GovernanceLoad:
         with ref.node.snapshot() as snap:
             open_ids = gov.decode_ids(snap.get(gov.OPEN_PROPOSALS_KEY))
             props = [p for p in (get_proposal(snap, i) for i in open_ids) if p is not None]
+        height = ref.node.height
         votable = [p for p in props if a.org in p.members and a.org not in p.vote_map()]
+        # the seed's validator changes first: its scenario (a joiner, a victim) goes through
+        carried = [p for p in votable if p.action != "set_param"]
         own = [p for p in props if p.proposer == a.org and p.action == "set_param"]
+        own = [p for p in own if p.expiry > height + 5]  # (one about to expire: let it)
         r = self.rng.random()
-        if votable and r < 0.6:
+        if carried:
+            p = carried[0]
+            self.send(a, "vote yes", vote=types_pb2.Vote(proposal=p.id, approve=True))
+        elif votable and r < 0.6:
             p = self.rng.choice(votable)
-            # membership proposals are carried (the seed's scenario); parameters are contested
-            yes = p.action != "set_param" or self.rng.random() < 0.6
-            self.send(
-                a, "vote yes" if yes else "vote no", vote=types_pb2.Vote(proposal=p.id, approve=yes)
-            )
+            yes = self.rng.random() < 0.6  # parameters are contested
+            what = "vote yes" if yes else "vote no"
+            self.send(a, what, vote=types_pb2.Vote(proposal=p.id, approve=yes))
         elif own and r < 0.7:
             self.send(a, "withdraw", withdraw=types_pb2.Withdraw(proposal=self.rng.choice(own).id))
         elif len(props) < MAX_OPEN:

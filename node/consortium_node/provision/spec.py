@@ -41,7 +41,9 @@ EXPOSE_TYPES = ("NodePort", "LoadBalancer")
 # the same patterns are in the CRD (charts/consortium-crds), so kubectl apply refuses first
 CRON_RE = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly|annually)|([^ ]+ +){4}[^ ]+)$")
 CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+BACKUP_NAME_RE = re.compile(
+    r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})?$"
+)
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
@@ -172,9 +174,9 @@ class GenesisFromSpec:
 
 @dataclass(frozen=True, slots=True)
 class RestoreSpec:
-    """Where a node's ledger comes from on its first start: backup `backup` (a file or
-    directory name) at the top of the PersistentVolumeClaim `claim_name` (the operator's
-    backup destination, or one a person filled)."""
+    """Where a node's ledger comes from on its first start: backup `backup` (NAME or
+    DIR/NAME: a file or directory in the PersistentVolumeClaim `claim_name` — the
+    operator's backups are `<consortium>/<file>`, as status.backup.lastName shows)."""
 
     claim_name: str
     backup: str
@@ -541,8 +543,8 @@ class ConsortiumSpec:
                 _claim(f"{where}.claimName", r.claim_name)
                 if not BACKUP_NAME_RE.match(r.backup):
                     raise SpecError(
-                        f"{where}.backup must be a file or directory name in the claim: 1-200 "
-                        "letters, digits, '.', '_' or '-', not starting with '.' "
+                        f"{where}.backup must be a backup in the claim, NAME or DIR/NAME: "
+                        "letters, digits, '.', '_' or '-', no part starting with '.' "
                         f"(got {r.backup!r})"
                     )
 

@@ -188,11 +188,12 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
                 node.sync_requests.clear()
                 sync_task = asyncio.create_task(_sync(node, hub, req.peer, req.from_height))
             elif hub is not None and idle and time.monotonic() >= next_observe:
-                # A node outside the validator set gets no consensus traffic: it follows the
-                # chain by polling a connected peer for committed blocks.
+                # A node outside the validator set (or one removed from it above its own
+                # height: stalled) gets no consensus traffic: it follows the chain by polling
+                # a connected peer for committed blocks.
                 next_observe = time.monotonic() + OBSERVER_POLL_S
                 peers = hub.connected()
-                if peers and node.node_id not in node.validators_at(node.height + 1):
+                if peers and node.wants_blocks():
                     peer = peers[observe_turn % len(peers)]
                     observe_turn += 1
                     sync_task = asyncio.create_task(_sync(node, hub, peer, node.height + 1))

@@ -33,12 +33,12 @@ INVALID = [
     (
         "rs-path",
         {"restoreFrom": {"claimName": "backups", "backup": "../etc/passwd"}},
-        "backup must be a name in the claim",
+        "backup must be a backup in the claim",
     ),
     (
         "rs-hidden",
         {"restoreFrom": {"claimName": "backups", "backup": ".incoming-x.tar"}},
-        "backup must be a name in the claim",
+        "backup must be a backup in the claim",
     ),
     ("rs-noname", {"restoreFrom": {"claimName": "backups"}}, "backup: Required value"),
 ]
@@ -156,7 +156,7 @@ def test_scheduled_backups_cronjob_status_and_conditions(
 
     st = eventually(succeeded, 60, "the backup in status", operator.tail)
     b = st["backup"]
-    assert b["lastName"] == report["name"] and b["lastBytes"] == 123456
+    assert b["lastName"] == f"bk/{report['name']}" and b["lastBytes"] == 123456
     finished = dt.datetime(2026, 12, 1, 3, 0, 9, tzinfo=dt.UTC)
     assert b["lastTimeUnix"] == int(finished.timestamp())  # the pod's finishedAt
     assert conditions(st)["BackupFailed"]["status"] == "False"

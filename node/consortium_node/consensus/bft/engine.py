@@ -37,7 +37,8 @@ Protocol (line numbers of Algorithm 1): proposer(h, r) = sorted(validators_at(h)
 a polka for v in round vr >= locked round), polka -> lock + PRECOMMIT (L36-43), nil polka ->
 PRECOMMIT nil (L44), 2f+1 PRECOMMIT for v -> decide (L49; certificate = those signatures over
 `commit_sign_bytes`), f+1 messages of a higher round -> skip to it (L55), timeouts in ticks
-growing with the round (L57-67). An empty block is proposed after `empty_block_ticks` without
+growing with the round (L57-67); 2f+1 nil precommits -> the next round at once (no value can
+be decided in that round any more, so L47's timeout could only lead there). An empty block is proposed after `empty_block_ticks` without
 pending txs (immediately when there are txs). A non-proposer's round-0 propose timeout includes
 that wait while its own mempool is empty (txs are gossiped, so mempools fill together) and
 shrinks to timeout_propose once txs arrive; `empty_block_ticks` = "never" is therefore safe.
@@ -52,7 +53,8 @@ validators x rounds within `max_round_ahead`); the block is needed only to lock 
 Catch-up: a message for a height beyond ours + 1 (or a DECISION for one) makes us emit
 `SyncRequest(sender, our_height)` (rate-limited); a message from a peer one height behind is
 answered with our last DECISION. We re-send our own current-round messages every
-`rebroadcast_ticks` so a lossy network cannot stall a round.
+`rebroadcast_ticks` so a lossy network cannot stall a round, and at once to a validator first
+heard from late in a height (`_greet`: it restarted or block-synced up to here).
 
 Validator set: `app.validators_at(h)` decides height h; a node not in it is an observer: it
 follows and decides from certificates but never proposes or votes (a removed validator stops).
