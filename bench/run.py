@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tests.support import wat
+from tests.support.wat import bench_token
 
 from . import etcd as etcd_mod
 from . import operator_scale, ours, pysyncobj_peer
@@ -151,7 +151,7 @@ def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
     contract_runs: list[dict[str, Any]] = []
     with ours.local_net("bft", 4, work / "bft4") as net:
-        ours.deploy_contract(net, "token", wat.bench_token())
+        ours.deploy_contract(net, "token", bench_token())
         inv = ours.Load(txs=p.sat_txs, streams=p.streams, batch=p.batch, invoke="token/transfer")
         for i in range(p.reps):
             say(f"bft4: repetition {i + 1}/{p.reps}")
