@@ -104,6 +104,23 @@ def notes(journey: Journey, *args: str) -> str:
     return journey.run(block, 60)
 
 
+def diagnostics(kube: Kube) -> str:
+    """The README's objects and the operator's log, for a failed block (the cluster may be
+    unreachable by then: each command's error is shown instead)."""
+    parts = []
+    try:
+        parts.append(kube.diagnostics("default"))
+        for args in (
+            ("get", "consortia", "-A", "-o", "yaml"),
+            ("-n", OPERATOR_NAMESPACE, "logs", "deployment/consortium-operator", "--tail", "80"),
+        ):
+            proc = kube.run(*args, check=False, timeout=60)
+            parts.append(f"$ kubectl {' '.join(args)}\n{proc.stdout}{proc.stderr}")
+    except subprocess.SubprocessError as e:  # a cluster that no longer answers
+        parts.append(f"(diagnostics stopped: {e})")
+    return "\n".join(parts)[-20000:]
+
+
 CHART_VALUES = {
     # the consortium chart's NOTES on a small chain: one Raft validator, volumes deleted
     "spec": {
@@ -165,7 +182,7 @@ def test_every_cluster_block_of_the_readme_runs_in_order(
                 journey.run(b)
             journey.stop_background()
         except ReadmeError as e:
-            failures.append(str(e))
+            failures.append(f"{e}\n{diagnostics(kube)}")
         finally:
             journey.stop_background()
             chart_cleanup = Block(

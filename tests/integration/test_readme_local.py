@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.readme import ROOT, Journey, ReadmeError, blocks
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def scratch_env(home: Path) -> dict[str, str]:
@@ -43,6 +43,8 @@ def test_every_local_block_of_the_readme_runs_in_order(tmp_path: Path) -> None:
             outputs = journey.run_all(todo)
         except ReadmeError as e:
             failure = str(e)
+    for entry in journey.log:  # shown with -s, and on a failed assertion below
+        print(entry.splitlines()[0])
     if failure is not None:
         pytest.fail(failure, pytrace=False)
     joined = "\n".join(outputs)

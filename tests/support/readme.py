@@ -260,8 +260,9 @@ class Journey:
         if block.after_ctrl_c:
             self.interrupt_latest(block, bound)
         out = self._outfile(block)
+        t0 = time.monotonic()
         proc = self._start(block, out)
-        deadline = time.monotonic() + bound
+        deadline = t0 + bound
         if block.background_until is not None:
             self.background.append(Background(block, proc, out))
             while block.background_until not in _tail(out, 1_000_000):
@@ -276,7 +277,10 @@ class Journey:
                         block, f"did not show {block.background_until!r} within {bound:g}s", out
                     )
                 time.sleep(0.1)  # polling the output file for the text, bounded above
-            self.log.append(f"{block.where()} (running in the background)\n{_tail(out)}")
+            took = time.monotonic() - t0
+            self.log.append(
+                f"{block.where()} running in the background after {took:.1f}s\n{_tail(out)}"
+            )
             return out.read_text(errors="replace")
         try:
             rc = proc.wait(timeout=bound)
@@ -286,7 +290,7 @@ class Journey:
         # a command the block put in the background (`&`) without the marker is stopped here
         _stop(proc)
         text = out.read_text(errors="replace")
-        self.log.append(f"{block.where()} exit {rc}\n{_tail(out)}")
+        self.log.append(f"{block.where()} exit {rc} in {time.monotonic() - t0:.1f}s\n{_tail(out)}")
         if block.fails_with is not None:
             if rc == 0:
                 raise self._failure(block, "succeeded, but the README says it fails", out)
