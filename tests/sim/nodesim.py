@@ -585,8 +585,6 @@ class NodeSim:
     def _check_counter(self, sn: SimNode, node: Node) -> None:
         """contracts: the counter counts exactly the invocations clients saw succeed (each
         one's receipt is in the state every node agrees on), on every honest node."""
-        if self._left_behind(sn):
-            return
         ok = sum(1 for t in self.invokes if (s := self.seen.get(t)) is not None and s.code == OK)
         with node.snapshot() as snap:
             raw = snap.get(cx.state_key("counter", b"n"))
