@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consortium_api.v1 import types_pb2
 from consortium_node.client.discovery import DataDir
 from consortium_node.client.errors import ClientError
+from consortium_node.client.keys import Signer
 from consortium_node.client.loadgen import BenchConfig, run_bench
 from consortium_node.client.rpc import Client
 from consortium_node.localnet import LocalNet, init_data_dir, parse_manifest
@@ -56,12 +58,14 @@ class Load:
     rate: float = 0.0
     procs: int = 1
     commit_timeout: float = 20.0
+    invoke: str = ""  # "contract/method": contract invocations instead of kv puts
 
     def describe(self) -> str:
         api = f"SubmitBatch x{self.batch}" if self.batch else "SubmitStream"
         pace = f"{self.rate:g} tx/s" if self.rate else "as fast as admitted"
+        what = f"invocations of {self.invoke}" if self.invoke else f"kv puts of {self.size} B"
         return (
-            f"{self.txs} signed kv puts of {self.size} B over {self.streams} streams "
+            f"{self.txs} signed {what} over {self.streams} streams "
             f"({api}, {pace}) spread over every node; commits followed on node 0"
         )
 
@@ -108,6 +112,7 @@ def measure(net: LocalNet, load: Load) -> dict[str, Any]:
         procs=load.procs,
         commit_timeout=load.commit_timeout,
         submit_to=tuple(n.endpoint for n in net.nodes),
+        invoke=load.invoke,
     )
     c0 = cpu_seconds(pids)
     r = run_bench(cfg)
@@ -127,3 +132,22 @@ def measure(net: LocalNet, load: Load) -> dict[str, Any]:
     if r.rejections:
         out["rejections"] = r.rejections
     return out
+
+
+def deploy_contract(net: LocalNet, name: str, code: bytes) -> None:
+    """Deploys `code` as contract `name` with the chain's admin key (the bench chain has
+    single-admin governance: a direct DeployContract) and waits for it to execute."""
+    dd = DataDir.load(net.data_dir)
+    if dd.admin_key is None:
+        raise RuntimeError("the bench chain has no admin key to deploy a contract with")
+    admin = Signer.from_json(dd.admin_key.read_text())
+    with Client(net.nodes[0].endpoint, 10.0, tls=dd.tls) as c:
+        chain = c.status().chain_id
+        payload = types_pb2.DeployContract(name=name, code=code)
+        tx_id, tx = admin.build_tx(chain, c.next_nonce(admin.public_key), payload)
+        (res,) = c.submit([tx])
+        if res.code:
+            raise RuntimeError(f"deploying {name} was refused: {res.message}")
+        got = c.wait_tx(tx_id, timeout=60)
+        if got.receipt.code:
+            raise RuntimeError(f"deploying {name} failed: {got.receipt.message}")

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.support.wat import bench_token
+
 from . import etcd as etcd_mod
 from . import operator_scale, ours, pysyncobj_peer
 from .backup import bench_backup
@@ -147,10 +149,17 @@ def _ours_hows(p: Profile) -> dict[str, str]:
 
 def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
+    contract_runs: list[dict[str, Any]] = []
     with ours.local_net("bft", 4, work / "bft4") as net:
+        ours.deploy_contract(net, "token", bench_token())
+        inv = ours.Load(txs=p.sat_txs, streams=p.streams, batch=p.batch, invoke="token/transfer")
         for i in range(p.reps):
             say(f"bft4: repetition {i + 1}/{p.reps}")
-            _ours_block(net, p, "bft4", runs)
+            kv = _ours_block(net, p, "bft4", runs)
+            say(f"bft4: contract saturation ({inv.describe()})")
+            r = ours.measure(net, inv)
+            r["ratio_to_kv"] = ratio(float(r["tx_per_s"]), float(kv["tx_per_s"]))
+            contract_runs.append(r)
     return {
         "system": "ours, BFT, 4 validators (2 orgs x 2), local processes, fsync on, "
         "mutual TLS and a permissioned chain (the defaults)",
@@ -158,6 +167,16 @@ def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
         "how": _ours_hows(p),
         **{k: summarize_runs(v) for k, v in runs.items()},
         "runs": runs,
+        # contract invocations beside the kv puts of the same repetition (issue 16: goal
+        # >= 0.5 of the kv rate): a WAT token transfer (2 gets, 2 puts, 1 event per call)
+        "contract": {
+            "how": f"{p.sat_txs} Invoke token.transfer (tests/support/wat.py BENCH_TOKEN_WAT, "
+            f"fuel limit 10^6) as fast as admitted, SubmitBatch of {p.batch} over "
+            f"{p.streams} streams, right after the repetition's kv saturation run",
+            "saturation": summarize_runs(contract_runs),
+            "ratio_to_kv": median_of(summarize_runs(contract_runs), "ratio_to_kv"),
+            "runs": contract_runs,
+        },
     }
 
 

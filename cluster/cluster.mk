@@ -20,7 +20,7 @@ E2E_PYTEST_FLAGS ?=
 export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER KIND_NODE_IMAGE
 
 ##@ Cluster
-.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up kind-down kind-kubeconfig kind-load test-e2e e2e e2e-kind e2e-kind-pair
+.PHONY: control-plane-bins cluster-up cluster-down cluster-kubeconfig cluster-load cluster-tools images kind-up kind-down kind-kubeconfig kind-load test-e2e e2e e2e-kind e2e-kind-pair test-federation
 
 control-plane-bins: ## build/install kube-apiserver + etcd for the operator tier (no cluster is booted)
 	cluster/deps.sh
@@ -87,4 +87,17 @@ e2e-kind-pair: install cluster-tools ## two kind clusters side by side ($(KIND_C
 		KIND_CLUSTER=$(KIND_PEER) $(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
 		$(MAKE) --no-print-directory kind-down || { [ $$rc -ne 0 ] || rc=1; }; \
 	fi; \
+	exit $$rc
+
+test-federation: install cluster-tools images ## federation e2e: kind clusters $(KIND_CLUSTER) (org a) and $(KIND_PEER) (orgs b, c) up with the images, tests/e2e/test_federation.py, both down (KEEP_CLUSTER=1 keeps them); prints the tier's time
+	@rc=0; t0=$$(date +%s); \
+	cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE) >/dev/null && \
+	KIND_CLUSTER=$(KIND_PEER) cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE) >/dev/null && \
+	KUBECONFIG=$(KIND_KUBECONFIG) E2E_FED_PEER_KUBECONFIG=$(CONSORTIUM_CACHE)/state/kind-$(KIND_PEER).kubeconfig \
+		$(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e/test_federation.py || rc=$$?; \
+	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then \
+		KIND_CLUSTER=$(KIND_PEER) cluster/kind-down.sh || { [ $$rc -ne 0 ] || rc=1; }; \
+		cluster/kind-down.sh || { [ $$rc -ne 0 ] || rc=1; }; \
+	fi; \
+	echo "test-federation: exit $$rc in $$(( $$(date +%s) - t0 ))s" >&2; \
 	exit $$rc

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from .backup.export import node_exporter
 from .config import ConfigError, NodeConfig
 from .crypto import Ed25519Key, KeyFileError
 from .ledger.errors import DecodeError, InvariantError
@@ -44,7 +45,13 @@ async def _serve_until_signal(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(cfg, stop, ready_file, config_path)
+    await serve(
+        cfg,
+        stop,
+        ready_file,
+        config_path,
+        lambda node: node_exporter(cfg.data_dir, cfg.genesis_file, node.state),
+    )
 
 
 def _run(cfg: NodeConfig, ready_file: Path | None, config_path: Path | None = None) -> None:

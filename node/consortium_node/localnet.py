@@ -725,6 +725,9 @@ def init_org_dir(
         return False
     if (data_dir / "consortium.json").exists() or (data_dir / "genesis.json").exists():
         raise ManifestError(f"{data_dir} holds a whole local consortium: use another directory")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        # keys are never overwritten: an interrupted initialisation is removed by hand
+        raise ManifestError(f"{data_dir} is not empty: give a new directory for {org}")
     if not 1 <= validators <= ceremony.MAX_VALIDATORS:
         raise ManifestError(f"--validators must be 1..{ceremony.MAX_VALIDATORS}")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -856,9 +859,17 @@ def install_genesis(data_dir: Path, genesis_file: Path) -> list[str]:
         ceremony.parse_contribution(p.read_bytes(), cer)
         for p in sorted(folder.glob("contribution-*.json"))
     ]
-    contributions = [c for c in contributions if c.organization != org]
-    spec = ceremony.spec(cer, [ceremony.parse_contribution(mine, cer), *contributions])
-    where = ceremony.peers([ceremony.parse_contribution(mine, cer), *contributions])
+    contributions = [ceremony.parse_contribution(mine, cer)] + [
+        c for c in contributions if c.organization != org
+    ]
+    # the genesis must be exactly what the ceremony and these contributions assemble to
+    if ceremony.assemble(cer, contributions) != genesis_bytes:
+        raise ceremony.CeremonyError(
+            f"refusing the genesis: it is not what {CEREMONY_FILE} and the contributions "
+            f"beside {genesis_file} assemble to"
+        )
+    spec = ceremony.spec(cer, contributions)
+    where = ceremony.peers(contributions)
     missing = [v.node_id.hex()[:16] for v in g.validators if v.node_id not in where]
     if missing:
         raise ManifestError(f"no contribution beside {genesis_file} gives an address of {missing}")

@@ -110,6 +110,12 @@ def adopt(spec: ConsortiumSpec, observed: Observed, names: Names) -> Adopt | Ref
     """Whether the genesis of spec.genesisFrom may become this chain's (module docstring)."""
     pinned = spec.genesis_from
     assert pinned is not None, "only for a spec with genesisFrom"
+    if pinned.config_map == names.genesis_configmap:
+        return Refuse(
+            "GenesisMismatch",
+            f"spec.genesisFrom.configMap must not be {names.genesis_configmap}: that is the "
+            "operator's own genesis ConfigMap, written only after the genesis verified",
+        )
     src = observed.genesis_source
     if src is None or src.problem:
         why = src.problem if src is not None else "not read yet"
@@ -186,7 +192,7 @@ def _remote_problem(spec: ConsortiumSpec, g: Genesis) -> Refuse | None:
     by_name = {o.name: o for o in g.organizations}
     for org in spec.remote:
         r = org.remote
-        assert r is not None
+        assert r is not None, "spec validation: a remote organisation is described with genesisFrom"
         part = by_name[org.name]
         if spec.security.tls and part.ca_cert_pem != r.ca_cert.encode():
             return Refuse(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -29,12 +30,14 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from . import pki
+from .backupplan import BackupRun, RestoreRefusal, parse_report, run_of
 from .model import (
     GROUP,
     HEX32_RE,
     MEMBER_ANNOTATION,
     PLURAL,
     VERSION,
+    ContractSpec,
     Names,
     Observed,
     PodState,
@@ -56,6 +59,7 @@ _PATHS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"),
     "Consortium": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
@@ -226,6 +230,31 @@ class Kube:
         if s is None:
             return None
         return {k: base64.b64decode(v) for k, v in (s.get("data") or {}).items()}
+
+    async def contract_modules(
+        self, namespace: str, contracts: Iterable[ContractSpec]
+    ) -> dict[str, bytes | str]:
+        """Each spec contract's module from its ConfigMap — the entry `key` of binaryData, or
+        of data holding the module in base64 — or a sentence saying why it cannot be read."""
+        maps: dict[str, dict[str, Any] | None] = {}
+        out: dict[str, bytes | str] = {}
+        for c in contracts:
+            if c.config_map not in maps:
+                maps[c.config_map] = await self.get("ConfigMap", namespace, c.config_map)
+            cm = maps[c.config_map]
+            if cm is None:
+                out[c.name] = f"ConfigMap {c.config_map} does not exist"
+                continue
+            binary, text = cm.get("binaryData") or {}, cm.get("data") or {}
+            raw = binary.get(c.key, text.get(c.key))
+            if raw is None:
+                out[c.name] = f"ConfigMap {c.config_map} has no key {c.key}"
+                continue
+            try:
+                out[c.name] = base64.b64decode(raw, validate=True)
+            except (ValueError, TypeError):
+                out[c.name] = f"ConfigMap {c.config_map} entry {c.key} is not base64"
+        return out
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(
@@ -456,6 +485,44 @@ class Kube:
             pods=pod_states,
         )
 
+    async def observe_backups(
+        self, namespace: str, names: Names, orgs: tuple[str, ...]
+    ) -> tuple[list[BackupRun], list[RestoreRefusal]]:
+        """Finished backup pods (their termination messages) and node pods whose restore init
+        step refused its backup (the refusal's termination message)."""
+        backup_pods, node_pods = await asyncio.gather(
+            self.list_objects("Pod", namespace, names.backup_selector()),
+            self.list_objects("Pod", namespace, names.selector()),
+        )
+        runs = []
+        for pod in backup_pods:
+            for c in (pod.get("status") or {}).get("containerStatuses") or []:
+                t = (c.get("state") or {}).get("terminated")
+                if c.get("name") == "backup" and t:
+                    runs.append(
+                        run_of(
+                            pod["metadata"]["name"],
+                            _unix(t.get("finishedAt")),
+                            int(t.get("exitCode", 1)),
+                            str(t.get("message") or t.get("reason") or ""),
+                        )
+                    )
+        refusals = []
+        for pod in node_pods:
+            parsed = names.parse_pod(pod["metadata"]["name"], orgs)
+            if parsed is None:
+                continue
+            for c in (pod.get("status") or {}).get("initContainerStatuses") or []:
+                if c.get("name") != "restore":
+                    continue
+                st = c.get("state") or {}
+                t = st.get("terminated") or (c.get("lastState") or {}).get("terminated")
+                if t and int(t.get("exitCode", 0)) != 0 and not st.get("running"):
+                    doc = parse_report(str(t.get("message") or ""))
+                    why = str(doc.get("error") or t.get("message") or t.get("reason") or "")
+                    refusals.append(RestoreRefusal(pod["metadata"]["name"], parsed[0], why[:500]))
+        return runs, refusals
+
     # ----------------------------------------------------------------------- deletion
 
     async def delete_consortium(
@@ -503,6 +570,16 @@ class Kube:
                 if await self.delete("PersistentVolumeClaim", namespace, pvc["metadata"]["name"]):
                     deleted.append(f"PersistentVolumeClaim/{pvc['metadata']['name']}")
         return deleted
+
+
+def _unix(ts: object) -> int:
+    """An RFC 3339 time of the API (e.g. 2026-12-01T03:00:07Z) as unix seconds; 0 if absent."""
+    if not isinstance(ts, str) or not ts:
+        return 0
+    try:
+        return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 def _public(entries: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -199,6 +199,27 @@ class Names:
     def pdb(self) -> str:
         return f"{self.consortium}-quorum"
 
+    @property
+    def backup_cronjob(self) -> str:
+        """The scheduled backup (spec.backup)."""
+        return f"{self.consortium}-backup"
+
+    def backup_selector(self) -> dict[str, str]:
+        """Labels selecting the backup Jobs' pods — never the node selector's name label, so
+        that a backup pod is never taken for a node."""
+        return {
+            "app.kubernetes.io/name": "consortium-backup",
+            "app.kubernetes.io/instance": self.consortium,
+        }
+
+    def backup_labels(self) -> dict[str, str]:
+        return {
+            **self.backup_selector(),
+            "app.kubernetes.io/component": "backup",
+            "app.kubernetes.io/part-of": "consortium",
+            "app.kubernetes.io/managed-by": "consortium-operator",
+        }
+
     def selector(self) -> dict[str, str]:
         """Labels selecting every node pod of the consortium."""
         return {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -29,17 +30,20 @@ from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
 from google.protobuf.message import DecodeError
 
-from .model import CLIENT_PORT, Names, NodeStatus, PodState, ProposalView
+from .model import CLIENT_PORT, ContractView, Names, NodeStatus, PodState, ProposalView
 from .plan import (
     AddOrganization,
     AddValidator,
     Change,
+    DeployContract,
     Propose,
     RegisterMember,
     RemoveValidator,
     ReplaceValidator,
     SetParam,
+    UpgradeContract,
     Vote,
+    contract_subject,
 )
 from .settings import Settings
 
@@ -49,6 +53,7 @@ __all__ = [
     "Endpoint",
     "GovernanceError",
     "chain_params",
+    "contracts",
     "governance",
     "proposals",
     "signer_for",
@@ -164,15 +169,18 @@ def _governance(
     raise GovernanceError(f"{action}: no node accepted it ({'; '.join(errors) or 'no nodes'})")
 
 
-def change_payload(
-    change: Change,
-) -> (
+ChangeMessage = (
     types_pb2.AddValidator
     | types_pb2.RemoveValidator
     | types_pb2.AddOrganization
     | types_pb2.SetParam
     | types_pb2.ReplaceValidator
-):
+    | types_pb2.DeployContract
+    | types_pb2.UpgradeContract
+)
+
+
+def change_payload(change: Change) -> ChangeMessage:
     if isinstance(change, ReplaceValidator):
         return types_pb2.ReplaceValidator(old=change.old, new=change.new)
     if isinstance(change, SetParam):
@@ -181,10 +189,12 @@ def change_payload(
         return types_pb2.AddValidator(node_id=change.node_id, organization=change.org)
     if isinstance(change, RemoveValidator):
         return types_pb2.RemoveValidator(node_id=change.node_id)
-    if not isinstance(change, AddOrganization):
-        # contract changes: their wire messages arrive with the node's contract API (branch
-        # wasm); until merged the operator plans them but cannot submit them
-        raise GovernanceError(f"{change}: this build has no contract transactions yet")
+    if isinstance(change, DeployContract):
+        return types_pb2.DeployContract(
+            name=change.name, code=change.code, init_input=change.init_input
+        )
+    if isinstance(change, UpgradeContract):
+        return types_pb2.UpgradeContract(name=change.name, code=change.code)
     return types_pb2.AddOrganization(
         name=change.org, ca_cert=change.ca_cert, admins=list(change.admins)
     )
@@ -192,16 +202,7 @@ def change_payload(
 
 def _payload(
     action: Governance, ttl: int
-) -> (
-    types_pb2.AddValidator
-    | types_pb2.RemoveValidator
-    | types_pb2.AddOrganization
-    | types_pb2.SetParam
-    | types_pb2.ReplaceValidator
-    | types_pb2.Propose
-    | types_pb2.Vote
-    | types_pb2.AddMember
-):
+) -> ChangeMessage | types_pb2.Propose | types_pb2.Vote | types_pb2.AddMember:
     if isinstance(action, RegisterMember):
         return types_pb2.AddMember(key=action.key, organization=action.org)
     if isinstance(action, Propose):
@@ -240,6 +241,9 @@ def proposal_view(p: types_pb2.Proposal) -> ProposalView:
         change = ("remove_validator", a.remove_validator.node_id.hex())
     elif which == "add_organization":
         change = ("add_organization", a.add_organization.name)
+    elif which in ("deploy_contract", "upgrade_contract"):
+        c = getattr(a, which)
+        change = (which, contract_subject(c.name, hashlib.sha256(c.code).digest()))
     elif which == "set_param":
         change = ("set_param", f"{a.set_param.name}={a.set_param.value}")
     elif which == "replace_validator":
@@ -280,6 +284,30 @@ async def proposals(
     """The chain's recent proposals (newest first) from the first node that answers, the
     freshest first; None if none answers."""
     return await asyncio.to_thread(_proposals, endpoints, settings.rpc_timeout, tls)
+
+
+def _contracts(
+    endpoints: Sequence[Endpoint], timeout: float, tls: ClientTLS | None
+) -> dict[str, ContractView] | None:
+    for ep in endpoints:
+        try:
+            with _client(ep, timeout, tls) as c:
+                got = c.list_contracts()
+            return {
+                ci.name: ContractView(ci.name, bytes(ci.code_hash), int(ci.version))
+                for ci in got.contracts
+            }
+        except ClientError as e:
+            log.debug("node %s did not list contracts: %s", ep, e)
+    return None
+
+
+async def contracts(
+    endpoints: Sequence[Endpoint], settings: Settings, tls: ClientTLS | None
+) -> dict[str, ContractView] | None:
+    """The chain's deployed contracts by name from the first node that answers (the
+    freshest first); None if none answers."""
+    return await asyncio.to_thread(_contracts, endpoints, settings.rpc_timeout, tls)
 
 
 def _chain_params(

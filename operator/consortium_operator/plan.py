@@ -424,6 +424,17 @@ def next_step(  # noqa: C901 -- the order of business of the module docstring
             phase="Genesis",
         )
 
+    pinned = desired.genesis_from
+    if pinned is not None and observed.genesis_hash != pinned.sha256:
+        # the genesis ConfigMap the nodes mount is not the one the organisations signed
+        return Step(
+            Blocked(
+                "GenesisMismatch",
+                f"ConfigMap {names.genesis_configmap} holds genesis {observed.genesis_hash[:16]}…, "
+                f"spec.genesisFrom.sha256 is {pinned.sha256[:16]}…: not running nodes on it",
+            ),
+            phase="Degraded",
+        )
     ctx = _Ctx(desired, observed, names, default_image, max_lag)
     targets = ctx.base_targets()
     if any(not sts.settled for sts in observed.statefulsets.values()):

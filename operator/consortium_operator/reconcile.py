@@ -38,7 +38,7 @@ from consortium_node.ledger.genesis import Genesis
 from consortium_node.provision import pki as core_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import certplan, genesis, nodes, pki, plan, status
+from . import backups, certplan, genesis, nodes, pki, plan, status
 from . import replace as replace_plan
 from .kube import Conflict, Kube, KubeError
 from .model import (
@@ -147,6 +147,7 @@ class Pass:
     step: plan.Step | None = None
     cas: dict[str, bytes] = field(default_factory=dict)  # after the certificate phase
     done: str | None = None  # what the act phase did
+    backups: backups.View = field(default_factory=backups.View)  # backups.py's phase
 
     @property
     def names(self) -> Names:
@@ -252,11 +253,14 @@ async def observe(p: Pass) -> None:
         pending=_pending(p),
         replacement=p.subject.annotations.get(replace_plan.ANNOTATION),
     )
+    p.backups = await backups.observe(p)
 
 
 def plan_step(p: Pass) -> None:
     s = p.env.settings
     p.step = plan.next_step(p.desired, p.observed, p.names, s.node_image, s.max_lag)
+    backups.require_chain(p)  # restored from a backup: the chain's own genesis, never a new one
+    backups.hold_refused(p, p.backups)  # a refused restore: that organisation runs no pods
 
 
 async def apply_certificates(p: Pass) -> None:
@@ -317,6 +321,7 @@ async def apply_workloads(p: Pass) -> None:
         await p.env.kube.apply(
             p.renderer.workloads(p.desired, p.step.targets, o.node_keys, o.genesis_hash)
         )
+    await backups.apply(p, p.backups)
 
 
 async def act(p: Pass) -> None:
@@ -342,6 +347,8 @@ async def write_status(p: Pass, error: str | None = None) -> None:
         p.env.settings.max_lag,
     )
     new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
+    if error is None:
+        new = backups.extend_status(p, p.backups, new)
     await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
     for reason, message in status.proposal_events(current.get("proposals"), p.observed):
         p.events.info(reason, message)
@@ -379,6 +386,13 @@ async def observe_world(p: Pass) -> Observed:
     if observed.org_governance and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(observed, proposals=await nodes.proposals(eps, p.env.settings, tls))
+    if spec.contracts and statuses:
+        eps = governance_endpoints(p, observed)
+        observed = replace(
+            observed,
+            contracts=await nodes.contracts(eps, p.env.settings, tls),
+            contract_modules=await kube.contract_modules(ns, spec.contracts),
+        )
     if spec.parameters.chain_values() and statuses:
         eps = governance_endpoints(p, observed)
         observed = replace(

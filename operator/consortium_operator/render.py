@@ -14,7 +14,7 @@ import base64
 import functools
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from .model import (
     PEER_PORT,
     ConsortiumSpec,
     Names,
+    OrganizationSpec,
     Owner,
     to_json,
 )
@@ -53,6 +54,9 @@ MEMBER_KEY_FILE = "key.json"  # an organisation's member key, in its client Secr
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
+BACKUP_DIR = "/backups"  # the backup destination claim in the backup pod (<consortium>/ in it)
+RESTORE_DIR = "/restore"  # the restoreFrom claim in a node pod's restore init step
+BACKUP_DEADLINE_SECONDS = 3600  # one backup run at most
 
 Manifest = dict[str, Any]
 # libyaml's safe loader when PyYAML has it (the pure-Python one dominated a pass's CPU)
@@ -417,6 +421,8 @@ class Renderer:
         if sec.client_cidrs:
             client_from = [{"ipBlock": {"cidr": c}} for c in sec.client_cidrs]
             client_from.append({"podSelector": {"matchLabels": self.names.selector()}})
+            # the scheduled backup's pods (ExportBackup)
+            client_from.append({"podSelector": {"matchLabels": self.names.backup_selector()}})
             if operator_namespace:
                 client_from.append(
                     {
@@ -489,6 +495,49 @@ class Renderer:
             pvc_labels=self.names.labels("ledger", org),
             storage_size=o.storage.size,
             storage_class=o.storage.class_name or "",
+            restore=self._restore(spec, o),
+            **self._common(),
+        )
+
+    def _restore(self, spec: ConsortiumSpec, org: OrganizationSpec) -> dict[str, Any] | None:
+        """The restore init step of `org`'s pods (spec restoreFrom), None without one."""
+        r = spec.restore_source(org)
+        if r is None:
+            return None
+        command = [
+            "consortium", "backup", "restore", f"{RESTORE_DIR}/{r.backup}",
+            "--config", CONFIG_PATH, "--once", "--report", "/dev/termination-log",
+        ]  # fmt: skip
+        return {"claim_name": r.claim_name, "command": command}
+
+    def backup_cronjob(self, spec: ConsortiumSpec, sources: Sequence[str]) -> Manifest:
+        """The scheduled backup (spec.backup): exports from `sources` in order (pods; none:
+        the CronJob is suspended, see backupplan.sources)."""
+        b = spec.backup
+        assert b is not None, "only with spec.backup"
+        ns = self.owner.namespace
+        addresses = ",".join(
+            f"{p}.{self.names.peers_service}.{ns}.svc:{CLIENT_PORT}" for p in sources
+        )
+        command = [
+            "consortium", "backup", "create", f"{BACKUP_DIR}/{self.names.consortium}",
+            "--from-node", addresses or "none", "--keep", str(b.retention),
+            "--report", "/dev/termination-log",
+        ]  # fmt: skip
+        return self._one(
+            "backup-cronjob.yaml.j2",
+            name=self.names.backup_cronjob,
+            labels=self.names.labels("backup"),
+            pod_labels=self.names.backup_labels(),
+            schedule=b.schedule,
+            suspend=b.suspend or not sources,
+            deadline_seconds=BACKUP_DEADLINE_SECONDS,
+            uid=NODE_UID,
+            image=spec.image_or(self.settings.node_image),
+            image_pull_policy=spec.image_pull_policy,
+            command=command,
+            tls_secret=self.names.operator_client_secret if spec.security.tls else "",
+            claim_name=b.claim_name,
             **self._common(),
         )
 

@@ -1,8 +1,7 @@
 """Issue 13 defect 3 on a real 4-validator BFT consortium (TLS, kill -9, restart): peer links
 come back within LINKS_WITHIN seconds of the restarted node answering, even after it was down
 long enough for its dialers' back-off to reach its cap; and a second failure right after the
-restart (3 of 4 validators up) stalls the chain for at most STALL_WITHIN seconds (see there:
-the issue's 2 s goal is not yet met reliably; the remainder is BFT round timing).
+restart (3 of 4 validators up) stalls the chain for at most STALL_WITHIN seconds (see there).
 
 Before the fix: only the smaller id dials and both our dial loop and grpc's own channel
 reconnect back-off had grown to 5 s and more while the peer was down: links took 6-10 s and
@@ -32,11 +31,12 @@ from .localnets import gauge, running
 pytestmark = pytest.mark.integration
 
 LINKS_WITHIN = 1.0
-# The issue's goal is 2 s. Measured after the link fix (10 runs): the longest gap between
-# commits was 0.6-2.8 s, the links' share of it <= 0.7 s; the rest is BFT round convergence
-# after a quorum returns (consensus/bft, not this transport), so the test guards the
-# transport's part of the bound (before the fix: 3.9 s, links alone 3.3-8.9 s) without
-# flaking on the engine's share.
+# The issue's goal is 2 s. After the link fix the longest gap between commits was 0.6-2.8 s
+# (10 runs), the links' share <= 0.7 s; the BFT round changes after the quorum returns (nil
+# precommit majority -> next round at once, a late peer greeted with our votes at once) took
+# it to 0.59-1.40 s (8 runs, interleaved with 8 of the old engine: 1.20-1.79 s; see
+# reconnect_timeline.py). The remaining share is the restarted node's link and block sync,
+# which load on the machine stretches, so the bound keeps a margin over the goal.
 STALL_WITHIN = 4.0
 DOWN_FOR = 8.0  # longer than the old back-off's growth to its 5 s cap (0.1 s doubling)
 
@@ -77,6 +77,7 @@ class Commits:
     def __init__(self, net: LocalNet, node: LocalNode) -> None:
         self.net, self.node = net, node
         self.arrivals: list[float] = []
+        self.rounds: list[int] = []  # the commit round of each arrival (its certificate's)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._follow), threading.Thread(target=self._load)]
 
@@ -84,7 +85,8 @@ class Commits:
         with Client(self.node.endpoint, 60.0, tls=self.node.tls) as c:
             start = int(c.status().height) + 1
             try:
-                for _ in c.stream_blocks(start, follow=True, headers_only=True):
+                for b in c.stream_blocks(start, follow=True, headers_only=True):
+                    self.rounds.append(int(b.certificate.round))
                     self.arrivals.append(time.monotonic())
                     if self.stop.is_set():
                         return

@@ -79,6 +79,16 @@ MUTANTS = (
         "tests/sim/test_node_sim.py::test_bft_node_sim",
         required=False,
     ),
+    Mutant(
+        # governance: MAJORITY reached by half of the member organisations (2 of 4) instead of
+        # strictly more than half. Deterministic, so every node agrees on the wrong state: the
+        # governance workload's independent policy check (tests/sim/govload.py) catches it.
+        "gov-majority-half",
+        "ledger/governance.py",
+        "return members // 2 + 1  # strictly more than half",
+        "return (members + 1) // 2",
+        "tests/sim/test_node_sim.py::test_raft_node_sim",
+    ),
 )
 
 _FAILED = re.compile(r"simulation failed: seed=(\d+)")

@@ -104,4 +104,8 @@ API server authorises as "create" as well as "patch".
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, patch, delete]
+# the scheduled backup (spec.backup): applied, and deleted when spec.backup is removed
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [create, patch, delete]
 {{- end }}

@@ -13,7 +13,9 @@ default), so a running node always provides it. Memory stays flat: one record at
 Output (backup/format.py): written into OUT.partial and renamed to OUT only when complete and
 fsync'ed, so a crashed export never looks like a backup; OUT ending in `.tar` gets a tar of
 the directory. Only the ledger and the genesis are read: never a key file. Called by
-cli/backup.py and bench/."""
+cli/backup.py and bench/, and inside the node process by the ExportBackup RPC
+(`node_exporter`, wired by __main__: the node reads its own data directory, so a Job that
+cannot mount the node's ReadWriteOnce volume backs it up over gRPC)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ..ledger.errors import DecodeError
 from ..ledger.genesis import Genesis
 from ..storage.blocks import frame, read_records, segment_name
 from ..storage.state import Snapshot, StateStore
+from ..transport.server import Exporter, ExportFailed
 from .format import (
     BLOCKS,
     CERTIFIER,
@@ -100,9 +103,11 @@ def export_backup(
     *,
     certifier_timeout: float = 30.0,
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    store: StateStore | None = None,
 ) -> ExportResult:
     """Writes a backup of the ledger in `data_dir` (a node's data_dir: blocks/ and state/) at
-    the height its state holds now. Raises BackupError (one line) when it cannot."""
+    the height its state holds now. Raises BackupError (one line) when it cannot. `store`:
+    the node's own open state (inside the node process, which LMDB lets open it only once)."""
     t0 = time.monotonic()
     if out.exists():
         raise BackupError(f"{out} already exists (nothing overwritten)")
@@ -126,7 +131,14 @@ def export_backup(
     (work / BLOCKS).mkdir()
     try:
         manifest, waited = _write(
-            work, blocks_dir, state_dir, genesis, genesis_bytes, certifier_timeout, segment_bytes
+            work,
+            blocks_dir,
+            state_dir,
+            genesis,
+            genesis_bytes,
+            certifier_timeout,
+            segment_bytes,
+            store,
         )
         raw = manifest.encode()
         _write_file(work / MANIFEST, raw)
@@ -146,6 +158,22 @@ def export_backup(
     return ExportResult(out, manifest, size, time.monotonic() - t0, waited)
 
 
+def node_exporter(data_dir: Path, genesis_file: Path, state: object) -> Exporter:
+    """The ExportBackup RPC's exporter for the node whose ledger is `data_dir` and whose open
+    state store is `state`: a tar at the given path (ending in .tar), its height;
+    ExportFailed (one line) when refused."""
+
+    def export(out: Path) -> int:
+        if not isinstance(state, StateStore):
+            raise ExportFailed("this node's state is not on disk (an in-memory store)")
+        try:
+            return export_backup(data_dir, genesis_file, out, store=state).manifest.height
+        except BackupError as e:
+            raise ExportFailed(str(e)) from None
+
+    return export
+
+
 def _write(
     work: Path,
     blocks_dir: Path,
@@ -154,13 +182,17 @@ def _write(
     genesis_bytes: bytes,
     certifier_timeout: float,
     segment_bytes: int,
+    given: StateStore | None,
 ) -> tuple[Manifest, float]:
     files: dict[str, FileEntry] = {}
     files[GENESIS] = _write_file(work / GENESIS, genesis_bytes)
-    try:
-        store = StateStore(state_dir, readonly=True)
-    except Exception as e:  # lmdb.Error: unreadable or foreign files
-        raise BackupError(f"cannot open the state in {state_dir}: {e}") from None
+    if given is not None:
+        store = given
+    else:
+        try:
+            store = StateStore(state_dir, readonly=True)
+        except Exception as e:  # lmdb.Error: unreadable or foreign files
+            raise BackupError(f"cannot open the state in {state_dir}: {e}") from None
     try:
         # One read transaction: every byte of the state written below is "after block H".
         with store.snapshot() as snap:
@@ -178,7 +210,8 @@ def _write(
                 entries += 1
             files[STATE] = out.close()
     finally:
-        store.close()
+        if given is None:
+            store.close()
     files.update(_copy_blocks(blocks_dir, work, height, block_hash, segment_bytes))
     t_wait = time.monotonic()
     certifier = _await_block(blocks_dir, height + 1, certifier_timeout)

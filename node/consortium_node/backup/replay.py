@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..contracts import WasmEngine
 from ..ledger.block import Block
+from ..ledger.contracts import ContractsUnavailable
 from ..ledger.errors import DecodeError
 from ..ledger.genesis import Genesis
 from ..ledger.lthash import LtHash
@@ -47,6 +49,7 @@ def replay(root: Path, m: Manifest, genesis: Genesis, state_dir: Path, decode_tx
         acc = genesis.lthash()
         store.init_genesis(genesis.writes(), acc.lanes(), acc.digest(), genesis.hash)
         lanes, state_root = acc.lanes(), acc.digest()
+        vm = WasmEngine()  # contract calls re-execute as on the nodes (no module cache)
         for block in backup_blocks(root, m):
             if block.header.state_root != state_root:
                 raise BackupError(
@@ -57,8 +60,11 @@ def replay(root: Path, m: Manifest, genesis: Genesis, state_dir: Path, decode_tx
                 txs: list[Tx] = [decode_tx(raw) for raw in block.txs]
             except DecodeError as e:
                 raise BackupError(f"replay: block {block.height}: {e}") from None
-            with store.snapshot() as snap:
-                result = execute_block(snap, LtHash(lanes), block.height, txs)
+            try:
+                with store.snapshot() as snap:
+                    result = execute_block(snap, LtHash(lanes), block.height, txs, vm)
+            except ContractsUnavailable as e:
+                raise BackupError(f"replay: block {block.height}: {e}") from None
             store.commit_block(block.height, block.hash, result)
             lanes, state_root = result.lthash, result.state_root
         if (state_root, lanes) != (m.state_root, m.lthash):

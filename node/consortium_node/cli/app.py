@@ -22,7 +22,20 @@ from typer.core import TyperGroup
 from consortium_node.client.errors import ClientError
 from consortium_node.crypto import KeyFileError
 
-from . import backup, bench, ceremony, chain, context, contract, gov, keys, query, tx, up
+from . import (
+    backup,
+    bench,
+    ceremony,
+    ceremony_cluster,
+    chain,
+    context,
+    contract,
+    gov,
+    keys,
+    query,
+    tx,
+    up,
+)
 
 
 def _err(message: str) -> None:
@@ -184,6 +197,7 @@ app.add_typer(context.app, name="context")
 app.add_typer(gov.app, name="gov")
 app.add_typer(contract.app, name="contract")
 app.add_typer(backup.app, name="backup")
+ceremony_cluster.register(ceremony.app)  # `ceremony contribute-from-cluster`
 app.add_typer(ceremony.app, name="ceremony")
 app.command("status")(chain.status)
 app.command("blocks")(chain.blocks)

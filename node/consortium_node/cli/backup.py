@@ -3,6 +3,14 @@
 The node to export from or restore into is named by its config (`--config node.yaml`: its
 data_dir and genesis_file) or, for a local consortium, by `--data-dir DIR [--node NAME]`
 (create: the named node, default the first; restore: the named node, default every node).
+`create --from-node ADDRESS` asks a running node over gRPC instead (ExportBackup: no access
+to its volume needed), checks the stream and verifies the backup before it takes its name;
+with OUT a directory (not ending in .tar; created if absent) it names the file `<chain>-<UTC time>-h<height>.tar`, and
+`--keep N` then deletes that chain's older backups there (backup/retention.py), `--report
+FILE` writes one JSON line of the outcome (the operator's CronJob: /dev/termination-log).
+`--from-node` takes several addresses, comma-separated: tried in order until one exports.
+`restore --once --config` is a pod's init step: it restores once (RESTORED.json in the data
+dir names the backup) and does nothing on later starts.
 `restore_local` is also what `consortium up --restore` calls. Every refusal is one line."""
 
 from __future__ import annotations
@@ -10,6 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +32,10 @@ from consortium_node.backup.archive import list_backups, verify_backup
 from consortium_node.backup.export import export_backup
 from consortium_node.backup.format import BackupError, Manifest
 from consortium_node.backup.restore import RestoreResult, restore_backup, restore_many
+from consortium_node.backup.retention import Held, to_prune
+from consortium_node.client.discovery import ClientTLS
+from consortium_node.client.errors import ClientError
+from consortium_node.client.rpc import Client
 from consortium_node.config import NodeConfig
 from consortium_node.localnet import LocalNet
 
@@ -86,25 +101,174 @@ def _describe(m: Manifest) -> str:
 
 
 def create(
-    out: Annotated[Path, typer.Argument(help="Backup to write: a directory, or FILE.tar.")],
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="Backup to write: a directory, or FILE.tar (with --from-node: FILE.tar, or a "
+            "directory, created if absent, to name a file in)."
+        ),
+    ],
     config: ConfigOpt = None,
     data_dir: LocalOpt = None,
     node: NodeOpt = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the block that certifies the state.")
     ] = 30.0,
+    from_node: Annotated[
+        str | None,
+        typer.Option(
+            "--from-node",
+            help="Export from this running node over gRPC (HOST:PORT) instead of a data dir.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-dir",
+            help="With --from-node: client TLS directory (default: $CONSORTIUM_TLS_DIR).",
+            show_default=False,
+        ),
+    ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--server-name", help="With --from-node: the name the node's certificate shows."
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="With --from-node into a directory: keep this chain's newest N backups there.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write the outcome as one JSON line here.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Back up a running (or stopped) node's chain at its committed height; no key is read."""
-    cfg = _node_config(config, data_dir, node)
-    try:
-        r = export_backup(cfg.data_dir, cfg.genesis_file, out, certifier_timeout=timeout)
-    except BackupError as e:
-        raise fail(str(e)) from None
-    rate = r.bytes / 2**20 / max(r.seconds, 1e-9)
+    if from_node is None:
+        if keep is not None:
+            raise typer.BadParameter("--keep goes with --from-node")
+        cfg = _node_config(config, data_dir, node)
+        try:
+            r = export_backup(cfg.data_dir, cfg.genesis_file, out, certifier_timeout=timeout)
+        except BackupError as e:
+            raise _reported(report, str(e)) from None
+        rate = r.bytes / 2**20 / max(r.seconds, 1e-9)
+        _report(report, {"name": out.name, "height": r.manifest.height, "bytes": r.bytes})
+        console.print(
+            f"backup {out}: {_describe(r.manifest)}; {r.seconds:.1f}s ({rate:.1f} MiB/s)",
+            markup=False,
+        )
+        return
+    if config is not None or data_dir is not None:
+        raise typer.BadParameter("--from-node goes without --config/--data-dir")
+    into_dir = not out.name.endswith(".tar")  # else: a directory, created if absent
+    if keep is not None and not into_dir:
+        raise typer.BadParameter("--keep needs OUT to be a directory")
+    if into_dir:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _reported(report, f"cannot make directory {out}: {e.strerror}") from None
+    t0 = time.monotonic()
+    tried: list[str] = []
+    doc: dict[str, object] | None = None
+    for address in [a.strip() for a in from_node.split(",") if a.strip()]:
+        try:
+            doc = pull(address, out, tls_dir, server_name, keep, timeout)
+            break
+        except (BackupError, ClientError) as e:
+            tried.append(str(e))
+    if doc is None:
+        raise _reported(report, "; ".join(tried) or "--from-node names no address")
+    _report(report, doc)
+    secs = time.monotonic() - t0
     console.print(
-        f"backup {out}: {_describe(r.manifest)}; {r.seconds:.1f}s ({rate:.1f} MiB/s)",
+        f"backup {doc['path']} from {doc['source']}: height {doc['height']}, "
+        f"{_mib(int(str(doc['bytes'])))}; {secs:.1f}s"
+        + (f"; pruned {len(list(doc['pruned']))} older" if doc.get("pruned") else ""),  # type: ignore[call-overload]
         markup=False,
     )
+
+
+def pull(
+    address: str,
+    out: Path,
+    tls_dir: Path | None,
+    server_name: str | None,
+    keep: int | None,
+    timeout: float,
+) -> dict[str, object]:
+    """Streams the node's backup into OUT (a .tar path, or a new name in directory OUT),
+    verifies it (checksums, hash chain, every certificate, the state root) before renaming it
+    into place, then prunes to `keep`. Raises BackupError/ClientError (one line)."""
+    tls = ClientTLS.from_dir(tls_dir) if tls_dir is not None else ClientTLS.discover()
+    if tls is not None and server_name:
+        tls = ClientTLS(tls.ca_pem, tls.cert_pem, tls.key_pem, server_name)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    partial = (
+        (out / f".incoming-{stamp}.tar") if out.is_dir() else out.with_name(out.name + ".partial")
+    )
+    if not out.is_dir() and out.exists():
+        raise BackupError(f"{out} already exists (nothing overwritten)")
+    try:
+        # the certifying block H+1 may be a couple of seconds away on an idle chain
+        with Client(address, timeout, tls=tls) as c, partial.open("wb") as f:
+            got = c.export_backup(f, timeout=max(timeout, 30.0) + 600.0)
+            f.flush()
+            os.fsync(f.fileno())
+        m = verify_backup(partial)
+        if m.height != got.height:
+            raise BackupError(
+                f"the node announced height {got.height}, the backup holds {m.height}"
+            )
+        final = out / f"{m.chain_id}-{stamp}-h{m.height}.tar" if out.is_dir() else out
+        if final.exists():
+            raise BackupError(f"{final} already exists (nothing overwritten)")
+        os.rename(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    pruned: list[str] = []
+    if keep is not None:
+        held = [
+            Held(p.name, hm.genesis_hash, hm.height, hm.created_unix)
+            for p, hm, _ in list_backups(out)
+            if hm is not None
+        ]
+        for name in to_prune(held, m.genesis_hash, keep, protect=final.name):
+            victim = out / name
+            shutil.rmtree(victim) if victim.is_dir() else victim.unlink()
+            pruned.append(name)
+    return {
+        "path": str(final),
+        "name": final.name,
+        "chain_id": m.chain_id,
+        "height": m.height,
+        "bytes": got.bytes,
+        "created": m.created_unix,
+        "source": address,
+        "pruned": pruned,
+    }
+
+
+def _report(report: Path | None, doc: dict[str, object]) -> None:
+    if report is not None:
+        report.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def _reported(report: Path | None, message: str) -> ClientError:
+    """The CLI's one-line failure, also written to the report (where the operator reads it)."""
+    _report(report, {"error": message[:1500]})
+    return fail(message)
 
 
 def verify(
@@ -170,21 +334,58 @@ def list_(
         )
 
 
+RESTORED_MARK = "RESTORED.json"  # in a data dir: which backup `restore --once` restored
+
+
 def restore(
     path: Annotated[Path, typer.Argument(help="Backup directory or tar file.")],
     config: ConfigOpt = None,
     data_dir: LocalOpt = None,
     node: NodeOpt = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="With --config: do nothing if this backup was restored here already (the "
+            "data dir's RESTORED.json names it): what a pod's init step runs on every start.",
+        ),
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", help="Write the outcome as one JSON line here.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Restore a stopped node (or every node of a local consortium) from a verified backup."""
     if data_dir is not None and config is None:
+        if once:
+            raise typer.BadParameter("--once goes with --config")
         results = restore_local(data_dir, path, node)
     else:
         cfg = _node_config(config, data_dir, node)
+        mark = cfg.data_dir / RESTORED_MARK
+        if once and mark.exists():
+            try:
+                done = json.loads(mark.read_text())
+            except (OSError, ValueError) as e:
+                raise _reported(report, f"{mark} is unreadable ({e}): move it aside") from None
+            if done.get("backup") == path.name:
+                msg = f"already restored from {path.name} at height {done.get('height')}"
+                _report(report, {"restored": path.name, "height": done.get("height"), "skip": True})
+                console.print(f"{msg}: nothing to do", markup=False)
+                return
         try:
             results = [restore_backup(path, cfg.data_dir, cfg.genesis_file)]
         except BackupError as e:
-            raise fail(str(e)) from None
+            raise _reported(report, f"restore refused: {e}") from None
+        if once:
+            m = results[0].manifest
+            doc = {"backup": path.name, "height": m.height, "genesis": m.genesis_hash.hex()}
+            tmp = mark.with_name(mark.name + ".tmp")
+            tmp.write_text(json.dumps(doc, sort_keys=True) + "\n")
+            os.replace(tmp, mark)
+        _report(report, {"restored": path.name, "height": results[0].manifest.height})
     for r in results:
         kept = f"; older data kept in {r.moved_aside}" if r.moved_aside else ""
         console.print(

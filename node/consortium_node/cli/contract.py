@@ -196,16 +196,20 @@ def deploy(
     input_file: InputFileOpt = None,
     ttl: TtlOpt = contracts.DEFAULT_TTL,
 ) -> Payload:
-    """Propose deploying FILE as contract NAME (its init runs with the given input once the
-    policy is met: MAJORITY of organisations by default). Sign with an organisation admin
-    key; the others vote with `consortium gov vote ID yes`."""
+    """Propose deploying FILE as contract NAME.
+
+    Its init runs with the given input once the policy is met (MAJORITY of organisations by
+    default). Sign with an organisation admin key; the others vote with `consortium gov vote
+    ID yes`."""
     init = call_input(arg, input_hex, input_file)
     return contracts.deploy_proposal(name, _module(file), init_input=init, ttl=ttl)
 
 
 def upgrade(name: NameArg, file: FileArg, ttl: TtlOpt = contracts.DEFAULT_TTL) -> Payload:
-    """Propose replacing contract NAME's code by FILE (its state is kept; an `upgrade` export
-    runs once). Policy upgrade_contract: MAJORITY by default."""
+    """Propose replacing contract NAME's code by FILE.
+
+    Its state is kept; an `upgrade` export runs once. Policy upgrade_contract: MAJORITY by
+    default."""
     return contracts.upgrade_proposal(name, _module(file), ttl=ttl)
 
 
@@ -225,9 +229,10 @@ def call(
     fuel: FuelOpt = contracts.DEFAULT_FUEL,
     result: ResultOpt = "auto",
 ) -> tuple[Payload, str]:
-    """Call METHOD of CONTRACT in a transaction signed by --key, and print its result, fuel
-    used and events once committed. A failed call (abort, trap, out of fuel) exits 1 with
-    the chain's reason; none of its writes or events are kept."""
+    """Call METHOD of CONTRACT in a transaction (signed by --key).
+
+    Prints its result, fuel used and events once committed. A failed call (abort, trap, out
+    of fuel) exits 1 with the chain's reason; none of its writes or events are kept."""
     _check_format(result)
     return contracts.invoke(contract, method, call_input(arg, input_hex, input_file), fuel), result
 
@@ -321,8 +326,9 @@ def query(
     node: NodeOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
-    """Read-only call of METHOD of CONTRACT against the committed state, answered by one
-    node (nothing is written). Prints the result."""
+    """Read-only call of METHOD of CONTRACT; prints the result.
+
+    Runs against the committed state on one node; nothing is written."""
     _check_format(result)
     data = call_input(arg, input_hex, input_file)
     who = _key_piece(caller) if caller is not None else b""

@@ -21,6 +21,7 @@ JSON object `consortium bench --json` prints."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -62,6 +63,10 @@ class BenchConfig:
     # an admin key file: vouch for the fresh sender keys (AddMember) before sending
     admin_key: Path | None = None
     member_org: str = ""
+    # "contract/method": each tx is that Invoke (input: a 32-byte recipient | u64 LE amount
+    # 1, a token transfer's shape) instead of a kv put; `size` is then unused
+    invoke: str = ""
+    invoke_fuel: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -151,6 +156,8 @@ class _Job:
     seeds: list[bytes]
     plans: list[_Plan]
     tls: ClientTLS | None
+    invoke: str = ""
+    invoke_fuel: int = 0
 
 
 def _sign(job: _Job) -> list[_Signed]:
@@ -161,7 +168,18 @@ def _sign(job: _Job) -> list[_Signed]:
     for plan in job.plans:
         out = []
         for i, slot, nonce in plan:
-            payload = types_pb2.KvPut(key=f"bench/{job.tag}/{i}".encode(), value=value)
+            payload: types_pb2.KvPut | types_pb2.Invoke
+            if job.invoke:
+                contract, method = job.invoke.split("/", 1)
+                to = hashlib.sha256(f"bench/{job.tag}/{i % 1024}".encode()).digest()
+                payload = types_pb2.Invoke(
+                    contract=contract,
+                    method=method,
+                    input=to + (1).to_bytes(8, "little"),
+                    fuel_limit=job.invoke_fuel,
+                )
+            else:
+                payload = types_pb2.KvPut(key=f"bench/{job.tag}/{i}".encode(), value=value)
             tx_id, tx = signers[slot].build_tx(job.chain_id, nonce, payload)
             out.append((i, tx_id, tx.SerializeToString()))
         signed.append(out)
@@ -370,6 +388,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             seeds,
             mine,
             cfg.tls,
+            cfg.invoke,
+            cfg.invoke_fuel,
         )
 
     say(f"signing {cfg.txs} txs from {k} keys in {procs} worker(s)")

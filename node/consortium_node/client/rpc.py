@@ -11,11 +11,13 @@ benchmarks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
@@ -42,6 +44,16 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedBackup:
+    """What ExportBackup streamed: the backup's height, its size and SHA-256 (both checked
+    against the node's announcement before this is returned)."""
+
+    height: int
+    bytes: int
+    sha256: str
 
 
 class Client:
@@ -319,6 +331,31 @@ class Client:
             yield from self._submit_raw(iter(txs), timeout=timeout)
         except grpc.RpcError as e:
             raise self._error(e, timeout) from None
+
+    def export_backup(self, out: BinaryIO, timeout: float | None = None) -> ExportedBackup:
+        """Streams the node's backup tar into `out` (one chunk in memory at a time) and checks its
+        size and SHA-256 against what the node announced; ClientError (one line) otherwise."""
+        try:
+            call = self._stub.ExportBackup(ledger_pb2.ExportBackupRequest(), timeout=timeout)
+            head: ledger_pb2.BackupChunk | None = None
+            h, size = hashlib.sha256(), 0
+            for chunk in call:
+                if head is None:
+                    head = chunk
+                if chunk.data:
+                    out.write(chunk.data)
+                    h.update(chunk.data)
+                    size += len(chunk.data)
+        except grpc.RpcError as e:
+            raise self._error(e, timeout) from None
+        if head is None:
+            raise ClientError(f"{self.endpoint}: the node sent no backup")
+        if size != head.total_bytes or h.hexdigest() != head.sha256:
+            raise ClientError(
+                f"{self.endpoint}: the backup stream was cut or damaged ({size} of "
+                f"{head.total_bytes} bytes; checksum {'ok' if h.hexdigest() == head.sha256 else 'differs'})"
+            )
+        return ExportedBackup(int(head.height), size, head.sha256)
 
     def stream_blocks(
         self,

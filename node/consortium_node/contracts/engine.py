@@ -28,6 +28,7 @@ altered on disk fails the MAC and is recompiled from the on-chain code (and rewr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import hmac
 import importlib.metadata
@@ -118,6 +119,8 @@ class WasmEngine:
         self._engine = wasmtime.Engine(_config())
         self._modules: dict[bytes, wasmtime.Module] = {}
         self._exports: dict[bytes, tuple[str, ...]] = {}
+        self._functions: dict[bytes, frozenset[str]] = {}  # every exported function
+        self._pre: dict[bytes, wasmtime.InstancePre] = {}  # imports resolved once per module
         self._cur: _Call | None = None
         self._cache_dir = cache_dir
         self._mac_key = _cache_key(cache_dir) if cache_dir is not None else b""
@@ -157,8 +160,14 @@ class WasmEngine:
         return self._exports[code_hash]
 
     def has_export(self, code_hash: bytes, code: bytes, name: str) -> bool:
-        module = self._module(code_hash, code)
-        return any(e.name == name and isinstance(e.type, wasmtime.FuncType) for e in module.exports)
+        fns = self._functions.get(code_hash)
+        if fns is None:
+            module = self._module(code_hash, code)
+            fns = frozenset(
+                e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType) and e.name
+            )
+            self._functions[code_hash] = fns
+        return name in fns
 
     # -- execution -------------------------------------------------------------------------
     def call(
@@ -172,7 +181,9 @@ class WasmEngine:
     ) -> CallOutcome:
         if not self.has_export(code_hash, code, export):
             return CallOutcome(False, f"the contract has no method {export!r}", 0)
-        module = self._module(code_hash, code)
+        pre = self._pre.get(code_hash)
+        if pre is None:
+            pre = self._pre[code_hash] = self._linker.instantiate_pre(self._module(code_hash, code))
         store = wasmtime.Store(self._engine)
         store.set_limits(
             memory_size=limits.memory_pages * 65536,
@@ -186,7 +197,7 @@ class WasmEngine:
         self._cur = cur
         reason = ""
         try:
-            instance = self._linker.instantiate(store, module)
+            instance = pre.instantiate(store)
             exports = instance.exports(store)
             cur.memory = exports["memory"]
             fn = exports[export]
@@ -372,21 +383,24 @@ def _charge(caller: Any, limits: Limits, nbytes: int) -> None:
 
 
 def _bounds(caller: Any, c: _Call, ptr: int, n: int, what: str) -> tuple[int, int]:
+    """The address of guest range [ptr, ptr + n) in host memory, after the bounds check.
+    The base is read afresh on every access: memory.grow may move it between host calls
+    (never during one: the guest is suspended while the host function runs)."""
     start, size = _u32(ptr), _u32(n)
     if start + size > c.memory.data_len(caller):
         raise _Fail(f"{what}: pointer out of bounds")
-    return start, size
+    return ctypes.addressof(c.memory.data_ptr(caller).contents) + start, size
 
 
 def _read(caller: Any, c: _Call, ptr: int, n: int, what: str) -> bytes:
-    start, size = _bounds(caller, c, ptr, n, what)
-    return bytes(c.memory.read(caller, start, start + size)) if size else b""
+    addr, size = _bounds(caller, c, ptr, n, what)
+    return ctypes.string_at(addr, size) if size else b""
 
 
 def _write(caller: Any, c: _Call, ptr: int, data: bytes, what: str) -> None:
-    start, _ = _bounds(caller, c, ptr, len(data), what)
+    addr, _ = _bounds(caller, c, ptr, len(data), what)
     if data:
-        c.memory.write(caller, data, start)
+        ctypes.memmove(addr, data, len(data))
 
 
 def _key(caller: Any, c: _Call, ptr: int, n: int, what: str) -> bytes:

@@ -446,25 +446,41 @@ def _member(org: str, i: int) -> str:
     return f"{org}/{i}"
 
 
-def assemble(ceremony: Ceremony | bytes, contributions: Sequence[bytes | Contribution]) -> bytes:
-    """The canonical genesis of the ceremony, from the one genesis builder. Deterministic:
-    organisations come in ceremony order, every list inside is sorted, so the order of
-    `contributions` does not matter. Refuses a contribution for another ceremony or with a
-    bad signature, an organisation missing or twice, a node id twice."""
-    c = _ceremony(ceremony)
-    by_org = _by_org(c, contributions)
-    s = spec(c, list(by_org.values()))
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What one organisation brings to the genesis (from its contribution, or as a genesis
+    lists it)."""
+
+    ca_pem: bytes
+    admins: tuple[bytes, ...]
+    members: tuple[bytes, ...]
+    node_ids: tuple[bytes, ...]
+
+
+def _build(c: Ceremony, parts: Mapping[str, _Part]) -> bytes:
+    """The canonical genesis of ceremony `c` with these organisations' parts: THE genesis
+    builder over the ceremony's spec. Organisations in ceremony order, every list sorted."""
+    doc = _spec_doc(
+        c.chain_id,
+        c.consensus,
+        c.parameters,
+        [(o, len(parts[o].node_ids)) for o in c.organizations],
+    )
+    try:
+        s = ConsortiumSpec.parse(doc)
+    except SpecError as e:
+        raise CeremonyError(f"the contributions do not make a valid consortium: {e}") from None
     validators: dict[str, bytes] = {}
     for o in c.organizations:
         # the ordinal order is the sorted node ids (it only names the builder's members)
-        for i, v in enumerate(sorted(by_org[o].validators, key=lambda v: v.node_id)):
-            validators[_member(o, i)] = v.node_id
+        for i, node_id in enumerate(sorted(parts[o].node_ids)):
+            validators[_member(o, i)] = node_id
     keys = genesis_builder.GenesisKeys(
         validators=validators,
         admin=b"",  # unused: organisation admins exclude a consortium-wide admin
-        ca_certs={o: by_org[o].ca_pem for o in c.organizations},
-        org_admins={o: by_org[o].admins for o in c.organizations},
-        org_members={o: by_org[o].members for o in c.organizations},
+        ca_certs={o: parts[o].ca_pem for o in c.organizations},
+        org_admins={o: parts[o].admins for o in c.organizations},
+        org_members={o: parts[o].members for o in c.organizations},
     )
     try:
         g = genesis_builder.build(
@@ -473,6 +489,48 @@ def assemble(ceremony: Ceremony | bytes, contributions: Sequence[bytes | Contrib
     except DecodeError as e:
         raise CeremonyError(f"the contributions do not make a valid genesis: {e}") from None
     return g.canonical()
+
+
+def assemble(ceremony: Ceremony | bytes, contributions: Sequence[bytes | Contribution]) -> bytes:
+    """The canonical genesis of the ceremony, from the one genesis builder. Deterministic:
+    organisations come in ceremony order, every list inside is sorted, so the order of
+    `contributions` does not matter. Refuses a contribution for another ceremony or with a
+    bad signature, an organisation missing or twice, a node id twice."""
+    c = _ceremony(ceremony)
+    by_org = _by_org(c, contributions)
+    return _build(
+        c,
+        {
+            o: _Part(p.ca_pem, p.admins, p.members, tuple(v.node_id for v in p.validators))
+            for o, p in by_org.items()
+        },
+    )
+
+
+def ceremony_problem(genesis: bytes, ceremony: Ceremony | bytes) -> str | None:
+    """Why `genesis` is not a genesis of `ceremony` whatever the organisations contributed,
+    or None: rebuilt from the ceremony and the organisations' parts as the genesis lists them,
+    it must come out byte for byte (chain id, consensus, parameters, time, organisations)."""
+    c = _ceremony(ceremony)
+    g = _genesis(genesis)
+    if [o.name for o in g.organizations] != list(c.organizations):
+        return "the genesis has other organisations than the ceremony"
+    parts = {
+        o.name: _Part(
+            o.ca_cert_pem,
+            o.admins,
+            o.members,
+            tuple(v.node_id for v in g.validators if v.organization == o.name),
+        )
+        for o in g.organizations
+    }
+    try:
+        rebuilt = _build(c, parts)
+    except CeremonyError as e:
+        return str(e)
+    if rebuilt != genesis:
+        return "the genesis is not this ceremony's chain (chain id, consensus, parameters or time)"
+    return None
 
 
 def peers(contributions: Sequence[bytes | Contribution]) -> dict[bytes, tuple[str, str]]:
@@ -547,16 +605,8 @@ def sign(
         raise CeremonyError(f"the contribution is {c.organization}'s, not {organization}'s")
     if (why := own_part_problem(genesis, c)) is not None:
         raise CeremonyError(f"refusing to sign: {why}")
-    g = _genesis(genesis)
-    if ceremony is not None:
-        cer = _ceremony(ceremony)
-        if (g.chain_id, g.time_ms) != (
-            cer.chain_id,
-            genesis_builder.creation_time_ms(cer.genesis_time),
-        ) or g.consensus != cer.consensus.get("type", "bft"):
-            raise CeremonyError("refusing to sign: the genesis is not this ceremony's chain")
-        if [o.name for o in g.organizations] != list(cer.organizations):
-            raise CeremonyError("refusing to sign: the genesis has other organisations")
+    if ceremony is not None and (why := ceremony_problem(genesis, ceremony)) is not None:
+        raise CeremonyError(f"refusing to sign: {why}")
     if signer.public not in c.admins:
         raise CeremonyError(f"the signing key is not an admin of {organization}")
     digest = sha256hex(genesis)

@@ -38,6 +38,12 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$")
 PEM_CERT_PREFIX = "-----BEGIN CERTIFICATE-----"
 EXPOSE_TYPES = ("NodePort", "LoadBalancer")
+# the same patterns are in the CRD (charts/consortium-crds), so kubectl apply refuses first
+CRON_RE = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly|annually)|([^ ]+ +){4}[^ ]+)$")
+CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BACKUP_NAME_RE = re.compile(
+    r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})?$"
+)
 MAX_NAME_LEN = 30
 MAX_AMOUNT = (1 << 63) - 1
 APPROVE_MODES = ("auto", "manual")
@@ -167,6 +173,29 @@ class GenesisFromSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreSpec:
+    """Where a node's ledger comes from on its first start: backup `backup` (NAME or
+    DIR/NAME: a file or directory in the PersistentVolumeClaim `claim_name` — the
+    operator's backups are `<consortium>/<file>`, as status.backup.lastName shows)."""
+
+    claim_name: str
+    backup: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSpec:
+    """Scheduled backups (the operator's CronJob): `schedule` in cron syntax, into the
+    PersistentVolumeClaim `claim_name` (a directory per consortium), keeping the newest
+    `retention`; `stale_after_minutes` without a successful backup is the BackupStale alert."""
+
+    schedule: str
+    claim_name: str
+    retention: int = 7
+    suspend: bool = False
+    stale_after_minutes: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
 class OrganizationSpec:
     name: str
     validators: int
@@ -186,6 +215,8 @@ class OrganizationSpec:
     # chain by the organisation's own admin key, in its client Secret (key.json): what
     # `consortium context from-cluster` gives a user to write with
     member_key: bool = False
+    # this organisation's nodes start from a backup (overrides spec.restoreFrom)
+    restore_from: RestoreSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +306,8 @@ class ConsortiumSpec:
     ceremony: CeremonySpec | None = None
     genesis_from: GenesisFromSpec | None = None
     parameters: ParametersSpec = field(default_factory=ParametersSpec)
+    backup: BackupSpec | None = None
+    restore_from: RestoreSpec | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ConsortiumSpec:
@@ -383,6 +416,7 @@ class ConsortiumSpec:
             if not CIDR_RE.match(cidr):
                 raise SpecError(f"spec.security.clientCidrs[{i}] must be a CIDR such as 10.0.0.0/8")
         _validate_contracts(self.contracts)
+        self._validate_backups()
 
     def _validate_federation(self) -> None:
         """localOrganizations, remote organisations and expose (repeats the CRD's CEL)."""
@@ -409,10 +443,14 @@ class ConsortiumSpec:
                     f"{where}.remote: {org.name!r} is a local organization (listed in "
                     "spec.localOrganizations); only the others are described as remote"
                 )
-            if not local and org.remote is None:
+            # during a ceremony a remote organisation is a name and a validator count; its
+            # description (from its contribution) comes with the genesis (genesisFrom)
+            in_ceremony = self.ceremony is not None and self.genesis_from is None
+            if not local and org.remote is None and not in_ceremony:
                 raise SpecError(
                     f"{where}: {org.name!r} is not in spec.localOrganizations, so it is remote: "
-                    "describe it in .remote (caCert, admins, validators)"
+                    "describe it in .remote (caCert, admins, validators: from its contribution) "
+                    "once the genesis is applied (genesisFrom) or without a ceremony"
                 )
             if not local and org.expose is not None:
                 raise SpecError(f"{where}.expose: only a local organization's nodes are exposed")
@@ -485,6 +523,31 @@ class ConsortiumSpec:
             **self.parameters.chain_values(),
         }
 
+    def _validate_backups(self) -> None:
+        """spec.backup and every restoreFrom (repeats the CRD's patterns)."""
+        if (b := self.backup) is not None:
+            if not CRON_RE.match(b.schedule):
+                raise SpecError(
+                    "spec.backup.schedule must be a cron schedule of 5 fields or @hourly, "
+                    f"@daily, @weekly, @monthly, @yearly (got {b.schedule!r})"
+                )
+            _claim("spec.backup.claimName", b.claim_name)
+            _range("spec.backup.retention", b.retention, 1, 1000)
+            _range("spec.backup.staleAfterMinutes", b.stale_after_minutes, 1, 527_040)
+        wheres = [("spec.restoreFrom", self.restore_from)] + [
+            (f"spec.organizations[{i}].restoreFrom", o.restore_from)
+            for i, o in enumerate(self.organizations)
+        ]
+        for where, r in wheres:
+            if r is not None:
+                _claim(f"{where}.claimName", r.claim_name)
+                if not BACKUP_NAME_RE.match(r.backup):
+                    raise SpecError(
+                        f"{where}.backup must be a backup in the claim, NAME or DIR/NAME: "
+                        "letters, digits, '.', '_' or '-', no part starting with '.' "
+                        f"(got {r.backup!r})"
+                    )
+
     @property
     def total_validators(self) -> int:
         return sum(o.validators for o in self.organizations)
@@ -494,6 +557,11 @@ class ConsortiumSpec:
 
     def image_or(self, default: str) -> str:
         return self.image or default
+
+    def restore_source(self, org: OrganizationSpec) -> RestoreSpec | None:
+        """Where `org`'s nodes restore from on first start: its own restoreFrom, else the
+        consortium's."""
+        return org.restore_from or self.restore_from
 
     def pod_fingerprint(self, org: OrganizationSpec, default_image: str) -> str:
         """Hash of everything in an organisation's pod template that the spec controls (not
@@ -506,6 +574,8 @@ class ConsortiumSpec:
             "nodeSelector": _jsonable(org.node_selector),
             "tolerations": _jsonable(org.tolerations),
         }
+        if (restore := self.restore_source(org)) is not None:  # absent: fingerprints unchanged
+            data["restoreFrom"] = _jsonable(restore)
         raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -535,6 +605,14 @@ def _validate_contracts(contracts: tuple[ContractSpec, ...]) -> None:
                 f"{where}.initInput must be lowercase hex bytes, at most "
                 f"{MAX_INIT_INPUT_HEX} characters"
             )
+
+
+def _claim(where: str, name: str) -> None:
+    if not CLAIM_RE.match(name):
+        raise SpecError(
+            f"{where} must be a PersistentVolumeClaim name (lowercase DNS-1123, at most 63 "
+            f"characters; got {name!r})"
+        )
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -60,6 +60,10 @@ from .mempool import Mempool
 from .regossip import Regossip
 
 log = logging.getLogger(__name__)
+
+# A validator that applied no block for this long also polls peers for committed blocks (see
+# Node.wants_blocks), at most once per this period.
+FOLLOW_STALL_S = 2.0
 TxDecoder = Callable[[bytes], Tx]
 
 
@@ -114,7 +118,10 @@ class Node:
         self.cfg = cfg
         # the contract engine (injected into execute_block); a node whose engine differs
         # from the chain's halts at the first block that runs contract code (`halted`)
-        self.vm: ContractVM = contract_vm or WasmEngine(cache_dir=cfg.data_dir / "contracts")
+        # (compiled modules are cached on disk only beside real files: injected storage, as
+        # in the simulator, means nothing under data_dir may be touched)
+        cache = cfg.data_dir / "contracts" if storage is None else None
+        self.vm: ContractVM = contract_vm or WasmEngine(cache_dir=cache)
         self.halted: str | None = None
         self.clock: Clock = clock or SystemClock()
         self.key = key
@@ -133,6 +140,7 @@ class Node:
         self._admitted_at: dict[bytes, float] = {}
         self._batch_since: float | None = None
         self._last_commit: float | None = None
+        self._follow_polled = self.clock.monotonic()  # last stalled-validator poll (or start)
         self._commit_times: deque[tuple[float, int]] = deque()
         self._validated: tuple[bytes, list[Tx]] = (b"", [])  # last block validate_block passed
         self._params: dict[str, int] = {}
@@ -389,6 +397,23 @@ class Node:
         for tx in txs:
             self.network.gossip(tx.raw)
         return len(txs)
+
+    def wants_blocks(self) -> bool:
+        """Whether the driver should poll a peer for committed blocks now (runtime/service.py
+        and tests/sim ask at their observer-poll cadence). Always outside the validator set of
+        the next height: an observer gets no consensus traffic. And, at most every
+        FOLLOW_STALL_S, a validator that applied no block for that long: one governance
+        removed at a height above its own gets no consensus traffic either (the others no
+        longer count it, nor answer a height that old) and can learn that it is an observer
+        only from the blocks it lacks, so without this it never caught up (issue 13, found by
+        tests/sim/nodesim.py). A poll of a peer with nothing newer costs one empty stream."""
+        if self.node_id not in self.validators_at(self.height + 1):
+            return True
+        now = self.clock.monotonic()
+        if now - max(self._last_commit or 0.0, self._follow_polled) < FOLLOW_STALL_S:
+            return False
+        self._follow_polled = now
+        return True
 
     def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
         """One inbound batch: step every message, then drain Ready once (amortised)."""

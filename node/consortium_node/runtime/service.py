@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge, start_http_server
@@ -23,7 +24,7 @@ from ..provision.ceremony import CeremonyError
 from ..provision.ceremony import verify as verify_genesis
 from ..transport import codec
 from ..transport.peers import PeerHub, PeerServer
-from ..transport.server import ClientServer
+from ..transport.server import BackupExports, ClientServer, Exporter
 from ..transport.tls import CertStore
 from .node import Node, load_genesis
 from .repair import repair_block_store
@@ -64,9 +65,11 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
     stop: asyncio.Event,
     ready_file: Path | None = None,
     config_path: Path | None = None,
+    exporter: Callable[[Node], Exporter] | None = None,
 ) -> None:
     """`config_path`: re-read every few seconds for peer list changes (the operator updates
-    the mounted ConfigMap when membership changes; no restart needed)."""
+    the mounted ConfigMap when membership changes; no restart needed). `exporter`: serves
+    ExportBackup for the node it is given (a tar made in <data_dir>/exports, one at a time)."""
     key = Ed25519Key.load(cfg.key_file)
     check_genesis_reference(cfg)  # before anything is opened or written
     genesis = load_genesis(cfg.genesis_file)
@@ -86,7 +89,8 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
         _export_expiry(tls, cert_expiry)
     else:
         log.warning("TLS is off: every gRPC port is plaintext and unauthenticated (dev only)")
-    server = ClientServer(node, cfg.listen, tls, cfg.public_listen, cfg.health_listen)
+    exports = None if exporter is None else BackupExports(exporter(node), cfg.data_dir / "exports")
+    server = ClientServer(node, cfg.listen, tls, cfg.public_listen, cfg.health_listen, exports)
     hub: PeerHub | None = None
     peer_server: PeerServer | None = None
     if genesis.consensus != "solo":
@@ -184,11 +188,12 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
                 node.sync_requests.clear()
                 sync_task = asyncio.create_task(_sync(node, hub, req.peer, req.from_height))
             elif hub is not None and idle and time.monotonic() >= next_observe:
-                # A node outside the validator set gets no consensus traffic: it follows the
-                # chain by polling a connected peer for committed blocks.
+                # A node outside the validator set (or one removed from it above its own
+                # height: stalled) gets no consensus traffic: it follows the chain by polling
+                # a connected peer for committed blocks.
                 next_observe = time.monotonic() + OBSERVER_POLL_S
                 peers = hub.connected()
-                if peers and node.node_id not in node.validators_at(node.height + 1):
+                if peers and node.wants_blocks():
                     peer = peers[observe_turn % len(peers)]
                     observe_turn += 1
                     sync_task = asyncio.create_task(_sync(node, hub, peer, node.height + 1))

@@ -10,13 +10,19 @@ __main__.
 Security (see tls.py): with TLS the client port requires a certificate chaining to a member
 organisation's CA; write methods (SubmitBatch, SubmitStream) additionally check that the call
 carries one (defence in depth) and are refused outright on the opt-in read-only
-`public_listen` port. `health_listen` serves grpc.health.v1 alone in plaintext for kubelet
+`public_listen` port; so is `ExportBackup` (a whole copy of the ledger: certificate holders only). `health_listen` serves grpc.health.v1 alone in plaintext for kubelet
 probes (which cannot speak TLS)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import shutil
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -136,6 +142,28 @@ class Backend(Protocol):
     async def wait_block(self, after_height: int, within: float | None) -> bool: ...
 
 
+class ExportFailed(Exception):
+    """An export the node could not make; the message is one line naming the problem."""
+
+
+# Writes a verifiable backup of the node's ledger (a tar) to the given path and returns its
+# height; raises ExportFailed. Injected (backup/export.py `node_exporter`): transport sits below
+# the backup room.
+Exporter = Callable[[Path], int]
+EXPORT_CHUNK = 1024 * 1024
+
+
+@dataclass
+class BackupExports:
+    """What ExportBackup needs: the exporter and a scratch directory on the node's own volume
+    (the tar is written there, streamed, then deleted). Invariant: one export at a time
+    (`lock`), so the scratch space a node needs is at most one backup."""
+
+    exporter: Exporter
+    scratch: Path
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 def tx_result(a: Admission) -> ledger_pb2.TxResult:
     code = grpc.StatusCode.OK if a.reject is None else STATUS_OF[a.reject]
     return ledger_pb2.TxResult(tx_id=a.tx_id, code=code.value[0], message=a.message)
@@ -151,15 +179,22 @@ WRITE_REFUSED = (
     "write methods need a client certificate issued by a member organisation's CA "
     "(this endpoint is read-only or the connection carries no certificate)"
 )
+EXPORT_REFUSED = (
+    "ExportBackup needs a client certificate issued by a member organisation's CA "
+    "(this endpoint is read-only or the connection carries no certificate)"
+)
 
 
 class LedgerServicer:
     """`writes`: "open" (plaintext dev node), "cert" (TLS: the call must carry a verified client
     certificate) or "never" (the read-only public port)."""
 
-    def __init__(self, node: Backend, writes: str = "open") -> None:
+    def __init__(
+        self, node: Backend, writes: str = "open", exports: BackupExports | None = None
+    ) -> None:
         self.node = node
         self.writes = writes
+        self.exports = exports
 
     def may_write(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
         if self.writes == "open":
@@ -385,6 +420,43 @@ class LedgerServicer:
             base_height=s.base_height,
         )
 
+    async def ExportBackup(
+        self,
+        request: ledger_pb2.ExportBackupRequest,  # noqa: ARG002 -- gRPC servicer signature
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ledger_pb2.BackupChunk]:
+        """The backup as a stream: first chunk with height, size and SHA-256, then the bytes.
+        The tar is made in the scratch directory (in a thread: the node keeps committing,
+        which the exporter needs for the certifying block H+1) and removed afterwards."""
+        if not self.may_write(context):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, EXPORT_REFUSED)
+        ex = self.exports
+        if ex is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not export backups")
+            return
+        if ex.lock.locked():
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "an export is running on this node: retry later"
+            )
+        async with ex.lock:
+            if ex.scratch.exists():  # left by an export cut short (the node crashed mid-way)
+                shutil.rmtree(ex.scratch, ignore_errors=True)
+            ex.scratch.mkdir(parents=True)
+            out = ex.scratch / f"export-{uuid.uuid4().hex}.tar"
+            try:
+                try:
+                    height = await asyncio.to_thread(ex.exporter, out)
+                except ExportFailed as e:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                    return
+                size, digest = await asyncio.to_thread(_size_and_sha256, out)
+                yield ledger_pb2.BackupChunk(height=height, total_bytes=size, sha256=digest)
+                with out.open("rb") as f:
+                    while data := await asyncio.to_thread(f.read, EXPORT_CHUNK):
+                        yield ledger_pb2.BackupChunk(data=data)
+            finally:
+                shutil.rmtree(ex.scratch, ignore_errors=True)
+
     async def ListProposals(
         self,
         request: ledger_pb2.ListProposalsRequest,
@@ -482,6 +554,15 @@ class LedgerServicer:
             return gov_queries.governance(snap, self.node.height)
         finally:
             snap.close()
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    h, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while data := f.read(EXPORT_CHUNK):
+            h.update(data)
+            size += len(data)
+    return size, h.hexdigest()
 
 
 async def _check_tx_id(tx_id: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -588,6 +669,11 @@ def _handlers(svc: LedgerServicer) -> grpc.GenericRpcHandler[Any, Any]:
             request_deserializer=_lenient(L.StreamEventsRequest.FromString),
             response_serializer=L.ContractEventRecord.SerializeToString,
         ),
+        "ExportBackup": grpc.unary_stream_rpc_method_handler(
+            _guard_stream(svc.ExportBackup),
+            request_deserializer=_lenient(L.ExportBackupRequest.FromString),
+            response_serializer=L.BackupChunk.SerializeToString,
+        ),
     }
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
@@ -607,9 +693,10 @@ class ClientServer:
         tls: CertStore | None = None,
         public_listen: str | None = None,
         health_listen: str | None = None,
+        exports: BackupExports | None = None,
     ) -> None:
         self.health = health_aio.HealthServicer()
-        self.servicer = LedgerServicer(node, "open" if tls is None else "cert")
+        self.servicer = LedgerServicer(node, "open" if tls is None else "cert", exports)
         self.server = self._ledger_server(self.servicer)
         if tls is None:
             self.port = self.server.add_insecure_port(listen)

@@ -110,6 +110,11 @@ class LedgerStub:
                 request_serializer=consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.FromString,
                 _registered_method=True)
+        self.ExportBackup = channel.unary_stream(
+                '/consortium.v1.Ledger/ExportBackup',
+                request_serializer=consortium__api_dot_v1_dot_ledger__pb2.ExportBackupRequest.SerializeToString,
+                response_deserializer=consortium__api_dot_v1_dot_ledger__pb2.BackupChunk.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -211,6 +216,14 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportBackup(self, request, context):
+        """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+        height, streamed in chunks; needs a client certificate (refused on the public port).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -288,6 +301,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.StreamEvents,
                     request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.FromString,
                     response_serializer=consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.SerializeToString,
+            ),
+            'ExportBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportBackup,
+                    request_deserializer=consortium__api_dot_v1_dot_ledger__pb2.ExportBackupRequest.FromString,
+                    response_serializer=consortium__api_dot_v1_dot_ledger__pb2.BackupChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -695,6 +713,33 @@ class Ledger:
             '/consortium.v1.Ledger/StreamEvents',
             consortium__api_dot_v1_dot_ledger__pb2.StreamEventsRequest.SerializeToString,
             consortium__api_dot_v1_dot_ledger__pb2.ContractEventRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/consortium.v1.Ledger/ExportBackup',
+            consortium__api_dot_v1_dot_ledger__pb2.ExportBackupRequest.SerializeToString,
+            consortium__api_dot_v1_dot_ledger__pb2.BackupChunk.FromString,
             options,
             channel_credentials,
             insecure,

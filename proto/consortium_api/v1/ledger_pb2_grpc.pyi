@@ -54,6 +54,10 @@ class LedgerStub:
     ListContracts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListContractsRequest, _ledger_pb2.ListContractsResponse]
     GetContract: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetContractRequest, _types_pb2.ContractInfo]
     StreamEvents: _grpc.UnaryStreamMultiCallable[_ledger_pb2.StreamEventsRequest, _ledger_pb2.ContractEventRecord]
+    ExportBackup: _grpc.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]
+    """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+    height, streamed in chunks; needs a client certificate (refused on the public port).
+    """
 
 @_typing.type_check_only
 class LedgerAsyncStub(LedgerStub):
@@ -80,6 +84,10 @@ class LedgerAsyncStub(LedgerStub):
     ListContracts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListContractsRequest, _ledger_pb2.ListContractsResponse]  # type: ignore[assignment]
     GetContract: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetContractRequest, _types_pb2.ContractInfo]  # type: ignore[assignment]
     StreamEvents: _aio.UnaryStreamMultiCallable[_ledger_pb2.StreamEventsRequest, _ledger_pb2.ContractEventRecord]  # type: ignore[assignment]
+    ExportBackup: _aio.UnaryStreamMultiCallable[_ledger_pb2.ExportBackupRequest, _ledger_pb2.BackupChunk]  # type: ignore[assignment]
+    """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+    height, streamed in chunks; needs a client certificate (refused on the public port).
+    """
 
 class LedgerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -193,5 +201,15 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.StreamEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ledger_pb2.ContractEventRecord], _abc.AsyncIterator[_ledger_pb2.ContractEventRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportBackup(
+        self,
+        request: _ledger_pb2.ExportBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ledger_pb2.BackupChunk], _abc.AsyncIterator[_ledger_pb2.BackupChunk]]:
+        """A verifiable backup (consortium-backup/1, tar) of this node's ledger at its committed
+        height, streamed in chunks; needs a client certificate (refused on the public port).
+        """
 
 def add_LedgerServicer_to_server(servicer: LedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

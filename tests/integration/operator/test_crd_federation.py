@@ -100,6 +100,37 @@ def test_a_federated_spec_is_accepted_and_defaulted(kubectl: Kubectl, namespace:
     assert p.returncode != 0 and "genesisFrom is set once" in p.stderr, p.stderr
 
 
+def test_genesis_from_cannot_name_the_operators_own_genesis(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    pin = {"configMap": "own-genesis", "sha256": "ab" * 32, "signaturesConfigMap": "s"}
+    p = kubectl.apply(manifest("own", **federated(genesisFrom=pin)), namespace)
+    assert p.returncode != 0 and "must not be <name>-genesis" in p.stderr, p.stderr
+
+
+def test_during_the_ceremony_a_remote_organisation_is_a_name_and_a_count(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    body = federated(**orgs({}, {"validators": 2}))
+    p = kubectl.apply(manifest("cer", **body), namespace)
+    assert p.returncode == 0, p.stderr
+    # the genesis comes with the remote organisations' descriptions, not without
+    pin = {"configMap": "g", "sha256": "ab" * 32, "signaturesConfigMap": "s"}
+    patch = [{"op": "add", "path": "/spec/genesisFrom", "value": pin}]
+    p = kubectl.run(
+        "patch",
+        "consortium",
+        "cer",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+    assert p.returncode != 0 and "is remote and needs .remote" in p.stderr, p.stderr
+
+
 def orgs(acme: dict[str, Any], beta: dict[str, Any]) -> dict[str, Any]:
     return {"organizations": [{"name": "acme", "validators": 2, **acme}, {"name": "beta", **beta}]}
 
@@ -112,7 +143,10 @@ INVALID = [
     ),
     (
         "remote-undescribed",
-        orgs({}, {"validators": 2}),
+        {
+            **orgs({}, {"validators": 2}),
+            "genesisFrom": {"configMap": "g", "sha256": "ab" * 32, "signaturesConfigMap": "s"},
+        },
         "an organization not in localOrganizations is remote and needs .remote",
     ),
     (

@@ -5,6 +5,7 @@ invalid ones are REJECTED at create time with the CEL messages, immutable fields
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,49 @@ def test_approve_manual_is_accepted_and_kept(kubectl: Kubectl, namespace: str) -
         "patch", "consortium", "votes", "-n", namespace, "--type=json", "-p", json.dumps(patch)
     )
     assert p.returncode == 0, p.stderr
+
+
+CONTRACT = {"name": "token", "configMap": "token-wasm"}
+BAD_CONTRACTS = [
+    ("Token", {"name": "Token"}, "contract name must be lowercase"),
+    ("cm", {"configMap": "Token_Wasm"}, "configMap must be a ConfigMap name"),
+    ("key", {"key": "a/b"}, "key must be a ConfigMap key"),
+    ("version", {"version": 0}, "should be greater than or equal to 1"),
+    ("init", {"initInput": "abc"}, "initInput must be lowercase hex bytes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"), BAD_CONTRACTS, ids=[c[0] for c in BAD_CONTRACTS]
+)
+def test_invalid_contracts_are_rejected_at_create(
+    kubectl: Kubectl, namespace: str, case: str, change: dict[str, Any], message: str
+) -> None:
+    p = kubectl.apply(manifest(f"ct-{case.lower()}", contracts=[{**CONTRACT, **change}]), namespace)
+    assert p.returncode != 0, f"{case} was accepted"
+    assert message in p.stderr, p.stderr
+
+
+def test_contracts_are_defaulted_and_their_version_never_goes_down(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    assert kubectl.apply(manifest("ct", contracts=[CONTRACT]), namespace).returncode == 0
+    obj = kubectl.get("consortium", "ct", namespace)
+    assert obj is not None
+    assert obj["spec"]["contracts"] == [
+        {**CONTRACT, "key": "contract.wasm", "version": 1, "initInput": ""}
+    ]
+
+    def patch_version(v: int) -> subprocess.CompletedProcess[str]:
+        op = [{"op": "replace", "path": "/spec/contracts/0/version", "value": v}]
+        return kubectl.run(
+            "patch", "consortium", "ct", "-n", namespace, "--type=json", "-p", json.dumps(op),
+            check=False,
+        )  # fmt: skip
+
+    assert patch_version(3).returncode == 0  # an upgrade is asked for
+    p = patch_version(2)
+    assert p.returncode != 0 and "a contract's version cannot go down" in p.stderr, p.stderr
 
 
 def test_parameters_may_change_after_creation(kubectl: Kubectl, namespace: str) -> None:

@@ -33,6 +33,11 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
     ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
     GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
     GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+    QueryContract = ledger_pb2_grpc.LedgerServicer.QueryContract
+    ListContracts = ledger_pb2_grpc.LedgerServicer.ListContracts
+    GetContract = ledger_pb2_grpc.LedgerServicer.GetContract
+    StreamEvents = ledger_pb2_grpc.LedgerServicer.StreamEvents
+    ExportBackup = ledger_pb2_grpc.LedgerServicer.ExportBackup
 
     def __init__(self, chain_id: str = "test-chain", block_ms: int = 10) -> None:
         self.chain_id = chain_id

@@ -162,6 +162,17 @@ def test_refusals_are_one_line(root: Path, tmp_path: Path) -> None:
         "--ceremony-init",
         str(f / "ceremony.json"),
     )
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    assert "is not empty" in one_error(
+        "up",
+        "--org",
+        "org1",
+        "-d",
+        str(tmp_path / "used"),
+        "--ceremony-init",
+        str(f / "ceremony.json"),
+    )
     assert "has no genesis yet" in one_error("up", "--org", "org1", "-d", str(root / "org1"))
     assert "without genesis" in one_error("up", "-d", str(root / "org1"))
     assert "cannot read" in one_error("ceremony", "assemble", str(tmp_path / "nope.json"), "x")

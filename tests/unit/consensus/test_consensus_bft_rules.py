@@ -393,3 +393,54 @@ def test_pending_txs_shorten_the_round0_propose_timeout() -> None:
     rds = ticks(eng, CFG.timeout_propose + 1)  # the tick that sees the tx, then the timeout
     assert 1 + 2 + CFG.timeout_propose < CFG.timeout_propose + CFG.empty_block_ticks + 2
     assert [v.block_hash for v in sent_votes(rds, Kind.PREVOTE)] == [NIL]
+
+
+def test_nil_precommit_majority_starts_the_next_round_without_the_timeout() -> None:
+    """Lines 47 + 65 shortened: 2f+1 PRECOMMIT(h, r, nil) from distinct validators mean no
+    value can be decided in round r (2f+1 precommits for it would need f+1 double-signers), so
+    StartRound(r+1) at once instead of after timeout_precommit. A mixed 2f+1 (one for a value)
+    still waits for the timeout: the fourth validator could complete the value's quorum."""
+    eng, _ = make(ME)
+    ticks(eng, CFG.timeout_propose + CFG.empty_block_ticks)  # L57: prevote nil
+    for v in OTHERS[:2]:
+        deliver(eng, vote(Kind.PREVOTE, v, NIL))  # L44: we precommit nil
+    assert eng.round == 0
+    deliver(eng, vote(Kind.PRECOMMIT, V[1], NIL))
+    assert eng.round == 0  # 2 of 4 nil precommits: not yet
+    rd = deliver(eng, vote(Kind.PRECOMMIT, V[2], NIL))
+    assert eng.round == 1  # 2f+1 nil (ours included): round 1 with no tick in between
+    assert rd.hard_state is not None and HardState.decode(rd.hard_state).round == 1
+
+    mixed, _ = make(ME)
+    ticks(mixed, CFG.timeout_propose + CFG.empty_block_ticks)
+    for v in OTHERS[:2]:
+        deliver(mixed, vote(Kind.PREVOTE, v, NIL))
+    deliver(mixed, vote(Kind.PRECOMMIT, V[1], NIL))
+    deliver(mixed, vote(Kind.PRECOMMIT, V[2], a_block().hash))
+    assert mixed.round == 0
+    ticks(mixed, CFG.timeout_precommit)
+    assert mixed.round == 1
+
+
+def test_a_peer_first_heard_late_in_a_height_gets_our_votes_at_once() -> None:
+    """Gossip (the paper assumes every message of a correct process reaches every correct
+    process): a validator first heard from long into the height (restarted, or block-synced up
+    to here) is sent our current-round votes at once, not at the next rebroadcast; a peer heard
+    from early gets nothing extra."""
+    eng, _ = make(ME)
+    deliver(eng, vote(Kind.PREVOTE, V[1], NIL, r=0))  # early: within the height's first ticks
+    ticks(eng, CFG.timeout_propose + CFG.empty_block_ticks)  # L57: prevote nil (broadcast)
+    ticks(eng, CFG.rebroadcast_ticks // 2)  # "late": half a rebroadcast period in, none yet
+    assert CFG.timeout_propose + CFG.empty_block_ticks + CFG.rebroadcast_ticks // 2 < (
+        CFG.rebroadcast_ticks
+    )
+    rd = deliver(eng, vote(Kind.PREVOTE, V[1], a_block().hash, r=1))
+    assert [e for e in rd.messages if e.to == V[1]] == []  # V[1] was heard early
+    rd = deliver(eng, vote(Kind.PREVOTE, V[3], a_block().hash, r=0))  # 2f+1 mixed: no vote
+    sent = [decode(e.payload) for e in rd.messages]
+    assert {e.to for e in rd.messages} == {V[3]}
+    assert [(m.kind, m.round, m.block_hash) for m in sent if isinstance(m, Vote)] == [
+        (Kind.PREVOTE, 0, NIL)
+    ]
+    rd = deliver(eng, vote(Kind.PRECOMMIT, V[3], a_block().hash, r=0))
+    assert rd.messages == ()  # once per peer and height

@@ -9,16 +9,32 @@ scale-up already done so that contracts are the only thing left to do)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from consortium_operator import plan, status
+from consortium_api.v1 import types_pb2
+from consortium_operator import nodes, plan, reconcile, status
 from consortium_operator.model import ConsortiumSpec, ContractView, Observed, SpecError
 
-from tests.unit.operator.test_operator_governance import governed, gspec, next_action, proposal
+from tests.unit.operator.test_operator_governance import (
+    KEYS,
+    NOW,
+    OWNER,
+    PUBLIC,
+    SETTINGS,
+    GovChain,
+    OrgKube,
+    gchain,  # noqa: F401  (fixture)
+    governed,
+    gspec,
+    next_action,
+    proposal,
+)
 from tests.unit.operator.test_operator_plan import N
 
 pytestmark = pytest.mark.unit
@@ -187,3 +203,92 @@ def test_invalid_contract_specs_are_refused(contract: dict[str, Any], message: s
                 "contracts": [contract],
             }
         )
+
+
+# --------------------------------------------------------------------------- the reconcile pass
+
+
+class ContractKube(OrgKube):
+    """OrgKube plus ConfigMaps, read through the real Kube.contract_modules (binaryData)."""
+
+    def __init__(self, observed: Observed, maps: Mapping[str, dict[str, Any]]) -> None:
+        super().__init__(observed, KEYS)
+        self.maps = dict(maps)
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind == "ConfigMap"
+        return self.maps.get(name)
+
+
+def _contract_subject(st: Mapping[str, Any] | None = None) -> Any:
+    raw = {
+        "chainId": "test",
+        "consensus": {"type": "raft"},
+        "organizations": [
+            {"name": "a", "validators": 2},
+            {"name": "b", "validators": 1},
+            {"name": "c", "validators": 1, "approve": "manual"},
+        ],
+        "security": {"tls": False},
+        "contracts": [{"name": "token", "configMap": "token-wasm", "key": "token.wasm"}],
+    }
+    return reconcile.Subject(OWNER, raw, status=dict(st or {}), generation=1)
+
+
+def test_reconcile_proposes_the_configmap_module_and_shows_it_deployed(
+    gchain: GovChain,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gchain.validators = ["c-a-0", "c-a-1", "c-b-0", "c-c-0"]
+    deployed: dict[str, ContractView] = {}
+
+    async def contracts(*_: Any) -> dict[str, ContractView]:
+        return dict(deployed)
+
+    monkeypatch.setattr(nodes, "contracts", contracts)
+    sp = ConsortiumSpec.parse(_contract_subject().spec)
+    o = governed(sp, None, replicas={"a": 2, "b": 1, "c": 1},
+                 validators={"c-a-0", "c-a-1", "c-b-0", "c-c-0"})  # fmt: skip
+    o = replace(o, org_admins=PUBLIC, nodes={}, proposals=None)
+    cm = {"binaryData": {"token.wasm": base64.b64encode(MODULE).decode()}}
+    kube = ContractKube(o, {"token-wasm": cm})
+    env = reconcile.Env(SETTINGS, kube, clock=lambda: NOW)
+    ev = reconcile.Events(lambda r, m: None, lambda r, m: None)
+
+    out = asyncio.run(reconcile.reconcile(env, _contract_subject(), ev))
+    assert out.message == f"propose to deploy contract token (code {H1.hex()[:16]}) (as a)"
+    ((signer, action),) = gchain.signed
+    assert gchain.org_of(signer) == "a" and isinstance(action, plan.Propose)
+    # what goes on the wire: a Propose of DeployContract carrying the ConfigMap's bytes
+    wire = nodes._payload(action, 100)
+    assert isinstance(wire, types_pb2.Propose)
+    gov = types_pb2.GovAction.FromString(wire.action)
+    assert gov.deploy_contract.name == "token" and gov.deploy_contract.code == MODULE
+
+    # b votes automatically and carries it (the fake chain's MAJORITY of 3)
+    gchain.proposals[0] = replace(gchain.proposals[0], change=plan.change_key(DEPLOY_NO_INIT))
+    out = asyncio.run(reconcile.reconcile(env, _contract_subject(kube.statuses[-1]), ev))
+    assert out.message == f"vote yes on proposal 1 ({DEPLOY_NO_INIT}) as b"
+    deployed["token"] = ContractView("token", H1, 1)
+    asyncio.run(reconcile.reconcile(env, _contract_subject(kube.statuses[-1]), ev))
+    (entry,) = kube.statuses[-1]["contracts"]
+    assert (entry["state"], entry["version"], entry["codeHash"]) == ("Deployed", 1, H1.hex())
+    assert len(gchain.signed) == 2  # nothing more to sign
+
+
+def test_a_configmap_without_the_key_is_reported_not_proposed(gchain: GovChain) -> None:  # noqa: F811
+    kube = ContractKube(Observed(), {"token-wasm": {"data": {"other": "eA=="}}})
+    got = asyncio.run(kube.contract_modules("ns", cspec().contracts))
+    assert got == {"token": "ConfigMap token-wasm has no key token.wasm"}
+    kube.maps = {}
+    assert asyncio.run(kube.contract_modules("ns", cspec().contracts)) == {
+        "token": "ConfigMap token-wasm does not exist"
+    }
+    kube.maps = {"token-wasm": {"data": {"token.wasm": "not base64!"}}}
+    assert asyncio.run(kube.contract_modules("ns", cspec().contracts)) == {
+        "token": "ConfigMap token-wasm entry token.wasm is not base64"
+    }
+    assert gchain.signed == []
+
+
+DEPLOY_NO_INIT = plan.DeployContract("token", MODULE, H1)

@@ -77,7 +77,7 @@ def raw(**over: Any) -> dict[str, Any]:
         ],
     }
     body.update(over)
-    return body
+    return {k: v for k, v in body.items() if v is not None}
 
 
 def fed(**over: Any) -> ConsortiumSpec:
@@ -107,8 +107,18 @@ def test_federated_spec_parses() -> None:
         ({"localOrganizations": ["a", "zz"]}, "localOrganizations[1] 'zz' is not one of"),
         ({"localOrganizations": ["a", "a"]}, "must not repeat"),
         (
-            {"organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}]},
+            {
+                "organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}],
+                "genesisFrom": {"configMap": "g", "sha256": "ab" * 32, "signaturesConfigMap": "s"},
+            },
             "'b' is not in spec.localOrganizations, so it is remote",
+        ),
+        (
+            {
+                "organizations": [{"name": "a", "validators": 2}, {"name": "b", "validators": 2}],
+                "ceremony": None,
+            },
+            "takes its genesis from a ceremony",
         ),
         (
             {
@@ -200,6 +210,15 @@ def test_bad_federation_specs_are_refused(case: dict[str, Any], needle: str) -> 
     with pytest.raises(SpecError) as e:
         ConsortiumSpec.parse(spec)
     assert needle in str(e.value)
+
+
+def test_during_the_ceremony_a_remote_organisation_is_a_name_and_a_count() -> None:
+    sp = fed(organizations=[{"name": "a", "validators": 2}, {"name": "b", "validators": 2}])
+    assert [o.name for o in sp.remote] == ["b"] and sp.remote[0].remote is None
+    # rendering and planning cope: no peer for b yet, nothing proposed for it
+    keys = {"c-a-0": key("c-a-0"), "c-a-1": key("c-a-1")}
+    ms = Renderer(Settings(), Names("c"), OWNER).workloads(sp, {"a": OrgTarget(2)}, keys, "")
+    assert [m["metadata"]["name"] for m in ms if m["kind"] == "StatefulSet"] == ["c-a"]
 
 
 def test_remote_ca_is_not_needed_without_tls() -> None:
@@ -604,3 +623,23 @@ def test_a_genesis_without_this_clusters_validators_is_refused(cer_world: Ceremo
     o = w.with_source(node_keys={"c-a-0": w.a.nodes[0], "c-a-1": w.b.nodes[0]})
     b = refused(w.spec(w.sha), o)
     assert b.reason == "GenesisMismatch" and "Secret c-a-keys" in b.message
+
+
+def test_nodes_never_run_on_a_genesis_configmap_that_is_not_the_pinned_one(
+    cer_world: Ceremony,
+) -> None:
+    w = cer_world
+    sp = w.spec(w.sha)
+    o = replace(running(sp, ("a", "b", "c")), genesis_hash="ab" * 32)  # someone else's genesis
+    s = plan.next_step(sp, o, N, IMAGE)
+    assert isinstance(s.action, plan.Blocked) and s.action.reason == "GenesisMismatch"
+    assert s.targets is None
+    assert isinstance(nxt(sp, replace(o, genesis_hash=w.sha)), plan.Converged)
+
+
+def test_genesis_from_must_not_name_the_operators_own_configmap(cer_world: Ceremony) -> None:
+    w = cer_world
+    body = dict(w.spec_raw)
+    body["genesisFrom"] = {"configMap": "c-genesis", "sha256": w.sha, "signaturesConfigMap": "s"}
+    b = refused(ConsortiumSpec.parse(body), w.with_source())
+    assert b.reason == "GenesisMismatch" and "operator's own genesis ConfigMap" in b.message

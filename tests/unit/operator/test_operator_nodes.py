@@ -33,6 +33,11 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
     ListProposals = ledger_pb2_grpc.LedgerServicer.ListProposals
     GetProposal = ledger_pb2_grpc.LedgerServicer.GetProposal
     GetGovernance = ledger_pb2_grpc.LedgerServicer.GetGovernance
+    QueryContract = ledger_pb2_grpc.LedgerServicer.QueryContract
+    ListContracts = ledger_pb2_grpc.LedgerServicer.ListContracts
+    GetContract = ledger_pb2_grpc.LedgerServicer.GetContract
+    StreamEvents = ledger_pb2_grpc.LedgerServicer.StreamEvents
+    ExportBackup = ledger_pb2_grpc.LedgerServicer.ExportBackup
 
     def __init__(self, admin: bytes) -> None:
         self.admin = admin

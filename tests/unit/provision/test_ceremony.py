@@ -247,3 +247,20 @@ def test_verify_refuses_a_missing_foreign_or_broken_signature(world: World) -> N
     broken["sig"] = ("0" if broken["sig"][0] != "0" else "1") + broken["sig"][1:]
     with pytest.raises(cer.CeremonyError, match="gamma does not verify"):
         cer.verify(g, [sigs["alpha"], sigs["beta"], cer.canonical(broken)])
+
+
+def test_sign_with_the_ceremony_refuses_a_genesis_edited_beyond_the_parts(world: World) -> None:
+    c, orgs, contribs = world
+    g = cer.assemble(c, list(contribs.values()))
+    doc = Genesis.from_json(g).to_dict()
+    thief = _key(random.Random(SEED + 4)).public.hex()
+    doc["accounts"] = [{"asset": "coin", "account": thief, "amount": 10**9}]
+    edited = Genesis.from_dict(doc).canonical()
+    # every organisation's own part is untouched, so the part check alone signs it ...
+    assert cer.own_part_problem(edited, contribs["alpha"]) is None
+    # ... but against the ceremony it is another chain
+    with pytest.raises(cer.CeremonyError, match="not this ceremony's chain"):
+        cer.sign(edited, "alpha", contribs["alpha"], orgs["alpha"].admin, ceremony=c)
+    assert cer.ceremony_problem(g, c) is None
+    later = cer.init("fed-chain", ORGS, {"type": "raft"}, {"maxTxBytes": 65536}, 1_767_225_601)
+    assert "not this ceremony's chain" in str(cer.ceremony_problem(g, later))

@@ -37,7 +37,8 @@ Protocol (line numbers of Algorithm 1): proposer(h, r) = sorted(validators_at(h)
 a polka for v in round vr >= locked round), polka -> lock + PRECOMMIT (L36-43), nil polka ->
 PRECOMMIT nil (L44), 2f+1 PRECOMMIT for v -> decide (L49; certificate = those signatures over
 `commit_sign_bytes`), f+1 messages of a higher round -> skip to it (L55), timeouts in ticks
-growing with the round (L57-67). An empty block is proposed after `empty_block_ticks` without
+growing with the round (L57-67); 2f+1 nil precommits -> the next round at once (no value can
+be decided in that round any more, so L47's timeout could only lead there). An empty block is proposed after `empty_block_ticks` without
 pending txs (immediately when there are txs). A non-proposer's round-0 propose timeout includes
 that wait while its own mempool is empty (txs are gossiped, so mempools fill together) and
 shrinks to timeout_propose once txs arrive; `empty_block_ticks` = "never" is therefore safe.
@@ -52,7 +53,8 @@ validators x rounds within `max_round_ahead`); the block is needed only to lock 
 Catch-up: a message for a height beyond ours + 1 (or a DECISION for one) makes us emit
 `SyncRequest(sender, our_height)` (rate-limited); a message from a peer one height behind is
 answered with our last DECISION. We re-send our own current-round messages every
-`rebroadcast_ticks` so a lossy network cannot stall a round.
+`rebroadcast_ticks` so a lossy network cannot stall a round, and at once to a validator first
+heard from late in a height (`_greet`: it restarted or block-synced up to here).
 
 Validator set: `app.validators_at(h)` decides height h; a node not in it is an observer: it
 follows and decides from certificates but never proposes or votes (a removed validator stops).
@@ -433,6 +435,7 @@ class BftEngine:
         self._precommits: dict[int, _VoteSet] = {}
         self._commit_candidates: set[tuple[int, bytes]] = set()
         self._max_round: dict[bytes, int] = {}  # highest round seen from each validator
+        self._heard: set[bytes] = set()  # peers that sent us a message of this height (_greet)
         self._signed: dict[Kind, tuple[int, bytes]] = {
             k: (-1, NIL) for k in (Kind.PROPOSAL, Kind.PREVOTE, Kind.PRECOMMIT)
         }
@@ -590,16 +593,17 @@ class BftEngine:
         self._broadcast(v)
         self._add_vote(v)
 
-    def _send_pol(self) -> None:
-        """Re-send the 2f+1 PREVOTEs of our valid round (its proof of lock). Tendermint assumes
-        gossip eventually delivers every vote; peers that lost that round's prevotes (dropped,
-        or a restart) need them for L28 to accept a re-proposal of the locked value."""
+    def _send_pol(self, to: bytes | None = None) -> None:
+        """Re-send the 2f+1 PREVOTEs of our valid round (its proof of lock), to every peer or
+        to `to`. Tendermint assumes gossip eventually delivers every vote; peers that lost that
+        round's prevotes (dropped, or a restart) need them for L28 to accept a re-proposal of
+        the locked value."""
         vb = self.valid_block
         pv = self._prevotes.get(self.valid_round)
         if vb is None or pv is None or not self._is_validator:
             return
         for v in pv.by_block.get(vb.hash, {}).values():
-            self._broadcast(v)
+            self._broadcast(v, to)
 
     def _bytes_of(self, block: Block) -> bytes:
         """`block.encode()`, computed at most once per block and height (rule 4)."""
@@ -608,15 +612,18 @@ class BftEngine:
             b = self._encoded[block.hash] = block.encode()
         return b
 
-    def _broadcast(self, m: codec.Message) -> None:
+    def _broadcast(self, m: codec.Message, to: bytes | None = None) -> None:
+        """Send `m` to every peer validator, or to `to` only."""
         body = self._bytes_of(m.block) if isinstance(m, Proposal) else None
         payload = codec.encode(m, body)
-        for p in self._peers:
+        for p in self._peers if to is None else (to,):
             self._msgs.append(Envelope(self.node_id, p, payload))
 
-    def _rebroadcast(self) -> None:
-        """Re-send what we signed at this height (lossy links must not stall a round)."""
-        self._last_rebroadcast = self._ticks
+    def _rebroadcast(self, to: bytes | None = None) -> None:
+        """Re-send what we signed at this height (lossy links must not stall a round); to one
+        peer (`to`, see _greet) without moving the periodic rebroadcast."""
+        if to is None:
+            self._last_rebroadcast = self._ticks
         if not self._is_validator:
             return
         p = self._proposals.get(self.round)
@@ -628,7 +635,7 @@ class BftEngine:
             p = Proposal(self.height, sr, self._proposal_vr, self.node_id, b, self.app.sign(data))
             self._proposals[sr] = p
         if p is not None and p.proposer == self.node_id:
-            self._broadcast(p)
+            self._broadcast(p, to)
         for kind in (Kind.PREVOTE, Kind.PRECOMMIT):
             sr, sh = self._signed[kind]
             votes = self._prevotes if kind is Kind.PREVOTE else self._precommits
@@ -643,7 +650,7 @@ class BftEngine:
                 vs = votes.get(r)
                 own = vs.votes.get(self.node_id) if vs is not None else None
                 if own is not None:
-                    self._broadcast(own)
+                    self._broadcast(own, to)
 
     # ------------------------------------------------------------------ receiving
 
@@ -664,6 +671,7 @@ class BftEngine:
             return
         if m.round > self.round + self.cfg.max_round_ahead:
             return  # bounded state: far-future rounds are dropped (f+1 of them come back)
+        self._greet(sender)
         if isinstance(m, Vote):
             self._on_vote(sender, m)
         else:
@@ -694,6 +702,21 @@ class BftEngine:
                 self._decision_sent[sender] = self._ticks
                 payload = codec.encode(Decision(self._last_decision))
                 self._msgs.append(Envelope(self.node_id, sender, payload))
+
+    def _greet(self, sender: bytes) -> None:
+        """A peer first heard from at this height long after the height began (it restarted,
+        block-synced up to here, or its link just came back) missed what we broadcast: send it
+        our current-round messages now instead of at the next rebroadcast (up to
+        rebroadcast_ticks later: that wait was part of every round a rejoining validator had
+        to catch up with). Once per peer and height; peers heard from early get nothing extra."""
+        if sender in self._heard:
+            return
+        self._heard.add(sender)
+        late = self._ticks - self._height_start >= max(1, self.cfg.rebroadcast_ticks // 2)
+        if late and sender in self._peers:
+            self._rebroadcast(to=sender)
+            if self.round > 0:
+                self._send_pol(to=sender)  # as at a round start: it may need it for L28
 
     def _ask_sync(self, peer: bytes) -> None:
         if self._ticks - self._sync_asked >= self.cfg.sync_retry_ticks:
@@ -905,6 +928,14 @@ class BftEngine:
                 self.phase = Step.PRECOMMIT
                 return True
         pc = self._precommits.get(r)
+        if pc is not None and pc.counts.get(NIL, 0) >= self._q:
+            # 2f+1 distinct validators precommitted nil in round r: no value can gather 2f+1
+            # precommits in r any more (that takes f+1 validators signing twice, more than f),
+            # so line 47's timeout could only end in StartRound(r+1) (L65): start it now
+            # (Tendermint's Go implementation does the same on a nil +2/3). Timing never
+            # touches safety; this saves timeout_precommit + r * timeout_delta per failed round.
+            self._start_round(r + 1)
+            return True
         if pc is not None and len(pc.votes) >= self._q and ("L47", r) not in self._fired:
             self._fired.add(("L47", r))
             self._schedule(
