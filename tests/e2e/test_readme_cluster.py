@@ -34,7 +34,7 @@ from tests.support.readme import ROOT, Block, Journey, ReadmeError, blocks, note
 from .conftest import Kube
 from .consortium_fixtures import in_ci, report
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
+pytestmark = [pytest.mark.e2e, pytest.mark.journey, pytest.mark.timeout(3000)]
 
 DEFAULT_IMAGES = ("consortium/node:dev", "consortium/operator:dev")
 OPERATOR_NAMESPACE = "consortium-system"  # README's
