@@ -61,13 +61,28 @@ def admin(net: LocalNet, org: str) -> Signer:
     return Signer.from_json((net.data_dir / "keys" / f"admin-{org}.json").read_text())
 
 
+# The highest height at which a transaction of this module was seen committed. Tests share
+# one chain and use different nodes; a node that trails that height would hand out a nonce
+# an earlier test already used (ALREADY_EXISTS instead of the refusal a test expects).
+_confirmed = [0]
+
+
+def _nonce(c: Client, who: Signer) -> int:
+    """The signer's next nonce, read from c's node once it holds every block a transaction
+    of this module was confirmed in."""
+    wait_for(lambda: c.status().height >= _confirmed[0], within=30, what="node catches up")
+    return c.next_nonce(who.public_key)
+
+
 def send(c: Client, who: Signer, payload: Payload) -> types_pb2.Receipt:
     """Sign, submit, wait for the commit; the receipt (ClientError if refused at admission)."""
-    tx_id, tx = who.build_tx(CHAIN, c.next_nonce(who.public_key), payload)
+    tx_id, tx = who.build_tx(CHAIN, _nonce(c, who), payload)
     (res,) = c.submit([tx])
     if res.code:
         raise ClientError(res.message, _status(res.code))
-    return c.wait_tx(tx_id, timeout=30).receipt
+    got = c.wait_tx(tx_id, timeout=30)
+    _confirmed[0] = max(_confirmed[0], got.header.height)
+    return got.receipt
 
 
 def _status(code: int) -> grpc.StatusCode:
@@ -75,7 +90,7 @@ def _status(code: int) -> grpc.StatusCode:
 
 
 def refused(c: Client, who: Signer, payload: Payload) -> tuple[grpc.StatusCode, str]:
-    _, tx = who.build_tx(CHAIN, c.next_nonce(who.public_key), payload)
+    _, tx = who.build_tx(CHAIN, _nonce(c, who), payload)
     (res,) = c.submit([tx])
     assert res.code != 0, "expected a refusal at admission"
     return _status(res.code), res.message
