@@ -113,12 +113,28 @@ def diagnostics(kube: Kube) -> str:
         for args in (
             ("get", "consortia", "-A", "-o", "yaml"),
             ("-n", OPERATOR_NAMESPACE, "logs", "deployment/consortium-operator", "--tail", "80"),
+            # the chain's own account of a stall: every node's last lines (README's pods carry
+            # no e2e label, so Kube.diagnostics does not show them)
+            (
+                "-n",
+                "default",
+                "logs",
+                "--all-containers",
+                "--prefix",
+                "--tail",
+                "60",
+                "--max-log-requests",
+                "20",
+                "-l",
+                "app.kubernetes.io/name=consortium-node",
+            ),
+            ("get", "pods,pvc", "-A", "-o", "wide"),
         ):
             proc = kube.run(*args, check=False, timeout=60)
             parts.append(f"$ kubectl {' '.join(args)}\n{proc.stdout}{proc.stderr}")
     except subprocess.SubprocessError as e:  # a cluster that no longer answers
         parts.append(f"(diagnostics stopped: {e})")
-    return "\n".join(parts)[-20000:]
+    return "\n".join(parts)[-40000:]
 
 
 CHART_VALUES = {

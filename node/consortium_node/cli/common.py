@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
@@ -165,6 +166,40 @@ def fail(message: str) -> ClientError:
     return ClientError(message)
 
 
+def _register(
+    target: typer.Typer,
+    name: str,
+    doc_of: Callable[..., Any],
+    own: list[inspect.Parameter],
+    options: tuple[tuple[str, Any, Any], ...],
+    body: Callable[[dict[str, Any], dict[str, Any]], None],
+) -> None:
+    """Register `target NAME` taking the parameters `own` plus the keyword-only `options`
+    ((name, annotation, default)); it calls body(own values, option values). Its help is
+    `doc_of`'s docstring."""
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+        for n, a, d in options
+    ]
+
+    def command(**kwargs: Any) -> None:
+        opts = {n: kwargs.pop(n) for n, _, _ in options}
+        body(kwargs, opts)
+
+    command.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    command.__doc__ = doc_of.__doc__
+    command.__name__ = doc_of.__name__
+    target.command(name)(command)
+
+
+def _parameters(fn: Callable[..., Any], skip: int = 0) -> list[inspect.Parameter]:
+    """fn's parameters after the first `skip`, with their annotations resolved (the command
+    modules use `from __future__ import annotations`, typer needs the real Annotated types)."""
+    hints = get_type_hints(fn, include_extras=True)
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return [p.replace(annotation=hints[p.name]) for p in params]
+
+
 def register_payload_command(
     target: typer.Typer,
     name: str,
@@ -176,20 +211,59 @@ def register_payload_command(
     default)) as `target NAME`; the command calls run(build(**own), **options). `build` turns
     arguments into a payload, `run` submits it; `build`'s docstring is the help. Used by
     `consortium tx` and `consortium gov`, whose commands share their submission options."""
-    hints = get_type_hints(build, include_extras=True)
-    own = [
-        p.replace(annotation=hints[p.name]) for p in inspect.signature(build).parameters.values()
-    ]
-    extra = [
-        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
-        for n, a, d in options
-    ]
+    _register(
+        target,
+        name,
+        build,
+        _parameters(build),
+        options,
+        lambda own, opts: run(build(**own), **opts),
+    )
 
-    def command(**kwargs: Any) -> None:
-        opts = {n: kwargs.pop(n) for n, _, _ in options}
-        run(build(**kwargs), **opts)
 
-    command.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
-    command.__doc__ = build.__doc__
-    command.__name__ = build.__name__
-    target.command(name)(command)
+# The options of every command that reads from one node: where the node is and how long a
+# call may take. read_command adds them; the command never sees them.
+CONNECTION_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("endpoint", EndpointOpt, None),
+    ("data_dir", DataDirOpt, None),
+    ("node", NodeOpt, None),
+    ("timeout", TimeoutOpt, DEFAULT_TIMEOUT),
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a read command's node is (its CONNECTION_OPTIONS); `open()` connects. A command
+    checks its own arguments first and connects only then, so a bad argument is reported as
+    such even when no node answers."""
+
+    endpoint: str | None
+    data_dir: Path | None
+    node: str | None
+    timeout: float
+
+    def open(self) -> Client:
+        return open_client(self.endpoint, self.data_dir, self.node, self.timeout)
+
+
+ReadFn = Callable[..., None]
+
+
+def read_command(target: typer.Typer, name: str) -> Callable[[ReadFn], ReadFn]:
+    """The read-side twin of register_payload_command, as a decorator: `fn(conn, **own)`
+    becomes `target NAME` with fn's own arguments plus CONNECTION_OPTIONS, which reach fn as
+    one Connection. fn's docstring is the help; fn itself is returned unchanged. Used by the
+    read commands of `consortium query`, `gov` and `contract`."""
+
+    def register(fn: ReadFn) -> ReadFn:
+        _register(
+            target,
+            name,
+            fn,
+            _parameters(fn, skip=1),
+            CONNECTION_OPTIONS,
+            lambda own, conn: fn(Connection(**conn), **own),
+        )
+        return fn
+
+    return register

@@ -27,18 +27,15 @@ from consortium_node.crypto import KeyFileError
 
 from . import gov
 from .common import (
-    DEFAULT_TIMEOUT,
-    DataDirOpt,
-    EndpointOpt,
+    Connection,
     JsonOpt,
-    NodeOpt,
-    TimeoutOpt,
     console,
     fail,
     hex_arg,
     load_signer,
     open_client,
     print_json,
+    read_command,
     register_payload_command,
     show_bytes,
 )
@@ -307,8 +304,9 @@ CallerOpt = Annotated[
 ]
 
 
-@app.command("query")
+@read_command(app, "query")
 def query(
+    conn: Connection,
     contract: NameArg,
     method: MethodArg,
     arg: ArgOpt = [],  # noqa: B006 -- typer's list option default
@@ -321,10 +319,6 @@ def query(
     ] = 0,
     result: ResultOpt = "auto",
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Read-only call of METHOD of CONTRACT; prints the result.
 
@@ -332,7 +326,7 @@ def query(
     _check_format(result)
     data = call_input(arg, input_hex, input_file)
     who = _key_piece(caller) if caller is not None else b""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         got = client.query_contract(contract, method, data, fuel_limit=fuel, caller=who)
     r = got.receipt
     if not r.ok:
@@ -362,16 +356,13 @@ def info_dict(c: types_pb2.ContractInfo) -> dict[str, Any]:
     }
 
 
-@app.command("list")
+@read_command(app, "list")
 def list_(
+    conn: Connection,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """The chain's contracts: name, version, code hash, methods."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         got: ledger_pb2.ListContractsResponse = client.list_contracts()
     rows = [info_dict(c) for c in sorted(got.contracts, key=lambda c: c.name)]
     if json_:
@@ -387,17 +378,14 @@ def list_(
         )
 
 
-@app.command("show")
+@read_command(app, "show")
 def show(
+    conn: Connection,
     name: NameArg,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Contract NAME: version, code hash, deployment and upgrade heights, methods."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         c = client.get_contract(name)
     d = info_dict(c)
     if json_:
@@ -411,8 +399,9 @@ def show(
     )
 
 
-@app.command("events")
+@read_command(app, "events")
 def events(
+    conn: Connection,
     contract: Annotated[str, typer.Argument(help="Contract name (default: every contract).")] = "",
     topic: Annotated[
         str, typer.Option("--topic", "-t", help="Only events with this topic (UTF-8).")
@@ -427,20 +416,16 @@ def events(
         int, typer.Option("--limit", "-n", min=0, help="Stop after N events (0: no limit).")
     ] = 0,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Contract events from the receipts of committed blocks, oldest first."""
     n = 0
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         stream = client.stream_events(
             contract,
             topic.encode(),
             from_height,
             follow=follow,
-            timeout=None if follow else timeout,
+            timeout=None if follow else conn.timeout,
         )
         for ev in stream:
             d: dict[str, Any] = {

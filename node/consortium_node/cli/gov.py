@@ -26,6 +26,7 @@ from consortium_node.transport.codec import decode_gov_action
 
 from .common import (
     DEFAULT_TIMEOUT,
+    Connection,
     DataDirOpt,
     EndpointOpt,
     JsonOpt,
@@ -38,6 +39,7 @@ from .common import (
     load_signer,
     open_client,
     print_json,
+    read_command,
     register_payload_command,
 )
 
@@ -344,18 +346,15 @@ register_payload_command(app, "withdraw", withdraw, _SUBMIT_OPTIONS, send)
 # --------------------------------------------------------------------------- queries
 
 
-@app.command("list")
+@read_command(app, "list")
 def list_(
+    conn: Connection,
     open_only: Annotated[bool, typer.Option("--open", help="Only PENDING proposals.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 100,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Proposals, newest first, with their state and tally."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         resp = client.list_proposals(open_only, limit)
     if json_:
         print_json({"height": resp.height, "proposals": [proposal_dict(p) for p in resp.proposals]})
@@ -366,17 +365,14 @@ def list_(
         console.print(describe(p), markup=False)
 
 
-@app.command("show")
+@read_command(app, "show")
 def show(
+    conn: Connection,
     proposal: ProposalArg,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """One proposal: its action, policy, every organisation's vote and its state."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         p = client.get_proposal(proposal)
     if json_:
         print_json(proposal_dict(p))
@@ -394,16 +390,13 @@ def show(
         console.print(f"  {org}: {what}", markup=False)
 
 
-@app.command("policies")
+@read_command(app, "policies")
 def policies(
+    conn: Connection,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """The chain's governance: mode, configuration sequence, policies, organisation admins."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         g = client.governance()
     if json_:
         print_json(
@@ -426,16 +419,13 @@ def policies(
         console.print(f"  {o.organization}: {len(o.admins)} admin key(s)", markup=False)
 
 
-@app.command("params")
+@read_command(app, "params")
 def params(
+    conn: Connection,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """The chain's parameters with their committed values (changed by `gov propose set-param`)."""
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         g = client.governance()
     if json_:
         print_json({"height": g.height, "params": {p.name: p.value for p in g.params}})

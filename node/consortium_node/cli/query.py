@@ -18,18 +18,14 @@ from consortium_node.ledger.errors import DecodeError
 from consortium_node.ledger.hashing import HASH_LEN, verify_merkle_proof
 
 from .common import (
-    DEFAULT_TIMEOUT,
-    DataDirOpt,
-    EndpointOpt,
+    Connection,
     JsonOpt,
-    NodeOpt,
-    TimeoutOpt,
     console,
     fail,
     fmt_time_ms,
     hex_arg,
-    open_client,
     print_json,
+    read_command,
     show_bytes,
     tx_code_name,
 )
@@ -37,19 +33,16 @@ from .common import (
 app = typer.Typer(help="Read state, transactions and blocks.", no_args_is_help=True)
 
 
-@app.command("get")
+@read_command(app, "get")
 def get(
+    conn: Connection,
     key: Annotated[str, typer.Argument(help="Key to read.")],
     as_hex: Annotated[bool, typer.Option("--hex", help="KEY is hex; print VALUE as hex.")] = False,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Value of KEY in the key/value state (exit 1 if absent)."""
     k = hex_arg(key, "KEY") if as_hex else key.encode("utf-8")
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         r = client.query_key(k)
     if json_:
         out: dict[str, Any] = {"key": key, "found": r.found, "height": r.height}
@@ -68,19 +61,16 @@ def get(
     console.print(r.value.hex() if as_hex else show_bytes(r.value), markup=False)
 
 
-@app.command("balance")
+@read_command(app, "balance")
 def balance(
+    conn: Connection,
     asset: Annotated[str, typer.Argument(help="Asset name.")],
     account: Annotated[str, typer.Argument(help="Account: hex Ed25519 public key.")],
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """Balance of ACCOUNT in ASSET."""
     acct = hex_arg(account, "ACCOUNT", KEY_LEN)
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         r = client.query(
             ledger_pb2.QueryStateRequest(
                 balance=ledger_pb2.QueryStateRequest.Balance(asset=asset, account=acct)
@@ -142,18 +132,15 @@ def _tx_json(body: types_pb2.TxBody) -> dict[str, Any]:
     return out
 
 
-@app.command("tx")
+@read_command(app, "tx")
 def tx(
+    conn: Connection,
     txid: Annotated[str, typer.Argument(metavar="TXID", help="Transaction id (hex).")],
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """A committed transaction, its receipt and its verified inclusion proof."""
     tx_id = hex_arg(txid, "TXID", HASH_LEN)
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         r = client.get_tx(tx_id)
     if r is None:
         raise fail(f"tx {tx_id.hex()} not found")
@@ -249,17 +236,14 @@ def block_header_ok(b: types_pb2.Block) -> bool:
     return header.hash == b.header_view.hash and header.height == b.header_view.height
 
 
-@app.command("block")
+@read_command(app, "block")
 def block(
+    conn: Connection,
     which: Annotated[
         str, typer.Argument(metavar="HEIGHT|HASH", help="Height, 64-hex-char hash, or 'latest'.")
     ],
     txs: Annotated[bool, typer.Option("--txs", help="List the tx ids.")] = False,
     json_: JsonOpt = False,
-    endpoint: EndpointOpt = None,
-    data_dir: DataDirOpt = None,
-    node: NodeOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """A block by height or hash."""
     by: int | bytes | None = None  # None: the latest height, asked of the node
@@ -271,7 +255,7 @@ def block(
             raise typer.BadParameter(str(e), param_hint="HEIGHT|HASH") from None
     if by is None and which != "latest":
         by = hex_arg(which, "HEIGHT|HASH (a height or a 32-byte hash)", HASH_LEN)
-    with open_client(endpoint, data_dir, node, timeout) as client:
+    with conn.open() as client:
         if by is None:
             by = int(client.status().height)
         b = client.get_block(by)
