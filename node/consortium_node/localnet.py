@@ -87,6 +87,8 @@ class NodeStartError(RuntimeError):
     def __init__(self, node: str, why: str, log: Path, tail: Sequence[str]) -> None:
         super().__init__(f"node {node} {why}")
         self.node, self.why, self.log, self.tail = node, why, log, tuple(tail)
+        # shown by tracebacks (pytest's too), not by str(): the CLI prints the tail itself
+        self.add_note(f"last lines of {log}:\n" + "\n".join(self.tail))
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

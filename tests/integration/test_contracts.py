@@ -11,6 +11,7 @@ and topic; and at the end every node is up and all report the same state root.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -67,11 +68,22 @@ def admin(net: LocalNet, org: str) -> Signer:
 _confirmed = [0]
 
 
-def _nonce(c: Client, who: Signer) -> int:
-    """The signer's next nonce, read from c's node once it holds every block a transaction
-    of this module was confirmed in."""
+def _catch_up(c: Client) -> Client:
+    """c, once its node holds every block a transaction of this module was confirmed in (a
+    read or a nonce from a trailing node would miss an earlier test's deploy or tx)."""
     wait_for(lambda: c.status().height >= _confirmed[0], within=30, what="node catches up")
-    return c.next_nonce(who.public_key)
+    return c
+
+
+@contextmanager
+def client(net: LocalNet, i: int) -> Iterator[Client]:
+    """A client of node i that has caught up (see _catch_up)."""
+    with net.client(i) as c:
+        yield _catch_up(c)
+
+
+def _nonce(c: Client, who: Signer) -> int:
+    return _catch_up(c).next_nonce(who.public_key)
 
 
 def send(c: Client, who: Signer, payload: Payload) -> types_pb2.Receipt:
@@ -112,7 +124,7 @@ def u64(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def deployed(net: LocalNet) -> LocalNet:
-    with net.client(0) as c:
+    with client(net, 0) as c:
         p = deploy(net, c, "counter", wat.counter(), u64(100))
         assert p.state == types_pb2.PROPOSAL_STATE_EXECUTED, p
         assert deploy(net, c, "bad", wat.bad()).state == types_pb2.PROPOSAL_STATE_EXECUTED
@@ -122,7 +134,7 @@ def deployed(net: LocalNet) -> LocalNet:
 def test_deploy_invoke_query_events(deployed: LocalNet) -> None:
     net = deployed
     me = admin(net, "org3")
-    with net.client(1) as c:
+    with client(net, 1) as c:
         info = c.get_contract("counter")
         assert info.version == 1 and "incr" in info.methods and "init" not in info.methods
         assert [x.name for x in c.list_contracts().contracts] == ["bad", "counter"]
@@ -156,7 +168,7 @@ def test_deploy_invoke_query_events(deployed: LocalNet) -> None:
     ],
 )
 def test_bad_contract_calls_fail_cleanly(deployed: LocalNet, method: str, reason: str) -> None:
-    with deployed.client(2) as c:
+    with client(deployed, 2) as c:
         r = send(c, admin(deployed, "org1"), contracts.invoke("bad", method, fuel_limit=2_000_000))
         assert r.code == FAILED and r.message.startswith(reason), r
         assert not r.contract.ok and r.contract.fuel_used <= 2_000_000
@@ -166,7 +178,7 @@ def test_bad_contract_calls_fail_cleanly(deployed: LocalNet, method: str, reason
 
 def test_refused_deploys_and_invokes(deployed: LocalNet) -> None:
     net = deployed
-    with net.client(0) as c:
+    with client(net, 0) as c:
         for code in (b"\x00asm junk", wat.wasm(wat.WASI_WAT)):
             status, msg = refused(c, admin(net, "org1"), contracts.deploy_proposal("x", code))
             assert status == grpc.StatusCode.INVALID_ARGUMENT
@@ -188,7 +200,7 @@ def test_refused_deploys_and_invokes(deployed: LocalNet) -> None:
 
 def test_an_unapproved_upgrade_changes_nothing(deployed: LocalNet) -> None:
     net = deployed
-    with net.client(0) as c:
+    with client(net, 0) as c:
         before = c.get_contract("counter")
         r = send(c, admin(net, "org1"), contracts.upgrade_proposal("counter", wat.counter_v2()))
         assert r.proposal.state == types_pb2.PROPOSAL_STATE_PENDING
