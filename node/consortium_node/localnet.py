@@ -30,6 +30,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -294,16 +295,42 @@ def _init_pki(
     return pems
 
 
+# Local nodes' ports come from [PORTS_LOW, the kernel's ephemeral range): a node keeps its
+# ports across restarts, and a port of the ephemeral range may meanwhile become the source
+# port of some outgoing connection on this machine, which the restart then cannot bind (a
+# fresh-clone CI lost a restarted node so). Below the range, only a listener takes a port.
+PORTS_LOW = 20_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ports_high() -> int:
+    """The first port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+    return low if low > PORTS_LOW + 1_000 else 32_768
+
+
 def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+    """n distinct ports of 127.0.0.1 free now, below the ephemeral range (see PORTS_LOW).
+    Which ports is not part of any chain state: the OS's randomness picks them."""
+    rng = random.SystemRandom()
+    high = _ports_high()
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) < n:
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", rng.randrange(PORTS_LOW, high)))
+            except OSError:  # taken: draw again (the range has thousands of free ports)
+                s.close()
+                continue
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _layout(ports: Sequence[int], fsync: bool) -> nodeconfig.Layout:

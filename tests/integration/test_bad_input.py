@@ -5,6 +5,9 @@ log) on every service of the client port, and half-sent calls cannot pile up on 
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2
@@ -102,3 +105,21 @@ def test_well_formed_lookups_still_work(client: Client) -> None:
     assert client.get_tx(b"\x00" * 32) is None
     with pytest.raises(ClientError):
         client.get_block(10_000)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2_not_a_traceback(tmp_path: Path) -> None:
+    """The CI of c49c640 lost a restarted node of test_snapshot_base with exit code 1: its
+    port (picked free at init, reused at restart) was taken meanwhile, and grpc's bare
+    RuntimeError ended the process with a traceback. Now: exit 2, one line naming it."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = NodeProcess(tmp_path / "dev")
+        node.port = port
+        with pytest.raises(RuntimeError, match="node exited with 2") as e:
+            node.start()
+    out = node.tail()
+    assert f"consortium-node: error: cannot listen on 127.0.0.1:{port}" in str(e.value)
+    assert "Traceback" not in out and "RuntimeError" not in out, out

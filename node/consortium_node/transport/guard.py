@@ -10,8 +10,9 @@ the marker is refused before the servicer sees it. Handlers that read requests w
 
 `server_options` are the channel arguments of every server (client port, peer port, health
 port): HTTP/2 stream and connection limits and the keepalive policy that matches the peer
-links' client keepalive (peers.CLIENT_KEEPALIVE). Used by transport.server and
-transport.peers."""
+links' client keepalive (peers.CLIENT_KEEPALIVE). `listen_on` binds a server's port and turns
+grpc's bare RuntimeError for a port it cannot bind into a ListenError (an OSError: the node
+exits with one line naming the address). Used by transport.server and transport.peers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,27 @@ import grpc
 from google.protobuf.message import DecodeError as PbDecodeError
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(OSError):
+    """A server port that cannot be bound (in use, or not an address of this host)."""
+
+
+def listen_on(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> int:
+    """Bind `address` on `server` (TLS with `credentials`, plaintext without); the port bound.
+    grpc reports a failed bind as a RuntimeError with no cause (the core API returns port 0),
+    which would end the node with a traceback: it is raised as ListenError instead."""
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError:
+        raise ListenError(
+            f"cannot listen on {address} (the port is in use, or not an address of this host)"
+        ) from None
+
 
 # Keepalive: a client may ping every KEEPALIVE_MIN_PING_MS or slower, also with no call in
 # flight (an idle peer link). Invariant: peers.CLIENT_KEEPALIVE_MS >= KEEPALIVE_MIN_PING_MS,

@@ -46,7 +46,7 @@ from .. import pki
 from ..consensus.api import Envelope
 from ..ledger.block import Block
 from . import codec
-from .guard import Malformed, MalformedGuard, server_options
+from .guard import Malformed, MalformedGuard, listen_on, server_options
 from .tls import CertStore, peer_identity
 
 log = logging.getLogger(__name__)
@@ -560,10 +560,10 @@ class PeerServer:
             options=server_options(MAX_PEER_MESSAGE, None), interceptors=(MalformedGuard(),)
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(hub, handler), self.server)
-        if tls is None:
-            self.port = self.server.add_insecure_port(listen)
-        else:  # mutual TLS: only certificates of consortium organisations get in
-            self.port = self.server.add_secure_port(listen, tls.server_credentials(True))
+        # mutual TLS when tls is given: only certificates of consortium organisations get in
+        self.port = listen_on(
+            self.server, listen, None if tls is None else tls.server_credentials(True)
+        )
 
     async def start(self) -> None:
         await self.server.start()

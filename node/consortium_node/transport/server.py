@@ -42,7 +42,7 @@ from ..ledger.tx import MAX_KEY_BYTES
 from . import codec
 from . import contracts as contract_queries
 from . import governance as gov_queries
-from .guard import MalformedGuard, server_options
+from .guard import MalformedGuard, listen_on, server_options
 from .tls import CertStore, has_client_cert
 
 log = logging.getLogger(__name__)
@@ -698,22 +698,21 @@ class ClientServer:
         self.health = health_aio.HealthServicer()
         self.servicer = LedgerServicer(node, "open" if tls is None else "cert", exports)
         self.server = self._ledger_server(self.servicer)
-        if tls is None:
-            self.port = self.server.add_insecure_port(listen)
-        else:
-            self.port = self.server.add_secure_port(listen, tls.server_credentials(True))
+        self.port = listen_on(
+            self.server, listen, None if tls is None else tls.server_credentials(True)
+        )
         self.listen = listen
         self.servers = [self.server]
         self.public_port: int | None = None
         self.health_port: int | None = None
         if public_listen is not None and tls is not None:
             public = self._ledger_server(LedgerServicer(node, "never"))
-            self.public_port = public.add_secure_port(public_listen, tls.server_credentials(False))
+            self.public_port = listen_on(public, public_listen, tls.server_credentials(False))
             self.servers.append(public)
         if health_listen is not None:
             probe = grpc.aio.server(options=_OPTIONS, interceptors=(MalformedGuard(),))
             health_pb2_grpc.add_HealthServicer_to_server(self.health, probe)
-            self.health_port = probe.add_insecure_port(health_listen)
+            self.health_port = listen_on(probe, health_listen)
             self.servers.append(probe)
 
     def _ledger_server(self, servicer: LedgerServicer) -> grpc.aio.Server:
