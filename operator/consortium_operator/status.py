@@ -45,6 +45,35 @@ CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingF
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
 
 
+def _readiness(
+    step: Step, ready: str, height: int, desired: ConsortiumSpec | None
+) -> tuple[tuple[str, str, str], tuple[str, str, str], str]:
+    """The Ready and Progressing conditions for `step` and the status message; `ready` is
+    "live/validators"."""
+    a = step.action
+    if isinstance(a, Converged) and _awaits_first_block(desired, height):
+        # Every workload is in place and every pod serves, but no block has been committed
+        # yet: a chain that cannot commit is not Ready (`kubectl wait --for=condition=Ready`
+        # then a write must work). A live chain commits an empty block every
+        # emptyBlockIntervalMs, so height 0 means consensus has not started (peers still
+        # finding each other).
+        message = f"{ready} validators serving; waiting for the chain's first block"
+        waiting = ("WaitingForFirstBlock", message)
+        return ("False", *waiting), ("True", *waiting), message
+    if isinstance(a, Converged):
+        summary = f"{ready} validators ready at height {height}"
+        return ("True", "ChainReady", summary), ("False", "Converged", summary), summary
+    reason, message = _reason(step), str(a)
+    progressing = ("False" if isinstance(a, Blocked) else "True", reason, message)
+    return ("False", reason, message), progressing, message
+
+
+def _awaits_first_block(desired: ConsortiumSpec | None, height: int) -> bool:
+    """No block committed yet on a chain whose nodes commit empty blocks (so one is due as
+    soon as consensus runs). A chain without empty blocks may rightly stay at height 0."""
+    return height == 0 and desired is not None and desired.consensus.empty_block_interval_ms > 0
+
+
 def _reason(step: Step) -> str:
     a = step.action
     if isinstance(a, Wait | Blocked):
@@ -149,17 +178,9 @@ def build(
     else:
         phase = step.phase
         a = step.action
-        reason, message = _reason(step), str(a)
-        if isinstance(a, Converged):
-            summary = f"{len(live)}/{len(vset)} validators ready at height {height}"
-            conds["Ready"] = ("True", "ChainReady", summary)
-            conds["Progressing"] = ("False", "Converged", summary)
-            message = summary
-        else:
-            conds["Ready"] = ("False", reason, message)
-            conds["Progressing"] = (
-                ("False", reason, message) if isinstance(a, Blocked) else ("True", reason, message)
-            )
+        conds["Ready"], conds["Progressing"], message = _readiness(
+            step, f"{len(live)}/{len(vset)}", height, desired
+        )
         if isinstance(a, Blocked):
             conds["Degraded"] = ("True", a.reason, a.message)
             phase = "Degraded"

@@ -225,3 +225,50 @@ def test_examples_parse(example: Path) -> None:
     if example.name == "consortium.yaml":
         assert sp.consensus.type == "bft" and sp.total_validators == 4
         assert len(sp.organizations) == 2
+
+
+def _converged_status(height: int, empty_block_ms: int) -> dict[str, Any]:
+    """status.build for a 4-validator chain whose every pod is ready, all nodes at `height`."""
+    sp = ConsortiumSpec.parse(
+        {
+            "chainId": "x",
+            "consensus": {"type": "bft", "emptyBlockIntervalMs": empty_block_ms},
+            "organizations": [{"name": "a", "validators": 4}],
+        }
+    )
+    n = Names("c")
+    keys = {n.pod("a", i): bytes([i + 1]) * 32 for i in range(4)}
+    vset = tuple((k, "a") for k in keys.values())
+    obs = Observed(
+        admin_public=b"\x09" * 32,
+        node_keys=keys,
+        genesis_validators=vset,
+        genesis_hash="ab" * 32,
+        pods={p: PodState(p, "a", i, True, "r1", "10.0.0.1") for i, p in enumerate(keys)},
+        nodes={
+            p: NodeStatus(height, "validator", keys["c-a-0"], vset, "synced", "x", ("a",))
+            for p in keys
+        },
+    )
+    # every workload in place (what plan.next_step says once the StatefulSets are observed)
+    step = plan.Step(plan.Converged(), {"a": plan.OrgTarget(4, 0)}, "Running")
+    return status.build(sp, obs, step, status.Context(n, "ns", 3, [], "2026-01-01T00:00:00Z", 2))
+
+
+def test_ready_waits_for_the_chains_first_block() -> None:
+    """The README journey once failed its first write after `kubectl wait Ready`: the status
+    said "4/4 validators ready at height 0" and the chain had not committed a block. Every pod
+    serving is not a chain that commits: Ready waits for a block (empty blocks are due every
+    emptyBlockIntervalMs once consensus runs)."""
+    conds = {c["type"]: c for c in _converged_status(0, 2000)["conditions"]}
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == (
+        "False",
+        "WaitingForFirstBlock",
+    )
+    assert conds["Progressing"]["status"] == "True"
+    assert "4/4 validators serving" in conds["Ready"]["message"]
+    conds = {c["type"]: c for c in _converged_status(1, 2000)["conditions"]}
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("True", "ChainReady")
+    # without empty blocks an idle new chain rightly stays at height 0: Ready as before
+    conds = {c["type"]: c for c in _converged_status(0, 0)["conditions"]}
+    assert conds["Ready"]["status"] == "True"
