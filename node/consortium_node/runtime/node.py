@@ -83,6 +83,7 @@ class NodeStatus:
     mempool_size: int
     organizations: tuple[str, ...] = ()
     base_height: int = 0  # blocks 1..base_height are not stored here (state snapshot)
+    halted: str = ""  # why this node stopped applying blocks ("" while it applies them)
 
 
 class PeerNetwork(Protocol):
@@ -675,6 +676,7 @@ class Node:
             mempool_size=len(self.mempool),
             organizations=tuple(sorted(self.organizations)),
             base_height=self.base_height,
+            halted=self.halted or "",
         )
 
     @property

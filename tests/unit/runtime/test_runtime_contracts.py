@@ -101,9 +101,11 @@ def test_engine_mismatch_halts_without_writing_and_resumes(tmp_path: Path) -> No
 
     again = open_node(tmp_path, OtherEngine())  # block 3 is stored: replay halts on it
     assert again.halted is not None and "block 3" in again.halted
+    assert again.status().halted == again.halted  # GetStatus.halted, `consortium status`
     assert (again.height, counter(again)) == (height, 1)
     again.close()
 
     fixed = open_node(tmp_path)  # the chain's engine: block 3 replays
     assert fixed.halted is None and fixed.height == height + 1 and counter(fixed) == 2
+    assert fixed.status().halted == ""
     fixed.close()
