@@ -68,6 +68,12 @@ MAX_TOPIC_BYTES = 64
 CONTRACT_PARAMS: dict[str, tuple[int, int, int]] = {
     "contract_max_code_bytes": (120 * 1024, 1024, 4 * 1024 * 1024),
     "contract_max_fuel": (1_000_000_000, 1000, 10**12),
+    # the sum of the fuel limits of a block's Invokes: a proposer's block builder stops
+    # before an Invoke that would go over it (runtime/mempool.py take; the first Invoke of
+    # a block always fits). A proposer's rule, not a validity rule: it bounds how long one
+    # block's contract calls can hold a node. Measured (2-core dev machine): 10^9 fuel is
+    # 0.43 s of plain wasm, ~9 s if all spent on host calls (1,000 fuel, ~9 µs each).
+    "contract_block_fuel": (1_000_000_000, 1000, 10**15),
     "contract_query_fuel": (100_000_000, 1000, 10**12),
     "contract_memory_pages": (16, 1, 1024),  # 64 KiB pages: 1 MiB by default
     "contract_host_call_fuel": (1000, 0, 10**9),  # charged per host call

@@ -260,7 +260,9 @@ class Node:
         if height != self.height + 1 or prev_hash != self.last_hash:
             return None
         max_txs, max_tx_bytes = self._params["max_block_txs"], self._params["max_tx_bytes"]
-        txs = self.mempool.take(max_txs, max_txs * max_tx_bytes)
+        txs = self.mempool.take(
+            max_txs, max_txs * max_tx_bytes, self._params["contract_block_fuel"]
+        )
         if not txs and not allow_empty:
             return None
         header = BlockHeader(
