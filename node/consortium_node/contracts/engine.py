@@ -116,13 +116,14 @@ def _sig(t: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
 class _Call:
     """The state of the one call in progress (the engine runs one call at a time)."""
 
-    __slots__ = ("env", "error", "events", "failure", "input", "limits", "mem", "result")
+    __slots__ = ("env", "error", "events", "failure", "input", "limits", "mem", "result", "view")
 
     def __init__(self, env: HostEnv, input: bytes, limits: Limits) -> None:
         self.env = env
         self.input = input
         self.limits = limits
         self.mem = 0  # address of the instance's wasmtime_memory_t (0: not looked up yet)
+        self.view: memoryview | None = None  # that memory, while its length is unchanged
         self.result = b""
         self.events: list[Event] = []
         self.failure = ""  # the reason a host function failed the call (a _Fail)
@@ -135,6 +136,8 @@ _ARG1 = struct.Struct("<I")
 _ARG2 = struct.Struct("<I12xI")
 _ARG4 = struct.Struct("<I12xI12xI12xI")
 _N1, _N2, _N4 = 4, capi.VAL_RAW_SIZE + 4, 3 * capi.VAL_RAW_SIZE + 4
+_RAW1, _RAW2, _RAW4 = (ctypes.c_char * _N1, ctypes.c_char * _N2, ctypes.c_char * _N4)
+_EMPTY = memoryview(b"")
 _HostFn = Callable[[_Call, int, int], None]  # (the call, caller, args) -> None
 
 
@@ -386,7 +389,7 @@ class WasmEngine:
     def _host_functions(self) -> dict[str, _HostFn]:  # noqa: C901 (one per import)
         fuel = self._fuel
         fuel_at = ctypes.addressof(fuel)  # the call path's one u64 buffer
-        string_at, memmove = ctypes.string_at, ctypes.memmove
+        u8 = ctypes.c_ubyte
 
         def charge(ctx: int, limits: Limits, nbytes: int) -> None:
             """The host-call schedule: a base cost plus a cost per byte, taken from the same
@@ -400,30 +403,39 @@ class WasmEngine:
                 raise _Fail(_OUT_OF_FUEL)
             capi.set_fuel(ctx, left - cost)
 
-        def memory(c: _Call, caller: int, ctx: int) -> tuple[int, int]:
-            """(base address, byte length) of the calling instance's memory. Read afresh in
-            every host call: memory.grow may move it between host calls (never during one:
-            the guest is suspended while the host function runs)."""
+        def memory(c: _Call, caller: int, ctx: int) -> memoryview:
+            """The calling instance's linear memory as a byte view. Its length is read in
+            every host call; the base (and the view) only when the length changed. Invariant:
+            within one instance the memory moves only in memory.grow, and a grow that can
+            move it changes its length (never during a host call: the guest is suspended
+            while the host function runs). The view lives in the _Call, dropped with the
+            call, before the store (and the memory) is deleted."""
             if not c.mem:  # a host call from the start function, before call() looked it up
                 if not capi.caller_export_get(caller, b"memory", 6, self._at.mem_item) or (
                     self._mem_item.raw[0] != capi.EXTERN_MEMORY
                 ):
                     raise _Fail("the contract exports no memory")
                 c.mem = self._at.mem_item + capi.EXTERN_OF
-            return capi.memory_data(ctx, c.mem) or 0, capi.memory_data_size(ctx, c.mem)
+            size = capi.memory_data_size(ctx, c.mem)
+            view = c.view
+            if view is None or len(view) != size:
+                base = capi.memory_data(ctx, c.mem) or 0
+                view = _EMPTY if not size else memoryview((u8 * size).from_address(base))
+                c.view = view = view.cast("B")
+            return view
 
-        def read(mem: tuple[int, int], ptr: int, n: int, what: str) -> bytes:
-            if ptr + n > mem[1]:
+        def read(mem: memoryview, ptr: int, n: int, what: str) -> bytes:
+            if ptr + n > len(mem):  # a memoryview slice would silently truncate
                 raise _Fail(f"{what}: pointer out of bounds")
-            return string_at(mem[0] + ptr, n) if n else b""
+            return bytes(mem[ptr : ptr + n])
 
-        def write(mem: tuple[int, int], ptr: int, data: bytes, what: str) -> None:
-            if ptr + len(data) > mem[1]:
+        def write(mem: memoryview, ptr: int, data: bytes, what: str) -> None:
+            if ptr + len(data) > len(mem):
                 raise _Fail(f"{what}: pointer out of bounds")
             if data:
-                memmove(mem[0] + ptr, data, len(data))
+                mem[ptr : ptr + len(data)] = data
 
-        def key_of(c: _Call, mem: tuple[int, int], ptr: int, n: int, what: str) -> bytes:
+        def key_of(c: _Call, mem: memoryview, ptr: int, n: int, what: str) -> bytes:
             if not 0 < n <= c.limits.max_key_bytes:
                 raise _Fail(f"{what}: key must be 1..{c.limits.max_key_bytes} bytes")
             return read(mem, ptr, n, what)
@@ -433,13 +445,13 @@ class WasmEngine:
             ctypes.c_int32.from_address(args).value = len(c.input)
 
         def input_read(c: _Call, caller: int, args: int) -> None:
-            (ptr,) = _ARG1.unpack(string_at(args, _N1))
+            (ptr,) = _ARG1.unpack_from(_RAW1.from_address(args))
             ctx = capi.caller_context(caller)
             charge(ctx, c.limits, len(c.input))
             write(memory(c, caller, ctx), ptr, c.input, "input_read")
 
         def get(c: _Call, caller: int, args: int) -> None:
-            kptr, klen, vptr, vcap = _ARG4.unpack(string_at(args, _N4))
+            kptr, klen, vptr, vcap = _ARG4.unpack_from(_RAW4.from_address(args))
             ctx = capi.caller_context(caller)
             mem = memory(c, caller, ctx)
             key = key_of(c, mem, kptr, klen, "get")
@@ -455,7 +467,7 @@ class WasmEngine:
             ctypes.c_int32.from_address(args).value = len(value)
 
         def put(c: _Call, caller: int, args: int) -> None:
-            kptr, klen, vptr, vlen = _ARG4.unpack(string_at(args, _N4))
+            kptr, klen, vptr, vlen = _ARG4.unpack_from(_RAW4.from_address(args))
             if vlen > c.limits.max_value_bytes:
                 raise _Fail(f"put: value exceeds {c.limits.max_value_bytes} bytes")
             ctx = capi.caller_context(caller)
@@ -465,14 +477,14 @@ class WasmEngine:
             c.env.put(key, read(mem, vptr, vlen, "put"))
 
         def delete(c: _Call, caller: int, args: int) -> None:
-            kptr, klen = _ARG2.unpack(string_at(args, _N2))
+            kptr, klen = _ARG2.unpack_from(_RAW2.from_address(args))
             ctx = capi.caller_context(caller)
             key = key_of(c, memory(c, caller, ctx), kptr, klen, "delete")
             charge(ctx, c.limits, len(key))
             c.env.delete(key)
 
         def emit(c: _Call, caller: int, args: int) -> None:
-            tptr, tlen, dptr, dlen = _ARG4.unpack(string_at(args, _N4))
+            tptr, tlen, dptr, dlen = _ARG4.unpack_from(_RAW4.from_address(args))
             lim = c.limits
             if len(c.events) >= lim.max_events:
                 raise _Fail(f"emit: more than {lim.max_events} events")
@@ -487,7 +499,7 @@ class WasmEngine:
             c.events.append(Event(topic, read(mem, dptr, dlen, "emit")))
 
         def set_result(c: _Call, caller: int, args: int) -> None:
-            ptr, n = _ARG2.unpack(string_at(args, _N2))
+            ptr, n = _ARG2.unpack_from(_RAW2.from_address(args))
             if n > c.limits.max_result_bytes:
                 raise _Fail(f"set_result: result exceeds {c.limits.max_result_bytes} bytes")
             ctx = capi.caller_context(caller)
@@ -495,7 +507,7 @@ class WasmEngine:
             c.result = read(memory(c, caller, ctx), ptr, n, "set_result")
 
         def caller_key(c: _Call, caller: int, args: int) -> None:
-            (ptr,) = _ARG1.unpack(string_at(args, _N1))
+            (ptr,) = _ARG1.unpack_from(_RAW1.from_address(args))
             ctx = capi.caller_context(caller)
             charge(ctx, c.limits, 32)
             write(memory(c, caller, ctx), ptr, c.env.caller.ljust(32, b"\x00")[:32], "caller")
@@ -505,7 +517,7 @@ class WasmEngine:
             ctypes.c_int64.from_address(args).value = c.env.height
 
         def abort(c: _Call, caller: int, args: int) -> None:
-            ptr, n = _ARG2.unpack(string_at(args, _N2))
+            ptr, n = _ARG2.unpack_from(_RAW2.from_address(args))
             shown = min(n, MAX_ABORT_MESSAGE)
             ctx = capi.caller_context(caller)
             charge(ctx, c.limits, shown)

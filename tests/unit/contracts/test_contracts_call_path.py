@@ -204,3 +204,41 @@ def test_pool_engine_accepts_what_the_chain_allows() -> None:
     assert vm.runs_pooled(sha256(code), code)
     big = cx.Limits(**{**{f: getattr(LIMITS, f) for f in LIMITS.__slots__}, "memory_pages": pages})
     assert vm.call(sha256(code), code, "f", b"", Env(), big).ok
+
+
+GROW_WAT = (
+    "(module"
+    + wat._IMPORTS
+    + """
+  (memory (export "memory") 1)
+  (func (export "f")
+    ;; a host call before the grow (the engine caches its view of the memory) ...
+    (call $caller (i32.const 0))
+    (drop (memory.grow (i32.const 2)))
+    (i32.store (i32.const 70000) (i32.const 0x61626364))
+    (i32.store (i32.const 196600) (i32.const 0x65666768))
+    ;; ... and after it: the new pages are visible, the old ones still hold the caller
+    (call $emit (i32.const 70000) (i32.const 4) (i32.const 0) (i32.const 32))
+    (call $set_result (i32.const 196600) (i32.const 4))
+    (call $set_result (i32.const 196600) (i32.const 9)))
+)"""
+)
+
+
+@pytest.mark.parametrize("pooling", [True, False])
+def test_host_calls_see_the_memory_after_it_grows(pooling: bool) -> None:
+    """The host's view of the memory follows memory.grow within a call (new pages are
+    readable; a range past the new end is still out of bounds)."""
+    vm = WasmEngine(pooling=pooling)
+    code = wat.wasm(GROW_WAT)
+    out = run(vm, code, "f", b"", Env())
+    assert out == cx.CallOutcome(False, "set_result: pointer out of bounds", out.fuel_used)
+    ok = wat.wasm(
+        GROW_WAT.replace("(i32.const 196600) (i32.const 9)", "(i32.const 0) (i32.const 0)")
+    )
+    out = run(vm, ok, "f", b"", Env())
+    assert out.ok and out.events == (cx.Event(b"dcba", CALLER),) and out.result == b""
+    first = wat.wasm(
+        GROW_WAT.replace("\n    (call $set_result (i32.const 196600) (i32.const 9))", "")
+    )
+    assert run(vm, first, "f", b"", Env()).result == b"hgfe"
