@@ -173,6 +173,9 @@ class WasmEngine:
         self._mem_item = ctypes.create_string_buffer(capi.EXTERN_SIZE)
         self._fn_item = ctypes.create_string_buffer(capi.EXTERN_SIZE)
         self._args = ctypes.create_string_buffer(capi.VAL_RAW_SIZE)
+        # the `kind` byte of each extern buffer, read in place (wasmtime_extern_t.kind)
+        self._mem_kind = ctypes.c_uint8.from_buffer(self._mem_item)
+        self._fn_kind = ctypes.c_uint8.from_buffer(self._fn_item)
         self._at = _Addresses(
             fuel=ctypes.addressof(self._fuel),
             trap=ctypes.addressof(self._trap),
@@ -282,12 +285,12 @@ class WasmEngine:
         if err or trap.value:
             return _failure(cur, err, trap.value, instantiating=True)
         if capi.instance_export_get(ctx, at.instance, b"memory", 6, at.mem_item) and (
-            self._mem_item.raw[0] == capi.EXTERN_MEMORY
+            self._mem_kind.value == capi.EXTERN_MEMORY
         ):
             cur.mem = at.mem_item + capi.EXTERN_OF
         name = export.encode()
         if not capi.instance_export_get(ctx, at.instance, name, len(name), at.fn_item) or (
-            self._fn_item.raw[0] != capi.EXTERN_FUNC
+            self._fn_kind.value != capi.EXTERN_FUNC
         ):
             return f"{export!r} is not a function"
         err = capi.func_call_unchecked(ctx, at.fn_item + capi.EXTERN_OF, at.args, 0, at.trap)
@@ -412,7 +415,7 @@ class WasmEngine:
             call, before the store (and the memory) is deleted."""
             if not c.mem:  # a host call from the start function, before call() looked it up
                 if not capi.caller_export_get(caller, b"memory", 6, self._at.mem_item) or (
-                    self._mem_item.raw[0] != capi.EXTERN_MEMORY
+                    self._mem_kind.value != capi.EXTERN_MEMORY
                 ):
                     raise _Fail("the contract exports no memory")
                 c.mem = self._at.mem_item + capi.EXTERN_OF
