@@ -66,6 +66,7 @@ def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add(f"{name}, light", fig, "light")
         add(f"{name}, saturation", fig, "saturation")
         add(f"{name}, paced 80%", fig, "paced")
+        add(f"{name}, contract invocations", _get(fig, "contract"), "saturation")
     raft = res.get("raft")
     if isinstance(raft, Mapping):
         for key, name in (("etcd", "etcd 3 members"), ("pysyncobj", "PySyncObj 3 nodes")):

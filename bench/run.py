@@ -389,6 +389,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             20,
         ),
         t("operator peak RSS MiB", cp.get("peak_rss_mib"), "<=", 200),
+        # issue 16 / 19: Invoke token.transfer beside kv puts, same repetition
+        t("BFT4 invocations / kv puts", (bft.get("contract") or {}).get("ratio_to_kv"), ">=", 0.5),
     ]
 
 

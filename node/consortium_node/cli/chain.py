@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from consortium_api.v1 import ledger_pb2
+from rich.markup import escape
 from rich.table import Table
 
 from consortium_node.client.discovery import DataDir
@@ -47,6 +48,7 @@ def status_json(s: ledger_pb2.GetStatusResponse, endpoint: str) -> dict[str, Any
             {"node_id": v.node_id.hex(), "organization": v.organization} for v in s.validators
         ],
         "organizations": list(s.organizations),
+        "halted": s.halted,
     }
 
 
@@ -87,6 +89,8 @@ def status(
     colour = "green" if s.sync_state in ("synced", "") else "yellow"
     t.add_row("sync", f"[{colour}]{s.sync_state or '-'}[/]")
     t.add_row("mempool", str(s.mempool_size))
+    if s.halted:
+        t.add_row("halted", f"[red]{escape(s.halted)}[/]")
     if s.organizations:
         t.add_row("organizations", ", ".join(s.organizations))
     t.add_row("validators", str(len(s.validators)))
@@ -127,10 +131,13 @@ def _status_all(data_dir: Path, timeout: float, json_: bool) -> None:
             str(r["height"]),
             r["last_block_hash"][:16],
             r["role"],
-            r["sync_state"],
+            "[red]halted[/]" if r["halted"] else r["sync_state"],
             str(r["mempool_size"]),
         )
     console.print(t)
+    for r in rows:
+        if r.get("halted"):
+            console.print(f"[red]{r['name']} halted:[/] {escape(r['halted'])}")
     if not any(r["up"] for r in rows):
         raise ClientError(f"no node of {dd.path} answers")
 

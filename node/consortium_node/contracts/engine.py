@@ -12,7 +12,15 @@ Determinism (the same fuel, result and writes on every node running this engine 
     needed); an explicit maximum wasm stack (deep recursion traps the same everywhere);
   - no WASI, no clock, no randomness: the only imports a module may have are the ABI's.
 A fresh store per call carries the call's limits: memory pages, one instance, one table of
-at most MAX_TABLE_ELEMENTS, one memory, and the fuel limit.
+at most MAX_TABLE_ELEMENTS, one memory, and the fuel limit; every call instantiates the
+module afresh (it never sees another call's memory, globals or tables).
+
+The call path is thin on purpose (a token transfer is ~8 host calls): the module's imports
+are resolved once (`InstancePre`), calls run on a pooling-allocator engine (memory slots
+reused and zeroed in place instead of mmap/munmap per call), and the host functions are
+C-API "unchecked" callbacks over contracts/capi.py rather than wasmtime-py's generic
+trampoline. None of this changes a fuel figure: fuel is counted by wasmtime per wasm
+operator and by the schedule below, never by how the call is wrapped.
 
 Failure never escapes as an exception: every trap, out-of-fuel, abort, limit or bad host
 pointer becomes `CallOutcome(ok=False, reason=...)` with the fuel used until then; reasons are
@@ -33,8 +41,9 @@ import hashlib
 import hmac
 import importlib.metadata
 import os
+import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +51,17 @@ import wasmtime
 
 from ..ledger.contracts import CallOutcome, Event, HostEnv, Limits
 from ..ledger.tx import METHOD_RE, RESERVED_METHODS
+from . import capi
 
 ENGINE_VERSION = "wasmtime-" + importlib.metadata.version("wasmtime")
 MAX_WASM_STACK = 512 * 1024  # bytes of native stack a call may use
 MAX_TABLE_ELEMENTS = 10_000
 MAX_ABORT_MESSAGE = 256
 ABI_MODULE = "consortium"
+# the pooling engine: instance slots (one call at a time needs one; the rest is headroom) and
+# the bytes of a memory zeroed in place on reuse (the default contract memory, 16 pages)
+POOL_SLOTS = 4
+POOL_KEEP_RESIDENT = 16 * 65536
 
 _I32, _I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 # name -> (params, results): the whole host ABI (docs/CONTRACTS.md)
@@ -99,36 +113,94 @@ def _sig(t: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     return tuple(str(p) for p in t.params), tuple(str(r) for r in t.results)
 
 
-@dataclass
 class _Call:
     """The state of the one call in progress (the engine runs one call at a time)."""
 
-    env: HostEnv
-    input: bytes
-    limits: Limits
-    memory: Any = None
-    result: bytes = b""
-    events: list[Event] = field(default_factory=list)
+    __slots__ = ("env", "error", "events", "failure", "input", "limits", "mem", "result", "view")
+
+    def __init__(self, env: HostEnv, input: bytes, limits: Limits) -> None:
+        self.env = env
+        self.input = input
+        self.limits = limits
+        self.mem = 0  # address of the instance's wasmtime_memory_t (0: not looked up yet)
+        self.view: memoryview | None = None  # that memory, while its length is unchanged
+        self.result = b""
+        self.events: list[Event] = []
+        self.failure = ""  # the reason a host function failed the call (a _Fail)
+        self.error: BaseException | None = None  # anything else a host function raised
+
+
+# One host call's i32 arguments, read as the unsigned numbers the ABI says they are, out of
+# the wasmtime_val_raw_t slots (16 bytes each; an i32 is the slot's first 4 bytes, LE).
+_ARG1 = struct.Struct("<I")
+_ARG2 = struct.Struct("<I12xI")
+_ARG4 = struct.Struct("<I12xI12xI12xI")
+_N1, _N2, _N4 = 4, capi.VAL_RAW_SIZE + 4, 3 * capi.VAL_RAW_SIZE + 4
+_RAW1, _RAW2, _RAW4 = (ctypes.c_char * _N1, ctypes.c_char * _N2, ctypes.c_char * _N4)
+_EMPTY = memoryview(b"")
+_HostFn = Callable[[_Call, int, int], None]  # (the call, caller, args) -> None
 
 
 class WasmEngine:
     """wasmtime with the chain's determinism settings; one call at a time (not thread-safe:
-    the runtime executes blocks and queries on its one event-loop thread)."""
+    the runtime executes blocks and queries on its one event-loop thread).
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    Two engines with the same settings: `_engine` (wasmtime's on-demand allocator) compiles,
+    validates and caches every module, exactly as before; `_pool` (the pooling allocator,
+    see capi.pooling_config) runs the calls of every module it accepts, deserialised from
+    the same artefact, so the code that runs is the same machine code either way. A module
+    beyond the pool's limits runs on `_engine`. Both give the same fuel, results and
+    failures: the store's limiter (set per call from the chain's limits, which are within
+    the pool's) is what refuses memory and tables, and a pool never has more than one
+    store alive (each call's store is deleted before the call returns)."""
+
+    def __init__(self, cache_dir: Path | None = None, *, pooling: bool = True) -> None:
         self._engine = wasmtime.Engine(_config())
         self._modules: dict[bytes, wasmtime.Module] = {}
         self._exports: dict[bytes, tuple[str, ...]] = {}
         self._functions: dict[bytes, frozenset[str]] = {}  # every exported function
-        self._pre: dict[bytes, wasmtime.InstancePre] = {}  # imports resolved once per module
+        # code hash -> (engine address, InstancePre address, the InstancePre that owns it):
+        # the module loaded and its imports resolved once per code hash
+        self._runners: dict[bytes, tuple[int, int, wasmtime.InstancePre]] = {}
         self._cur: _Call | None = None
         self._cache_dir = cache_dir
         self._mac_key = _cache_key(cache_dir) if cache_dir is not None else b""
-        self._linker = wasmtime.Linker(self._engine)
-        for name, fn in self._host_functions().items():
+        self._pool = _pool_engine() if pooling else None  # pooling=False: tests compare
+        # native buffers of the call path, reused by every call (one call at a time)
+        self._fuel = ctypes.c_uint64()
+        self._trap = ctypes.c_void_p()
+        self._instance = ctypes.create_string_buffer(capi.INSTANCE_SIZE)
+        self._mem_item = ctypes.create_string_buffer(capi.EXTERN_SIZE)
+        self._fn_item = ctypes.create_string_buffer(capi.EXTERN_SIZE)
+        self._args = ctypes.create_string_buffer(capi.VAL_RAW_SIZE)
+        # the `kind` byte of each extern buffer, read in place (wasmtime_extern_t.kind)
+        self._mem_kind = ctypes.c_uint8.from_buffer(self._mem_item)
+        self._fn_kind = ctypes.c_uint8.from_buffer(self._fn_item)
+        self._at = _Addresses(
+            fuel=ctypes.addressof(self._fuel),
+            trap=ctypes.addressof(self._trap),
+            instance=ctypes.addressof(self._instance),
+            mem_item=ctypes.addressof(self._mem_item),
+            fn_item=ctypes.addressof(self._fn_item),
+            args=ctypes.addressof(self._args),
+        )
+        hosts = self._host_functions()
+        self._callbacks = {name: self._callback(fn) for name, fn in hosts.items()}
+        self._linker = self._define(self._engine)
+        self._pool_linker = None if self._pool is None else self._define(self._pool)
+
+    def _define(self, engine: wasmtime.Engine) -> wasmtime.Linker:
+        linker = wasmtime.Linker(engine)
+        for name, cb in self._callbacks.items():
             params, results = ABI[name]
             ty = wasmtime.FuncType([_VT[p] for p in params], [_VT[r] for r in results])
-            self._linker.define_func(ABI_MODULE, name, ty, fn, access_caller=True)
+            m, n = ABI_MODULE.encode(), name.encode()
+            err = capi.linker_define_func_unchecked(
+                capi.address(linker), m, len(m), n, len(n), capi.address(ty), cb, None, None
+            )
+            if err:
+                raise capi.take_error(err)
+        return linker
 
     @property
     def engine(self) -> str:
@@ -169,6 +241,10 @@ class WasmEngine:
             self._functions[code_hash] = fns
         return name in fns
 
+    def runs_pooled(self, code_hash: bytes, code: bytes) -> bool:
+        """Do this module's calls run on the pooling engine (tests, the bench)?"""
+        return self._runner(code_hash, code)[0] != capi.address(self._engine)
+
     # -- execution -------------------------------------------------------------------------
     def call(
         self,
@@ -181,41 +257,64 @@ class WasmEngine:
     ) -> CallOutcome:
         if not self.has_export(code_hash, code, export):
             return CallOutcome(False, f"the contract has no method {export!r}", 0)
-        pre = self._pre.get(code_hash)
-        if pre is None:
-            pre = self._pre[code_hash] = self._linker.instantiate_pre(self._module(code_hash, code))
-        store = wasmtime.Store(self._engine)
-        store.set_limits(
-            memory_size=limits.memory_pages * 65536,
-            table_elements=MAX_TABLE_ELEMENTS,
-            instances=1,
-            tables=1,
-            memories=1,
-        )
-        store.set_fuel(limits.fuel)
+        engine, pre, _ = self._runner(code_hash, code)
         cur = _Call(env, input, limits)
-        self._cur = cur
-        reason = ""
+        store = capi.store_new(engine, None, None)
         try:
-            instance = pre.instantiate(store)
-            exports = instance.exports(store)
-            cur.memory = exports["memory"]
-            fn = exports[export]
-            if not isinstance(fn, wasmtime.Func):
-                raise _Fail(f"{export!r} is not a function")
-            fn(store)
-        except _Fail as e:
-            reason = e.reason
-        except wasmtime.Trap as t:
-            reason = _trap_reason(t)
-        except wasmtime.WasmtimeError as e:
-            reason = _error_reason(e)
+            ctx = capi.store_context(store)
+            capi.store_limiter(store, limits.memory_pages * 65536, MAX_TABLE_ELEMENTS, 1, 1, 1)
+            _check(capi.set_fuel(ctx, limits.fuel))
+            self._cur = cur
+            reason = self._run(ctx, pre, export, cur)
+            _check(capi.get_fuel(ctx, self._at.fuel))
         finally:
             self._cur = None
-        used = limits.fuel - store.get_fuel()
+            capi.store_delete(store)  # the pool's slot is free again before we return
+        if cur.error is not None:  # not a contract failure: a fault of this node's own
+            raise cur.error
+        used = limits.fuel - self._fuel.value
         if reason:
             return CallOutcome(False, reason, used)
         return CallOutcome(True, "", used, cur.result, tuple(cur.events))
+
+    def _run(self, ctx: int, pre: int, export: str, cur: _Call) -> str:
+        """Instantiates and calls `export` in store context `ctx`: "" or why it failed."""
+        at, trap = self._at, self._trap
+        trap.value = None
+        err = capi.instance_pre_instantiate(pre, ctx, at.instance, at.trap)
+        if err or trap.value:
+            return _failure(cur, err, trap.value, instantiating=True)
+        if capi.instance_export_get(ctx, at.instance, b"memory", 6, at.mem_item) and (
+            self._mem_kind.value == capi.EXTERN_MEMORY
+        ):
+            cur.mem = at.mem_item + capi.EXTERN_OF
+        name = export.encode()
+        if not capi.instance_export_get(ctx, at.instance, name, len(name), at.fn_item) or (
+            self._fn_kind.value != capi.EXTERN_FUNC
+        ):
+            return f"{export!r} is not a function"
+        err = capi.func_call_unchecked(ctx, at.fn_item + capi.EXTERN_OF, at.args, 0, at.trap)
+        if err or trap.value:
+            return _failure(cur, err, trap.value, instantiating=False)
+        return ""
+
+    def _runner(self, code_hash: bytes, code: bytes) -> tuple[int, int, wasmtime.InstancePre]:
+        r = self._runners.get(code_hash)
+        if r is not None:
+            return r
+        module = self._module(code_hash, code)
+        if self._pool is not None and self._pool_linker is not None:
+            try:  # the same artefact, loaded into the pooling engine
+                pooled = wasmtime.Module.deserialize(self._pool, module.serialize())
+                pre = self._pool_linker.instantiate_pre(pooled)
+                r = (capi.address(self._pool), capi.address(pre), pre)
+            except wasmtime.WasmtimeError:
+                r = None  # beyond the pool's limits (e.g. a huge table): on-demand runs it
+        if r is None:
+            pre = self._linker.instantiate_pre(module)
+            r = (capi.address(self._engine), capi.address(pre), pre)
+        self._runners[code_hash] = r
+        return r
 
     # -- compiled modules ------------------------------------------------------------------
     def _compile(self, code: bytes) -> wasmtime.Module:
@@ -269,86 +368,164 @@ class WasmEngine:
         os.replace(tmp, path)
 
     # -- the host ABI ----------------------------------------------------------------------
-    def _host_functions(self) -> dict[str, Callable[..., Any]]:  # noqa: C901 (one per import)
-        def call_of() -> _Call:
+    def _callback(self, fn: _HostFn) -> Any:
+        """The C callback of host function `fn`. Nothing may escape a ctypes callback (it
+        would be printed and wasm would go on as if the call had returned): a _Fail fails
+        the call with its reason, anything else is kept and re-raised by `call` once wasm
+        has unwound; either way the callback returns a trap, so wasm stops right here."""
+
+        def cb(_data: int | None, caller: int, args: int, _nargs: int) -> int:
             c = self._cur
             if c is None:  # only reachable through a call this engine started
-                raise _Fail("host function called outside a contract call")
-            return c
+                return int(capi.trap_new(b"host function outside a call", 29))
+            try:
+                fn(c, caller, args)
+                return 0
+            except _Fail as e:
+                c.failure = e.reason
+            except BaseException as e:  # re-raised by call, once wasm has unwound
+                c.error = e
+            return int(capi.trap_new(b"host", 4))
 
-        def input_len(caller: Any) -> int:
-            c = call_of()
-            _charge(caller, c.limits, 0)
-            return len(c.input)
+        return capi.HostCallback(cb)
 
-        def input_read(caller: Any, ptr: int) -> None:
-            c = call_of()
-            _charge(caller, c.limits, len(c.input))
-            _write(caller, c, ptr, c.input, "input_read")
+    def _host_functions(self) -> dict[str, _HostFn]:  # noqa: C901 (one per import)
+        fuel = self._fuel
+        fuel_at = ctypes.addressof(fuel)  # the call path's one u64 buffer
+        u8 = ctypes.c_ubyte
 
-        def get(caller: Any, kptr: int, klen: int, vptr: int, vcap: int) -> int:
-            c = call_of()
-            key = _key(caller, c, kptr, klen, "get")
+        def charge(ctx: int, limits: Limits, nbytes: int) -> None:
+            """The host-call schedule: a base cost plus a cost per byte, taken from the same
+            fuel counter as instructions (so out of fuel is one condition, reached at one
+            point)."""
+            cost = limits.host_call_fuel + nbytes * limits.host_byte_fuel
+            capi.get_fuel(ctx, fuel_at)
+            left = fuel.value
+            if cost > left:
+                capi.set_fuel(ctx, 0)
+                raise _Fail(_OUT_OF_FUEL)
+            capi.set_fuel(ctx, left - cost)
+
+        def memory(c: _Call, caller: int, ctx: int) -> memoryview:
+            """The calling instance's linear memory as a byte view. Its length is read in
+            every host call; the base (and the view) only when the length changed. Invariant:
+            within one instance the memory moves only in memory.grow, and a grow that can
+            move it changes its length (never during a host call: the guest is suspended
+            while the host function runs). The view lives in the _Call, dropped with the
+            call, before the store (and the memory) is deleted."""
+            if not c.mem:  # a host call from the start function, before call() looked it up
+                if not capi.caller_export_get(caller, b"memory", 6, self._at.mem_item) or (
+                    self._mem_kind.value != capi.EXTERN_MEMORY
+                ):
+                    raise _Fail("the contract exports no memory")
+                c.mem = self._at.mem_item + capi.EXTERN_OF
+            size = capi.memory_data_size(ctx, c.mem)
+            view = c.view
+            if view is None or len(view) != size:
+                base = capi.memory_data(ctx, c.mem) or 0
+                view = _EMPTY if not size else memoryview((u8 * size).from_address(base))
+                c.view = view = view.cast("B")
+            return view
+
+        def read(mem: memoryview, ptr: int, n: int, what: str) -> bytes:
+            if ptr + n > len(mem):  # a memoryview slice would silently truncate
+                raise _Fail(f"{what}: pointer out of bounds")
+            return bytes(mem[ptr : ptr + n])
+
+        def write(mem: memoryview, ptr: int, data: bytes, what: str) -> None:
+            if ptr + len(data) > len(mem):
+                raise _Fail(f"{what}: pointer out of bounds")
+            if data:
+                mem[ptr : ptr + len(data)] = data
+
+        def key_of(c: _Call, mem: memoryview, ptr: int, n: int, what: str) -> bytes:
+            if not 0 < n <= c.limits.max_key_bytes:
+                raise _Fail(f"{what}: key must be 1..{c.limits.max_key_bytes} bytes")
+            return read(mem, ptr, n, what)
+
+        def input_len(c: _Call, caller: int, args: int) -> None:
+            charge(capi.caller_context(caller), c.limits, 0)
+            ctypes.c_int32.from_address(args).value = len(c.input)
+
+        def input_read(c: _Call, caller: int, args: int) -> None:
+            (ptr,) = _ARG1.unpack_from(_RAW1.from_address(args))
+            ctx = capi.caller_context(caller)
+            charge(ctx, c.limits, len(c.input))
+            write(memory(c, caller, ctx), ptr, c.input, "input_read")
+
+        def get(c: _Call, caller: int, args: int) -> None:
+            kptr, klen, vptr, vcap = _ARG4.unpack_from(_RAW4.from_address(args))
+            ctx = capi.caller_context(caller)
+            mem = memory(c, caller, ctx)
+            key = key_of(c, mem, kptr, klen, "get")
             value = c.env.get(key)
             if value is None:
-                _charge(caller, c.limits, len(key))
-                return -1
-            copied = len(value) <= _u32(vcap)
-            _charge(caller, c.limits, len(key) + (len(value) if copied else 0))
+                charge(ctx, c.limits, len(key))
+                ctypes.c_int32.from_address(args).value = -1
+                return
+            copied = len(value) <= vcap
+            charge(ctx, c.limits, len(key) + (len(value) if copied else 0))
             if copied:
-                _write(caller, c, vptr, value, "get")
-            return len(value)
+                write(mem, vptr, value, "get")
+            ctypes.c_int32.from_address(args).value = len(value)
 
-        def put(caller: Any, kptr: int, klen: int, vptr: int, vlen: int) -> None:
-            c = call_of()
-            if _u32(vlen) > c.limits.max_value_bytes:
+        def put(c: _Call, caller: int, args: int) -> None:
+            kptr, klen, vptr, vlen = _ARG4.unpack_from(_RAW4.from_address(args))
+            if vlen > c.limits.max_value_bytes:
                 raise _Fail(f"put: value exceeds {c.limits.max_value_bytes} bytes")
-            key = _key(caller, c, kptr, klen, "put")
-            _charge(caller, c.limits, len(key) + _u32(vlen))
-            c.env.put(key, _read(caller, c, vptr, vlen, "put"))
+            ctx = capi.caller_context(caller)
+            mem = memory(c, caller, ctx)
+            key = key_of(c, mem, kptr, klen, "put")
+            charge(ctx, c.limits, len(key) + vlen)
+            c.env.put(key, read(mem, vptr, vlen, "put"))
 
-        def delete(caller: Any, kptr: int, klen: int) -> None:
-            c = call_of()
-            key = _key(caller, c, kptr, klen, "delete")
-            _charge(caller, c.limits, len(key))
+        def delete(c: _Call, caller: int, args: int) -> None:
+            kptr, klen = _ARG2.unpack_from(_RAW2.from_address(args))
+            ctx = capi.caller_context(caller)
+            key = key_of(c, memory(c, caller, ctx), kptr, klen, "delete")
+            charge(ctx, c.limits, len(key))
             c.env.delete(key)
 
-        def emit(caller: Any, tptr: int, tlen: int, dptr: int, dlen: int) -> None:
-            c = call_of()
+        def emit(c: _Call, caller: int, args: int) -> None:
+            tptr, tlen, dptr, dlen = _ARG4.unpack_from(_RAW4.from_address(args))
             lim = c.limits
             if len(c.events) >= lim.max_events:
                 raise _Fail(f"emit: more than {lim.max_events} events")
-            if _u32(tlen) > lim.max_topic_bytes:
+            if tlen > lim.max_topic_bytes:
                 raise _Fail(f"emit: topic exceeds {lim.max_topic_bytes} bytes")
-            if _u32(tlen) + _u32(dlen) > lim.max_event_bytes:
+            if tlen + dlen > lim.max_event_bytes:
                 raise _Fail(f"emit: event exceeds {lim.max_event_bytes} bytes")
-            _charge(caller, lim, _u32(tlen) + _u32(dlen))
-            topic = _read(caller, c, tptr, tlen, "emit")
-            c.events.append(Event(topic, _read(caller, c, dptr, dlen, "emit")))
+            ctx = capi.caller_context(caller)
+            charge(ctx, lim, tlen + dlen)
+            mem = memory(c, caller, ctx)
+            topic = read(mem, tptr, tlen, "emit")
+            c.events.append(Event(topic, read(mem, dptr, dlen, "emit")))
 
-        def set_result(caller: Any, ptr: int, n: int) -> None:
-            c = call_of()
-            if _u32(n) > c.limits.max_result_bytes:
+        def set_result(c: _Call, caller: int, args: int) -> None:
+            ptr, n = _ARG2.unpack_from(_RAW2.from_address(args))
+            if n > c.limits.max_result_bytes:
                 raise _Fail(f"set_result: result exceeds {c.limits.max_result_bytes} bytes")
-            _charge(caller, c.limits, _u32(n))
-            c.result = _read(caller, c, ptr, n, "set_result")
+            ctx = capi.caller_context(caller)
+            charge(ctx, c.limits, n)
+            c.result = read(memory(c, caller, ctx), ptr, n, "set_result")
 
-        def caller_key(caller: Any, ptr: int) -> None:
-            c = call_of()
-            _charge(caller, c.limits, 32)
-            _write(caller, c, ptr, c.env.caller.ljust(32, b"\x00")[:32], "caller")
+        def caller_key(c: _Call, caller: int, args: int) -> None:
+            (ptr,) = _ARG1.unpack_from(_RAW1.from_address(args))
+            ctx = capi.caller_context(caller)
+            charge(ctx, c.limits, 32)
+            write(memory(c, caller, ctx), ptr, c.env.caller.ljust(32, b"\x00")[:32], "caller")
 
-        def height(caller: Any) -> int:
-            c = call_of()
-            _charge(caller, c.limits, 0)
-            return c.env.height
+        def height(c: _Call, caller: int, args: int) -> None:
+            charge(capi.caller_context(caller), c.limits, 0)
+            ctypes.c_int64.from_address(args).value = c.env.height
 
-        def abort(caller: Any, ptr: int, n: int) -> None:
-            c = call_of()
-            shown = min(_u32(n), MAX_ABORT_MESSAGE)
-            _charge(caller, c.limits, shown)
-            msg = _read(caller, c, ptr, shown, "abort").decode("utf-8", errors="replace")
-            raise _Fail(f"aborted: {msg}")
+        def abort(c: _Call, caller: int, args: int) -> None:
+            ptr, n = _ARG2.unpack_from(_RAW2.from_address(args))
+            shown = min(n, MAX_ABORT_MESSAGE)
+            ctx = capi.caller_context(caller)
+            charge(ctx, c.limits, shown)
+            raw = read(memory(c, caller, ctx), ptr, shown, "abort")
+            raise _Fail(f"aborted: {raw.decode('utf-8', errors='replace')}")
 
         return {
             "input_len": input_len,
@@ -364,49 +541,49 @@ class WasmEngine:
         }
 
 
-def _u32(v: int) -> int:
-    """An i32 argument as the unsigned 32-bit number it stands for (pointers, lengths)."""
-    return v & 0xFFFFFFFF
+@dataclass(frozen=True, slots=True)
+class _Addresses:
+    """Native addresses of the engine's reusable buffers (owned by the WasmEngine)."""
+
+    fuel: int
+    trap: int
+    instance: int
+    mem_item: int
+    fn_item: int
+    args: int
 
 
-def _charge(caller: Any, limits: Limits, nbytes: int) -> None:
-    """The host-call schedule: a base cost plus a cost per byte, taken from the same fuel
-    counter as instructions (so out of fuel is one condition, reached at one point)."""
-    cost = limits.host_call_fuel + nbytes * limits.host_byte_fuel
-    # wasmtime-py's Caller has no fuel methods, but Store's take any Storelike (they call
-    # `_context()`, which a Caller has): the caller's context is the running call's store
-    left = wasmtime.Store.get_fuel(caller)
-    if cost > left:
-        wasmtime.Store.set_fuel(caller, 0)
-        raise _Fail(_OUT_OF_FUEL)
-    wasmtime.Store.set_fuel(caller, left - cost)
+def _check(err: int | None) -> None:
+    """A C-API call of ours that cannot fail on a valid store (fuel is enabled): raise."""
+    if err:
+        raise capi.take_error(err)
 
 
-def _bounds(caller: Any, c: _Call, ptr: int, n: int, what: str) -> tuple[int, int]:
-    """The address of guest range [ptr, ptr + n) in host memory, after the bounds check.
-    The base is read afresh on every access: memory.grow may move it between host calls
-    (never during one: the guest is suspended while the host function runs)."""
-    start, size = _u32(ptr), _u32(n)
-    if start + size > c.memory.data_len(caller):
-        raise _Fail(f"{what}: pointer out of bounds")
-    return ctypes.addressof(c.memory.data_ptr(caller).contents) + start, size
+def _failure(cur: _Call, err: int | None, trap: int | None, instantiating: bool) -> str:
+    """Why a call failed, from the error or trap wasmtime returned (both are freed). A host
+    function's own reason wins: its trap is the one the host function returned."""
+    e = capi.take_error(err) if err else None
+    t = capi.take_trap(trap) if trap else None
+    if cur.failure:
+        return cur.failure
+    if t is not None:
+        return _trap_reason(t)
+    assert e is not None
+    text = str(e)
+    if instantiating and "concurrent" in text:  # a pool slot leaked: our fault, not the call's
+        raise RuntimeError(f"contract engine: {text}")
+    return _error_reason(e)
 
 
-def _read(caller: Any, c: _Call, ptr: int, n: int, what: str) -> bytes:
-    addr, size = _bounds(caller, c, ptr, n, what)
-    return ctypes.string_at(addr, size) if size else b""
-
-
-def _write(caller: Any, c: _Call, ptr: int, data: bytes, what: str) -> None:
-    addr, _ = _bounds(caller, c, ptr, len(data), what)
-    if data:
-        ctypes.memmove(addr, data, len(data))
-
-
-def _key(caller: Any, c: _Call, ptr: int, n: int, what: str) -> bytes:
-    if not 0 < _u32(n) <= c.limits.max_key_bytes:
-        raise _Fail(f"{what}: key must be 1..{c.limits.max_key_bytes} bytes")
-    return _read(caller, c, ptr, n, what)
+def _pool_engine() -> wasmtime.Engine | None:
+    """The pooling engine (the chain's settings + capi.pooling_config), or None where this
+    host cannot reserve its address space (the on-demand engine then runs every call)."""
+    config = _config()
+    capi.pooling_config(config, slots=POOL_SLOTS, keep_resident=POOL_KEEP_RESIDENT)
+    try:
+        return wasmtime.Engine(config)
+    except wasmtime.WasmtimeError:
+        return None
 
 
 def _shape_problem(module: wasmtime.Module, limits: Limits) -> str | None:

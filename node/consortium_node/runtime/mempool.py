@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from ..ledger.contracts import ContractVM
 from ..ledger.errors import Reject, TxRejected
 from ..ledger.state import StateReader, nonce_key, preflight, u64
-from ..ledger.tx import Tx, check_stateless
+from ..ledger.tx import Invoke, Tx, check_stateless
 
 FUTURE_WINDOW = 256  # how far ahead of a sender's next nonce a gossiped tx may be held
 FUTURE_MAX = 10_000  # held txs across all senders
@@ -139,13 +139,22 @@ class Mempool:
         if not held:
             del self._future[sender]
 
-    def take(self, max_txs: int, max_bytes: int) -> list[Tx]:
-        """Oldest-first batch for a block proposal (stays pooled until committed)."""
+    def take(self, max_txs: int, max_bytes: int, max_fuel: int | None = None) -> list[Tx]:
+        """Oldest-first batch for a block proposal (stays pooled until committed). It ends
+        at the first tx that does not fit (never reordered): `max_txs`, `max_bytes`, and
+        with `max_fuel` (the chain's contract_block_fuel) the sum of the batch's Invoke
+        fuel limits — a block's contract calls cannot hold the node's loop for longer than
+        that much fuel — except that the batch's first Invoke always fits (a call whose
+        limit alone exceeds the cap still gets into a block, with no other call)."""
         out: list[Tx] = []
-        size = 0
+        size = fuel = 0
         for tx in self._txs.values():
             if len(out) >= max_txs or size + len(tx.raw) > max_bytes:
                 break
+            if max_fuel is not None and isinstance(tx.payload, Invoke):
+                if fuel and fuel + tx.payload.fuel_limit > max_fuel:
+                    break  # stays pooled: the next block starts with it
+                fuel += tx.payload.fuel_limit
             out.append(tx)
             size += len(tx.raw)
         return out

@@ -83,6 +83,7 @@ class NodeStatus:
     mempool_size: int
     organizations: tuple[str, ...] = ()
     base_height: int = 0  # blocks 1..base_height are not stored here (state snapshot)
+    halted: str = ""  # why this node stopped applying blocks ("" while it applies them)
 
 
 class PeerNetwork(Protocol):
@@ -259,7 +260,9 @@ class Node:
         if height != self.height + 1 or prev_hash != self.last_hash:
             return None
         max_txs, max_tx_bytes = self._params["max_block_txs"], self._params["max_tx_bytes"]
-        txs = self.mempool.take(max_txs, max_txs * max_tx_bytes)
+        txs = self.mempool.take(
+            max_txs, max_txs * max_tx_bytes, self._params["contract_block_fuel"]
+        )
         if not txs and not allow_empty:
             return None
         header = BlockHeader(
@@ -675,6 +678,7 @@ class Node:
             mempool_size=len(self.mempool),
             organizations=tuple(sorted(self.organizations)),
             base_height=self.base_height,
+            halted=self.halted or "",
         )
 
     @property

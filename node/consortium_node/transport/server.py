@@ -114,6 +114,9 @@ class Status(Protocol):
     @property
     def base_height(self) -> int: ...
 
+    @property
+    def halted(self) -> str: ...
+
 
 class Snapshot(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
@@ -418,6 +421,7 @@ class LedgerServicer:
             organization=s.organization,
             organizations=list(s.organizations),
             base_height=s.base_height,
+            halted=s.halted,
         )
 
     async def ExportBackup(

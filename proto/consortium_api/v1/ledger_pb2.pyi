@@ -309,6 +309,7 @@ class GetStatusResponse(_message.Message):
     ORGANIZATION_FIELD_NUMBER: _builtins.int
     ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     BASE_HEIGHT_FIELD_NUMBER: _builtins.int
+    HALTED_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     height: _builtins.int
     last_block_hash: _builtins.bytes
@@ -325,6 +326,10 @@ class GetStatusResponse(_message.Message):
     base_height: _builtins.int
     """Blocks 1..base_height are not stored on this node (it was seeded from a state snapshot
     after block base_height): it holds blocks base_height+1..height. 0: the whole chain.
+    """
+    halted: _builtins.str
+    """Non-empty: this node stopped applying blocks, and why (e.g. the chain's contracts run on
+    another engine version than this node's; it keeps serving reads). docs/CONTRACTS.md
     """
     @_builtins.property
     def validators(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Validator]: ...
@@ -349,10 +354,11 @@ class GetStatusResponse(_message.Message):
         organization: _builtins.str = ...,
         organizations: _abc.Iterable[_builtins.str] | None = ...,
         base_height: _builtins.int = ...,
+        halted: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_height", b"base_height", "chain_id", b"chain_id", "consensus", b"consensus", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "organizations", b"organizations", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_height", b"base_height", "chain_id", b"chain_id", "consensus", b"consensus", "halted", b"halted", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "organizations", b"organizations", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

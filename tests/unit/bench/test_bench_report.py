@@ -31,6 +31,10 @@ def _doc() -> dict[str, Any]:
                 "light": _runs([200, 199, 201], [12, 15, 30]),
                 "saturation": _runs([2500, 3100, 2900], [900, 1000, 1100]),
                 "paced": _runs([2000, 2100, 2200], [200, 250, 400]),
+                "contract": {
+                    "saturation": _runs([1500, 1600, 1400], [900, 950, 1000]),
+                    "ratio_to_kv": 0.55,
+                },
             },
             "raft": {
                 "saturation": _runs([6000, 6500, 7000], [500, 600, 700]),
@@ -77,6 +81,8 @@ def test_targets_use_medians_and_mark_the_unmeasured() -> None:
     assert got["Raft3 / PySyncObj"]["met"] is None
     assert got["apply->Ready s (4 validators)"]["met"] is None
     assert got["operator peak RSS MiB"]["met"] is True
+    assert got["BFT4 invocations / kv puts"]["value"] == 0.55
+    assert got["BFT4 invocations / kv puts"]["met"] is True
     assert targets({})[0]["value"] is None
 
 
@@ -84,6 +90,10 @@ def test_table_shows_every_figure_and_skips() -> None:
     rows = main_rows(_doc())
     labels = [r[0] for r in rows]
     assert "ours BFT 4, light" in labels and "etcd 3 members, saturation" in labels
+    assert next(r[:2] for r in rows if r[0] == "ours BFT 4, contract invocations") == (
+        "ours BFT 4, contract invocations",
+        "1,500 [1,400-1,600]",
+    )
     assert ("PySyncObj 3 nodes", "skipped: pysyncobj not installed", "", "", "") in rows
     doc = _doc()
     doc["targets"] = targets(doc["results"])

@@ -41,6 +41,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
 
     def __init__(self, chain_id: str = "test-chain", block_ms: int = 10) -> None:
         self.chain_id = chain_id
+        self.halted = ""  # GetStatus.halted (a node that stopped applying blocks)
         self.block_ms = block_ms
         self.node_id = b"\x07" * 32
         self.cond = threading.Condition()
@@ -249,6 +250,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
                 mempool_size=len(self.pending),
                 consensus="solo",
                 organization="org1",
+                halted=self.halted,
             )
 
 

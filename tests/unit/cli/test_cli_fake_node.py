@@ -154,6 +154,19 @@ def test_status_blocks_and_block(fake_node: FakeNode, key: Path) -> None:
     assert r.exit_code == 0 and "hash verified" in r.stdout
 
 
+def test_status_shows_a_halted_node(fake_node: FakeNode) -> None:
+    """A node halted for contracts (engine-version mismatch) says so in `status`."""
+    ep = ["--endpoint", fake_node.endpoint]
+    assert _json(["status", "--json", *ep])["halted"] == ""
+    r = runner.invoke(app, ["status", *ep])
+    assert r.exit_code == 0 and "halted" not in r.stdout
+    why = "block 3 runs contract code this node cannot execute: [wasmtime-0.0.1]"
+    fake_node.ledger.halted = why
+    assert _json(["status", "--json", *ep])["halted"] == why
+    r = runner.invoke(app, ["status", *ep])
+    assert r.exit_code == 0 and "halted" in r.stdout and "[wasmtime-0.0.1]" in r.stdout
+
+
 def test_data_dir_picks_answering_node_and_client_key(
     fake_node: FakeNode, tmp_path: Path, closed_port: int
 ) -> None:

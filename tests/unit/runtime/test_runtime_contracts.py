@@ -101,9 +101,30 @@ def test_engine_mismatch_halts_without_writing_and_resumes(tmp_path: Path) -> No
 
     again = open_node(tmp_path, OtherEngine())  # block 3 is stored: replay halts on it
     assert again.halted is not None and "block 3" in again.halted
+    assert again.status().halted == again.halted  # GetStatus.halted, `consortium status`
     assert (again.height, counter(again)) == (height, 1)
     again.close()
 
     fixed = open_node(tmp_path)  # the chain's engine: block 3 replays
     assert fixed.halted is None and fixed.height == height + 1 and counter(fixed) == 2
+    assert fixed.status().halted == ""
     fixed.close()
+
+
+def test_a_block_holds_at_most_contract_block_fuel_of_invokes(tmp_path: Path) -> None:
+    """The proposer's block builder applies the chain's contract_block_fuel (default 10^9):
+    of three Invokes of 4 * 10^8 fuel each, a block takes two; the third waits, pooled."""
+    init_dev(tmp_path, "wasm-dev")
+    admin = Signer.load(tmp_path / "keys" / "admin.json")
+    client = Signer.load(tmp_path / "keys" / "client.json")
+    node = open_node(tmp_path)
+    deploy = types_pb2.DeployContract(name="counter", code=wat.counter())
+    assert submit(node, admin, 0, deploy) == ""
+    commit(node)
+    incr = types_pb2.Invoke(contract="counter", method="incr", fuel_limit=400_000_000)
+    for nonce in range(3):
+        assert submit(node, client, nonce, incr) == ""
+    assert len(commit(node).txs) == 2
+    assert len(node.mempool) == 1
+    assert len(commit(node).txs) == 1 and counter(node) == 3
+    node.close()

@@ -8,6 +8,9 @@ import random
 from collections.abc import Callable
 
 import pytest
+from consortium_node.contracts import WasmEngine
+from consortium_node.ledger import contracts as cx
+from consortium_node.ledger.contracts import ContractVM
 from consortium_node.ledger.errors import Reject, TxRejected
 from consortium_node.ledger.hashing import sha256
 from consortium_node.ledger.state import (
@@ -17,8 +20,10 @@ from consortium_node.ledger.state import (
     nonce_key,
     pack_u64,
 )
-from consortium_node.ledger.tx import AssetTransfer, KvPut, Payload, Tx
+from consortium_node.ledger.tx import AssetTransfer, Invoke, KvPut, Payload, Tx
 from consortium_node.runtime.mempool import Mempool
+
+from tests.support import wat
 
 pytestmark = pytest.mark.unit
 
@@ -48,11 +53,13 @@ class Verifier:
 class Pool:
     """A mempool with its state and committed-set, as the runtime wires it."""
 
-    def __init__(self, capacity: int = 100, verify_ok: bool = True) -> None:
+    def __init__(
+        self, capacity: int = 100, verify_ok: bool = True, vm: ContractVM | None = None
+    ) -> None:
         self.state: dict[bytes, bytes] = {}
         self.committed: set[bytes] = set()
         self.verifier = Verifier(verify_ok)
-        self.pool = Mempool(CHAIN, capacity, self.verifier)
+        self.pool = Mempool(CHAIN, capacity, self.verifier, vm)
 
     def admit(self, tx: Tx) -> None:
         self.pool.admit(tx, self.state, MAX, self.committed.__contains__)
@@ -339,3 +346,49 @@ def test_held_txs_are_verified_and_deduplicated_by_nonce() -> None:
     with pytest.raises(TxRejected) as e:
         gossip(p, make_tx(ALICE, 1, tag=b"other"))
     assert e.value.reason is Reject.DUPLICATE and p.pool.held() == 1
+
+
+def invoke(sender: bytes, nonce: int, fuel: int) -> Tx:
+    return make_tx(sender, nonce, Invoke("token", "transfer", b"", fuel))
+
+
+@pytest.fixture
+def cp() -> Pool:
+    """A pool on a chain with contracts: contract "token" (method transfer) deployed."""
+    vm = WasmEngine()
+    pool = Pool(vm=vm)
+    code = wat.bench_token()
+    pool.state[cx.ENGINE_KEY] = vm.engine.encode()
+    info = cx.new_info(vm, "token", code, 1, None)
+    pool.state[cx.contract_key("token")] = info.encode()
+    return pool
+
+
+def test_take_stops_before_the_invoke_that_exceeds_the_block_fuel(cp: Pool) -> None:
+    """contract_block_fuel: the Invokes' fuel limits add up to at most the cap; the first
+    Invoke that would go over it and everything after it wait (never reordered); kv txs
+    cost no fuel."""
+    txs = [
+        invoke(ALICE, 0, 400),
+        make_tx(BOB, 0),
+        invoke(ALICE, 1, 600),
+        invoke(CAROL, 0, 1),
+        make_tx(BOB, 1),
+    ]
+    for t in txs:
+        cp.admit(t)
+    assert cp.pool.take(100, 10**9) == txs  # no cap (the old call)
+    assert cp.pool.take(100, 10**9, 1001) == txs
+    assert cp.pool.take(100, 10**9, 1000) == txs[:3]  # exactly the cap
+    assert cp.pool.take(100, 10**9, 999) == txs[:2]
+    assert cp.pool.take(2, 10**9, 999) == txs[:2]
+
+
+def test_the_first_invoke_of_a_block_always_fits(cp: Pool) -> None:
+    """A call whose limit alone exceeds the cap is not stuck at the head of the pool."""
+    txs = [invoke(ALICE, 0, 5000), invoke(BOB, 0, 1), make_tx(CAROL, 0)]
+    for t in txs:
+        cp.admit(t)
+    assert cp.pool.take(100, 10**9, 1000) == txs[:1]
+    cp.commit(txs[:1])
+    assert cp.pool.take(100, 10**9, 1000) == txs[1:]
