@@ -16,27 +16,11 @@ from consortium_node.ledger import contracts as cx
 from consortium_node.ledger.hashing import sha256
 
 from tests.support import wat
+from tests.support.contract_env import CALLER, Env
 
 pytestmark = pytest.mark.unit
 
 LIMITS = cx.limits_of({}, 10_000_000)
-CALLER = bytes(range(32))
-
-
-class Env:
-    def __init__(self, state: dict[bytes, bytes] | None = None) -> None:
-        self.state = dict(state or {})
-        self.caller = CALLER
-        self.height = 7
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.state.get(key)
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.state[key] = value
-
-    def delete(self, key: bytes) -> None:
-        self.state.pop(key, None)
 
 
 def run(vm: WasmEngine, code: bytes, method: str, data: bytes, env: Env) -> cx.CallOutcome:

@@ -14,27 +14,11 @@ from consortium_node.ledger import contracts as cx
 from consortium_node.ledger.hashing import sha256
 
 from tests.support import wat
+from tests.support.contract_env import CALLER, Env
 
 pytestmark = pytest.mark.unit
 
 LIMITS = cx.limits_of({}, 10_000_000)  # the chain's default parameters
-CALLER = bytes(range(32))
-
-
-class Env:
-    def __init__(self, height: int = 7) -> None:
-        self.state: dict[bytes, bytes] = {}
-        self.caller = CALLER
-        self.height = height
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.state.get(key)
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.state[key] = value
-
-    def delete(self, key: bytes) -> None:
-        self.state.pop(key, None)
 
 
 @pytest.fixture(scope="module")
