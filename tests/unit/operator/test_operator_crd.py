@@ -187,21 +187,27 @@ def _fits(value: Any, schema: dict[str, Any], where: str) -> None:
             assert value in schema["enum"], where
 
 
-def test_written_status_fits_the_schema(version: dict[str, Any]) -> None:
-    sp = ConsortiumSpec.parse({"chainId": "x", "organizations": [{"name": "a", "validators": 4}]})
-    n = Names("c")
+def _four_validators(n: Names, height: int, role: str) -> Observed:
+    """What observe would see of organisation a's 4 validators: every pod ready, every node
+    at `height` in `role`, c-a-0 the leader."""
     keys = {n.pod("a", i): bytes([i + 1]) * 32 for i in range(4)}
     vset = tuple((k, "a") for k in keys.values())
-    obs = Observed(
+    return Observed(
         admin_public=b"\x09" * 32,
         node_keys=keys,
         genesis_validators=vset,
         genesis_hash="ab" * 32,
         pods={p: PodState(p, "a", i, True, "r1", "10.0.0.1") for i, p in enumerate(keys)},
         nodes={
-            p: NodeStatus(7, "follower", keys["c-a-0"], vset, "synced", "x", ("a",)) for p in keys
+            p: NodeStatus(height, role, keys["c-a-0"], vset, "synced", "x", ("a",)) for p in keys
         },
     )
+
+
+def test_written_status_fits_the_schema(version: dict[str, Any]) -> None:
+    sp = ConsortiumSpec.parse({"chainId": "x", "organizations": [{"name": "a", "validators": 4}]})
+    n = Names("c")
+    obs = _four_validators(n, 7, "follower")
     step = plan.next_step(sp, obs, n, "img")
     ctx = status.Context(n, "ns", 3, [], "2026-01-01T00:00:00Z", 2)
     st = status.build(sp, obs, step, ctx)
@@ -237,19 +243,7 @@ def _converged_status(height: int, empty_block_ms: int) -> dict[str, Any]:
         }
     )
     n = Names("c")
-    keys = {n.pod("a", i): bytes([i + 1]) * 32 for i in range(4)}
-    vset = tuple((k, "a") for k in keys.values())
-    obs = Observed(
-        admin_public=b"\x09" * 32,
-        node_keys=keys,
-        genesis_validators=vset,
-        genesis_hash="ab" * 32,
-        pods={p: PodState(p, "a", i, True, "r1", "10.0.0.1") for i, p in enumerate(keys)},
-        nodes={
-            p: NodeStatus(height, "validator", keys["c-a-0"], vset, "synced", "x", ("a",))
-            for p in keys
-        },
-    )
+    obs = _four_validators(n, height, "validator")
     # every workload in place (what plan.next_step says once the StatefulSets are observed)
     step = plan.Step(plan.Converged(), {"a": plan.OrgTarget(4, 0)}, "Running")
     return status.build(sp, obs, step, status.Context(n, "ns", 3, [], "2026-01-01T00:00:00Z", 2))
