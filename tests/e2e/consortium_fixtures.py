@@ -7,6 +7,7 @@ Every wait is bounded and, on timeout, fails with the namespace's diagnostics.""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -363,3 +364,19 @@ class Chain:
     def status(self, endpoint: str | None = None) -> dict[str, Any]:
         out = self.cli("status", "--json", "--endpoint", endpoint or self.endpoint)
         return dict(json.loads(out.splitlines()[-1]))
+
+    def wait_every_node(
+        self, what: str, probe: Callable[[str], bool], timeout: float = 120
+    ) -> None:
+        """Until `probe(endpoint)` holds for every node pod's own endpoint: the client Service
+        routes each new connection to any node, and one a block behind answers as of its own
+        height (a run voted "unknown proposal 1" and read "unknown contract" this way)."""
+        for pod in sorted(p["metadata"]["name"] for p in self.pods()):
+            ep = self.pod_endpoint(pod)
+            self.wait(f"{pod}: {what}", functools.partial(probe, ep), timeout)
+
+    def wait_all_at(self, height: int, timeout: float = 120) -> None:
+        """Until every node pod has applied block `height`."""
+        self.wait_every_node(
+            f"height {height}", lambda ep: self.status(ep)["height"] >= height, timeout
+        )

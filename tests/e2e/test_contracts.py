@@ -100,14 +100,20 @@ def test_a_configmap_contract_is_deployed_through_governance_and_invoked(
     chain.use_client_tls("globex")
     chain.put_files("/tmp", {"globex-admin.json": chain.secret(f"{NAME}-globex-admin")["admin.json"]})  # fmt: skip
     t1 = time.monotonic()
+    chain.wait_every_node(  # else the CLI waits for it (cli/gov.await_proposal)
+        f"proposal {p['id']} known",
+        lambda ep: bool(chain.cli("gov", "show", str(p["id"]), "--json", "--endpoint", ep)),
+    )
     out = chain.cli(
-        *("gov", "vote", str(p["id"]), "yes", "--key", "/tmp/globex-admin.json"),
+        *("gov", "vote", str(p["id"]), "yes", "--key", "/tmp/globex-admin.json", "--json"),
         # the vote that executes the deploy compiles the module in that block: under a loaded
         # machine (a second CI beside this one) its commit once took over 30 s
         *("--endpoint", chain.endpoint, "--wait-timeout", "90"),
         timeout=150,
     )
-    assert f"proposal {p['id']} EXECUTED" in out, out
+    voted = json.loads(out)
+    assert voted["proposal"]["state"] == "EXECUTED", out
+    chain.wait_all_at(int(voted["height"]))  # every route of the Service knows the contract
 
     def deployed() -> dict[str, Any] | None:
         e = contract_status(chain.get())

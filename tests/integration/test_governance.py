@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typer.testing import CliRunner, Result
 
 from tests.support.wait import wait_for
 
-from .localnets import running
+from .localnets import metrics, running
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +169,47 @@ def test_a_proposal_expires_at_its_height(net: LocalNet) -> None:
     assert "expired: proposal" in one_error(gov(net, "org1", "vote", str(pid), "yes"))
     with net.client(0) as c:
         assert c.governance().config_seq == 0  # nothing changed
+
+
+def rejected(net: LocalNet) -> float:
+    """Transactions node 0 refused at admission, all reasons."""
+    text = metrics(net.nodes[0])
+    return sum(
+        float(v) for v in re.findall(r"^consortium_tx_rejected_total\{.*\} (\S+)$", text, re.M)
+    )
+
+
+def test_a_vote_sent_before_its_proposal_reaches_the_node_waits_for_it(net: LocalNet) -> None:
+    """A Service in front of several nodes can route a voter to one that has not applied the
+    block opening the proposal yet (a kind e2e run: "unknown proposal 1"). The vote waits for
+    the proposal, bounded, instead of failing: here it is sent before the proposal exists."""
+    key = str(net.data_dir / "keys" / "admin-org2.json")
+    before = rejected(net)
+    cmd = [sys.executable, "-c", "from consortium_node.cli import main; main()"]
+    vote = subprocess.Popen(
+        [*cmd, "gov", "vote", "1", "yes", "--data-dir", str(net.data_dir), "--key", key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:  # node 0 (the CLI's default) refuses the vote once before the proposal is opened
+        wait_for(lambda: rejected(net) > before, 30, "node 0 to refuse the early vote")
+        ok(
+            gov(
+                net,
+                "org1",
+                "propose",
+                "set-param",
+                "max_block_txs",
+                "77",
+                "--ttl",
+                "1000",
+                "--json",
+            )
+        )
+        out, err = vote.communicate(timeout=60)
+    finally:
+        vote.kill()
+    assert vote.returncode == 0, err
+    assert "proposal 1 EXECUTED" in out, out
+    assert ok(gov(net, None, "params", "--json"))["params"]["max_block_txs"] == 77

@@ -10,6 +10,7 @@ one line naming the problem as the chain words it: "not an admin", "already vote
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,6 +156,11 @@ def send(
         chain_id = client.status().chain_id
         tx_id, tx = signer.build_tx(chain_id, client.next_nonce(signer.public_key), payload)
         [res] = client.submit([tx])
+        if isinstance(payload, (types_pb2.Vote, types_pb2.Withdraw)) and res.message.startswith(
+            "unknown proposal"
+        ):  # refused, so not in the mempool: once the node knows the proposal, resubmit it
+            await_proposal(client, payload.proposal, min(wait_timeout, LAG_GRACE_S))
+            [res] = client.submit([tx])
         if res.code != 0:
             raise fail(res.message or f"transaction refused (code {res.code})")
         if no_wait:
@@ -174,6 +180,39 @@ def send(
             _print(
                 out, f"tx {tx_id.hex()} committed at height {r.height}: {r.message or 'OK'}", json_
             )
+
+
+# How long a vote waits for a proposal this node does not know yet. A Service in front of
+# several nodes may route the voter to one that is a block or two behind the node that opened
+# the proposal (a kind e2e run voted "unknown proposal 1" this way); a proposal that still is
+# not there after the node has applied LAG_BLOCKS more blocks and reports itself synced does
+# not exist.
+LAG_GRACE_S = 30.0
+LAG_BLOCKS = 2
+_POLL_S = 0.2
+
+
+def await_proposal(client: Client, pid: int, bound: float) -> None:
+    """Return once the node knows proposal `pid`; fail "unknown proposal N" with the node's
+    height and newest proposal once the node, synced, has applied LAG_BLOCKS blocks beyond
+    the first miss without it, or after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    first: int | None = None
+    while True:
+        listed = client.list_proposals(open_only=False, limit=1)
+        if listed.proposals and listed.proposals[0].id >= pid:
+            return  # ids are sequential: pid exists (or existed) on this node
+        st = client.status()
+        if first is None:
+            first = st.height
+        caught_up = st.sync_state != "catching-up" and st.height >= first + LAG_BLOCKS
+        if caught_up or time.monotonic() >= deadline:
+            newest = listed.proposals[0].id if listed.proposals else "none"
+            raise fail(
+                f"unknown proposal {pid} (this node is at height {st.height}; its newest "
+                f"proposal is {newest})"
+            )
+        time.sleep(_POLL_S)  # a bounded poll: the node exposes no wait for a proposal
 
 
 def _print(obj: dict[str, Any], line: str, json_: bool) -> None:
