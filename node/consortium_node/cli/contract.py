@@ -15,6 +15,7 @@ one line on stderr and exit status 1. Registered by cli/app.py."""
 from __future__ import annotations
 
 import struct
+import string
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,9 +101,11 @@ def _int_piece(kind: str, value: str, bits: int) -> bytes:
 
 
 def _key_piece(value: str) -> bytes:
-    """A public key: 64 hex characters, or the public key of a key file."""
+    """A public key: 64 hex characters, or the public key of a key file (any other value
+    naming a file: a 64-character path is a path, not a key, unless it is all hex)."""
     path = Path(value).expanduser()
-    if len(value) != 2 * KEY_LEN and path.exists():
+    is_hex = len(value) == 2 * KEY_LEN and all(c in string.hexdigits for c in value)
+    if not is_hex and path.exists():
         try:
             return load_signer(path, None).public_key
         except KeyFileError as e:

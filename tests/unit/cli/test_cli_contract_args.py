@@ -15,7 +15,9 @@ from consortium_node.client.keys import Signer
 pytestmark = pytest.mark.unit
 
 
-def test_pieces_are_little_endian_integers_keys_hex_and_text(tmp_path: Path) -> None:
+def test_pieces_are_little_endian_integers_keys_hex_and_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert arg_bytes("u64:1000") == (1000).to_bytes(8, "little")
     assert arg_bytes("u32:0x10") == b"\x10\x00\x00\x00"
     assert arg_bytes("u8:255") == b"\xff"
@@ -26,6 +28,13 @@ def test_pieces_are_little_endian_integers_keys_hex_and_text(tmp_path: Path) -> 
     key_file = tmp_path / "k.json"
     key_file.write_text(signer.to_json())
     assert arg_bytes(f"key:{key_file}") == signer.public_key
+    # a key file whose path is 64 characters long, as long as a hex key (a fresh CI clone's
+    # pytest-8 tmp dir made one: "must be hex"), is still a key file
+    monkeypatch.chdir(tmp_path)
+    name = "k" * 59 + ".json"  # relative to the working directory
+    Path(name).write_text(signer.to_json())
+    assert len(name) == 64
+    assert arg_bytes(f"key:{name}") == signer.public_key
     pieces = ["u64:1", "str:x"]
     assert call_input(pieces, None, None) == (1).to_bytes(8, "little") + b"x"
 
