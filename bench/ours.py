@@ -5,6 +5,8 @@ commit latency, node CPU per 1,000 tx."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,32 @@ def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
             0.1,
             retry_on=(ClientError,),
         )
+
+
+def _height(net: LocalNet) -> int:
+    with Client(net.nodes[0].endpoint, 5.0, tls=DataDir.load(net.data_dir).tls) as c:
+        return int(c.status(timeout=2.0).height)
+
+
+@contextlib.contextmanager
+def paused(net: LocalNet, timeout: float = 60.0) -> Iterator[None]:
+    """Freezes every node (SIGSTOP) while something else is measured beside the consortium
+    (the model peer), so that it does not lose the CPU an idle consortium takes (a tick
+    every 5 ms per node, empty blocks); the nodes always continue (SIGCONT) on the way out.
+    Engine time is counted in ticks (runtime/service.py ticks once per wake-up, with no
+    catching up), so a freeze fires no consensus timeout. Then it waits for node 0 to
+    commit a new block, so that the next run of ours starts on a live chain."""
+    height = _height(net)
+    pids = [n.pid for n in net.nodes if n.pid]
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    _wait_height(net, height + 1, timeout)
 
 
 def measure(net: LocalNet, load: Load) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The printed table of a results document (bench/results/latest.json)."""
+"""The printed table of a results document (bench/results/latest.json): bench/run.py prints
+it at the end of a run, `make bench-table` again from the file."""
 
 from __future__ import annotations
 
@@ -58,15 +59,31 @@ def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
 
+    def add_model(shape: str, name: str) -> None:
+        fig = model_of(res, shape)
+        if not isinstance(fig, Mapping):
+            return
+        if (st := _status(fig)) is not None:
+            rows.append((name, st, "", "", ""))
+            return
+        add(f"{name}, one block in flight", fig, "saturation")
+        add(f"{name}, txs admitted ahead (gossip)", fig, "gossip")
+        txs = _get(fig, "light", "block_txs", "median")
+        add(f"{name}, {txs:.0f}-tx blocks" if txs else f"{name}, light", fig, "light")
+        if (note := fig.get("note")) and not _get(fig, "saturation", "tx_per_s"):
+            rows.append((name, str(note), "", "", ""))
+
     for key, name in (("bft", "ours BFT 4"), ("raft", "ours Raft 3")):
         fig = res.get(key)
         if (st := _status(fig)) is not None:
             rows.append((name, st, "", "", ""))
-            continue
-        add(f"{name}, light", fig, "light")
-        add(f"{name}, saturation", fig, "saturation")
-        add(f"{name}, paced 80%", fig, "paced")
-        add(f"{name}, contract invocations", _get(fig, "contract"), "saturation")
+        else:
+            add(f"{name}, light", fig, "light")
+            add(f"{name}, saturation", fig, "saturation")
+            add(f"{name}, paced 80%", fig, "paced")
+            add(f"{name}, contract invocations", _get(fig, "contract"), "saturation")
+        if key == "bft":  # beside ours, or alone (`--only model`)
+            add_model("bft", "model BFT 4")
     raft = res.get("raft")
     if isinstance(raft, Mapping):
         for key, name in (("etcd", "etcd 3 members"), ("pysyncobj", "PySyncObj 3 nodes")):
@@ -75,7 +92,17 @@ def main_rows(doc: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 rows.append((name, str(note), "", "", ""))
             else:
                 add(f"{name}, saturation", fig, "saturation")
+    add_model("raft", "model Raft 3 (CFT)")
+    if (st := _status(res.get("model"))) is not None:
+        rows.append(("model peer", st, "", "", ""))
     return rows
+
+
+def model_of(res: Mapping[str, Any], shape: str) -> Any:
+    """The model peer's figures of `shape` ("bft" or "raft"): inside our section of that
+    shape when it ran (interleaved with ours), else from a `--only model` section."""
+    inside = _get(res, shape, "model")
+    return inside if isinstance(inside, Mapping) else _get(res, "model", shape)
 
 
 def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None:
@@ -91,7 +118,7 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     for row in main_rows(doc):
         t.add_row(*(escape(c) for c in row))
     con.print(t)
-    _print_ratios(con, res.get("raft"))
+    _print_ratios(con, res)
     _print_scale(con, res.get("scale"))
     if isinstance(op := res.get("operator"), Mapping):
         _print_operator(con, op, op_count(doc))
@@ -100,13 +127,26 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     _print_targets(con, doc.get("targets") or [])
 
 
-def _print_ratios(con: Console, raft: Any) -> None:
-    ratios = _get(raft, "ratios") or {}
-    if ratios:
-        con.print(
-            f"ratios (same run, tx/s medians): ours/etcd = {ratios.get('ours_over_etcd')}, "
-            f"ours/PySyncObj = {ratios.get('ours_over_pysyncobj')}"
-        )
+def ratio_parts(res: Mapping[str, Any]) -> list[str]:
+    """'name = value' of every ratio the sections hold (None: a side was not measured)."""
+    raft = _get(res, "raft", "ratios") or {}
+    bft = _get(res, "bft", "ratios") or {}
+    parts = []
+    if raft:
+        parts.append(f"ours/etcd = {raft.get('ours_over_etcd')}")
+        parts.append(f"ours/PySyncObj = {raft.get('ours_over_pysyncobj')}")
+    if bft:
+        parts.append(f"ours BFT/model = {bft.get('ours_bft_over_model')}")
+        if "ours_bft_over_model_gossip" in bft:
+            parts.append(f"ours BFT/model gossip = {bft.get('ours_bft_over_model_gossip')}")
+    if raft:
+        parts.append(f"ours Raft/model = {raft.get('ours_raft_over_model')}")
+    return parts
+
+
+def _print_ratios(con: Console, res: Mapping[str, Any]) -> None:
+    if parts := ratio_parts(res):
+        con.print("ratios (same run, tx/s medians): " + ", ".join(parts))
 
 
 def _print_scale(con: Console, scale: Any) -> None:
@@ -196,7 +236,7 @@ def _print_operator(con: Console, op: Mapping[str, Any], count: Any) -> None:
 def _print_targets(con: Console, targets: list[Any]) -> None:
     if not targets:
         return
-    tt = Table(title="targets (issue 8)", title_justify="left")
+    tt = Table(title="targets (issues 8, 16, 19)", title_justify="left")
     for col in ("target", "measured", "goal", "met"):
         tt.add_column(col)
     for x in targets:

@@ -27,7 +27,7 @@ from typing import Any
 from tests.support.wat import bench_token
 
 from . import etcd as etcd_mod
-from . import operator_scale, ours, pysyncobj_peer
+from . import model, operator_scale, ours, pysyncobj_peer
 from .backup import bench_backup
 from .procs import Procs
 from .report import print_report
@@ -35,7 +35,9 @@ from .stats import median_of, ratio, summarize_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
-SECTIONS = ("bft", "raft", "scale", "operator", "backup")
+SECTIONS = ("bft", "raft", "scale", "operator", "backup", "model")
+# `model` alone is the model peer without ours; bft and raft run it interleaved with ours
+DEFAULT_SECTIONS = ("bft", "raft", "scale", "operator", "backup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,13 @@ class Profile:
     operator_consortia: int = 100
     operator_steady_s: int = 20
     backup_txs: int = 100_000  # chain length of the backup/restore figures (issue 17)
+    # the model peer (bench/model.py, issue 19): our per-block work without the framework
+    model_blocks: int = 20  # BFT 4, blocks of model_block_txs, one in flight
+    model_block_txs: int = 1000
+    model_light_blocks: int = 100  # BFT 4, blocks of model_light_txs: the light figure
+    model_light_txs: int = 10
+    model_raft_blocks: int = 40  # Raft 3 (CFT), blocks of model_block_txs
+    model_wal: bool = True  # the consensus WAL's fdatasync before votes / acks, as ours
 
 
 FULL = Profile("full")
@@ -79,6 +88,9 @@ QUICK = Profile(
     operator_consortia=10,
     operator_steady_s=5,
     backup_txs=5_000,
+    model_blocks=5,
+    model_light_blocks=20,
+    model_raft_blocks=8,
 )
 
 
@@ -147,9 +159,127 @@ def _ours_hows(p: Profile) -> dict[str, str]:
     }
 
 
-def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
+# --------------------------------------------------------------------------- the model peer
+
+
+# the model's figures per shape: bft "saturation" is the issue's one-in-flight model (the
+# ratio's denominator), "gossip" the same with txs admitted ahead of their block as ours
+# does, "light" small blocks; raft "saturation"
+MODEL_KINDS = {"bft": ("saturation", "gossip", "light"), "raft": ("saturation",)}
+
+
+def model_config(p: Profile, shape: str, kind: str = "saturation") -> model.ModelConfig:
+    """The model run of one figure (see MODEL_KINDS): BFT 4 or Raft 3."""
+    if shape == "raft":
+        return model.ModelConfig(
+            "raft", 3, p.model_raft_blocks, p.model_block_txs, p.size, wal=p.model_wal
+        )
+    if kind == "light":
+        return model.ModelConfig(
+            "bft", 4, p.model_light_blocks, p.model_light_txs, p.size, wal=p.model_wal
+        )
+    return model.ModelConfig(
+        "bft",
+        4,
+        p.model_blocks,
+        p.model_block_txs,
+        p.size,
+        wal=p.model_wal,
+        gossip=kind == "gossip",
+    )
+
+
+def model_runs(shape: str) -> dict[str, list[dict[str, Any]]]:
+    return {kind: [] for kind in MODEL_KINDS[shape]}
+
+
+def _model_rep(
+    p: Profile,
+    work: Path,
+    procs: Procs,
+    shape: str,
+    runs: dict[str, list[dict[str, Any]]],
+    errors: list[str],
+) -> None:
+    """One repetition of the model's figures of `shape` (MODEL_KINDS), appended to `runs`.
+    A failure is noted in `errors`, not raised: the figures of ours beside it stand."""
+    for kind in runs:
+        cfg = model_config(p, shape, kind)
+        rep = len(runs[kind]) + len(errors)  # a fresh directory per attempt
+        say(f"model {shape}: {kind} ({cfg.describe()})")
+        try:
+            runs[kind].append(model.run(cfg, work / f"model-{shape}-{kind}-{rep}", procs))
+        except Exception as e:
+            say(f"model {shape}: {kind} FAILED: {type(e).__name__}: {e}")
+            errors.append(f"{kind}: {type(e).__name__}: {e}")
+
+
+def _model_hows(p: Profile) -> dict[str, str]:
+    return {
+        "saturation": "validator processes of bench/model_peer.py on 127.0.0.1 TCP doing our "
+        "node's per-block work with its own code (decode, admission incl. Ed25519 verify once "
+        "per tx per validator - none on a Raft follower -, block checks, signed and verified "
+        "consensus messages, consensus WAL fdatasync"
+        f"{'' if p.model_wal else ' (off)'}, block file append + fdatasync, execute_block, "
+        f"one synced LMDB txn); {p.model_block_txs}-tx blocks of {p.size} B kv puts, one block "
+        "in flight; tx/s = txs / (node 0's last commit - block 1's start); latency per block "
+        "= its proposer's start -> node 0's commit; no gRPC, TLS, mempool, timers or retries; "
+        "beside ours, one repetition after each of ours, with our nodes frozen (SIGSTOP)",
+        "gossip": "bft: the same, but every validator admits block h+1's txs right after its "
+        "precommit for h (ours admits gossiped txs while earlier blocks are decided), and a "
+        "proposal's txs found admitted are not checked again: what ours can overlap",
+        "light": f"BFT with {p.model_light_txs}-tx blocks, back to back: the block latency",
+        "cpu_s_per_1000_tx": "utime+stime of the model processes (/proc/PID/stat) from go to "
+        "the last result / txs * 1000 (tx signing before go is not counted)",
+    }
+
+
+def model_part(
+    p: Profile, shape: str, runs: dict[str, list[dict[str, Any]]], errors: list[str]
+) -> dict[str, Any]:
+    """The model's figures of one shape as a section holds them."""
+    n = 4 if shape == "bft" else 3
+    out: dict[str, Any] = {
+        "system": f"the model peer (bench/model.py), {shape} shape, {n} validator processes "
+        "on 127.0.0.1, happy path only, fsync on",
+        "how": _model_hows(p),
+        **{k: summarize_runs(v) for k, v in runs.items()},
+        "runs": runs,
+    }
+    if errors:
+        out["note"] = "; ".join(errors)
+    return out
+
+
+def ratio_to_model(section: dict[str, Any], kind: str = "saturation") -> float | None:
+    """Median tx/s of ours (saturation) / median tx/s of the model's `kind` figure (by
+    default one block in flight), both of the same section (same run, interleaved by
+    repetition)."""
+    return ratio(
+        median_of(section, "saturation", "tx_per_s"),
+        median_of(section, "model", kind, "tx_per_s"),
+    )
+
+
+def bench_model(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
+    """`--only model`: the model peer's figures alone (bft and raft run it beside ours)."""
+    runs = {shape: model_runs(shape) for shape in MODEL_KINDS}
+    errors: dict[str, list[str]] = {"bft": [], "raft": []}
+    for i in range(p.reps):
+        say(f"model: repetition {i + 1}/{p.reps}")
+        for shape, shape_runs in runs.items():
+            _model_rep(p, work, procs, shape, shape_runs, errors[shape])
+    return {shape: model_part(p, shape, r, errors[shape]) for shape, r in runs.items()}
+
+
+# --------------------------------------------------------------------------- ours' sections
+
+
+def bench_bft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
     contract_runs: list[dict[str, Any]] = []
+    m_runs = model_runs("bft")
+    model_errors: list[str] = []
     with ours.local_net("bft", 4, work / "bft4") as net:
         ours.deploy_contract(net, "token", bench_token())
         inv = ours.Load(txs=p.sat_txs, streams=p.streams, batch=p.batch, invoke="token/transfer")
@@ -160,7 +290,9 @@ def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
             r = ours.measure(net, inv)
             r["ratio_to_kv"] = ratio(float(r["tx_per_s"]), float(kv["tx_per_s"]))
             contract_runs.append(r)
-    return {
+            with ours.paused(net):  # ours idle would take CPU from the model
+                _model_rep(p, work, procs, "bft", m_runs, model_errors)
+    out: dict[str, Any] = {
         "system": "ours, BFT, 4 validators (2 orgs x 2), local processes, fsync on, "
         "mutual TLS and a permissioned chain (the defaults)",
         "consensus": ours.CONSENSUS,
@@ -177,7 +309,17 @@ def bench_bft(p: Profile, work: Path) -> dict[str, Any]:
             "ratio_to_kv": median_of(summarize_runs(contract_runs), "ratio_to_kv"),
             "runs": contract_runs,
         },
+        # the model peer, one repetition after each of ours (issue 19: goal >= 0.85)
+        "model": model_part(p, "bft", m_runs, model_errors),
     }
+    out["ratios"] = {
+        "how": "median tx/s of ours (saturation) / median tx/s of the model peer (one block "
+        "in flight), same run, interleaved by repetition",
+        "ours_bft_over_model": ratio_to_model(out),
+        # informational (no target): against the model with txs admitted ahead, as ours does
+        "ours_bft_over_model_gossip": ratio_to_model(out, "gossip"),
+    }
+    return out
 
 
 def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
@@ -186,6 +328,8 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"light": [], "saturation": [], "paced": []}
     etcd_runs: list[dict[str, Any]] = []
     pso_runs: list[dict[str, Any]] = []
+    m_runs = model_runs("raft")
+    model_errors: list[str] = []
     notes: dict[str, str] = {}
     etcd_info: dict[str, Any] = {}
     cluster = None
@@ -251,6 +395,8 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
                         r["cpu_s_per_1000_tx"] = round(1000 * r["cpu_s"] / r["committed"], 3)
                     r["window"] = window
                     pso_runs.append(r)
+                with ours.paused(net):  # ours idle would take CPU from the model
+                    _model_rep(p, work, procs, "raft", m_runs, model_errors)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -286,6 +432,7 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
             ),
             "runs": pso_runs,
         },
+        "model": model_part(p, "raft", m_runs, model_errors),
     }
     ours_tps = median_of(out, "saturation", "tx_per_s")
     out["concurrency"] = (
@@ -301,6 +448,7 @@ def bench_raft(p: Profile, work: Path, procs: Procs) -> dict[str, Any]:
         "ours_over_pysyncobj": ratio(
             ours_tps, median_of(out["pysyncobj"], "saturation", "tx_per_s")
         ),
+        "ours_raft_over_model": ratio_to_model(out),
     }
     return out
 
@@ -391,6 +539,13 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         t("operator peak RSS MiB", cp.get("peak_rss_mib"), "<=", 200),
         # issue 16 / 19: Invoke token.transfer beside kv puts, same repetition
         t("BFT4 invocations / kv puts", (bft.get("contract") or {}).get("ratio_to_kv"), ">=", 0.5),
+        # issue 19: ours / the model peer (our per-block work, no framework), same run
+        t(
+            "BFT4 / model BFT4 (one in flight)",
+            (bft.get("ratios") or {}).get("ours_bft_over_model"),
+            ">=",
+            0.85,
+        ),
     ]
 
 
@@ -418,7 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="tiny run (< 2 min): 1 repetition, small loads"
     )
     ap.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
+        "--only",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma list of {', '.join(SECTIONS)} (default: all but model, the model peer "
+        "alone, which bft and raft run beside ours)",
     )
     ap.add_argument("--reps", type=int, default=0, help="repetitions of each main figure")
     ap.add_argument(
@@ -459,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         if "bft" in only:
-            _section(res, "bft", lambda: bench_bft(p, work))
+            _section(res, "bft", lambda: bench_bft(p, work, procs))
         if "raft" in only:
             _section(res, "raft", lambda: bench_raft(p, work, procs))
         if "scale" in only:
@@ -468,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             _section(res, "operator", lambda: bench_operator(p, work, procs))
         if "backup" in only:
             _section(res, "backup", lambda: bench_backup(p.backup_txs, work))
+        if "model" in only:
+            _section(res, "model", lambda: bench_model(p, work, procs))
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         doc["meta"]["interrupted"] = True

@@ -1,4 +1,5 @@
-"""bench.run targets and argument checks, and bench.report's table on a synthetic document."""
+"""bench.run targets and argument checks, and bench.report's table on a synthetic document
+(including the model peer's figures and ratios, issue 19)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bench.report import fmt_summary, main_rows, print_report
-from bench.run import in_flight, main, targets
+from bench.report import fmt_summary, main_rows, model_of, print_report, ratio_parts
+from bench.run import in_flight, main, ratio_to_model, targets
 from bench.stats import summarize, summarize_runs
 
 pytestmark = pytest.mark.unit
@@ -18,6 +19,15 @@ def _runs(tps: list[float], p50: list[float]) -> dict[str, Any]:
     return summarize_runs(
         [
             {"tx_per_s": t, "latency_ms": {"p50": p, "p99": 2 * p}, "cpu_s_per_1000_tx": 0.3}
+            for t, p in zip(tps, p50, strict=True)
+        ]
+    )
+
+
+def _model_runs(tps: list[float], p50: list[float], block_txs: int = 1000) -> dict[str, Any]:
+    return summarize_runs(
+        [
+            {"tx_per_s": t, "latency_ms": {"p50": p, "p99": 2 * p}, "block_txs": block_txs}
             for t, p in zip(tps, p50, strict=True)
         ]
     )
@@ -35,12 +45,23 @@ def _doc() -> dict[str, Any]:
                     "saturation": _runs([1500, 1600, 1400], [900, 950, 1000]),
                     "ratio_to_kv": 0.55,
                 },
+                "model": {
+                    "saturation": _model_runs([3500, 3625, 3700], [280, 276, 270]),
+                    "gossip": _model_runs([4400, 4500, 4600], [220, 230, 240]),
+                    "light": _model_runs([400, 410, 420], [24, 25, 26], block_txs=10),
+                },
+                "ratios": {"ours_bft_over_model": 0.8, "ours_bft_over_model_gossip": 0.64},
             },
             "raft": {
                 "saturation": _runs([6000, 6500, 7000], [500, 600, 700]),
                 "etcd": {"saturation": _runs([9000, 10000, 11000], [20, 25, 30])},
                 "pysyncobj": {"note": "skipped: pysyncobj not installed"},
-                "ratios": {"ours_over_etcd": 0.65, "ours_over_pysyncobj": None},
+                "model": {"saturation": _model_runs([5000, 5200, 5400], [180, 190, 200])},
+                "ratios": {
+                    "ours_over_etcd": 0.65,
+                    "ours_over_pysyncobj": None,
+                    "ours_raft_over_model": 1.25,
+                },
             },
             "scale": {
                 "points": [
@@ -83,7 +104,64 @@ def test_targets_use_medians_and_mark_the_unmeasured() -> None:
     assert got["operator peak RSS MiB"]["met"] is True
     assert got["BFT4 invocations / kv puts"]["value"] == 0.55
     assert got["BFT4 invocations / kv puts"]["met"] is True
+    assert got["BFT4 / model BFT4 (one in flight)"]["value"] == 0.8
+    assert got["BFT4 / model BFT4 (one in flight)"]["goal"] == ">= 0.85"
+    assert got["BFT4 / model BFT4 (one in flight)"]["met"] is False
     assert targets({})[0]["value"] is None
+    assert {t["target"]: t["met"] for t in targets({})}["BFT4 / model BFT4 (one in flight)"] is None
+
+
+def test_ratio_to_the_model_is_the_medians_of_the_same_section() -> None:
+    bft = _doc()["results"]["bft"]
+    assert ratio_to_model(bft) == 0.8  # 2,900 / 3,625
+    assert ratio_to_model(bft, "gossip") == 0.64  # 2,900 / 4,500
+    raft = _doc()["results"]["raft"]
+    assert ratio_to_model(raft) == 1.25  # 6,500 / 5,200
+    assert ratio_to_model({"saturation": bft["saturation"]}) is None  # the model did not run
+    assert ratio_to_model({"model": bft["model"]}) is None  # ours did not run
+
+
+def test_the_model_rows_sit_beside_ours_and_the_ratios_are_printed() -> None:
+    doc = _doc()
+    doc["targets"] = targets(doc["results"])
+    rows = {r[0]: r for r in main_rows(doc)}
+    assert rows["model BFT 4, one block in flight"][1:3] == (
+        "3,625 [3,500-3,700]",
+        "276.0 [270.0-280.0]",
+    )
+    assert rows["model BFT 4, txs admitted ahead (gossip)"][1] == "4,500 [4,400-4,600]"
+    assert rows["model BFT 4, 10-tx blocks"][2] == "25.0 [24.0-26.0]"
+    assert rows["model Raft 3 (CFT), one block in flight"][1] == "5,200 [5,000-5,400]"
+    assert ratio_parts(doc["results"]) == [
+        "ours/etcd = 0.65",
+        "ours/PySyncObj = None",
+        "ours BFT/model = 0.8",
+        "ours BFT/model gossip = 0.64",
+        "ours Raft/model = 1.25",
+    ]
+    con = Console(record=True, width=200)
+    print_report(doc, con)
+    text = con.export_text()
+    assert "ours BFT/model = 0.8, ours BFT/model gossip = 0.64, ours Raft/model = 1.25" in text
+    assert "BFT4 / model BFT4 (one in flight)" in text
+
+
+def test_only_model_prints_the_model_once_and_no_ratio() -> None:
+    """`--only model`: the model's figures sit in their own section, without ours."""
+    full = _doc()["results"]
+    res = {"model": {"bft": full["bft"]["model"], "raft": full["raft"]["model"]}}
+    assert model_of(res, "bft") is res["model"]["bft"]
+    assert model_of(full, "bft") is full["bft"]["model"]
+    labels = [r[0] for r in main_rows({"results": res})]
+    assert labels == [
+        "model BFT 4, one block in flight",
+        "model BFT 4, txs admitted ahead (gossip)",
+        "model BFT 4, 10-tx blocks",
+        "model Raft 3 (CFT), one block in flight",
+    ]
+    assert ratio_parts(res) == []
+    failed = main_rows({"results": {"model": {"error": "ModelFailed: x"}}})
+    assert ("model peer", "error: ModelFailed: x", "", "", "") in failed
 
 
 def test_table_shows_every_figure_and_skips() -> None:
