@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -149,18 +150,23 @@ def measure_control_plane(
         # steady state: N consortia whose pods never come up (the operator keeps retrying
         # and its status timer keeps running), sampled once a second for `steady_s`
         samples = [rss_mib(op.pid)]
+        r0 = api_requests(k)
         s0, st0 = cpu_seconds([op.pid]), time.monotonic()
         for _ in range(steady_s):
             time.sleep(1.0)
             samples.append(rss_mib(op.pid))
-        steady_cpu_pct = 100 * (cpu_seconds([op.pid]) - s0) / (time.monotonic() - st0)
+        steady_wall = time.monotonic() - st0
+        steady_cpu_pct = 100 * (cpu_seconds([op.pid]) - s0) / steady_wall
+        steady_requests = _rates(r0, api_requests(k), steady_wall)
 
         c2 = cpu_seconds([op.pid])
+        r2 = api_requests(k)
         t0 = time.monotonic()
         apply_all("consortium/node:bench-b")
         _poll(lambda: all_have("consortium/node:bench-b"), timeout, "spec change reconciled")
         change_s = time.monotonic() - t0
         c3 = cpu_seconds([op.pid])
+        change_requests = _rates(r2, api_requests(k), 1.0)
         return {
             "how": (
                 f"consortium-operator --standalone (one process) against kube-apiserver + etcd "
@@ -179,6 +185,10 @@ def measure_control_plane(
             "spec_change_all_reconciled_s": round(change_s, 2),
             "spec_change_cpu_s": round(c3 - c2, 2),
             "steady_cpu_percent": round(steady_cpu_pct, 1),
+            # apiserver requests (all clients: the operator and this harness's polling), by
+            # verb and resource: per second in the steady state, in all during the change
+            "steady_requests_per_s": steady_requests,
+            "spec_change_requests": change_requests,
             "rss_mib_idle": round(rss_idle, 1),
             "rss_mib_after_create": round(rss_after_create, 1),
             "rss_mib_steady_max": round(max(samples), 1),
@@ -188,6 +198,26 @@ def measure_control_plane(
     finally:
         procs.stop(started)
         cp.stop()
+
+
+REQUEST_RE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)
+
+
+def api_requests(k: Kubectl) -> dict[str, float]:
+    """kube-apiserver's request counters by "VERB resource" (its /metrics)."""
+    out: dict[str, float] = {}
+    for labels, value in REQUEST_RE.findall(k.run("get", "--raw", "/metrics").stdout):
+        kv = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = f"{kv.get('verb', '?')} {kv.get('resource', '?')}"
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _rates(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """The counters' growth per `seconds`, largest first, with their total; zero rows left out."""
+    d = {key: (v - before.get(key, 0.0)) / seconds for key, v in after.items()}
+    rows = sorted(((key, round(v, 1)) for key, v in d.items() if v > 0), key=lambda kv: -kv[1])
+    return {"total": round(sum(v for _, v in rows), 1), **dict(rows)}
 
 
 def _ok(k: Kubectl, *args: str) -> bool:

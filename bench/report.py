@@ -221,6 +221,13 @@ def _print_operator(con: Console, op: Mapping[str, Any], count: Any) -> None:
             f"{cp.get('spec_change_all_reconciled_s')} s, peak RSS {cp.get('peak_rss_mib')} "
             f"MiB, steady CPU {cp.get('steady_cpu_percent')} %"
         )
+        steady, change = cp.get("steady_requests_per_s"), cp.get("spec_change_requests")
+        if isinstance(steady, Mapping) and isinstance(change, Mapping):
+            top = ", ".join(f"{k} {v}" for k, v in list(steady.items())[1:6])
+            con.print(
+                f"  apiserver requests: steady {steady.get('total')}/s ({top}); "
+                f"during the spec change {change.get('total')} in all"
+            )
     cl = op.get("cluster")
     if (st := _status(cl)) is not None:
         con.print(f"apply -> Ready on the test cluster: {st}")

@@ -47,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # rule keeps the operator's gRPC access to node client ports when those are restricted
     memo["env"] = passes.Env(
         SETTINGS,
-        Kube(await asyncio.to_thread(make_api_client)),
+        Kube(await asyncio.to_thread(make_api_client), reapply_seconds=SETTINGS.reapply_seconds),
         os.environ.get("POD_NAMESPACE") or None,
     )
 

@@ -3,7 +3,10 @@ aside). Uses the synchronous `kubernetes` client's transport (auth, TLS, kubecon
 in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
 
 - `observe`: the consortium's objects -> `model.Observed` (public keys only).
-- `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent.
+- `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent; a
+  manifest this process applied unchanged less than `reapply_seconds` ago is not sent again
+  (the resync period: drift by another writer is undone within it; an object this module
+  deletes, or reads as absent, is applied at once).
 - `create`: create-if-absent for things that must never be replaced (genesis, admin key).
 - `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
   (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
@@ -17,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -48,6 +53,7 @@ from .render import ADMIN_KEY_FILE, FINGERPRINT, LEDGER_CLAIM, MEMBER_KEY_FILE, 
 
 log = logging.getLogger("consortium_operator.kube")
 FIELD_MANAGER = "consortium-operator"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 # kind -> (API path prefix, plural); namespaced objects only
 _PATHS: dict[str, tuple[str, str]] = {
@@ -100,9 +106,19 @@ class Kube:
     """Kubernetes API access for the operator. Every public method is async (a thread per
     call); errors are `KubeError`."""
 
-    def __init__(self, api: k8s.ApiClient, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        timeout: float = 15.0,
+        reapply_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api = api
         self.timeout = timeout
+        self.reapply_seconds = reapply_seconds
+        self._monotonic = monotonic
+        # object path -> what this process applied there (see `apply`, `check_applied`)
+        self._applied: dict[str, Applied] = {}
 
     # ----------------------------------------------------------------------- transport
 
@@ -150,8 +166,12 @@ class Kube:
         return await asyncio.to_thread(self._request, method, path, **kw)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        out = await self._call("GET", _path(kind, namespace, name))
-        return out if isinstance(out, dict) else None
+        path = _path(kind, namespace, name)
+        out = await self._call("GET", path)
+        if not isinstance(out, dict):
+            self._applied.pop(path, None)  # gone: the next apply sends it again
+            return None
+        return out
 
     async def list_objects(
         self, kind: str, namespace: str, selector: Mapping[str, str]
@@ -160,19 +180,79 @@ class Kube:
         out = await self._call("GET", _path(kind, namespace), query={"labelSelector": sel})
         return list(out.get("items", [])) if out else []
 
+    async def get_named(
+        self, kind: str, namespace: str, selector: Mapping[str, str], names: Iterable[str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """The objects `names` of `kind`, as `get` answers each (None: absent), in one LIST
+        by `selector` (the consortium's labels; every object we create carries them); a name
+        the LIST lacks (an unlabelled object, e.g. a Secret restored by hand) is read by name.
+        A pass over a 2-organisation consortium reads its 7 Secrets in 1 request, not 7."""
+        wanted = list(dict.fromkeys(names))
+        listed: dict[str, dict[str, Any] | None] = {
+            str(o["metadata"]["name"]): o
+            for o in await self.list_objects(kind, namespace, selector)
+            if o.get("metadata", {}).get("name") in wanted
+        }
+        missing = [n for n in wanted if n not in listed]  # `get` forgets what is absent
+        for n, got in zip(
+            missing,
+            await asyncio.gather(*(self.get(kind, namespace, n) for n in missing)),
+            strict=True,
+        ):
+            listed[n] = got
+        return {n: listed.get(n) for n in wanted}
+
     # ----------------------------------------------------------------------- writes
 
     async def apply(self, manifests: Iterable[Manifest]) -> None:
-        """Server-side apply, in order. Idempotent: unchanged objects are no-ops."""
+        """Server-side apply, in order. Idempotent: unchanged objects are no-ops on the server;
+        one this process applied with the same content within `reapply_seconds` is skipped
+        (a no-op apply still costs the apiserver a full merge: 100 consortia re-applied 600
+        objects on every pass of their 5 s retry)."""
         for m in manifests:
             meta = m["metadata"]
-            await self._call(
+            path = _path(m["kind"], meta["namespace"], meta["name"])
+            digest = hashlib.sha256(
+                json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            now = self._monotonic()
+            seen = self._applied.get(path)
+            if seen is not None and seen.digest == digest and now - seen.at < self.reapply_seconds:
+                continue
+            self._applied.pop(path, None)  # a failed apply leaves nothing to trust
+            out = await self._call(
                 "PATCH",
-                _path(m["kind"], meta["namespace"], meta["name"]),
+                path,
                 query={"fieldManager": FIELD_MANAGER, "force": "true"},
                 body=m,
                 content_type="application/apply-patch+yaml",
             )
+            rv = str(((out or {}).get("metadata") or {}).get("resourceVersion", ""))
+            instance = str((meta.get("labels") or {}).get(INSTANCE_LABEL, ""))
+            self._applied[path] = Applied(digest, now, rv, m["kind"], instance)
+
+    def applied_kinds(self, namespace: str, instance: str) -> set[str]:
+        """The kinds of the objects of consortium `instance` this process applied."""
+        prefix = f"/namespaces/{quote(namespace)}/"
+        return {a.kind for p, a in self._applied.items() if a.instance == instance and prefix in p}
+
+    def check_applied(
+        self, kind: str, namespace: str, instance: str, live: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Forget what this process applied of `kind` for consortium `instance` that is no
+        longer there as applied: `live` (a LIST by the consortium's labels) lacks it, or holds
+        another resourceVersion (someone else changed it). Its next `apply` sends it again,
+        so drift and deletions are repaired on the next pass, not after the resync period."""
+        now = {
+            _path(kind, namespace, str(o["metadata"]["name"])): str(
+                o["metadata"].get("resourceVersion", "")
+            )
+            for o in live
+        }
+        prefix = _path(kind, namespace) + "/"
+        for path, a in list(self._applied.items()):
+            if a.instance == instance and path.startswith(prefix) and now.get(path) != a.rv:
+                del self._applied[path]
 
     async def create(self, manifest: Manifest) -> bool:
         """Create; False if an object of that name already exists (which is left untouched)."""
@@ -226,10 +306,7 @@ class Kube:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's entries, decoded (None if it does not exist). Never log the values."""
-        s = await self.get("Secret", namespace, name)
-        if s is None:
-            return None
-        return {k: base64.b64decode(v) for k, v in (s.get("data") or {}).items()}
+        return _decoded(await self.get("Secret", namespace, name))
 
     async def contract_modules(
         self, namespace: str, contracts: Iterable[ContractSpec]
@@ -266,11 +343,9 @@ class Kube:
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete (background propagation); False if it was already gone."""
-        out = await self._call(
-            "DELETE",
-            _path(kind, namespace, name),
-            body={"propagationPolicy": "Background"},
-        )
+        path = _path(kind, namespace, name)
+        self._applied.pop(path, None)
+        out = await self._call("DELETE", path, body={"propagationPolicy": "Background"})
         return out is not None
 
     # ----------------------------------------------------------------------- reads
@@ -319,11 +394,9 @@ class Kube:
         """The consortium's TLS material as the PKI plan needs it: CA certificates, node TLS
         and client TLS Secret entries, private keys reduced to their entry name (b"")."""
         clients = [names.client_secret(o) for o in orgs] + [names.operator_client_secret]
-        got = await asyncio.gather(
-            *(self.secret_data(namespace, names.ca_secret(o)) for o in orgs),
-            *(self.secret_data(namespace, names.tls_secret(o)) for o in orgs),
-            *(self.secret_data(namespace, c) for c in clients),
-        )
+        wanted = [*(names.ca_secret(o) for o in orgs), *(names.tls_secret(o) for o in orgs)]
+        by_name = await self.get_named("Secret", namespace, names.selector(), [*wanted, *clients])
+        got = [_decoded(by_name[n]) for n in [*wanted, *clients]]
         cas, tls, client = got[: len(orgs)], got[len(orgs) : 2 * len(orgs)], got[2 * len(orgs) :]
         ca_certs, incomplete = {}, []
         for org, data in zip(orgs, cas, strict=True):
@@ -353,19 +426,40 @@ class Kube:
         self, namespace: str, names: Names, orgs: tuple[str, ...]
     ) -> Observed:
         """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
-        admin_s, genesis_cm, pods, pvcs, *rest = await asyncio.gather(
-            self.get("Secret", namespace, names.admin_secret),
-            self.get("ConfigMap", namespace, names.genesis_configmap),
-            self.list_objects("Pod", namespace, names.selector()),
-            self.list_objects("PersistentVolumeClaim", namespace, names.selector()),
-            *(self.get("Secret", namespace, names.keys_secret(o)) for o in orgs),
-            *(self.get("StatefulSet", namespace, names.statefulset(o)) for o in orgs),
-            *(self.get("Secret", namespace, names.org_admin_secret(o)) for o in orgs),
-            *(self.get("Secret", namespace, names.client_secret(o)) for o in orgs),
+        sel = names.selector()
+        key_names = [names.keys_secret(o) for o in orgs]
+        admin_names = [names.org_admin_secret(o) for o in orgs]
+        client_names = [names.client_secret(o) for o in orgs]
+        # the kinds this process applied for the consortium, but StatefulSets and ConfigMaps
+        # (read here anyway): one LIST each shows drift and deletions (check_applied)
+        applied = self.applied_kinds(namespace, names.consortium)
+        checked = sorted(applied - {"StatefulSet", "ConfigMap"})
+        cm_names = [names.genesis_configmap, names.config_configmap]
+        secrets, sts_by_name, cms, pods, pvcs, *lists = await asyncio.gather(
+            self.get_named(
+                "Secret",
+                namespace,
+                sel,
+                [names.admin_secret, *key_names, *admin_names, *client_names],
+            ),
+            self.get_named("StatefulSet", namespace, sel, [names.statefulset(o) for o in orgs]),
+            self.get_named("ConfigMap", namespace, sel, cm_names),
+            self.list_objects("Pod", namespace, sel),
+            self.list_objects("PersistentVolumeClaim", namespace, sel),
+            *(self.list_objects(kind, namespace, sel) for kind in checked),
         )
-        n = len(orgs)
-        key_secrets, statefulsets = rest[:n], rest[n : 2 * n]
-        admin_secrets, client_secrets = rest[2 * n : 3 * n], rest[3 * n :]
+        genesis_cm = cms[names.genesis_configmap]
+        for kind, live in [
+            *zip(checked, lists, strict=True),
+            ("StatefulSet", [o for o in sts_by_name.values() if o is not None]),
+            ("ConfigMap", [o for o in cms.values() if o is not None]),
+        ]:
+            self.check_applied(kind, namespace, names.consortium, live)
+        admin_s = secrets[names.admin_secret]
+        key_secrets = [secrets[n] for n in key_names]
+        statefulsets = [sts_by_name[names.statefulset(o)] for o in orgs]
+        admin_secrets = [secrets[n] for n in admin_names]
+        client_secrets = [secrets[n] for n in client_names]
 
         member_keys: dict[str, bytes] = {}
         registered: dict[str, bytes] = {}
@@ -580,6 +674,25 @@ def _unix(ts: object) -> int:
         return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One object as this process last applied it: the manifest's digest, when (monotonic),
+    the resourceVersion the apiserver answered, its kind and its consortium."""
+
+    digest: str
+    at: float
+    rv: str
+    kind: str
+    instance: str
+
+
+def _decoded(secret: Mapping[str, Any] | None) -> dict[str, bytes] | None:
+    """A Secret's entries, base64-decoded; None for an absent Secret."""
+    if secret is None:
+        return None
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
 
 def _public(entries: Mapping[str, bytes]) -> dict[str, bytes]:

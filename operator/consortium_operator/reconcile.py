@@ -30,6 +30,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -84,6 +85,13 @@ class Env:
     kube: Kube
     operator_namespace: str | None = None
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # uid -> the status this process last wrote: only the operator writes status, so while
+    # it is unchanged a new pass that builds the same status need not send it again
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # uid -> when its last pass ended (monotonic): the timer adds no pass to an object whose
+    # change handler is already retrying it more often than the timer's interval
+    passed: dict[str, float] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic
     clock: Callable[[], dt.datetime] = _utc_now
     tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_tls_key
     serial: Callable[[], int] = pki.serial_from
@@ -188,14 +196,21 @@ async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
             await write_status(p)
         except (KubeError, GovernanceError) as e:
             return Outcome(env.settings.retry_seconds, str(e))
+        finally:
+            env.passed[subject.owner.uid] = env.monotonic()
     return outcome(p)
 
 
 async def timer(env: Env, subject: Subject, events: Events) -> Outcome | None:
     """Every status interval: one full pass (observe, act if needed, write status) — what
     repairs drift after convergence and keeps status current. None: skipped, a change
-    handler's pass holds the lock."""
+    handler's pass holds the lock, or a pass ended less than an interval ago (the change
+    handler retrying a converging object every retry_seconds already keeps its status
+    current: without this, 100 converging consortia cost a third more passes)."""
     if env.lock(subject.owner).locked():
+        return None
+    last = env.passed.get(subject.owner.uid)
+    if last is not None and env.monotonic() - last < env.settings.status_seconds * 0.9:
         return None
     return await reconcile(env, subject, events)
 
@@ -219,6 +234,8 @@ async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
             )
         except KubeError as e:
             return Outcome(env.settings.retry_seconds, f"deleting: {e}")
+        env.written.pop(owner.uid, None)
+        env.passed.pop(owner.uid, None)
     kept = "ledger volumes kept (deletionPolicy Retain)" if not delete_volumes else ""
     events.info("Deleted", f"deleted {len(deleted)} objects" + (f"; {kept}" if kept else ""))
     return Outcome(None)
@@ -349,7 +366,11 @@ async def write_status(p: Pass, error: str | None = None) -> None:
     new = status.build(p.spec if error is None else None, p.observed, p.step, ctx, error)
     if error is None:
         new = backups.extend_status(p, p.backups, new)
-    await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
+    uid = p.owner.uid
+    if p.env.written.get(uid) != new:
+        p.env.written.pop(uid, None)  # a failed patch leaves nothing known
+        await p.env.kube.patch_status(p.owner.namespace, p.owner.name, new)
+        p.env.written[uid] = new
     for reason, message in status.proposal_events(current.get("proposals"), p.observed):
         p.events.info(reason, message)
     if new["phase"] != current.get("phase"):

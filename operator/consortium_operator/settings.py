@@ -11,6 +11,9 @@ passed explicitly to render, plan and status — never read from globals elsewhe
   CONSORTIUM_MAX_LAG          blocks a node may trail the chain and still count as caught up
                               (default 2); a node further than 10x behind sets Degraded
   CONSORTIUM_RPC_TIMEOUT      seconds per gRPC call to a node (default 3)
+  CONSORTIUM_REAPPLY_SECONDS  resync period: an unchanged object the operator applied is
+                              applied again after this long (default 60; undoes drift by
+                              other writers; a deleted object is re-created on the next pass)
   CONSORTIUM_PROPOSAL_TTL     blocks a proposal the operator opens stays open for votes
                               (default 3600: about two hours at the default 2 s empty-block pace)"""
 
@@ -32,6 +35,7 @@ class Settings:
     rpc_timeout: float = 3.0
     governance_timeout: float = 20.0
     proposal_ttl: int = 3600
+    reapply_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -45,9 +49,12 @@ class Settings:
             max_lag=int(env.get("CONSORTIUM_MAX_LAG", d.max_lag)),
             rpc_timeout=float(env.get("CONSORTIUM_RPC_TIMEOUT", d.rpc_timeout)),
             proposal_ttl=int(env.get("CONSORTIUM_PROPOSAL_TTL", d.proposal_ttl)),
+            reapply_seconds=float(env.get("CONSORTIUM_REAPPLY_SECONDS", d.reapply_seconds)),
         )
         if s.node_address not in ("pod-ip", "dns"):
             raise ValueError("CONSORTIUM_NODE_ADDRESS must be pod-ip or dns")
         if not 1 <= s.proposal_ttl <= 1_000_000:
             raise ValueError("CONSORTIUM_PROPOSAL_TTL must be 1..1000000 blocks")
+        if not 0 <= s.reapply_seconds <= 86_400:
+            raise ValueError("CONSORTIUM_REAPPLY_SECONDS must be 0..86400")
         return s

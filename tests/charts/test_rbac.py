@@ -3,6 +3,8 @@ operator would fail with 403) and none extra (least privilege).
 
 The required permissions are derived from the operator's code, not kept by hand:
 - kube.py's Kubernetes calls, read with `ast`: `get("Kind")`, `list_objects("Kind")`,
+  `get_named("Kind")` (list + get), `list_objects(kind)` in `observe` (a list of each
+  kind it applied: list on every rendered kind),
   `delete("Kind")`, the `("Kind", name)` targets of `delete_consortium`, and raw
   `_call("METHOD", _path("Kind", ..., "sub"))` requests;
 - `apply` (server-side apply) of everything the operator renders (the `kind:` of each
@@ -52,7 +54,7 @@ PEERING_CLUSTER: Perms = {("kopf.dev", "clusterkopfpeerings"): {"list", "watch",
 PEERING_NAMESPACED: Perms = {("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"}}
 
 # Kube methods that take the kind as a parameter: their callers are what is analysed
-GENERIC = {"get", "list_objects", "delete", "apply", "create", "_request", "_call"}
+GENERIC = {"get", "list_objects", "get_named", "delete", "apply", "create", "_request", "_call"}
 METHOD_VERBS = {"PATCH": "patch", "POST": "create", "DELETE": "delete", "PUT": "update"}
 
 
@@ -83,6 +85,7 @@ def required_permissions() -> Perms:  # noqa: C901 -- one walk over every API ca
     paths = _paths()
     perms: Perms = defaultdict(set)
     unattributed: list[str] = []
+    lists_applied = False
 
     def grant(kind: str, verb: str, sub: str | None = None) -> None:
         group, plural = paths[kind]
@@ -124,9 +127,19 @@ def required_permissions() -> Perms:  # noqa: C901 -- one walk over every API ca
                             verb = METHOD_VERBS[kind]
                         grant(pkind, verb, sub)
                     continue
-                if attr not in ("get", "list_objects", "delete"):
+                if attr not in ("get", "list_objects", "get_named", "delete"):
                     continue
-                if kind in paths:
+                if (
+                    attr == "list_objects"
+                    and isinstance(first, ast.Name)
+                    and func.name == "observe"
+                ):
+                    lists_applied = True  # observe lists each kind it applied (drift check)
+                    continue
+                if kind in paths and attr == "get_named":  # one list, a get for what it lacks
+                    grant(kind, "list")
+                    grant(kind, "get")
+                elif kind in paths:
                     grant(kind, {"get": "get", "list_objects": "list", "delete": "delete"}[attr])
                 elif (
                     attr != "get"  # dict.get etc.
@@ -141,6 +154,8 @@ def required_permissions() -> Perms:  # noqa: C901 -- one walk over every API ca
     for kind in _rendered_kinds() & set(paths):
         grant(kind, "patch")
         grant(kind, "create")
+        if lists_applied:
+            grant(kind, "list")
     return dict(perms)
 
 

@@ -68,18 +68,21 @@ API server authorises as "create" as well as "patch".
 - apiGroups: [consortium.dev]
   resources: [consortia/status]
   verbs: [patch]
-# genesis/config ConfigMaps: observe (get), genesis create-if-absent, server-side apply, delete
+# genesis/config ConfigMaps: observe (list by the consortium's labels, get), genesis
+# create-if-absent, server-side apply, delete
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, create, patch, delete]
-# key Secrets: observe (get), create-if-absent, add entries (merge patch), delete
+  verbs: [get, list, create, patch, delete]
+# key Secrets: observe (one list by the consortium's labels; get for one it lacks), read,
+# create-if-absent, add entries (merge patch), delete. `get` already reaches every Secret
+# of the namespace by name, so `list` widens nothing
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch, delete]
-# peer and client Services: server-side apply, delete
+  verbs: [get, list, create, patch, delete]
+# peer and client Services: server-side apply, listed by label (drift), delete
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, patch, delete]
+  verbs: [list, create, patch, delete]
 # node pods: observed by label selector
 - apiGroups: [""]
   resources: [pods]
@@ -96,16 +99,17 @@ API server authorises as "create" as well as "patch".
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, create, patch, delete]
-# the quorum PodDisruptionBudget: server-side apply, delete
+# the quorum PodDisruptionBudget: server-side apply, listed by label (drift), delete
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch, delete]
-# the consortium's NetworkPolicy (issue 7): server-side apply, delete
+  verbs: [list, create, patch, delete]
+# the consortium's NetworkPolicy (issue 7): server-side apply, listed by label (drift), delete
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [create, patch, delete]
-# the scheduled backup (spec.backup): applied, and deleted when spec.backup is removed
+  verbs: [list, create, patch, delete]
+# the scheduled backup (spec.backup): applied, listed by label (drift), and deleted when
+# spec.backup is removed
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [create, patch, delete]
+  verbs: [list, create, patch, delete]
 {{- end }}

@@ -14,8 +14,8 @@ one line on stderr and exit status 1. Registered by cli/app.py."""
 
 from __future__ import annotations
 
-import struct
 import string
+import struct
 from pathlib import Path
 from typing import Annotated, Any
 

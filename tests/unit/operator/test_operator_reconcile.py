@@ -189,6 +189,23 @@ def test_the_timer_skips_an_object_whose_pass_holds_the_lock() -> None:
 
 
 @pytest.mark.usefixtures("chain")
+def test_the_timer_adds_no_pass_within_an_interval_of_the_last() -> None:
+    """A converging object's change handler retries every retry_seconds (5 s) and keeps its
+    status current; the timer (10 s) runs only once no pass ended within its interval."""
+    kube = MemoryKube(world())
+    now = [100.0]
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW, monotonic=lambda: now[0])
+    asyncio.run(reconcile.reconcile(env, subject(), events()))  # the change handler's pass
+    assert kube.observe_calls == 1
+    now[0] += 5.0
+    assert asyncio.run(reconcile.timer(env, subject(), events())) is None
+    assert kube.observe_calls == 1
+    now[0] += 5.0  # an interval after the last pass
+    assert asyncio.run(reconcile.timer(env, subject(), events())) is not None
+    assert kube.observe_calls == 2
+
+
+@pytest.mark.usefixtures("chain")
 def test_an_invalid_spec_is_permanent_and_written_as_failed() -> None:
     kube = MemoryKube(world())
     env = reconcile.Env(Settings(), kube, clock=lambda: NOW)

@@ -1,0 +1,233 @@
+"""What kube.Kube sends, over a recording transport (its one HTTP method `_request`
+replaced): a manifest applied unchanged is not sent again within the resync period, and is
+sent again after it, after its content changes, after this module deleted it or read it
+as absent; `get_named` reads a consortium's Secrets with one LIST and falls back to a GET
+for a name the LIST lacks. And reconcile.write_status sends a status only when it differs
+from the one this process last wrote. The same calls against a real kube-apiserver run in
+tests/integration/operator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from consortium_operator import reconcile
+from consortium_operator.kube import Kube
+from consortium_operator.model import Names, Owner
+from consortium_operator.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+NS = "ns"
+
+
+class Recording(Kube):
+    """Kube whose HTTP requests are recorded and answered from `objects` (path -> object)."""
+
+    def __init__(self, objects: dict[str, dict[str, Any]] | None = None) -> None:
+        self.now = 0.0
+        super().__init__(api=None, reapply_seconds=60.0, monotonic=lambda: self.now)  # type: ignore[arg-type]
+        self.objects = objects or {}
+        self.sent: list[tuple[str, str]] = []
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        self.sent.append((method, path))
+        if method == "GET" and query and "labelSelector" in query:
+            return {"items": [o for p, o in self.objects.items() if p.startswith(path + "/")]}
+        if method == "GET":
+            return self.objects.get(path)
+        if method == "DELETE":
+            return self.objects.pop(path, None)
+        return {}
+
+
+def cm(name: str, value: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {"k": value},
+    }
+
+
+def patches(k: Recording) -> int:
+    return sum(1 for m, _ in k.sent if m == "PATCH")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_an_unchanged_manifest_is_applied_once_per_resync_period() -> None:
+    k = Recording()
+    run(k.apply([cm("a", "1"), cm("b", "1")]))
+    run(k.apply([cm("a", "1"), cm("b", "1")]))
+    assert patches(k) == 2  # the second pass sent nothing
+    run(k.apply([cm("a", "2"), cm("b", "1")]))
+    assert patches(k) == 3  # only the changed one
+    k.now = 59.9
+    run(k.apply([cm("a", "2"), cm("b", "1")]))
+    assert patches(k) == 3
+    k.now = 60.0  # b was last sent at 0: due (a at 0 too, its content changed at 0)
+    run(k.apply([cm("a", "2"), cm("b", "1")]))
+    assert patches(k) == 5
+
+
+def test_an_object_deleted_or_read_as_absent_is_applied_again_at_once() -> None:
+    k = Recording()
+    run(k.apply([cm("a", "1"), cm("b", "1")]))
+    run(k.delete("ConfigMap", NS, "a"))  # by the operator
+    assert run(k.get("ConfigMap", NS, "b")) is None  # by someone else: observed absent
+    run(k.apply([cm("a", "1"), cm("b", "1")]))
+    assert patches(k) == 4
+
+
+def test_a_failed_apply_is_sent_again() -> None:
+    class Failing(Recording):
+        fail = True
+
+        def _request(self, method: str, path: str, **kw: Any) -> Any:
+            if method == "PATCH" and self.fail:
+                self.fail = False
+                self.sent.append((method, path))
+                from consortium_operator.kube import KubeError
+
+                raise KubeError(500, "etcd timeout")
+            return super()._request(method, path, **kw)
+
+    k = Failing()
+    with pytest.raises(Exception, match="etcd timeout"):
+        run(k.apply([cm("a", "1")]))
+    run(k.apply([cm("a", "1")]))
+    assert patches(k) == 2
+
+
+def test_get_named_lists_once_and_gets_only_what_the_list_lacks() -> None:
+    base = f"/api/v1/namespaces/{NS}/secrets"
+    objects = {
+        f"{base}/c-a-keys": {"metadata": {"name": "c-a-keys"}},
+        f"{base}/c-b-keys": {"metadata": {"name": "c-b-keys"}},
+        f"{base}/other": {"metadata": {"name": "other"}},
+    }
+
+    class Unlabelled(Recording):  # the LIST (by label) misses c-b-keys, restored by hand
+        def _request(self, method: str, path: str, **kw: Any) -> Any:
+            out = super()._request(method, path, **kw)
+            if kw.get("query"):
+                out["items"] = [o for o in out["items"] if o["metadata"]["name"] != "c-b-keys"]
+            return out
+
+    k = Unlabelled(objects)
+    got = run(k.get_named("Secret", NS, {"x": "y"}, ["c-a-keys", "c-b-keys", "c-c-keys"]))
+    assert got["c-a-keys"] == objects[f"{base}/c-a-keys"]
+    assert got["c-b-keys"] == objects[f"{base}/c-b-keys"]
+    assert got["c-c-keys"] is None
+    assert sorted(k.sent) == [
+        ("GET", base),
+        ("GET", f"{base}/c-b-keys"),
+        ("GET", f"{base}/c-c-keys"),
+    ]
+
+
+def test_observe_reads_a_consortium_in_five_requests() -> None:
+    """Secrets (admin, keys, org admins, clients: 7 for two organisations), StatefulSets,
+    ConfigMaps, pods, volumes: one LIST each, when every object is labelled — plus one GET
+    for each named object the LIST lacks (here the two ConfigMaps, not written yet)."""
+    names = Names("c")
+    base = f"/api/v1/namespaces/{NS}"
+    objects = {
+        f"{base}/secrets/{n}": {"metadata": {"name": n}}
+        for n in [
+            names.admin_secret,
+            *(
+                f(o)
+                for o in ("a", "b")
+                for f in (names.keys_secret, names.org_admin_secret, names.client_secret)
+            ),
+        ]
+    }
+    objects.update(
+        {
+            f"/apis/apps/v1/namespaces/{NS}/statefulsets/{names.statefulset(o)}": {
+                "metadata": {"name": names.statefulset(o)}
+            }
+            for o in ("a", "b")
+        }
+    )
+    k = Recording(objects)
+    run(k.observe(NS, names, ("a", "b")))
+    assert len(k.sent) == 5 + 2, k.sent
+    assert sum(1 for _, p in k.sent if "/configmaps/" in p) == 2
+
+
+def svc(name: str, instance: str = "c") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "consortium-node", "app.kubernetes.io/instance": instance}
+    meta = {"name": name, "namespace": NS, "labels": labels}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {}}
+
+
+def test_an_applied_object_deleted_or_changed_by_someone_else_is_applied_on_the_next_pass() -> None:
+    """observe LISTs each kind this process applied for the consortium: an object the LIST
+    lacks, or holds at another resourceVersion, is sent again by the next apply."""
+    k = Recording()
+    spath = f"/api/v1/namespaces/{NS}/services"
+    k.objects[f"{spath}/c-client"] = {"metadata": {"name": "c-client", "resourceVersion": ""}}
+    run(k.apply([svc("c-client"), svc("c-peers")]))  # the recording answers rv ""
+    k.objects[f"{spath}/c-peers"] = {"metadata": {"name": "c-peers", "resourceVersion": ""}}
+    names = Names("c")
+    k.sent.clear()
+    run(k.observe(NS, names, ("a",)))
+    assert ("GET", spath) in k.sent  # the Services were listed: this process applied some
+    run(k.apply([svc("c-client"), svc("c-peers")]))
+    assert patches(k) == 0  # both there as applied
+    del k.objects[f"{spath}/c-client"]  # kubectl delete service c-client
+    k.objects[f"{spath}/c-peers"]["metadata"]["resourceVersion"] = "77"  # kubectl edit
+    run(k.observe(NS, names, ("a",)))
+    run(k.apply([svc("c-client"), svc("c-peers")]))
+    assert patches(k) == 2
+    other = Recording()  # another consortium's objects are not this one's business
+    run(other.apply([svc("d-client", "d")]))
+    run(other.observe(NS, names, ("a",)))
+    run(other.apply([svc("d-client", "d")]))
+    assert patches(other) == 1
+
+
+class StatusKube(Recording):
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.sent.append(("PATCH", f"status of {name}"))
+
+
+def test_a_status_equal_to_the_last_written_is_not_sent_again() -> None:
+    k = StatusKube()
+    env = reconcile.Env(Settings(), k)
+    owner = Owner("c", NS, "uid-1")
+    spec = {
+        "chainId": "c",
+        "consensus": {"type": "raft"},
+        "organizations": [{"name": "a", "validators": 1}],
+    }
+    p = reconcile.Pass(
+        env, reconcile.Subject(owner, spec, generation=1), reconcile.Events(print, print)
+    )
+
+    async def once() -> None:
+        reconcile.parse(p)
+        reconcile.plan_step(p)
+        await reconcile.write_status(p)
+
+    run(once())
+    run(once())
+    assert patches(k) == 1
+    env.written.clear()  # an operator restart: nothing known, so it writes
+    run(once())
+    assert patches(k) == 2
