@@ -245,6 +245,7 @@ class Journey:
                 stdout=f,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as one
+                preexec_fn=_ctrl_c_works,
             )
 
     def _failure(self, block: Block, why: str, out: Path) -> ReadmeError:
@@ -380,3 +381,12 @@ def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _ctrl_c_works() -> None:
+    """In the block's process before exec: SIGINT delivered and at its default, as in a
+    terminal. Inherited otherwise — a non-interactive shell cannot trap a signal ignored on
+    entry, and a blocked one never arrives: a fresh-clone CI run (where the test process had
+    SIGINT ignored or blocked; both reproduce it) saw "did not stop within 20s of Ctrl-C"."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -156,12 +156,8 @@ def test_the_runner_runs_blocks_in_order_and_shows_a_failing_block_with_its_outp
 def test_background_ctrl_c_fails_with_and_cleanup_blocks(tmp_path: Path) -> None:
     got = parse(
         "<!-- run: local, background until: ready -->\n```sh\n"
-        # a server standing in for `consortium up`: idles until Ctrl-C. It waits on a child
-        # in the background (`wait` returns at the signal): bash ignores a SIGINT that arrives
-        # while a foreground child exits normally ("wait and cooperative exit"), which a
-        # `sleep 0.1` loop under load once hit (no stop within 20 s)
-        "trap 'echo stopped > stopped; exit 0' INT\necho ready\n"
-        "while :; do sleep 1 & wait $!; done\n```\n"
+        # a server standing in for `consortium up`: idles until Ctrl-C
+        "trap 'echo stopped > stopped; exit 0' INT\necho ready\nwhile :; do sleep 0.1; done\n```\n"
         "<!-- run: local, fails with: No such -->\n```sh\nls no-such-file\n```\n"
         "<!-- run: local, after ctrl-c -->\n```sh\ncat stopped\n```\n"
         "<!-- run: local, cleanup -->\n```sh\necho cleaned > cleaned\n```\n"
