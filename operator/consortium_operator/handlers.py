@@ -1,13 +1,18 @@
 """Kopf handlers for `consortia.consortium.dev`: the decorators only. Each hands the object to
 one pass of consortium_operator.reconcile (parse -> observe -> plan -> apply -> act -> write
-status) and turns its `Outcome` into kopf's signals (TemporaryError = requeue after a delay,
-PermanentError = invalid spec, return = converged).
+status) and turns its `Outcome` into kopf's signals (TemporaryError = requeue after a short
+delay, PermanentError = invalid spec, return = converged or followed by the timer).
 
 - create / update / resume -> `reconcile.reconcile` (level-triggered: a restarted operator
   resumes from whatever it observes; nothing is remembered between passes but the cluster)
-- timer -> `reconcile.timer`: the same pass every CONSORTIUM_STATUS_SECONDS (Helm value
-  operator.statusSeconds, default 10), so status stays current and drift after convergence
-  is repaired; skipped while a change handler's pass holds the object's lock
+  A pass that waits at the retry pace (pods starting, approvals, errors) returns: the timer
+  follows it. Only a follow-up sooner than the timer (0.5 s after an action, 1 s while the
+  chain applies a membership change) is a TemporaryError — kopf writes each retry's
+  progress to the object (a PATCH and a watch event per retry).
+- timer -> `reconcile.timer`, every min(CONSORTIUM_RETRY_SECONDS, CONSORTIUM_STATUS_SECONDS):
+  the same pass when one is due — at the retry pace while converging, every
+  CONSORTIUM_STATUS_SECONDS (Helm value operator.statusSeconds, default 10) once converged,
+  so status stays current and drift is repaired; skipped while a pass holds the lock
 - delete -> `reconcile.delete` (kopf keeps a finalizer on the object until it returns).
 
 Settings are read once, when this module is imported at start-up (__main__ imports it after
@@ -63,16 +68,18 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     out = await passes.reconcile(memo["env"], passes.Subject.of(body), events)
     if out.permanent:
         raise kopf.PermanentError(out.message)
-    if out.requeue is not None:
+    if out.requeue is not None and out.requeue < SETTINGS.timer_seconds:
         raise kopf.TemporaryError(out.message, delay=out.requeue)
+    if out.requeue is not None:  # the timer's passes follow it
+        passes.log_outcome(str(body.metadata.get("name")), out, logging.INFO)
 
 
 @kopf.timer(
     GROUP,
     VERSION,
     PLURAL,
-    interval=SETTINGS.status_seconds,
-    initial_delay=SETTINGS.status_seconds,
+    interval=SETTINGS.timer_seconds,
+    initial_delay=SETTINGS.timer_seconds,
 )
 async def report(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
@@ -83,7 +90,7 @@ async def report(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     )
     out = await passes.timer(memo["env"], passes.Subject.of(body), events)
     if out is not None and out.requeue is not None:  # the next timer tick is the retry
-        log.debug("timer pass of %s: %s", body.metadata.get("name"), out.message)
+        passes.log_outcome(str(body.metadata.get("name")), out, logging.DEBUG)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

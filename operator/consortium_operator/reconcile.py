@@ -88,9 +88,10 @@ class Env:
     # uid -> the status this process last wrote: only the operator writes status, so while
     # it is unchanged a new pass that builds the same status need not send it again
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # uid -> when its last pass ended (monotonic): the timer adds no pass to an object whose
-    # change handler is already retrying it more often than the timer's interval
-    passed: dict[str, float] = field(default_factory=dict)
+    # uid -> when (monotonic) its next pass is due: the last pass's requeue after it ended,
+    # or status_seconds once converged. The timer (every timer_seconds) runs a pass only when
+    # one is due; a change handler's pass runs at once
+    due: dict[str, float] = field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic
     clock: Callable[[], dt.datetime] = _utc_now
     tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_tls_key
@@ -141,6 +142,7 @@ class Outcome:
     requeue: float | None
     message: str = ""
     permanent: bool = False
+    error: bool = False  # the pass failed (an API or governance error), not just waiting
 
 
 @dataclass
@@ -179,7 +181,14 @@ class Pass:
 
 
 async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
-    """One full pass (create / update / resume, and the timer)."""
+    """One full pass (create / update / resume, and the timer); records when the next is due."""
+    out = await _reconcile(env, subject, events)
+    wait = out.requeue if out.requeue is not None else env.settings.status_seconds
+    env.due[subject.owner.uid] = env.monotonic() + wait
+    return out
+
+
+async def _reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
     p = Pass(env, subject, events)
     try:
         parse(p)
@@ -195,22 +204,22 @@ async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
             await act(p)
             await write_status(p)
         except (KubeError, GovernanceError) as e:
-            return Outcome(env.settings.retry_seconds, str(e))
-        finally:
-            env.passed[subject.owner.uid] = env.monotonic()
+            return Outcome(env.settings.retry_seconds, str(e), error=True)
     return outcome(p)
 
 
 async def timer(env: Env, subject: Subject, events: Events) -> Outcome | None:
-    """Every status interval: one full pass (observe, act if needed, write status) — what
-    repairs drift after convergence and keeps status current. None: skipped, a change
-    handler's pass holds the lock, or a pass ended less than an interval ago (the change
-    handler retrying a converging object every retry_seconds already keeps its status
-    current: without this, 100 converging consortia cost a third more passes)."""
+    """Every timer_seconds: one full pass (observe, act if needed, write status) when one is
+    due — what follows a converging object at the retry pace (the change handler returns
+    after its first pass instead of asking kopf to retry: kopf writes its retry progress to
+    the object, a PATCH and a watch event per retry, 22 requests/s for 100 consortia), keeps
+    status current and repairs drift after convergence (every status_seconds). None:
+    skipped, a pass holds the lock or none is due yet."""
     if env.lock(subject.owner).locked():
         return None
-    last = env.passed.get(subject.owner.uid)
-    if last is not None and env.monotonic() - last < env.settings.status_seconds * 0.9:
+    due = env.due.get(subject.owner.uid)
+    # a timer tick a little early for the due time still runs it (ticks are not sharp)
+    if due is not None and env.monotonic() < due - 0.2 * env.settings.timer_seconds:
         return None
     return await reconcile(env, subject, events)
 
@@ -235,10 +244,17 @@ async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
         except KubeError as e:
             return Outcome(env.settings.retry_seconds, f"deleting: {e}")
         env.written.pop(owner.uid, None)
-        env.passed.pop(owner.uid, None)
+        env.due.pop(owner.uid, None)
     kept = "ledger volumes kept (deletionPolicy Retain)" if not delete_volumes else ""
     events.info("Deleted", f"deleted {len(deleted)} objects" + (f"; {kept}" if kept else ""))
     return Outcome(None)
+
+
+def log_outcome(name: str, out: Outcome, waiting_level: int) -> None:
+    """For the handlers: a pass that failed is a warning every time (as kopf's retries
+    logged it); one that waits is logged at `waiting_level`."""
+    level = logging.WARNING if out.error else waiting_level
+    log.log(level, "%s: %s (next pass in %gs)", name, out.message, out.requeue)
 
 
 def outcome(p: Pass) -> Outcome:

@@ -7,7 +7,7 @@ passed explicitly to render, plan and status — never read from globals elsewhe
   CONSORTIUM_NODE_ADDRESS     how the operator reaches node pods over gRPC: pod-ip (default)
                               or dns (<pod>.<consortium>-peers.<ns>.svc.<domain>)
   CONSORTIUM_RETRY_SECONDS    delay between reconcile passes while converging (default 5)
-  CONSORTIUM_STATUS_SECONDS   interval of the status timer (default 10)
+  CONSORTIUM_STATUS_SECONDS   delay between passes once converged: status and drift (default 10)
   CONSORTIUM_MAX_LAG          blocks a node may trail the chain and still count as caught up
                               (default 2); a node further than 10x behind sets Degraded
   CONSORTIUM_RPC_TIMEOUT      seconds per gRPC call to a node (default 3)
@@ -36,6 +36,12 @@ class Settings:
     governance_timeout: float = 20.0
     proposal_ttl: int = 3600
     reapply_seconds: float = 60.0
+
+    @property
+    def timer_seconds(self) -> float:
+        """The kopf timer's interval: a converging object's passes follow it at the retry
+        pace, a converged one's every status_seconds (reconcile.timer)."""
+        return min(self.retry_seconds, self.status_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

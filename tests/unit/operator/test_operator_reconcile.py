@@ -188,21 +188,26 @@ def test_the_timer_skips_an_object_whose_pass_holds_the_lock() -> None:
     assert asyncio.run(run()) is None and kube.observe_calls == 0
 
 
-@pytest.mark.usefixtures("chain")
-def test_the_timer_adds_no_pass_within_an_interval_of_the_last() -> None:
-    """A converging object's change handler retries every retry_seconds (5 s) and keeps its
-    status current; the timer (10 s) runs only once no pass ended within its interval."""
+def test_the_timer_runs_a_pass_when_one_is_due(chain: Chain) -> None:
+    """The timer ticks every timer_seconds (min of retry 5 s and status 10 s); a pass runs
+    when one is due: status_seconds after a converged pass, the requeue after any other
+    (a tick up to a fifth of its interval early still runs it)."""
     kube = MemoryKube(world())
     now = [100.0]
     env = reconcile.Env(Settings(), kube, clock=lambda: NOW, monotonic=lambda: now[0])
-    asyncio.run(reconcile.reconcile(env, subject(), events()))  # the change handler's pass
-    assert kube.observe_calls == 1
-    now[0] += 5.0
-    assert asyncio.run(reconcile.timer(env, subject(), events())) is None
-    assert kube.observe_calls == 1
-    now[0] += 5.0  # an interval after the last pass
-    assert asyncio.run(reconcile.timer(env, subject(), events())) is not None
+    out = asyncio.run(reconcile.reconcile(env, subject(), events()))  # an action: 0.5 s
+    assert out.requeue == 0.5 and kube.observe_calls == 1
+    chain.validators.append("c-a-2")  # the chain applied it
+    now[0] += 0.5
+    assert asyncio.run(reconcile.timer(env, subject(), events())) == reconcile.Outcome(
+        None, "converged"
+    )
     assert kube.observe_calls == 2
+    for dt_, runs in ((5.0, False), (3.9, False), (0.2, True)):  # due 10 s after: 9.1 runs
+        now[0] += dt_
+        got = asyncio.run(reconcile.timer(env, subject(), events()))
+        assert (got is not None) is runs, (now[0], got)
+    assert kube.observe_calls == 3
 
 
 @pytest.mark.usefixtures("chain")
@@ -289,3 +294,31 @@ def test_a_new_change_in_the_pass_that_sees_the_last_one_applied_is_remembered(
     assert out.requeue == 0.5
     pending = kube.annotations[PENDING_ANNOTATION]
     assert pending is not None and json.loads(pending)["subject"] == key("c-a-3").hex()
+
+
+def test_the_change_handler_leaves_waiting_to_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a follow-up sooner than the timer is a kopf retry (kopf writes every retry's
+    progress to the object); a pass waiting at the retry pace returns, the timer follows."""
+    import kopf
+    from consortium_operator import handlers
+
+    outcomes: list[reconcile.Outcome] = []
+
+    async def fake(*_: Any) -> reconcile.Outcome:
+        return outcomes.pop()
+
+    monkeypatch.setattr(reconcile, "reconcile", fake)  # what handlers calls as passes.reconcile
+    body = kopf.Body({"metadata": {"name": "c", "namespace": "ns", "uid": "u"}, "spec": {}})
+
+    def handle(out: reconcile.Outcome) -> None:
+        outcomes.append(out)
+        handler: Any = handlers.reconcile  # kopf's decorator types it for kopf's own calls
+        asyncio.run(handler(body=body, memo=kopf.Memo(env=None)))
+
+    handle(reconcile.Outcome(None, "converged"))
+    handle(reconcile.Outcome(5.0, "waiting for c-a-0"))  # the timer's pace: no kopf retry
+    handle(reconcile.Outcome(15.0, "blocked"))
+    with pytest.raises(kopf.TemporaryError):
+        handle(reconcile.Outcome(0.5, "add validator c-a-2"))
+    with pytest.raises(kopf.PermanentError):
+        handle(reconcile.Outcome(None, "invalid spec", permanent=True))
