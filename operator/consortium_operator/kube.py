@@ -5,8 +5,8 @@ in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
 - `observe`: the consortium's objects -> `model.Observed` (public keys only).
 - `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent; a
   manifest this process applied unchanged less than `reapply_seconds` ago is not sent again
-  (the resync period: drift by another writer is undone within it; an object this module
-  deletes, or reads as absent, is applied at once).
+  (the resync period) unless `observe` found it gone or changed by another writer
+  (`check_applied`), or this module deleted it or read it as absent.
 - `create`: create-if-absent for things that must never be replaced (genesis, admin key).
 - `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
   (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
@@ -229,12 +229,11 @@ class Kube:
             )
             rv = str(((out or {}).get("metadata") or {}).get("resourceVersion", ""))
             instance = str((meta.get("labels") or {}).get(INSTANCE_LABEL, ""))
-            self._applied[path] = Applied(digest, now, rv, m["kind"], instance)
+            self._applied[path] = Applied(digest, now, rv, m["kind"], meta["namespace"], instance)
 
     def applied_kinds(self, namespace: str, instance: str) -> set[str]:
         """The kinds of the objects of consortium `instance` this process applied."""
-        prefix = f"/namespaces/{quote(namespace)}/"
-        return {a.kind for p, a in self._applied.items() if a.instance == instance and prefix in p}
+        return {a.kind for a in self._applied.values() if a.of(namespace, instance)}
 
     def check_applied(
         self, kind: str, namespace: str, instance: str, live: Iterable[Mapping[str, Any]]
@@ -249,9 +248,8 @@ class Kube:
             )
             for o in live
         }
-        prefix = _path(kind, namespace) + "/"
         for path, a in list(self._applied.items()):
-            if a.instance == instance and path.startswith(prefix) and now.get(path) != a.rv:
+            if a.kind == kind and a.of(namespace, instance) and now.get(path) != a.rv:
                 del self._applied[path]
 
     async def create(self, manifest: Manifest) -> bool:
@@ -679,13 +677,17 @@ def _unix(ts: object) -> int:
 @dataclass(frozen=True, slots=True)
 class Applied:
     """One object as this process last applied it: the manifest's digest, when (monotonic),
-    the resourceVersion the apiserver answered, its kind and its consortium."""
+    the resourceVersion the apiserver answered, its kind, namespace and consortium."""
 
     digest: str
     at: float
     rv: str
     kind: str
+    namespace: str
     instance: str
+
+    def of(self, namespace: str, instance: str) -> bool:
+        return self.namespace == namespace and self.instance == instance
 
 
 def _decoded(secret: Mapping[str, Any] | None) -> dict[str, bytes] | None:
