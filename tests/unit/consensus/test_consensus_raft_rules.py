@@ -229,25 +229,6 @@ def test_leader_proposes_one_block_at_a_time_with_a_leader_signature() -> None:
     assert [decode_entry(e.data)[1].height for e in rd.entries] == [2]
 
 
-def test_the_leader_tells_followers_a_new_commit_index_at_once() -> None:
-    """Followers learn a commit in the Ready that commits it, not at the next heartbeat (50 ms
-    by default; no append carries it sooner with one block in flight): a client waiting on a
-    follower saw every commit that much later. Each follower is told at most its match."""
-    cfg = RaftConfig(election_ticks=10, heartbeat_ticks=1000, empty_block_ticks=None)
-    kr = Keyring()
-    for i in IDS:
-        kr.add(i)
-    app = FakeApp(A, kr, lambda h: IDS)
-    eng = RaftEngine(
-        A, app, random.Random(1), chain_id=CHAIN_ID, applied_hash=GENESIS_HASH, config=cfg
-    )
-    elect(eng)
-    rd = deliver(eng, B, Message(MsgType.APP_RESP, 1, index=1))  # B acks the no-op: committed
-    assert eng.commit == 1
-    told = {to: m.commit for to, m in sent(rd, MsgType.HEARTBEAT)}
-    assert told == {B: 1, C: 0}  # C has not acked index 1: it learns no commit beyond it
-
-
 def test_prevote_does_not_disrupt_a_live_leader() -> None:
     """Thesis §4.2.3 / §9.6: a server that heard from a leader within the minimum election
     timeout ignores (pre-)vote requests with higher terms, so a rejoining partitioned node

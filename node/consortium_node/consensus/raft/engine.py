@@ -696,12 +696,6 @@ class RaftEngine:
         # §5.4.2: only an entry of the current term is committed by counting replicas.
         if n > self.commit and self.log.term(n) == self.term:
             self._commit_to(n)
-            # Tell the followers now, not at the next heartbeat (50 ms by default): one block
-            # is in flight at a time, so no append would carry the new commit index sooner,
-            # and a client waiting on a follower saw every commit that much later. A
-            # follower learns at most its own match index (as heartbeats always carry).
-            for p, pr in sorted(self._progress.items()):
-                self._send(p, Message(MsgType.HEARTBEAT, self.term, commit=min(pr.match, n)))
 
     # ------------------------------------------------------------------ step
 
