@@ -68,8 +68,12 @@ fmt: install ## auto-format with ruff
 
 ##@ Test
 .PHONY: test-fast
-test-fast: verify lint ## lint + unit, sim and integration tests (no cluster)
+# The mutation check runs here too (about a minute): a change to an engine or to the simulator
+# that lets a planted consensus bug pass every CI seed fails test-fast, not only `make sim-mutants`
+# (c53eb9b's raft commit heartbeat did, unnoticed for a session).
+test-fast: verify lint ## lint + unit, sim and integration tests (no cluster), then the sim's mutation check
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e" --sim-seeds $(SIM_SEEDS) tests
+	$(PY) -m tests.sim.mutants --seeds $(SIM_SEEDS)
 
 .PHONY: test
 # The e2e tier runs on kind (cluster/cluster.mk: kind-up, offline here); the operator tier in
