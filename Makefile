@@ -73,7 +73,7 @@ fmt: install ## auto-format with ruff
 # (c53eb9b's raft commit heartbeat did, unnoticed for a session).
 test-fast: verify lint ## lint + unit, sim and integration tests (no cluster), then the sim's mutation check
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_FLAGS) -m "not e2e" --sim-seeds $(SIM_SEEDS) tests
-	$(PY) -m tests.sim.mutants --seeds $(SIM_SEEDS)
+	$(MAKE) --no-print-directory sim-mutants
 
 .PHONY: test
 # The e2e tier runs on kind (cluster/cluster.mk: kind-up, offline here); the operator tier in
