@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Start/stop the Docker engine used by `make images` and `make cluster-up`.
 #
-#   docker.sh start   reuse a running engine, or start Debian's dockerd by hand
-#                     (data under $CACHE_DIR/docker, pid in $STATE_DIR/dockerd.pid)
-#   docker.sh stop    stop the dockerd this script started (by pid), nothing else
+#   docker.sh start   reuse a running engine, or start Debian's containerd and dockerd by
+#                     hand (data under $CACHE_DIR/docker and $CACHE_DIR/containerd, pids
+#                     in $STATE_DIR/dockerd.pid and $STATE_DIR/containerd.pid)
+#   docker.sh stop    stop the dockerd and containerd this script started (by pid), nothing else
 #   docker.sh status
+#
+# containerd is started here, not by dockerd: dockerd's own supervisor gives the containerd
+# it spawns a fixed 15 s to answer and then exits ("timeout waiting for containerd to
+# start"), which a loaded 2-core machine missed once (containerd logged its first line 18 s
+# after start; the CI run of 54138e7 failed there). We wait for our containerd as long as
+# its process lives (up to CONTAINERD_WAIT s) and hand dockerd its socket.
 #
 # The dockerd we start adds no iptables rules, no default bridge and leaves host
 # ip_forward alone (cluster/up.sh adds the few rules it needs and removes them), and
@@ -50,10 +57,70 @@ WRAP
 
 engine_up() { docker info >/dev/null 2>&1; }
 
-our_pid() {
-	[ -f "$DOCKERD_PIDFILE" ] || return 1
-	local pid; pid="$(cat "$DOCKERD_PIDFILE")"
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qa dockerd "/proc/$pid/cmdline" && echo "$pid"
+CONTAINERD_PIDFILE="$STATE_DIR/containerd.pid"
+CONTAINERD_SOCK="$STATE_DIR/containerd/containerd.sock"
+CONTAINERD_WAIT="${CONTAINERD_WAIT:-180}"
+containerd_up() { ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; }
+
+pid_of() { # pidfile name: the pid in pidfile when that process is alive and is name
+	[ -f "$1" ] || return 1
+	local pid; pid="$(cat "$1")"
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qa "$2" "/proc/$pid/cmdline" && echo "$pid"
+}
+
+start_containerd() {
+	if pid_of "$CONTAINERD_PIDFILE" containerd >/dev/null && containerd_up; then return; fi
+	command -v containerd >/dev/null || die "containerd is not installed (apt-get install containerd)"
+	command -v ctr >/dev/null || die "ctr is not installed (apt-get install containerd)"
+	mkdir -p "$STATE_DIR/containerd" "$CACHE_DIR/containerd"
+	rm -f "$CONTAINERD_PIDFILE" "$CONTAINERD_SOCK"
+	# The settings dockerd gives the containerd it manages: no CRI plugin, our log level.
+	cat >"$STATE_DIR/containerd/config.toml" <<TOML
+version = 2
+root = "$CACHE_DIR/containerd"
+state = "$STATE_DIR/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+oom_score = 0
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[debug]
+  level = "warn"
+TOML
+	log "starting containerd (log: $STATE_DIR/containerd.log)"
+	setsid containerd --config "$STATE_DIR/containerd/config.toml" \
+		</dev/null >"$STATE_DIR/containerd.log" 2>&1 &
+	local pid=$!
+	echo "$pid" >"$CONTAINERD_PIDFILE"
+	for _ in $(seq 1 "$CONTAINERD_WAIT"); do
+		containerd_up && { log "containerd is up (pid $pid)"; return; }
+		kill -0 "$pid" 2>/dev/null || { tail -n 20 "$STATE_DIR/containerd.log" >&2; die "containerd exited; see $STATE_DIR/containerd.log"; }
+		sleep 1
+	done
+	die "containerd did not answer within ${CONTAINERD_WAIT}s; see $STATE_DIR/containerd.log"
+}
+
+our_pid() { pid_of "$DOCKERD_PIDFILE" dockerd; }
+
+start_dockerd() { # returns 1 when dockerd exited at start (its log is shown)
+	rm -f "$DOCKERD_PIDFILE" # stale: its dockerd is gone (killed with an earlier session)
+	log "starting dockerd (log: $STATE_DIR/dockerd.log)"
+	setsid dockerd \
+		--pidfile "$DOCKERD_PIDFILE" \
+		--data-root "$CACHE_DIR/docker" \
+		--containerd "$CONTAINERD_SOCK" \
+		--host unix:///var/run/docker.sock \
+		--bridge none --iptables=false --ip-forward=false --ip-masq=false \
+		--oom-score-adjust 0 \
+		--add-runtime "$DOCKER_RUNTIME=$WRAPPER" --default-runtime "$DOCKER_RUNTIME" \
+		--log-level warn \
+		</dev/null >"$STATE_DIR/dockerd.log" 2>&1 &
+	local pid=$!
+	for _ in $(seq 1 120); do
+		engine_up && { log "dockerd is up (pid $pid)"; return 0; }
+		kill -0 "$pid" 2>/dev/null || { tail -n 20 "$STATE_DIR/dockerd.log" >&2; return 1; }
+		sleep 1
+	done
+	die "dockerd did not answer within 120s; see $STATE_DIR/dockerd.log"
 }
 
 start() {
@@ -64,36 +131,28 @@ start() {
 	command -v dockerd >/dev/null || die "dockerd is not installed (run: make cluster-deps, or apt-get install docker.io)"
 	install_wrapper
 	mkdir -p "$STATE_DIR" "$CACHE_DIR/docker"
-	rm -f "$DOCKERD_PIDFILE" # stale: its dockerd is gone (killed with an earlier session)
-	log "starting dockerd (log: $STATE_DIR/dockerd.log)"
-	setsid dockerd \
-		--pidfile "$DOCKERD_PIDFILE" \
-		--data-root "$CACHE_DIR/docker" \
-		--host unix:///var/run/docker.sock \
-		--bridge none --iptables=false --ip-forward=false --ip-masq=false \
-		--oom-score-adjust 0 \
-		--add-runtime "$DOCKER_RUNTIME=$WRAPPER" --default-runtime "$DOCKER_RUNTIME" \
-		--log-level warn \
-		</dev/null >"$STATE_DIR/dockerd.log" 2>&1 &
-	for _ in $(seq 1 60); do
-		engine_up && { log "dockerd is up (pid $(cat "$DOCKERD_PIDFILE"))"; return; }
-		kill -0 $! 2>/dev/null || { tail -n 20 "$STATE_DIR/dockerd.log" >&2; die "dockerd exited; see $STATE_DIR/dockerd.log"; }
-		sleep 1
-	done
-	die "dockerd did not answer within 60s; see $STATE_DIR/dockerd.log"
+	start_containerd
+	# One more try when dockerd dies at start: a cold first start on this machine once
+	# died with "Segmentation fault" and the rerun was fine.
+	start_dockerd || { log "dockerd exited at start; trying once more"; start_dockerd; } \
+		|| die "dockerd exited; see $STATE_DIR/dockerd.log"
+}
+
+stop_pid() { # name pid
+	log "stopping $1 (pid $2)"
+	kill -TERM "$2"
+	for _ in $(seq 1 30); do kill -0 "$2" 2>/dev/null || return 0; sleep 1; done
+	log "$1 did not stop in 30s; killing it"
+	kill -KILL "$2"
 }
 
 stop() {
 	local pid
-	if ! pid="$(our_pid)"; then
-		rm -f "$DOCKERD_PIDFILE"
-		return
-	fi
-	log "stopping dockerd (pid $pid)"
-	kill -TERM "$pid"
-	for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-	if kill -0 "$pid" 2>/dev/null; then log "dockerd did not stop in 30s; killing it"; kill -KILL "$pid"; fi
+	if pid="$(our_pid)"; then stop_pid dockerd "$pid"; fi
 	rm -f "$DOCKERD_PIDFILE"
+	# After dockerd: containerd keeps running containers' shims, so it stops last.
+	if pid="$(pid_of "$CONTAINERD_PIDFILE" containerd)"; then stop_pid containerd "$pid"; fi
+	rm -f "$CONTAINERD_PIDFILE"
 }
 
 case "${1:-}" in
