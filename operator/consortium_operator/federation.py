@@ -12,11 +12,15 @@ Invariants:
 - A genesis is adopted (written into the operator's own genesis ConfigMap, which the nodes
   mount) only when it hashes to spec.genesisFrom.sha256, every organisation it lists signed
   its hash with one of ITS admin keys (ceremony.verify), it is this spec's chain (chain id,
-  consensus, organisations), every local organisation's part is exactly what this cluster
-  holds (its CA certificate, its admin key, its validators' node ids) and every remote
-  organisation's part is what the spec describes (CA, admins, validators). Anything else is a
-  reason on the Consortium (GenesisMismatch, BadSignature, ForeignCertificate) and no node
-  starts: there is nothing to crash-loop on.
+  consensus; every organisation it lists is in the spec), every local organisation's part is
+  exactly what this cluster holds (its CA certificate, its admin key, its validators' node
+  ids) and every remote organisation's part is what the spec describes (CA, admins,
+  validators). Anything else is a reason on the Consortium (GenesisMismatch, BadSignature,
+  ForeignCertificate) and no node starts: there is nothing to crash-loop on.
+- Organisations of the spec that the genesis does not list joined (remote) or join (local)
+  the running chain later: a local one is *joining* (`joining`): its nodes start as
+  non-validators on this genesis, trusting its own CA besides the chain's (render), and wait
+  until a member organisation's AddOrganization admits it (plan: WaitingForAdmission).
 - A contribution lists only keys and certificates this cluster holds for its own
   organisations; it is published unsigned (the signature is made by the organisation's admin
   with `consortium ceremony contribute --from-cluster`, reading that admin key in this
@@ -48,6 +52,16 @@ class Refuse:
 
     reason: str
     message: str
+
+
+def joining(spec: ConsortiumSpec, observed: Observed) -> frozenset[str]:
+    """Local organisations of a federated chain that its genesis does not list: they join
+    the running chain (admitted by the members' AddOrganization, then their validators are
+    added). Empty before the genesis is adopted and for a chain this operator wrote."""
+    if spec.genesis_from is None or not observed.has_genesis:
+        return frozenset()
+    listed = set(observed.genesis_organizations)
+    return frozenset(o.name for o in spec.local if o.name not in listed)
 
 
 def validator_pods(org: OrganizationSpec, names: Names) -> list[str]:
@@ -143,11 +157,12 @@ def _chain_problem(spec: ConsortiumSpec, g: Genesis) -> Refuse | None:
             f"{spec.chain_id!r} ({spec.consensus.type})",
         )
     listed, declared = {o.name for o in g.organizations}, {o.name for o in spec.organizations}
-    if listed != declared:
+    if not listed <= declared:
+        # (the spec may name more: organisations admitted after genesis, or joining now)
         return Refuse(
             "GenesisMismatch",
-            f"the genesis lists organisations {', '.join(sorted(listed))}, the spec "
-            f"{', '.join(sorted(declared))}",
+            f"the genesis lists organisations {', '.join(sorted(listed - declared))} that the "
+            f"spec does not describe (spec: {', '.join(sorted(declared))})",
         )
     return None
 
@@ -158,7 +173,9 @@ def _local_problem(
     """Each local organisation's part of the genesis is what this cluster holds."""
     by_name = {o.name: o for o in g.organizations}
     for org in spec.local:
-        part = by_name[org.name]
+        part = by_name.get(org.name)
+        if part is None:
+            continue  # joining the running chain: nothing of it is in the genesis
         ca = observed.ca_certs.get(org.name, b"")
         if spec.security.tls and part.ca_cert_pem != ca:
             return Refuse(
@@ -193,7 +210,9 @@ def _remote_problem(spec: ConsortiumSpec, g: Genesis) -> Refuse | None:
     for org in spec.remote:
         r = org.remote
         assert r is not None, "spec validation: a remote organisation is described with genesisFrom"
-        part = by_name[org.name]
+        part = by_name.get(org.name)
+        if part is None:
+            continue  # admitted after genesis: the chain, not the genesis, lists it
         if spec.security.tls and part.ca_cert_pem != r.ca_cert.encode():
             return Refuse(
                 "ForeignCertificate",

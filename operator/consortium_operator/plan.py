@@ -18,6 +18,14 @@ Order of business:
      kept in an annotation, `Observed.pending`) until the chain confirms it:
      an organisation added to the spec after genesis is admitted first (AddOrganization with
      its CA, so every node trusts its certificates before its first pod starts);
+     federation, joining (a local organisation the adopted genesis does not list, and no
+     local organisation is a member to propose it: federation.joining): its genesis-phase
+     pods start at once as non-validators (phase Joining) and wait, WaitingForAdmission, for
+     the members' AddOrganization — the other clusters' operators propose and vote it once
+     their specs describe it (`consortium ceremony remote-org`); once the chain lists it and
+     its pods caught up, it proposes its own validators like any scale-up;
+     a remote organisation's validators are its own operator's to propose: this one only
+     votes yes on a pending AddValidator of a node id its spec lists for it;
      scale up = key -> pod -> caught up -> AddValidator; scale down = RemoveValidator ->
      confirmed -> pod removed.
   5. member keys (organizations[].memberKey): the key in the organisation's client Secret
@@ -60,7 +68,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import certplan, federation, genesis, replace
-from .model import ConsortiumSpec, Names, Observed, ProposalView
+from .model import ConsortiumSpec, Names, Observed, OrganizationSpec, ProposalView
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +587,7 @@ class _Ctx:
         self.max_lag = max_lag
         self.height = observed.chain_height()
         self.vset = observed.validator_set()
+        self.joining = federation.joining(desired, observed)
 
     def fingerprint(self, org: str) -> str:
         spec = self.d.org(org)
@@ -597,6 +606,15 @@ class _Ctx:
         out: dict[str, OrgTarget] = {}
         for org in self.d.local:  # remote organisations' nodes run in their own clusters
             sts = self.o.statefulsets.get(org.name)
+            if org.name in self.joining and not any(o == org.name for _, o in self.vset or ()):
+                # joining a running chain, no validator of it yet: every keyed genesis-phase
+                # pod runs, as a non-validator (it is what observes the chain for us)
+                keyed = sum(
+                    self.names.pod(org.name, i) in self.o.node_keys for i in range(org.validators)
+                )
+                if sts is None or sts.replicas < keyed:
+                    out[org.name] = OrgTarget(keyed, sts.partition if sts is not None else 0)
+                    continue
             if sts is None:
                 out[org.name] = OrgTarget(genesis_count.get(org.name, 0), 0)
             elif sts.fingerprint != self.fingerprint(org.name):
@@ -733,6 +751,9 @@ class _Ctx:
 
     def membership(self, targets: dict[str, OrgTarget]) -> Step | None:  # noqa: C901 -- one case per membership change
         if self.vset is None:
+            joiner = next((o for o in self.d.local if o.name in self.joining), None)
+            if joiner is not None:
+                return self.join(joiner, None, targets)
             return Step(
                 Wait("WaitingForNodes", "waiting for a node to report the chain's status"),
                 targets,
@@ -744,15 +765,22 @@ class _Ctx:
         for org in self.d.organizations:
             if not self.d.is_local(org.name):
                 # a remote organisation: admitted with its own CA and admins from the spec;
-                # its validators are its own operator's business
+                # its validators are its own operator's to propose (we second them)
                 if on_chain is not None and org.name not in on_chain and org.remote:
                     r = org.remote
                     change = AddOrganization(
                         org.name, r.ca_cert.encode(), tuple(bytes.fromhex(k) for k in r.admins)
                     )
                     return self.govern(change, targets)
+                step = self.second_remote_validators(org, targets)
+                if step is not None:
+                    return step
                 continue
             t = targets[org.name]
+            if org.name in self.joining and (on_chain is None or org.name not in on_chain):
+                step = self.join(org, on_chain, targets)
+                if step is not None:
+                    return step
             # an organisation new to the chain: admitted before it gets a key or a pod
             if on_chain is not None and org.name not in on_chain:
                 cas_wait = _cas_missing(self.d, self.o, [org.name])
@@ -775,6 +803,7 @@ class _Ctx:
             ]
             # (a) a pod below the desired count that is not a validator yet: add it once it
             # has caught up (a fresh node syncs as an observer first)
+            phase = "Joining" if org.name in self.joining and not members else "Scaling"
             for i in range(min(t.replicas, want)):
                 pod = self.names.pod(org.name, i)
                 key = self.o.node_keys.get(pod)
@@ -782,16 +811,16 @@ class _Ctx:
                     continue
                 if not self.caught_up(pod):
                     return Step(
-                        Wait("Scaling", f"waiting for {pod} to catch up before adding it"),
+                        Wait(phase, f"waiting for {pod} to catch up before adding it"),
                         targets,
-                        "Scaling",
+                        phase,
                     )
                 block = self.quorum_block(n, n + 1, None)
                 if block is not None:
                     return Step(
                         Blocked("QuorumAtRisk", f"not adding {pod}: {block}"), targets, "Degraded"
                     )
-                return self.govern(AddValidator(pod, org.name, key), targets)
+                return self.govern(AddValidator(pod, org.name, key), targets, phase)
             # (b) scale up: the next pod (its key first, so the pod finds it when it starts)
             if len(members) == t.replicas and t.replicas < want:
                 pod = self.names.pod(org.name, t.replicas)
@@ -828,6 +857,63 @@ class _Ctx:
                         Blocked("QuorumAtRisk", f"not removing {pod}: {block}"), targets, "Degraded"
                     )
                 return self.govern(RemoveValidator(pod, org.name, self.o.node_keys[pod]), targets)
+        return None
+
+    def join(
+        self, org: OrganizationSpec, on_chain: frozenset[str] | None, targets: dict[str, OrgTarget]
+    ) -> Step | None:
+        """A joining organisation the chain does not list yet: its nodes run as non-validators
+        (base_targets) and wait for the members to admit it. None when a local member
+        organisation can propose the admission itself (the ordinary path)."""
+        if on_chain is None:
+            return Step(
+                Wait(
+                    "Joining",
+                    f"starting the nodes of {org.name} as non-validators on the adopted "
+                    "genesis; none answers yet",
+                ),
+                targets,
+                "Joining",
+            )
+        admin = self.o.org_admins.get(org.name)
+        ca = self.o.ca_certs.get(org.name, b"")
+        if admin is None or self.proposer(AddOrganization(org.name, ca, (admin,))) is not None:
+            return None
+        return Step(
+            Wait(
+                "WaitingForAdmission",
+                f"{org.name} is not a member of chain {self.d.chain_id} yet: its nodes run as "
+                "non-validators and catch up once a member organisation's AddOrganization for "
+                f"it executes. Give the members its contribution (`consortium ceremony "
+                f"contribute-from-cluster --org {org.name}`); each adds it to its spec with "
+                "`consortium ceremony remote-org`",
+            ),
+            targets,
+            "Joining",
+        )
+
+    def second_remote_validators(
+        self, org: OrganizationSpec, targets: dict[str, OrgTarget]
+    ) -> Step | None:
+        """A yes vote on a pending AddValidator of a remote organisation's validator that the
+        spec lists (its node id under remote.validators): the spec is this cluster's consent.
+        Never a proposal (its own operator proposes once the node caught up, which only it
+        sees), and never a wait: manual organisations deciding does not hold up our work."""
+        if org.remote is None or self.o.proposals is None:
+            return None
+        vals = self.validators()
+        for v in org.remote.validators:
+            node_id = bytes.fromhex(v.node_id)
+            if node_id in vals:
+                continue
+            change = AddValidator(v.name, org.name, node_id)
+            key = change_key(change)
+            latest = next((p for p in self.o.proposals if p.change == key), None)
+            if latest is None or latest.state != "PENDING":
+                continue
+            step = self.approve(latest, change, targets)
+            if isinstance(step.action, Vote):
+                return step
         return None
 
     # ----------------------------------------------------------------------- member keys

@@ -39,7 +39,7 @@ from consortium_node.ledger.genesis import Genesis
 from consortium_node.provision import pki as core_pki
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import backups, certplan, genesis, nodes, pki, plan, status
+from . import backups, certplan, federation, genesis, nodes, pki, plan, status
 from . import replace as replace_plan
 from .kube import Conflict, Kube, KubeError
 from .model import (
@@ -352,7 +352,13 @@ async def apply_workloads(p: Pass) -> None:
     if p.step.targets is not None:
         o = p.observed
         await p.env.kube.apply(
-            p.renderer.workloads(p.desired, p.step.targets, o.node_keys, o.genesis_hash)
+            p.renderer.workloads(
+                p.desired,
+                p.step.targets,
+                o.node_keys,
+                o.genesis_hash,
+                federation.joining(p.desired, o),
+            )
         )
     await backups.apply(p, p.backups)
 

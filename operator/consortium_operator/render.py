@@ -52,6 +52,9 @@ ADMIN_KEY_FILE = "admin.json"
 LEDGER_CLAIM = "data-"
 MEMBER_KEY_FILE = "key.json"  # an organisation's member key, in its client Secret
 TLS_DIR = "/tls"  # the organisation's TLS Secret: <pod>.pem / <pod>.key, refreshed by kubelet
+# A joining organisation's own CA certificate (ca.pem of its CA Secret, never ca.key): its
+# nodes trust it besides the chain's CAs, which do not list it until it is admitted
+OWN_CA_DIR = "/tls-own-ca"
 PUBLIC_PORT = CLIENT_PORT + 2  # read-only API without client certificate (publicReads)
 HEALTH_PORT = CLIENT_PORT + 3  # plaintext grpc.health.v1 for kubelet probes
 BACKUP_DIR = "/backups"  # the backup destination claim in the backup pod (<consortium>/ in it)
@@ -286,13 +289,16 @@ class Renderer:
         org: str,
         targets: Mapping[str, OrgTarget],
         node_keys: Mapping[str, bytes],
+        joining: bool = False,
     ) -> str:
         """The consortium-node config YAML of organisation `org`: the provisioning core's
         NodeConfig document (`NodeConfig.to_dict()`), every pod of the organisation reads it
         and gets its name, key and certificate from --name/--key-file/--tls-*-file. Peers:
         every pod of every local organisation the targets run (that has a key), in a stable
         order, dialled inside the cluster; then every validator of each remote organisation
-        (federation), dialled at the external address its own cluster publishes."""
+        (federation), dialled at the external address its own cluster publishes. `joining`
+        (federation.joining): the nodes also trust their own organisation's CA (tls.ca_file),
+        so this operator and the organisation's users reach them before the chain admits it."""
         peers = [
             Peer(node_keys[pod], self.peer_address(pod))
             for o in spec.local
@@ -317,6 +323,7 @@ class Renderer:
             public_listen=f"0.0.0.0:{PUBLIC_PORT}",
             tls_cert_file=f"{TLS_DIR}/{first}.pem",
             tls_key_file=f"{TLS_DIR}/{first}.key",
+            tls_ca_file=f"{OWN_CA_DIR}/ca.pem" if joining and spec.security.tls else None,
         )
         cfg = nodeconfig.node_config(spec, (org, org), layout, peers)
         header = (
@@ -332,9 +339,10 @@ class Renderer:
         targets: Mapping[str, OrgTarget],
         node_keys: Mapping[str, bytes],
         genesis_hash: str,
+        joining: frozenset[str] = frozenset(),
     ) -> list[Manifest]:
         """Node config ConfigMap, peer and client Services, the PodDisruptionBudget, and one
-        StatefulSet per organisation — in apply order."""
+        StatefulSet per organisation — in apply order. `joining`: federation.joining."""
         out: list[Manifest] = []
         out.append(
             self._one(
@@ -344,7 +352,9 @@ class Renderer:
                 annotations={GENESIS_HASH: genesis_hash},
                 immutable=False,
                 data={
-                    f"{o.name}.yaml": self.node_config(spec, o.name, targets, node_keys)
+                    f"{o.name}.yaml": self.node_config(
+                        spec, o.name, targets, node_keys, o.name in joining
+                    )
                     for o in spec.local
                 },
                 **self._common(),
@@ -379,7 +389,11 @@ class Renderer:
         out.append(self.network_policy(spec, self.operator_namespace))
         out.extend(self.external_services(spec, targets))
         for org in spec.local:
-            out.append(self.statefulset(spec, org.name, targets[org.name], genesis_hash))
+            out.append(
+                self.statefulset(
+                    spec, org.name, targets[org.name], genesis_hash, org.name in joining
+                )
+            )
         return out
 
     def external_services(
@@ -449,7 +463,12 @@ class Renderer:
         )
 
     def statefulset(
-        self, spec: ConsortiumSpec, org: str, target: OrgTarget, genesis_hash: str
+        self,
+        spec: ConsortiumSpec,
+        org: str,
+        target: OrgTarget,
+        genesis_hash: str,
+        joining: bool = False,
     ) -> Manifest:
         o = spec.org(org)
         if o is None:
@@ -486,6 +505,8 @@ class Renderer:
             public_port=public_port(spec),
             tls_dir=TLS_DIR if spec.security.tls else None,
             tls_secret=self.names.tls_secret(org),
+            own_ca_dir=OWN_CA_DIR if joining and spec.security.tls else None,
+            ca_secret=self.names.ca_secret(org),
             resources=resources,
             data_dir=DATA_DIR,
             genesis_configmap=self.names.genesis_configmap,

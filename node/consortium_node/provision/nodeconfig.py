@@ -33,6 +33,7 @@ class Layout:
     public_listen: str | None = None  # used only when the spec serves public reads
     tls_cert_file: str = "tls/node.pem"
     tls_key_file: str = "tls/node.key"
+    tls_ca_file: str | None = None  # extra trust roots besides the chain's CAs
     fsync: bool = True
     log_format: str = "json"
     # a federated genesis by reference: its organisations' signature files (provision.ceremony)
@@ -78,7 +79,11 @@ def node_config(
         consensus=consensus_config(spec.consensus),
         fsync=layout.fsync,
         log_format=layout.log_format,
-        tls=TlsConfig(Path(layout.tls_cert_file), Path(layout.tls_key_file))
+        tls=TlsConfig(
+            Path(layout.tls_cert_file),
+            Path(layout.tls_key_file),
+            Path(layout.tls_ca_file) if layout.tls_ca_file else None,
+        )
         if spec.security.tls
         else None,
         public_listen=layout.public_listen if serves_public_reads(spec) else None,

@@ -30,9 +30,12 @@ from consortium_operator.model import (
     ConsortiumSpec,
     GenesisSource,
     Names,
+    NodeStatus,
     Observed,
     Owner,
+    PodState,
     ProposalView,
+    StatefulSetState,
 )
 from consortium_operator.plan import OrgTarget
 from consortium_operator.render import Renderer
@@ -643,3 +646,198 @@ def test_genesis_from_must_not_name_the_operators_own_configmap(cer_world: Cerem
     body["genesisFrom"] = {"configMap": "c-genesis", "sha256": w.sha, "signaturesConfigMap": "s"}
     b = refused(ConsortiumSpec.parse(body), w.with_source())
     assert b.reason == "GenesisMismatch" and "operator's own genesis ConfigMap" in b.message
+
+
+# --------------------------------------------------------------------------- joining later
+
+
+class Joiner:
+    """Organisation d, in its own cluster, joins the running chain of the ceremony above: its
+    spec describes a, b and c as remote (their contributions) and d as local, and pins the
+    ceremony's genesis, which does not list d."""
+
+    def __init__(self, w: Ceremony) -> None:
+        self.w = w
+        rng = random.Random(SEED + 4)
+        self.d = Party("d", rng, 1)
+        self.spec_raw = raw(
+            localOrganizations=["d"],
+            ceremony={"configMap": "fed-ceremony"},
+            genesisFrom={
+                "configMap": "fed-genesis",
+                "sha256": w.sha,
+                "signaturesConfigMap": "fed-sigs",
+            },
+            organizations=[
+                {"name": "a", "validators": 2, "remote": w.a.remote()},
+                {"name": "b", "validators": 1, "remote": w.b.remote()},
+                {"name": "c", "validators": 1, "remote": w.cc.remote()},
+                {"name": "d", "validators": 1, "expose": {"address": "172.18.0.4", "port": 30781}},
+            ],
+        )
+        self.sp = ConsortiumSpec.parse(self.spec_raw)
+        self.genesis_vset = tuple(
+            (n, p.name) for p in (w.a, w.b, w.cc) for n in p.nodes
+        )  # what the genesis lists
+        self.before = Observed(
+            org_admins={"d": self.d.admin.public},
+            node_keys={"c-d-0": self.d.nodes[0]},
+            ca_certs={"d": self.d.ca},
+            ceremony=CeremonyFile(raw=w.file),
+            genesis_source=GenesisSource(
+                w.genesis, tuple(sorted((f"genesis-{o}.sig", v) for o, v in w.sigs.items()))
+            ),
+        )
+
+    def adopted(
+        self,
+        chain_orgs: tuple[str, ...] | None,
+        vset: tuple[tuple[bytes, str], ...] | None = None,
+        height: int = 100,
+        proposals: tuple[ProposalView, ...] = (),
+        pod: bool = True,
+    ) -> Observed:
+        """After adoption: d's StatefulSet runs c-d-0; `chain_orgs` None = it does not answer."""
+        org = self.sp.org("d")
+        assert org is not None
+        sts = StatefulSetState(
+            org="d",
+            replicas=1 if pod else 0,
+            partition=0,
+            fingerprint=self.sp.pod_fingerprint(org, IMAGE),
+            update_revision="r1",
+            generation=1,
+            observed_generation=1,
+        )
+        pods = {"c-d-0": PodState("c-d-0", "d", 0, True, "r1", "10.0.0.9")} if pod else {}
+        nodes = (
+            {}
+            if chain_orgs is None or not pod
+            else {
+                "c-d-0": NodeStatus(
+                    height=height,
+                    role="observer",
+                    leader=self.w.a.nodes[0],
+                    validators=vset or self.genesis_vset,
+                    sync_state="synced",
+                    organizations=chain_orgs,
+                )
+            }
+        )
+        return replace(
+            self.before,
+            genesis_validators=self.genesis_vset,
+            genesis_hash=self.w.sha,
+            genesis_organizations=("a", "b", "c"),
+            org_governance=True,
+            statefulsets={"d": sts},
+            pods=pods,
+            nodes=nodes,
+            proposals=proposals,
+        )
+
+
+@pytest.fixture(scope="module")
+def joiner(cer_world: Ceremony) -> Joiner:
+    return Joiner(cer_world)
+
+
+def test_a_joining_organisation_adopts_the_running_chains_genesis(joiner: Joiner) -> None:
+    # the genesis does not list d: d joins later, it is not a mismatch
+    assert nxt(joiner.sp, joiner.before) == plan.AdoptGenesis(joiner.w.genesis)
+    assert federation.joining(joiner.sp, joiner.adopted(None)) == {"d"}
+    assert federation.joining(joiner.w.spec(joiner.w.sha), joiner.w.with_source()) == set()
+
+
+def test_a_genesis_listing_an_organisation_the_spec_does_not_describe_is_refused(
+    joiner: Joiner,
+) -> None:
+    body = dict(joiner.spec_raw)
+    body["organizations"] = [o for o in body["organizations"] if o["name"] != "c"]
+    b = refused(ConsortiumSpec.parse(body), joiner.before)
+    assert b.reason == "GenesisMismatch" and "lists organisations c that the spec" in b.message
+
+
+def test_a_joiners_nodes_start_at_once_as_non_validators(joiner: Joiner) -> None:
+    s = plan.next_step(joiner.sp, joiner.adopted(None, pod=False), N, IMAGE)
+    assert s.targets is not None and s.targets["d"] == OrgTarget(1, 0), s
+    s = plan.next_step(joiner.sp, joiner.adopted(None), N, IMAGE)
+    assert isinstance(s.action, plan.Wait) and s.action.reason == "Joining", s.action
+    assert s.phase == "Joining" and s.targets is not None and s.targets["d"].replicas == 1
+
+
+def test_a_joiner_waits_for_the_members_to_admit_it(joiner: Joiner) -> None:
+    s = plan.next_step(joiner.sp, joiner.adopted(("a", "b", "c")), N, IMAGE)
+    assert isinstance(s.action, plan.Wait) and s.action.reason == "WaitingForAdmission", s.action
+    assert s.phase == "Joining"
+    assert "contribute-from-cluster --org d" in s.action.message
+    # never a proposal or vote signed for an organisation it does not hold the key of
+    assert not isinstance(s.action, plan.Propose | plan.Vote)
+
+
+def test_once_admitted_and_caught_up_the_joiner_proposes_its_validator(joiner: Joiner) -> None:
+    admitted = joiner.adopted(("a", "b", "c", "d"))
+    s = plan.next_step(joiner.sp, admitted, N, IMAGE)
+    assert isinstance(s.action, plan.Propose), s.action
+    assert s.action.org == "d" and s.phase == "Joining"
+    assert s.action.change == plan.AddValidator("c-d-0", "d", joiner.d.nodes[0])
+    # still syncing: it waits, and says so
+    n = admitted.nodes["c-d-0"]
+    syncing = replace(admitted, nodes={"c-d-0": replace(n, sync_state="catching-up")})
+    s = plan.next_step(joiner.sp, syncing, N, IMAGE)
+    assert isinstance(s.action, plan.Wait) and "to catch up" in s.action.message, s.action
+    assert s.phase == "Joining"
+
+
+def test_a_joiners_nodes_trust_its_own_ca(joiner: Joiner) -> None:
+    r = Renderer(Settings(), Names("c"), OWNER)
+    sp = replace(joiner.sp, security=replace(joiner.sp.security, tls=True))
+    keys = {"c-d-0": joiner.d.nodes[0]}
+
+    def find(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        cm = next(d for d in docs if d["kind"] == "ConfigMap")
+        sts = next(d for d in docs if d["kind"] == "StatefulSet")
+        return yaml.safe_load(cm["data"]["d.yaml"]), sts["spec"]["template"]["spec"]
+
+    cfg, pod = find(r.workloads(sp, {"d": OrgTarget(1)}, keys, "ab" * 32, frozenset({"d"})))
+    assert cfg["tls"]["ca_file"] == "/tls-own-ca/ca.pem"
+    vol = next(v for v in pod["volumes"] if v["name"] == "own-ca")
+    # the CA's certificate only: ca.key never reaches a pod
+    assert vol["secret"] == {
+        "secretName": "c-d-ca",
+        "defaultMode": 0o444,
+        "items": [{"key": "ca.pem", "path": "ca.pem"}],
+    }
+    cfg, pod = find(r.workloads(sp, {"d": OrgTarget(1)}, keys, "ab" * 32))
+    assert "ca_file" not in cfg["tls"] and all(v["name"] != "own-ca" for v in pod["volumes"])
+
+
+def add_d_validator(node: bytes, votes: tuple[tuple[str, bool], ...]) -> ProposalView:
+    return ProposalView(
+        id=7,
+        state="PENDING",
+        change=("add_validator", node.hex()),
+        summary="add validator c-d-0 (d)",
+        proposer="d",
+        votes=votes,
+        members=("a", "b", "c", "d"),
+        yes=len(votes),
+        needed=3,
+        expiry_height=1000,
+    )
+
+
+def test_members_second_a_remote_organisations_listed_validator_and_never_propose_it() -> None:
+    sp = with_d(raw(security={"tls": False}))  # d remote, validator c-d-0 listed
+    d0 = key("c-d-0")
+    o = running(sp, ("a", "b", "c", "d"))
+    # d is a member, its validator not added yet: a does not propose it (d does, once caught up)
+    assert isinstance(nxt(sp, o), plan.Converged)
+    a = nxt(sp, replace(o, proposals=(add_d_validator(d0, (("d", True),)),)))
+    assert isinstance(a, plan.Vote) and a.org == "a" and a.proposal == 7, a
+    # a voted: nothing more here (b and c vote in their cluster); no wait holds a's own work
+    a = nxt(sp, replace(o, proposals=(add_d_validator(d0, (("d", True), ("a", True))),)))
+    assert isinstance(a, plan.Converged), a
+    # a node id the spec does not list for d gets no vote
+    stranger = add_d_validator(b"\x01" * 32, (("d", True),))
+    assert isinstance(nxt(sp, replace(o, proposals=(stranger,))), plan.Converged)
