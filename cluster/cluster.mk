@@ -16,6 +16,7 @@ KIND ?=
 KIND_CLUSTER ?= consortium
 KIND_KUBECONFIG ?= $(CONSORTIUM_CACHE)/state/kind-$(KIND_CLUSTER).kubeconfig
 KIND_PEER ?= consortium-b
+KIND_JOIN ?= consortium-c
 E2E_PYTEST_FLAGS ?=
 export KUBECTL HELM NODE_IMAGE OPERATOR_IMAGE KIND KIND_CLUSTER KIND_NODE_IMAGE
 
@@ -93,13 +94,16 @@ e2e-kind-pair: install cluster-tools ## two kind clusters side by side ($(KIND_C
 	fi; \
 	exit $$rc
 
-test-federation: install cluster-tools images ## federation e2e: kind clusters $(KIND_CLUSTER) (org a) and $(KIND_PEER) (orgs b, c) up with the images, tests/e2e/test_federation.py, both down (KEEP_CLUSTER=1 keeps them); prints the tier's time
+test-federation: install cluster-tools images ## federation e2e: kind clusters $(KIND_CLUSTER) (org a), $(KIND_PEER) (orgs b, c) and $(KIND_JOIN) (org d, joining the running chain) up with the images, tests/e2e/test_federation.py then README's federation blocks (test_readme_federation.py), all down (KEEP_CLUSTER=1 keeps them); prints the tier's time
 	@rc=0; t0=$$(date +%s); \
 	cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE) >/dev/null && \
 	KIND_CLUSTER=$(KIND_PEER) cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE) >/dev/null && \
+	KIND_CLUSTER=$(KIND_JOIN) cluster/kind-up.sh $(NODE_IMAGE) $(OPERATOR_IMAGE) >/dev/null && \
 	KUBECONFIG=$(KIND_KUBECONFIG) E2E_FED_PEER_KUBECONFIG=$(CONSORTIUM_CACHE)/state/kind-$(KIND_PEER).kubeconfig \
-		$(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e/test_federation.py || rc=$$?; \
+	E2E_FED_JOIN_KUBECONFIG=$(CONSORTIUM_CACHE)/state/kind-$(KIND_JOIN).kubeconfig \
+		$(PY) -m pytest -q -p no:cacheprovider -m e2e $(E2E_PYTEST_FLAGS) tests/e2e/test_federation.py tests/e2e/test_readme_federation.py || rc=$$?; \
 	if [ "$${KEEP_CLUSTER:-0}" != 1 ]; then \
+		KIND_CLUSTER=$(KIND_JOIN) cluster/kind-down.sh || { [ $$rc -ne 0 ] || rc=1; }; \
 		KIND_CLUSTER=$(KIND_PEER) cluster/kind-down.sh || { [ $$rc -ne 0 ] || rc=1; }; \
 		cluster/kind-down.sh || { [ $$rc -ne 0 ] || rc=1; }; \
 	fi; \

@@ -408,7 +408,8 @@ async def observe_world(p: Pass) -> Observed:
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
     orgs = tuple(o.name for o in spec.local)  # a remote organisation has nothing here
     observed = await kube.observe(ns, p.names, orgs)
-    if not observed.has_genesis:
+    if not observed.has_genesis or federation.joining(spec, observed):
+        # (a joining organisation publishes its contribution for the members to admit it)
         observed = replace(observed, **await observe_ceremony(p))
     if spec.security.tls:
         t = await kube.observe_tls(ns, p.names, orgs)
@@ -445,7 +446,8 @@ async def observe_world(p: Pass) -> Observed:
 
 
 async def observe_ceremony(p: Pass) -> dict[str, Any]:
-    """Federation, before the genesis: spec.ceremony's ceremony.json and spec.genesisFrom's
+    """Federation, before the genesis (or while a local organisation joins the running
+    chain): spec.ceremony's ceremony.json and spec.genesisFrom's
     genesis.json and signature files (every entry of its ConfigMap), as Observed fields."""
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
     out: dict[str, Any] = {}

@@ -245,12 +245,16 @@ def build(
         "nodes": nodes,
         "conditions": conditions,
     }
-    # federation (spec.ceremony): what this cluster contributes, until the genesis exists
-    out["contributions"] = (
-        federation.contributions(desired, observed, names, namespace)
-        if desired is not None and not observed.has_genesis
-        else []
-    )
+    # federation (spec.ceremony): what this cluster contributes, until the genesis exists;
+    # after it, a joining organisation's (the members admit it with it)
+    out["contributions"] = []
+    if desired is not None:
+        joining = federation.joining(desired, observed)
+        out["contributions"] = [
+            c
+            for c in federation.contributions(desired, observed, names, namespace)
+            if not observed.has_genesis or c["organization"] in joining
+        ]
     on_chain = observed.chain_organizations()
     if on_chain is not None:  # unknown while no node answers: the last written value stays
         out["organizations"] = sorted(on_chain)

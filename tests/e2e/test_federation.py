@@ -1,13 +1,15 @@
-"""Federation on two real kind clusters (issue 15): one operator in each, organisation a in
-cluster A (KUBECONFIG), b and c in cluster B (E2E_FED_PEER_KUBECONFIG) — `make
-test-federation` boots both (fed-a, fed-b), loads the images, runs this, takes both down.
+"""Federation on three real kind clusters (issue 15): one operator in each, organisation a in
+cluster A (KUBECONFIG), b and c in cluster B (E2E_FED_PEER_KUBECONFIG), and d, which joins
+the running chain later, in cluster C (E2E_FED_JOIN_KUBECONFIG) — `make test-federation`
+boots all three, loads the images, runs this (then README's federation blocks,
+test_readme_federation.py), takes them down.
 
 Peers reach each other only through the external addresses: each exposed node has a NodePort
-Service on its kind node's address, which the node certificate names and the other cluster's
+Service on its kind node's address, which the node certificate names and the other clusters'
 nodes dial; mutual TLS end to end. The genesis ceremony is run as people run it, with the CLI
 and kubectl, files only between the clusters:
 
-  consortium ceremony init -> ConfigMap in both clusters -> each operator publishes its
+  consortium ceremony init -> ConfigMap in A and B -> each operator publishes its
   organisations' contributions in status -> `ceremony contribute-from-cluster` in each
   cluster (signed there with the organisation's admin key from its own Secret) -> `ceremony
   assemble` -> `ceremony sign` by each organisation with its key from its own cluster ->
@@ -15,9 +17,14 @@ and kubectl, files only between the clusters:
   (`ceremony remote-org`) and spec.genesisFrom in each cluster -> both Ready, one chain.
 
 Then blocks commit with the same genesis on both sides, a proposal by a (cluster A) executes
-on b's vote cast with the CLI in cluster B, and no organisation's private key exists in the
-other cluster (every Secret of each cluster is searched for the other side's keys).
-Timings are printed with an `[e2e]` prefix."""
+on b's vote cast with the CLI in cluster B. Then d joins: its spec in cluster C pins the same
+genesis and describes a, b, c from their contributions; its node starts as a non-validator
+(phase Joining, WaitingForAdmission); its contribution, exported in C, is added to A's and
+B's specs; their operators propose and vote AddOrganization; d's node catches up, d's
+operator proposes its validator, A's and B's second it; all three clusters commit with four
+validators. Finally no organisation's private key exists in another cluster (every Secret of
+each cluster is searched for the other clusters' keys). Timings are printed with an `[e2e]`
+prefix."""
 
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ from .consortium_fixtures import (
     Chain,
     helm_run,
     install_crds,
+    ready_now,
     report,
     split_image,
 )
@@ -55,7 +63,7 @@ NAME = "fed"
 CHAIN_ID = "fed-e2e"
 CLI = str(Path(sys.executable).parent / "consortium")
 CTX_DIR = "/tmp/ctx"
-NODE_PORT = {"a": 30751, "b": 30761, "c": 30771}
+NODE_PORT = {"a": 30751, "b": 30761, "c": 30771, "d": 30781}
 
 
 @dataclass
@@ -79,6 +87,21 @@ def node_address(kube: Kube) -> str:
     return str({a["type"]: a["address"] for a in nodes[0]["status"]["addresses"]}["InternalIP"])
 
 
+def peer_kube(kube: Kube, env: str) -> Kube:
+    """The Kube of the kind cluster whose kubeconfig the environment variable `env` names."""
+    config = os.environ.get(env, "")
+    if not config:
+        pytest.skip(f"no {env} (run 'make test-federation')")
+    context = subprocess.run(
+        [kube.binary, "--kubeconfig", config, "config", "current-context"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert context.startswith("kind-") and context != kube.context, context
+    return Kube(binary=kube.binary, kubeconfig=config, context=context)
+
+
 @pytest.fixture(scope="module")
 def sides(
     kube: Kube,
@@ -86,27 +109,24 @@ def sides(
     node_image: str,
     operator_image: str,
     request: pytest.FixtureRequest,
-) -> Iterator[tuple[Side, Side]]:
-    """The operator chart in a fresh namespace of each cluster; removed afterwards."""
-    peer_config = os.environ.get("E2E_FED_PEER_KUBECONFIG", "")
-    if not peer_config:
-        pytest.skip("no E2E_FED_PEER_KUBECONFIG (run 'make test-federation')")
-    context = subprocess.run(
-        [kube.binary, "--kubeconfig", peer_config, "config", "current-context"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert context.startswith("kind-") and context != kube.context, context
-    peer = Kube(binary=kube.binary, kubeconfig=peer_config, context=context)
-    peer_helm = [helm[0], "--kubeconfig", peer_config, "--kube-context", context]
+) -> Iterator[tuple[Side, Side, Side]]:
+    """The operator chart in a fresh namespace of each of the three clusters (a; b and c; d,
+    which joins later); removed afterwards."""
+    peer = peer_kube(kube, "E2E_FED_PEER_KUBECONFIG")
+    joiner = peer_kube(kube, "E2E_FED_JOIN_KUBECONFIG")
+    assert peer.context != joiner.context
     ns = f"e2e-fed-{uuid.uuid4().hex[:6]}"
+
+    def helm_of(k: Kube) -> list[str]:
+        return [helm[0], "--kubeconfig", str(k.kubeconfig), "--kube-context", k.context]
+
     a = Side(kube, helm, ns, ("a",))
-    b = Side(peer, peer_helm, ns, ("b", "c"))
+    b = Side(peer, helm_of(peer), ns, ("b", "c"))
+    d = Side(joiner, helm_of(joiner), ns, ("d",))
     op_repo, op_tag = split_image(operator_image)
     node_repo, node_tag = split_image(node_image)
     try:
-        for side in (a, b):
+        for side in (a, b, d):
             side.address = node_address(side.kube)
             side.kube.run("create", "namespace", ns)
             side.kube.run("label", "namespace", ns, "e2e.consortium/test=true")
@@ -125,10 +145,10 @@ def sides(
                 request.config,
                 f"{side.kube.context}: helm install (--wait) {time.monotonic() - t0:.1f}s",
             )
-        assert a.address != b.address
-        yield a, b
+        assert len({a.address, b.address, d.address}) == 3
+        yield a, b, d
     finally:
-        for side in (a, b):
+        for side in (a, b, d):
             side.kube.run(
                 "--namespace",
                 ns,
@@ -269,14 +289,12 @@ def cli_as(c: Chain, org: str, *args: str) -> str:
     return p.stdout
 
 
-def test_two_clusters_one_chain(
-    sides: tuple[Side, Side], node_image: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    a, b = sides
-    t0 = time.monotonic()
+def run_ceremony(a: Side, b: Side, tmp: Path) -> list[str]:
+    """The genesis ceremony as people run it (module docstring); returns the signature
+    files, next to genesis.json in `tmp`."""
     cli(
         None,
-        tmp_path,
+        tmp,
         "ceremony",
         "init",
         "--chain-id",
@@ -293,7 +311,7 @@ def test_two_clusters_one_chain(
         "ceremony.json",
     )
     for side, other in ((a, b), (b, a)):
-        configmap(side, "fed-ceremony", {"ceremony.json": tmp_path / "ceremony.json"})
+        configmap(side, "fed-ceremony", {"ceremony.json": tmp / "ceremony.json"})
         side.kube.apply(json.dumps(manifest(side, other)), namespace=side.namespace)
 
     # each operator publishes its organisations' contributions; each is exported, signed, in
@@ -308,7 +326,7 @@ def test_two_clusters_one_chain(
         for org in side.orgs:
             cli(
                 side,
-                tmp_path,
+                tmp,
                 "ceremony",
                 "contribute-from-cluster",
                 "-c",
@@ -323,7 +341,7 @@ def test_two_clusters_one_chain(
     contributions = [f"contribution-{o}.json" for o in ("c", "a", "b")]
     cli(
         None,
-        tmp_path,
+        tmp,
         "ceremony",
         "assemble",
         "ceremony.json",
@@ -333,12 +351,12 @@ def test_two_clusters_one_chain(
     )
     for side in (a, b):
         for org in side.orgs:
-            key = tmp_path / f"{org}-admin.json"  # read from ITS cluster, removed right after
+            key = tmp / f"{org}-admin.json"  # read from ITS cluster, removed right after
             key.write_bytes(side.chain.secret(f"{NAME}-{org}-admin")["admin.json"])
             try:
                 cli(
                     None,
-                    tmp_path,
+                    tmp,
                     "ceremony",
                     "sign",
                     "genesis.json",
@@ -356,7 +374,48 @@ def test_two_clusters_one_chain(
             finally:
                 key.unlink()
     sigs = [f"genesis-{o}.sig" for o in ("a", "b", "c")]
-    cli(None, tmp_path, "ceremony", "verify", "genesis.json", *sigs)
+    cli(None, tmp, "ceremony", "verify", "genesis.json", *sigs)
+    return sigs
+
+
+def cross_cluster_vote(a: Side, b: Side, node_image: str) -> None:
+    """a proposes in cluster A; b votes with the CLI in cluster B; it executes."""
+    for side, org in ((a, "a"), (b, "b")):
+        start_client(side.chain, node_image)
+        use_org_context(side.chain, org)
+    cli_as(
+        a.chain,
+        "a",
+        "gov",
+        "propose",
+        "set-param",
+        "max_tx_bytes",
+        "262144",
+        "--wait-timeout",
+        "30",
+    )
+    listed = json.loads(cli_as(b.chain, "b", "gov", "list", "--open", "--json"))
+    (p,) = [p for p in listed["proposals"] if p["proposer"] == "a"]
+    assert p["state"] == "PENDING", p
+    cli_as(b.chain, "b", "gov", "vote", str(p["id"]), "yes", "--wait-timeout", "30")
+
+    def executed() -> dict[str, Any] | None:
+        shown = json.loads(cli_as(a.chain, "a", "gov", "show", str(p["id"]), "--json"))
+        return shown if shown["state"] == "EXECUTED" else None
+
+    shown = a.chain.wait("a's proposal executed on b's vote", executed, 90)
+    assert {v["organization"] for v in shown["votes"]} == {"a", "b"}, shown
+
+
+def test_two_clusters_one_chain_then_a_fourth_organisation_joins(
+    sides: tuple[Side, Side, Side],
+    node_image: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    a, b, d = sides
+    t0 = time.monotonic()
+    sigs = run_ceremony(a, b, tmp_path)
     genesis = (tmp_path / "genesis.json").read_bytes()
     sha = hashlib.sha256(genesis).hexdigest()
     report(
@@ -408,50 +467,19 @@ def test_two_clusters_one_chain(
 
     a.chain.wait("both clusters report 3 more blocks", both_advanced, 120)
 
-    # a cross-cluster vote: a proposes in cluster A, b votes with the CLI in cluster B
-    for side, org in ((a, "a"), (b, "b")):
-        start_client(side.chain, node_image)
-        use_org_context(side.chain, org)
-    cli_as(
-        a.chain,
-        "a",
-        "gov",
-        "propose",
-        "set-param",
-        "max_tx_bytes",
-        "262144",
-        "--wait-timeout",
-        "30",
-    )
-    listed = json.loads(cli_as(b.chain, "b", "gov", "list", "--open", "--json"))
-    (p,) = [p for p in listed["proposals"] if p["proposer"] == "a"]
-    assert p["state"] == "PENDING", p
-    cli_as(b.chain, "b", "gov", "vote", str(p["id"]), "yes", "--wait-timeout", "30")
+    cross_cluster_vote(a, b, node_image)
 
-    def executed() -> dict[str, Any] | None:
-        shown = json.loads(cli_as(a.chain, "a", "gov", "show", str(p["id"]), "--json"))
-        return shown if shown["state"] == "EXECUTED" else None
+    # a fourth organisation, d, joins the running chain from a third cluster
+    t2 = time.monotonic()
+    join(a, b, d, tmp_path, sha, request)
+    report(request.config, f"d joined (spec -> 4 validators): {time.monotonic() - t2:.1f}s")
 
-    shown = a.chain.wait("a's proposal executed on b's vote", executed, 90)
-    assert {v["organization"] for v in shown["votes"]} == {"a", "b"}, shown
-
-    # no organisation's private key in the other cluster: every private key of one side
-    # (admin and node key seeds, CA key PEM) is searched for in every Secret of the other
-    for side, other in ((a, b), (b, a)):
-        secrets = [d for org in other.orgs for d in _private(other.chain, org)]
-        assert len(secrets) == 3 * len(other.orgs), len(secrets)  # admin, node, CA per org
-        blob = "\n".join(
-            base64.b64decode(v).decode(errors="replace")
-            for s in side.chain.json("get", "secrets")["items"]
-            for v in (s.get("data") or {}).values()
-        )
-        flat = blob.replace("\n", "")
-        leaked = [i for i, private in enumerate(secrets) if private in blob or private in flat]
-        assert not leaked, (
-            f"{len(leaked)} private key(s) of {other.kube.context} in {side.kube.context}"
-        )
-        names = {s["metadata"]["name"] for s in side.chain.json("get", "secrets")["items"]}
-        assert not [n for n in names if any(f"{NAME}-{o}-" in n for o in other.orgs)], names
+    # no organisation's private key in another cluster: every private key of one side
+    # (admin and node key seeds, CA key PEM) is searched for in every Secret of the others
+    for side in (a, b, d):
+        for other in (a, b, d):
+            if other is not side:
+                assert_no_keys_of(other, side)
     report(request.config, f"federation e2e total: {time.monotonic() - t0:.1f}s")
 
 
@@ -464,3 +492,112 @@ def _private(c: Chain, org: str) -> list[str]:
     pem = c.secret(f"{NAME}-{org}-ca")["ca.key"].decode()
     out.append("".join(line for line in pem.splitlines() if "PRIVATE" not in line))
     return out
+
+
+def assert_no_keys_of(other: Side, side: Side) -> None:
+    """No private key of `other`'s organisations is in any Secret of `side`'s cluster."""
+    secrets = [p for org in other.orgs for p in _private(other.chain, org)]
+    assert len(secrets) == 3 * len(other.orgs), len(secrets)  # admin, node, CA per org
+    items = side.chain.json("get", "secrets")["items"]
+    blob = "\n".join(
+        base64.b64decode(v).decode(errors="replace")
+        for s in items
+        for v in (s.get("data") or {}).values()
+    )
+    flat = blob.replace("\n", "")
+    leaked = [i for i, private in enumerate(secrets) if private in blob or private in flat]
+    assert not leaked, (
+        f"{len(leaked)} private key(s) of {other.kube.context} in {side.kube.context}"
+    )
+    names = {s["metadata"]["name"] for s in items}
+    assert not [n for n in names if any(f"{NAME}-{o}-" in n for o in other.orgs)], names
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def join(a: Side, b: Side, d: Side, tmp: Path, sha: str, request: pytest.FixtureRequest) -> None:
+    """d's person gets the chain's public files (ceremony.json, genesis, signatures, the
+    members' contributions), describes the members as remote and pins the genesis; d's
+    operator starts its node as a non-validator and waits for admission; d's contribution
+    goes to the members, each adds d with `ceremony remote-org`; their operators propose and
+    vote AddOrganization; d's node catches up and d's operator proposes its validator, which
+    the members' operators second. Every step is read from d's status."""
+    configmap(d, "fed-ceremony", {"ceremony.json": tmp / "ceremony.json"})
+    configmap(d, "fed-ceremony-genesis", {"genesis.json": tmp / "genesis.json"})
+    configmap(d, "fed-sigs", {f"genesis-{o}.sig": tmp / f"genesis-{o}.sig" for o in "abc"})
+    members = [
+        json.loads(cli(None, tmp, "ceremony", "remote-org", f"contribution-{o}.json"))
+        for o in "abc"
+    ]
+    spec = {
+        "apiVersion": "consortium.dev/v1alpha1",
+        "kind": "Consortium",
+        "metadata": {"name": NAME},
+        "spec": {
+            "chainId": CHAIN_ID,
+            "consensus": {"type": "raft"},
+            "localOrganizations": ["d"],
+            "ceremony": {"configMap": "fed-ceremony"},
+            "genesisFrom": {
+                "configMap": "fed-ceremony-genesis",
+                "sha256": sha,
+                "signaturesConfigMap": "fed-sigs",
+            },
+            "organizations": [
+                *members,
+                {"name": "d", "validators": 1, "expose": {"address": d.address, "port": 30781}},
+            ],
+        },
+    }
+    d.kube.apply(json.dumps(spec), namespace=d.namespace)
+    seen: list[str] = []
+
+    def waiting_for_admission() -> dict[str, Any] | None:
+        obj = d.chain.get()
+        st = obj.get("status") or {}
+        prog = conditions(obj).get("Progressing", {})
+        seen.append(f"{st.get('phase')}/{prog.get('reason')}")
+        ok = st.get("phase") == "Joining" and prog.get("reason") == "WaitingForAdmission"
+        published = {c["organization"] for c in st.get("contributions") or []} == {"d"}
+        return obj if ok and published else None
+
+    d.chain.wait("d: Joining, WaitingForAdmission", waiting_for_admission, 300)
+    assert d.chain.get()["status"]["genesisHash"] == sha
+    cli(
+        d,
+        tmp,
+        *("ceremony", "contribute-from-cluster", "-c", NAME, "--org", "d"),
+        *("-n", d.namespace, "-o", "contribution-d.json"),
+    )
+    entry = json.loads(cli(None, tmp, "ceremony", "remote-org", "contribution-d.json"))
+    assert entry["remote"]["validators"][0]["address"] == f"{d.address}:30781", entry
+    for side in (a, b):
+        orgs = side.chain.get()["spec"]["organizations"]
+        side.chain.patch(
+            [{"op": "replace", "path": "/spec/organizations", "value": [*orgs, entry]}]
+        )
+
+    def admitted_and_validating() -> dict[str, Any] | None:
+        obj = d.chain.get()
+        st = obj.get("status") or {}
+        prog = conditions(obj).get("Progressing", {})
+        seen.append(f"{st.get('phase')}/{prog.get('reason')}")
+        ok = st.get("organizations") == ["a", "b", "c", "d"] and ready_now(obj)
+        return obj if ok and st.get("readyValidators") == "1/4" else None
+
+    d.chain.wait("d admitted, caught up, its validator added", admitted_and_validating, 420)
+    steps = list(dict.fromkeys(seen))  # in order, without repeats
+    report(request.config, f"d's steps: {' -> '.join(steps)}")
+    assert any(s.startswith("Joining/") for s in steps), steps
+    for side, want in ((a, "1/4"), (b, "2/4")):
+        side.chain.wait_ready(timeout=180, validators=want)
+    h = {s.kube.context: int(s.chain.get()["status"]["height"]) for s in (a, b, d)}
+
+    def all_advanced() -> bool:
+        return all(
+            int(s.chain.get()["status"]["height"]) >= h[s.kube.context] + 3 for s in (a, b, d)
+        )
+
+    d.chain.wait("three clusters report 3 more blocks", all_advanced, 120)
