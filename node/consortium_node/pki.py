@@ -242,6 +242,17 @@ def _uris(cert: x509.Certificate) -> list[str]:
     return [str(u) for u in ext.value.get_values_for_type(x509.UniformResourceIdentifier)]
 
 
+def names_of(cert: x509.Certificate) -> tuple[frozenset[str], frozenset[str]]:
+    """The DNS names and IP addresses (as text) a certificate's SAN extension names."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return frozenset(), frozenset()
+    dns = frozenset(str(d) for d in ext.value.get_values_for_type(x509.DNSName))
+    ips = frozenset(str(i) for i in ext.value.get_values_for_type(x509.IPAddress))
+    return dns, ips
+
+
 def node_id_of(cert: x509.Certificate) -> bytes | None:
     """The node id a certificate binds (its `consortium:node:` URI SAN), if exactly one."""
     ids = [u[len(NODE_URI_PREFIX) :] for u in _uris(cert) if u.startswith(NODE_URI_PREFIX)]

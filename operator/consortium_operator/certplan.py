@@ -11,7 +11,6 @@ Called by reconcile."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from consortium_node.provision import pki as core
@@ -44,7 +43,9 @@ def node_certs(
 ) -> tuple[core.NodeCert, ...]:
     """The node certificates due, for every keyed pod of each local organisation with a CA
     (`cas`: the CAs held after this pass's CA step); `sans(pod)`: the DNS names and the IP
-    addresses besides 127.0.0.1 (an exposed organisation's external IP) it must name."""
+    addresses besides 127.0.0.1 (an exposed organisation's external IP) it must name; a
+    certificate that does not name them all (an organisation exposed after it was issued)
+    is due again."""
     orgs = tuple(o.name for o in spec.local)
     due: list[core.NodeCert] = []
     for org in orgs:
@@ -56,8 +57,9 @@ def node_certs(
             if (parsed := names.parse_pod(pod, orgs)) is not None and parsed[0] == org
         }
         entries = observed.tls_entries.get(org, {})
-        certs = core.node_certs_due(org, entries, pods, lambda pod: sans(pod)[0], window)
-        due += [dataclasses.replace(c, ips=(*c.ips, *sans(c.member)[1])) for c in certs]
+        due += core.node_certs_due(
+            org, entries, pods, lambda pod: sans(pod)[0], window, lambda pod: sans(pod)[1]
+        )
     return tuple(due)
 
 

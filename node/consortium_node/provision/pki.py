@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,16 +73,35 @@ class NodeCert:
     ips: tuple[str, ...] = ("127.0.0.1",)
 
 
-def node_cert_stale(cert_pem: bytes | None, has_key: bool, node_id: bytes, window: Window) -> bool:
-    """A stored node certificate must be reissued: missing (or its key is), expiring, or
-    binding another node id."""
+def node_cert_stale(
+    cert_pem: bytes | None,
+    has_key: bool,
+    node_id: bytes,
+    window: Window,
+    dns_names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> bool:
+    """A stored node certificate must be reissued: missing (or its key is), expiring,
+    binding another node id, or not naming every DNS name and IP address it must carry now
+    (e.g. an organisation exposed for other clusters after its certificates were issued:
+    its peers dial the external address, which the certificate must name)."""
     if cert_pem is None or not has_key or window.expiring(cert_pem):
         return True
     try:
-        bound = x509pki.node_id_of(x509pki.load_cert(cert_pem))
+        cert = x509pki.load_cert(cert_pem)
     except x509pki.CertError:
         return True
-    return bound != node_id
+    if x509pki.node_id_of(cert) != node_id:
+        return True
+    named_dns, named_ips = x509pki.names_of(cert)
+    return not (set(dns_names) <= named_dns and {_ip_text(i) for i in ips} <= named_ips)
+
+
+def _ip_text(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_address(ip))  # the form the certificate's SAN reads back in
+    except ValueError:
+        return ip
 
 
 def node_certs_due(
@@ -90,15 +110,22 @@ def node_certs_due(
     members: Mapping[str, bytes],
     dns_names: Callable[[str], Sequence[str]],
     window: Window,
+    ips: Callable[[str], Sequence[str]] = lambda _: (),
 ) -> tuple[NodeCert, ...]:
     """The node certificates of `org` to issue. `existing`: stored entries `<member>.pem` /
-    `<member>.key`; `members`: member name -> node id; `dns_names`: the names a member's
-    certificate must carry (the executor's addressing scheme)."""
+    `<member>.key`; `members`: member name -> node id; `dns_names` and `ips`: the names and
+    addresses (besides 127.0.0.1) a member's certificate must carry (the executor's
+    addressing scheme); a certificate lacking one of them is reissued."""
     return tuple(
-        NodeCert(org, member, node_id, tuple(dns_names(member)))
+        NodeCert(org, member, node_id, tuple(dns_names(member)), ("127.0.0.1", *ips(member)))
         for member, node_id in sorted(members.items())
         if node_cert_stale(
-            existing.get(f"{member}.pem"), f"{member}.key" in existing, node_id, window
+            existing.get(f"{member}.pem"),
+            f"{member}.key" in existing,
+            node_id,
+            window,
+            dns_names(member),
+            ips(member),
         )
     )
 

@@ -430,6 +430,56 @@ def test_the_node_certificate_names_the_external_address() -> None:
     assert due.ips == ("127.0.0.1", "172.18.0.2")
 
 
+def test_exposing_an_organisation_later_reissues_its_node_certificates() -> None:
+    r = Renderer(Settings(), Names("c"), OWNER)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    window = core_pki.Window(now, dt.timedelta(days=1))
+    ca = x509pki.new_ca("a", now, x509pki.new_private_key(), 1)
+    unexposed = fed(
+        organizations=[
+            {"name": "a", "validators": 1},
+            {"name": "b", "validators": 1, "remote": remote("b", ADMIN_B)},
+            {"name": "c", "validators": 1, "remote": remote("c", ADMIN_C)},
+        ]
+    )
+    issued = x509pki.issue_node_cert(
+        ca,
+        "a",
+        "c-a-0",
+        key("c-a-0"),
+        now,
+        x509pki.new_private_key(),
+        2,
+        r.node_dns_names("c-a-0", unexposed),
+        ("127.0.0.1", *r.node_ips(unexposed, "c-a-0")),
+    )
+    o = Observed(
+        node_keys={"c-a-0": key("c-a-0")},
+        tls_entries={"a": {"c-a-0.pem": issued.cert_pem, "c-a-0.key": issued.key_pem}},
+    )
+
+    def due(sp: ConsortiumSpec) -> tuple[core_pki.NodeCert, ...]:
+        return certplan.node_certs(
+            sp,
+            o,
+            N,
+            lambda pod: (r.node_dns_names(pod, sp), r.node_ips(sp, pod)),
+            {"a": b"ca"},
+            window,
+        )
+
+    assert due(unexposed) == ()
+    exposed = fed(
+        organizations=[
+            {"name": "a", "validators": 1, "expose": {"address": "172.18.0.2"}},
+            {"name": "b", "validators": 1, "remote": remote("b", ADMIN_B)},
+            {"name": "c", "validators": 1, "remote": remote("c", ADMIN_C)},
+        ]
+    )
+    (again,) = due(exposed)  # the external address its peers will dial is not in it yet
+    assert again.member == "c-a-0" and "172.18.0.2" in again.ips
+
+
 # --------------------------------------------------------------------------- the ceremony
 
 SEED = 1515

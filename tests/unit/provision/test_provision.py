@@ -201,7 +201,8 @@ def test_node_certs_due_missing_expiring_or_rebound() -> None:
 
     def cert(member: str, node_id: bytes, days: int) -> x509.Issued:
         key = x509.new_private_key()
-        return x509.issue_node_cert(ca, "acme", member, node_id, NOW, key, 2, days=days)
+        names = (f"{member}.svc",)
+        return x509.issue_node_cert(ca, "acme", member, node_id, NOW, key, 2, names, days=days)
 
     good, short, other = (
         cert("acme-0", ids["acme-0"], 90),
@@ -225,6 +226,45 @@ def test_node_certs_due_missing_expiring_or_rebound() -> None:
     ids["acme-3"] = b"\x03" * 32  # a new member: no certificate yet
     due = plan.node_certs_due("acme", existing, ids, lambda _: (), window)
     assert [c.member for c in due] == ["acme-1", "acme-2", "acme-3"]
+
+
+def test_a_node_certificate_lacking_a_name_it_must_carry_now_is_due() -> None:
+    # an organisation exposed after its certificates were issued: the external address
+    # (and name) its peers in other clusters dial must be in the certificate
+    ca = _ca()
+    node_id = b"\x05" * 32
+    issued = x509.issue_node_cert(
+        ca, "acme", "acme-0", node_id, NOW, x509.new_private_key(), 2, ("acme-0.svc",)
+    )
+    existing = {"acme-0.pem": issued.cert_pem, "acme-0.key": issued.key_pem}
+    window = plan.Window(NOW, dt.timedelta(days=30))
+    ids = {"acme-0": node_id}
+    assert plan.node_certs_due("acme", existing, ids, lambda _: ("acme-0.svc",), window) == ()
+    due = plan.node_certs_due(
+        "acme", existing, ids, lambda _: ("acme-0.svc",), window, lambda _: ("172.18.0.2",)
+    )
+    assert [(c.member, c.ips) for c in due] == [("acme-0", ("127.0.0.1", "172.18.0.2"))]
+    due = plan.node_certs_due("acme", existing, ids, lambda _: ("acme-0.example.org",), window)
+    assert [c.dns_names for c in due] == [("acme-0.example.org",)]
+    # reissued with them: not due any more
+    again = x509.issue_node_cert(
+        ca,
+        "acme",
+        "acme-0",
+        node_id,
+        NOW,
+        x509.new_private_key(),
+        3,
+        ("acme-0.svc",),
+        ("127.0.0.1", "172.18.0.2"),
+    )
+    existing = {"acme-0.pem": again.cert_pem, "acme-0.key": again.key_pem}
+    assert (
+        plan.node_certs_due(
+            "acme", existing, ids, lambda _: ("acme-0.svc",), window, lambda _: ("172.18.0.2",)
+        )
+        == ()
+    )
 
 
 def test_client_certs_due() -> None:
