@@ -98,6 +98,7 @@ __all__ = [
     "OrganizationSpec",
     "Owner",
     "ParametersSpec",
+    "PeerLinkView",
     "PendingChange",
     "PodState",
     "ProposalView",
@@ -257,6 +258,19 @@ class Owner:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerLinkView:
+    """One peer link a node reports (GetStatus.peers): the peer's node id, the address the
+    node has for it, whether the link is up, why not (one plain line) and for how long it has
+    been in that state."""
+
+    node_id: bytes
+    address: str
+    connected: bool
+    error: str = ""
+    since_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStatus:
     """A node's answer to GetStatus."""
 
@@ -267,6 +281,7 @@ class NodeStatus:
     sync_state: str
     chain_id: str = ""
     organizations: tuple[str, ...] = ()  # member organisations on chain (genesis + admitted)
+    peers: tuple[PeerLinkView, ...] = ()  # its links to its configured peers
 
 
 @dataclass(frozen=True, slots=True)

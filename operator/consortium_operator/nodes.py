@@ -1,5 +1,5 @@
 """gRPC to node pods: read each node's status (height, role, leader, validator set, sync
-state, organisations) and the chain's recent proposals, and submit governance transactions,
+state, organisations, peer links) and the chain's recent proposals, and submit governance transactions,
 waiting until the chain commits them: on a legacy chain AddValidator / RemoveValidator /
 AddOrganization signed with the consortium's admin key; under governance by organisations
 Propose / Vote, each signed with the key of the one organisation it names (reconcile reads
@@ -30,7 +30,15 @@ from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
 from google.protobuf.message import DecodeError
 
-from .model import CLIENT_PORT, ContractView, Names, NodeStatus, PodState, ProposalView
+from .model import (
+    CLIENT_PORT,
+    ContractView,
+    Names,
+    NodeStatus,
+    PeerLinkView,
+    PodState,
+    ProposalView,
+)
 from .plan import (
     AddOrganization,
     AddValidator,
@@ -109,6 +117,10 @@ def _status(ep: Endpoint, timeout: float, tls: ClientTLS | None) -> NodeStatus:
         sync_state=s.sync_state,
         chain_id=s.chain_id,
         organizations=tuple(s.organizations),
+        peers=tuple(
+            PeerLinkView(bytes(p.node_id), p.address, p.connected, p.error, float(p.since_seconds))
+            for p in s.peers
+        ),
     )
 
 

@@ -4,7 +4,15 @@ Made for `kubectl wait --for=condition=Ready consortium/NAME`: conditions Genesi
 Progressing, Degraded and WaitingForApprovals (reasons CamelCase, messages name nodes),
 observedGeneration, phase, height, leader, ready validators, per-node entries, the client
 endpoint, the chain's governance mode and its open proposals (votes, approvals, who has not
-voted), and per spec contract its deployed version and code hash and any open proposal. A condition's lastTransitionTime only moves when its status changes.
+voted), and per spec contract its deployed version and code hash and any open proposal. A
+condition's lastTransitionTime only moves when its status changes.
+
+Federation (spec with remote organisations): `remotePeers`, one entry per remote validator —
+whether any answering node of this cluster has a live link to it, else the most recent reason
+a node gives — and the informative condition PeerUnreachable (`remote_peers`,
+`peer_condition`): True only for a validator no answering node has reached for
+PEER_GRACE_S on every node that has a link to it (a link that flaps faster is not reported),
+Unknown while no node answers. It never changes Ready, Degraded or the phase.
 `proposal_events` (also pure) names what changed between the proposals of the status last
 written and the ones observed now; reconcile posts them as events."""
 
@@ -16,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import federation
-from .model import CLIENT_PORT, ConsortiumSpec, ContractSpec, Names, Observed, ProposalView
+from .model import (
+    CLIENT_PORT,
+    ConsortiumSpec,
+    ContractSpec,
+    Names,
+    Observed,
+    PeerLinkView,
+    ProposalView,
+)
 from .plan import (
     AddOrganization,
     AddValidator,
@@ -41,8 +57,21 @@ from .plan import (
 )
 from .replace import Declare, Finish
 
-CONDITION_TYPES = ("GenesisReady", "Ready", "Progressing", "Degraded", "WaitingForApprovals")
+# (PeerUnreachable only for a federated spec)
+CONDITION_TYPES = (
+    "GenesisReady",
+    "Ready",
+    "Progressing",
+    "Degraded",
+    "WaitingForApprovals",
+    "PeerUnreachable",
+)
 BEHIND_FACTOR = 10  # a node more than max_lag * BEHIND_FACTOR blocks behind is Degraded
+# A remote validator is unreachable only once every answering node's link to it has been
+# down this long: a link that drops and comes back (a peer restarting) is not reported.
+PEER_GRACE_S = 30.0
+NO_LINK = "no node of this cluster reports a link to it"
+NO_ANSWER = "no node of this cluster answers"
 
 
 def _readiness(
@@ -194,10 +223,11 @@ def build(
         conds[_APPROVALS] = ("True", _APPROVALS, step.action.message)
     else:
         conds[_APPROVALS] = ("False", "NotWaiting", "no proposal of the operator waits for votes")
+    peers, error = _remote_section(desired, observed, conds, error)
 
     prev = {c.get("type"): c for c in previous}
     conditions = []
-    for t in CONDITION_TYPES:
+    for t in (t for t in CONDITION_TYPES if t in conds):
         st, reason, message = conds[t]
         old = prev.get(t)
         ltt = old.get("lastTransitionTime") if old and old.get("status") == st else None
@@ -244,6 +274,7 @@ def build(
         "message": error or "",
         "nodes": nodes,
         "conditions": conditions,
+        "remotePeers": [p.entry() for p in peers],
     }
     # federation (spec.ceremony): what this cluster contributes, until the genesis exists;
     # after it, a joining organisation's (the members admit it with it)
@@ -273,6 +304,125 @@ def build(
 
 
 _APPROVALS = "WaitingForApprovals"
+
+
+def _remote_section(
+    desired: ConsortiumSpec | None,
+    observed: Observed,
+    conds: dict[str, tuple[str, str, str]],
+    message: str | None,
+) -> tuple[tuple[RemotePeer, ...], str | None]:
+    """status.remotePeers and, for a federated spec, the PeerUnreachable condition (added to
+    `conds`); the status message gains the unreachable validators' names. Informative only:
+    Ready is about our own nodes serving."""
+    if desired is None:
+        return (), message
+    peers = remote_peers(desired, observed)
+    if desired.federated:
+        conds["PeerUnreachable"] = peer_condition(peers, observed)
+        if conds["PeerUnreachable"][0] == "True" and message:
+            down = ", ".join(f"{p.organization}/{p.name}" for p in peers if p.unreachable)
+            message = f"{message}; remote validators unreachable: {down}"
+    return peers, message
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePeer:
+    """A remote organisation's validator as this cluster's nodes see it: `connected` when any
+    answering node has a live link to it; `error`, when not, the reason given by the node
+    whose link changed state most recently (or why there is none); `unreachable` when some
+    node answers and every answering node's link to it has been down PEER_GRACE_S or more."""
+
+    organization: str
+    name: str
+    node_id: str
+    address: str
+    connected: bool
+    error: str
+    unreachable: bool
+
+    def entry(self) -> dict[str, Any]:
+        """Its entry in status.remotePeers."""
+        return {
+            "organization": self.organization,
+            "name": self.name,
+            "nodeId": self.node_id,
+            "address": self.address,
+            "connected": self.connected,
+            "error": self.error,
+        }
+
+
+def remote_peers(desired: ConsortiumSpec, observed: Observed) -> tuple[RemotePeer, ...]:
+    """One RemotePeer per validator of each remote organisation, in spec order."""
+    links: dict[bytes, list[PeerLinkView]] = {}
+    for _pod, node in sorted(observed.nodes.items()):
+        for link in node.peers:
+            links.setdefault(link.node_id, []).append(link)
+    out = []
+    for org in desired.remote:
+        for v in org.remote.validators if org.remote is not None else ():
+            seen = links.get(_node_id(v.node_id), [])
+            connected = any(link.connected for link in seen)
+            down = [link for link in seen if not link.connected]
+            if connected:
+                error = ""
+            elif down:  # min: the first (by pod name) of the most recent changes
+                error = min(down, key=lambda link: link.since_seconds).error or "link down"
+            else:
+                error = NO_LINK if observed.nodes else NO_ANSWER
+            out.append(
+                RemotePeer(
+                    org.name,
+                    v.name,
+                    v.node_id,
+                    v.address,
+                    connected,
+                    error,
+                    bool(observed.nodes)
+                    and not connected
+                    and all(link.since_seconds >= PEER_GRACE_S for link in down),
+                )
+            )
+    return tuple(out)
+
+
+def _node_id(hex_id: str) -> bytes:
+    try:
+        return bytes.fromhex(hex_id)
+    except ValueError:  # (the spec's validation refuses it; never raise out of status)
+        return b""
+
+
+def peer_condition(peers: Sequence[RemotePeer], observed: Observed) -> tuple[str, str, str]:
+    """PeerUnreachable (status, reason, message) of a federated spec."""
+    if not peers:
+        return "False", "NoRemotePeers", "no remote organisation lists validators"
+    if not observed.nodes:
+        return "Unknown", "NoNodeAnswers", f"{NO_ANSWER}: remote validators' links unknown"
+    if not any(n.peers for n in observed.nodes.values()):
+        return (
+            "Unknown",
+            "PeerLinksUnknown",
+            "no answering node reports its peer links (GetStatus.peers)",
+        )
+    bad = [p for p in peers if p.unreachable]
+    if bad:
+        listed = "; ".join(f"{p.organization}/{p.name} at {p.address}: {p.error}" for p in bad)
+        return (
+            "True",
+            "PeerUnreachable",
+            f"{len(bad)} of {len(peers)} remote validators not reached for "
+            f"{PEER_GRACE_S:.0f} s or more: {listed}",
+        )
+    pending = [f"{p.organization}/{p.name}" for p in peers if not p.connected]
+    if pending:
+        return (
+            "False",
+            "PeersConnecting",
+            f"not connected for less than {PEER_GRACE_S:.0f} s: {', '.join(pending)}",
+        )
+    return "False", "AllPeersReachable", f"all {len(peers)} remote validators connected"
 
 
 def _votes(p: ProposalView) -> list[str]:

@@ -1,5 +1,5 @@
-"""`consortium status` (one node's view of the chain) and `consortium blocks` (block list,
-live with `--follow`, from the StreamBlocks RPC)."""
+"""`consortium status` (one node's view of the chain, its peer links included) and `consortium
+blocks` (block list, live with `--follow`, from the StreamBlocks RPC)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def status_json(s: ledger_pb2.GetStatusResponse, endpoint: str) -> dict[str, Any
         ],
         "organizations": list(s.organizations),
         "halted": s.halted,
+        "peers": [
+            {
+                "node_id": p.node_id.hex(),
+                "address": p.address,
+                "connected": p.connected,
+                "error": p.error,
+                "since_seconds": round(p.since_seconds, 1),
+            }
+            for p in s.peers
+        ],
     }
 
 
@@ -97,6 +107,12 @@ def status(
     for v in s.validators:
         me = "  [dim](this node)[/]" if v.node_id == s.node_id else ""
         t.add_row("", f"{v.node_id.hex()}  {v.organization}{me}")
+    if s.peers:
+        up = sum(p.connected for p in s.peers)
+        t.add_row("peers", f"{up}/{len(s.peers)} connected")
+        for p in s.peers:
+            state = "[green]up[/]" if p.connected else f"[red]down[/] {escape(p.error)}"
+            t.add_row("", f"{p.node_id.hex()[:16]}  {p.address}  {state} ({p.since_seconds:.0f} s)")
     console.print(t)
 
 

@@ -14,7 +14,8 @@ resumes at exactly its last committed block.
 
 Everything outside the process is injected: storage (storage/ports.py: the file adapters by
 default, storage/memory.py in tests/sim), the clock (runtime/clock.py) and the peer network
-(`PeerNetwork`, transport.peers in production). Created by runtime/service.py
+(`PeerNetwork`, transport.peers in production; `peer_links`, the hub's link states for
+`status()`). Created by runtime/service.py
 (`consortium-node`), tests/sim (the whole-node simulator) and tests."""
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ..ledger.state import (
 from ..ledger.tx import Tx, check_stateless
 from ..metrics import Metrics
 from ..storage.ports import NodeStorage, StateView, open_files
+from ..transport.peers import LinkState
 from . import engines
 from .clock import Clock, SystemClock
 from .mempool import Mempool
@@ -84,6 +86,7 @@ class NodeStatus:
     organizations: tuple[str, ...] = ()
     base_height: int = 0  # blocks 1..base_height are not stored here (state snapshot)
     halted: str = ""  # why this node stopped applying blocks ("" while it applies them)
+    peers: tuple[LinkState, ...] = ()  # each configured peer's link (none on a solo node)
 
 
 class PeerNetwork(Protocol):
@@ -101,6 +104,8 @@ class Node:
     # first height of the committed blocks the block store lost (damage cut at start-up);
     # None when it holds every block up to `height`
     repair_from: int | None = None
+    # the peer links' states for status() (runtime/service.py sets the hub's link_states)
+    peer_links: Callable[[], tuple[LinkState, ...]] | None = None
 
     def __init__(
         self,
@@ -679,6 +684,7 @@ class Node:
             organizations=tuple(sorted(self.organizations)),
             base_height=self.base_height,
             halted=self.halted or "",
+            peers=self.peer_links() if self.peer_links is not None else (),
         )
 
     @property

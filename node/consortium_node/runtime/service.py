@@ -112,6 +112,7 @@ async def serve(  # noqa: C901 -- the process wiring, in start-up order
             node.close()
             return
         node.network = hub
+        node.peer_links = hub.link_states  # GetStatus.peers
         await peer_server.start()
         hub.start()
     await server.start()

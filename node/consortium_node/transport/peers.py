@@ -24,7 +24,14 @@ certificate reload) re-creates the channels, so new streams use the new certific
 Outbound messages are queued per peer (bounded: when full the oldest are dropped, which the
 consensus engines tolerate by design: timeouts and retransmission) and written as one batch
 per wake-up. Inbound batches go to the runtime through the `PeerHandler` protocol. Owned and
-started by runtime.service."""
+started by runtime.service.
+
+Link state for GetStatus (`link_states`, ledger.proto PeerLink): per configured peer whether
+the link is up, since when (monotonic clock, injected) and, while it is down, why — a plain
+one-line reason (`plain_error`: the gRPC status code name and details of the failed dial or
+lost stream, our own refusal reason, never a traceback or an object's repr). The smaller id
+dials, so the other side of a link that never came up can only say that it has not been
+dialled (or that it refused a caller claiming that peer's id, and why)."""
 
 from __future__ import annotations
 
@@ -62,6 +69,9 @@ MAX_PEER_MESSAGE = 256 * 1024 * 1024
 CLIENT_KEEPALIVE_MS = 10_000
 DIAL_BACKOFF_MIN_S = 0.1
 DIAL_BACKOFF_MAX_S = 0.3
+MAX_ERROR_CHARS = 300  # a link's error text (GetStatus), one line
+DIALLING = "not connected yet (dialling)"
+AWAITING_DIAL = "not connected yet: the peer dials this node (it has the smaller node id)"
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -134,10 +144,40 @@ class _Link:
     # stream is left open without a writer.
     stream: _Stream | None = None
     generation: int = 0  # bumps on each new stream; a stale writer exits
+    # Why the link is down (plain, one line; GetStatus); "" while connected. `changed_at`:
+    # monotonic time of the last change between connected and not (or of the link's creation).
+    error: str = ""
+    changed_at: float = 0.0
 
     @property
     def connected(self) -> bool:
         return self.stream is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """What GetStatus reports of one peer link (ledger.proto PeerLink)."""
+
+    node_id: bytes
+    address: str
+    connected: bool
+    error: str  # why it is down, one plain line; "" while connected
+    since_seconds: float  # time in the current state (connected or not)
+
+
+def plain_error(e: BaseException) -> str:
+    """A one-line reason for a link failure, fit for status: the gRPC status code name and
+    details, our own ConnectionError's message, or only the exception's type name (never a
+    repr that could carry object addresses or internals)."""
+    if isinstance(e, grpc.aio.AioRpcError):
+        text = f"{e.code().name}: {e.details() or 'no details'}"
+    elif isinstance(e, asyncio.CancelledError):
+        text = "stream closed (new credentials or a newer stream)"
+    elif isinstance(e, ConnectionError):
+        text = str(e) or type(e).__name__
+    else:
+        text = type(e).__name__
+    return " ".join(text.split())[:MAX_ERROR_CHARS]
 
 
 class PeerHub:
@@ -152,6 +192,7 @@ class PeerHub:
         handler: PeerHandler,
         rng: random.Random | None = None,
         tls: CertStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.chain_id = chain_id
@@ -160,7 +201,10 @@ class PeerHub:
         self._verify = verify
         self._handler = handler
         self._rng = rng or random.Random()
-        self.links = {pid: _Link(pid, addr) for pid, addr in peers.items() if pid != node_id}
+        self._clock = clock  # monotonic seconds: link state ages (GetStatus)
+        self.links = {
+            pid: self._new_link(pid, addr) for pid, addr in peers.items() if pid != node_id
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: dict[bytes, grpc.aio.Channel] = {}
         self._closing = False
@@ -207,9 +251,11 @@ class PeerHub:
                 continue
             if link is not None:
                 link.address = addr
+                if not link.connected and self.node_id < pid:
+                    link.error = DIALLING  # the old address's error no longer applies
                 self._close_channel(pid)
                 continue  # the dial loop reconnects to the new address
-            self.links[pid] = _Link(pid, addr)
+            self.links[pid] = self._new_link(pid, addr)
             if self.node_id < pid and not self._closing:
                 self._tasks.append(asyncio.create_task(self._dial_loop(self.links[pid])))
 
@@ -220,6 +266,32 @@ class PeerHub:
 
     def connected(self) -> list[bytes]:
         return [pid for pid, link in self.links.items() if link.connected]
+
+    def link_states(self) -> tuple[LinkState, ...]:
+        """Every configured peer's link, by node id: up or not, for how long, and why not."""
+        now = self._clock()
+        return tuple(
+            LinkState(
+                pid,
+                link.address,
+                link.connected,
+                "" if link.connected else link.error,
+                max(0.0, now - link.changed_at),
+            )
+            for pid, link in sorted(self.links.items())
+        )
+
+    def _new_link(self, pid: bytes, address: str) -> _Link:
+        waiting = DIALLING if self.node_id < pid else AWAITING_DIAL
+        return _Link(pid, address, error=waiting, changed_at=self._clock())
+
+    def _set_stream(self, link: _Link, stream: _Stream | None, why: str = "") -> None:
+        """The one place `link.stream` changes: stamps a change between connected and not,
+        and keeps the error ("" while connected, `why` once down)."""
+        if (stream is None) != (link.stream is None):
+            link.changed_at = self._clock()
+        link.stream = stream
+        link.error = "" if stream is not None else why
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -307,6 +379,8 @@ class PeerHub:
                 linked = True
                 await self._run_link(link, read, call.write, first, _Stream(call.cancel))
             except (grpc.aio.AioRpcError, ConnectionError) as e:
+                if not linked and not link.connected:
+                    link.error = plain_error(e)  # (a lost stream was recorded by _run_link)
                 if linked:
                     log.info(
                         "peer link lost",
@@ -378,6 +452,12 @@ class PeerHub:
                 "refused peer",
                 extra={"fields": {"claimed": first.hello.node_id.hex(), "reason": why}},
             )
+            claimed = self.links.get(first.hello.node_id)
+            if claimed is not None and not claimed.connected:
+                # (unauthenticated: the claim is what was refused; the text says so)
+                claimed.error = plain_error(
+                    ConnectionError(f"refused a caller claiming this peer's node id: {why}")
+                )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"peer refused: {why}")
         link = self.links[first.hello.node_id]
         await context.write(peer_pb2.PeerBatch(hello=self._hello(link.peer_id)))
@@ -424,7 +504,8 @@ class PeerHub:
     ) -> None:
         link.generation += 1
         gen = link.generation
-        older, link.stream = link.stream, me
+        older = link.stream
+        self._set_stream(link, me)
         if older is not None:
             log.info(
                 "peer link replaced by a newer stream",
@@ -435,15 +516,19 @@ class PeerHub:
             log.info("peer link up", extra={"fields": {"peer": link.peer_id.hex()[:16]}})
         self._deliver(link.peer_id, first)
         writer = asyncio.create_task(self._writer(link, write, gen))
+        ended = "link lost: the peer ended the stream"
         try:
             while True:
                 batch = await read()
                 if batch is None:
                     return
                 self._deliver(link.peer_id, batch)
+        except BaseException as e:
+            ended = f"link lost: {plain_error(e)}"
+            raise
         finally:
             if link.stream is me:
-                link.stream = None
+                self._set_stream(link, None, ended)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer

@@ -43,6 +43,7 @@ from . import codec
 from . import contracts as contract_queries
 from . import governance as gov_queries
 from .guard import MalformedGuard, listen_on, server_options
+from .peers import LinkState
 from .tls import CertStore, has_client_cert
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,9 @@ class Status(Protocol):
 
     @property
     def halted(self) -> str: ...
+
+    @property
+    def peers(self) -> tuple[LinkState, ...]: ...
 
 
 class Snapshot(Protocol):
@@ -422,6 +426,16 @@ class LedgerServicer:
             organizations=list(s.organizations),
             base_height=s.base_height,
             halted=s.halted,
+            peers=[
+                ledger_pb2.PeerLink(
+                    node_id=p.node_id,
+                    address=p.address,
+                    connected=p.connected,
+                    error=p.error,
+                    since_seconds=p.since_seconds,
+                )
+                for p in s.peers
+            ],
         )
 
     async def ExportBackup(

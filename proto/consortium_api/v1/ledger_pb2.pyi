@@ -310,6 +310,7 @@ class GetStatusResponse(_message.Message):
     ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     BASE_HEIGHT_FIELD_NUMBER: _builtins.int
     HALTED_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
     chain_id: _builtins.str
     height: _builtins.int
     last_block_hash: _builtins.bytes
@@ -337,6 +338,12 @@ class GetStatusResponse(_message.Message):
     def organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the member organisations on chain (genesis + added)"""
 
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerLink]:
+        """One entry per configured peer of this node (none on a solo node): whether its peer link
+        is up. The operator's status.remotePeers and condition PeerUnreachable read it.
+        """
+
     def __init__(
         self,
         *,
@@ -355,14 +362,55 @@ class GetStatusResponse(_message.Message):
         organizations: _abc.Iterable[_builtins.str] | None = ...,
         base_height: _builtins.int = ...,
         halted: _builtins.str = ...,
+        peers: _abc.Iterable[Global___PeerLink] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_height", b"base_height", "chain_id", b"chain_id", "consensus", b"consensus", "halted", b"halted", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "organizations", b"organizations", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_height", b"base_height", "chain_id", b"chain_id", "consensus", b"consensus", "halted", b"halted", "height", b"height", "last_block_hash", b"last_block_hash", "leader", b"leader", "mempool_size", b"mempool_size", "node_id", b"node_id", "organization", b"organization", "organizations", b"organizations", "peers", b"peers", "role", b"role", "state_root", b"state_root", "sync_state", b"sync_state", "validators", b"validators"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class PeerLink(_message.Message):
+    """A node's link to one configured peer (transport/peers.py: one long-lived Exchange stream per
+    pair of nodes, dialled by the node with the smaller node id).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SINCE_SECONDS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.bytes
+    address: _builtins.str
+    """where this node dials it (as configured)"""
+    connected: _builtins.bool
+    error: _builtins.str
+    """Plain one-line reason of the last failed dial, lost stream or refusal (e.g.
+    "UNAVAILABLE: failed to connect to all addresses; ..."); empty while connected.
+    """
+    since_seconds: _builtins.float
+    """how long the link has been in its current state (connected or not)"""
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.bytes = ...,
+        address: _builtins.str = ...,
+        connected: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        since_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected", b"connected", "error", b"error", "node_id", b"node_id", "since_seconds", b"since_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerLink: _TypeAlias = PeerLink  # noqa: Y015
 
 @_typing.final
 class ListProposalsRequest(_message.Message):

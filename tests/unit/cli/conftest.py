@@ -42,6 +42,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
     def __init__(self, chain_id: str = "test-chain", block_ms: int = 10) -> None:
         self.chain_id = chain_id
         self.halted = ""  # GetStatus.halted (a node that stopped applying blocks)
+        self.peers: list[ledger_pb2.PeerLink] = []  # GetStatus.peers (none: a solo node)
         self.block_ms = block_ms
         self.node_id = b"\x07" * 32
         self.cond = threading.Condition()
@@ -251,6 +252,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServicer):
                 consensus="solo",
                 organization="org1",
                 halted=self.halted,
+                peers=self.peers,
             )
 
 

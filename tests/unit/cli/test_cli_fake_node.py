@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from consortium_api.v1 import ledger_pb2
 from consortium_node.cli import app
 from consortium_node.client.keys import Signer
 from consortium_node.client.loadgen import BenchConfig, run_bench
@@ -165,6 +166,27 @@ def test_status_shows_a_halted_node(fake_node: FakeNode) -> None:
     assert _json(["status", "--json", *ep])["halted"] == why
     r = runner.invoke(app, ["status", *ep])
     assert r.exit_code == 0 and "halted" in r.stdout and "[wasmtime-0.0.1]" in r.stdout
+
+
+def test_status_shows_the_peer_links(fake_node: FakeNode) -> None:
+    """`status` lists each peer link: up, or down with the node's one-line reason."""
+    ep = ["--endpoint", fake_node.endpoint]
+    assert _json(["status", "--json", *ep])["peers"] == []
+    assert "peers" not in runner.invoke(app, ["status", *ep]).stdout
+    why = "UNAVAILABLE: failed to connect to all addresses; [x] refused"
+    fake_node.ledger.peers = [
+        ledger_pb2.PeerLink(node_id=b"\x08" * 32, address="h:1", connected=True, since_seconds=9),
+        ledger_pb2.PeerLink(node_id=b"\x09" * 32, address="h:2", error=why, since_seconds=41.26),
+    ]
+    assert _json(["status", "--json", *ep])["peers"][1] == {
+        "node_id": "09" * 32,
+        "address": "h:2",
+        "connected": False,
+        "error": why,
+        "since_seconds": 41.3,
+    }
+    r = runner.invoke(app, ["status", *ep])
+    assert r.exit_code == 0 and "1/2 connected" in r.stdout and "[x] refused" in r.stdout
 
 
 def test_data_dir_picks_answering_node_and_client_key(

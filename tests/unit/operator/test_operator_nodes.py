@@ -1,5 +1,5 @@
 """nodes.py against an in-process fake Ledger gRPC service: statuses of answering and silent
-pods, a governance transaction signed with the admin key, submitted, and waited for, and the
+pods (with their peer links), a governance transaction signed with the admin key, submitted, and waited for, and the
 operator's mutual TLS (its client certificate, the node certificate checked against the pod's
 DNS name while dialling the pod IP)."""
 
@@ -17,7 +17,7 @@ from consortium_api.v1 import ledger_pb2, ledger_pb2_grpc, types_pb2
 from consortium_node.client.tx import tx_id_of
 from consortium_node.provision.pki import ClientCert, NodeCert
 from consortium_operator import nodes, pki, plan
-from consortium_operator.model import Names, PodState
+from consortium_operator.model import Names, PeerLinkView, PodState
 from consortium_operator.settings import Settings
 from nacl.signing import VerifyKey
 
@@ -58,6 +58,15 @@ class FakeNode(ledger_pb2_grpc.LedgerServicer):
                 validators=[
                     types_pb2.Validator(node_id=k, organization=o)
                     for k, o in self.validators.items()
+                ],
+                peers=[
+                    ledger_pb2.PeerLink(node_id=b"\x02" * 32, address="b:1", connected=True),
+                    ledger_pb2.PeerLink(
+                        node_id=b"\x03" * 32,
+                        address="c:1",
+                        error="UNAVAILABLE: x",
+                        since_seconds=31.5,
+                    ),
                 ],
             )
 
@@ -143,6 +152,10 @@ async def test_statuses_leave_out_silent_nodes(node: tuple[FakeNode, str, str]) 
     got = nodes._status(nodes.Endpoint(ep, "unused"), 1.0, None)
     assert got.height == 5 and got.role == "leader" and got.sync_state == "synced"
     assert got.validators == ((b"\x01" * 32, "a"),)
+    assert got.peers == (
+        PeerLinkView(b"\x02" * 32, "b:1", True, "", 0.0),
+        PeerLinkView(b"\x03" * 32, "c:1", False, "UNAVAILABLE: x", 31.5),
+    )
     # nothing listens on 127.0.0.1:7050 in unit tests: that pod is simply absent
     out = await nodes.statuses(pods, N, "ns", Settings(rpc_timeout=0.3), None)
     assert "c-a-1" not in out
