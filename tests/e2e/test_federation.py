@@ -601,3 +601,18 @@ def join(a: Side, b: Side, d: Side, tmp: Path, sha: str, request: pytest.Fixture
         )
 
     d.chain.wait("three clusters report 3 more blocks", all_advanced, 120)
+
+    def links_up() -> bool:  # each cluster reaches every remote validator, and says so
+        for side in (a, b, d):
+            obj = side.chain.get()
+            peers = (obj.get("status") or {}).get("remotePeers") or []
+            remote = {o for o in "abcd" if o not in side.orgs}
+            if {p["organization"] for p in peers} != remote or not all(
+                p["connected"] for p in peers
+            ):
+                return False
+            if conditions(obj).get("PeerUnreachable", {}).get("status") != "False":
+                return False
+        return True
+
+    d.chain.wait("status.remotePeers all connected, PeerUnreachable False", links_up, 120)
