@@ -106,6 +106,14 @@ def contribution_from_cluster(
         cer.Validator(str(v["name"]), bytes.fromhex(str(v["nodeId"])), str(v["address"]))
         for v in entry.get("validators") or []
     ]
+    # an organisation the ceremony does not list joins the chain it made (the operator
+    # publishes its contribution only after adopting that chain's genesis)
+    joining = org not in cer.parse_ceremony(ceremony_json).organizations
+    if joining and not status.get("genesisHash"):
+        raise ClientError(
+            f"{org} is not an organisation of the ceremony in ConfigMap {ns}/{cm_name}, and "
+            f"Consortium {ns}/{consortium} has no genesis yet to join"
+        )
     return cer.contribute(
         ceremony_json,
         org,
@@ -114,6 +122,7 @@ def contribution_from_cluster(
         [bytes.fromhex(k) for k in entry.get("members") or []],
         validators,
         signer,
+        joining,
     )
 
 

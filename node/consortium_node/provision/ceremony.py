@@ -293,10 +293,18 @@ def contribute(
     members: Sequence[bytes],
     validators: Sequence[Validator],
     signer: Signer,
+    joining: bool = False,
 ) -> bytes:
     """The canonical bytes of organisation `organization`'s signed contribution. `signer`
-    must be one of `admins`. The result passes `parse_contribution` (checked here)."""
+    must be one of `admins`. The result passes `parse_contribution` (checked here).
+    `joining`: the organisation is not one of the ceremony's and joins the chain it made,
+    later (the members admit it with AddOrganization from this file; `assemble` refuses it)."""
     c = _ceremony(ceremony)
+    if joining and organization in c.organizations:
+        raise CeremonyError(
+            f"contribution of {organization}: it is an organisation of this ceremony, so it "
+            "contributes to the genesis instead of joining later"
+        )
     if signer.public not in admins:
         raise CeremonyError(
             f"contribution of {organization}: the signing key is not one of its admins"
@@ -308,13 +316,16 @@ def contribute(
     body = _contribution_body(c.id, organization, pem.encode(), admins, members, validators)
     sig = signer.sign(canonical(body))
     out = canonical({**body, "signature": {"key": signer.public.hex(), "sig": sig.hex()}})
-    parse_contribution(out, c)
+    parse_contribution(out, c, joining)
     return out
 
 
-def parse_contribution(data: bytes, ceremony: Ceremony | bytes | None = None) -> Contribution:
+def parse_contribution(
+    data: bytes, ceremony: Ceremony | bytes | None = None, joining: bool = False
+) -> Contribution:
     """A contribution whose signature verifies (by one of its own admins); with `ceremony`,
-    also one made for that ceremony by one of its organisations."""
+    also one made for that ceremony by one of its organisations — or, `joining`, by an
+    organisation it does not list, which joins the chain later."""
     doc = _load(data, "contribution", CONTRIBUTION_KIND)
     org = doc.get("organization")
     if not isinstance(org, str) or not ORG_NAME_RE.match(org):
@@ -360,7 +371,7 @@ def parse_contribution(data: bytes, ceremony: Ceremony | bytes | None = None) ->
             raise CeremonyError(
                 f"{where}: made for another ceremony ({cid[:16]}…, this one is {c.id[:16]}…)"
             )
-        if org not in c.organizations:
+        if org not in c.organizations and not joining:
             raise CeremonyError(f"{where}: {org} is not an organisation of this ceremony")
     return Contribution(cid, org, ca.encode(), admins, members, validators, key, data)
 

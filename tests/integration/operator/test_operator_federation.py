@@ -246,3 +246,88 @@ def test_the_ceremony_with_the_cli_and_kubectl(
     blob = json.dumps(secrets)
     for party in (beta, gamma):
         assert party.admin.public.hex() not in blob
+
+
+def test_a_fourth_organisation_joins_from_its_own_cluster(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """delta, not in the ceremony, runs here: acme, beta and gamma's chain runs elsewhere
+    (their keys made in the test). delta's operator adopts the ceremony's genesis, creates
+    its StatefulSet at once (non-validators trusting delta's own CA; no kubelet here, so no
+    pod runs), and publishes delta's contribution after the genesis, which the CLI exports
+    as a joining contribution and `remote-org` turns into the members' spec entry."""
+    ns = namespace
+    print(f"seed {SEED + 1}")
+    rng = random.Random(SEED + 1)
+    members = [
+        Remote(n, rng, f"172.18.0.{i + 3}:30751") for i, n in enumerate(("acme", "beta", "gamma"))
+    ]
+    ceremony = cer.init("fed-join", [m.name for m in members], {"type": "raft"}, {}, 1_767_225_600)
+    genesis = cer.assemble(ceremony, [m.contribution(ceremony) for m in members])
+    sigs = {
+        f"genesis-{m.name}.sig": cer.sign(genesis, m.name, m.contribution(ceremony), m.admin)
+        for m in members
+    }
+    configmap(kubectl, ns, "fed-ceremony", {"ceremony.json": ceremony})
+    configmap(kubectl, ns, "fed-ceremony-genesis", {"genesis.json": genesis})
+    configmap(kubectl, ns, "fed-sigs", sigs)
+    sha = cer.sha256hex(genesis)
+    spec = {
+        "chainId": "fed-join",
+        "consensus": {"type": "raft"},
+        "localOrganizations": ["delta"],
+        "ceremony": {"configMap": "fed-ceremony"},
+        "genesisFrom": {
+            "configMap": "fed-ceremony-genesis",
+            "sha256": sha,
+            "signaturesConfigMap": "fed-sigs",
+        },
+        "organizations": [
+            *(m.spec() for m in members),
+            {"name": "delta", "validators": 1, "expose": {"address": "172.18.0.9", "port": 30781}},
+        ],
+    }
+    manifest = {
+        "apiVersion": "consortium.dev/v1alpha1",
+        "kind": "Consortium",
+        "metadata": {"name": "fed"},
+        "spec": spec,
+    }
+    assert kubectl.apply(json.dumps(manifest), ns).returncode == 0
+
+    def joining() -> dict[str, Any] | None:
+        obj = kubectl.get("consortium", "fed", ns) or {}
+        st = obj.get("status") or {}
+        published = [c for c in st.get("contributions") or [] if c["organization"] == "delta"]
+        return st if st.get("genesisHash") and published else None
+
+    # (the phase stays Creating here: no controller-manager settles the StatefulSet; the
+    # Joining phase is the unit tests' and the kind tier's)
+    st = eventually(joining, timeout=120, what="delta's contribution", on_fail=operator.tail)
+    assert st["genesisHash"] == sha
+    sts = kubectl.get("statefulset", "fed-delta", ns)
+    assert sts is not None and sts["spec"]["replicas"] == 1  # started before admission
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["own-ca"]["secret"]["items"] == [{"key": "ca.pem", "path": "ca.pem"}]
+    config = kubectl.get("configmap", "fed-config", ns)
+    assert config is not None and "/tls-own-ca/ca.pem" in config["data"]["delta.yaml"]
+
+    out = tmp_path / "contribution-delta.json"
+    p = cli(
+        kubectl,
+        tmp_path,
+        *("ceremony", "contribute-from-cluster", "-c", "fed", "--org", "delta"),
+        *("-n", ns, "-o", str(out)),
+    )
+    assert p.returncode == 0, p.stderr
+    joined = cer.parse_contribution(out.read_bytes(), ceremony, joining=True)
+    assert joined.validators[0].address == "172.18.0.9:30781"
+    with pytest.raises(cer.CeremonyError, match="delta is not an organisation"):
+        cer.assemble(ceremony, [*(m.contribution(ceremony) for m in members), out.read_bytes()])
+    p = cli(kubectl, tmp_path, "ceremony", "remote-org", str(out))
+    assert p.returncode == 0, p.stderr
+    entry = json.loads(p.stdout)
+    assert entry["name"] == "delta" and entry["remote"]["validators"][0]["name"] == "fed-delta-0"
+    # no member organisation's key material here
+    blob = kubectl.run("get", "secrets", "-n", ns, "-o", "json").stdout
+    assert not [m.name for m in members if m.admin.public.hex() in blob]

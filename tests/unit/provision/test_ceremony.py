@@ -143,6 +143,24 @@ def test_refuses_an_organisation_missing_or_twice_or_unknown(world: World) -> No
         stranger.contribution(c)
 
 
+def test_an_organisation_joining_later_contributes_for_the_chain_but_never_to_its_genesis(
+    world: World,
+) -> None:
+    c, orgs, contribs = world
+    joiner = Org("delta", random.Random(SEED + 1))
+    joined = joiner.contribution(c, joining=True)
+    got = cer.parse_contribution(joined, c, joining=True)  # what the members admit it with
+    assert got.organization == "delta" and got.admins == (joiner.admin.public,)
+    assert got.ceremony == cer.parse_ceremony(c).id
+    with pytest.raises(cer.CeremonyError, match="delta is not an organisation"):
+        cer.parse_contribution(joined, c)
+    with pytest.raises(cer.CeremonyError, match="delta is not an organisation"):
+        cer.assemble(c, [*contribs.values(), joined])
+    # a ceremony organisation contributes to the genesis; it does not "join"
+    with pytest.raises(cer.CeremonyError, match="contributes to the genesis instead"):
+        orgs["alpha"].contribution(c, joining=True)
+
+
 def test_refuses_a_node_id_twice(world: World) -> None:
     c, orgs, contribs = world
     stolen = orgs["alpha"].validators[0]
