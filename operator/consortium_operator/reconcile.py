@@ -21,7 +21,8 @@ decorators), which turns the returned `Outcome` into kopf's retry/permanent-erro
 
 Level-triggered: nothing is remembered between passes but the cluster itself (the pending
 change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
-timer skips an object whose lock is held."""
+timer skips an object whose lock is held, and at most Settings.timer_passes timer passes run
+at once (`Env.timer_slots`) while a change handler's pass never waits for a slot."""
 
 from __future__ import annotations
 
@@ -96,6 +97,11 @@ class Env:
     clock: Callable[[], dt.datetime] = _utc_now
     tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_tls_key
     serial: Callable[[], int] = pki.serial_from
+    # timer passes running at once (at most settings.timer_passes; see `timer`)
+    timer_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timer_slots", asyncio.Semaphore(self.settings.timer_passes))
 
     def lock(self, owner: Owner) -> asyncio.Lock:
         return self.locks.setdefault(owner.uid, asyncio.Lock())
@@ -208,20 +214,39 @@ async def _reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
     return outcome(p)
 
 
-async def timer(env: Env, subject: Subject, events: Events) -> Outcome | None:
+async def timer(
+    env: Env, subject: Subject | Callable[[], Subject], events: Events
+) -> Outcome | None:
     """Every timer_seconds: one full pass (observe, act if needed, write status) when one is
     due — what follows a converging object at the retry pace (the change handler returns
     after its first pass instead of asking kopf to retry: kopf writes its retry progress to
     the object, a PATCH and a watch event per retry, 22 requests/s for 100 consortia), keeps
     status current and repairs drift after convergence (every status_seconds). None:
-    skipped, a pass holds the lock or none is due yet."""
-    if env.lock(subject.owner).locked():
+    skipped, a pass holds the lock or none is due yet.
+
+    At most `Settings.timer_passes` timer passes run at once (`Env.timer_slots`); a change
+    handler's pass never waits for a slot. So a spec change starts its pass at once however
+    many objects the timer is polling — 100 consortia waiting at the retry pace kept the
+    apiserver busy enough that a spec change on all of them took 25-68 s — and under load the
+    polling slows down instead. `subject` may be a function returning the object as it is
+    now (kopf's live body), read again once a slot is free: a pass that waited for one must
+    not act on a spec older than the change handler's."""
+    fresh: Callable[[], Subject] = (lambda: subject) if isinstance(subject, Subject) else subject
+    if not _timer_due(env, fresh().owner):
         return None
-    due = env.due.get(subject.owner.uid)
+    async with env.timer_slots:
+        now = fresh()
+        if not _timer_due(env, now.owner):  # a pass ran while this one waited for a slot
+            return None
+        return await reconcile(env, now, events)
+
+
+def _timer_due(env: Env, owner: Owner) -> bool:
+    if env.lock(owner).locked():
+        return False
+    due = env.due.get(owner.uid)
     # a timer tick a little early for the due time still runs it (ticks are not sharp)
-    if due is not None and env.monotonic() < due - 0.2 * env.settings.timer_seconds:
-        return None
-    return await reconcile(env, subject, events)
+    return due is None or env.monotonic() >= due - 0.2 * env.settings.timer_seconds
 
 
 async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
@@ -407,21 +432,14 @@ async def observe_world(p: Pass) -> Observed:
     """Kubernetes objects, TLS material (with TLS) and the answering nodes' statuses."""
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
     orgs = tuple(o.name for o in spec.local)  # a remote organisation has nothing here
-    observed = await kube.observe(ns, p.names, orgs)
+    # every Secret of the consortium, the operator's client TLS among them, in one LIST
+    seen = await kube.observe(ns, p.names, orgs, tls=spec.security.tls)
+    observed = seen.observed
     if not observed.has_genesis or federation.joining(spec, observed):
         # (a joining organisation publishes its contribution for the members to admit it)
         observed = replace(observed, **await observe_ceremony(p))
-    if spec.security.tls:
-        t = await kube.observe_tls(ns, p.names, orgs)
-        observed = replace(
-            observed,
-            ca_certs=t.ca_certs,
-            ca_incomplete=t.ca_incomplete,
-            tls_entries=t.tls_entries,
-            client_dirs=t.client_dirs,
-        )
     try:
-        tls = await operator_tls(p)
+        tls = client_tls(p, seen.operator_client)
     except NoClientTLS as e:
         log.debug("%s/%s: not asking nodes: %s", ns, p.owner.name, e)
         return observed
@@ -497,8 +515,16 @@ async def operator_tls(p: Pass) -> ClientTLS | None:
     the certificate phase). Raises NoClientTLS with TLS on and the Secret not complete."""
     if not p.desired.security.tls:
         return None
+    data = await p.env.kube.secret_data(p.owner.namespace, p.names.operator_client_secret)
+    return client_tls(p, data)
+
+
+def client_tls(p: Pass, data: Mapping[str, bytes] | None) -> ClientTLS | None:
+    """`operator_tls` from the Secret's entries `data` as read (None: absent)."""
+    if not p.desired.security.tls:
+        return None
     secret = p.names.operator_client_secret
-    data = await p.env.kube.secret_data(p.owner.namespace, secret) or {}
+    data = data or {}
     try:
         return ClientTLS(data["ca.pem"], data["client.pem"], data["client.key"])
     except KeyError:

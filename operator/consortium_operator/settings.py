@@ -14,6 +14,8 @@ passed explicitly to render, plan and status — never read from globals elsewhe
   CONSORTIUM_REAPPLY_SECONDS  resync period: an unchanged object the operator applied is
                               applied again after this long (default 60; undoes drift by
                               other writers; a deleted object is re-created on the next pass)
+  CONSORTIUM_TIMER_PASSES     timer passes (polling at the retry/status pace) running at once
+                              (default 4); a spec change's pass never waits for one
   CONSORTIUM_PROPOSAL_TTL     blocks a proposal the operator opens stays open for votes
                               (default 3600: about two hours at the default 2 s empty-block pace)"""
 
@@ -36,6 +38,7 @@ class Settings:
     governance_timeout: float = 20.0
     proposal_ttl: int = 3600
     reapply_seconds: float = 60.0
+    timer_passes: int = 4
 
     @property
     def timer_seconds(self) -> float:
@@ -56,11 +59,14 @@ class Settings:
             rpc_timeout=float(env.get("CONSORTIUM_RPC_TIMEOUT", d.rpc_timeout)),
             proposal_ttl=int(env.get("CONSORTIUM_PROPOSAL_TTL", d.proposal_ttl)),
             reapply_seconds=float(env.get("CONSORTIUM_REAPPLY_SECONDS", d.reapply_seconds)),
+            timer_passes=int(env.get("CONSORTIUM_TIMER_PASSES", d.timer_passes)),
         )
         if s.node_address not in ("pod-ip", "dns"):
             raise ValueError("CONSORTIUM_NODE_ADDRESS must be pod-ip or dns")
         if not 1 <= s.proposal_ttl <= 1_000_000:
             raise ValueError("CONSORTIUM_PROPOSAL_TTL must be 1..1000000 blocks")
+        if not 1 <= s.timer_passes <= 1000:
+            raise ValueError("CONSORTIUM_TIMER_PASSES must be 1..1000")
         if not 0 <= s.reapply_seconds <= 86_400:
             raise ValueError("CONSORTIUM_REAPPLY_SECONDS must be 0..86400")
         return s
