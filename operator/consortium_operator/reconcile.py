@@ -21,8 +21,9 @@ decorators), which turns the returned `Outcome` into kopf's retry/permanent-erro
 
 Level-triggered: nothing is remembered between passes but the cluster itself (the pending
 change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
-timer skips an object whose lock is held, and at most Settings.timer_passes timer passes run
-at once (`Env.timer_slots`) while a change handler's pass never waits for a slot."""
+timer skips an object whose lock is held; timer passes run at most Settings.timer_passes at
+once (`Env.timer_slots`) and only while no change handler's pass is in progress
+(`Env.changes`), which never waits for them."""
 
 from __future__ import annotations
 
@@ -78,6 +79,25 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Changes:
+    """The change handlers' passes in progress (`running`); `idle` is set while there are
+    none. Timer passes wait for it: change passes first, as a work queue would order them."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self) -> None:
+        self.running += 1
+        self.idle.clear()
+
+    def end(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self.idle.set()
+
+
 @dataclass(frozen=True)
 class Env:
     """What passes share for the operator's lifetime."""
@@ -99,6 +119,8 @@ class Env:
     serial: Callable[[], int] = pki.serial_from
     # timer passes running at once (at most settings.timer_passes; see `timer`)
     timer_slots: asyncio.Semaphore = field(init=False)
+    # change handlers' passes in progress: timer passes wait until there are none
+    changes: Changes = field(default_factory=lambda: Changes())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timer_slots", asyncio.Semaphore(self.settings.timer_passes))
@@ -187,7 +209,17 @@ class Pass:
 
 
 async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
-    """One full pass (create / update / resume, and the timer); records when the next is due."""
+    """One full pass of a change handler (create / update / resume); timer passes wait while
+    one is in progress (`timer`)."""
+    env.changes.start()
+    try:
+        return await _timed(env, subject, events)
+    finally:
+        env.changes.end()
+
+
+async def _timed(env: Env, subject: Subject, events: Events) -> Outcome:
+    """One full pass; records when the next is due."""
     out = await _reconcile(env, subject, events)
     wait = out.requeue if out.requeue is not None else env.settings.status_seconds
     env.due[subject.owner.uid] = env.monotonic() + wait
@@ -224,21 +256,24 @@ async def timer(
     status current and repairs drift after convergence (every status_seconds). None:
     skipped, a pass holds the lock or none is due yet.
 
-    At most `Settings.timer_passes` timer passes run at once (`Env.timer_slots`); a change
-    handler's pass never waits for a slot. So a spec change starts its pass at once however
-    many objects the timer is polling — 100 consortia waiting at the retry pace kept the
-    apiserver busy enough that a spec change on all of them took 25-68 s — and under load the
-    polling slows down instead. `subject` may be a function returning the object as it is
-    now (kopf's live body), read again once a slot is free: a pass that waited for one must
-    not act on a spec older than the change handler's."""
+    Change passes first: at most `Settings.timer_passes` timer passes run at once
+    (`Env.timer_slots`), and one that has its slot starts only while no change handler's
+    pass is in progress (`Env.changes`); a change pass never waits for either. So a spec
+    change starts its pass at once however many objects the timer is polling — 100
+    consortia waiting at the retry pace kept the apiserver busy enough that a spec change on
+    all of them took 25-68 s — and under load the polling slows down instead. `subject` may
+    be a function returning the object as it is now (kopf's live body), read again once the
+    pass may start: a pass that waited must not act on a spec older than the change
+    handler's."""
     fresh: Callable[[], Subject] = (lambda: subject) if isinstance(subject, Subject) else subject
     if not _timer_due(env, fresh().owner):
         return None
     async with env.timer_slots:
+        await env.changes.idle.wait()
         now = fresh()
-        if not _timer_due(env, now.owner):  # a pass ran while this one waited for a slot
+        if not _timer_due(env, now.owner):  # a pass ran while this one waited
             return None
-        return await reconcile(env, now, events)
+        return await _timed(env, now, events)
 
 
 def _timer_due(env: Env, owner: Owner) -> bool:

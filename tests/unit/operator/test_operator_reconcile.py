@@ -253,6 +253,37 @@ def test_timer_passes_wait_for_a_slot_and_a_change_pass_never_does(chain: Chain)
 
 
 @pytest.mark.usefixtures("chain")
+def test_a_timer_pass_waits_while_a_change_pass_is_in_progress() -> None:
+    """Change passes first: with slots to spare, a timer pass still starts only once no
+    change handler's pass is in progress (it competed with the spec change's passes for
+    the apiserver)."""
+    gate = asyncio.Event()
+
+    class Slow(MemoryKube):
+        async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
+            self.observe_calls += 1
+            if names.consortium == "x":
+                await gate.wait()
+            return Observation(self.observed, None)
+
+    kube = Slow(world())
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+    x = reconcile.Subject(Owner("x", "ns", "uid-x"), SPEC, generation=2)
+
+    async def run() -> reconcile.Outcome | None:
+        change = asyncio.create_task(reconcile.reconcile(env, x, events()))
+        await asyncio.sleep(0.01)  # x's change pass is inside observe
+        polled = asyncio.create_task(reconcile.timer(env, subject(), events()))
+        await asyncio.sleep(0.01)
+        assert kube.observe_calls == 1  # the timer pass waits
+        gate.set()
+        await change
+        return await polled
+
+    assert asyncio.run(run()) is not None and kube.observe_calls == 2
+
+
+@pytest.mark.usefixtures("chain")
 def test_an_invalid_spec_is_permanent_and_written_as_failed() -> None:
     kube = MemoryKube(world())
     env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
