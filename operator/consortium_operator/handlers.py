@@ -52,7 +52,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # rule keeps the operator's gRPC access to node client ports when those are restricted
     memo["env"] = passes.Env(
         SETTINGS,
-        Kube(await asyncio.to_thread(make_api_client), reapply_seconds=SETTINGS.reapply_seconds),
+        Kube(
+            await asyncio.to_thread(make_api_client),
+            reapply_seconds=SETTINGS.reapply_seconds,
+            check_seconds=SETTINGS.status_seconds,
+        ),
         os.environ.get("POD_NAMESPACE") or None,
     )
 

@@ -7,7 +7,8 @@ in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
 - `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent; a
   manifest this process applied unchanged less than `reapply_seconds` ago is not sent again
   (the resync period) unless `observe` found it gone or changed by another writer
-  (`check_applied`), or this module deleted it or read it as absent.
+  (`check_applied`: StatefulSets and ConfigMaps on every pass, the other kinds at most every
+  `check_seconds`, the status interval), or this module deleted it or read it as absent.
 - `create`: create-if-absent for things that must never be replaced (genesis, admin key).
 - `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
   (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
@@ -128,8 +129,12 @@ class Kube:
         reapply_seconds: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         workers: int = WORKERS,
+        check_seconds: float = 0.0,
     ) -> None:
         self.api = api
+        self.check_seconds = check_seconds
+        # (namespace, consortium) -> when observe last listed its other applied kinds
+        self._checked: dict[tuple[str, str], float] = {}
         self.timeout = timeout
         self.reapply_seconds = reapply_seconds
         self._monotonic = monotonic
@@ -441,9 +446,16 @@ class Kube:
         admin_names = [names.org_admin_secret(o) for o in orgs]
         client_names = [names.client_secret(o) for o in orgs]
         # the kinds this process applied for the consortium, but StatefulSets and ConfigMaps
-        # (read here anyway): one LIST each shows drift and deletions (check_applied)
+        # (read here anyway): one LIST each shows drift and deletions (check_applied), at
+        # most every `check_seconds` (they are not needed for planning)
         applied = self.applied_kinds(namespace, names.consortium)
         checked = sorted(applied - {"StatefulSet", "ConfigMap"})
+        key, now = (namespace, names.consortium), self._monotonic()
+        last = self._checked.get(key)
+        if checked and last is not None and now - last < self.check_seconds:
+            checked = []
+        elif checked:
+            self._checked[key] = now
         cm_names = [names.genesis_configmap, names.config_configmap]
         tls_names = _tls_secret_names(names, orgs) if tls else []
         secrets, sts_by_name, cms, pods, pvcs, *lists = await asyncio.gather(

@@ -318,3 +318,30 @@ def test_a_legacy_chain_reads_its_admin_secret_by_name_when_the_list_lacks_it() 
         f"/api/v1/namespaces/{NS}/secrets",
         f"/api/v1/namespaces/{NS}/secrets/{names.admin_secret}",
     ], k.sent
+
+
+def test_the_other_applied_kinds_are_listed_at_most_every_check_seconds() -> None:
+    """Services, PDBs, NetworkPolicies, CronJobs are not needed for planning: observe lists
+    them for drift at most every check_seconds (the status interval; 3 of a pass's 8 LISTs),
+    and a deletion found then is re-applied by the next apply."""
+    k = Recording()
+    k.check_seconds = 10.0
+    spath = f"/api/v1/namespaces/{NS}/services"
+    run(k.apply([svc("c-client")]))
+    k.objects[f"{spath}/c-client"] = {"metadata": {"name": "c-client", "resourceVersion": ""}}
+    names = Names("c")
+
+    def lists() -> int:
+        return sum(1 for m, p in k.sent if (m, p) == ("GET", spath))
+
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 1
+    del k.objects[f"{spath}/c-client"]  # kubectl delete service c-client
+    k.now = 9.9
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 1  # not listed again yet: the deletion is not seen
+    k.now = 10.0
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 2
+    run(k.apply([svc("c-client")]))
+    assert patches(k) == 2  # re-created
