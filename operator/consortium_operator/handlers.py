@@ -52,7 +52,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # rule keeps the operator's gRPC access to node client ports when those are restricted
     memo["env"] = passes.Env(
         SETTINGS,
-        Kube(await asyncio.to_thread(make_api_client), reapply_seconds=SETTINGS.reapply_seconds),
+        Kube(
+            await asyncio.to_thread(make_api_client),
+            reapply_seconds=SETTINGS.reapply_seconds,
+            check_seconds=SETTINGS.status_seconds,
+        ),
         os.environ.get("POD_NAMESPACE") or None,
     )
 
@@ -88,7 +92,8 @@ async def report(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         lambda r, m: kopf.info(body, reason=r, message=m),
         lambda r, m: kopf.warn(body, reason=r, message=m),
     )
-    out = await passes.timer(memo["env"], passes.Subject.of(body), events)
+    # kopf's body is live: read when the pass gets its timer slot (reconcile.timer)
+    out = await passes.timer(memo["env"], lambda: passes.Subject.of(body), events)
     if out is not None and out.requeue is not None:  # the next timer tick is the retry
         passes.log_outcome(str(body.metadata.get("name")), out, logging.DEBUG)
 

@@ -2,31 +2,38 @@
 aside). Uses the synchronous `kubernetes` client's transport (auth, TLS, kubeconfig or
 in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
 
-- `observe`: the consortium's objects -> `model.Observed` (public keys only).
+- `observe`: the consortium's objects -> `model.Observed` (public keys only), one LIST per
+  kind (every Secret, TLS material included, in one); with the operator's client TLS entries.
 - `apply`: server-side apply (field manager `consortium-operator`, force) — idempotent; a
   manifest this process applied unchanged less than `reapply_seconds` ago is not sent again
   (the resync period) unless `observe` found it gone or changed by another writer
-  (`check_applied`), or this module deleted it or read it as absent.
+  (`check_applied`: StatefulSets and ConfigMaps on every pass, the other kinds at most every
+  `check_seconds`, the status interval), or this module deleted it or read it as absent.
 - `create`: create-if-absent for things that must never be replaced (genesis, admin key).
 - `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
   (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
 - `patch_status`, `delete_consortium`.
 
 Key material read from Secrets stays inside this module except when the caller explicitly
-asks for the admin key to sign a governance transaction (`read_admin_key`)."""
+asks for the admin key to sign a governance transaction (`read_admin_key`) and the operator's
+client TLS key for its gRPC calls (`Observation.operator_client`, `secret_data`). Calls run in
+this module's own thread pool (`WORKERS`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import contextvars
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from consortium_node.ledger.errors import DecodeError
@@ -83,13 +90,22 @@ class Conflict:
     """Marker result: the object changed under us (HTTP 409); observe again."""
 
 
-def make_api_client() -> k8s.ApiClient:
-    """In-cluster config when running in a pod, else the current kubeconfig ($KUBECONFIG)."""
+# requests in flight at once (threads, and HTTP connections kept to the apiserver): asyncio's
+# default executor has cpu_count + 4 threads (6 on 2 cores) — too few for 100 consortia whose
+# passes each issue 8 reads at once; a spec change queued behind them
+WORKERS = 32
+
+
+def make_api_client(connections: int = WORKERS) -> k8s.ApiClient:
+    """In-cluster config when running in a pod, else the current kubeconfig ($KUBECONFIG);
+    up to `connections` pooled HTTP connections (the client's default is cpu_count * 5)."""
     try:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
+    cfg = k8s.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = connections
+    return k8s.ApiClient(cfg)
 
 
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
@@ -112,11 +128,18 @@ class Kube:
         timeout: float = 15.0,
         reapply_seconds: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
+        workers: int = WORKERS,
+        check_seconds: float = 0.0,
     ) -> None:
         self.api = api
+        self.check_seconds = check_seconds
+        # (namespace, consortium) -> when observe last listed its other applied kinds
+        self._checked: dict[tuple[str, str], float] = {}
         self.timeout = timeout
         self.reapply_seconds = reapply_seconds
         self._monotonic = monotonic
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.workers = workers
         # object path -> what this process applied there (see `apply`, `check_applied`)
         self._applied: dict[str, Applied] = {}
 
@@ -163,7 +186,13 @@ class Kube:
         return json.loads(raw) if raw else {}
 
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        return await asyncio.to_thread(self._request, method, path, **kw)
+        """`_request` in this Kube's own threads (`workers` of them, not asyncio's default
+        executor, which kopf and the gRPC calls share)."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, "kube")
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, self._request, method, path, **kw)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         path = _path(kind, namespace, name)
@@ -181,19 +210,28 @@ class Kube:
         return list(out.get("items", [])) if out else []
 
     async def get_named(
-        self, kind: str, namespace: str, selector: Mapping[str, str], names: Iterable[str]
+        self,
+        kind: str,
+        namespace: str,
+        selector: Mapping[str, str],
+        names: Iterable[str],
+        listed_only: Iterable[str] = (),
     ) -> dict[str, dict[str, Any] | None]:
         """The objects `names` of `kind`, as `get` answers each (None: absent), in one LIST
         by `selector` (the consortium's labels; every object we create carries them); a name
-        the LIST lacks (an unlabelled object, e.g. a Secret restored by hand) is read by name.
-        A pass over a 2-organisation consortium reads its 7 Secrets in 1 request, not 7."""
-        wanted = list(dict.fromkeys(names))
+        the LIST lacks (an unlabelled object, e.g. a Secret restored by hand) is read by name,
+        except those of `listed_only` (taken from the LIST or None: a Secret the caller needs
+        by name only in some cases reads it then, not on every pass while it does not exist).
+        A pass over a 2-organisation consortium reads its 12 Secrets in 1 request, not 12."""
+        wanted = list(dict.fromkeys([*names, *listed_only]))
+        skip = set(listed_only)
         listed: dict[str, dict[str, Any] | None] = {
             str(o["metadata"]["name"]): o
             for o in await self.list_objects(kind, namespace, selector)
             if o.get("metadata", {}).get("name") in wanted
         }
-        missing = [n for n in wanted if n not in listed]  # `get` forgets what is absent
+        # `get` forgets what is absent
+        missing = [n for n in wanted if n not in listed and n not in skip]
         for n, got in zip(
             missing,
             await asyncio.gather(*(self.get(kind, namespace, n) for n in missing)),
@@ -388,31 +426,6 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
-    async def observe_tls(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
-        """The consortium's TLS material as the PKI plan needs it: CA certificates, node TLS
-        and client TLS Secret entries, private keys reduced to their entry name (b"")."""
-        clients = [names.client_secret(o) for o in orgs] + [names.operator_client_secret]
-        wanted = [*(names.ca_secret(o) for o in orgs), *(names.tls_secret(o) for o in orgs)]
-        by_name = await self.get_named("Secret", namespace, names.selector(), [*wanted, *clients])
-        got = [_decoded(by_name[n]) for n in [*wanted, *clients]]
-        cas, tls, client = got[: len(orgs)], got[len(orgs) : 2 * len(orgs)], got[2 * len(orgs) :]
-        ca_certs, incomplete = {}, []
-        for org, data in zip(orgs, cas, strict=True):
-            if data is None:
-                continue
-            if "ca.pem" in data and "ca.key" in data:
-                ca_certs[org] = data["ca.pem"]
-            else:
-                incomplete.append(org)
-        return Observed(
-            ca_certs=ca_certs,
-            ca_incomplete=tuple(incomplete),
-            tls_entries={o: _public(d) for o, d in zip(orgs, tls, strict=True) if d is not None},
-            client_dirs={
-                c: _public(d) for c, d in zip(clients, client, strict=True) if d is not None
-            },
-        )
-
     async def read_ca(self, namespace: str, names: Names, org: str) -> Issued:
         """An organisation's CA with its key, to issue certificates. Never log it."""
         data = await self.secret_data(namespace, names.ca_secret(org))
@@ -421,24 +434,37 @@ class Kube:
         return Issued(data["ca.pem"], data["ca.key"])
 
     async def observe(  # noqa: C901 -- one read per kind of object
-        self, namespace: str, names: Names, orgs: tuple[str, ...]
-    ) -> Observed:
-        """The consortium's Kubernetes objects (node statuses are added by nodes.py)."""
+        self, namespace: str, names: Names, orgs: tuple[str, ...], tls: bool = False
+    ) -> Observation:
+        """The consortium's Kubernetes objects (node statuses are added by nodes.py); with
+        `tls` also its TLS material and the operator's client TLS Secret — every Secret in
+        one LIST. The legacy consortium admin Secret is read by name (when the LIST lacks
+        it) only for a legacy chain: an organisation-governed chain has none, and a GET of
+        it on every pass would find nothing every time."""
         sel = names.selector()
         key_names = [names.keys_secret(o) for o in orgs]
         admin_names = [names.org_admin_secret(o) for o in orgs]
         client_names = [names.client_secret(o) for o in orgs]
         # the kinds this process applied for the consortium, but StatefulSets and ConfigMaps
-        # (read here anyway): one LIST each shows drift and deletions (check_applied)
+        # (read here anyway): one LIST each shows drift and deletions (check_applied), at
+        # most every `check_seconds` (they are not needed for planning)
         applied = self.applied_kinds(namespace, names.consortium)
         checked = sorted(applied - {"StatefulSet", "ConfigMap"})
+        key, now = (namespace, names.consortium), self._monotonic()
+        last = self._checked.get(key)
+        if checked and last is not None and now - last < self.check_seconds:
+            checked = []
+        elif checked:
+            self._checked[key] = now
         cm_names = [names.genesis_configmap, names.config_configmap]
+        tls_names = _tls_secret_names(names, orgs) if tls else []
         secrets, sts_by_name, cms, pods, pvcs, *lists = await asyncio.gather(
             self.get_named(
                 "Secret",
                 namespace,
                 sel,
-                [names.admin_secret, *key_names, *admin_names, *client_names],
+                [*key_names, *admin_names, *client_names, *tls_names],
+                listed_only=[names.admin_secret],
             ),
             self.get_named("StatefulSet", namespace, sel, [names.statefulset(o) for o in orgs]),
             self.get_named("ConfigMap", namespace, sel, cm_names),
@@ -453,7 +479,16 @@ class Kube:
             ("ConfigMap", [o for o in cms.values() if o is not None]),
         ]:
             self.check_applied(kind, namespace, names.consortium, live)
+        g = None
+        if genesis_cm is not None:
+            text = (genesis_cm.get("data") or {}).get("genesis.json", "")
+            try:
+                g = Genesis.from_json(text)
+            except DecodeError as e:
+                raise KubeError(0, f"ConfigMap {names.genesis_configmap}: {e}") from None
         admin_s = secrets[names.admin_secret]
+        if admin_s is None and g is not None and not g.governed_by_organizations:
+            admin_s = await self.get("Secret", namespace, names.admin_secret)
         key_secrets = [secrets[n] for n in key_names]
         statefulsets = [sts_by_name[names.statefulset(o)] for o in orgs]
         admin_secrets = [secrets[n] for n in admin_names]
@@ -501,12 +536,7 @@ class Kube:
         genesis_orgs: tuple[str, ...] = ()
         org_governance = False
         genesis_members: frozenset[bytes] = frozenset()
-        if genesis_cm is not None:
-            text = (genesis_cm.get("data") or {}).get("genesis.json", "")
-            try:
-                g = Genesis.from_json(text)
-            except DecodeError as e:
-                raise KubeError(0, f"ConfigMap {names.genesis_configmap}: {e}") from None
+        if g is not None:
             genesis_validators = tuple((v.node_id, v.organization) for v in g.validators)
             genesis_orgs = tuple(o.name for o in g.organizations)
             genesis_hash = g.hash.hex()
@@ -550,7 +580,7 @@ class Kube:
                 restarts=sum(int(c.get("restartCount", 0)) for c in cstat),
             )
 
-        return Observed(
+        observed = Observed(
             admin_public=admin_public,
             node_keys=node_keys,
             genesis_validators=genesis_validators,
@@ -576,6 +606,17 @@ class Kube:
             statefulsets=sts_states,
             pods=pod_states,
         )
+        if not tls:
+            return Observation(observed, None)
+        t = _tls_observed(secrets, names, orgs)
+        observed = replace(
+            observed,
+            ca_certs=t.ca_certs,
+            ca_incomplete=t.ca_incomplete,
+            tls_entries=t.tls_entries,
+            client_dirs=t.client_dirs,
+        )
+        return Observation(observed, _decoded(secrets[names.operator_client_secret]))
 
     async def observe_backups(
         self, namespace: str, names: Names, orgs: tuple[str, ...]
@@ -674,6 +715,15 @@ def _unix(ts: object) -> int:
         return 0
 
 
+class Observation(NamedTuple):
+    """What `observe` read: the observed world (public keys only) and, for a TLS consortium,
+    the operator's own client TLS Secret's entries (None: absent) — its private key leaves
+    this module for the gRPC calls to the nodes, as `secret_data` would hand it over."""
+
+    observed: Observed
+    operator_client: dict[str, bytes] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """One object as this process last applied it: the manifest's digest, when (monotonic),
@@ -688,6 +738,43 @@ class Applied:
 
     def of(self, namespace: str, instance: str) -> bool:
         return self.namespace == namespace and self.instance == instance
+
+
+def _tls_observed(
+    by_name: Mapping[str, Mapping[str, Any] | None], names: Names, orgs: tuple[str, ...]
+) -> Observed:
+    """The consortium's TLS material as the PKI plan needs it, from its Secrets (`by_name`):
+    CA certificates, node TLS and client TLS Secret entries, private keys reduced to their
+    entry name (b"")."""
+    clients = [names.client_secret(o) for o in orgs] + [names.operator_client_secret]
+    wanted = [*(names.ca_secret(o) for o in orgs), *(names.tls_secret(o) for o in orgs)]
+    got = [_decoded(by_name[n]) for n in [*wanted, *clients]]
+    cas, tls, client = got[: len(orgs)], got[len(orgs) : 2 * len(orgs)], got[2 * len(orgs) :]
+    ca_certs, incomplete = {}, []
+    for org, data in zip(orgs, cas, strict=True):
+        if data is None:
+            continue
+        if "ca.pem" in data and "ca.key" in data:
+            ca_certs[org] = data["ca.pem"]
+        else:
+            incomplete.append(org)
+    return Observed(
+        ca_certs=ca_certs,
+        ca_incomplete=tuple(incomplete),
+        tls_entries={o: _public(d) for o, d in zip(orgs, tls, strict=True) if d is not None},
+        client_dirs={c: _public(d) for c, d in zip(clients, client, strict=True) if d is not None},
+    )
+
+
+def _tls_secret_names(names: Names, orgs: tuple[str, ...]) -> list[str]:
+    """The Secrets of a TLS consortium beyond the keys': CAs, node TLS, client TLS (the
+    organisations' and the operator's own)."""
+    return [
+        *(names.ca_secret(o) for o in orgs),
+        *(names.tls_secret(o) for o in orgs),
+        *(names.client_secret(o) for o in orgs),
+        names.operator_client_secret,
+    ]
 
 
 def _decoded(secret: Mapping[str, Any] | None) -> dict[str, bytes] | None:

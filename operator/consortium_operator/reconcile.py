@@ -21,7 +21,9 @@ decorators), which turns the returned `Outcome` into kopf's retry/permanent-erro
 
 Level-triggered: nothing is remembered between passes but the cluster itself (the pending
 change lives in an annotation). Passes over one object are serialised by `Env.locks`; the
-timer skips an object whose lock is held."""
+timer skips an object whose lock is held; timer passes run at most Settings.timer_passes at
+once (`Env.timer_slots`) and only while no change handler's pass is in progress
+(`Env.changes`), which never waits for them."""
 
 from __future__ import annotations
 
@@ -77,6 +79,25 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Changes:
+    """The change handlers' passes in progress (`running`); `idle` is set while there are
+    none. Timer passes wait for it: change passes first, as a work queue would order them."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self) -> None:
+        self.running += 1
+        self.idle.clear()
+
+    def end(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self.idle.set()
+
+
 @dataclass(frozen=True)
 class Env:
     """What passes share for the operator's lifetime."""
@@ -96,6 +117,13 @@ class Env:
     clock: Callable[[], dt.datetime] = _utc_now
     tls_key: Callable[[], ec.EllipticCurvePrivateKey] = pki.new_tls_key
     serial: Callable[[], int] = pki.serial_from
+    # timer passes running at once (at most settings.timer_passes; see `timer`)
+    timer_slots: asyncio.Semaphore = field(init=False)
+    # change handlers' passes in progress: timer passes wait until there are none
+    changes: Changes = field(default_factory=lambda: Changes())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timer_slots", asyncio.Semaphore(self.settings.timer_passes))
 
     def lock(self, owner: Owner) -> asyncio.Lock:
         return self.locks.setdefault(owner.uid, asyncio.Lock())
@@ -181,7 +209,17 @@ class Pass:
 
 
 async def reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
-    """One full pass (create / update / resume, and the timer); records when the next is due."""
+    """One full pass of a change handler (create / update / resume); timer passes wait while
+    one is in progress (`timer`)."""
+    env.changes.start()
+    try:
+        return await _timed(env, subject, events)
+    finally:
+        env.changes.end()
+
+
+async def _timed(env: Env, subject: Subject, events: Events) -> Outcome:
+    """One full pass; records when the next is due."""
     out = await _reconcile(env, subject, events)
     wait = out.requeue if out.requeue is not None else env.settings.status_seconds
     env.due[subject.owner.uid] = env.monotonic() + wait
@@ -208,20 +246,42 @@ async def _reconcile(env: Env, subject: Subject, events: Events) -> Outcome:
     return outcome(p)
 
 
-async def timer(env: Env, subject: Subject, events: Events) -> Outcome | None:
+async def timer(
+    env: Env, subject: Subject | Callable[[], Subject], events: Events
+) -> Outcome | None:
     """Every timer_seconds: one full pass (observe, act if needed, write status) when one is
     due — what follows a converging object at the retry pace (the change handler returns
     after its first pass instead of asking kopf to retry: kopf writes its retry progress to
     the object, a PATCH and a watch event per retry, 22 requests/s for 100 consortia), keeps
     status current and repairs drift after convergence (every status_seconds). None:
-    skipped, a pass holds the lock or none is due yet."""
-    if env.lock(subject.owner).locked():
+    skipped, a pass holds the lock or none is due yet.
+
+    Change passes first: at most `Settings.timer_passes` timer passes run at once
+    (`Env.timer_slots`), and one that has its slot starts only while no change handler's
+    pass is in progress (`Env.changes`); a change pass never waits for either. So a spec
+    change starts its pass at once however many objects the timer is polling — 100
+    consortia waiting at the retry pace kept the apiserver busy enough that a spec change on
+    all of them took 25-68 s — and under load the polling slows down instead. `subject` may
+    be a function returning the object as it is now (kopf's live body), read again once the
+    pass may start: a pass that waited must not act on a spec older than the change
+    handler's."""
+    fresh: Callable[[], Subject] = (lambda: subject) if isinstance(subject, Subject) else subject
+    if not _timer_due(env, fresh().owner):
         return None
-    due = env.due.get(subject.owner.uid)
+    async with env.timer_slots:
+        await env.changes.idle.wait()
+        now = fresh()
+        if not _timer_due(env, now.owner):  # a pass ran while this one waited
+            return None
+        return await _timed(env, now, events)
+
+
+def _timer_due(env: Env, owner: Owner) -> bool:
+    if env.lock(owner).locked():
+        return False
+    due = env.due.get(owner.uid)
     # a timer tick a little early for the due time still runs it (ticks are not sharp)
-    if due is not None and env.monotonic() < due - 0.2 * env.settings.timer_seconds:
-        return None
-    return await reconcile(env, subject, events)
+    return due is None or env.monotonic() >= due - 0.2 * env.settings.timer_seconds
 
 
 async def delete(env: Env, subject: Subject, events: Events) -> Outcome:
@@ -407,21 +467,14 @@ async def observe_world(p: Pass) -> Observed:
     """Kubernetes objects, TLS material (with TLS) and the answering nodes' statuses."""
     spec, kube, ns = p.desired, p.env.kube, p.owner.namespace
     orgs = tuple(o.name for o in spec.local)  # a remote organisation has nothing here
-    observed = await kube.observe(ns, p.names, orgs)
+    # every Secret of the consortium, the operator's client TLS among them, in one LIST
+    seen = await kube.observe(ns, p.names, orgs, tls=spec.security.tls)
+    observed = seen.observed
     if not observed.has_genesis or federation.joining(spec, observed):
         # (a joining organisation publishes its contribution for the members to admit it)
         observed = replace(observed, **await observe_ceremony(p))
-    if spec.security.tls:
-        t = await kube.observe_tls(ns, p.names, orgs)
-        observed = replace(
-            observed,
-            ca_certs=t.ca_certs,
-            ca_incomplete=t.ca_incomplete,
-            tls_entries=t.tls_entries,
-            client_dirs=t.client_dirs,
-        )
     try:
-        tls = await operator_tls(p)
+        tls = client_tls(p, seen.operator_client)
     except NoClientTLS as e:
         log.debug("%s/%s: not asking nodes: %s", ns, p.owner.name, e)
         return observed
@@ -497,8 +550,16 @@ async def operator_tls(p: Pass) -> ClientTLS | None:
     the certificate phase). Raises NoClientTLS with TLS on and the Secret not complete."""
     if not p.desired.security.tls:
         return None
+    data = await p.env.kube.secret_data(p.owner.namespace, p.names.operator_client_secret)
+    return client_tls(p, data)
+
+
+def client_tls(p: Pass, data: Mapping[str, bytes] | None) -> ClientTLS | None:
+    """`operator_tls` from the Secret's entries `data` as read (None: absent)."""
+    if not p.desired.security.tls:
+        return None
     secret = p.names.operator_client_secret
-    data = await p.env.kube.secret_data(p.owner.namespace, secret) or {}
+    data = data or {}
     try:
         return ClientTLS(data["ca.pem"], data["client.pem"], data["client.key"])
     except KeyError:

@@ -12,8 +12,13 @@ passed explicitly to render, plan and status — never read from globals elsewhe
                               (default 2); a node further than 10x behind sets Degraded
   CONSORTIUM_RPC_TIMEOUT      seconds per gRPC call to a node (default 3)
   CONSORTIUM_REAPPLY_SECONDS  resync period: an unchanged object the operator applied is
-                              applied again after this long (default 60; undoes drift by
-                              other writers; a deleted object is re-created on the next pass)
+                              applied again after this long (default 600). A safety net only:
+                              every pass LISTs each kind it applied, and an object deleted or
+                              changed by another writer (another resourceVersion) is applied
+                              again on the next pass (kube.check_applied); at 60 s, 100
+                              consortia re-applied 12 unchanged objects a second
+  CONSORTIUM_TIMER_PASSES     timer passes (polling at the retry/status pace) running at once
+                              (default 4); a spec change's pass never waits for one
   CONSORTIUM_PROPOSAL_TTL     blocks a proposal the operator opens stays open for votes
                               (default 3600: about two hours at the default 2 s empty-block pace)"""
 
@@ -35,7 +40,8 @@ class Settings:
     rpc_timeout: float = 3.0
     governance_timeout: float = 20.0
     proposal_ttl: int = 3600
-    reapply_seconds: float = 60.0
+    reapply_seconds: float = 600.0
+    timer_passes: int = 4
 
     @property
     def timer_seconds(self) -> float:
@@ -56,11 +62,14 @@ class Settings:
             rpc_timeout=float(env.get("CONSORTIUM_RPC_TIMEOUT", d.rpc_timeout)),
             proposal_ttl=int(env.get("CONSORTIUM_PROPOSAL_TTL", d.proposal_ttl)),
             reapply_seconds=float(env.get("CONSORTIUM_REAPPLY_SECONDS", d.reapply_seconds)),
+            timer_passes=int(env.get("CONSORTIUM_TIMER_PASSES", d.timer_passes)),
         )
         if s.node_address not in ("pod-ip", "dns"):
             raise ValueError("CONSORTIUM_NODE_ADDRESS must be pod-ip or dns")
         if not 1 <= s.proposal_ttl <= 1_000_000:
             raise ValueError("CONSORTIUM_PROPOSAL_TTL must be 1..1000000 blocks")
+        if not 1 <= s.timer_passes <= 1000:
+            raise ValueError("CONSORTIUM_TIMER_PASSES must be 1..1000")
         if not 0 <= s.reapply_seconds <= 86_400:
             raise ValueError("CONSORTIUM_REAPPLY_SECONDS must be 0..86400")
         return s

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from consortium_node.client.keys import Signer
 from consortium_operator import nodes, pki, plan, reconcile, status
-from consortium_operator.kube import Kube
+from consortium_operator.kube import Kube, Observation
 from consortium_operator.model import (
     ConsortiumSpec,
     Names,
@@ -298,8 +298,10 @@ class OrgKube(Kube):
         self.annotations: dict[str, str | None] = {}
         self.read: list[str] = []
 
-    async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
-        return self.observed
+    async def observe(
+        self, namespace: str, names: Names, orgs: tuple[str, ...], tls: bool = False
+    ) -> Observation:
+        return Observation(self.observed, None)
 
     async def apply(self, manifests: Any) -> None:
         pass

@@ -231,3 +231,117 @@ def test_a_status_equal_to_the_last_written_is_not_sent_again() -> None:
     env.written.clear()  # an operator restart: nothing known, so it writes
     run(once())
     assert patches(k) == 2
+
+
+def _genesis_cm(names: Names, legacy: bool) -> dict[str, Any]:
+    """A genesis ConfigMap of a one-validator chain: legacy (one consortium admin) or
+    governed by its organisation."""
+    from consortium_operator import genesis
+    from consortium_operator.model import ConsortiumSpec
+
+    sp = ConsortiumSpec.parse(
+        {
+            "chainId": "t",
+            "consensus": {"type": "raft"},
+            "organizations": [{"name": "a", "validators": 1}],
+        }
+    )
+    keys = {names.pod("a", 0): b"\x01" * 32}
+    g = (
+        genesis.build(sp, names, keys, b"\x09" * 32, 0)
+        if legacy
+        else genesis.build_governed(sp, names, keys, genesis.OrgKeys({"a": b"\x02" * 32}), 0)
+    )
+    meta = {"name": names.genesis_configmap, "namespace": NS}
+    return {"metadata": meta, "data": {"genesis.json": genesis.canonical_json(g)}}
+
+
+def _tls_consortium(names: Names, legacy: bool) -> dict[str, dict[str, Any]]:
+    """Every Secret of a TLS consortium of organisation a but the consortium admin's (which
+    only a legacy chain has), its StatefulSet and both ConfigMaps."""
+    base = f"/api/v1/namespaces/{NS}"
+    secret_names = [
+        names.keys_secret("a"),
+        names.org_admin_secret("a"),
+        names.client_secret("a"),
+        names.ca_secret("a"),
+        names.tls_secret("a"),
+        names.operator_client_secret,
+    ]
+    objects: dict[str, dict[str, Any]] = {
+        f"{base}/secrets/{n}": {"metadata": {"name": n}} for n in secret_names
+    }
+    objects[f"{base}/configmaps/{names.genesis_configmap}"] = _genesis_cm(names, legacy)
+    objects[f"{base}/configmaps/{names.config_configmap}"] = {
+        "metadata": {"name": names.config_configmap}
+    }
+    sts = names.statefulset("a")
+    objects[f"/apis/apps/v1/namespaces/{NS}/statefulsets/{sts}"] = {"metadata": {"name": sts}}
+    return objects
+
+
+def test_a_tls_pass_reads_every_secret_in_one_request_and_no_absent_admin_secret() -> None:
+    """Keys, organisation admins, clients, CAs, node TLS and the operator's client TLS: one
+    LIST of Secrets for the whole pass (observe_world: it read them with two LISTs and a GET
+    of the operator's client Secret). An organisation-governed chain has no consortium admin
+    Secret: it is not read by name (it was, on every pass, finding nothing)."""
+    names = Names("c")
+    k = Recording(_tls_consortium(names, legacy=False))
+    p = reconcile.Pass(
+        reconcile.Env(Settings(), k),
+        reconcile.Subject(
+            Owner("c", NS, "u"),
+            {
+                "chainId": "t",
+                "consensus": {"type": "raft"},
+                "organizations": [{"name": "a", "validators": 1}],
+            },
+        ),
+        reconcile.Events(lambda r, m: None, lambda r, m: None),
+    )
+    reconcile.parse(p)
+    observed = run(reconcile.observe_world(p))
+    secrets = [path for m, path in k.sent if "/secrets" in path]
+    assert secrets == [f"/api/v1/namespaces/{NS}/secrets"], k.sent
+    assert observed.has_genesis and observed.org_governance
+    assert set(observed.client_dirs) == {names.client_secret("a"), names.operator_client_secret}
+
+
+def test_a_legacy_chain_reads_its_admin_secret_by_name_when_the_list_lacks_it() -> None:
+    """A legacy single-admin chain's admin Secret restored by hand without labels is still
+    found (the one case where observe reads it by name)."""
+    names = Names("c")
+    k = Recording(_tls_consortium(names, legacy=True))
+    run(k.observe(NS, names, ("a",), tls=True))
+    secrets = [path for m, path in k.sent if "/secrets" in path]
+    assert secrets == [
+        f"/api/v1/namespaces/{NS}/secrets",
+        f"/api/v1/namespaces/{NS}/secrets/{names.admin_secret}",
+    ], k.sent
+
+
+def test_the_other_applied_kinds_are_listed_at_most_every_check_seconds() -> None:
+    """Services, PDBs, NetworkPolicies, CronJobs are not needed for planning: observe lists
+    them for drift at most every check_seconds (the status interval; 3 of a pass's 8 LISTs),
+    and a deletion found then is re-applied by the next apply."""
+    k = Recording()
+    k.check_seconds = 10.0
+    spath = f"/api/v1/namespaces/{NS}/services"
+    run(k.apply([svc("c-client")]))
+    k.objects[f"{spath}/c-client"] = {"metadata": {"name": "c-client", "resourceVersion": ""}}
+    names = Names("c")
+
+    def lists() -> int:
+        return sum(1 for m, p in k.sent if (m, p) == ("GET", spath))
+
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 1
+    del k.objects[f"{spath}/c-client"]  # kubectl delete service c-client
+    k.now = 9.9
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 1  # not listed again yet: the deletion is not seen
+    k.now = 10.0
+    run(k.observe(NS, names, ("a",)))
+    assert lists() == 2
+    run(k.apply([svc("c-client")]))
+    assert patches(k) == 2  # re-created

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from consortium_operator import nodes, plan, reconcile
-from consortium_operator.kube import Kube
+from consortium_operator.kube import Kube, Observation
 from consortium_operator.model import (
     PENDING_ANNOTATION,
     ConsortiumSpec,
@@ -61,9 +61,11 @@ class MemoryKube(Kube):
         self.statuses: list[Mapping[str, Any]] = []
         self.annotations: dict[str, str | None] = {}
 
-    async def observe(self, namespace: str, names: Names, orgs: tuple[str, ...]) -> Observed:
+    async def observe(
+        self, namespace: str, names: Names, orgs: tuple[str, ...], tls: bool = False
+    ) -> Observation:
         self.observe_calls += 1
-        return self.observed
+        return Observation(self.observed, None)
 
     async def apply(self, manifests: Any) -> None:
         self.applied.extend(manifests)
@@ -208,6 +210,77 @@ def test_the_timer_runs_a_pass_when_one_is_due(chain: Chain) -> None:
         got = asyncio.run(reconcile.timer(env, subject(), events()))
         assert (got is not None) is runs, (now[0], got)
     assert kube.observe_calls == 3
+
+
+def test_timer_passes_wait_for_a_slot_and_a_change_pass_never_does(chain: Chain) -> None:
+    """Settings.timer_passes timer passes at once (here 1): a second object's timer pass
+    waits while the first is in its pass, its change handler's pass runs at once meanwhile
+    (100 polled consortia delayed a spec change on all of them by 25-68 s), and the timer
+    pass that waited reads the object again and finds no pass due any more."""
+    chain.validators.append("c-a-2")  # converged: the next pass is due status_seconds later
+    gate = asyncio.Event()
+
+    class Slow(MemoryKube):
+        async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
+            self.observe_calls += 1
+            if names.consortium == "x":
+                await gate.wait()
+            return Observation(self.observed, None)
+
+    kube = Slow(world())
+    env = reconcile.Env(Settings(timer_passes=1), kube, clock=lambda: NOW)
+    x = reconcile.Subject(Owner("x", "ns", "uid-x"), SPEC, generation=1)
+    reads: list[str] = []
+
+    def fresh_c() -> reconcile.Subject:
+        reads.append("c")
+        return subject()
+
+    async def run() -> tuple[reconcile.Outcome | None, reconcile.Outcome | None]:
+        slow = asyncio.create_task(reconcile.timer(env, x, events()))
+        await asyncio.sleep(0.01)  # x's timer pass holds the one slot, inside observe
+        waiting = asyncio.create_task(reconcile.timer(env, fresh_c, events()))
+        await asyncio.sleep(0.01)
+        assert kube.observe_calls == 1  # c's timer pass waits for the slot
+        await reconcile.reconcile(env, subject(), events())  # c's spec changed: at once
+        assert kube.observe_calls == 2
+        gate.set()
+        return await slow, await waiting
+
+    first, second = asyncio.run(run())
+    assert first is not None and second is None  # c's pass ran meanwhile: none due
+    assert kube.observe_calls == 2 and reads == ["c", "c"]  # read again after waiting
+
+
+@pytest.mark.usefixtures("chain")
+def test_a_timer_pass_waits_while_a_change_pass_is_in_progress() -> None:
+    """Change passes first: with slots to spare, a timer pass still starts only once no
+    change handler's pass is in progress (it competed with the spec change's passes for
+    the apiserver)."""
+    gate = asyncio.Event()
+
+    class Slow(MemoryKube):
+        async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
+            self.observe_calls += 1
+            if names.consortium == "x":
+                await gate.wait()
+            return Observation(self.observed, None)
+
+    kube = Slow(world())
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
+    x = reconcile.Subject(Owner("x", "ns", "uid-x"), SPEC, generation=2)
+
+    async def run() -> reconcile.Outcome | None:
+        change = asyncio.create_task(reconcile.reconcile(env, x, events()))
+        await asyncio.sleep(0.01)  # x's change pass is inside observe
+        polled = asyncio.create_task(reconcile.timer(env, subject(), events()))
+        await asyncio.sleep(0.01)
+        assert kube.observe_calls == 1  # the timer pass waits
+        gate.set()
+        await change
+        return await polled
+
+    assert asyncio.run(run()) is not None and kube.observe_calls == 2
 
 
 @pytest.mark.usefixtures("chain")
