@@ -212,22 +212,30 @@ def test_the_timer_runs_a_pass_when_one_is_due(chain: Chain) -> None:
     assert kube.observe_calls == 3
 
 
+class GatedKube(MemoryKube):
+    """A MemoryKube whose observe for consortium "x" sets `entered`, then waits for `gate`:
+    x's pass is held inside observe until the test opens the gate."""
+
+    def __init__(self, observed: Observed) -> None:
+        super().__init__(observed)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
+        self.observe_calls += 1
+        if names.consortium == "x":
+            self.entered.set()
+            await self.gate.wait()
+        return Observation(self.observed, None)
+
+
 def test_timer_passes_wait_for_a_slot_and_a_change_pass_never_does(chain: Chain) -> None:
     """Settings.timer_passes timer passes at once (here 1): a second object's timer pass
     waits while the first is in its pass, its change handler's pass runs at once meanwhile
     (100 polled consortia delayed a spec change on all of them by 25-68 s), and the timer
     pass that waited reads the object again and finds no pass due any more."""
     chain.validators.append("c-a-2")  # converged: the next pass is due status_seconds later
-    gate = asyncio.Event()
-
-    class Slow(MemoryKube):
-        async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
-            self.observe_calls += 1
-            if names.consortium == "x":
-                await gate.wait()
-            return Observation(self.observed, None)
-
-    kube = Slow(world())
+    kube = GatedKube(world())
     env = reconcile.Env(Settings(timer_passes=1), kube, clock=lambda: NOW)
     x = reconcile.Subject(Owner("x", "ns", "uid-x"), SPEC, generation=1)
     reads: list[str] = []
@@ -238,13 +246,13 @@ def test_timer_passes_wait_for_a_slot_and_a_change_pass_never_does(chain: Chain)
 
     async def run() -> tuple[reconcile.Outcome | None, reconcile.Outcome | None]:
         slow = asyncio.create_task(reconcile.timer(env, x, events()))
-        await asyncio.sleep(0.01)  # x's timer pass holds the one slot, inside observe
+        await kube.entered.wait()  # x's timer pass holds the one slot, inside observe
         waiting = asyncio.create_task(reconcile.timer(env, fresh_c, events()))
         await asyncio.sleep(0.01)
         assert kube.observe_calls == 1  # c's timer pass waits for the slot
         await reconcile.reconcile(env, subject(), events())  # c's spec changed: at once
         assert kube.observe_calls == 2
-        gate.set()
+        kube.gate.set()
         return await slow, await waiting
 
     first, second = asyncio.run(run())
@@ -257,26 +265,17 @@ def test_a_timer_pass_waits_while_a_change_pass_is_in_progress() -> None:
     """Change passes first: with slots to spare, a timer pass still starts only once no
     change handler's pass is in progress (it competed with the spec change's passes for
     the apiserver)."""
-    gate = asyncio.Event()
-
-    class Slow(MemoryKube):
-        async def observe(self, namespace: str, names: Names, *a: Any, **kw: Any) -> Observation:
-            self.observe_calls += 1
-            if names.consortium == "x":
-                await gate.wait()
-            return Observation(self.observed, None)
-
-    kube = Slow(world())
+    kube = GatedKube(world())
     env = reconcile.Env(Settings(), kube, clock=lambda: NOW)
     x = reconcile.Subject(Owner("x", "ns", "uid-x"), SPEC, generation=2)
 
     async def run() -> reconcile.Outcome | None:
         change = asyncio.create_task(reconcile.reconcile(env, x, events()))
-        await asyncio.sleep(0.01)  # x's change pass is inside observe
+        await kube.entered.wait()  # x's change pass is inside observe
         polled = asyncio.create_task(reconcile.timer(env, subject(), events()))
         await asyncio.sleep(0.01)
         assert kube.observe_calls == 1  # the timer pass waits
-        gate.set()
+        kube.gate.set()
         await change
         return await polled
 
