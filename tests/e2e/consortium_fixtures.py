@@ -164,6 +164,7 @@ class Chain:
     name: str
     client_pod: str = "client"
     timings: dict[str, float] = field(default_factory=dict)
+    at_ready: dict[str, str] = field(default_factory=dict)  # pod name -> uid, when Ready
 
     # ------------------------------------------------------------------ kubectl
 
@@ -350,8 +351,13 @@ class Chain:
         the client Service, a view change); bounded."""
         return self.wait(f"tx {key}={value!r} committed", lambda: self.put(key, value), timeout)
 
-    def read(self, key: str, endpoint: str | None = None) -> str | None:
-        out = self.cli("query", "get", "--json", "--endpoint", endpoint or self.endpoint, key)
+    def read(self, key: str, endpoint: str | None = None, min_height: int = 0) -> str | None:
+        """KEY's value as one node answers it (the client Service picks any node: give
+        `min_height`, e.g. the height a put committed at, to read your own write)."""
+        out = self.cli(
+            *("query", "get", "--json", "--endpoint", endpoint or self.endpoint),
+            *("--min-height", str(min_height), key),
+        )
         answer = json.loads(out.splitlines()[-1])
         return str(answer["value"]) if answer.get("found") else None
 

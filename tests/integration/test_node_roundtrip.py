@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 from consortium_api.v1 import ledger_pb2, types_pb2
+from consortium_node.client.errors import ClientError
 from consortium_node.client.keys import Signer
 from consortium_node.client.rpc import Client
 from consortium_node.ledger.hashing import sha256, verify_merkle_proof
@@ -51,6 +52,38 @@ def test_submit_commit_query_roundtrip(client: Client, funded: Signer) -> None:
     assert block.header_view.tx_root == p.tx_root
     assert client.get_block(block.header_view.hash).header == block.header
     assert resp.tx.body == txs[7][1].body
+
+
+def test_a_query_with_min_height_waits_for_that_block_or_says_how_far_the_node_is(
+    node: NodeProcess, funded: Signer
+) -> None:
+    """Read-your-writes through a Service that picks any node: QueryState with min_height
+    answers as of that block or later, waiting for it; past the deadline it is OUT_OF_RANGE
+    with this node's height in plain words, never a stale "not found"."""
+    c = Client(node.endpoint, 2.0)
+    try:
+        h = c.status().height
+        pending = c._stub.QueryState.future(
+            ledger_pb2.QueryStateRequest(key=b"later", min_height=h + 1), timeout=10
+        )
+        (tid, tx) = _put(funded, c.status().chain_id, c.next_nonce(funded.public_key), b"later")
+        assert [r.code for r in c.submit([tx])] == [0]
+        got = pending.result()
+        assert got.height >= h + 1 and got.found and got.value == b"v", got
+        assert c.wait_tx(tid, timeout=10).receipt.height <= got.height
+
+        far = c.status().height + 1000
+        with pytest.raises(grpc.RpcError) as e:
+            c._stub.QueryState(
+                ledger_pb2.QueryStateRequest(key=b"later", min_height=far), timeout=1.5
+            )
+        assert e.value.code() is grpc.StatusCode.OUT_OF_RANGE, e.value
+        assert f"below the asked minimum height {far}" in (e.value.details() or "")
+        # and the CLI path: the same one line
+        with pytest.raises(ClientError, match=r"OUT_OF_RANGE: this node is at height \d+, below"):
+            c.query_key(b"later", far)
+    finally:
+        c.close()
 
 
 def test_stream_blocks_follows_new_commits(client: Client, funded: Signer) -> None:

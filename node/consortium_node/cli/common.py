@@ -73,6 +73,17 @@ KeyOpt = Annotated[
         show_default=False,
     ),
 ]
+MinHeightOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-height",
+        min=0,
+        help="Answer as of this height or later: the node waits (within --timeout) until it "
+        "has applied that block, e.g. the height `tx put --wait` printed, so a read through a "
+        "Service that picks any node sees your write.",
+    ),
+]
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 __all__ = [
@@ -81,6 +92,7 @@ __all__ = [
     "EndpointOpt",
     "JsonOpt",
     "KeyOpt",
+    "MinHeightOpt",
     "NodeOpt",
     "TimeoutOpt",
     "status_name",

@@ -30,6 +30,7 @@ from . import gov
 from .common import (
     Connection,
     JsonOpt,
+    MinHeightOpt,
     console,
     fail,
     hex_arg,
@@ -321,6 +322,7 @@ def query(
         typer.Option("--fuel", min=0, max=10**12, help="Fuel limit (0: the chain's query cap)."),
     ] = 0,
     result: ResultOpt = "auto",
+    min_height: MinHeightOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Read-only call of METHOD of CONTRACT; prints the result.
@@ -330,7 +332,9 @@ def query(
     data = call_input(arg, input_hex, input_file)
     who = _key_piece(caller) if caller is not None else b""
     with conn.open() as client:
-        got = client.query_contract(contract, method, data, fuel_limit=fuel, caller=who)
+        got = client.query_contract(
+            contract, method, data, fuel_limit=fuel, caller=who, min_height=min_height
+        )
     r = got.receipt
     if not r.ok:
         raise fail(f"query {contract}.{method} failed: {r.reason} (fuel used {r.fuel_used})")

@@ -20,6 +20,7 @@ from consortium_node.ledger.hashing import HASH_LEN, verify_merkle_proof
 from .common import (
     Connection,
     JsonOpt,
+    MinHeightOpt,
     console,
     fail,
     fmt_time_ms,
@@ -38,12 +39,13 @@ def get(
     conn: Connection,
     key: Annotated[str, typer.Argument(help="Key to read.")],
     as_hex: Annotated[bool, typer.Option("--hex", help="KEY is hex; print VALUE as hex.")] = False,
+    min_height: MinHeightOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Value of KEY in the key/value state (exit 1 if absent)."""
     k = hex_arg(key, "KEY") if as_hex else key.encode("utf-8")
     with conn.open() as client:
-        r = client.query_key(k)
+        r = client.query_key(k, min_height)
     if json_:
         out: dict[str, Any] = {"key": key, "found": r.found, "height": r.height}
         if r.found:
@@ -66,6 +68,7 @@ def balance(
     conn: Connection,
     asset: Annotated[str, typer.Argument(help="Asset name.")],
     account: Annotated[str, typer.Argument(help="Account: hex Ed25519 public key.")],
+    min_height: MinHeightOpt = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Balance of ACCOUNT in ASSET."""
@@ -73,7 +76,8 @@ def balance(
     with conn.open() as client:
         r = client.query(
             ledger_pb2.QueryStateRequest(
-                balance=ledger_pb2.QueryStateRequest.Balance(asset=asset, account=acct)
+                balance=ledger_pb2.QueryStateRequest.Balance(asset=asset, account=acct),
+                min_height=min_height,
             )
         )
     if json_:

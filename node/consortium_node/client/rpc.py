@@ -231,9 +231,10 @@ class Client:
         except grpc.RpcError as e:
             raise self._error(e, self.timeout) from None
 
-    def query_key(self, key: bytes) -> ledger_pb2.QueryStateResponse:
-        """Raw key/value entry; `.found`, `.value`, `.height` (the height it was read at)."""
-        return self.query(ledger_pb2.QueryStateRequest(key=key))
+    def query_key(self, key: bytes, min_height: int = 0) -> ledger_pb2.QueryStateResponse:
+        """Raw key/value entry; `.found`, `.value`, `.height` (the height it was read at, at
+        least `min_height`: the node waits for that block within the call's timeout)."""
+        return self.query(ledger_pb2.QueryStateRequest(key=key, min_height=min_height))
 
     def balance(self, asset: str, account: bytes) -> int:
         req = ledger_pb2.QueryStateRequest(
@@ -263,11 +264,18 @@ class Client:
         *,
         fuel_limit: int = 0,
         caller: bytes = b"",
+        min_height: int = 0,
     ) -> ledger_pb2.QueryContractResponse:
         """A read-only call answered by this node (writes discarded; fuel capped by the
-        chain's contract_query_fuel). `.receipt.ok/.reason/.fuel_used/.result/.events`."""
+        chain's contract_query_fuel), as of `min_height` or later (the node waits for it).
+        `.receipt.ok/.reason/.fuel_used/.result/.events`."""
         req = ledger_pb2.QueryContractRequest(
-            contract=contract, method=method, input=input, fuel_limit=fuel_limit, caller=caller
+            contract=contract,
+            method=method,
+            input=input,
+            fuel_limit=fuel_limit,
+            caller=caller,
+            min_height=min_height,
         )
         out: ledger_pb2.QueryContractResponse = self._contract_call(
             contract, self._stub.QueryContract, req

@@ -55,6 +55,8 @@ HASH_BYTES = 32  # transaction ids and block hashes (SHA-256)
 # holds server memory. Long `StreamBlocks --follow` readers reconnect from their last height.
 CLIENT_MAX_AGE_MS = 30 * 60 * 1000
 CLIENT_AGE_GRACE_MS = 5 * 60 * 1000
+MIN_HEIGHT_WAIT_S = 30.0  # the longest a query waits for its min_height (QueryStateRequest)
+MIN_HEIGHT_MARGIN_S = 0.25  # ... and it answers this long before the call's deadline
 
 STATUS_OF: dict[Reject, grpc.StatusCode] = {
     Reject.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
@@ -259,6 +261,27 @@ class LedgerServicer:
             )
         return codec.block_to_pb(block)
 
+    async def _reach(self, min_height: int, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Returns once this node has applied block `min_height` (read-your-writes through a
+        Service that may route each call to a node a block behind). OUT_OF_RANGE, with this
+        node's height, when it has not shortly before the call's deadline (so the caller
+        reads that rather than a bare deadline error), or within MIN_HEIGHT_WAIT_S."""
+        if min_height <= self.node.height:
+            return
+        remaining = context.time_remaining()
+        within = MIN_HEIGHT_WAIT_S
+        if remaining is not None:
+            within = min(within, max(0.0, remaining - MIN_HEIGHT_MARGIN_S))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.node.height < min_height:
+            if not await self.node.wait_block(self.node.height, deadline - loop.time()):
+                await context.abort(
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"this node is at height {self.node.height}, below the asked minimum "
+                    f"height {min_height}; ask again, or another node",
+                )
+
     def _held(self) -> str:
         base = self.node.base_height
         return f"; this node holds blocks {base + 1}..{self.node.height} only" if base else ""
@@ -379,6 +402,7 @@ class LedgerServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account too long")
         if which == "nonce_of" and len(request.nonce_of) > MAX_KEY_BYTES:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account too long")
+        await self._reach(request.min_height, context)
         snap = self.node.snapshot()
         try:
             height = self.node.height
@@ -501,6 +525,7 @@ class LedgerServicer:
     async def QueryContract(
         self, request: ledger_pb2.QueryContractRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.QueryContractResponse:
+        await self._reach(request.min_height, context)
         snap = self.node.snapshot()
         try:
             return contract_queries.query(snap, self.node.vm, self.node.height, request)

@@ -223,10 +223,16 @@ class QueryStateRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     NONCE_OF_FIELD_NUMBER: _builtins.int
+    MIN_HEIGHT_FIELD_NUMBER: _builtins.int
     key: _builtins.bytes
     """raw key/value entry written by KvPut"""
     nonce_of: _builtins.bytes
     """next nonce for a sender"""
+    min_height: _builtins.int
+    """Read-your-writes across nodes: answer only once this node has applied block
+    min_height (e.g. the height `tx put --wait` reported), waiting up to the call's deadline
+    (at most 30 s); OUT_OF_RANGE if it has not by then. 0: answer at once.
+    """
     @_builtins.property
     def balance(self) -> Global___QueryStateRequest.Balance: ...
     def __init__(
@@ -235,10 +241,11 @@ class QueryStateRequest(_message.Message):
         key: _builtins.bytes = ...,
         balance: Global___QueryStateRequest.Balance | None = ...,
         nonce_of: _builtins.bytes = ...,
+        min_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "key", b"key", "nonce_of", b"nonce_of", "query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "key", b"key", "nonce_of", b"nonce_of", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "key", b"key", "min_height", b"min_height", "nonce_of", b"nonce_of", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["key", "balance", "nonce_of"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
@@ -574,6 +581,7 @@ class QueryContractRequest(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     FUEL_LIMIT_FIELD_NUMBER: _builtins.int
     CALLER_FIELD_NUMBER: _builtins.int
+    MIN_HEIGHT_FIELD_NUMBER: _builtins.int
     contract: _builtins.str
     method: _builtins.str
     input: _builtins.bytes
@@ -581,6 +589,8 @@ class QueryContractRequest(_message.Message):
     """0: the chain's contract_query_fuel (also the cap)"""
     caller: _builtins.bytes
     """what `caller` reports: 32 bytes, or empty for all zeros"""
+    min_height: _builtins.int
+    """as QueryStateRequest.min_height"""
     def __init__(
         self,
         *,
@@ -589,10 +599,11 @@ class QueryContractRequest(_message.Message):
         input: _builtins.bytes = ...,
         fuel_limit: _builtins.int = ...,
         caller: _builtins.bytes = ...,
+        min_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "contract", b"contract", "fuel_limit", b"fuel_limit", "input", b"input", "method", b"method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "contract", b"contract", "fuel_limit", b"fuel_limit", "input", b"input", "method", b"method", "min_height", b"min_height"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
