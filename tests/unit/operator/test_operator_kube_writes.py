@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from consortium_operator import reconcile
-from consortium_operator.kube import Kube
+from consortium_operator.kube import Kube, KubeError
 from consortium_operator.model import Names, Owner
 from consortium_operator.settings import Settings
 
@@ -345,3 +345,78 @@ def test_the_other_applied_kinds_are_listed_at_most_every_check_seconds() -> Non
     assert lists() == 2
     run(k.apply([svc("c-client")]))
     assert patches(k) == 2  # re-created
+
+
+class Versioned(Kube):
+    """Kube answering with resourceVersions, recording each request's query; `fail_rv`
+    answers a LIST that asks for a version with that HTTP status (a cache that did not
+    reach it in time)."""
+
+    def __init__(self) -> None:
+        super().__init__(api=None)  # type: ignore[arg-type]
+        self.queries: list[tuple[str, str, dict[str, str]]] = []
+        self.answers: dict[str, Any] = {}
+        self.fail_rv = 0
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        q = dict(query or {})
+        self.queries.append((method, path, q))
+        if self.fail_rv and "resourceVersion" in q:
+            raise KubeError(self.fail_rv, "Timeout: Too large resource version")
+        return self.answers.get(path, {})
+
+
+def rv_query(k: Versioned) -> dict[str, str]:
+    q = k.queries[-1][2]
+    return {key: q[key] for key in ("resourceVersion", "resourceVersionMatch") if key in q}
+
+
+def test_a_list_is_as_new_as_every_object_of_its_kind_this_process_wrote_or_read() -> None:
+    k = Versioned()
+    run(k.list_objects("ConfigMap", NS, {"x": "y"}))
+    assert rv_query(k) == {}  # nothing seen yet: the consistent LIST
+    k.answers[f"/api/v1/namespaces/{NS}/configmaps/a"] = {"metadata": {"resourceVersion": "17"}}
+    run(k.apply([cm("a", "1")]))
+    run(k.list_objects("ConfigMap", NS, {"x": "y"}))
+    assert rv_query(k) == {"resourceVersion": "17", "resourceVersionMatch": "NotOlderThan"}
+    run(k.list_objects("ConfigMap", "other", {"x": "y"}))  # one storage for every namespace
+    assert rv_query(k)["resourceVersion"] == "17"
+    run(k.list_objects("Secret", NS, {"x": "y"}))  # another resource: versions not comparable
+    assert rv_query(k) == {}
+    # a list's items raise the floor; the list's own version (maybe etcd's global revision,
+    # which this resource's cache reaches only at its next event) does not
+    k.answers[f"/api/v1/namespaces/{NS}/configmaps"] = {
+        "metadata": {"resourceVersion": "99"},
+        "items": [{"metadata": {"resourceVersion": "20"}}, {"metadata": {"resourceVersion": "5"}}],
+    }
+    run(k.list_objects("ConfigMap", NS, {"x": "y"}))
+    run(k.list_objects("ConfigMap", NS, {"x": "y"}))
+    assert rv_query(k)["resourceVersion"] == "20"
+
+
+@pytest.mark.parametrize("status", [504, 410])
+def test_a_list_the_cache_cannot_answer_in_time_is_read_consistently(status: int) -> None:
+    k = Versioned()
+    k.answers[f"/api/v1/namespaces/{NS}/configmaps/a"] = {"metadata": {"resourceVersion": "17"}}
+    run(k.apply([cm("a", "1")]))
+    k.fail_rv = status
+    assert run(k.list_objects("ConfigMap", NS, {"x": "y"})) == []
+    assert rv_query(k) == {}  # the retry, without a version
+    assert "resourceVersion" in k.queries[-2][2]
+
+
+def test_other_list_errors_are_not_retried() -> None:
+    k = Versioned()
+    k.answers[f"/api/v1/namespaces/{NS}/configmaps/a"] = {"metadata": {"resourceVersion": "17"}}
+    run(k.apply([cm("a", "1")]))
+    k.fail_rv = 403
+    with pytest.raises(KubeError):
+        run(k.list_objects("ConfigMap", NS, {"x": "y"}))
