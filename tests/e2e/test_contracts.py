@@ -130,11 +130,13 @@ def test_a_configmap_contract_is_deployed_through_governance_and_invoked(
     # init minted the supply to the deployer: the proposer, acme's admin key
     acme, globex = admin_public(chain, "acme"), admin_public(chain, "globex")
 
-    def balance(who: str) -> int:
+    def balance(who: str, after: int = 0) -> int:
+        """Through the client Service, which may pick a node a block behind: as of height
+        `after` (the block of a call that changed it) or later."""
         return int(
             chain.cli(
                 *("contract", "query", "token", "balance_of", "--arg", f"key:{who}"),
-                *("--result", "u64", "--endpoint", chain.endpoint),
+                *("--result", "u64", "--endpoint", chain.endpoint, "--min-height", str(after)),
             )
         )
 
@@ -149,4 +151,4 @@ def test_a_configmap_contract_is_deployed_through_governance_and_invoked(
     )
     assert got["ok"] and got["fuel_used"] == 15384, got  # the golden figure
     assert [e["topic"] for e in got["events"]] == ["transfer"], got
-    assert (balance(acme), balance(globex)) == (SUPPLY - 250, 250)
+    assert (balance(acme, got["height"]), balance(globex, got["height"])) == (SUPPLY - 250, 250)

@@ -26,8 +26,6 @@ import pytest
 import yaml
 from consortium_node.cli.context import save_context
 
-from tests.support.wait import wait_for
-
 from .consortium_fixtures import CLIENT_PORT, Chain, condition, ready_now, report
 from .test_consortium_lifecycle import Installed, installed  # noqa: F401  (module fixture)
 
@@ -204,14 +202,11 @@ def test_a_cluster_user_writes_with_the_member_key_of_the_context(gov: Chain) ->
     result = json.loads(out.stdout.splitlines()[-1])
     assert result.get("committed") is True and result.get("receipt_status") == "OK", result
     # the client Service may route the read to a node one block behind the one that confirmed
-    # the write: read until a node that has applied it answers (bounded)
-    got = wait_for(
-        lambda: (
-            (r := cli_as(gov, "acme", "query", "get", "greeting", "--json")).returncode == 0 and r
-        ),
-        30,
-        "the greeting to be readable through the client Service",
+    # the write: read as of the write's height
+    got = cli_as(
+        gov, "acme", "query", "get", "greeting", "--json", "--min-height", str(result["height"])
     )
+    assert got.returncode == 0, f"{got.stdout}{got.stderr}"
     assert json.loads(got.stdout.splitlines()[-1])["value"] == "hello"
 
 
