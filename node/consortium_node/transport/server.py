@@ -272,15 +272,12 @@ class LedgerServicer:
         within = MIN_HEIGHT_WAIT_S
         if remaining is not None:
             within = min(within, max(0.0, remaining - MIN_HEIGHT_MARGIN_S))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self.node.height < min_height:
-            if not await self.node.wait_block(self.node.height, deadline - loop.time()):
-                await context.abort(
-                    grpc.StatusCode.OUT_OF_RANGE,
-                    f"this node is at height {self.node.height}, below the asked minimum "
-                    f"height {min_height}; ask again, or another node",
-                )
+        if not await self.node.wait_block(min_height - 1, within):
+            await context.abort(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"this node is at height {self.node.height}, below the asked minimum "
+                f"height {min_height}; ask again, or another node",
+            )
 
     def _held(self) -> str:
         base = self.node.base_height
