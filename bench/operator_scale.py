@@ -180,14 +180,18 @@ def measure_control_plane(
         steady_requests = _rates(r0, api_requests(k), steady_wall)
 
         c2 = cpu_seconds([op.pid])
+        cp2 = cpu_seconds([p.pid for p in cp.procs])  # etcd + kube-apiserver
         r2 = api_requests(k)
+        d2 = api_requests(k, DURATION_RE)
         t0 = time.monotonic()
         apply_all("consortium/node:bench-b")
         change_apply_s = time.monotonic() - t0  # the last object is changed only by then
         _poll(lambda: all_have("consortium/node:bench-b"), timeout, "spec change reconciled")
         change_s = time.monotonic() - t0
         c3 = cpu_seconds([op.pid])
+        cp3 = cpu_seconds([p.pid for p in cp.procs])
         change_requests = _rates(r2, api_requests(k), 1.0)
+        change_seconds = _rates(d2, api_requests(k, DURATION_RE), 1.0)
         return {
             "how": (
                 f"consortium-operator --standalone (one process) against kube-apiserver + etcd "
@@ -209,11 +213,14 @@ def measure_control_plane(
             # reconciles the last object before it is changed
             "spec_change_kubectl_apply_s": round(change_apply_s, 2),
             "spec_change_cpu_s": round(c3 - c2, 2),
+            "spec_change_control_plane_cpu_s": round(cp3 - cp2, 2),
             "steady_cpu_percent": round(steady_cpu_pct, 1),
             # apiserver requests (all clients: the operator and this harness's polling), by
             # verb and resource: per second in the steady state, in all during the change
             "steady_requests_per_s": steady_requests,
             "spec_change_requests": change_requests,
+            # and the seconds the apiserver spent answering them (request latency summed)
+            "spec_change_request_seconds": change_seconds,
             "rss_mib_idle": round(rss_idle, 1),
             "rss_mib_after_create": round(rss_after_create, 1),
             "rss_mib_steady_max": round(max(samples), 1),
@@ -226,14 +233,17 @@ def measure_control_plane(
 
 
 REQUEST_RE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)
+DURATION_RE = re.compile(r"^apiserver_request_duration_seconds_sum\{([^}]*)\} (\S+)$", re.M)
 
 
-def api_requests(k: Kubectl) -> dict[str, float]:
-    """kube-apiserver's request counters by "VERB resource" (its /metrics)."""
+def api_requests(k: Kubectl, metric: re.Pattern[str] = REQUEST_RE) -> dict[str, float]:
+    """kube-apiserver's request counters (or another of its per-request metrics) by
+    "VERB resource" (its /metrics)."""
     out: dict[str, float] = {}
-    for labels, value in REQUEST_RE.findall(k.run("get", "--raw", "/metrics").stdout):
+    for labels, value in metric.findall(k.run("get", "--raw", "/metrics").stdout):
         kv = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        key = f"{kv.get('verb', '?')} {kv.get('resource', '?')}"
+        sub = f"/{kv['subresource']}" if kv.get("subresource") else ""
+        key = f"{kv.get('verb', '?')} {kv.get('resource', '?')}{sub}"
         out[key] = out.get(key, 0.0) + float(value)
     return out
 

@@ -14,6 +14,13 @@ delay, PermanentError = invalid spec, return = converged or followed by the time
   CONSORTIUM_STATUS_SECONDS (Helm value operator.statusSeconds, default 10) once converged,
   so status stays current and drift is repaired; skipped while a pass holds the lock
 - delete -> `reconcile.delete` (kopf keeps a finalizer on the object until it returns).
+- watch events of the objects the operator creates (WATCHED; the apiserver sends only those
+  labelled managed-by=consortium-operator) -> `reconcile.wake`: the consortium named by the
+  object's instance label gets a pass at its next timer tick. A pass that waits only on them
+  (StatefulSets settling, pods becoming ready, no node answering yet) is not polled at the
+  retry pace but woken (CONSORTIUM_WATCHED_WAIT_SECONDS is the safety net), and a deleted or
+  edited Service, PDB, ConfigMap... is re-applied at the next tick. Handler success lines of
+  `wake` are not logged (`reconcile.quiet_wake`): one per pod update would drown the log.
 
 Settings are read once, when this module is imported at start-up (__main__ imports it after
 checking them): the timer's interval is fixed when kopf registers it."""
@@ -28,7 +35,7 @@ from typing import Any
 import kopf
 
 from . import reconcile as passes
-from .kube import Kube, make_api_client
+from .kube import INSTANCE_LABEL, Kube, make_api_client
 from .model import GROUP, PLURAL, VERSION
 from .settings import Settings
 
@@ -48,6 +55,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    for group, version, plural in passes.WATCHED:  # server-side: only the operator's own
+        settings.watching.label_selectors[group, version, plural] = passes.MANAGED
+    logging.getLogger("kopf.objects").addFilter(passes.quiet_wake)
     # the namespace the operator runs in (the chart sets POD_NAMESPACE): its NetworkPolicy
     # rule keeps the operator's gRPC access to node client ports when those are restricted
     memo["env"] = passes.Env(
@@ -107,3 +117,21 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     out = await passes.delete(memo["env"], passes.Subject.of(body), events)
     if out.requeue is not None:
         raise kopf.TemporaryError(out.message, delay=out.requeue)
+
+
+# every kind of reconcile.WATCHED (test_operator_reconcile checks the two lists agree)
+@kopf.on.event("", "v1", "pods")
+@kopf.on.event("", "v1", "services")
+@kopf.on.event("", "v1", "configmaps")
+@kopf.on.event("apps", "v1", "statefulsets")
+@kopf.on.event("policy", "v1", "poddisruptionbudgets")
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies")
+@kopf.on.event("batch", "v1", "cronjobs")
+async def wake(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    name = (body.metadata.labels or {}).get(INSTANCE_LABEL)
+    namespace = body.metadata.namespace
+    if name and namespace and "env" in memo:
+        deleted = event.get("type") == "DELETED"
+        rv = None if deleted else str(body.metadata.get("resourceVersion", ""))
+        changed = passes.Changed(str(body.get("kind", "")), str(body.metadata.name), rv)
+        passes.wake(memo["env"], namespace, name, changed)

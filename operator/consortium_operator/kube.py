@@ -11,7 +11,8 @@ in-cluster config) with raw JSON paths, run in threads via `asyncio.to_thread`.
   manifest this process applied unchanged less than `reapply_seconds` ago is not sent again
   (the resync period) unless `observe` found it gone or changed by another writer
   (`check_applied`: StatefulSets and ConfigMaps on every pass, the other kinds at most every
-  `check_seconds`, the status interval), or this module deleted it or read it as absent.
+  `check_seconds`, the status interval), or a watch event showed it deleted or changed
+  (`notice`), or this module deleted it or read it as absent.
 - `create`: create-if-absent for things that must never be replaced (genesis, admin key).
 - `add_secret_entries`: add missing keys to a Secret, never overwriting an existing entry
   (optimistic concurrency on resourceVersion: a concurrent writer makes us retry, not clobber).
@@ -346,6 +347,19 @@ class Kube:
         for path, a in list(self._applied.items()):
             if a.kind == kind and a.of(namespace, instance) and now.get(path) != a.rv:
                 del self._applied[path]
+
+    def notice(self, kind: str, namespace: str, name: str, rv: str | None) -> None:
+        """A watch event of an object (handlers.wake): `rv` its resourceVersion now, None if
+        it was deleted. If this process applied it and it is no longer as applied, the next
+        `apply` sends it again — drift repaired at the next pass, without waiting for
+        `check_applied`'s LIST (at most every `check_seconds`). The event of our own apply
+        carries the version its PATCH answered, and changes nothing."""
+        if kind not in _PATHS:
+            return
+        path = _path(kind, namespace, name)
+        a = self._applied.get(path)
+        if a is not None and (rv is None or rv != a.rv):
+            del self._applied[path]
 
     async def create(self, manifest: Manifest) -> bool:
         """Create; False if an object of that name already exists (which is left untouched)."""

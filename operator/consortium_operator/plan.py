@@ -370,6 +370,20 @@ class Step:
     notes: tuple[str, ...] = field(default=())
 
 
+# Waits whose end only the Kubernetes objects the operator watches can bring (handlers.py's
+# watch events): the StatefulSet controller catching up, workloads being created, pods
+# appearing or becoming ready.
+WATCHED_WAITS = frozenset({"StatefulSetPending", "Creating", "PodsNotReady"})
+
+
+def waits_on_watched_objects(step: Step, observed: Observed) -> bool:
+    """The step waits for nothing but watched Kubernetes objects: a WATCHED_WAITS reason and
+    no node answering (so nothing the chain reports — heights, proposals to vote on, params
+    — took part in the plan, and nothing the chain does can change it before a pod does)."""
+    a = step.action
+    return isinstance(a, Wait) and a.reason in WATCHED_WAITS and not observed.nodes
+
+
 # --------------------------------------------------------------------------- planning
 
 

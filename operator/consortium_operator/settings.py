@@ -17,6 +17,11 @@ passed explicitly to render, plan and status — never read from globals elsewhe
                               changed by another writer (another resourceVersion) is applied
                               again on the next pass (kube.check_applied); at 60 s, 100
                               consortia re-applied 12 unchanged objects a second
+  CONSORTIUM_WATCHED_WAIT_SECONDS  a pass that waits only on objects the operator watches
+                              (StatefulSets being created or settling, pods becoming ready,
+                              with no node answering yet) is followed by the next watch event
+                              on that consortium's objects, and by a timer pass after this long
+                              at the latest (default 60; the safety net for a missed event)
   CONSORTIUM_TIMER_PASSES     timer passes (polling at the retry/status pace) running at once
                               (default 4); a spec change's pass never waits for one
   CONSORTIUM_PROPOSAL_TTL     blocks a proposal the operator opens stays open for votes
@@ -42,6 +47,7 @@ class Settings:
     proposal_ttl: int = 3600
     reapply_seconds: float = 600.0
     timer_passes: int = 4
+    watched_wait_seconds: float = 60.0
 
     @property
     def timer_seconds(self) -> float:
@@ -63,6 +69,9 @@ class Settings:
             proposal_ttl=int(env.get("CONSORTIUM_PROPOSAL_TTL", d.proposal_ttl)),
             reapply_seconds=float(env.get("CONSORTIUM_REAPPLY_SECONDS", d.reapply_seconds)),
             timer_passes=int(env.get("CONSORTIUM_TIMER_PASSES", d.timer_passes)),
+            watched_wait_seconds=float(
+                env.get("CONSORTIUM_WATCHED_WAIT_SECONDS", d.watched_wait_seconds)
+            ),
         )
         if s.node_address not in ("pod-ip", "dns"):
             raise ValueError("CONSORTIUM_NODE_ADDRESS must be pod-ip or dns")
@@ -70,6 +79,8 @@ class Settings:
             raise ValueError("CONSORTIUM_PROPOSAL_TTL must be 1..1000000 blocks")
         if not 1 <= s.timer_passes <= 1000:
             raise ValueError("CONSORTIUM_TIMER_PASSES must be 1..1000")
+        if not 1 <= s.watched_wait_seconds <= 3600:
+            raise ValueError("CONSORTIUM_WATCHED_WAIT_SECONDS must be 1..3600")
         if not 0 <= s.reapply_seconds <= 86_400:
             raise ValueError("CONSORTIUM_REAPPLY_SECONDS must be 0..86400")
         return s

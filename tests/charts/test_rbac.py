@@ -11,7 +11,8 @@ The required permissions are derived from the operator's code, not kept by hand:
   template that kube._PATHS can address): "patch", plus "create" since applying an absent
   object creates it;
 - Kopf's own needs (FRAMEWORK below): watching consortia, patching their finalizer and
-  annotations, posting events, and peering when there is more than one replica.
+  annotations, posting events, and peering when there is more than one replica;
+- the kinds reconcile.WATCHED names (Kopf lists and watches each for handlers.wake).
 A call the derivation cannot attribute to a kind fails the test, so the table cannot drift."""
 
 from __future__ import annotations
@@ -159,8 +160,14 @@ def required_permissions() -> Perms:  # noqa: C901 -- one walk over every API ca
     return dict(perms)
 
 
+def watched_permissions() -> Perms:
+    from consortium_operator import reconcile
+
+    return {(group, plural): {"list", "watch"} for group, _, plural in reconcile.WATCHED}
+
+
 def operator_permissions() -> Perms:
-    perms = _merge(required_permissions(), FRAMEWORK, PENDING)
+    perms = _merge(required_permissions(), FRAMEWORK, PENDING, watched_permissions())
     handlers = (PACKAGE / "handlers.py").read_text()
     if re.search(r"kopf\.(info|warn|event|exception)\(", handlers):
         perms = _merge(perms, EVENTS)
@@ -219,6 +226,19 @@ def test_derivation_sees_the_operators_calls() -> None:
     assert {"list", "delete"} <= req[("", "persistentvolumeclaims")]
     assert req[("consortium.dev", "consortia/status")] == {"patch"}
     assert {"create", "patch", "delete"} <= req[("apps", "statefulsets")]
+
+
+def test_every_kind_the_operator_creates_is_watched() -> None:
+    """A rendered kind missing from reconcile.WATCHED would be polled for drift only, and a
+    pass waiting on it would never be woken. Secrets alone are left out, on purpose (no
+    wait ends with one; reconcile.WATCHED says why)."""
+    from consortium_operator import reconcile
+
+    paths = _paths()
+    watched = {(group, plural) for group, _, plural in reconcile.WATCHED}
+    rendered = {paths[k] for k in _rendered_kinds() & set(paths)} - {paths["Secret"]}
+    assert rendered | {paths["Pod"]} <= watched, sorted(rendered | {paths["Pod"]} - watched)
+    assert paths["Secret"] not in watched
 
 
 def test_scanning_grant_default_follows_the_operator() -> None:

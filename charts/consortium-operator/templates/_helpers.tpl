@@ -69,24 +69,25 @@ API server authorises as "create" as well as "patch".
   resources: [consortia/status]
   verbs: [patch]
 # genesis/config ConfigMaps: observe (list by the consortium's labels, get), genesis
-# create-if-absent, server-side apply, delete
+# create-if-absent, server-side apply, delete; watched (the operator's own, by label: drift)
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # key Secrets: observe (one list by the consortium's labels; get for one it lacks), read,
 # create-if-absent, add entries (merge patch), delete. `get` already reaches every Secret
-# of the namespace by name, so `list` widens nothing
+# of the namespace by name, so `list` widens nothing. Not watched: no wait ends with a
+# Secret, every pass lists them anyway, and their events carry key material
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, create, patch, delete]
-# peer and client Services: server-side apply, listed by label (drift), delete
+# peer and client Services: server-side apply, listed and watched by label (drift), delete
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, create, patch, delete]
-# node pods: observed by label selector
+  verbs: [list, watch, create, patch, delete]
+# node pods: observed by label selector, watched (a pass waiting for them is woken)
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 # ledger volumes: listed and deleted on deletionPolicy Delete
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
@@ -95,21 +96,23 @@ API server authorises as "create" as well as "patch".
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# one StatefulSet per organisation: observe, list stale ones on deletion, apply, delete
+# one StatefulSet per organisation: observe, list stale ones on deletion, apply, delete;
+# watched (a pass waiting for the StatefulSet controller is woken)
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, create, patch, delete]
-# the quorum PodDisruptionBudget: server-side apply, listed by label (drift), delete
+  verbs: [get, list, watch, create, patch, delete]
+# the quorum PodDisruptionBudget: server-side apply, listed and watched by label (drift), delete
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [list, create, patch, delete]
-# the consortium's NetworkPolicy (issue 7): server-side apply, listed by label (drift), delete
+  verbs: [list, watch, create, patch, delete]
+# the consortium's NetworkPolicy (issue 7): server-side apply, listed and watched by label
+# (drift), delete
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [list, create, patch, delete]
-# the scheduled backup (spec.backup): applied, listed by label (drift), and deleted when
-# spec.backup is removed
+  verbs: [list, watch, create, patch, delete]
+# the scheduled backup (spec.backup): applied, listed and watched by label (drift), and
+# deleted when spec.backup is removed
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [list, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 {{- end }}

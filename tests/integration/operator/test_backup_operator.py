@@ -110,6 +110,8 @@ BACKUP_LABELS = {
     "app.kubernetes.io/name": "consortium-backup",
     "app.kubernetes.io/instance": "bk",
     "app.kubernetes.io/component": "backup",
+    # as the Job template labels its pods: the operator watches only what it manages
+    "app.kubernetes.io/managed-by": "consortium-operator",
 }
 
 
@@ -238,6 +240,7 @@ def test_a_refused_restore_holds_the_organisation_and_a_new_source_releases_it(
         "app.kubernetes.io/name": "consortium-node",
         "app.kubernetes.io/instance": "rs",
         "consortium.dev/organization": "acme",
+        "app.kubernetes.io/managed-by": "consortium-operator",  # as the StatefulSet labels it
     }
     _pod(kubectl, ns, "rs-acme-0", labels, "node")
     why = "restore refused: /data holds newer data (height 90) than the backup (height 41)"

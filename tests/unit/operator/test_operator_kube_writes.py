@@ -202,6 +202,33 @@ def test_an_applied_object_deleted_or_changed_by_someone_else_is_applied_on_the_
     assert patches(other) == 1
 
 
+def test_a_watch_event_of_an_object_deleted_or_changed_makes_the_next_apply_send_it() -> None:
+    """Kube.notice (handlers.wake): a deletion, or another resourceVersion than our apply's
+    answer, forgets the object at once — no LIST needed, whatever check_seconds says; the
+    event of our own apply (its version) changes nothing, nor does an unknown object."""
+
+    class Answering(Recording):
+        def _request(self, method: str, path: str, **kw: Any) -> Any:
+            super()._request(method, path, **kw)
+            return {"metadata": {"resourceVersion": "5"}} if method == "PATCH" else None
+
+    k = Answering()
+    run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
+    k.notice("Service", NS, "c-client", "5")  # our own apply's event
+    k.notice("Service", NS, "c-other", None)  # never applied here
+    k.notice("Lease", NS, "c-client", None)  # a kind this module does not write
+    run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
+    assert patches(k) == 3
+    k.notice("Service", NS, "c-client", None)  # kubectl delete service c-client
+    k.notice("ConfigMap", NS, "a", "6")  # kubectl edit configmap a
+    run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
+    assert patches(k) == 5
+    assert [p for m, p in k.sent[-2:]] == [
+        f"/api/v1/namespaces/{NS}/services/c-client",
+        f"/api/v1/namespaces/{NS}/configmaps/a",
+    ]
+
+
 class StatusKube(Recording):
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.sent.append(("PATCH", f"status of {name}"))
