@@ -123,6 +123,7 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods")
 @kopf.on.event("", "v1", "services")
 @kopf.on.event("", "v1", "configmaps")
+@kopf.on.event("", "v1", "secrets")
 @kopf.on.event("apps", "v1", "statefulsets")
 @kopf.on.event("policy", "v1", "poddisruptionbudgets")
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies")

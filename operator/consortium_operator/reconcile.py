@@ -239,16 +239,16 @@ async def _timed(env: Env, subject: Subject, events: Events) -> Outcome:
     return out
 
 
-# (group, version, plural) of every kind the operator creates in a consortium's namespace
-# but Secrets, and pods: handlers.wake is told of their watch events (tests/charts/
-# test_rbac.py grants list + watch on each); the apiserver sends only those labelled MANAGED.
-# Secrets are not watched: no wait ends with one, every pass reads them all anyway, and
-# their events carry key and TLS material, 12+ per consortium (bench operator, 100
-# consortia: peak RSS 166 MiB in one run with them, 138-157 in three without)
+# (group, version, plural) of every kind the operator creates in a consortium's namespace,
+# and pods: handlers.wake is told of their watch events (tests/charts/test_rbac.py grants
+# list + watch on each); the apiserver sends only those labelled MANAGED. Secrets too: a
+# lost CA or key Secret must be noticed at once (their events cost memory: bench operator
+# peak RSS 166 MiB in one run with them, 138-157 in three without)
 WATCHED = (
     ("", "v1", "pods"),
     ("", "v1", "services"),
     ("", "v1", "configmaps"),
+    ("", "v1", "secrets"),
     ("apps", "v1", "statefulsets"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("networking.k8s.io", "v1", "networkpolicies"),

@@ -230,15 +230,13 @@ def test_derivation_sees_the_operators_calls() -> None:
 
 def test_every_kind_the_operator_creates_is_watched() -> None:
     """A rendered kind missing from reconcile.WATCHED would be polled for drift only, and a
-    pass waiting on it would never be woken. Secrets alone are left out, on purpose (no
-    wait ends with one; reconcile.WATCHED says why)."""
+    pass waiting on it would never be woken."""
     from consortium_operator import reconcile
 
     paths = _paths()
     watched = {(group, plural) for group, _, plural in reconcile.WATCHED}
-    rendered = {paths[k] for k in _rendered_kinds() & set(paths)} - {paths["Secret"]}
+    rendered = {paths[k] for k in _rendered_kinds() & set(paths)}
     assert rendered | {paths["Pod"]} <= watched, sorted(rendered | {paths["Pod"]} - watched)
-    assert paths["Secret"] not in watched
 
 
 def test_scanning_grant_default_follows_the_operator() -> None:

@@ -75,11 +75,10 @@ API server authorises as "create" as well as "patch".
   verbs: [get, list, watch, create, patch, delete]
 # key Secrets: observe (one list by the consortium's labels; get for one it lacks), read,
 # create-if-absent, add entries (merge patch), delete. `get` already reaches every Secret
-# of the namespace by name, so `list` widens nothing. Not watched: no wait ends with a
-# Secret, every pass lists them anyway, and their events carry key material
+# of the namespace by name, so `list` and `watch` widen nothing
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # peer and client Services: server-side apply, listed and watched by label (drift), delete
 - apiGroups: [""]
   resources: [services]
