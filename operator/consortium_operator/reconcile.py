@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import backups, certplan, federation, genesis, nodes, pki, plan, status
 from . import replace as replace_plan
-from .kube import Conflict, Kube, KubeError
+from .kube import FIELD_MANAGER, Conflict, Kube, KubeError
 from .model import (
     MEMBER_ANNOTATION,
     PENDING_ANNOTATION,
@@ -254,7 +254,7 @@ WATCHED = (
     ("networking.k8s.io", "v1", "networkpolicies"),
     ("batch", "v1", "cronjobs"),
 )
-MANAGED = "app.kubernetes.io/managed-by=consortium-operator"
+MANAGED = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"  # model.Names.labels
 
 
 @dataclass(frozen=True)
