@@ -238,10 +238,13 @@ DURATION_RE = re.compile(r"^apiserver_request_duration_seconds_sum\{([^}]*)\} (\
 
 def api_requests(k: Kubectl, metric: re.Pattern[str] = REQUEST_RE) -> dict[str, float]:
     """kube-apiserver's request counters (or another of its per-request metrics) by
-    "VERB resource" (its /metrics)."""
+    "VERB resource" (its /metrics). WATCH requests are left out: a watch lasts minutes, so
+    its duration is no request's cost, and one ending in the window would dwarf the rest."""
     out: dict[str, float] = {}
     for labels, value in metric.findall(k.run("get", "--raw", "/metrics").stdout):
         kv = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if kv.get("verb") == "WATCH":
+            continue
         sub = f"/{kv['subresource']}" if kv.get("subresource") else ""
         key = f"{kv.get('verb', '?')} {kv.get('resource', '?')}{sub}"
         out[key] = out.get(key, 0.0) + float(value)

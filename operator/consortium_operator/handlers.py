@@ -1,6 +1,6 @@
-"""Kopf handlers for `consortia.consortium.dev`: the decorators only. Each hands the object to
-one pass of consortium_operator.reconcile (parse -> observe -> plan -> apply -> act -> write
-status) and turns its `Outcome` into kopf's signals (TemporaryError = requeue after a short
+"""Kopf handlers for `consortia.consortium.dev`: the decorators and kopf's settings only.
+Each hands the object to one pass of consortium_operator.reconcile (parse -> observe -> plan
+-> apply -> act -> write status) and turns its `Outcome` into kopf's signals (TemporaryError = requeue after a short
 delay, PermanentError = invalid spec, return = converged or followed by the timer).
 
 - create / update / resume -> `reconcile.reconcile` (level-triggered: a restarted operator
@@ -22,6 +22,9 @@ delay, PermanentError = invalid spec, return = converged or followed by the time
   edited Service, PDB, ConfigMap... is re-applied at the next tick. Handler success lines of
   `wake` are not logged (`reconcile.quiet_wake`): one per pod update would drown the log.
 
+- delete events of consortia -> `gone`: their diff base (MemoryDiffBase, kopf's record of the
+  spec last handled, kept in this process) is dropped.
+
 Settings are read once, when this module is imported at start-up (__main__ imports it after
 checking them): the timer's interval is fixed when kopf registers it."""
 
@@ -35,6 +38,7 @@ from typing import Any
 import kopf
 
 from . import reconcile as passes
+from .diffbase import MemoryDiffBase
 from .kube import INSTANCE_LABEL, Kube, make_api_client
 from .model import GROUP, PLURAL, VERSION
 from .settings import Settings
@@ -43,13 +47,15 @@ log = logging.getLogger("consortium_operator")
 SETTINGS = Settings.from_env()
 
 
+DIFFBASE = MemoryDiffBase()
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # progress and diff-base in annotations: the status schema is ours alone
+    # handling progress in annotations (the status schema is ours alone), the diff base in
+    # this process (MemoryDiffBase)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DIFFBASE
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
@@ -65,7 +71,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         Kube(
             await asyncio.to_thread(make_api_client),
             reapply_seconds=SETTINGS.reapply_seconds,
-            check_seconds=SETTINGS.status_seconds,
         ),
         os.environ.get("POD_NAMESPACE") or None,
     )
@@ -117,6 +122,11 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     out = await passes.delete(memo["env"], passes.Subject.of(body), events)
     if out.requeue is not None:
         raise kopf.TemporaryError(out.message, delay=out.requeue)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=lambda event, **_: event.get("type") == "DELETED")
+async def gone(body: kopf.Body, **_: Any) -> None:
+    DIFFBASE.forget(str(body.metadata.uid))
 
 
 # every kind of reconcile.WATCHED (test_operator_reconcile checks the two lists agree)

@@ -279,9 +279,13 @@ def wake(env: Env, namespace: str, name: str, changed: Changed | None = None) ->
     of an applied object is repaired at the next tick (`changed`, the object the event is
     about: one this process applied and no longer as applied is applied again, Kube.notice).
     Unknown names (no pass ran for them yet: their change handler's first pass is still to
-    come) are ignored."""
-    if changed is not None:
-        env.kube.notice(changed.kind, namespace, changed.name, changed.rv)
+    come) are ignored, and so is the event of this process's own apply (Kube.notice: the
+    object at the version that apply answered): 100 consortia's spec change made 53 such
+    passes, a third of the change's LISTs (bench operator)."""
+    if changed is not None and not env.kube.notice(
+        changed.kind, namespace, changed.name, changed.rv
+    ):
+        return
     uid = env.uids.get((namespace, name))
     if uid is None:
         return

@@ -13,10 +13,11 @@ passed explicitly to render, plan and status — never read from globals elsewhe
   CONSORTIUM_RPC_TIMEOUT      seconds per gRPC call to a node (default 3)
   CONSORTIUM_REAPPLY_SECONDS  resync period: an unchanged object the operator applied is
                               applied again after this long (default 600). A safety net only:
-                              every pass LISTs each kind it applied, and an object deleted or
-                              changed by another writer (another resourceVersion) is applied
-                              again on the next pass (kube.check_applied); at 60 s, 100
-                              consortia re-applied 12 unchanged objects a second
+                              an object a watch event shows deleted or changed by another
+                              writer (another resourceVersion) is applied again on the next
+                              pass (kube.notice; StatefulSets and ConfigMaps also by what
+                              each pass reads, kube.check_applied); at 60 s, 100 consortia
+                              re-applied 12 unchanged objects a second
   CONSORTIUM_WATCHED_WAIT_SECONDS  a pass that waits only on objects the operator watches
                               (StatefulSets being created or settling, pods becoming ready,
                               with no node answering yet) is followed by the next watch event

@@ -51,13 +51,11 @@ class Recording(Kube):
         return {}
 
 
-def cm(name: str, value: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS},
-        "data": {"k": value},
-    }
+def cm(name: str, value: str, instance: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if instance is not None:
+        meta["labels"] = {"app.kubernetes.io/instance": instance}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": value}}
 
 
 def patches(k: Recording) -> int:
@@ -177,35 +175,41 @@ def svc(name: str, instance: str = "c") -> dict[str, Any]:
 
 
 def test_an_applied_object_deleted_or_changed_by_someone_else_is_applied_on_the_next_pass() -> None:
-    """observe LISTs each kind this process applied for the consortium: an object the LIST
-    lacks, or holds at another resourceVersion, is sent again by the next apply."""
-    k = Recording()
-    spath = f"/api/v1/namespaces/{NS}/services"
-    k.objects[f"{spath}/c-client"] = {"metadata": {"name": "c-client", "resourceVersion": ""}}
-    run(k.apply([svc("c-client"), svc("c-peers")]))  # the recording answers rv ""
-    k.objects[f"{spath}/c-peers"] = {"metadata": {"name": "c-peers", "resourceVersion": ""}}
+    """observe reads the consortium's StatefulSets and ConfigMaps for planning: one the read
+    lacks, or holds at another resourceVersion, is sent again by the next apply. The other
+    kinds it applies are not read at all (their drift comes from watch events, `notice`)."""
     names = Names("c")
+    c = names.config_configmap
+    k = Recording()
+    path = f"/api/v1/namespaces/{NS}/configmaps/{c}"
+    mine = [cm(c, "1", "c"), svc("c-client")]
+    run(k.apply(mine))  # the recording answers rv ""
+    k.objects[path] = {"metadata": {"name": c, "resourceVersion": ""}}
     k.sent.clear()
     run(k.observe(NS, names, ("a",)))
-    assert ("GET", spath) in k.sent  # the Services were listed: this process applied some
-    run(k.apply([svc("c-client"), svc("c-peers")]))
+    assert not [p for _, p in k.sent if "/services" in p]  # not needed for planning: not read
+    run(k.apply(mine))
     assert patches(k) == 0  # both there as applied
-    del k.objects[f"{spath}/c-client"]  # kubectl delete service c-client
-    k.objects[f"{spath}/c-peers"]["metadata"]["resourceVersion"] = "77"  # kubectl edit
+    del k.objects[path]  # kubectl delete configmap
     run(k.observe(NS, names, ("a",)))
-    run(k.apply([svc("c-client"), svc("c-peers")]))
+    run(k.apply(mine))
+    assert [p for m, p in k.sent if m == "PATCH"] == [path]
+    k.objects[path] = {"metadata": {"name": c, "resourceVersion": "77"}}  # kubectl edit
+    run(k.observe(NS, names, ("a",)))
+    run(k.apply(mine))
     assert patches(k) == 2
     other = Recording()  # another consortium's objects are not this one's business
-    run(other.apply([svc("d-client", "d")]))
+    run(other.apply([cm("d-config", "1", "d")]))
     run(other.observe(NS, names, ("a",)))
-    run(other.apply([svc("d-client", "d")]))
+    run(other.apply([cm("d-config", "1", "d")]))
     assert patches(other) == 1
 
 
 def test_a_watch_event_of_an_object_deleted_or_changed_makes_the_next_apply_send_it() -> None:
     """Kube.notice (handlers.wake): a deletion, or another resourceVersion than our apply's
     answer, forgets the object at once — no LIST needed, whatever check_seconds says; the
-    event of our own apply (its version) changes nothing, nor does an unknown object."""
+    event of our own apply (its version) changes nothing and is no news (no pass woken),
+    nor does an unknown object change anything."""
 
     class Answering(Recording):
         def _request(self, method: str, path: str, **kw: Any) -> Any:
@@ -214,13 +218,14 @@ def test_a_watch_event_of_an_object_deleted_or_changed_makes_the_next_apply_send
 
     k = Answering()
     run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
-    k.notice("Service", NS, "c-client", "5")  # our own apply's event
-    k.notice("Service", NS, "c-other", None)  # never applied here
-    k.notice("Lease", NS, "c-client", None)  # a kind this module does not write
+    assert not k.notice("Service", NS, "c-client", "5")  # our own apply's event: no news
+    assert k.notice("Service", NS, "c-other", None)  # never applied here
+    assert k.notice("Lease", NS, "c-client", None)  # a kind this module does not write
+    assert k.notice("Pod", NS, "c-a-0", "5")  # what others write is news
     run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
     assert patches(k) == 3
-    k.notice("Service", NS, "c-client", None)  # kubectl delete service c-client
-    k.notice("ConfigMap", NS, "a", "6")  # kubectl edit configmap a
+    assert k.notice("Service", NS, "c-client", None)  # kubectl delete service c-client
+    assert k.notice("ConfigMap", NS, "a", "6")  # kubectl edit configmap a
     run(k.apply([svc("c-client"), svc("c-peers"), cm("a", "1")]))
     assert patches(k) == 5
     assert [p for m, p in k.sent[-2:]] == [
@@ -345,33 +350,6 @@ def test_a_legacy_chain_reads_its_admin_secret_by_name_when_the_list_lacks_it() 
         f"/api/v1/namespaces/{NS}/secrets",
         f"/api/v1/namespaces/{NS}/secrets/{names.admin_secret}",
     ], k.sent
-
-
-def test_the_other_applied_kinds_are_listed_at_most_every_check_seconds() -> None:
-    """Services, PDBs, NetworkPolicies, CronJobs are not needed for planning: observe lists
-    them for drift at most every check_seconds (the status interval; 3 of a pass's 8 LISTs),
-    and a deletion found then is re-applied by the next apply."""
-    k = Recording()
-    k.check_seconds = 10.0
-    spath = f"/api/v1/namespaces/{NS}/services"
-    run(k.apply([svc("c-client")]))
-    k.objects[f"{spath}/c-client"] = {"metadata": {"name": "c-client", "resourceVersion": ""}}
-    names = Names("c")
-
-    def lists() -> int:
-        return sum(1 for m, p in k.sent if (m, p) == ("GET", spath))
-
-    run(k.observe(NS, names, ("a",)))
-    assert lists() == 1
-    del k.objects[f"{spath}/c-client"]  # kubectl delete service c-client
-    k.now = 9.9
-    run(k.observe(NS, names, ("a",)))
-    assert lists() == 1  # not listed again yet: the deletion is not seen
-    k.now = 10.0
-    run(k.observe(NS, names, ("a",)))
-    assert lists() == 2
-    run(k.apply([svc("c-client")]))
-    assert patches(k) == 2  # re-created
 
 
 class Versioned(Kube):
