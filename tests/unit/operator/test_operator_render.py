@@ -22,29 +22,28 @@ pytestmark = pytest.mark.unit
 GOLDEN = Path(__file__).parent / "golden"
 N = Names("demo")
 OWNER = Owner("demo", "chains", "0b5c2b8e-0000-4000-8000-000000000001")
-SPEC = ConsortiumSpec.parse(
-    {
-        "chainId": "demo-chain",
-        "organizations": [
-            {
-                "name": "acme",
-                "validators": 2,
-                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
-                "storage": {"size": "2Gi", "className": "fast"},
-                "nodeSelector": {"disk": "ssd"},
-                "tolerations": [
-                    {
-                        "key": "dedicated",
-                        "operator": "Equal",
-                        "value": "chain",
-                        "effect": "NoSchedule",
-                    }
-                ],
-            },
-            {"name": "globex", "validators": 2},
-        ],
-    }
-)
+SPEC_JSON: dict[str, Any] = {
+    "chainId": "demo-chain",
+    "organizations": [
+        {
+            "name": "acme",
+            "validators": 2,
+            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
+            "storage": {"size": "2Gi", "className": "fast"},
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [
+                {
+                    "key": "dedicated",
+                    "operator": "Equal",
+                    "value": "chain",
+                    "effect": "NoSchedule",
+                }
+            ],
+        },
+        {"name": "globex", "validators": 2},
+    ],
+}
+SPEC = ConsortiumSpec.parse(SPEC_JSON)
 KEYS = {N.pod(o, i): bytes([ord(o[0]), i]) * 16 for o in ("acme", "globex") for i in range(3)}
 TARGETS = {"acme": OrgTarget(2, 0), "globex": OrgTarget(2, 2)}
 
@@ -262,3 +261,50 @@ def test_settings_are_an_input_not_a_global() -> None:
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "mirror/node:1"
     cm = by_kind(ms, "ConfigMap")[0]
     assert "svc.corp.local:7051" in cm["data"]["acme.yaml"]
+
+
+def test_a_render_of_the_same_inputs_parses_no_yaml_and_gives_equal_fresh_manifests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """render._Memo: the second render of equal inputs loads and dumps no YAML and gives
+    manifests equal to the first (which the golden test pins), as fresh objects; another
+    image re-renders only the StatefulSets; a Secret is never memoised."""
+    monkeypatch.setattr(render, "_MEMO", render._Memo())
+    first = manifests()
+    calls: list[str] = []
+    load_all, safe_dump = yaml.load_all, yaml.safe_dump
+
+    def counting_load(text: str, **kw: Any) -> Any:
+        calls.append("load")
+        return load_all(text, **kw)
+
+    def counting_dump(doc: Any, **kw: Any) -> Any:
+        calls.append("dump")
+        return safe_dump(doc, **kw)
+
+    monkeypatch.setattr(yaml, "load_all", counting_load)
+    monkeypatch.setattr(yaml, "safe_dump", counting_dump)
+    second = manifests()
+    assert second == first and calls == []
+    second[0]["metadata"]["name"] = "changed by a caller"
+    assert manifests() == first  # what a caller does to its copy is not memoised
+    r = Renderer(Settings(), N, OWNER)
+    moved = r.workloads(
+        ConsortiumSpec.parse({**SPEC_JSON, "image": "x/node:2"}), TARGETS, KEYS, "ab" * 32
+    )
+    assert calls == ["load"] * len(by_kind(moved, "StatefulSet"))
+    calls.clear()
+    r.keys_secret("acme", {"demo-acme-0": "k0"})
+    r.keys_secret("acme", {"demo-acme-0": "k0"})
+    assert calls == ["load", "load"]
+
+
+def test_the_render_memo_keeps_at_most_its_entries_and_skips_what_is_not_json() -> None:
+    memo = render._Memo(entries=2)
+    keys = [memo.key("t", {"n": i}) for i in range(3)]
+    for k in keys:
+        memo.put(k, "x")
+    assert memo.get(keys[0]) is None and memo.get(keys[2]) == "x"
+    assert memo.key("t", {"n": object()}) is None  # not JSON: never memoised
+    memo.put(memo.key("t", {}), "y" * (render._Memo.MAX_TEXT + 1))
+    assert memo.get(memo.key("t", {})) is None
