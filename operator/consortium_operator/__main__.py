@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         standalone=args.standalone or None,
         peering_name=args.peering,
         liveness_endpoint=args.liveness,
+        # handlers.startup watches the operator's own objects in these (none: all)
+        memo=kopf.Memo(namespaces=tuple(args.namespace)),
     )
 
 

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import backups, certplan, federation, genesis, nodes, pki, plan, status
 from . import replace as replace_plan
-from .kube import FIELD_MANAGER, Conflict, Kube, KubeError
+from .kube import FIELD_MANAGER, INSTANCE_LABEL, Conflict, Kube, KubeError, MetaEvent
 from .model import (
     MEMBER_ANNOTATION,
     PENDING_ANNOTATION,
@@ -240,10 +240,9 @@ async def _timed(env: Env, subject: Subject, events: Events) -> Outcome:
 
 
 # (group, version, plural) of every kind the operator creates in a consortium's namespace,
-# and pods: handlers.wake is told of their watch events (tests/charts/test_rbac.py grants
-# list + watch on each); the apiserver sends only those labelled MANAGED. Secrets too: a
-# lost CA or key Secret must be noticed at once (their events cost memory: bench operator
-# peak RSS 166 MiB in one run with them, 138-157 in three without)
+# and pods: a metadata watch of each (kube.MetadataWatch -> watch_events -> wake;
+# tests/charts/test_rbac.py grants list + watch on each); the apiserver sends only those
+# labelled MANAGED. Secrets too: a lost CA or key Secret must be noticed at once
 WATCHED = (
     ("", "v1", "pods"),
     ("", "v1", "services"),
@@ -266,10 +265,18 @@ class Changed:
     rv: str | None
 
 
-def quiet_wake(record: logging.LogRecord) -> bool:
-    """A filter of kopf's object logger: drops its per-event "Handler 'wake' succeeded."
-    lines (failures still log)."""
-    return not (record.levelno <= logging.INFO and str(record.msg).startswith("Handler 'wake"))
+def watch_events(env: Env, loop: asyncio.AbstractEventLoop) -> Callable[[MetaEvent], None]:
+    """The callback of the operator's metadata watches (kube.MetadataWatch, one thread per
+    kind; handlers.startup starts them): each event of an object labelled with a consortium
+    instance is handed to `wake` in the operator's event loop."""
+
+    def on_event(ev: MetaEvent) -> None:
+        name = ev.labels.get(INSTANCE_LABEL)
+        if name and ev.namespace:
+            changed = Changed(ev.kind, ev.name, ev.rv)
+            loop.call_soon_threadsafe(wake, env, ev.namespace, name, changed)
+
+    return on_event
 
 
 def wake(env: Env, namespace: str, name: str, changed: Changed | None = None) -> None:

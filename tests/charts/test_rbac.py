@@ -12,7 +12,7 @@ The required permissions are derived from the operator's code, not kept by hand:
   object creates it;
 - Kopf's own needs (FRAMEWORK below): watching consortia, patching their finalizer and
   annotations, posting events, and peering when there is more than one replica;
-- the kinds reconcile.WATCHED names (Kopf lists and watches each for handlers.wake).
+- the kinds reconcile.WATCHED names (kube.MetadataWatch lists and watches each).
 A call the derivation cannot attribute to a kind fails the test, so the table cannot drift."""
 
 from __future__ import annotations

@@ -205,8 +205,43 @@ def test_an_applied_object_deleted_or_changed_by_someone_else_is_applied_on_the_
     assert patches(other) == 1
 
 
+def test_a_watch_event_during_our_apply_is_judged_by_that_apply() -> None:
+    """The watch may deliver an object's event before the PATCH's answer: Kube.notice holds
+    it (no news) and `apply` judges it by arrival order — older versions than ours, or our
+    own, leave the object as applied; a version after ours (another writer) makes the next
+    apply send it again."""
+
+    class Racing(Recording):
+        def __init__(self, during: list[str | None]) -> None:
+            super().__init__()
+            self.during = during
+            self.said: list[bool] = []
+
+        def _request(self, method: str, path: str, **kw: Any) -> Any:
+            super()._request(method, path, **kw)
+            if method != "PATCH":
+                return None
+            self.said += [self.notice("Service", NS, "c-client", rv) for rv in self.during]
+            return {"metadata": {"resourceVersion": "5"}}
+
+    cases: list[tuple[list[str | None], int]] = [
+        (["5"], 0),
+        (["4", "5"], 0),
+        (["4"], 0),
+        (["5", "9"], 1),
+        (["5", None], 1),
+    ]
+    for during, again in cases:
+        k = Racing(during)
+        run(k.apply([svc("c-client")]))
+        assert k.said == [False] * len(during)  # held: never news while in flight
+        k.during = []
+        run(k.apply([svc("c-client")]))
+        assert patches(k) == 1 + again, during
+
+
 def test_a_watch_event_of_an_object_deleted_or_changed_makes_the_next_apply_send_it() -> None:
-    """Kube.notice (handlers.wake): a deletion, or another resourceVersion than our apply's
+    """Kube.notice (reconcile.wake): a deletion, or another resourceVersion than our apply's
     answer, forgets the object at once — no LIST needed, whatever check_seconds says; the
     event of our own apply (its version) changes nothing and is no news (no pass woken),
     nor does an unknown object change anything."""

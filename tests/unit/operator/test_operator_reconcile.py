@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from consortium_operator import nodes, plan, reconcile
-from consortium_operator.kube import Kube, Observation
+from consortium_operator.kube import Kube, MetaEvent, Observation
 from consortium_operator.model import (
     PENDING_ANNOTATION,
     ConsortiumSpec,
@@ -483,24 +483,22 @@ def test_a_wait_with_a_node_answering_keeps_the_retry_pace(chain: Chain) -> None
     assert chain.committed == []
 
 
-def test_the_wake_handler_listens_to_every_watched_kind() -> None:
-    """handlers.wake's kopf.on.event decorators name exactly reconcile.WATCHED."""
-    tree = ast.parse((PACKAGE / "handlers.py").read_text())
-    (fn,) = [n for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "wake"]
-    kinds = [
-        tuple(ast.literal_eval(a) for a in d.args)
-        for d in fn.decorator_list
-        if isinstance(d, ast.Call) and ast.unparse(d.func) == "kopf.on.event"
-    ]
-    assert sorted(kinds) == sorted(reconcile.WATCHED)
+def test_a_metadata_watch_event_wakes_its_consortium_in_the_operators_loop() -> None:
+    """reconcile.watch_events (the callback of kube.MetadataWatch's threads): an event of an
+    object labelled with a consortium instance reaches `wake` through the event loop (Kube
+    told of the change); an object without the label wakes nothing."""
+    kube = MemoryKube(world())
+    now = [100.0]
+    env = reconcile.Env(Settings(), kube, clock=lambda: NOW, monotonic=lambda: now[0])
+    env.uids[("ns", "c")] = "uid-1"
 
+    async def run() -> None:
+        on_event = reconcile.watch_events(env, asyncio.get_running_loop())
+        labels = {"app.kubernetes.io/instance": "c"}
+        await asyncio.to_thread(on_event, MetaEvent("Service", "ns", "c-client", labels, None))
+        # the thread hands `wake` to the loop before its own result: both ran by now
+        await asyncio.to_thread(on_event, MetaEvent("Service", "ns", "x", {}, "3"))
 
-def test_kopfs_wake_success_lines_are_dropped_and_its_failures_kept() -> None:
-    import logging
-
-    def rec(level: int, msg: str) -> logging.LogRecord:
-        return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
-
-    assert not reconcile.quiet_wake(rec(logging.INFO, "Handler 'wake' succeeded."))
-    assert reconcile.quiet_wake(rec(logging.ERROR, "Handler 'wake' failed with an exception"))
-    assert reconcile.quiet_wake(rec(logging.INFO, "Handler 'reconcile' succeeded."))
+    asyncio.run(run())
+    assert kube.noticed == [("Service", "ns", "c-client", None)]
+    assert env.due["uid-1"] == 100.0 and env.wakes["uid-1"] == 1
