@@ -173,10 +173,13 @@ def _print_scale(con: Console, scale: Any) -> None:
             f"{q['tx_per_s']:,.0f}",
             str(q.get("tx_per_s_vs_first_n")),
             f"{q.get('p50_ms') or 0:.1f}",
-            f"{q.get('light_p50_ms') or 0:.1f}",
+            "-" if q.get("light_p50_ms") is None else f"{q['light_p50_ms']:.1f}",
             str(q.get("cpu_s_per_1000_tx")),
         )
     con.print(s)
+    for q in scale["points"]:
+        if q.get("note"):
+            con.print(f"  bft{q['validators']}, {q['size']} B: {q['note']}")
 
 
 def _print_backup(con: Console, bk: Mapping[str, Any]) -> None:

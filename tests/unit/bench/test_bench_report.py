@@ -193,6 +193,18 @@ def test_table_of_failed_sections() -> None:
     assert "error: TimeoutError: x" in text and "skipped: why" in text
 
 
+def test_a_scale_point_whose_light_load_failed_keeps_its_row_and_shows_why() -> None:
+    doc = _doc()
+    doc["results"]["scale"]["points"][0].update(
+        light_p50_ms=None, note="light load: tx 4c7a not committed within 30s"
+    )
+    con = Console(record=True, width=200)
+    print_report(doc, con)
+    text = con.export_text()
+    assert "3,000" in text  # its saturation figure stands
+    assert "bft4, 100 B: light load: tx 4c7a not committed within 30s" in text
+
+
 def test_unknown_section_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["--only", "nope"])
