@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -70,6 +71,56 @@ def _poll(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - t0
 
 
+class ImageWatch:
+    """The measured StatefulSets' container images as one `kubectl get --watch` streams
+    them (a line per object, then per change; read in a thread), so `wait` returns when
+    every one has an image without the harness re-LISTing all of them: polling `kubectl get
+    statefulsets` every 0.5 s cost a process and a LIST of 200 whole StatefulSets each time,
+    on the 2 cores the apiserver and the operator share. Registered with `procs` (killed on
+    exit)."""
+
+    def __init__(self, k: Kubectl, ns: str, skip_prefix: str, procs: Procs) -> None:
+        template = '{.metadata.name} {.spec.template.spec.containers[0].image}{"\\n"}'
+        self.proc = subprocess.Popen(
+            k.argv("get", "statefulsets", "-n", ns, "--watch", "-o", f"jsonpath={template}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        procs.procs.append(self.proc)
+        self.skip_prefix = skip_prefix
+        self.images: dict[str, str] = {}
+        self.ended = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, name="sts watch", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            name, _, image = raw.decode().strip().partition(" ")
+            if name and not name.startswith(self.skip_prefix):
+                with self._changed:
+                    self.images[name] = image
+                    self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def wait(self, image: str, count: int, timeout: float, what: str) -> None:
+        """Until `count` StatefulSets all have `image`; WaitTimeout after `timeout`."""
+
+        def done() -> bool:
+            if self.ended:
+                raise RuntimeError(f"kubectl get --watch ended ({self.proc.poll()}) before {what}")
+            imgs = self.images
+            return len(imgs) >= count and all(v == image for v in imgs.values())
+
+        with self._changed:
+            if not self._changed.wait_for(done, timeout):
+                raise WaitTimeout(f"{what}: not within {timeout:.0f} s")
+
+
 def measure_control_plane(
     directory: Path,
     procs: Procs,
@@ -107,13 +158,7 @@ def measure_control_plane(
         )
         started.append(op)
 
-        def sts_images() -> dict[str, str]:  # the measured consortia's StatefulSets
-            got = k.json("get", "statefulsets", "-n", ns)
-            return {
-                s["metadata"]["name"]: s["spec"]["template"]["spec"]["containers"][0]["image"]
-                for s in got.get("items", [])
-                if not s["metadata"]["name"].startswith(f"{WARMUP}-")
-            }
+        sts = ImageWatch(k, ns, f"{WARMUP}-", procs)  # the measured consortia's StatefulSets
 
         def warmed_up() -> bool:
             if op.poll() is not None:
@@ -154,15 +199,11 @@ def measure_control_plane(
                 if proc.returncode != 0:
                     raise KubectlError(f"kubectl apply failed ({proc.returncode}):\n{out}{err}")
 
-        def all_have(image: str) -> bool:
-            imgs = sts_images()
-            return len(imgs) >= 2 * count and all(v == image for v in imgs.values())
-
         c0 = cpu_seconds([op.pid])
         t0 = time.monotonic()
         apply_all("consortium/node:bench-a")
         apply_s = time.monotonic() - t0
-        _poll(lambda: all_have("consortium/node:bench-a"), timeout, "all StatefulSets created")
+        sts.wait("consortium/node:bench-a", 2 * count, timeout, "all StatefulSets created")
         create_s = time.monotonic() - t0
         c1 = cpu_seconds([op.pid])
         rss_after_create = rss_mib(op.pid)
@@ -186,7 +227,7 @@ def measure_control_plane(
         t0 = time.monotonic()
         apply_all("consortium/node:bench-b")
         change_apply_s = time.monotonic() - t0  # the last object is changed only by then
-        _poll(lambda: all_have("consortium/node:bench-b"), timeout, "spec change reconciled")
+        sts.wait("consortium/node:bench-b", 2 * count, timeout, "spec change reconciled")
         change_s = time.monotonic() - t0
         c3 = cpu_seconds([op.pid])
         cp3 = cpu_seconds([p.pid for p in cp.procs])
@@ -198,7 +239,7 @@ def measure_control_plane(
                 f"on 127.0.0.1 (no kubelet: pods never run); {count} Consortium objects of 2x2 "
                 f"validators applied by {APPLY_CLIENTS} `kubectl apply --server-side` of a List "
                 f"each, at once; 'reconciled' = every "
-                f"StatefulSet exists with the spec's image (polled every 0.5 s), after one warm-up "
+                f"StatefulSet exists with the spec's image (as one `kubectl get --watch` shows them), after one warm-up "
                 f"consortium showed the operator watching; the spec change "
                 f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM; steady CPU % "
                 f"over {steady_s} s between the two"
