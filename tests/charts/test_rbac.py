@@ -78,7 +78,8 @@ def _const(node: ast.AST | None) -> str | None:
 def _rendered_kinds() -> set[str]:
     kinds = set()
     for t in (PACKAGE / "templates").glob("*.j2"):
-        kinds |= set(re.findall(r"^kind:\s*(\w+)", t.read_text(), re.M))
+        # YAML templates' `kind: X` lines, and the JSON one's `"kind": "X"`
+        kinds |= set(re.findall(r'^\s*"?kind"?:\s*"?(\w+)', t.read_text(), re.M))
     return kinds
 
 

@@ -3,6 +3,8 @@ references, securityContext, probes, and the node config the node itself accepts
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -289,10 +291,20 @@ def test_a_render_of_the_same_inputs_parses_no_yaml_and_gives_equal_fresh_manife
     second[0]["metadata"]["name"] = "changed by a caller"
     assert manifests() == first  # what a caller does to its copy is not memoised
     r = Renderer(Settings(), N, OWNER)
+    rendered: list[str] = []
+    text = Renderer._text
+
+    def counting_text(self: Renderer, template: str, **values: Any) -> str:
+        rendered.append(template)
+        return text(self, template, **values)
+
+    monkeypatch.setattr(Renderer, "_text", counting_text)
     moved = r.workloads(
         ConsortiumSpec.parse({**SPEC_JSON, "image": "x/node:2"}), TARGETS, KEYS, "ab" * 32
     )
-    assert calls == ["load"] * len(by_kind(moved, "StatefulSet"))
+    sts = by_kind(moved, "StatefulSet")
+    assert rendered == ["statefulset.json.j2"] * len(sts) and calls == []  # JSON, not YAML
+    assert {s["spec"]["template"]["spec"]["containers"][0]["image"] for s in sts} == {"x/node:2"}
     calls.clear()
     r.keys_secret("acme", {"demo-acme-0": "k0"})
     r.keys_secret("acme", {"demo-acme-0": "k0"})
@@ -308,3 +320,45 @@ def test_the_render_memo_keeps_at_most_its_entries_and_skips_what_is_not_json() 
     assert memo.key("t", {"n": object()}) is None  # not JSON: never memoised
     memo.put(memo.key("t", {}), "y" * (render._Memo.MAX_TEXT + 1))
     assert memo.get(memo.key("t", {})) is None
+
+
+def test_the_statefulset_template_is_json_in_every_combination_of_its_optional_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """statefulset.json.j2 brings its own commas for its optional list items (restore init
+    step, TLS, public port, own CA, storage class): every combination is one JSON document
+    with exactly the parts asked for."""
+    seen: list[dict[str, Any]] = []
+    one = Renderer._one
+
+    def capture(self: Renderer, template: str, **values: Any) -> Any:
+        if template == "statefulset.json.j2":
+            seen.append(values)
+        return one(self, template, **values)
+
+    monkeypatch.setattr(Renderer, "_one", capture)
+    manifests()
+    template = render.environment().get_template("statefulset.json.j2")
+    restore = {"command": ["consortium", "backup", "restore"], "claim_name": "backups"}
+    for r, tls, pub, own, sc in itertools.product(
+        [None, restore], [None, "/tls"], [None, 7053], [None, "/own"], ["", "fast"]
+    ):
+        values = seen[0] | {
+            "restore": r,
+            "tls_dir": tls,
+            "public_port": pub,
+            "own_ca_dir": own,
+            "storage_class": sc,
+        }
+        sts = json.loads(template.render(**values))
+        pod = sts["spec"]["template"]["spec"]
+        volumes = [v["name"] for v in pod["volumes"]]
+        mounts = [m["name"] for m in pod["containers"][0]["volumeMounts"]]
+        assert ("initContainers" in pod) == bool(r) and ("restore" in volumes) == bool(r)
+        assert ("tls" in volumes) == ("tls" in mounts) == bool(tls)
+        assert ("--tls-cert-file" in pod["containers"][0]["args"]) == bool(tls)
+        assert ("own-ca" in volumes) == ("own-ca" in mounts) == bool(own)
+        ports = [p["name"] for p in pod["containers"][0]["ports"]]
+        assert ("public" in ports) == bool(pub)
+        claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+        assert claim.get("storageClassName") == (sc or None)
