@@ -239,9 +239,9 @@ def measure_control_plane(
                 f"on 127.0.0.1 (no kubelet: pods never run); {count} Consortium objects of 2x2 "
                 f"validators applied by {APPLY_CLIENTS} `kubectl apply --server-side` of a List "
                 f"each, at once; 'reconciled' = every "
-                f"StatefulSet exists with the spec's image (as one `kubectl get --watch` shows them), after one warm-up "
-                f"consortium showed the operator watching; the spec change "
-                f"is a new spec.image on all {count}; memory = operator VmRSS/VmHWM; steady CPU % "
+                f"StatefulSet exists with the spec's image (as one `kubectl get --watch` shows "
+                f"them), after one warm-up consortium showed the operator watching; the spec "
+                f"change is a new spec.image on all {count}; memory = operator VmRSS/VmHWM; steady CPU % "
                 f"over {steady_s} s between the two"
             ),
             "consortia": count,

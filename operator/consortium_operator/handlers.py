@@ -1,7 +1,8 @@
 """Kopf handlers for `consortia.consortium.dev`: the decorators and kopf's settings only.
 Each hands the object to one pass of consortium_operator.reconcile (parse -> observe -> plan
--> apply -> act -> write status) and turns its `Outcome` into kopf's signals (TemporaryError = requeue after a short
-delay, PermanentError = invalid spec, return = converged or followed by the timer).
+-> apply -> act -> write status) and turns its `Outcome` into kopf's signals (TemporaryError
+= requeue after a short delay, PermanentError = invalid spec, return = converged or followed
+by the timer).
 
 - create / update / resume -> `reconcile.reconcile` (level-triggered: a restarted operator
   resumes from whatever it observes; nothing is remembered between passes but the cluster)

@@ -100,6 +100,46 @@ class Conflict:
 WORKERS = 32
 
 
+def _send(
+    api: k8s.ApiClient,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    *,
+    query: Mapping[str, str] | None = None,
+    **kw: Any,
+) -> Any:
+    """One HTTP request through the client's transport (auth, TLS, kubeconfig): its response
+    (a RESTResponse; status not checked, body not read), or KubeError when none came. `kw`:
+    the request's `body` and `timeout`, if any."""
+    _m, url, hdrs, _b, _p = api.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params=dict(headers),
+        auth_settings=["BearerToken"],
+    )
+    if query:
+        url += "?" + urlencode(query)
+    try:
+        return api.call_api(
+            method, url, header_params=hdrs, body=kw.get("body"), _request_timeout=kw.get("timeout")
+        )
+    except k8s.ApiException as e:
+        raise KubeError(int(e.status or 0), str(e.reason or e)) from None
+    except Exception as e:  # urllib3 connection errors
+        raise KubeError(0, f"{method} {path}: {e}") from None
+
+
+def _failure(method: str, path: str, status: int, raw: bytes) -> KubeError:
+    """The error of an answer with a non-2xx `status`: the apiserver's message if it sent
+    one (a Status object), else the start of the body."""
+    try:
+        message = json.loads(raw).get("message", "")
+    except ValueError:
+        message = raw[:300].decode(errors="replace")
+    return KubeError(status, f"{method} {path}: {message}")
+
+
 def make_api_client(connections: int = WORKERS) -> k8s.ApiClient:
     """In-cluster config when running in a pod, else the current kubeconfig ($KUBECONFIG);
     up to `connections` pooled HTTP connections (the client's default is cpu_count * 5)."""
@@ -176,33 +216,17 @@ class Kube:
     ) -> Any:
         """One HTTP request; the decoded JSON answer, or None for 404 on GET/DELETE."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        _m, url, hdrs, _b, _p = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            header_params=headers,
-            auth_settings=["BearerToken"],
-        )
-        if query:
-            url += "?" + urlencode(query)
+        # the REST layer JSON-encodes dict bodies for JSON and apply-patch+yaml types
+        resp = _send(self.api, method, path, headers, query=query, body=body, timeout=self.timeout)
         try:
-            # the REST layer JSON-encodes dict bodies for JSON and apply-patch+yaml types
-            resp = self.api.call_api(
-                method, url, header_params=hdrs, body=body, _request_timeout=self.timeout
-            )
-            raw = resp.read()  # type: ignore[no-untyped-call]
-        except k8s.ApiException as e:
-            raise KubeError(int(e.status or 0), str(e.reason or e)) from None
+            raw = resp.read()
         except Exception as e:  # urllib3 connection errors
             raise KubeError(0, f"{method} {path}: {e}") from None
         status = int(resp.status)
         if status == 404 and method in ("GET", "DELETE"):
             return None
         if not 200 <= status < 300:
-            try:
-                message = json.loads(raw).get("message", "")
-            except ValueError:
-                message = raw[:300].decode(errors="replace")
-            raise KubeError(status, f"{method} {path}: {message}")
+            raise _failure(method, path, status, raw)
         return json.loads(raw) if raw else {}
 
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
@@ -355,7 +379,8 @@ class Kube:
         it was deleted. If this process applied it and it is no longer as applied, the next
         `apply` sends it again — drift repaired at the next pass (for Services, PDBs,
         NetworkPolicies and CronJobs, which no pass reads, the only way before the resync
-        period: a deletion in a watch gap waits for it). The event of our own apply
+        period; MetadataWatch's re-LIST reports a deletion during a watch gap). The event of
+        our own apply
         carries the version its PATCH answered, and changes nothing: False for it (the pass
         that applied it knew what it wrote), True for every other event (news). An event
         that arrives while this process's apply of the object is in flight (the watch may
@@ -877,6 +902,11 @@ _META = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _KINDS = {plural: kind for kind, (_prefix, plural) in _PATHS.items()}
 
 
+def _key(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of an object's metadata."""
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
 class MetaEvent(NamedTuple):
     """One object's change as a metadata watch tells it: `rv` None when it was deleted."""
 
@@ -917,40 +947,27 @@ class MetadataWatch:
         self.on_event = on_event
         self.timeout_seconds = timeout_seconds
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # (namespace, name) -> resourceVersion of every object the watch last showed
         self.known: dict[tuple[str, str], str] = {}
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"watch {self.kind}", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=f"watch {self.kind}", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def _call(self, query: Mapping[str, str], accept: str, stream: bool) -> Any:
-        _m, url, hdrs, _b, _p = self.api.param_serialize(
-            method="GET",
-            resource_path=self.path,
-            header_params={"Accept": accept},
-            auth_settings=["BearerToken"],
-        )
-        resp = self.api.call_api(
-            "GET",
-            url + "?" + urlencode(query),
-            header_params=hdrs,
-            _request_timeout=(10, self.timeout_seconds + 30) if stream else 30,
-        )
+        timeout = (10, self.timeout_seconds + 30) if stream else 30
+        resp = _send(self.api, "GET", self.path, {"Accept": accept}, query=query, timeout=timeout)
         status = int(resp.status)
         if not 200 <= status < 300:
-            raw = resp.read()  # type: ignore[no-untyped-call]
-            raise KubeError(status, f"GET {self.path}: {raw[:300].decode(errors='replace')}")
+            raise _failure("GET", self.path, status, resp.read())
         if stream:
             return resp.response  # urllib3's, read as it arrives
-        return json.loads(resp.read())  # type: ignore[no-untyped-call]
+        return json.loads(resp.read())
 
     def _report(self, meta: Mapping[str, Any], deleted: bool) -> None:
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        key = _key(meta)
         rv = None if deleted else str(meta.get("resourceVersion", ""))
         if rv is None:
             self.known.pop(key, None)
@@ -966,13 +983,11 @@ class MetadataWatch:
         shows; returns the list's resourceVersion to watch from."""
         out = self._call({"labelSelector": self.selector}, _META_LIST, stream=False)
         items = [i.get("metadata") or {} for i in out.get("items") or []]
-        shown = {(str(m.get("namespace", "")), str(m.get("name", ""))) for m in items}
+        shown = {_key(m) for m in items}
         for ns, name in [k for k in self.known if k not in shown]:
             self._report({"namespace": ns, "name": name}, deleted=True)
         for m in items:
-            if self.known.get((str(m.get("namespace", "")), str(m.get("name", "")))) != str(
-                m.get("resourceVersion", "")
-            ):
+            if self.known.get(_key(m)) != str(m.get("resourceVersion", "")):
                 self._report(m, deleted=False)
         return str((out.get("metadata") or {}).get("resourceVersion", ""))
 

@@ -370,8 +370,8 @@ class Step:
     notes: tuple[str, ...] = field(default=())
 
 
-# Waits whose end only the Kubernetes objects the operator watches can bring (handlers.py's
-# watch events): the StatefulSet controller catching up, workloads being created, pods
+# Waits whose end only the Kubernetes objects the operator watches can bring (the events of
+# kube.MetadataWatch): the StatefulSet controller catching up, workloads being created, pods
 # appearing or becoming ready.
 WATCHED_WAITS = frozenset({"StatefulSetPending", "Creating", "PodsNotReady"})
 

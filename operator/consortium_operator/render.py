@@ -4,10 +4,11 @@ Kubernetes manifests (plain dicts) from the templates in templates/ beside this 
 Rules: the environment uses `StrictUndefined` (a missing value is an error, never an empty
 string); templates substitute and loop, values are inserted with `tojson` (valid YAML flow
 scalars, no quoting bugs); the StatefulSet's template is JSON (statefulset.json.j2: it is
-rendered again on every spec change: 2.1 ms to parse as YAML, 0.03 ms as JSON); every decision (names, labels, numbers, which keys exist) is made
-here in Python and passed in, and settings come in as an argument, never from globals.
-Every object carries the app.kubernetes.io/* labels and a controller owner reference to its
-Consortium, so deleting the Consortium garbage-collects what the finalizer does not."""
+rendered again on every spec change: 2.1 ms to parse as YAML, 0.03 ms as JSON); every
+decision (names, labels, numbers, which keys exist) is made here in Python and passed in,
+and settings come in as an argument, never from globals. Every object carries the
+app.kubernetes.io/* labels and a controller owner reference to its Consortium, so deleting
+the Consortium garbage-collects what the finalizer does not."""
 
 from __future__ import annotations
 
