@@ -229,6 +229,43 @@ def test_leader_proposes_one_block_at_a_time_with_a_leader_signature() -> None:
     assert [decode_entry(e.data)[1].height for e in rd.entries] == [2]
 
 
+def test_leader_tells_followers_a_new_commit_index_at_once() -> None:
+    """Commit notices (engine docstring; etcd's bcastAppend after maybeCommit): the Ready in
+    which the leader's commit index advances carries an empty append to every follower in
+    REPLICATE holding entries above what it was told, prev = its match (always accepted), so
+    a follower applies without waiting for the next block or heartbeat. Once told, no
+    second notice (the follower's ack of the notice starts nothing). Fails without
+    _tell_commit: no APP in the committing Ready for B."""
+    eng, app = make(A)
+    elect(eng)
+    deliver(eng, B, Message(MsgType.APP_RESP, 1, index=1))  # no-op committed, B replicating
+    app.add_tx(b"tx:1")
+    eng.tick()
+    eng.advance(eng.ready())  # block 1 (index 2) goes out
+    rd = deliver(eng, B, Message(MsgType.APP_RESP, 1, index=2))
+    assert eng.commit == 2 and [b.height for b in rd.committed] == [1]
+    notices = [(to, m) for to, m in sent(rd, MsgType.APP) if not m.entries]
+    assert notices == [(B, Message(MsgType.APP, 1, index=2, log_term=1, commit=2))]
+    again = deliver(eng, B, Message(MsgType.APP_RESP, 1, index=2))  # B's ack of the notice
+    assert sent(again, MsgType.APP) == []
+
+
+def test_follower_takes_a_commit_notice_without_writing_its_hard_state() -> None:
+    """The commit index is volatile (Figure 2): a notice that only moves it hands out the
+    committed block with no hard state to persist (no fsync before the apply), and it never
+    commits past the notice's prev (the entry the leader knows the follower holds)."""
+    eng, app = make(B)
+    b1 = block(app, 1, GENESIS_HASH)
+    ents = (Entry(1, 1, b""), Entry(2, 1, encode_entry(IDS, b1)))
+    deliver(eng, A, Message(MsgType.APP, 1, index=0, log_term=0, commit=0, entries=ents))
+    rd = deliver(eng, A, Message(MsgType.APP, 1, index=1, log_term=1, commit=2))
+    assert eng.commit == 1 and rd.committed == () and rd.hard_state is None
+    rd = deliver(eng, A, Message(MsgType.APP, 1, index=2, log_term=1, commit=2))
+    assert eng.commit == 2 and [b.hash for b in rd.committed] == [b1.hash]
+    assert rd.hard_state is None and rd.entries == ()
+    assert sent(rd, MsgType.APP_RESP) == [(A, Message(MsgType.APP_RESP, 1, index=2))]
+
+
 def test_prevote_does_not_disrupt_a_live_leader() -> None:
     """Thesis §4.2.3 / §9.6: a server that heard from a leader within the minimum election
     timeout ignores (pre-)vote requests with higher terms, so a rejoining partitioned node

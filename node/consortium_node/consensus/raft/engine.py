@@ -49,8 +49,17 @@ is uncommitted. The leader also replicates to validators_at(applied+1) and (appl
 joining member catches up before it votes; a node outside the configuration never campaigns and
 a leader whose configuration no longer includes it steps down once that block is applied.
 
-Durability: hard state (term, vote, commit, snapshot point) and entries are emitted in the same
+Durability: hard state (term, vote, snapshot point) and entries are emitted in the same
 Ready as the messages that depend on them, so "persist before send" is the driver's order above.
+The commit index is volatile (paper, Figure 2): a change of it alone writes nothing (no fsync on
+the commit path); the hard state carries the commit index of when it was last written, a lower
+bound a restarted node resumes from (blocks its block store already holds are not handed out
+again: they are at or below `last_applied_height`).
+
+Commit notices: a leader whose commit index passes what it last told a follower in
+REPLICATE sends it an empty append at once (prev = that follower's match, so it is always
+accepted), as etcd's raft broadcasts after maybeCommit. Without it a follower learnt a commit
+only with the next block or heartbeat, and a client following a follower waited that long.
 
 Status: role leader/follower/candidate, leader id, height = applied block height, round = term.
 Public read-only attributes the driver may use: `applied_index`, `log.snap_index`, `term`.
@@ -118,6 +127,7 @@ class _Progress:
         "recent_active",
         "snap_tick",
         "state",
+        "told",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -128,6 +138,9 @@ class _Progress:
         self.recent_active = False
         self.pending_snapshot = 0
         self.snap_tick = 0
+        # the highest commit index this follower was sent that it can take (min(commit,
+        # index it holds)); commit notices go out only above it (_tell_commit)
+        self.told = 0
 
 
 _HS = struct.Struct(">BQQQQQ32sB")
@@ -436,9 +449,9 @@ class RaftEngine:
         self._mark_unstable(e.index)
 
     def _commit_to(self, index: int) -> None:
+        # volatile: not a reason to write the hard state (see Durability in the docstring)
         if index > self.commit:
             self.commit = index
-            self._hs_dirty = True
 
     def _take_committed(self) -> tuple[Block, ...]:
         if self.commit <= self._emitted_index:
@@ -584,6 +597,7 @@ class RaftEngine:
             self._heartbeat_elapsed = 0
             for p, pr in sorted(self._progress.items()):
                 c = min(pr.match, self.commit)
+                pr.told = max(pr.told, c)
                 self._send(p, Message(MsgType.HEARTBEAT, self.term, commit=c))
         self._maybe_propose()
 
@@ -654,6 +668,7 @@ class RaftEngine:
                 entries=tuple(ents),
             ),
         )
+        pr.told = max(pr.told, min(self.commit, prev + len(ents)))
         if pr.state is _PrState.REPLICATE:
             if ents:
                 pr.next = ents[-1].index + 1
@@ -890,6 +905,25 @@ class RaftEngine:
         self._maybe_commit()
         if pr.next <= self.log.last_index:
             self._send_append(frm)
+        self._tell_commit()
+
+    def _tell_commit(self) -> None:
+        """Commit notices (see the docstring): an empty append to each follower in REPLICATE
+        that holds entries above the commit index it was last told. Its prev is the
+        follower's match, an entry it acknowledged, so the consistency check passes and the
+        follower commits min(commit, match): never an index it does not hold (§5.3). A
+        follower in PROBE or SNAPSHOT learns the commit with the append that settles it."""
+        for p, pr in sorted(self._progress.items()):
+            c = min(self.commit, pr.match)
+            if c <= pr.told or pr.state is not _PrState.REPLICATE:
+                continue
+            t = self.log.term(pr.match)
+            if t is None:
+                continue  # compacted: the next append or heartbeat carries the commit
+            self._send(
+                p, Message(MsgType.APP, self.term, index=pr.match, log_term=t, commit=self.commit)
+            )
+            pr.told = c
 
     def _handle_heartbeat_resp(self, frm: bytes) -> None:
         pr = self._progress.get(frm)
