@@ -24,7 +24,7 @@ class Peer:
 @dataclass(frozen=True, slots=True)
 class ConsensusConfig:
     tick_ms: int = 10
-    block_interval_ms: int = 50  # cut a non-full block this long after the last commit
+    block_interval_ms: int = 50  # cut a non-full block this long after the last began
     empty_block_ms: int = 2000  # commit an empty block after this long idle (0 = never)
     election_ticks: int = 50  # raft election timeout / bft base round timeout, in ticks
     heartbeat_ticks: int = 5

@@ -139,6 +139,10 @@ class Swarm:
     # governance by organisations (tests/sim/govload.py): one organisation per genesis
     # validator, its admin proposing, voting, withdrawing; validator changes are proposals
     governance: bool = False
+    # the node's batch window (consensus.block_interval_ms): 10 (one tick) cuts a block a tick
+    # under load, 200 batches many txs a block; how far apart blocks are decides which messages a
+    # fault or a nemesis strikes, so a timing the seeds never vary is a blind spot
+    block_interval_ms: int = 50
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
@@ -177,6 +181,7 @@ class Swarm:
             # drawn last, so every earlier parameter of a seed stays what it was
             lone_witness=rng.choice([0.0, 0.0, 0.3, 0.7]) if bft else 0.0,
             governance=rng.random() < 0.5,  # (after every other draw: they stay unchanged)
+            block_interval_ms=rng.choice([10, 50, 50, 200]),  # (drawn last, as above)
         )
 
     def describe(self) -> str:
@@ -364,7 +369,7 @@ class NodeSim:
             name=sn.name,
             consensus=ConsensusConfig(
                 tick_ms=TICK_MS,
-                block_interval_ms=50,
+                block_interval_ms=self.p.block_interval_ms,
                 empty_block_ms=300,
                 election_ticks=10,
                 heartbeat_ticks=2,

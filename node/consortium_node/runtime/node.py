@@ -144,7 +144,8 @@ class Node:
         self.network: PeerNetwork | None = network
         self._new_block = asyncio.Event()
         self._admitted_at: dict[bytes, float] = {}
-        self._batch_since: float | None = None
+        self._batch_since: float | None = None  # when the pending txs' batch window opened
+        self._block_start: float | None = None  # the last block's start: the commit before it
         self._last_commit: float | None = None
         self._follow_polled = self.clock.monotonic()  # last stalled-validator poll (or start)
         self._commit_times: deque[tuple[float, int]] = deque()
@@ -551,7 +552,13 @@ class Node:
         if txs:
             with self.state.snapshot() as snap:
                 self.mempool.remove_committed(txs, snap)
-        self._batch_since = now if len(self.mempool) else None
+        # The next block's batch window runs from the start of this one (the commit before
+        # it): blocks are at least block_interval_ms apart, and a block whose consensus took
+        # longer than the window is followed at once (its txs waited behind it already).
+        # Where the chain was idle before this block it began later, when its txs came: the
+        # approximation only ever cuts sooner. No commit before it: the window is over.
+        self._block_start = self._last_commit if self._last_commit is not None else 0.0
+        self._batch_since = self._block_start if len(self.mempool) else None
         m = self.metrics
         m.apply_seconds.observe(now - t0)
         m.height.set(self.height)
@@ -620,10 +627,11 @@ class Node:
                     self._regossip_track(tx.id, now)
                 out.append(Admission(tx.id, None, ""))
         if self._batch_since is None and len(self.mempool):
-            # The batch window runs from the last commit: a non-full block is cut at most
-            # block_interval_ms after the previous one, and at once when the chain was idle
-            # for longer (no later txs to wait for: batching would only add latency).
-            self._batch_since = self._last_commit if self._last_commit is not None else 0.0
+            # The batch window runs from the start of the last block (the commit before it,
+            # `_block_start`): a non-full block is cut at most block_interval_ms after the
+            # previous one began, and at once when the chain was idle for longer (no later
+            # txs to wait for: batching would only add latency).
+            self._batch_since = self._block_start if self._block_start is not None else 0.0
         self.metrics.mempool.set(len(self.mempool))
         return out
 

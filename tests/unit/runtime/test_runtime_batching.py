@@ -1,6 +1,7 @@
 """Node batching (runtime/node.py `has_pending`): a non-full block is cut block_interval_ms
-after the previous commit, and at once when the chain was idle for longer — on a real solo
-node (files in a temp dir, fsync off) with a fake clock injected into the node."""
+after the previous block began (the commit before it), and at once when that block or the
+idle chain took longer — on a real solo node (files in a temp dir, fsync off) with a fake
+clock injected into the node."""
 
 from __future__ import annotations
 
@@ -71,24 +72,37 @@ def _commit(node: Node) -> None:
     node.apply(block)
 
 
-def test_batch_window_runs_from_the_last_commit(node: Node, clock: Clock, tmp_path: Path) -> None:
+def test_batch_window_runs_from_the_start_of_the_last_block(
+    node: Node, clock: Clock, tmp_path: Path
+) -> None:
     client = Signer.load(tmp_path / "keys" / "client.json")
     assert not node.has_pending()
     # an idle chain (nothing committed yet): the first tx is proposed at once
     _submit(node, client, 0)
     assert node.has_pending()
-    _commit(node)
+    _commit(node)  # block 1 (t = 0 ms), the start of block 2
     assert not node.has_pending()
-    # 10 ms after that commit: the next tx waits for the rest of the 50 ms window ...
     clock.t += 0.010
     _submit(node, client, 1)
+    assert node.has_pending()  # block 1 began long ago (the idle chain before it)
+    _commit(node)  # block 2 committed 10 ms after block 1: it began at t = 0
+    # a fast block: the next tx waits for the rest of the 50 ms window of block 2 ...
+    clock.t += 0.010  # t = 20 ms
+    _submit(node, client, 2)
     assert not node.has_pending()
-    clock.t += 0.030  # 40 ms after the commit
+    clock.t += 0.029  # t = 49 ms
     assert not node.has_pending()
-    clock.t += 0.011  # ... which ends 50 ms after the commit, not 50 ms after the tx
+    clock.t += 0.002  # ... which ends 50 ms after block 2 began, not 50 ms after the tx
+    assert node.has_pending()
+    # a slow block (60 ms from its start to its commit, longer than the window): the txs
+    # that arrived meanwhile are proposed at once, they already waited behind it
+    clock.t += 0.060
+    _submit(node, client, 3)  # pooled behind block 3
+    _commit(node)  # block 3 holds txs 2 and 3, committed 60 ms after block 2
+    _submit(node, client, 4)
     assert node.has_pending()
     _commit(node)
     # idle for longer than the window: no later txs to wait for
     clock.t += 0.200
-    _submit(node, client, 2)
+    _submit(node, client, 5)
     assert node.has_pending()
