@@ -70,8 +70,8 @@ async def _until(cond: Callable[[], bool], within: float, what: str) -> None:
 
 
 class Pair:
-    def __init__(self) -> None:
-        self.inbox = {A: Inbox(), B: Inbox()}
+    def __init__(self, inbox_b: Inbox | None = None) -> None:
+        self.inbox = {A: Inbox(), B: inbox_b or Inbox()}
         self.hubs = {
             nid: PeerHub(
                 nid, CHAIN, GENESIS, _sign_as(nid), _verify, {A: "", B: ""}, self.inbox[nid]

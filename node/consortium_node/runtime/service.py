@@ -237,21 +237,24 @@ SNAPSHOT_NEXT_BLOCK_TRIES = 40  # x 0.25 s: wait for the block that certifies th
 async def _maybe_snapshot(node: Node, hub: PeerHub, peer: bytes) -> None:
     """Far behind `peer` (more than snapshot_sync_blocks): install its state snapshot instead
     of replaying every block, then continue with block sync from there."""
-    chunks = hub.fetch_state(peer)
-    header = await anext(chunks, None)
-    if header is None or header.height - node.height <= node.cfg.snapshot_sync_blocks:
-        await chunks.aclose()
-        return
-    entries: list[tuple[bytes, bytes]] = []
-    async for chunk in chunks:
-        entries.extend(zip(chunk.keys, chunk.values, strict=True))
-        if chunk.last:
-            break
+    # the peer streams entries only if it is more than snapshot_sync_blocks ahead (the usual
+    # case, a node a few blocks behind, costs the peer a header); aclosing ends its stream
+    want = node.height + node.cfg.snapshot_sync_blocks + 1
+    async with contextlib.aclosing(hub.fetch_state(peer, want)) as chunks:
+        header = await anext(chunks, None)
+        if header is None or header.height < want:
+            return
+        entries: list[tuple[bytes, bytes]] = []
+        async for chunk in chunks:
+            entries.extend(zip(chunk.keys, chunk.values, strict=True))
+            if chunk.last:
+                break
     for _ in range(SNAPSHOT_NEXT_BLOCK_TRIES):
         nxt = None
-        async for block in hub.fetch_blocks(peer, header.height + 1):
-            nxt = block
-            break
+        async with contextlib.aclosing(hub.fetch_blocks(peer, header.height + 1)) as blocks:
+            async for block in blocks:
+                nxt = block
+                break
         if nxt is not None and nxt.height == header.height + 1:
             node.install_snapshot(header.height, header.block_hash, header.lthash, entries, nxt)
             node.process_ready()
@@ -269,10 +272,11 @@ async def _sync(node: Node, hub: PeerHub, peer: bytes, from_height: int) -> None
         h = max(from_height, node.height + 1)
         while True:
             got = 0
-            async for block in hub.fetch_blocks(peer, h):
-                node.apply_synced(block)
-                node.process_ready()
-                got += 1
+            async with contextlib.aclosing(hub.fetch_blocks(peer, h)) as blocks:
+                async for block in blocks:  # a refused block closes the peer's stream at once
+                    node.apply_synced(block)
+                    node.process_ready()
+                    got += 1
             if got == 0:
                 return
             h = node.height + 1

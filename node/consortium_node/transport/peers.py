@@ -560,17 +560,30 @@ class PeerHub:
         call = stub.SyncBlocks(
             peer_pb2.SyncBlocksRequest(from_height=from_height, max_blocks=SYNC_BATCH), timeout=30
         )
-        async for pb in call:
-            yield codec.block_from_pb(pb)
+        try:
+            async for pb in call:
+                yield codec.block_from_pb(pb)
+        finally:
+            call.cancel()  # a consumer that stops early ends the peer's stream now (no-op if done)
 
-    async def fetch_state(self, peer_id: bytes) -> AsyncGenerator[peer_pb2.StateChunk, None]:
-        """The peer's state snapshot: a header chunk, then entry chunks (see peer.proto)."""
+    async def fetch_state(
+        self, peer_id: bytes, min_height: int = 0
+    ) -> AsyncGenerator[peer_pb2.StateChunk, None]:
+        """The peer's state snapshot: a header chunk, then entry chunks (see peer.proto); only
+        the header if the peer's height is below `min_height`. Closing the generator cancels
+        the call: the peer's handler holds a state read transaction until its stream ends
+        (before, a consumer that stopped after the header left it open up to the 120 s
+        deadline, reading and queueing state chunks nobody read)."""
         link = self.links.get(peer_id)
         if link is None:
             return
         stub = peer_pb2_grpc.PeerStub(self._channel(link))
-        async for chunk in stub.SyncState(peer_pb2.SyncStateRequest(), timeout=120):
-            yield chunk
+        call = stub.SyncState(peer_pb2.SyncStateRequest(min_height=min_height), timeout=120)
+        try:
+            async for chunk in call:
+                yield chunk
+        finally:
+            call.cancel()
 
 
 async def _close(ch: grpc.aio.Channel) -> None:
@@ -611,18 +624,23 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
     async def SyncState(
         self,
-        request: peer_pb2.SyncStateRequest,  # noqa: ARG002 -- an empty request
+        request: peer_pb2.SyncStateRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[peer_pb2.StateChunk]:
         await self.hub.refuse_non_peers(context)
         snap = self.handler.snapshot()
         try:
             height = int.from_bytes(snap.meta(b"height") or b"", "big")
-            yield peer_pb2.StateChunk(
+            header = peer_pb2.StateChunk(
                 height=height,
                 block_hash=snap.meta(b"hash") or b"",
                 lthash=snap.meta(b"lthash") or b"",
             )
+            if height < request.min_height:
+                header.last = True  # not far enough ahead: no entries (see peer.proto)
+                yield header
+                return
+            yield header
             keys: list[bytes] = []
             values: list[bytes] = []
             for k, v in snap.entries():

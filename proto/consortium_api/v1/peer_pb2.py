@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from consortium_api.v1 import types_pb2 as consortium__api_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsortium_api/v1/peer.proto\x12\rconsortium.v1\x1a\x1d\x63onsortium_api/v1/types.proto\"y\n\tPeerHello\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0f\n\x07peer_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\t\x12\x14\n\x0cgenesis_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x05 \x01(\x04\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"T\n\tPeerBatch\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x18.consortium.v1.PeerHello\x12\x11\n\tconsensus\x18\x02 \x03(\x0c\x12\x0b\n\x03txs\x18\x03 \x03(\x0c\"<\n\x11SyncBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\"\x12\n\x10SyncStateRequest\"l\n\nStateChunk\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x12\n\nblock_hash\x18\x02 \x01(\x0c\x12\x0e\n\x06lthash\x18\x03 \x01(\x0c\x12\x0c\n\x04keys\x18\x04 \x03(\x0c\x12\x0e\n\x06values\x18\x05 \x03(\x0c\x12\x0c\n\x04last\x18\x06 \x01(\x08\x32\xdd\x01\n\x04Peer\x12\x42\n\x08\x45xchange\x12\x18.consortium.v1.PeerBatch\x1a\x18.consortium.v1.PeerBatch(\x01\x30\x01\x12\x46\n\nSyncBlocks\x12 .consortium.v1.SyncBlocksRequest\x1a\x14.consortium.v1.Block0\x01\x12I\n\tSyncState\x12\x1f.consortium.v1.SyncStateRequest\x1a\x19.consortium.v1.StateChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsortium_api/v1/peer.proto\x12\rconsortium.v1\x1a\x1d\x63onsortium_api/v1/types.proto\"y\n\tPeerHello\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12\x0f\n\x07peer_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\t\x12\x14\n\x0cgenesis_hash\x18\x04 \x01(\x0c\x12\x0f\n\x07time_ms\x18\x05 \x01(\x04\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"T\n\tPeerBatch\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x18.consortium.v1.PeerHello\x12\x11\n\tconsensus\x18\x02 \x03(\x0c\x12\x0b\n\x03txs\x18\x03 \x03(\x0c\"<\n\x11SyncBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\"&\n\x10SyncStateRequest\x12\x12\n\nmin_height\x18\x01 \x01(\x04\"l\n\nStateChunk\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x12\n\nblock_hash\x18\x02 \x01(\x0c\x12\x0e\n\x06lthash\x18\x03 \x01(\x0c\x12\x0c\n\x04keys\x18\x04 \x03(\x0c\x12\x0e\n\x06values\x18\x05 \x03(\x0c\x12\x0c\n\x04last\x18\x06 \x01(\x08\x32\xdd\x01\n\x04Peer\x12\x42\n\x08\x45xchange\x12\x18.consortium.v1.PeerBatch\x1a\x18.consortium.v1.PeerBatch(\x01\x30\x01\x12\x46\n\nSyncBlocks\x12 .consortium.v1.SyncBlocksRequest\x1a\x14.consortium.v1.Block0\x01\x12I\n\tSyncState\x12\x1f.consortium.v1.SyncStateRequest\x1a\x19.consortium.v1.StateChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNCBLOCKSREQUEST']._serialized_start=287
   _globals['_SYNCBLOCKSREQUEST']._serialized_end=347
   _globals['_SYNCSTATEREQUEST']._serialized_start=349
-  _globals['_SYNCSTATEREQUEST']._serialized_end=367
-  _globals['_STATECHUNK']._serialized_start=369
-  _globals['_STATECHUNK']._serialized_end=477
-  _globals['_PEER']._serialized_start=480
-  _globals['_PEER']._serialized_end=701
+  _globals['_SYNCSTATEREQUEST']._serialized_end=387
+  _globals['_STATECHUNK']._serialized_start=389
+  _globals['_STATECHUNK']._serialized_end=497
+  _globals['_PEER']._serialized_start=500
+  _globals['_PEER']._serialized_end=721
 # @@protoc_insertion_point(module_scope)

@@ -121,12 +121,21 @@ Global___SyncBlocksRequest: _TypeAlias = SyncBlocksRequest  # noqa: Y015
 class SyncStateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    MIN_HEIGHT_FIELD_NUMBER: _builtins.int
+    min_height: _builtins.int
+    """Entries are streamed only if the snapshot's height is at least this; below it the
+    stream is the header alone (with `last`): a node that is not far enough behind to
+    install a snapshot learns the peer's height without the peer reading its state.
+    0 (an older client): always the whole state.
+    """
     def __init__(
         self,
+        *,
+        min_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_height", b"min_height"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
