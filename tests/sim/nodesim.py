@@ -143,6 +143,10 @@ class Swarm:
     # under load, 200 batches many txs a block; how far apart blocks are decides which messages a
     # fault or a nemesis strikes, so a timing the seeds never vary is a blind spot
     block_interval_ms: int = 50
+    # genesis max_block_txs (0: the default, 2000, never reached here): small, blocks are
+    # full and txs wait behind a backlog (mempool take limits, re-gossip held back while
+    # blocks are full: runtime/node.py regossip_pending)
+    max_block_txs: int = 0
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
@@ -182,6 +186,7 @@ class Swarm:
             lone_witness=rng.choice([0.0, 0.0, 0.3, 0.7]) if bft else 0.0,
             governance=rng.random() < 0.5,  # (after every other draw: they stay unchanged)
             block_interval_ms=rng.choice([10, 50, 50, 200]),  # (drawn last, as above)
+            max_block_txs=rng.choice([0, 0, 2, 8]),  # (drawn last, as above)
         )
 
     def describe(self) -> str:
@@ -320,6 +325,7 @@ class NodeSim:
             consensus=swarm.consensus,
             contracts_engine=cx.CONTRACTS_ENGINE,
             organizations=self.gov.organizations() if self.gov else (),
+            params={"max_block_txs": swarm.max_block_txs} if swarm.max_block_txs else {},
         )
         # contracts in the workload: the admin deploys the WAT counter first (a direct
         # DeployContract: single-admin governance), then clients invoke its `incr` among

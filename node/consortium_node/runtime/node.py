@@ -186,6 +186,9 @@ class Node:
             )
             meta = self.state.meta()
             assert meta is not None
+            # the genesis params: the load in __init__ read an empty state (the defaults), and
+            # a node that restarted reads these; both must enforce the same limits
+            self._load_params()
             log.info("initialised state from genesis", extra={"fields": {"chain": self.chain_id}})
         if meta.genesis_hash != self.genesis.hash:
             raise InvariantError(
