@@ -266,8 +266,8 @@ class SimNetwork:
                 continue  # this precommit reaches the lone witness only
             self._sim.enqueue(self._src, dst.name, "msg", env.payload)
 
-    def gossip(self, raw_tx: bytes) -> None:
-        for dst in self._sim.nodes.values():
+    def gossip(self, raw_tx: bytes, to: bytes | None = None) -> None:
+        for dst in self._sim.nodes.values() if to is None else self._sim.by_id.get(to, []):
             if dst.name != self._src:
                 self._sim.enqueue(self._src, dst.name, "tx", raw_tx)
 

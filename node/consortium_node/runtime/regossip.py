@@ -4,8 +4,9 @@ leader, the BFT proposers). Gossip is best effort (a peer link may drop its queu
 leader may be elected after the gossip went out), so a transaction that this node admitted
 and that is still in its mempool after `first_s` is gossiped again, then at doubling
 intervals up to `max_s`, until it leaves the mempool (committed or made stale by its
-sender's nonce). Peers drop the copies they already hold (DUPLICATE), so the cost of a
-redundant re-send is one message.
+sender's nonce). Re-sends go to the current proposer only (Node.regossip_pending; to every
+peer when none is known, none when this node proposes). Peers drop the copies they already
+hold (DUPLICATE), so the cost of a redundant re-send is one message.
 
 Pure scheduling: the caller passes the time. Owned by runtime.node.Node (`track` at
 admission, `due` from its tick)."""

@@ -227,8 +227,9 @@ class PeerHub:
         link.queue.append(env.payload)
         link.wake.set()
 
-    def gossip(self, raw_tx: bytes) -> None:
-        for link in self.links.values():
+    def gossip(self, raw_tx: bytes, to: bytes | None = None) -> None:
+        links = self.links.values() if to is None else [x for x in (self.links.get(to),) if x]
+        for link in links:
             if len(link.txs) >= MAX_QUEUE:
                 link.txs.popleft()
             link.txs.append(raw_tx)

@@ -13,7 +13,7 @@ from consortium_api.v1 import types_pb2
 from consortium_node.__main__ import init_dev
 from consortium_node.client.keys import Signer
 from consortium_node.config import NodeConfig
-from consortium_node.consensus.api import Envelope
+from consortium_node.consensus.api import Envelope, Status
 from consortium_node.crypto import Ed25519Key
 from consortium_node.runtime.node import Node, load_genesis
 from consortium_node.runtime.regossip import Regossip
@@ -27,12 +27,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.gossiped: list[bytes] = []
+        self.to: list[bytes | None] = []
 
     def send(self, env: Envelope) -> None:
         pass
 
-    def gossip(self, raw_tx: bytes) -> None:
+    def gossip(self, raw_tx: bytes, to: bytes | None = None) -> None:
         self.gossiped.append(raw_tx)
+        self.to.append(to)
 
 
 @pytest.fixture
@@ -54,13 +56,28 @@ def _tx(node: Node, signer: Signer, nonce: int) -> bytes:
     return tx.SerializeToString()
 
 
-def test_pending_client_tx_is_gossiped_again_until_committed(node: Node, tmp_path: Path) -> None:
+PEER = b"\x05" * 32
+
+
+def _led_by(node: Node, monkeypatch: pytest.MonkeyPatch, leader: bytes | None) -> None:
+    """The solo engine always reports itself as the proposer; these tests set who proposes
+    (the engine's one answer regossip_pending reads)."""
+    real = node.engine.status()
+    status = Status(real.role, leader, real.height, real.round)
+    monkeypatch.setattr(node.engine, "status", lambda: status)
+
+
+@pytest.mark.parametrize("leader", [PEER, None], ids=["to-the-proposer", "none-known-to-all"])
+def test_pending_client_tx_is_gossiped_again_until_committed(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, leader: bytes | None
+) -> None:
     net = Recorder()
     node.network = net
+    _led_by(node, monkeypatch, leader)
     client = Signer.load(tmp_path / "keys" / "client.json")
     raw = _tx(node, client, 0)
     (a,) = node.submit_many([raw])
-    assert a.reject is None and net.gossiped == [raw]
+    assert a.reject is None and net.gossiped == [raw] and net.to == [None]  # first: to all
     # the node's own monotonic clock, advanced by hand from the admission time
     t0 = node._admitted_at[a.tx_id]
     assert node.regossip_pending(t0 + 1.9) == 0
@@ -73,6 +90,17 @@ def test_pending_client_tx_is_gossiped_again_until_committed(node: Node, tmp_pat
     node.apply(block)
     assert node.regossip_pending(t0 + 1000) == 0  # committed: forgotten
     assert len(net.gossiped) == 4
+    assert net.to[1:] == [leader] * 3  # re-sends: to the proposer only (all if none known)
+
+
+def test_a_proposer_does_not_regossip_its_own_pool(node: Node, tmp_path: Path) -> None:
+    net = Recorder()
+    node.network = net  # the solo engine: this node proposes every block
+    client = Signer.load(tmp_path / "keys" / "client.json")
+    (a,) = node.submit_many([_tx(node, client, 0)])
+    t0 = node._admitted_at[a.tx_id]
+    assert node.regossip_pending(t0 + 2.0) == 0 and node.regossip_pending(t0 + 6.0) == 0
+    assert len(net.gossiped) == 1  # the first gossip only
 
 
 def test_gossip_received_from_peers_is_not_regossiped(node: Node, tmp_path: Path) -> None:
