@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,27 @@ def _wait_height(net: LocalNet, height: int, timeout: float) -> None:
 def _height(net: LocalNet) -> int:
     with Client(net.nodes[0].endpoint, 5.0, tls=DataDir.load(net.data_dir).tls) as c:
         return int(c.status(timeout=2.0).height)
+
+
+def drain(net: LocalNet, timeout: float = 120.0) -> float:
+    """Waits until every node's mempool is empty (what a saturation run left uncommitted
+    has committed or gone), so that the next run is measured on an idle chain and not
+    behind a backlog; returns the seconds it took. A run that starts behind one measures
+    the backlog (10 validators x 4 KiB left ~4,700 txs, tens of seconds of blocks: the
+    light run's first commit, the admin's AddMember vouching for its keys, missed its
+    30 s wait)."""
+    t0 = time.monotonic()
+    tls = DataDir.load(net.data_dir).tls
+
+    def empty() -> bool:
+        for n in net.nodes:
+            with Client(n.endpoint, 5.0, tls=tls) as c:
+                if int(c.status(timeout=5.0).mempool_size):
+                    return False
+        return True
+
+    wait_for(empty, timeout, "every mempool empty", 0.5, retry_on=(ClientError,))
+    return round(time.monotonic() - t0, 2)
 
 
 @contextlib.contextmanager
