@@ -488,6 +488,10 @@ def bench_scale(p: Profile, work: Path) -> dict[str, Any]:
                         **({"note": light_note} if light_note else {}),
                         "cpu_s_per_1000_tx": r["cpu_s_per_1000_tx"],
                         "committed": r["committed"],
+                        # of the rest: refused at admission (reasons) / never seen committed
+                        "rejected": r["rejected"],
+                        "uncommitted": r["uncommitted"],
+                        **({"rejections": r["rejections"]} if r.get("rejections") else {}),
                         "drain_s": drained,
                         "MB_per_s": round(r["tx_per_s"] * size / 1e6, 2),
                     }
