@@ -144,8 +144,8 @@ class Swarm:
     # fault or a nemesis strikes, so a timing the seeds never vary is a blind spot
     block_interval_ms: int = 50
     # genesis max_block_txs (0: the default, 2000, never reached here): small, blocks are
-    # full and txs wait behind a backlog (mempool take limits, re-gossip held back while
-    # blocks are full: runtime/node.py regossip_pending)
+    # full and txs wait behind a backlog (mempool take limits; every node must enforce the
+    # genesis value from its first run: tests/unit/runtime/test_runtime_genesis_params.py)
     max_block_txs: int = 0
 
     @classmethod

@@ -146,7 +146,8 @@ class Node:
         self._new_block = asyncio.Event()
         self._admitted_at: dict[bytes, float] = {}
         self._batch_since: float | None = None  # when the pending txs' batch window opened
-        self._block_start: float | None = None  # the last block's start: the commit before it
+        # the last block's start: the commit before it (0.0: none, the window is over)
+        self._block_start = 0.0
         self._last_commit: float | None = None
         self._follow_polled = self.clock.monotonic()  # last stalled-validator poll (or start)
         self._commit_times: deque[tuple[float, int]] = deque()
@@ -571,8 +572,8 @@ class Node:
         # it): blocks are at least block_interval_ms apart, and a block whose consensus took
         # longer than the window is followed at once (its txs waited behind it already).
         # Where the chain was idle before this block it began later, when its txs came: the
-        # approximation only ever cuts sooner. No commit before it: the window is over.
-        self._block_start = self._last_commit if self._last_commit is not None else 0.0
+        # approximation only ever cuts sooner.
+        self._block_start = self._last_commit or 0.0
         self._batch_since = self._block_start if len(self.mempool) else None
         m = self.metrics
         m.apply_seconds.observe(now - t0)
@@ -646,7 +647,7 @@ class Node:
             # `_block_start`): a non-full block is cut at most block_interval_ms after the
             # previous one began, and at once when the chain was idle for longer (no later
             # txs to wait for: batching would only add latency).
-            self._batch_since = self._block_start if self._block_start is not None else 0.0
+            self._batch_since = self._block_start
         self.metrics.mempool.set(len(self.mempool))
         return out
 

@@ -228,7 +228,11 @@ class PeerHub:
         link.wake.set()
 
     def gossip(self, raw_tx: bytes, to: bytes | None = None) -> None:
-        links = self.links.values() if to is None else [x for x in (self.links.get(to),) if x]
+        if to is None:
+            links = list(self.links.values())
+        else:
+            one = self.links.get(to)
+            links = [one] if one is not None else []  # a peer with no link: nothing to queue
         for link in links:
             if len(link.txs) >= MAX_QUEUE:
                 link.txs.popleft()
