@@ -5,9 +5,21 @@ simulations). Updated by runtime (node.py); served by __main__ via start_http_se
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def rejection_label(reason: str) -> str:
+    """The `reason` label of a discarded consensus message: the text before the reason's
+    first colon, with every number (heights, rounds, sizes) as '#', so the label set stays
+    bounded ("double prevote at 3/2: 1a2b.. and 3c4d.." -> "double prevote at #/#")."""
+    return _NUMBER.sub("#", reason.split(":")[0])
 
 
 class Metrics:
@@ -46,6 +58,14 @@ class Metrics:
             "consortium_consensus_rejections",
             "Peer consensus messages discarded, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.compact_txs = Counter(
+            "consortium_compact_proposal_txs",
+            "Txs of compact BFT proposals rebuilt here (a re-sent copy is rebuilt again), "
+            "by where this node found them "
+            "(pool: its mempool; fetched: asked from the proposer)",
+            ["source"],
             registry=r,
         )
         self.tx_rate = Gauge(

@@ -9,13 +9,15 @@ fsyncs) and a `PeerNetwork` that queues messages through the simulator. A crash 
 
 Swarm testing: `Swarm.draw(rng)` picks this seed's parameters (validators 1-7 for raft, 4-7 for
 bft; drop, duplicate and delay rates; partition shapes and symmetry; crash, restart and storage
-fault rates; a Byzantine Twin or not; engine tunings such as raft's append size and bft's round
-timeouts), so the seeds together cover far more than any fixed scenario. Besides random
-faults, two nemeses strike at the moments that matter: the partition follows the leader (it is
-cut off right after it wins an election or commits, so its next messages are lost: the moves of
-Raft's Figure 8), and a node may crash right after it persisted and sent a vote. The workload is real Ed25519-signed transactions from several clients (KvPut with a
-unique key each) plus an admin adding and removing validators by governance transactions, and contract
-invocations (the admin deploys a WAT counter; clients call its `incr`).
+fault rates; a Byzantine Twin or not, and how often it lies in its compact proposals; engine
+tunings such as raft's append size and bft's round timeouts), so the seeds together cover far
+more than any fixed scenario. Besides random faults, two nemeses strike at the moments that
+matter: the partition follows the leader (it is cut off right after it wins an election or
+commits, so its next messages are lost: the moves of Raft's Figure 8), and a node may crash
+right after it persisted and sent a vote. The workload is real Ed25519-signed transactions from
+several clients (KvPut with a unique key each) plus an admin adding and removing validators by
+governance transactions, and contract invocations (the admin deploys a WAT counter; clients
+call its `incr`).
 
 Invariants (checked after every call into a node, and at the end):
   agreement   honest nodes hold the same block hash at every height and the same state root
@@ -55,11 +57,11 @@ from consortium_node.consensus.bft import codec as bft_codec
 from consortium_node.consensus.raft import RaftConfig
 from consortium_node.contracts import WasmEngine
 from consortium_node.ledger import contracts as cx
-from consortium_node.ledger.block import Block
+from consortium_node.ledger.block import HEADER_LEN, Block
 from consortium_node.ledger.errors import InvariantError, TxRejected
 from consortium_node.ledger.genesis import Genesis
 from consortium_node.ledger.state import OK, Validator, kv_key
-from consortium_node.runtime import engines
+from consortium_node.runtime import compact, engines
 from consortium_node.runtime.node import Node
 from consortium_node.storage.memory import (
     Disk,
@@ -147,6 +149,10 @@ class Swarm:
     # full and txs wait behind a backlog (mempool take limits; every node must enforce the
     # genesis value from its first run: tests/unit/runtime/test_runtime_genesis_params.py)
     max_block_txs: int = 0
+    # bft: the share of the Twin's compact proposals (runtime/compact.py) citing one digest
+    # no node holds, and of its tx responses with one tx's bytes altered: a Byzantine
+    # proposer whose proposal cannot be rebuilt (its round must time out, nothing else)
+    twin_lies: float = 0.0
 
     @classmethod
     def draw(cls, rng: random.Random, consensus: str, chaos_ticks: int) -> Swarm:
@@ -187,6 +193,7 @@ class Swarm:
             governance=rng.random() < 0.5,  # (after every other draw: they stay unchanged)
             block_interval_ms=rng.choice([10, 50, 50, 200]),  # (drawn last, as above)
             max_block_txs=rng.choice([0, 0, 2, 8]),  # (drawn last, as above)
+            twin_lies=rng.choice([0.0, 0.3, 1.0]) if twin else 0.0,  # (drawn last, as above)
         )
 
     def describe(self) -> str:
@@ -261,10 +268,11 @@ class SimNetwork:
 
     def send(self, env: Envelope) -> None:
         witness = self._sim.precommit_witness(self._src, env.payload)
+        payload = self._sim.twin_lie(self._src, env.payload)
         for dst in self._sim.by_id.get(env.to, ()):
             if witness is not None and dst.name != witness:
                 continue  # this precommit reaches the lone witness only
-            self._sim.enqueue(self._src, dst.name, "msg", env.payload)
+            self._sim.enqueue(self._src, dst.name, "msg", payload)
 
     def gossip(self, raw_tx: bytes, to: bytes | None = None) -> None:
         for dst in self._sim.nodes.values() if to is None else self._sim.by_id.get(to, []):
@@ -511,6 +519,23 @@ class NodeSim:
         ):
             self.crash(sn, "right after persisting and sending")
         return out
+
+    def twin_lie(self, src: str, payload: bytes) -> bytes:
+        """`payload` as the Twin sends it: a compact proposal with one digest altered, or a
+        tx response with its last tx's last byte altered (Swarm.twin_lies of them)."""
+        if (
+            self.nodes[src].honest
+            or len(payload) < 2
+            or payload[1] not in (compact.COMPACT, compact.TX_RESPONSE)
+            or self.rng.random() >= self.p.twin_lies
+        ):
+            return payload
+        lie = bytearray(payload)
+        if payload[1] == compact.TX_RESPONSE:
+            lie[-1] ^= 0xFF
+        else:  # the first digest (a compact proposal cites at least one tx)
+            lie[bft_codec.PROPOSAL_HEAD_LEN + HEADER_LEN + 4] ^= 0xFF
+        return bytes(lie)
 
     def precommit_witness(self, src: str, payload: bytes) -> str | None:
         """The one peer a BFT precommit of `src` may reach (None: it goes to all): decided

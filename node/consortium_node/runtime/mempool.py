@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 from ..ledger.contracts import ContractVM
 from ..ledger.errors import Reject, TxRejected
+from ..ledger.hashing import sha256
 from ..ledger.state import StateReader, nonce_key, preflight, u64
 from ..ledger.tx import Invoke, Tx, check_stateless
 
@@ -38,6 +39,9 @@ class Mempool:
         self._verify = verify
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order
         self._by_raw: dict[bytes, Tx] = {}  # exact SignedTx bytes -> pooled tx (no re-decode)
+        # SHA-256 of the exact bytes -> pooled tx (compact proposals cite txs by it; see
+        # runtime/compact.py); it indexes exactly the txs of _by_raw.
+        self._by_digest: dict[bytes, Tx] = {}
         self._next_nonce: dict[bytes, int] = {}  # sender -> next admissible nonce (pooled)
         self._count: dict[bytes, int] = {}  # sender -> pooled tx count
         self._future: dict[bytes, dict[int, Tx]] = {}  # sender -> nonce -> held tx (gossip)
@@ -55,6 +59,15 @@ class Mempool:
     def by_raw(self, raw: bytes) -> Tx | None:
         """The pooled (already verified) tx with exactly these bytes, if any."""
         return self._by_raw.get(raw)
+
+    def by_digest(self, d: bytes) -> bytes | None:
+        """The bytes of the pooled tx whose SHA-256 is `d`, if any."""
+        tx = self._by_digest.get(d)
+        return None if tx is None else tx.raw
+
+    def _unpool(self, tx: Tx) -> None:
+        self._by_raw.pop(tx.raw, None)
+        self._by_digest.pop(sha256(tx.raw), None)
 
     def admit(
         self,
@@ -113,6 +126,7 @@ class Mempool:
     def _pool(self, tx: Tx) -> None:
         self._txs[tx.id] = tx
         self._by_raw[tx.raw] = tx
+        self._by_digest[sha256(tx.raw)] = tx
         self._next_nonce[tx.sender] = tx.nonce + 1
         self._count[tx.sender] = self._count.get(tx.sender, 0) + 1
 
@@ -167,7 +181,7 @@ class Mempool:
             senders.add(tx.sender)
             pooled = self._txs.pop(tx.id, None)
             if pooled is not None:
-                self._by_raw.pop(pooled.raw, None)
+                self._unpool(pooled)
                 self._dec(tx.sender)
         for sender in senders:
             self._promote(sender, state)
@@ -177,7 +191,7 @@ class Mempool:
                 continue
             stale = [t.id for t in self._txs.values() if t.sender == sender and t.nonce < committed]
             for tid in stale:
-                self._by_raw.pop(self._txs.pop(tid).raw, None)
+                self._unpool(self._txs.pop(tid))
                 self._dec(sender)
             if self._count.get(sender, 0) == 0:
                 self._next_nonce.pop(sender, None)

@@ -53,11 +53,12 @@ from ..ledger.state import (
     validators_hash,
 )
 from ..ledger.tx import Tx, check_stateless
-from ..metrics import Metrics
+from ..metrics import Metrics, rejection_label
 from ..storage.ports import NodeStorage, StateView, open_files
 from ..transport.peers import LinkState
 from . import engines
 from .clock import Clock, SystemClock
+from .compact import Compactor, is_compact_kind
 from .mempool import Mempool
 from .regossip import Regossip
 
@@ -177,6 +178,11 @@ class Node:
         )
         self.syncing = False
         self.sync_requests: list[SyncRequest] = []
+        # BFT proposals go out compact (tx digests) and are rebuilt from the pool on the way
+        # in (runtime/compact.py); raft's appends and every other message go as they are
+        self._compact = (
+            Compactor(self.node_id, self.mempool.by_digest) if genesis.consensus == "bft" else None
+        )
 
     # -- start-up ------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -360,8 +366,9 @@ class Node:
                 return
             self._persist(rd)
             if self.network is not None:
+                compact = self._compact
                 for env in rd.messages:
-                    self.network.send(env)
+                    self.network.send(env if compact is None else compact.outbound(env))
             for block in rd.committed:
                 if block.height <= self.height:
                     self._check_known(block)
@@ -373,11 +380,7 @@ class Node:
                     return
             self.sync_requests.extend(rd.sync)
             for rej in rd.rejections:
-                self.metrics.consensus_rejections.labels(rej.reason.split(":")[0]).inc()
-                log.warning(
-                    "discarded consensus message",
-                    extra={"fields": {"offender": rej.offender.hex(), "reason": rej.reason}},
-                )
+                self._discarded(rej.offender, rej.reason)
             if rd.compact_below is not None and self.wal is not None:
                 self.wal.compact(rd.compact_below)  # after persist and apply (engine contract)
             self.engine.advance(rd)
@@ -440,10 +443,33 @@ class Node:
         self._follow_polled = now
         return True
 
+    def _discarded(self, offender: bytes, reason: str) -> None:
+        self.metrics.consensus_rejections.labels(rejection_label(reason)).inc()
+        log.warning(
+            "discarded consensus message",
+            extra={"fields": {"offender": offender.hex(), "reason": reason}},
+        )
+
     def on_peer_messages(self, sender: bytes, payloads: list[bytes]) -> None:
-        """One inbound batch: step every message, then drain Ready once (amortised)."""
+        """One inbound batch: step every message, then drain Ready once (amortised).
+        Compact-proposal traffic is turned into the engine's full proposals first."""
+        compact = self._compact
         for p in payloads:
-            self.engine.step(Envelope(sender, self.node_id, p))
+            if compact is None or not is_compact_kind(p):
+                self.engine.step(Envelope(sender, self.node_id, p))
+                continue
+            res = compact.inbound(sender, p)
+            if res.rejection is not None:
+                self._discarded(sender, res.rejection)
+            if res.pooled:
+                self.metrics.compact_txs.labels("pool").inc(res.pooled)
+            if res.fetched:
+                self.metrics.compact_txs.labels("fetched").inc(res.fetched)
+            if self.network is not None:
+                for env in res.replies:
+                    self.network.send(env)
+            for full in res.deliver:
+                self.engine.step(Envelope(sender, self.node_id, full))
         self.process_ready()
 
     def on_peer_txs(self, _sender: bytes, txs: list[bytes]) -> None:
@@ -592,6 +618,8 @@ class Node:
         while self._commit_times and now - self._commit_times[0][0] > 10:
             self._commit_times.popleft()
         m.tx_rate.set(sum(n for _, n in self._commit_times) / 10)
+        if self._compact is not None:
+            self._compact.committed(block.height)
         self._new_block.set()
         self._new_block = asyncio.Event()
 
