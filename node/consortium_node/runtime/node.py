@@ -654,6 +654,7 @@ class Node:
         out: list[Admission] = []
         now = self.clock.monotonic()
         max_tx_bytes = self._params["max_tx_bytes"]
+        to, send = self._gossip_target() if gossip else (None, False)
         with self.state.snapshot() as snap:
             for raw in raws:
                 tx_id = b""
@@ -667,7 +668,8 @@ class Node:
                     continue
                 self._admitted_at[tx.id] = now
                 if gossip and self.network is not None:
-                    self.network.gossip(raw)
+                    if send:
+                        self.network.gossip(raw, to)
                     self._regossip_track(tx.id, now)
                 out.append(Admission(tx.id, None, ""))
         if self._batch_since is None and len(self.mempool):
@@ -678,6 +680,20 @@ class Node:
             self._batch_since = self._block_start
         self.metrics.mempool.set(len(self.mempool))
         return out
+
+    def _gossip_target(self) -> tuple[bytes | None, bool]:
+        """Where a client's tx goes after admission here: (peer or None for every peer,
+        whether to send at all). BFT: every peer (each validator verifies every tx of a block
+        and rebuilds compact proposals from its pool). Raft: the leader only, and nowhere
+        when this node leads. A raft follower never validates the leader's blocks (the
+        crash-fault model trusts the leader's ordering and its admission checks), so a tx in
+        a follower's pool would only cost it a signature check; a tx whose leader changes
+        before it commits reaches the new leader by re-gossip (runtime/regossip.py). Every
+        peer while no leader is known."""
+        if self.genesis.consensus != "raft":
+            return None, True
+        leader = self.engine.status().leader or None
+        return leader, leader != self.node_id
 
     def _regossip_track(self, tx_id: bytes, now: float) -> None:
         if self._regossip is None:
