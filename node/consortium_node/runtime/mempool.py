@@ -2,7 +2,9 @@
 
 Invariants:
   * every tx in the pool passed decoding, stateless checks, the signature check (exactly once:
-    the pool itself is the verified-signature cache, keyed by tx id) and state preflight;
+    the pool itself is the verified-signature cache, keyed by tx id) and state preflight; the
+    signature check is this node's, except for txs a raft peer forwarded (`verified`: under
+    the crash-fault model the node a client handed a tx to checked it; see runtime/node.py);
   * for each sender the pooled nonces are contiguous, starting at the sender's committed
     nonce, so any prefix of arrival order is a valid nonce sequence for a block;
   * txs gossiped by peers may arrive ahead of a gap (a sender that used two nodes): those are
@@ -76,9 +78,11 @@ class Mempool:
         max_tx_bytes: int,
         committed: Callable[[bytes], bool],
         hold_future: bool = False,
+        verified: bool = False,
     ) -> None:
         """Raises TxRejected with the reason; on return the tx is pooled (or, with
-        `hold_future`, held until its nonce gap fills)."""
+        `hold_future`, held until its nonce gap fills). `verified`: the signature was checked
+        by a trusted peer (raft), so it is not checked again here."""
         check_stateless(tx, self.chain_id, max_tx_bytes)
         if tx.id in self._txs or committed(tx.id):
             raise TxRejected(Reject.DUPLICATE, f"transaction {tx.id.hex()} already submitted")
@@ -90,30 +94,31 @@ class Mempool:
                 Reject.NONCE_REPLAY, f"nonce {tx.nonce} already used (next nonce is {want})"
             )
         if tx.nonce > want:
-            if hold_future and self._hold(tx, want):
+            if hold_future and self._hold(tx, want, verified):
                 return
             raise TxRejected(
                 Reject.NONCE_GAP, f"nonce {tx.nonce} leaves a gap (next nonce is {want})"
             )
         if len(self._txs) >= self.capacity:
             raise TxRejected(Reject.MEMPOOL_FULL, f"mempool is full ({self.capacity} txs)")
-        if not self._verify(tx.sender, tx.body, tx.signature):
+        if not verified and not self._verify(tx.sender, tx.body, tx.signature):
             raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
         preflight(state, tx, self._vm)
         self._pool(tx)
         self._promote(tx.sender, state)
 
-    def _hold(self, tx: Tx, want: int) -> bool:
+    def _hold(self, tx: Tx, want: int, verified: bool) -> bool:
         """Holds a gossiped tx that is ahead of its sender's next nonce `want`, verified, until
         the gap fills (`_promote`). False (the caller refuses it as a gap) when it is beyond
         FUTURE_WINDOW or FUTURE_MAX txs are already held.
-        Invariant: `_future_count` == the number of held txs, and every held tx verified."""
+        Invariant: `_future_count` == the number of held txs, and every held tx verified (here,
+        or by the raft peer that forwarded it)."""
         if tx.nonce - want > FUTURE_WINDOW or self._future_count >= FUTURE_MAX:
             return False
         held = self._future.get(tx.sender, {})
         if tx.nonce in held:  # the first tx held for a nonce wins, as in the pool
             raise TxRejected(Reject.DUPLICATE, f"a transaction for nonce {tx.nonce} is held")
-        if not self._verify(tx.sender, tx.body, tx.signature):
+        if not verified and not self._verify(tx.sender, tx.body, tx.signature):
             raise TxRejected(Reject.BAD_SIGNATURE, "signature does not verify for the sender key")
         self._future.setdefault(tx.sender, held)[tx.nonce] = tx
         self._future_count += 1

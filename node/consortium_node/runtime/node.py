@@ -473,7 +473,11 @@ class Node:
         self.process_ready()
 
     def on_peer_txs(self, _sender: bytes, txs: list[bytes]) -> None:
-        self.submit_many(txs, gossip=False)
+        # Under raft a peer's tx is not verified again: the node a client handed it to did
+        # (Mempool.admit), and the crash-fault model trusts every node, as any of them can
+        # lead and a leader's blocks are applied unchecked. Under bft every validator checks
+        # every tx of a block it votes for, and the pool is its verified-signature cache.
+        self.submit_many(txs, gossip=False, verified=self.genesis.consensus == "raft")
 
     def verify_certificate(self, block: Block) -> str | None:
         """None if the block's commit certificate is signed by enough validators of its
@@ -648,9 +652,12 @@ class Node:
     def submit(self, raw: bytes, gossip: bool = True) -> Admission:
         return self.submit_many([raw], gossip)[0]
 
-    def submit_many(self, raws: list[bytes], gossip: bool = True) -> list[Admission]:
+    def submit_many(
+        self, raws: list[bytes], gossip: bool = True, verified: bool = False
+    ) -> list[Admission]:
         """Admits a batch under one state snapshot. Client submissions (gossip=True) are
-        forwarded to peers; gossiped ones may be held until a nonce gap fills."""
+        forwarded to peers; gossiped ones may be held until a nonce gap fills. `verified`:
+        a trusted peer checked the signatures (see on_peer_txs)."""
         out: list[Admission] = []
         now = self.clock.monotonic()
         max_tx_bytes = self._params["max_tx_bytes"]
@@ -661,7 +668,14 @@ class Node:
                 try:
                     tx = self._decode(raw)
                     tx_id = tx.id
-                    self.mempool.admit(tx, snap, max_tx_bytes, snap.has_tx, hold_future=not gossip)
+                    self.mempool.admit(
+                        tx,
+                        snap,
+                        max_tx_bytes,
+                        snap.has_tx,
+                        hold_future=not gossip,
+                        verified=verified,
+                    )
                 except TxRejected as e:
                     self.metrics.rejected.labels(e.reason.value).inc()
                     out.append(Admission(tx_id, e.reason, e.message))

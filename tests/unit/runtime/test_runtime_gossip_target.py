@@ -1,11 +1,13 @@
-"""Where a client's tx is gossiped after admission (Node._gossip_target): under raft to the
-leader only, and nowhere when this node leads (a raft follower never validates the leader's
-blocks, so a tx in its pool would only cost it a signature check); under bft to every peer
-(each validator verifies every tx and rebuilds compact proposals from its pool); to every
-peer while no leader is known. The tx is tracked for re-gossip either way, so it reaches a
-leader elected later. On a real one-validator raft node and, for "every peer" (any consensus
-but raft; bft needs four validators), a solo node (temp dir, fsync off) with a recording
-network."""
+"""Where a client's tx is gossiped after admission (Node._gossip_target), and who checks its
+signature. Gossip: under raft to the leader only, and nowhere when this node leads (a raft
+follower never validates the leader's blocks, so a tx in its pool would only cost it a
+signature check); under bft to every peer (each validator verifies every tx and rebuilds
+compact proposals from its pool); to every peer while no leader is known. The tx is tracked for
+re-gossip either way, so it reaches a leader elected later. Signatures: once per raft cluster,
+by the node a client handed the tx to (a peer's forwarded tx is trusted, as the crash-fault
+model trusts every node); by every node under any other consensus. On a real one-validator raft
+node and, for "every peer" (any consensus but raft; bft needs four validators), a solo node
+(temp dir, fsync off) with a recording network."""
 
 from __future__ import annotations
 
@@ -77,3 +79,29 @@ def test_a_client_tx_goes_to_the_raft_leader_only_and_elsewhere_to_every_peer(
         assert net.to == []  # this node leads: the tx is in the pool it builds blocks from
     regossip = node._regossip
     assert regossip is not None and len(regossip) == 1  # re-sent to a later leader if pending
+
+
+def test_a_raft_peers_tx_is_not_verified_again_and_a_clients_always_is(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every signature is checked once in a raft cluster, by the node a client handed the tx
+    to; any other consensus checks a peer's tx too (bft: each validator verifies what it
+    votes for)."""
+    calls: list[bytes] = []
+    real_verify = node.mempool._verify
+
+    def counting(key: bytes, body: bytes, sig: bytes) -> bool:
+        calls.append(body)
+        return real_verify(key, body, sig)
+
+    monkeypatch.setattr(node.mempool, "_verify", counting)
+    client = Signer.load(tmp_path / "keys" / "client.json")
+    raws = [
+        client.build_tx(node.chain_id, i, types_pb2.KvPut(key=b"k%d" % i, value=b"v"))[1]
+        for i in range(2)
+    ]
+    (a,) = node.submit_many([raws[0].SerializeToString()])  # from a client
+    assert a.reject is None and len(calls) == 1
+    node.on_peer_txs(PEER, [raws[1].SerializeToString()])  # forwarded by a peer
+    assert len(node.mempool) == 2
+    assert len(calls) == (1 if node.genesis.consensus == "raft" else 2)
