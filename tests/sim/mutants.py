@@ -64,7 +64,7 @@ MUTANTS = (
         # simulator runs, at the spot that stands for ConsensusWal._append's fdatasync.
         "raft-skip-fsync-before-vote",
         "storage/memory.py",
-        "sync=self._fsync and i == len(recs) - 1",
+        "sync=self._fsync and sync and i == len(recs) - 1",
         "sync=False",
         "tests/sim/test_node_sim.py::test_raft_node_sim",
     ),
@@ -74,7 +74,7 @@ MUTANTS = (
         # same round; 200 seeds did not get there (issue 13 asks for the raft variant above).
         "bft-skip-fsync-before-vote",
         "storage/memory.py",
-        "sync=self._fsync and i == len(recs) - 1",
+        "sync=self._fsync and sync and i == len(recs) - 1",
         "sync=False",
         "tests/sim/test_node_sim.py::test_bft_node_sim",
         required=False,

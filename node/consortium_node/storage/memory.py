@@ -294,16 +294,18 @@ class MemoryConsensusLog:
     def compact(self, below: int) -> None:
         if below <= self.compacted:
             return
-        self._append([(COMPACT, _U64.pack(below))])
+        self._append([(COMPACT, _U64.pack(below))], sync=False)  # as ConsensusWal.compact
         if len(self._disk.wal.records) > 4096:
             self._rewrite()
 
-    def _append(self, recs: list[tuple[int, bytes]]) -> None:
-        # one write of all records, one fsync (as ConsensusWal._append): model each record as
-        # written in order; a power loss may tear the one being written
+    def _append(self, recs: list[tuple[int, bytes]], sync: bool = True) -> None:
+        # one write of all records, one fsync unless `sync` is off (as ConsensusWal._append):
+        # model each record as written in order; a power loss may tear the one being written
         for i, (kind, body) in enumerate(recs):
             self._disk.append(
-                self._disk.wal, bytes([kind]) + body, sync=self._fsync and i == len(recs) - 1
+                self._disk.wal,
+                bytes([kind]) + body,
+                sync=self._fsync and sync and i == len(recs) - 1,
             )
         for kind, body in recs:
             self._apply(kind, body)
