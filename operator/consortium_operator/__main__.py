@@ -12,7 +12,9 @@ Settings come from CONSORTIUM_* environment variables (see settings.py)."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.metadata
+import os
 import random
 import sys
 from typing import Any
@@ -32,7 +34,33 @@ def _replica_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
 
 
+M_ARENA_MAX = -8  # glibc malloc.h: mallopt's parameter for the most arenas malloc creates
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Caps glibc's malloc arenas for the rest of this process (True when it did; False when
+    MALLOC_ARENA_MAX is set, which glibc already read, or the C library is not glibc). The
+    operator's Kubernetes calls run in a pool of threads (kube.WORKERS, plus one per watch),
+    and glibc gives threads arenas of their own, up to 8 per core: bench operator peak RSS
+    142.8/146.8/147.0 MiB over 100 consortia on 2 cores with the default, 132.9/136.9/140.4
+    MiB with 2 arenas (same runs, interleaved), at the same reconcile times; on a node with
+    more cores the default allows more arenas still. Call before any thread starts."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process runs on
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):
+        return False  # not glibc (e.g. musl): its malloc has no per-thread arenas to cap
+    mallopt = libc.mallopt
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_ARENA_MAX, arenas))
+
+
 def main(argv: list[str] | None = None) -> None:
+    limit_malloc_arenas()
     p = argparse.ArgumentParser(prog="consortium-operator", description=__doc__.splitlines()[0])
     p.add_argument(
         "-n",
