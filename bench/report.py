@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .stats import median_of
+
 
 def fmt_summary(s: Any, unit: str = "", digits: int = 0) -> str:
     """'median [min-max]' of a summarize() dict; '-' when absent."""
@@ -118,6 +120,13 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     for row in main_rows(doc):
         t.add_row(*(escape(c) for c in row))
     con.print(t)
+    if parts := drift_parts(res):
+        con.print(
+            "paced 80%, p50 of the txs sent in the first / last quarter of the run (medians): "
+            + "; ".join(parts)
+            + " (a last quarter well above the first: a backlog grew over the run, so the "
+            "offered rate was above what the nodes sustain in that shape)"
+        )
     _print_ratios(con, res)
     _print_scale(con, res.get("scale"))
     if isinstance(op := res.get("operator"), Mapping):
@@ -125,6 +134,19 @@ def print_report(doc: Mapping[str, Any], console: Console | None = None) -> None
     if isinstance(bk := res.get("backup"), Mapping):
         _print_backup(con, bk)
     _print_targets(con, doc.get("targets") or [])
+
+
+def drift_parts(res: Mapping[str, Any]) -> list[str]:
+    """'name first / last ms' of each section's paced runs (loadgen's p50_first_quarter and
+    p50_last_quarter, medians over repetitions)."""
+    parts = []
+    for key, name in (("bft", "ours BFT 4"), ("raft", "ours Raft 3")):
+        lat = _get(res, key, "paced", "latency_ms")
+        first = median_of(lat, "p50_first_quarter") if isinstance(lat, Mapping) else None
+        last = median_of(lat, "p50_last_quarter") if isinstance(lat, Mapping) else None
+        if first is not None and last is not None:
+            parts.append(f"{name} {first:,.0f} / {last:,.0f} ms")
+    return parts
 
 
 def ratio_parts(res: Mapping[str, Any]) -> list[str]:

@@ -142,6 +142,11 @@ def _print_report(r: BenchReport) -> None:
         f"p50 {lm.get('p50', 0):.1f} ms  p90 {lm.get('p90', 0):.1f} ms  "
         f"p99 {lm.get('p99', 0):.1f} ms  max {lm.get('max', 0):.1f} ms",
     )
+    if "p50_last_quarter" in lm:
+        t.add_row(
+            "p50, first / last quarter sent",
+            f"{lm['p50_first_quarter']:.1f} / {lm['p50_last_quarter']:.1f} ms",
+        )
     t.add_row("blocks", f"{r.blocks} (height {r.start_height} → {r.end_height})")
     console.print(t)
     for reason, n in r.rejections.items():

@@ -332,6 +332,31 @@ class _Follower:
         self._thread.join(timeout=5)
 
 
+def _drift(
+    accepted: dict[bytes, int], committed: dict[bytes, int], first: int, last: int
+) -> dict[str, float]:
+    """p50 latency (ms) of the txs sent in the first and in the last quarter of the send span:
+    equal within noise while the nodes keep up with a paced load, the last far above the
+    first when a backlog grows over the run (the offered rate is above what they sustain)."""
+    span = last - first
+    if span <= 0:
+        return {}
+    early, late = [], []
+    for i, s in accepted.items():
+        if i not in committed:
+            continue
+        if s <= first + span // 4:
+            early.append((committed[i] - s) / 1e6)
+        elif s >= last - span // 4:
+            late.append((committed[i] - s) / 1e6)
+    if not early or not late:
+        return {}
+    return {
+        "p50_first_quarter": _percentile(sorted(early), 0.50),
+        "p50_last_quarter": _percentile(sorted(late), 0.50),
+    }
+
+
 def _percentile(sorted_vals: list[float], q: float) -> float:
     if not sorted_vals:
         return 0.0
@@ -516,6 +541,7 @@ def _drive(
         "p99": _percentile(lat, 0.99),
         "max": lat[-1] if lat else 0.0,
         "mean": sum(lat) / len(lat) if lat else 0.0,
+        **_drift(accepted, follower.committed, first_send, last_send),
     }
     report.rejections = dict(rejections.most_common(10))
     report.end_height = follower.last_height

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bench.report import fmt_summary, main_rows, model_of, print_report, ratio_parts
+from bench.report import drift_parts, fmt_summary, main_rows, model_of, print_report, ratio_parts
 from bench.run import in_flight, main, ratio_to_model, targets
 from bench.stats import summarize, summarize_runs
 
@@ -217,3 +217,19 @@ def test_in_flight_is_littles_law_rounded_and_clamped() -> None:
     assert in_flight(100.0, 10.0) == 64  # 1 -> floor of 64
     assert in_flight(50_000.0, 1000.0) == 8192  # capped
     assert in_flight(0.0, 0.0) == 64
+
+
+def test_paced_drift_is_printed_from_the_quarters_medians() -> None:
+    doc = _doc()
+    doc["results"]["bft"]["paced"] = summarize_runs(
+        [
+            {
+                "tx_per_s": 2000,
+                "latency_ms": {"p50": 250, "p50_first_quarter": f, "p50_last_quarter": la},
+            }
+            for f, la in ((90, 400), (100, 500), (110, 450))
+        ]
+    )
+    assert drift_parts(doc["results"]) == ["ours BFT 4 100 / 450 ms"]  # raft has no paced run
+    del doc["results"]["bft"]["paced"]["latency_ms"]["p50_last_quarter"]
+    assert drift_parts(doc["results"]) == []
