@@ -3,6 +3,7 @@ simulation suites (`--sim-seeds N`, `--seed N`)."""
 
 from __future__ import annotations
 
+import consortium_node  # noqa: F401  -- first: gRPC fork support off before any test imports grpc
 import pytest
 
 
