@@ -141,9 +141,8 @@ def drift_parts(res: Mapping[str, Any]) -> list[str]:
     p50_last_quarter, medians over repetitions)."""
     parts = []
     for key, name in (("bft", "ours BFT 4"), ("raft", "ours Raft 3")):
-        lat = _get(res, key, "paced", "latency_ms")
-        first = median_of(lat, "p50_first_quarter") if isinstance(lat, Mapping) else None
-        last = median_of(lat, "p50_last_quarter") if isinstance(lat, Mapping) else None
+        first = median_of(res, key, "paced", "latency_ms", "p50_first_quarter")
+        last = median_of(res, key, "paced", "latency_ms", "p50_last_quarter")
         if first is not None and last is not None:
             parts.append(f"{name} {first:,.0f} / {last:,.0f} ms")
     return parts
