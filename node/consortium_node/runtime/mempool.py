@@ -191,8 +191,15 @@ class Mempool:
         for sender in senders:
             self._promote(sender, state)
             committed = u64(state.get(nonce_key(sender)))
-            if self._count.get(sender, 0) == 0:
+            count = self._count.get(sender, 0)
+            if count == 0:
                 self._next_nonce.pop(sender, None)
+                continue
+            # By the contiguity invariant the sender's pooled nonces were [low, next) before
+            # this block and the block used [low, committed): all of [committed, next) is still
+            # pooled, so next - count == committed exactly when no stale tx (nonce < committed)
+            # is left; the whole pool is scanned (once per such sender) only when some are.
+            if self._next_nonce[sender] - count >= committed:
                 continue
             stale = [t.id for t in self._txs.values() if t.sender == sender and t.nonce < committed]
             for tid in stale:

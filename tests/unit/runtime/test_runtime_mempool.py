@@ -216,6 +216,19 @@ def test_remove_committed_and_stale_nonces(p: Pool) -> None:
     p.admit(make_tx(BOB, 1))
 
 
+def test_remove_committed_drops_a_stale_tx_between_two_committed_ones(p: Pool) -> None:
+    """A sender who signed two txs for nonce 1: the block has ours at 0 and 2 but theirs at 1.
+    Ours at 1 is stale although the pool's count and next nonce alone would look consistent
+    with "nothing stale" if the check compared against the old committed nonce."""
+    ours = [make_tx(ALICE, i) for i in range(4)]
+    for t in ours:
+        p.admit(t)
+    p.commit([ours[0], make_tx(ALICE, 1, tag=b"x"), ours[2]])
+    assert p.pool.take(10, 10**9) == [ours[3]]
+    p.admit(make_tx(ALICE, 4))  # the sequence goes on from the pooled 3
+    assert p.reject(make_tx(ALICE, 3, tag=b"y")).reason is Reject.NONCE_REPLAY
+
+
 def test_remove_committed_when_the_chain_overtakes_the_pool(p: Pool) -> None:
     for i in range(2):
         p.admit(make_tx(ALICE, i))
