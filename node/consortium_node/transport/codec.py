@@ -47,6 +47,17 @@ from ..ledger.tx import (
 )
 
 
+def tx_id(raw: bytes) -> bytes:
+    """`decode_tx(raw).id` without decoding the body: the SHA-256 of the signed body bytes.
+    For ids of stored txs (block streams, inclusion proofs, event queries), where the full
+    decode was 5x the cost."""
+    try:
+        signed = types_pb2.SignedTx.FromString(raw)
+    except (PbDecodeError, ValueError) as e:
+        raise TxRejected(Reject.MALFORMED, f"transaction does not decode: {e}") from e
+    return sha256(signed.body)
+
+
 def decode_tx(raw: bytes) -> Tx:
     try:
         signed = types_pb2.SignedTx.FromString(raw)

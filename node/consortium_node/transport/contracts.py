@@ -92,7 +92,7 @@ def block_events(
     """The events of `block`'s contract calls, in order, matching the filter (empty: any)."""
     for index, raw in enumerate(block.txs):
         try:
-            tx_id = codec.decode_tx(raw).id
+            tx_id = codec.tx_id(raw)
         except TxRejected:  # pragma: no cover - committed txs decoded when applied
             continue
         r = cx.receipt_of(snap, tx_id)

@@ -302,7 +302,7 @@ class LedgerServicer:
                 block = self.node.block_at(h)
                 if block is None:  # pragma: no cover - height advanced past the store: invariant
                     await context.abort(grpc.StatusCode.INTERNAL, f"block {h} missing")
-                ids = [codec.decode_tx(raw).id for raw in block.txs] if request.ids_only else None
+                ids = [codec.tx_id(raw) for raw in block.txs] if request.ids_only else None
                 yield codec.block_to_pb(
                     block,
                     with_txs=not (request.headers_only or request.ids_only),
@@ -318,7 +318,7 @@ class LedgerServicer:
         if found is None:
             return None
         block, receipt = found
-        ids = [codec.decode_tx(raw).id for raw in block.txs]
+        ids = [codec.tx_id(raw) for raw in block.txs]
         proof = types_pb2.InclusionProof(
             index=receipt.index,
             size=len(ids),

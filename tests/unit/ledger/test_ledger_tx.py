@@ -33,7 +33,7 @@ from consortium_node.ledger.tx import (
     Tx,
     check_stateless,
 )
-from consortium_node.transport.codec import decode_tx
+from consortium_node.transport.codec import decode_tx, tx_id
 
 pytestmark = pytest.mark.unit
 
@@ -82,11 +82,11 @@ PB_CASES: list[tuple[str, PbPayload, Payload]] = [
     ("pb", "expected"), [c[1:] for c in PB_CASES], ids=[c[0] for c in PB_CASES]
 )
 def test_decode_each_payload_type(pb: PbPayload, expected: Payload) -> None:
-    tx_id, raw = wire(pb, nonce=7)
+    want_id, raw = wire(pb, nonce=7)
     tx = decode_tx(raw)
     assert tx.payload == expected
     assert type(tx.payload) is type(expected)
-    assert tx.id == tx_id == sha256(tx.body)
+    assert tx.id == want_id == sha256(tx.body) == tx_id(raw)  # tx_id: the id without decoding
     assert tx.raw == raw
     assert tx.chain_id == CHAIN
     assert tx.sender == SIGNER.public_key
@@ -111,6 +111,7 @@ def test_tx_id_is_hash_of_the_signed_bytes_not_a_reserialisation() -> None:
     tx2 = decode_tx(raw2)
     assert tx2.payload == tx.payload
     assert tx2.id == sha256(reordered) != tx.id
+    assert tx_id(raw2) == tx2.id and tx_id(raw) == tx.id
 
 
 def test_max_nonce_round_trips() -> None:
@@ -136,6 +137,15 @@ def test_garbage_is_malformed(raw: bytes) -> None:
         decode_tx(raw)
     assert e.value.reason is Reject.MALFORMED
     assert "decode" in e.value.message
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff", b"\x0a\x05ab", b"\x0a", b"\x07"], ids=["bad-tag", "short", "no-len", "f0"]
+)
+def test_tx_id_of_bytes_that_are_no_signed_tx_is_malformed(raw: bytes) -> None:
+    with pytest.raises(TxRejected) as e:
+        tx_id(raw)
+    assert e.value.reason is Reject.MALFORMED
 
 
 @pytest.mark.parametrize(
