@@ -5,10 +5,11 @@ Used by the Ledger server, the runtime (decoding block txs) and peer transport."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from consortium_api.v1 import types_pb2
 from google.protobuf.message import DecodeError as PbDecodeError
+from google.protobuf.message import Message
 
 from .. import crypto
 from ..ledger import contracts as cx
@@ -46,24 +47,27 @@ from ..ledger.tx import (
     Withdraw,
 )
 
+_Pb = TypeVar("_Pb", bound=Message)
+
+
+def _tx_part(cls: type[_Pb], data: bytes) -> _Pb:
+    """A SignedTx or TxBody from wire bytes; MALFORMED if they do not parse."""
+    try:
+        return cls.FromString(data)
+    except (PbDecodeError, ValueError) as e:
+        raise TxRejected(Reject.MALFORMED, f"transaction does not decode: {e}") from e
+
 
 def tx_id(raw: bytes) -> bytes:
     """`decode_tx(raw).id` without decoding the body: the SHA-256 of the signed body bytes.
     For ids of stored txs (block streams, inclusion proofs, event queries), where the full
     decode was 5x the cost."""
-    try:
-        signed = types_pb2.SignedTx.FromString(raw)
-    except (PbDecodeError, ValueError) as e:
-        raise TxRejected(Reject.MALFORMED, f"transaction does not decode: {e}") from e
-    return sha256(signed.body)
+    return sha256(_tx_part(types_pb2.SignedTx, raw).body)
 
 
 def decode_tx(raw: bytes) -> Tx:
-    try:
-        signed = types_pb2.SignedTx.FromString(raw)
-        body = types_pb2.TxBody.FromString(signed.body)
-    except (PbDecodeError, ValueError) as e:
-        raise TxRejected(Reject.MALFORMED, f"transaction does not decode: {e}") from e
+    signed = _tx_part(types_pb2.SignedTx, raw)
+    body = _tx_part(types_pb2.TxBody, signed.body)
     which = body.WhichOneof("payload")
     payload: Payload
     if which == "kv_put":
